@@ -1,0 +1,122 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmedic contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Connection tracking (catalog N-2, C-1): parsers and the limit planner."""
+
+from __future__ import annotations
+
+import os
+import re
+
+MAX_KEY = 'net.netfilter.nf_conntrack_max'
+COUNT_KEY = 'net.netfilter.nf_conntrack_count'
+BUCKETS_KEY = 'net.netfilter.nf_conntrack_buckets'
+# Fix A of the catalog (source 003): nf_conntrack_max = MemTotal in kB / 32.
+AUTO_DIVISOR = 32
+# The kernel stores the limit in an int.
+KERNEL_MAX = 2 ** 31 - 1
+
+TABLE_FULL_RE = re.compile(r'nf_conntrack: (?:nf_conntrack: )?table full, dropping packet')
+_DMESG_TS_RE = re.compile(r'^\[\s*(?P<ts>\d+\.\d+)\]')
+
+
+class LimitError(ValueError):
+    pass
+
+
+def parse_meminfo(text):
+    """``/proc/meminfo`` as a dict of kB values."""
+    result = {}
+    for line in text.splitlines():
+        name, sep, rest = line.partition(':')
+        if not sep:
+            continue
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            result[name.strip()] = int(parts[0])
+    return result
+
+
+def auto_max(mem_total_kb):
+    if mem_total_kb <= 0:
+        raise LimitError('MemTotal is %r kB: cannot compute the automatic limit' % (mem_total_kb,))
+    return mem_total_kb // AUTO_DIVISOR
+
+
+def parse_max(value):
+    """Validate the ``max`` option: a positive integer or ``auto``.
+
+    Returns the integer, or the string ``'auto'``.
+    """
+    if isinstance(value, bool):
+        raise LimitError('max must be a positive integer or "auto", got %r' % (value,))
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip()
+        if text.lower() == 'auto':
+            return 'auto'
+        if not re.match(r'^[0-9]+$', text):
+            raise LimitError('max must be a positive integer or "auto", got %r' % (value,))
+        number = int(text)
+    if number <= 0:
+        raise LimitError('max must be a positive integer or "auto", got %r' % (value,))
+    if number > KERNEL_MAX:
+        raise LimitError('max %d is larger than the kernel accepts (%d)' % (number, KERNEL_MAX))
+    return number
+
+
+def plan_limit(current, desired, allow_decrease):
+    """What to do with the runtime limit.
+
+    Returns (action, target): action is ``keep`` (already right), ``raise``, ``lower``,
+    or ``refuse_lower`` (desired is lower than the current value and lowering was not
+    allowed: the current value stays).
+    """
+    if current == desired:
+        return 'keep', current
+    if desired > current:
+        return 'raise', desired
+    if allow_decrease:
+        return 'lower', desired
+    return 'refuse_lower', current
+
+
+def usage_percent(count, maximum):
+    if count is None or not maximum:
+        return None
+    return round(100.0 * count / maximum, 1)
+
+
+def parse_table_full(kernel_log):
+    """Count ``table full, dropping packet`` events in dmesg/journal text.
+
+    Returns ``{'count': n, 'last': line-or-None}``.
+    """
+    count = 0
+    last = None
+    for line in kernel_log.splitlines():
+        if TABLE_FULL_RE.search(line):
+            count += 1
+            last = line.strip()
+    return {'count': count, 'last': last}
+
+
+def processes_named(names, proc='/proc'):
+    """PIDs of running processes whose command name is in ``names``."""
+    found = []
+    try:
+        entries = os.listdir(proc)
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, entry, 'comm')) as f:
+                comm = f.read().strip()
+        except (IOError, OSError):
+            continue
+        if comm in names:
+            found.append({'pid': int(entry), 'name': comm})
+    return sorted(found, key=lambda p: p['pid'])

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import conntrack
+
+
+def test_meminfo_and_auto_limit_from_real_file(fixture_text):
+    mem = conntrack.parse_meminfo(fixture_text('conntrack/meminfo-24g.txt'))
+    assert mem['MemTotal'] == 24684084
+    assert 'HugePages_Total' in mem  # lines without a kB unit parse too
+    # Catalog N-2 Fix A: MemTotal (kB) / 32.
+    assert conntrack.auto_max(mem['MemTotal']) == 771377
+
+
+def test_auto_limit_rejects_missing_memory():
+    with pytest.raises(conntrack.LimitError):
+        conntrack.auto_max(0)
+
+
+@pytest.mark.parametrize('value, expected', [
+    ('auto', 'auto'), ('AUTO', 'auto'), (' auto ', 'auto'),
+    (65536, 65536), ('131072', 131072), (1, 1), (2 ** 31 - 1, 2 ** 31 - 1),
+])
+def test_parse_max_accepts(value, expected):
+    assert conntrack.parse_max(value) == expected
+
+
+@pytest.mark.parametrize('value', [0, -1, '0', '-5', 'lots', '12k', '1.5', '', None, True, False, 2 ** 31, 1.5, [1]])
+def test_parse_max_rejects(value):
+    with pytest.raises(conntrack.LimitError) as e:
+        conntrack.parse_max(value)
+    assert 'max' in str(e.value)
+
+
+@pytest.mark.parametrize('current, desired, allow, expected', [
+    (65536, 65536, False, ('keep', 65536)),
+    (65536, 131072, False, ('raise', 131072)),
+    (262144, 131072, False, ('refuse_lower', 262144)),
+    (262144, 131072, True, ('lower', 131072)),
+    (262144, 262144, True, ('keep', 262144)),
+])
+def test_plan_limit(current, desired, allow, expected):
+    assert conntrack.plan_limit(current, desired, allow) == expected
+
+
+def test_usage_percent():
+    assert conntrack.usage_percent(1200, 65536) == 1.8
+    assert conntrack.usage_percent(None, 65536) is None
+    assert conntrack.usage_percent(5, 0) is None
+
+
+def test_table_full_events_in_real_dmesg(fixture_text):
+    events = conntrack.parse_table_full(fixture_text('conntrack/dmesg-table-full.txt'))
+    assert events['count'] == 3
+    assert events['last'] == '[86410.001002] nf_conntrack: table full, dropping packet'
+    assert conntrack.parse_table_full(fixture_text('conntrack/dmesg-clean.txt')) == {'count': 0, 'last': None}
+
+
+def test_processes_named(tmp_path):
+    for pid, comm in ((1, 'systemd'), (42, 'kube-proxy'), (7, 'kube-proxy'), (9, 'containerd')):
+        os.makedirs(tmp_path / str(pid))
+        (tmp_path / str(pid) / 'comm').write_text(comm + '\n')
+    (tmp_path / 'self').mkdir()
+    (tmp_path / '99').mkdir()  # a process that exited: no comm file
+    assert conntrack.processes_named(('kube-proxy',), proc=str(tmp_path)) == [
+        {'pid': 7, 'name': 'kube-proxy'}, {'pid': 42, 'name': 'kube-proxy'}]
+    assert conntrack.processes_named(('kube-proxy',), proc=str(tmp_path / 'missing')) == []
