@@ -101,7 +101,7 @@ def boot_order(dirs=None, conf=SYSCTL_CONF):
             if name.endswith('.conf') and name not in chosen:
                 chosen[name] = os.path.join(d, name)
     files = [chosen[n] for n in sorted(chosen)]
-    seen = set(os.path.realpath(p) for p in files)
+    seen = {os.path.realpath(p) for p in files}
     if conf and os.path.exists(conf) and os.path.realpath(conf) not in seen:
         files.append(conf)
     return files

@@ -132,6 +132,4 @@ def fixed_in(version, fixed_versions):
     for fix in fixes:
         if v.minor == fix.minor:
             return v >= fix
-    if v.minor > fixes[-1].minor:
-        return True
-    return False
+    return v.minor > fixes[-1].minor

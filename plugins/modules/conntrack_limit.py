@@ -11,7 +11,8 @@ module: conntrack_limit
 short_description: Raise the kernel connection-tracking limit (nf_conntrack_max) safely
 version_added: 0.1.0
 description:
-  - Fixes catalog entry B(N-2) (conntrack table full, C(nf_conntrack: table full, dropping packet))
+  - >-
+    Fixes catalog entry B(N-2) (conntrack table full, C(nf_conntrack: table full, dropping packet))
     with the node-side B(Fix A) of the source documents - set C(net.netfilter.nf_conntrack_max),
     now and persistently.
   - With O(max=auto) the limit is C(MemTotal) in kB divided by 32, the sizing the GKE connectivity
@@ -27,7 +28,9 @@ description:
   - Fails before changing anything when the value is not a positive integer or C(auto), or when the
     C(nf_conntrack) module is not loaded.
 author:
-  - netmedic maintainers
+  - netmedic maintainers (@netmedic)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -38,7 +41,7 @@ attributes:
   platform:
     platforms: posix
     support: full
-    description: Linux nodes with the C(nf_conntrack) kernel module loaded.
+    details: Linux nodes with the C(nf_conntrack) kernel module loaded.
 options:
   max:
     description:
@@ -158,8 +161,7 @@ catalog:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import conntrack
-from ansible_collections.netmedic.k8s.plugins.module_utils import sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils import conntrack, sysctl
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 MEMINFO = '/proc/meminfo'

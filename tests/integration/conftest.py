@@ -65,7 +65,7 @@ def run_module(tmp, module, args, check=False, diff=False, wrapper=()):
         cmd.append('--check')
     if diff:
         cmd.append('--diff')
-    proc = subprocess.run(cmd, env=_ansible_env(tmp), capture_output=True, text=True, timeout=300, cwd=str(tmp))
+    proc = subprocess.run(cmd, env=_ansible_env(tmp), capture_output=True, text=True, timeout=300, cwd=str(tmp), check=False)
     try:
         data = json.loads(proc.stdout)
         host = data['plays'][0]['tasks'][0]['hosts']['localhost']
@@ -119,7 +119,7 @@ class Sandbox(object):
 def _can_sandbox():
     if os.geteuid() != 0 or not shutil.which('unshare'):
         return False
-    probe = subprocess.run(['unshare', '--mount', '--propagation', 'private', 'true'], capture_output=True)
+    probe = subprocess.run(['unshare', '--mount', '--propagation', 'private', 'true'], capture_output=True, check=False)
     return probe.returncode == 0
 
 

@@ -19,7 +19,6 @@ MEMINFO = 'MemTotal:        4194304 kB\nMemFree:         1000000 kB\n'
 AUTO = 4194304 // 32  # 131072
 
 
-
 @pytest.fixture
 def node(sandbox):
     """A node with nf_conntrack_max=65536, 4 GiB of memory and an empty sysctl.d."""

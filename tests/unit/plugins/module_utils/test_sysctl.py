@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -120,7 +121,7 @@ def test_write_file_atomic_backs_up_what_it_replaces(tmp_path):
     assert oct(path.stat().st_mode & 0o777) == '0o644'
     backup = sysctl.write_file_atomic(module, str(path), 'a = 2\n')
     assert backup == str(path) + '.bak~'
-    assert open(backup).read() == 'a = 1\n'
+    assert Path(backup).read_text() == 'a = 1\n'
     assert path.read_text() == 'a = 2\n'
     # No temporary files are left behind.
     assert sorted(os.listdir(path.parent)) == ['90-x.conf', '90-x.conf.bak~']

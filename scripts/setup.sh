@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Create/refresh the development virtualenv and the collection symlink.
+#
+#   scripts/setup.sh                  (called by `make setup`)
+#
+# Re-runnable and fast when nothing changed (~0.1 s): pip runs only when the
+# stamp .venv/.netmedic-deps.stamp does not match the sha256 of pyproject.toml.
+# Cold full install (ansible-core, ansible 14, ansible-lint, molecule, ...):
+# ~90-110 s and ~700 MB from PyPI.
+#
+# Interpreter choice: ansible-core 2.21 needs Python >= 3.12 on the controller.
+# Debian 12 has only 3.11, so prefer pyenv's 3.13.x, then 3.12.x, else python3
+# (which gets an older ansible-core and will likely fail the pins).
+# Never use /root/.pyenv/shims/*: the shims exit 127 outside a pyenv context.
+set -euo pipefail
+
+# make test runs setup once as its first stage, then exports this so the
+# per-target `setup` prerequisites stay silent.
+if [[ -n "${NETMEDIC_SETUP_DONE:-}" ]]; then exit 0; fi
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+VENV="${VENV:-.venv}"
+STAMP="$VENV/.netmedic-deps.stamp"
+say() { printf 'setup: %s\n' "$*"; }
+
+pick_python() {
+    local minor cand
+    if [[ -n "${NETMEDIC_PYTHON:-}" ]]; then
+        echo "$NETMEDIC_PYTHON"; return
+    fi
+    # Newest 3.x first (3.19 .. 3.12), newest patch release first.
+    for minor in 19 18 17 16 15 14 13 12; do
+        cand="$(printf '%s\n' "${PYENV_ROOT:-/root/.pyenv}"/versions/3."$minor".*/bin/python3 | sort -rV | head -n1)"
+        if [[ -x "$cand" ]]; then
+            echo "$cand"; return
+        fi
+    done
+    # Last resort: python3 on PATH, skipping pyenv shims (they can exit 127).
+    for cand in $(type -ap python3); do
+        [[ "$cand" == */shims/* ]] || { echo "$cand"; return; }
+    done
+    command -v python3
+}
+
+pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
+
+# Reuse .venv when its Python works and is not older than the best available.
+venv_ok() {
+    local have want
+    have="$(pyver "$VENV/bin/python")" || return 1
+    want="$(pyver "$PY")" || return 0
+    [[ "$(printf '%s\n%s\n' "$have" "$want" | sort -V | head -n1)" == "$want" ]]
+}
+
+# 1. virtualenv -------------------------------------------------------------
+PY="$(pick_python)"
+if venv_ok; then
+    say "reusing $VENV ($("$VENV/bin/python" -V 2>&1))"
+else
+    [[ -d "$VENV" ]] && { say "existing $VENV is unusable or too old: recreating"; rm -rf "$VENV"; }
+    say "creating $VENV with $PY ($("$PY" -V 2>&1))"
+    "$PY" -m venv "$VENV"
+    rm -f "$STAMP"
+fi
+
+# 2. dependencies (stamp = sha256 of pyproject.toml) -------------------------
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+have="$(cat "$STAMP" 2>/dev/null || true)"
+if [[ "$want" == "$have" ]]; then
+    say "dependencies up to date (pyproject.toml unchanged)"
+else
+    mapfile -t deps < <("$VENV/bin/python" - <<'EOF'
+import tomllib
+with open('pyproject.toml', 'rb') as f:
+    data = tomllib.load(f)
+for dep in data['dependency-groups']['dev']:
+    print(dep)
+EOF
+)
+    say "pip install ${#deps[@]} pinned dev dependencies from pyproject.toml [dependency-groups].dev"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${deps[@]}"
+    echo "$want" > "$STAMP"
+    say "dependencies installed"
+fi
+
+# 3. collection symlink (untracked; /collections/ is gitignored) -------------
+# A tracked directory symlink would fail the `symlinks` sanity test.
+link="collections/ansible_collections/netmedic/k8s"
+if [[ "$(readlink "$link" 2>/dev/null || true)" != "../../.." ]]; then
+    say "linking $link -> ../../.."
+    mkdir -p "$(dirname "$link")"
+    rm -rf "$link"
+    ln -s ../../.. "$link"
+else
+    say "$link -> ../../.. present"
+fi
+
+# 4. host packages the gates need ------------------------------------------
+#   - package shellcheck: without it the shellcheck sanity test is skipped
+#   - package containernetworking-plugins: the real CNI host-local plugin (tests/integration)
+# (the VM lab's own host packages are installed by `lab/vm/labctl deps`)
+missing=()
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+[[ -x /usr/lib/cni/host-local ]] || missing+=(containernetworking-plugins)
+if [[ ${#missing[@]} -eq 0 ]]; then
+    say "host packages present (shellcheck $(shellcheck --version | sed -n 's/^version: //p'), /usr/lib/cni/host-local)"
+elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    say "installing host packages: ${missing[*]} (apt-get update && apt-get install)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    say "WARNING: missing ${missing[*]} and cannot apt-get install them (not root or no apt-get):"
+    say "         the shellcheck sanity test is skipped and the host-local integration test fails"
+fi
