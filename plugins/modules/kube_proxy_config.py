@@ -1,0 +1,328 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: netmedic contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: kube_proxy_config
+short_description: Edit kube-proxy's KubeProxyConfiguration in its ConfigMap, keeping everything else
+version_added: 0.1.0
+description:
+  - Implements catalog B(C-0) (kube-proxy configuration in general), B(C-1) (C(conntrack.maxPerCore)),
+    B(C-2) (C(ipvs.scheduler)) and B(C-3) (C(ipvs.udpTimeout)).
+  - Finds the ConfigMap - ACK C(kube-proxy-worker) and, on dedicated clusters, C(kube-proxy-master);
+    upstream/kubeadm C(kube-proxy) - and deep-merges O(settings) into the C(config.conf) key. Comments,
+    key order and quoting of the document are kept; nothing else in the ConfigMap changes.
+  - Every value is validated before anything is written (scheduler names, Go durations such as C(10s),
+    integers, proxy modes); broken YAML in the ConfigMap or a document that is not a
+    C(KubeProxyConfiguration) fails with nothing written. C(ipvs.udpTimeout) on a cluster older than
+    1.18 is refused (kube-proxy there has no such field; use C(netmedic.k8s.ipvs_timeouts), catalog N-5).
+  - The previous data is returned (RV(backups)) and, with O(backup=true), also kept in a new ConfigMap
+    C(<name>-netmedic-backup-<timestamp>) in the same namespace before the change.
+  - Writes use the object's C(resourceVersion); when another writer got there first (HTTP 409) the
+    ConfigMap is read again and the edit re-planned, up to three times.
+  - kube-proxy reads the file only at start-up. This module does not restart it; the result says which
+    DaemonSets need a restart (RV(restart_needed)), which C(netmedic.k8s.daemonset_restart) (catalog C-7)
+    does with log verification.
+author:
+  - netmedic maintainers (@netmedic)
+extends_documentation_fragment:
+  - netmedic.k8s.k8s_auth
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: The planned object is sent to the API server as a server-side dry run (validated, not stored).
+  diff_mode:
+    support: full
+    details: Shows C(config.conf) before and after for each ConfigMap.
+  platform:
+    platforms: posix
+    support: full
+    details: Runs where the C(kubernetes) client is installed, usually the controller.
+options:
+  settings:
+    description:
+      - 'The fields to set, nested (V({ipvs: {scheduler: lc}})) or dotted (V({ipvs.scheduler: lc})).'
+      - 'Supported: C(mode), C(conntrack.maxPerCore), C(conntrack.min), C(conntrack.tcpEstablishedTimeout),
+        C(conntrack.tcpCloseWaitTimeout), C(conntrack.udpTimeout), C(conntrack.udpStreamTimeout),
+        C(ipvs.scheduler), C(ipvs.udpTimeout), C(ipvs.tcpTimeout), C(ipvs.tcpFinTimeout), C(ipvs.syncPeriod),
+        C(ipvs.minSyncPeriod), C(ipvs.strictARP), C(ipvs.excludeCIDRs). Anything else is refused.'
+    type: dict
+    required: true
+  names:
+    description:
+      - ConfigMaps to edit. By default every one of C(kube-proxy-worker), C(kube-proxy-master) and C(kube-proxy)
+        that exists (at least one must). Names given here must all exist.
+    type: list
+    elements: str
+  namespace:
+    description: Namespace of the ConfigMaps.
+    type: str
+    default: kube-system
+  key:
+    description: The data key holding the KubeProxyConfiguration.
+    type: str
+    default: config.conf
+  backup:
+    description:
+      - Before changing a ConfigMap, copy its data into a new ConfigMap C(<name>-netmedic-backup-<UTC timestamp>).
+      - The previous data is returned in RV(backups) either way.
+    type: bool
+    default: true
+requirements:
+  - ruamel.yaml
+seealso:
+  - module: netmedic.k8s.conntrack_limit
+notes:
+  - Schedule the change off-peak; restarting kube-proxy does not drop running traffic but new workloads see a short delay (catalog C-0).
+"""
+
+EXAMPLES = r"""
+- name: Raise kube-proxy's conntrack sizing (C-1), see the change first
+  netmedic.k8s.kube_proxy_config:
+    settings:
+      conntrack:
+        maxPerCore: 65536
+  check_mode: true
+  diff: true
+
+- name: Switch IPVS to least-connection (C-2); run netmedic.k8s.ipvs_modules on every node first
+  netmedic.k8s.kube_proxy_config:
+    kubeconfig: ~/.kube/config
+    settings:
+      mode: ipvs
+      ipvs.scheduler: lc
+  register: kp
+
+- name: Shorten the IPVS UDP timeout (C-3, Kubernetes >= 1.18) on the ACK worker ConfigMap only
+  netmedic.k8s.kube_proxy_config:
+    names: [kube-proxy-worker]
+    settings:
+      mode: ipvs
+      ipvs:
+        udpTimeout: 10s
+"""
+
+RETURN = r"""
+configmaps:
+  description: One entry per ConfigMap examined.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: ConfigMap name.
+      type: str
+      returned: always
+    changed:
+      description: Whether it was (or, in check mode, would be) changed.
+      type: bool
+      returned: always
+    changes:
+      description: Field changes, C(path), C(before), C(after).
+      type: list
+      elements: dict
+      returned: always
+    before:
+      description: The reported fields before.
+      type: dict
+      returned: always
+    after:
+      description: The reported fields after.
+      type: dict
+      returned: always
+    resource_version:
+      description: resourceVersion after the write (or of the unchanged object).
+      type: str
+      returned: always
+  sample:
+    - name: kube-proxy-worker
+      changed: true
+      changes: [{"path": "ipvs.scheduler", "before": "rr", "after": "lc"}]
+      before: {"mode": "ipvs", "ipvs.scheduler": "rr"}
+      after: {"mode": "ipvs", "ipvs.scheduler": "lc"}
+      resource_version: "1234"
+backups:
+  description: The previous data of every changed ConfigMap, and the backup ConfigMap when O(backup=true).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - of: kube-system/kube-proxy-worker
+      configmap: kube-system/kube-proxy-worker-netmedic-backup-20261123T101500Z
+      data: {"config.conf": "apiVersion: kubeproxy.config.k8s.io/v1alpha1\n..."}
+restart_needed:
+  description: DaemonSets whose pods must be recreated for the change to take effect (same names as the ConfigMaps).
+  returned: always
+  type: list
+  elements: str
+  sample: [kube-proxy-worker]
+cluster_version:
+  description: The API server's version.
+  returned: always
+  type: str
+  sample: v1.24.9-gke.3200
+catalog:
+  description: Catalog IDs this module implements.
+  returned: always
+  type: list
+  elements: str
+  sample: ["C-0", "C-1", "C-2", "C-3"]
+"""
+
+import datetime
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils import kube_proxy as kp
+from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+from ansible_collections.netmedic.k8s.plugins.module_utils.versions import Version, VersionError
+
+BACKUP_LABEL = 'netmedic.k8s/backup-of'
+
+
+def _backup_name(name, now):
+    return '%s-netmedic-backup-%s' % (name, now.strftime('%Y%m%dt%H%M%Sz'))
+
+
+def main():
+    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
+    argument_spec.update(
+        settings=dict(type='dict', required=True),
+        names=dict(type='list', elements='str'),
+        namespace=dict(type='str', default='kube-system'),
+        key=dict(type='str', default=kp.CONFIG_KEY, no_log=False),
+        backup=dict(type='bool', default=True),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not kp.HAS_RUAMEL:
+        module.fail_json(msg=missing_required_lib('ruamel.yaml'), exception=kp.RUAMEL_IMPORT_ERROR)
+    if not k8s_client.HAS_K8S:
+        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
+    p = module.params
+    result = Result(module, ['C-0', 'C-1', 'C-2', 'C-3'])
+
+    # 1. Validate the settings before talking to the cluster.
+    try:
+        wanted = kp.validate_settings(p['settings'])
+    except kp.ConfigError as e:
+        module.fail_json(msg='invalid settings: %s' % e, changed=False)
+
+    try:
+        cluster = k8s_client.Cluster(p)
+        version = cluster.version()
+        if 'ipvs.udpTimeout' in wanted:
+            try:
+                too_old = Version(version) < Version('1.18')
+            except VersionError:
+                too_old = False
+                result.warn('cannot parse the cluster version %r; ipvs.udpTimeout needs kube-proxy >= 1.18' % version)
+            if too_old:
+                module.fail_json(msg='cluster %s is older than 1.18: kube-proxy has no ipvs.udpTimeout there; set the node '
+                                     'IPVS timeouts with netmedic.k8s.ipvs_timeouts instead (catalog N-5)' % version,
+                                 changed=False)
+
+        # 2. Read every target ConfigMap and plan all edits before writing any.
+        names = p['names'] or kp.CONFIGMAP_NAMES
+        found = []
+        for name in names:
+            cm = cluster.get_configmap(p['namespace'], name)
+            if cm is None:
+                if p['names']:
+                    module.fail_json(msg='ConfigMap %s/%s not found (nothing was changed)' % (p['namespace'], name), changed=False)
+                continue
+            found.append(cm)
+        if not found:
+            module.fail_json(msg='no kube-proxy ConfigMap in %s (looked for %s); nothing was changed'
+                                 % (p['namespace'], ', '.join(names)), changed=False)
+        plans = []
+        for cm in found:
+            text = (cm.data or {}).get(p['key'])
+            if text is None:
+                module.fail_json(msg='ConfigMap %s/%s has no key %r (nothing was changed)' % (p['namespace'], cm.metadata.name, p['key']),
+                                 changed=False)
+            try:
+                new_text, changes = kp.plan(text, p['settings'])
+                before = kp.summary(text)
+            except kp.ConfigError as e:
+                module.fail_json(msg='ConfigMap %s/%s: %s (nothing was changed)' % (p['namespace'], cm.metadata.name, e), changed=False)
+            plans.append((cm, text, new_text, changes, before))
+    except k8s_client.K8sError as e:
+        module.fail_json(msg=e.msg, changed=False)
+
+    entries = []
+    for cm, text, new_text, changes, before in plans:
+        name = cm.metadata.name
+        result.add_diff(text, new_text, 'ConfigMap %s/%s %s' % (p['namespace'], name, p['key']))
+        entries.append({'name': name, 'changed': bool(changes), 'changes': changes, 'before': before,
+                        'after': kp.summary(new_text), 'resource_version': cm.metadata.resource_version})
+    result.extra.update({'configmaps': entries, 'cluster_version': version,
+                         'restart_needed': [e['name'] for e in entries if e['changed']]})
+    result.before = {e['name']: e['before'] for e in entries}
+    result.after = {e['name']: e['after'] for e in entries}
+
+    # 3. Check mode: let the API server validate the planned objects, store nothing.
+    if module.check_mode or not result.changed:
+        try:
+            for cm, _text, new_text, changes, _before in plans:
+                if changes:
+                    cm.data = dict(cm.data)
+                    cm.data[p['key']] = new_text
+                    cluster.replace_configmap(cm, dry_run=True)
+        except k8s_client.K8sError as e:
+            module.fail_json(msg='the API server rejected the planned change (dry run, nothing written): %s' % e.msg, changed=False)
+        result.exit()
+
+    # 4. Apply: back up, then write with optimistic concurrency, then read back.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    done = []
+    for entry, (cm, _text, _new_text, changes, _before) in zip(entries, plans):
+        if not changes:
+            continue
+        name = cm.metadata.name
+        try:
+            backup = {'of': '%s/%s' % (p['namespace'], name), 'data': dict(cm.data or {})}
+            if p['backup']:
+                bname = _backup_name(name, now)
+                cluster.create_configmap(p['namespace'], {
+                    'apiVersion': 'v1', 'kind': 'ConfigMap',
+                    'metadata': {'name': bname, 'namespace': p['namespace'],
+                                 'labels': {'app.kubernetes.io/managed-by': 'netmedic', BACKUP_LABEL: name},
+                                 'annotations': {'netmedic.k8s/resource-version': str(cm.metadata.resource_version)}},
+                    'data': dict(cm.data or {}),
+                })
+                backup['configmap'] = '%s/%s' % (p['namespace'], bname)
+            result.backups.append(backup)
+
+            def edit(data, name=name):
+                fresh = data.get(p['key'])
+                if fresh is None:
+                    raise k8s_client.K8sError('key %r disappeared from ConfigMap %s/%s' % (p['key'], p['namespace'], name))
+                planned, _changes = kp.plan(fresh, p['settings'])
+                data[p['key']] = planned
+                return data
+
+            _old, _new, _written = k8s_client.update_configmap_data(cluster, p['namespace'], name, edit)
+            check = cluster.get_configmap(p['namespace'], name)
+            now_text = (check.data or {}).get(p['key']) if check is not None else None
+            if now_text is None or any(kp.get_path(kp.load(now_text), c['path']) != c['after'] for c in changes):
+                raise k8s_client.K8sError('ConfigMap %s/%s does not show the change after writing it' % (p['namespace'], name))
+            entry['after'] = kp.summary(now_text)
+            entry['resource_version'] = check.metadata.resource_version
+            done.append(name)
+        except (k8s_client.K8sError, kp.ConfigError) as e:
+            msg = e.msg if isinstance(e, k8s_client.K8sError) else str(e)
+            result.changed = bool(done) or bool(result.backups and p['backup'])
+            result.fail('ConfigMap %s/%s: %s. Already changed: %s; backups: %s'
+                        % (p['namespace'], name, msg, ', '.join(done) or 'none',
+                           ', '.join(b.get('configmap', '(returned data)') for b in result.backups) or 'none'))
+    result.exit()
+
+
+if __name__ == '__main__':
+    main()
