@@ -172,6 +172,14 @@ class Cluster(object):
         except ApiException as e:
             raise api_error(e, 'replacing ConfigMap %s/%s' % (cm.metadata.namespace, cm.metadata.name))
 
+    def replace_configmap_data(self, namespace, name, data):
+        """Overwrite a ConfigMap's data unconditionally (used for netmedic's own backup objects)."""
+        cm = self.get_configmap(namespace, name)
+        if cm is None:
+            raise K8sError('ConfigMap %s/%s not found' % (namespace, name), status=404, reason='NotFound')
+        cm.data = dict(data)
+        return self.replace_configmap(cm)
+
     def create_configmap(self, namespace, body, dry_run=False):
         kwargs = {'dry_run': 'All'} if dry_run else {}
         try:
@@ -202,6 +210,149 @@ def update_configmap_data(cluster, namespace, name, edit, dry_run=False, retries
             written = cluster.replace_configmap(cm, dry_run=dry_run)
             cm.data = old
             return cm, new, written
+        except K8sError as e:
+            if e.status != 409 or attempt >= retries:
+                raise
+            attempt += 1
+            time.sleep(delay * attempt)
+
+
+# -- Helpers for the cluster remediation modules (daemonset_restart, flannel_config, terway_config,
+# -- ip_masq_agent, network_audit).  They return the API's JSON as plain dicts (camelCase keys, as
+# -- kubectl shows them), so the planners in module_utils work on the same shapes as the docs.
+
+def _raw_call(doing, fn, *args, **kwargs):
+    """Call a client method without model deserialisation; the decoded JSON (or text for logs)."""
+    kwargs['_preload_content'] = False
+    try:
+        response = fn(*args, **kwargs)
+        data = response.data
+    except ApiException as e:
+        raise api_error(e, doing)
+    except Exception as e:  # urllib3 connection errors and the like
+        raise K8sError('cannot reach the Kubernetes API %s: %s' % (doing, e))
+    if isinstance(data, bytes):
+        data = data.decode('utf-8', 'replace')
+    return data
+
+
+def _json_call(doing, fn, *args, **kwargs):
+    text = _raw_call(doing, fn, *args, **kwargs)
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as e:
+        raise K8sError('%s: the API answered with something that is not JSON (%s)' % (doing, e))
+
+
+def get_object(cluster, kind, namespace, name):
+    """A DaemonSet, ConfigMap, Pod or Node as a dict, or None when it does not exist (only a 404 means absent)."""
+    calls = {
+        'DaemonSet': (cluster.apps.read_namespaced_daemon_set, True),
+        'ConfigMap': (cluster.core.read_namespaced_config_map, True),
+        'Pod': (cluster.core.read_namespaced_pod, True),
+        'Node': (cluster.core.read_node, False),
+    }
+    fn, namespaced = calls[kind]
+    args = (name, namespace) if namespaced else (name,)
+    try:
+        return _json_call('reading %s %s' % (kind, '%s/%s' % (namespace, name) if namespaced else name), fn, *args)
+    except K8sError as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def list_objects(cluster, kind, namespace=None, label_selector=None, field_selector=None, page=500):
+    """Every object of ``kind`` (following ``continue`` tokens); any error raises, an empty list is a real answer."""
+    networking = k8s.NetworkingV1Api(cluster.api)
+    calls = {
+        'Pod': (cluster.core.list_namespaced_pod, cluster.core.list_pod_for_all_namespaces),
+        'Node': (None, cluster.core.list_node),
+        'Service': (cluster.core.list_namespaced_service, cluster.core.list_service_for_all_namespaces),
+        'Event': (cluster.core.list_namespaced_event, cluster.core.list_event_for_all_namespaces),
+        'ConfigMap': (cluster.core.list_namespaced_config_map, cluster.core.list_config_map_for_all_namespaces),
+        'DaemonSet': (cluster.apps.list_namespaced_daemon_set, cluster.apps.list_daemon_set_for_all_namespaces),
+        'NetworkPolicy': (networking.list_namespaced_network_policy, networking.list_network_policy_for_all_namespaces),
+    }
+    namespaced_fn, cluster_fn = calls[kind]
+    doing = 'listing %ss%s%s' % (kind, ' in %s' % namespace if namespace else '',
+                                 ' (%s)' % label_selector if label_selector else '')
+    items = []
+    token = None
+    while True:
+        kwargs = {'limit': page}
+        if label_selector:
+            kwargs['label_selector'] = label_selector
+        if field_selector:
+            kwargs['field_selector'] = field_selector
+        if token:
+            kwargs['_continue'] = token
+        if namespace and namespaced_fn is not None:
+            data = _json_call(doing, namespaced_fn, namespace, **kwargs)
+        else:
+            data = _json_call(doing, cluster_fn, **kwargs)
+        if not isinstance(data, dict) or not isinstance(data.get('items'), list):
+            raise K8sError('%s: the answer has no items list' % doing)
+        items.extend(data['items'])
+        token = (data.get('metadata') or {}).get('continue')
+        if not token:
+            return items
+
+
+def delete_pod(cluster, namespace, name, uid=None, dry_run=False):
+    """Delete one pod, only if it still has ``uid`` (a replacement with the same name is left alone).
+
+    Returns the API's answer, or None when the pod was already gone.
+    """
+    body = {'apiVersion': 'v1', 'kind': 'DeleteOptions'}
+    if uid:
+        body['preconditions'] = {'uid': uid}
+    kwargs = {'body': body}
+    if dry_run:
+        kwargs['dry_run'] = 'All'
+    try:
+        return _json_call('deleting Pod %s/%s' % (namespace, name), cluster.core.delete_namespaced_pod, name, namespace, **kwargs)
+    except K8sError as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def read_pod_log(cluster, namespace, name, container=None, tail_lines=None):
+    kwargs = {}
+    if container:
+        kwargs['container'] = container
+    if tail_lines:
+        kwargs['tail_lines'] = tail_lines
+    return _raw_call('reading the log of Pod %s/%s%s' % (namespace, name, ' container %s' % container if container else ''),
+                     cluster.core.read_namespaced_pod_log, name, namespace, **kwargs)
+
+
+def replace_daemonset(cluster, body, dry_run=False):
+    """Replace with the object's resourceVersion (a concurrent writer makes this a 409)."""
+    meta = body['metadata']
+    kwargs = {'dry_run': 'All'} if dry_run else {}
+    return _json_call('replacing DaemonSet %s/%s' % (meta['namespace'], meta['name']),
+                      cluster.apps.replace_namespaced_daemon_set, meta['name'], meta['namespace'], body, **kwargs)
+
+
+def update_daemonset(cluster, namespace, name, edit, dry_run=False, retries=3, delay=0.5):
+    """Read-modify-write of a DaemonSet (dict) with optimistic concurrency, like ``update_configmap_data``.
+
+    ``edit(ds)`` returns the edited copy (equal to the input for no change) and may raise to refuse.
+    Returns ``(old_ds, new_ds, written)``; ``written`` is None when nothing had to change.
+    """
+    import copy
+    attempt = 0
+    while True:
+        old = get_object(cluster, 'DaemonSet', namespace, name)
+        if old is None:
+            raise K8sError('DaemonSet %s/%s not found' % (namespace, name), status=404, reason='NotFound')
+        new = edit(copy.deepcopy(old))
+        if new == old:
+            return old, old, None
+        try:
+            return old, new, replace_daemonset(cluster, new, dry_run=dry_run)
         except K8sError as e:
             if e.status != 409 or attempt >= retries:
                 raise

@@ -299,7 +299,10 @@ def main():
                 backup['configmap'] = '%s/%s' % (p['namespace'], bname)
             result.backups.append(backup)
 
-            def edit(data, name=name):
+            seen = {}
+
+            def edit(data, name=name, seen=seen):
+                seen['data'] = dict(data)
                 fresh = data.get(p['key'])
                 if fresh is None:
                     raise k8s_client.K8sError('key %r disappeared from ConfigMap %s/%s' % (p['key'], p['namespace'], name))
@@ -308,6 +311,12 @@ def main():
                 return data
 
             _old, _new, _written = k8s_client.update_configmap_data(cluster, p['namespace'], name, edit)
+            if seen.get('data') is not None and seen['data'] != backup['data']:
+                # Someone wrote the ConfigMap between our read and our write (409, re-planned on the
+                # fresh data): what was replaced is the fresh data, so that is what the backup must hold.
+                backup['data'] = seen['data']
+                if backup.get('configmap'):
+                    cluster.replace_configmap_data(p['namespace'], backup['configmap'].split('/', 1)[1], seen['data'])
             check = cluster.get_configmap(p['namespace'], name)
             now_text = (check.data or {}).get(p['key']) if check is not None else None
             if now_text is None or any(kp.get_path(kp.load(now_text), c['path']) != c['after'] for c in changes):
