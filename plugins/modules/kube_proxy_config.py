@@ -186,6 +186,21 @@ from ansible_collections.netmedic.k8s.plugins.module_utils.versions import Versi
 BACKUP_LABEL = 'netmedic.k8s/backup-of'
 
 
+def _editor(settings, key, namespace, name, seen):
+    """The read-modify-write step for update_configmap_data; records the data it was given in ``seen``."""
+
+    def edit(data):
+        seen['data'] = dict(data)
+        fresh = data.get(key)
+        if fresh is None:
+            raise k8s_client.K8sError('key %r disappeared from ConfigMap %s/%s' % (key, namespace, name))
+        planned, _changes = kp.plan(fresh, settings)
+        data[key] = planned
+        return data
+
+    return edit
+
+
 def _backup_name(name, now):
     return '%s-netmedic-backup-%s' % (name, now.strftime('%Y%m%dt%H%M%Sz'))
 
@@ -300,16 +315,7 @@ def main():
             result.backups.append(backup)
 
             seen = {}
-
-            def edit(data, name=name, seen=seen):
-                seen['data'] = dict(data)
-                fresh = data.get(p['key'])
-                if fresh is None:
-                    raise k8s_client.K8sError('key %r disappeared from ConfigMap %s/%s' % (p['key'], p['namespace'], name))
-                planned, _changes = kp.plan(fresh, p['settings'])
-                data[p['key']] = planned
-                return data
-
+            edit = _editor(p['settings'], p['key'], p['namespace'], name, seen)
             _old, _new, _written = k8s_client.update_configmap_data(cluster, p['namespace'], name, edit)
             if seen.get('data') is not None and seen['data'] != backup['data']:
                 # Someone wrote the ConfigMap between our read and our write (409, re-planned on the
