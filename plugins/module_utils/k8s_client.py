@@ -105,12 +105,18 @@ def configuration(params):
     if params.get('host'):
         cfg.host = params['host']
     if params.get('api_key'):
+        # An explicit token wins over the kubeconfig's: drop the kubeconfig's refresh hook (it would
+        # put its own token back on every request) and its BearerToken entry.
+        cfg.refresh_api_key_hook = None
+        cfg.api_key_prefix = {}
         cfg.api_key = {'authorization': 'Bearer %s' % params['api_key']}
     if params.get('username'):
         cfg.username = params['username']
     if params.get('password'):
         cfg.password = params['password']
     if params.get('username') and params.get('password'):
+        cfg.refresh_api_key_hook = None
+        cfg.api_key_prefix = {}
         cfg.api_key = {'authorization': cfg.get_basic_auth_token()}
     if params.get('client_cert'):
         cfg.cert_file = params['client_cert']

@@ -219,3 +219,8 @@ def test_api_key_is_not_logged_and_bad_token_fails_cleanly(double, playbook):
     assert results['token']['changed'] is True and not results['token'].get('failed'), output
     assert double.token not in output
     assert 'not-the-token' not in output
+    # An explicit api_key wins over the token of a kubeconfig that is also given (no silent fallback).
+    rc, results, output = _run(playbook, double, _task('both', {'conntrack.maxPerCore': 65536}, check=True,
+                                                       kubeconfig=str(double.kubeconfig_path), api_key='not-the-token'))
+    assert rc == 0, output
+    assert results['both']['failed'] is True and '401' in results['both']['msg'], output

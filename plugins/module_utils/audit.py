@@ -1,0 +1,255 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmedic contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read-only cluster network audit (catalog D-1 ... D-7), as pure functions over API dicts.
+
+``audit(snapshot, checks)`` turns what the API returned into findings; it never talks to the
+cluster.  Each finding names its catalog ID, a severity (``info``, ``warning``, ``critical``),
+the evidence (objects and the fields that triggered it) and the documented remediation.
+When a check cannot decide (an unreadable version, say) it says so as a finding with
+severity ``unknown`` instead of guessing.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.netmedic.k8s.plugins.module_utils.versions import Version, VersionError, fixed_in
+
+CHECKS = ('D-1', 'D-2', 'D-3', 'D-4', 'D-5', 'D-6', 'D-7')
+# First fixed GKE builds, per affected minor line, exactly as seeds 000/001 list them.
+D3_FIXED = ['1.28.3-gke.1090000']
+D4_FIXED = ['1.27.11-gke.1097000', '1.28.3-gke.1090000']
+NETWORK_UNAVAILABLE_TAINT = 'node.kubernetes.io/network-unavailable'
+CNI_NOT_READY_MARKERS = ('NetworkPluginNotReady', 'cni plugin not initialized', 'Network plugin not installed',
+                         'network plugin is not ready')
+# CNI agent pods by label (D-7): GKE Dataplane V2 / Cilium, Flannel, Terway, Calico.
+CNI_AGENT_LABELS = (('k8s-app', 'cilium'), ('app', 'flannel'), ('app', 'terway-eniip'), ('app', 'terway-eni'),
+                    ('app', 'terway'), ('k8s-app', 'calico-node'))
+
+
+def finding(check, severity, title, evidence, remediation):
+    return {'id': check, 'severity': severity, 'title': title, 'evidence': evidence, 'remediation': remediation}
+
+
+def _name(obj):
+    meta = obj.get('metadata') or {}
+    return '%s/%s' % (meta['namespace'], meta['name']) if meta.get('namespace') else meta.get('name')
+
+
+def _labels(obj):
+    return (obj.get('metadata') or {}).get('labels') or {}
+
+
+def anetd_pods(pods):
+    """D-1: pods labelled k8s-app=cilium in kube-system whose name starts with anetd-."""
+    return sorted(_name(p) for p in pods if (p.get('metadata') or {}).get('namespace') == 'kube-system'
+                  and _labels(p).get('k8s-app') == 'cilium' and p['metadata']['name'].startswith('anetd-'))
+
+
+def gke_fix_state(version, fixed):
+    """``(fixed?, note)``: True/False on GKE builds, None with a note when it does not apply or cannot be told."""
+    try:
+        parsed = Version(version)
+    except VersionError:
+        return None, 'cannot parse the cluster version %r' % (version,)
+    if parsed.vendor != 'gke' or parsed.build is None:
+        return None, 'not a GKE build (%s); the fixed versions are GKE builds' % version
+    return fixed_in(parsed, fixed), None
+
+
+def _policy_end_ports(policy):
+    found = []
+    spec = policy.get('spec') or {}
+    for direction in ('ingress', 'egress'):
+        for i, rule in enumerate(spec.get(direction) or []):
+            for port in rule.get('ports') or []:
+                if port.get('endPort') is not None:
+                    found.append('%s[%d]: %s %s-%s' % (direction, i, port.get('protocol', 'TCP'), port.get('port'), port['endPort']))
+    return found
+
+
+def _service_port_mismatches(svc):
+    spec = svc.get('spec') or {}
+    if spec.get('type') == 'ExternalName' or spec.get('clusterIP') == 'None':
+        return []
+    out = []
+    for port in spec.get('ports') or []:
+        target = port.get('targetPort', port.get('port'))
+        if isinstance(target, int) and target != port.get('port'):
+            out.append('port %s -> targetPort %s' % (port.get('port'), target))
+        elif isinstance(target, str) and not target.isdigit():
+            out.append('port %s -> named targetPort %s (compare with the containerPort)' % (port.get('port'), target))
+        elif isinstance(target, str) and int(target) != port.get('port'):
+            out.append('port %s -> targetPort %s' % (port.get('port'), target))
+    return out
+
+
+def _condition(obj, ctype):
+    for cond in (obj.get('status') or {}).get('conditions') or []:
+        if cond.get('type') == ctype:
+            return cond
+    return None
+
+
+def _node_events(events, node):
+    return ['%s: %s' % (e.get('reason'), e.get('message')) for e in events
+            if (e.get('involvedObject') or {}).get('kind') == 'Node' and (e.get('involvedObject') or {}).get('name') == node]
+
+
+def _pod_events(events, pod):
+    meta = pod['metadata']
+    return ['%s: %s' % (e.get('reason'), e.get('message')) for e in events
+            if (e.get('involvedObject') or {}).get('kind') == 'Pod' and (e.get('involvedObject') or {}).get('name') == meta['name']
+            and (e.get('involvedObject') or {}).get('namespace', meta.get('namespace')) == meta.get('namespace')]
+
+
+def is_cni_agent(pod):
+    labels = _labels(pod)
+    return any(labels.get(k) == v for k, v in CNI_AGENT_LABELS)
+
+
+def agent_state(pod):
+    """``Running``, ``Pending``, ``CrashLoopBackOff`` (or another waiting reason), ``NotReady``."""
+    status = pod.get('status') or {}
+    for cs in status.get('containerStatuses') or []:
+        waiting = (cs.get('state') or {}).get('waiting') or {}
+        if waiting.get('reason') == 'CrashLoopBackOff':
+            return 'CrashLoopBackOff'
+    if status.get('phase') == 'Pending':
+        return 'Pending'
+    ready = _condition(pod, 'Ready')
+    if status.get('phase') == 'Running' and ready and ready.get('status') == 'True':
+        return 'Running'
+    return 'NotReady'
+
+
+def crashlooping_agents(pods):
+    """CNI agent pods whose logs the module should fetch for D-7."""
+    return [p for p in pods if is_cni_agent(p) and agent_state(p) == 'CrashLoopBackOff']
+
+
+def dual_stack(nodes, pods):
+    if any(len((n.get('spec') or {}).get('podCIDRs') or []) > 1 for n in nodes):
+        return True
+    return any(len((p.get('status') or {}).get('podIPs') or []) > 1 for p in pods)
+
+
+def audit(snapshot, checks=CHECKS):
+    """Findings and facts for ``snapshot`` = {version, nodes, pods, services, networkpolicies, events, logs}."""
+    version = snapshot.get('version')
+    nodes = snapshot.get('nodes') or []
+    pods = snapshot.get('pods') or []
+    services = snapshot.get('services') or []
+    events = snapshot.get('events') or []
+    logs = snapshot.get('logs') or {}
+    anetd = anetd_pods(pods)
+    dpv2 = bool(anetd)
+    d3_fixed, d3_note = gke_fix_state(version, D3_FIXED)
+    d4_fixed, d4_note = gke_fix_state(version, D4_FIXED)
+    stack = dual_stack(nodes, pods)
+    facts = {'cluster_version': version, 'dataplane_v2': dpv2, 'dual_stack': stack,
+             'fixed': {'D-3': d3_fixed, 'D-4': d4_fixed}}
+    findings = []
+
+    if 'D-1' in checks and dpv2:
+        findings.append(finding('D-1', 'info', 'GKE Dataplane V2 is in use (anetd pods, k8s-app=cilium)',
+                                {'pods': anetd},
+                                'Dataplane V2 known issues apply: D-2 (endPort), D-3/D-4 (fixed GKE versions), C-4 (ip-masq-agent).'))
+
+    if 'D-2' in checks and dpv2:
+        for policy in snapshot.get('networkpolicies') or []:
+            ports = _policy_end_ports(policy)
+            if ports:
+                findings.append(finding(
+                    'D-2', 'warning', 'NetworkPolicy uses endPort, which Dataplane V2 does not enforce',
+                    {'networkpolicy': _name(policy), 'ports': ports},
+                    'List the ports individually (or enforce with Calico). Re-read the stored policy: the object in the API '
+                    'server is the source of truth; if endPort is gone there, it was dropped on write.'))
+
+    if 'D-3' in checks and dpv2:
+        if d3_fixed is None and d3_note and 'cannot parse' in d3_note:
+            findings.append(finding('D-3', 'unknown', 'Cannot tell whether the self-connection drop is fixed',
+                                    {'cluster_version': version, 'note': d3_note}, 'Check the GKE version by hand (fixed in 1.28.3-gke.1090000).'))
+        elif d3_fixed is False:
+            for svc in services:
+                mismatches = _service_port_mismatches(svc)
+                if mismatches:
+                    findings.append(finding(
+                        'D-3', 'warning',
+                        'Self-connection through this Service VIP may be dropped by NetworkPolicy (GKE < 1.28.3-gke.1090000)',
+                        {'service': _name(svc), 'ports': mismatches, 'cluster_version': version},
+                        'Upgrade to 1.28.3-gke.1090000 or later, or set the Service port equal to the containerPort. With one '
+                        'backend every self-connection fails, with two about half.'))
+
+    if 'D-4' in checks and dpv2:
+        if d4_fixed is None and d4_note and 'cannot parse' in d4_note:
+            findings.append(finding('D-4', 'unknown', 'Cannot tell whether the hairpin conntrack leak is fixed',
+                                    {'cluster_version': version, 'note': d4_note},
+                                    'Check the GKE version by hand (fixed in 1.27.11-gke.1097000 and 1.28.3-gke.1090000).'))
+        elif d4_fixed is False:
+            findings.append(finding(
+                'D-4', 'warning', 'Hairpin connections through a Service leak conntrack entries (Dataplane V2)',
+                {'cluster_version': version, 'fixed_in': list(D4_FIXED)},
+                'Upgrade to 1.27.11-gke.1097000 / 1.28.3-gke.1090000 or later. Meanwhile enable TCP keep-alive in apps that '
+                'call their own Service, or expose them through a proxy load balancer (e.g. Gateway).'))
+
+    if 'D-5' in checks and stack:
+        single = sorted(_name(s) for s in services
+                        if (s.get('spec') or {}).get('type') != 'ExternalName' and (s.get('spec') or {}).get('clusterIP') != 'None'
+                        and (s.get('spec') or {}).get('ipFamilyPolicy', 'SingleStack') == 'SingleStack')
+        if single:
+            findings.append(finding(
+                'D-5', 'info', 'Dual-stack cluster: these Services are SingleStack (no IPv6 ClusterIP)',
+                {'services': single},
+                'Set spec.ipFamilyPolicy to PreferDualStack or RequireDualStack where IPv6 is needed; check spec.clusterIPs, '
+                'and that the application listens on tcp6 (netstat -anp).'))
+        v4_only = sorted(_name(p) for p in pods if not (p.get('spec') or {}).get('hostNetwork')
+                         and (p.get('status') or {}).get('phase') == 'Running' and len((p.get('status') or {}).get('podIPs') or []) < 2)
+        if v4_only:
+            findings.append(finding('D-5', 'warning', 'Dual-stack cluster: running pods with a single pod IP',
+                                    {'pods': v4_only[:50], 'count': len(v4_only)},
+                                    'Expect an IPv6 address in status.podIPs; check the node podCIDRs and the CNI dual-stack setup.'))
+
+    if 'D-6' in checks:
+        for node in nodes:
+            taints = [t for t in (node.get('spec') or {}).get('taints') or [] if t.get('key') == NETWORK_UNAVAILABLE_TAINT]
+            cond = _condition(node, 'NetworkUnavailable')
+            if taints or (cond and cond.get('status') == 'True'):
+                findings.append(finding(
+                    'D-6', 'warning', 'Node is tainted/marked NetworkUnavailable; pods cannot be scheduled on it',
+                    {'node': _name(node), 'taints': ['%s:%s' % (t['key'], t.get('effect')) for t in taints],
+                     'condition': {k: cond.get(k) for k in ('status', 'reason', 'message')} if cond else None,
+                     'events': _node_events(events, node['metadata']['name'])},
+                    'Read the node events (kubectl describe node). On Flannel the cloud controller manager removes the taint once '
+                    'the route exists: a full route table or several VPC route tables keep it (configure CCM for multiple route tables).'))
+
+    if 'D-7' in checks:
+        for node in nodes:
+            ready = _condition(node, 'Ready')
+            message = '%s %s' % ((ready or {}).get('reason') or '', (ready or {}).get('message') or '')
+            if ready and ready.get('status') != 'True' and any(m.lower() in message.lower() for m in CNI_NOT_READY_MARKERS):
+                agents = [p for p in pods if is_cni_agent(p) and (p.get('spec') or {}).get('nodeName') == node['metadata']['name']]
+                findings.append(finding(
+                    'D-7', 'critical', 'Node NotReady: the CNI plugin is not initialised',
+                    {'node': _name(node), 'condition': message.strip(),
+                     'agents': [{'pod': _name(p), 'state': agent_state(p)} for p in agents]},
+                    'Find out why the CNI agent pod on the node does not run: CrashLoopBackOff -> its logs; Pending -> its events; '
+                    'Running -> its configuration (anetd custom-cni-conf: true means it does not install the CNI binary).'))
+        for pod in pods:
+            if not is_cni_agent(pod):
+                continue
+            state = agent_state(pod)
+            if state == 'Running':
+                continue
+            evidence = {'pod': _name(pod), 'node': (pod.get('spec') or {}).get('nodeName'), 'state': state}
+            if state == 'CrashLoopBackOff':
+                evidence['log_tail'] = (logs.get(_name(pod)) or '').splitlines()[-20:]
+                remediation = 'Read the logs (kubectl logs --previous) for why the agent exits; fix its configuration.'
+            elif state == 'Pending':
+                evidence['events'] = _pod_events(events, pod)
+                remediation = 'Describe the pod and read its events (a missing volume or resource keeps it Pending).'
+            else:
+                remediation = 'Check the agent logs and configuration (anetd custom-cni-conf: true skips the CNI install).'
+            findings.append(finding('D-7', 'critical' if state == 'CrashLoopBackOff' else 'warning',
+                                    'CNI agent pod is %s' % state, evidence, remediation))
+
+    return findings, facts

@@ -1,0 +1,259 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: netmedic contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: flannel_config
+short_description: Edit Flannel's CNI configuration (kube-flannel-cfg cni-conf.json), keeping everything else
+version_added: 0.1.0
+description:
+  - Implements catalog B(C-5) (Flannel CNI config) and step 2 of B(N-7) (IPAM dataDir migration to tmpfs).
+  - Edits the C(cni-conf.json) key of ConfigMap C(kube-system/kube-flannel-cfg). The key may hold a single plugin
+    object (C("type" = "flannel") at the top) or a conflist with C(plugins) (flannel, portmap); both are handled.
+  - O(cni_version) sets the top-level C(cniVersion), inserted right after C(name) when missing (nodes NotReady after
+    a manual Flannel upgrade to Kubernetes 1.16 or later).
+  - O(hairpin_mode) sets C(hairpinMode) in the flannel plugin's C(delegate) (a pod cannot reach its own Service on
+    Flannel older than v0.15.1.4-e02c8f12-aliyun). The seed prefers a headless Service or Terway, and a Flannel
+    upgrade may overwrite this edit.
+  - O(flannel_data_dir) and O(ipam_data_dir) set the flannel plugin's C(dataDir) and C(ipam) (C(type) host-local,
+    C(dataDir)) as in N-7 step 2; an existing C(ipam) of another type is refused.
+  - Key order and indentation width are kept; other keys and other plugins are untouched. Content that is not strict
+    JSON (the published example carries C(#) comments and a trailing comma) fails with the parser's position and
+    nothing is written.
+  - The previous data is returned (RV(backups)) and, with O(backup=true), kept in a new ConfigMap
+    C(<name>-netmedic-backup-<timestamp>) first. Writes use the resourceVersion; on HTTP 409 the ConfigMap is read
+    again and the edit re-planned, up to three times; the stored object is read back and must need no further change.
+  - Flannel reads the file at start-up; restart its pods afterwards (the seed's C(-l app=flannel); the DaemonSets are
+    named in RV(restart_needed)) with M(netmedic.k8s.daemonset_restart). For N-7, the node steps (drain, remove C(/etc/cni/) and C(/var/lib/cni/),
+    reboot) follow one node at a time.
+author:
+  - netmedic maintainers (@netmedic)
+extends_documentation_fragment:
+  - netmedic.k8s.k8s_auth
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: The planned ConfigMap is sent as a server-side dry run (validated, not stored); no backup is made.
+  diff_mode:
+    support: full
+    details: Shows C(cni-conf.json) before and after.
+  platform:
+    platforms: posix
+    support: full
+    details: Runs where the C(kubernetes) client is installed, usually the controller.
+options:
+  cni_version:
+    description: The C(cniVersion) to set, for example V(0.3.1) (the seed shows V(0.3.0) and V(0.3.1)).
+    type: str
+  hairpin_mode:
+    description: Value of C(delegate.hairpinMode) in the flannel plugin.
+    type: bool
+  ipam_data_dir:
+    description:
+      - The host-local IPAM C(dataDir), for example V(/var/run/cni/networks) (tmpfs, catalog N-7). Creates
+        C(ipam) with C(type) host-local when there is none.
+    type: path
+  flannel_data_dir:
+    description: The flannel plugin's own C(dataDir), for example V(/var/run/cni/flannel) (catalog N-7).
+    type: path
+  name:
+    description: Name of the ConfigMap.
+    type: str
+    default: kube-flannel-cfg
+  namespace:
+    description: Namespace of the ConfigMap.
+    type: str
+    default: kube-system
+  key:
+    description: The data key holding the CNI configuration.
+    type: str
+    default: cni-conf.json
+  backup:
+    description:
+      - Before changing the ConfigMap, copy its data into a new ConfigMap C(<name>-netmedic-backup-<UTC timestamp>).
+      - The previous data is returned in RV(backups) either way.
+    type: bool
+    default: true
+seealso:
+  - module: netmedic.k8s.daemonset_restart
+  - module: netmedic.k8s.node_network_facts
+notes:
+  - Restarting the Flannel pods does not disrupt running workloads (seed 002); pods that need hairpin traffic must be
+    recreated after the restart.
+"""
+
+EXAMPLES = r"""
+- name: Add the missing cniVersion (C-5), preview first
+  netmedic.k8s.flannel_config:
+    cni_version: 0.3.1
+  check_mode: true
+  diff: true
+
+- name: Move host-local IPAM to tmpfs (N-7 step 2)
+  netmedic.k8s.flannel_config:
+    flannel_data_dir: /var/run/cni/flannel
+    ipam_data_dir: /var/run/cni/networks
+  register: flannel
+
+- name: Restart Flannel node by node (N-7 step 3)
+  netmedic.k8s.daemonset_restart:
+    name: kube-flannel-ds
+  when: flannel is changed
+"""
+
+RETURN = r"""
+configmap:
+  description: What was examined and changed.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: C(namespace/name) of the ConfigMap.
+      type: str
+      returned: always
+    changed:
+      description: Whether it was (or, in check mode, would be) changed.
+      type: bool
+      returned: always
+    changes:
+      description: Field changes, C(path) (C(plugins[0].delegate.hairpinMode)), C(before), C(after).
+      type: list
+      elements: dict
+      returned: always
+    before:
+      description: The reported fields before (C(form) is C(conflist) or C(plugin)).
+      type: dict
+      returned: always
+    after:
+      description: The reported fields after.
+      type: dict
+      returned: always
+    resource_version:
+      description: resourceVersion after the write (or of the unchanged object).
+      type: str
+      returned: always
+  sample:
+    name: kube-system/kube-flannel-cfg
+    changed: true
+    changes: [{"path": "cniVersion", "before": null, "after": "0.3.1"}]
+    before: {"form": "conflist", "cniVersion": null, "hairpinMode": null, "dataDir": null, "ipam.type": null, "ipam.dataDir": null}
+    after: {"form": "conflist", "cniVersion": "0.3.1", "hairpinMode": null, "dataDir": null, "ipam.type": null, "ipam.dataDir": null}
+    resource_version: "1234"
+backups:
+  description: The previous data of the ConfigMap when it changed, and the backup ConfigMap when O(backup=true).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - of: kube-system/kube-flannel-cfg
+      configmap: kube-system/kube-flannel-cfg-netmedic-backup-20261125t201500z
+      data: {"cni-conf.json": "{\n  \"name\": \"cb0\",\n ...", "net-conf.json": "..."}
+restart_needed:
+  description:
+    - DaemonSets in the namespace whose pods (label C(app=flannel)) must be recreated for the change to take effect
+      (empty when unchanged), for O(netmedic.k8s.daemonset_restart#module:name).
+  returned: always
+  type: list
+  elements: str
+  sample: ["kube-flannel-ds"]
+catalog:
+  description: Catalog IDs this module implements.
+  returned: always
+  type: list
+  elements: str
+  sample: ["C-5", "N-7"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import configmap_edit as cme
+from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
+from ansible_collections.netmedic.k8s.plugins.module_utils import flannel as fl
+from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+
+SETTINGS = ('cni_version', 'hairpin_mode', 'ipam_data_dir', 'flannel_data_dir')
+
+
+def main():
+    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
+    argument_spec.update(
+        cni_version=dict(type='str'),
+        hairpin_mode=dict(type='bool'),
+        ipam_data_dir=dict(type='path'),
+        flannel_data_dir=dict(type='path'),
+        name=dict(type='str', default=fl.CONFIGMAP),
+        namespace=dict(type='str', default='kube-system'),
+        key=dict(type='str', default=fl.KEY, no_log=False),
+        backup=dict(type='bool', default=True),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_one_of=[list(SETTINGS)])
+    if not k8s_client.HAS_K8S:
+        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
+    p = module.params
+    result = Result(module, ['C-5', 'N-7'])
+    settings = {k: p[k] for k in SETTINGS}
+    result.extra['restart_needed'] = []
+
+    # 1. Validate before talking to the cluster.
+    try:
+        fl.validate(settings)
+    except fl.FlannelError as e:
+        module.fail_json(msg='invalid settings: %s (nothing was changed)' % e, changed=False)
+
+    def plan_data(data):
+        text = data.get(p['key'])
+        if text is None:
+            raise fl.FlannelError('ConfigMap %s/%s has no key %r' % (p['namespace'], p['name'], p['key']))
+        new_text, changes = fl.plan(text, settings)
+        data[p['key']] = new_text
+        return data, changes
+
+    # 2. Read and plan.
+    try:
+        cluster = k8s_client.Cluster(p)
+        cm, old, new, changes = cme.plan_configmap(cluster, p['namespace'], p['name'], plan_data)
+        before = fl.summary(old[p['key']])
+        daemonsets = dsu.names_by_pod_label(k8s_client.list_objects(cluster, 'DaemonSet', p['namespace']), *fl.POD_LABEL)
+    except fl.FlannelError as e:
+        module.fail_json(msg='ConfigMap %s/%s: %s (nothing was changed)' % (p['namespace'], p['name'], e), changed=False)
+    except k8s_client.K8sError as e:
+        module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False)
+
+    cme.data_diff(result, old, new, 'ConfigMap %s/%s' % (p['namespace'], p['name']))
+    entry = {'name': '%s/%s' % (p['namespace'], p['name']), 'changed': bool(changes), 'changes': changes,
+             'before': before, 'after': fl.summary(new[p['key']]), 'resource_version': cm.metadata.resource_version}
+    result.extra['configmap'] = entry
+    result.before, result.after = entry['before'], entry['after']
+    if changes:
+        result.extra['restart_needed'] = daemonsets
+        if not daemonsets:
+            result.warn('no DaemonSet with pod label app=flannel in %s; restart the Flannel pods by hand' % p['namespace'])
+
+    # 3. Check mode / nothing to do.
+    if module.check_mode or not changes:
+        if changes:
+            try:
+                cme.dry_run(cluster, cm, new)
+            except k8s_client.K8sError as e:
+                module.fail_json(msg='the API server rejected the planned change (dry run, nothing written): %s' % e.msg, changed=False)
+        result.exit()
+
+    # 4. Back up, write, verify.
+    try:
+        stored = cme.apply(cluster, cm, old, plan_data, p['backup'], result)
+    except cme.EditFailed as e:
+        result.changed = e.changed
+        result.fail(e.msg)
+    entry['after'] = fl.summary(stored.data[p['key']])
+    entry['resource_version'] = stored.metadata.resource_version
+    result.after = entry['after']
+    result.exit()
+
+
+if __name__ == '__main__':
+    main()

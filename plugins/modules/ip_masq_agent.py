@@ -1,0 +1,271 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: netmedic contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: ip_masq_agent
+short_description: Set ip-masq-agent's --random-fully argument in its DaemonSet
+version_added: 0.1.0
+description:
+  - Implements catalog B(C-4) (related to B(N-3)). ip-masq-agent 2.10 and later applies C(--random-fully) by default;
+    in clusters with NodePort or LoadBalancer Services the masqueraded source ports can then collide with the NodePort
+    range (intermittent connectivity on GKE Dataplane V2). The documented fix is C(--random-fully=false) in the agent's
+    arguments, honoured from 2.11.
+  - Edits the C(args) of the agent container in the DaemonSet (C(kube-system/ip-masq-agent) by default) so that they
+    hold exactly one C(--random-fully=false) (or C(=true) with O(random_fully=true)); an existing C(--random-fully)
+    in any form is replaced in place, otherwise the argument is appended. Other arguments keep their order. The agent's
+    ConfigMap has no such setting and is not touched.
+  - The flag is refused for an agent image older than 2.11, or whose tag carries no version, unless O(image) upgrades
+    it in the same change or O(allow_old_agent=true).
+  - The DaemonSet as it was is returned (RV(backups)) and, with O(backup=true), kept in a new ConfigMap
+    C(<name>-netmedic-backup-<timestamp>) (key C(daemonset.json)) first. Writes use the resourceVersion; on HTTP 409
+    the DaemonSet is read again and the edit re-planned, up to three times; it is read back and must need no further
+    change.
+  - Changing the pod template makes the DaemonSet controller replace the agent pods according to its update strategy
+    (RollingUpdate); RV(rollout) says so.
+author:
+  - netmedic maintainers (@netmedic)
+extends_documentation_fragment:
+  - netmedic.k8s.k8s_auth
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: The planned DaemonSet is sent as a server-side dry run (validated, not stored); no backup is made.
+  diff_mode:
+    support: full
+    details: Shows the container's image and args before and after.
+  platform:
+    platforms: posix
+    support: full
+    details: Runs where the C(kubernetes) client is installed, usually the controller.
+options:
+  random_fully:
+    description: The value to give C(--random-fully). The documented fix is V(false).
+    type: bool
+    default: false
+  image:
+    description: Also set the agent container's image (to upgrade to 2.11 or later in the same rollout).
+    type: str
+  allow_old_agent:
+    description: Set the flag even when the image is older than 2.11 or its version cannot be read.
+    type: bool
+    default: false
+  name:
+    description: Name of the DaemonSet.
+    type: str
+    default: ip-masq-agent
+  namespace:
+    description: Namespace of the DaemonSet.
+    type: str
+    default: kube-system
+  container:
+    description: The agent container. Defaults to the only container, or the one named C(ip-masq-agent).
+    type: str
+  backup:
+    description:
+      - Before changing the DaemonSet, store it in a new ConfigMap C(<name>-netmedic-backup-<UTC timestamp>).
+      - The previous image and args are returned in RV(backups) either way.
+    type: bool
+    default: true
+seealso:
+  - module: netmedic.k8s.node_network_facts
+notes:
+  - Check the ephemeral port range against the NodePort range as well (catalog N-3, M(netmedic.k8s.node_network_facts)).
+"""
+
+EXAMPLES = r"""
+- name: Disable --random-fully in ip-masq-agent (C-4), preview first
+  netmedic.k8s.ip_masq_agent:
+    random_fully: false
+  check_mode: true
+  diff: true
+
+- name: Upgrade the agent and set the flag in one rollout
+  netmedic.k8s.ip_masq_agent:
+    image: registry.k8s.io/networking/ip-masq-agent:v2.11.0
+"""
+
+RETURN = r"""
+daemonset:
+  description: What was examined and changed.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: C(namespace/name) of the DaemonSet.
+      type: str
+      returned: always
+    container:
+      description: The agent container.
+      type: str
+      returned: always
+    changed:
+      description: Whether it was (or, in check mode, would be) changed.
+      type: bool
+      returned: always
+    changes:
+      description: C(path) (C(args) or C(image)), C(before), C(after).
+      type: list
+      elements: dict
+      returned: always
+    before:
+      description: C(image), C(args) and C(version) before.
+      type: dict
+      returned: always
+    after:
+      description: C(image), C(args) and C(version) after.
+      type: dict
+      returned: always
+    resource_version:
+      description: resourceVersion after the write (or of the unchanged object).
+      type: str
+      returned: always
+  sample:
+    name: kube-system/ip-masq-agent
+    container: ip-masq-agent
+    changed: true
+    changes: [{"path": "args", "before": null, "after": "--random-fully=false"}]
+    before: {"image": "registry.k8s.io/networking/ip-masq-agent:v2.11.0", "args": ["--masq-chain=IP-MASQ"], "version": "v2.11.0"}
+    after: {"image": "registry.k8s.io/networking/ip-masq-agent:v2.11.0", "args": ["--masq-chain=IP-MASQ", "--random-fully=false"],
+            "version": "v2.11.0"}
+    resource_version: "1234"
+backups:
+  description: The previous image and args, and the backup ConfigMap holding the whole DaemonSet when O(backup=true).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - of: kube-system/ip-masq-agent
+      configmap: kube-system/ip-masq-agent-netmedic-backup-20261125t201500z
+      image: registry.k8s.io/networking/ip-masq-agent:v2.11.0
+      args: ["--masq-chain=IP-MASQ"]
+rollout:
+  description: Whether the pod template changed, so the DaemonSet controller replaces the agent pods.
+  returned: always
+  type: bool
+  sample: true
+catalog:
+  description: Catalog IDs this module implements.
+  returned: always
+  type: list
+  elements: str
+  sample: ["C-4"]
+"""
+
+import datetime
+import json
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import ip_masq as im
+from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils.configmap_edit import BACKUP_LABEL, backup_name
+from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+
+_STRIP = ('resourceVersion', 'uid', 'creationTimestamp', 'generation', 'managedFields', 'selfLink')
+
+
+def _text(facts):
+    return 'image: %s\nargs:\n%s' % (facts['image'], ''.join('  - %s\n' % a for a in facts['args']))
+
+
+def main():
+    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
+    argument_spec.update(
+        random_fully=dict(type='bool', default=False),
+        image=dict(type='str'),
+        allow_old_agent=dict(type='bool', default=False),
+        name=dict(type='str', default='ip-masq-agent'),
+        namespace=dict(type='str', default='kube-system'),
+        container=dict(type='str'),
+        backup=dict(type='bool', default=True),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not k8s_client.HAS_K8S:
+        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
+    p = module.params
+    result = Result(module, ['C-4'])
+    result.extra['rollout'] = False
+    where = '%s/%s' % (p['namespace'], p['name'])
+    if p['image'] is not None and (not p['image'].strip() or any(c.isspace() for c in p['image'])):
+        module.fail_json(msg='invalid image %r (nothing was changed)' % p['image'], changed=False)
+
+    def edit(ds):
+        new, changes, facts = im.plan(ds, p['random_fully'], p['container'], p['image'])
+        if changes and not p['allow_old_agent']:
+            problem = im.version_problem(facts['image'])
+            if problem:
+                raise im.MasqError('%s; upgrade it (image=...) or set allow_old_agent=true' % problem)
+        return new
+
+    try:
+        cluster = k8s_client.Cluster(p)
+        ds = k8s_client.get_object(cluster, 'DaemonSet', p['namespace'], p['name'])
+        if ds is None:
+            module.fail_json(msg='DaemonSet %s not found (nothing was changed)' % where, changed=False)
+        before = im.container_facts(im.pick_container(ds, p['container']))
+        before.pop('container')
+        _new, changes, after = im.plan(ds, p['random_fully'], p['container'], p['image'])
+        edit(ds)
+    except im.MasqError as e:
+        module.fail_json(msg='DaemonSet %s: %s (nothing was changed)' % (where, e), changed=False)
+    except k8s_client.K8sError as e:
+        module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False)
+
+    after = {'image': after['image'], 'args': after['args'], 'version': after['version']}
+    result.add_diff(_text(before), _text(after), 'DaemonSet %s container %s' % (where, im.pick_container(ds, p['container'])['name']))
+    entry = {'name': where, 'container': im.pick_container(ds, p['container'])['name'], 'changed': bool(changes),
+             'changes': changes, 'before': before, 'after': after, 'resource_version': ds['metadata'].get('resourceVersion')}
+    result.extra['daemonset'] = entry
+    result.before, result.after = before, after
+    result.extra['rollout'] = bool(changes)
+
+    if module.check_mode or not changes:
+        if changes:
+            try:
+                k8s_client.update_daemonset(cluster, p['namespace'], p['name'], edit, dry_run=True)
+            except (k8s_client.K8sError, im.MasqError) as e:
+                module.fail_json(msg='the API server rejected the planned change (dry run, nothing written): %s'
+                                     % (e.msg if isinstance(e, k8s_client.K8sError) else e), changed=False)
+        result.exit()
+
+    backup = {'of': where, 'image': before['image'], 'args': before['args']}
+    try:
+        if p['backup']:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            saved = json.loads(json.dumps(ds))
+            saved.pop('status', None)
+            for key in _STRIP:
+                saved['metadata'].pop(key, None)
+            bname = backup_name(p['name'], now)
+            cluster.create_configmap(p['namespace'], {
+                'apiVersion': 'v1', 'kind': 'ConfigMap',
+                'metadata': {'name': bname, 'namespace': p['namespace'],
+                             'labels': {'app.kubernetes.io/managed-by': 'netmedic', BACKUP_LABEL: p['name']},
+                             'annotations': {'netmedic.k8s/resource-version': str(ds['metadata'].get('resourceVersion'))}},
+                'data': {'daemonset.json': json.dumps(saved, indent=2, sort_keys=True) + '\n'},
+            })
+            backup['configmap'] = '%s/%s' % (p['namespace'], bname)
+        result.backups.append(backup)
+        k8s_client.update_daemonset(cluster, p['namespace'], p['name'], edit)
+        stored = k8s_client.get_object(cluster, 'DaemonSet', p['namespace'], p['name'])
+        if stored is None:
+            raise k8s_client.K8sError('DaemonSet %s disappeared after the write' % where)
+        _same, left, now_facts = im.plan(stored, p['random_fully'], p['container'], p['image'])
+        if left:
+            raise k8s_client.K8sError('DaemonSet %s does not show the change after writing it' % where)
+    except (k8s_client.K8sError, im.MasqError) as e:
+        result.changed = bool(result.backups and p['backup'])
+        msg = e.msg if isinstance(e, k8s_client.K8sError) else str(e)
+        result.fail('DaemonSet %s: %s. Backup: %s' % (where, msg, backup.get('configmap', 'returned data only')))
+    entry['after'] = {'image': now_facts['image'], 'args': now_facts['args'], 'version': now_facts['version']}
+    entry['resource_version'] = stored['metadata'].get('resourceVersion')
+    result.after = entry['after']
+    result.exit()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,189 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: netmedic contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: network_audit
+short_description: Read-only audit of a cluster for the documented container-network faults (D-1 to D-7)
+version_added: 0.1.0
+description:
+  - Reads the cluster through the API and returns findings, each with its catalog ID, a severity (C(info), C(warning),
+    C(critical), or C(unknown) when a check cannot decide), the evidence and the documented remediation. Changes nothing.
+  - B(D-1) GKE Dataplane V2 present (kube-system pods C(k8s-app=cilium) named C(anetd-*)).
+  - B(D-2) NetworkPolicies using C(endPort), which Dataplane V2 does not enforce (the stored object is the source of truth).
+  - B(D-3) Self-connection through a Service VIP dropped by policy on GKE older than C(1.28.3-gke.1090000) with Dataplane V2;
+    Services whose C(port) differs from the target port are listed (workaround - make them equal).
+  - B(D-4) Hairpin conntrack leak on GKE older than C(1.27.11-gke.1097000) (1.27 line) / C(1.28.3-gke.1090000).
+    The version gates use the exact fixed builds of seeds 000/001; a non-GKE version skips D-3/D-4 and an unreadable one
+    gives an C(unknown) finding.
+  - B(D-5) Dual stack - in a dual-stack cluster, Services that are C(SingleStack) and running pods with one pod IP.
+  - B(D-6) Nodes tainted C(node.kubernetes.io/network-unavailable) (or condition C(NetworkUnavailable)), with their events.
+  - B(D-7) Nodes NotReady with C(NetworkPluginNotReady) / C(cni plugin not initialized), and CNI agent pods (anetd/Cilium,
+    Flannel, Terway, Calico) that are not Running - crash-looping agents come with their log tail, pending ones with
+    their events.
+  - Any API error fails the module; a list that could not be read is never treated as empty.
+author:
+  - netmedic maintainers (@netmedic)
+extends_documentation_fragment:
+  - netmedic.k8s.k8s_auth
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads; check mode runs the same reads.
+  diff_mode:
+    support: none
+    details: Nothing is changed, so there is no diff.
+  platform:
+    platforms: posix
+    support: full
+    details: Runs where the C(kubernetes) client is installed, usually the controller.
+options:
+  checks:
+    description: The catalog checks to run.
+    type: list
+    elements: str
+    choices: [D-1, D-2, D-3, D-4, D-5, D-6, D-7]
+    default: [D-1, D-2, D-3, D-4, D-5, D-6, D-7]
+  log_lines:
+    description: How many log lines to read from each crash-looping CNI agent pod (D-7).
+    type: int
+    default: 20
+  fail_on:
+    description: Fail the task when a finding has this severity or a worse one (C(unknown) counts as C(warning)). V(never) only reports.
+    type: str
+    choices: [never, warning, critical]
+    default: never
+seealso:
+  - module: netmedic.k8s.node_network_facts
+  - module: netmedic.k8s.ip_masq_agent
+"""
+
+EXAMPLES = r"""
+- name: Audit the cluster (read-only)
+  netmedic.k8s.network_audit:
+  register: audit
+
+- name: Show the findings
+  ansible.builtin.debug:
+    msg: "{{ item.id }} {{ item.severity }}: {{ item.title }} -> {{ item.remediation }}"
+  loop: "{{ audit.findings }}"
+
+- name: Gate a change window on a healthy CNI
+  netmedic.k8s.network_audit:
+    checks: [D-6, D-7]
+    fail_on: critical
+"""
+
+RETURN = r"""
+findings:
+  description: What was found, worst first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Catalog ID.
+      type: str
+      returned: always
+    severity:
+      description: C(critical), C(warning), C(unknown) or C(info).
+      type: str
+      returned: always
+    title:
+      description: One line.
+      type: str
+      returned: always
+    evidence:
+      description: The objects and fields that triggered the finding.
+      type: dict
+      returned: always
+    remediation:
+      description: The documented fix or workaround.
+      type: str
+      returned: always
+  sample:
+    - id: D-3
+      severity: warning
+      title: Self-connection through this Service VIP may be dropped by NetworkPolicy (GKE < 1.28.3-gke.1090000)
+      evidence: {"service": "default/web", "ports": ["port 8080 -> targetPort 80"], "cluster_version": "v1.24.9-gke.3200"}
+      remediation: Upgrade to 1.28.3-gke.1090000 or later, or set the Service port equal to the containerPort. ...
+facts:
+  description: What the checks were based on.
+  returned: always
+  type: dict
+  sample: {"cluster_version": "v1.24.9-gke.3200", "dataplane_v2": true, "dual_stack": false, "fixed": {"D-3": false, "D-4": false}}
+summary:
+  description: Number of findings per severity.
+  returned: always
+  type: dict
+  sample: {"critical": 0, "warning": 3, "unknown": 0, "info": 1}
+catalog:
+  description: Catalog IDs this module implements.
+  returned: always
+  type: list
+  elements: str
+  sample: ["D-1", "D-2", "D-3", "D-4", "D-5", "D-6", "D-7"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import audit as au
+from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+
+ORDER = {'critical': 0, 'warning': 1, 'unknown': 2, 'info': 3}
+
+
+def main():
+    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
+    argument_spec.update(
+        checks=dict(type='list', elements='str', choices=list(au.CHECKS), default=list(au.CHECKS)),
+        log_lines=dict(type='int', default=20),
+        fail_on=dict(type='str', choices=['never', 'warning', 'critical'], default='never'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not k8s_client.HAS_K8S:
+        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
+    p = module.params
+    if p['log_lines'] < 1:
+        module.fail_json(msg='log_lines must be >= 1')
+    checks = set(p['checks'])
+    result = Result(module, sorted(checks))
+    try:
+        cluster = k8s_client.Cluster(p)
+        snapshot = {'version': cluster.version(),
+                    'nodes': k8s_client.list_objects(cluster, 'Node'),
+                    'pods': k8s_client.list_objects(cluster, 'Pod'),
+                    'services': k8s_client.list_objects(cluster, 'Service') if checks & {'D-3', 'D-5'} else [],
+                    'networkpolicies': k8s_client.list_objects(cluster, 'NetworkPolicy') if 'D-2' in checks else [],
+                    'events': k8s_client.list_objects(cluster, 'Event') if checks & {'D-6', 'D-7'} else [],
+                    'logs': {}}
+        if 'D-7' in checks:
+            for pod in au.crashlooping_agents(snapshot['pods']):
+                meta = pod['metadata']
+                container = (pod['spec'].get('containers') or [{}])[0].get('name')
+                try:
+                    text = k8s_client.read_pod_log(cluster, meta['namespace'], meta['name'], container, tail_lines=p['log_lines'])
+                except k8s_client.K8sError as e:
+                    text = '(log not readable: %s)' % e.msg
+                snapshot['logs']['%s/%s' % (meta['namespace'], meta['name'])] = text
+    except k8s_client.K8sError as e:
+        module.fail_json(msg='%s (the audit needs every list; nothing was assumed)' % e.msg, changed=False)
+
+    findings, facts = au.audit(snapshot, checks)
+    findings.sort(key=lambda f: (ORDER.get(f['severity'], 9), f['id']))
+    summary = {s: sum(1 for f in findings if f['severity'] == s) for s in ORDER}
+    result.extra.update({'findings': findings, 'facts': facts, 'summary': summary})
+    limit = {'never': -1, 'warning': ORDER['unknown'], 'critical': ORDER['critical']}[p['fail_on']]
+    worst = [f for f in findings if ORDER.get(f['severity'], 9) <= limit]
+    if worst:
+        result.fail('%d finding(s) at or above %s: %s' % (len(worst), p['fail_on'],
+                                                          '; '.join('%s %s' % (f['id'], f['title']) for f in worst)))
+    result.exit()
+
+
+if __name__ == '__main__':
+    main()

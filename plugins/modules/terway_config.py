@@ -1,0 +1,291 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: netmedic contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: terway_config
+short_description: Edit Terway's eni-config (or eni-config-fixed) ConfigMap, keeping everything else
+version_added: 0.1.0
+description:
+  - Implements catalog B(C-6) (Terway C(eni-config), kube-system).
+  - O(disable_network_policy) sets the data key C(disable_network_policy) to C("true")/C("false") (pod network ready
+    only after a delay; seed 002).
+  - O(in_cluster_loadbalance) sets the data key C(in_cluster_loadbalance), at the same level as C(eni_conf) as the seed
+    requires (IPvlan in-cluster load balancing, Terway v1.2.0 or later in IPvlan mode; new clusters have it on). A
+    warning is returned when C(10-terway.conf) does not say C(eniip_virtual_type) IPVlan.
+  - O(eni_conf) sets top-level keys of the C(eni_conf) JSON document (for example C(vswitches) after adding a vSwitch
+    in the same zone, or the dedicated vSwitches of C(eni-config-fixed)); keys not named keep their value and order.
+    An C(eni_conf) that is not valid JSON fails with nothing written (Terway would crash-loop on it).
+  - With O(name=eni-config-fixed) and O(create=true) the ConfigMap is created when missing. The node pool that uses it
+    must be labelled C(terway-config=eni-config-fixed) and tainted C(fixed=true:NoSchedule), and pods that should get
+    those IPs need the toleration and the node selector C(terway-config=eni-config-fixed); this module does not label
+    or taint nodes.
+  - The previous data is returned (RV(backups)) and, with O(backup=true), kept in a new ConfigMap
+    C(<name>-netmedic-backup-<timestamp>) first. Writes use the resourceVersion; on HTTP 409 the ConfigMap is read
+    again and the edit re-planned, up to three times; the stored object is read back and must need no further change.
+  - Terway reads the ConfigMap at start-up. Recreate its pods afterwards with M(netmedic.k8s.daemonset_restart)
+    (C(terway-eniip) for ENI multi-IP, C(terway-eni) for ENI single-IP; RV(restart_needed)), using RV(verify) to check
+    the policy container's C(enable-in-cluster-loadbalance=true) line.
+author:
+  - netmedic maintainers (@netmedic)
+extends_documentation_fragment:
+  - netmedic.k8s.k8s_auth
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: The planned ConfigMap is sent as a server-side dry run (validated, not stored); no backup is made.
+  diff_mode:
+    support: full
+    details: Shows each changed data key before and after.
+  platform:
+    platforms: posix
+    support: full
+    details: Runs where the C(kubernetes) client is installed, usually the controller.
+options:
+  disable_network_policy:
+    description: Value of the C(disable_network_policy) key.
+    type: bool
+  in_cluster_loadbalance:
+    description: Value of the C(in_cluster_loadbalance) key.
+    type: bool
+  eni_conf:
+    description:
+      - 'Top-level keys of the C(eni_conf) JSON to set, each replaced as a whole (V({vswitches: {cn-hangzhou-i: [vsw-1, vsw-2]}})).'
+      - C(vswitches) must map zones to non-empty lists of C(vsw-) IDs.
+    type: dict
+  name:
+    description: Name of the ConfigMap.
+    type: str
+    default: eni-config
+  namespace:
+    description: Namespace of the ConfigMap.
+    type: str
+    default: kube-system
+  create:
+    description: Create the ConfigMap when it does not exist (meant for C(eni-config-fixed)); otherwise a missing one fails.
+    type: bool
+    default: false
+  backup:
+    description:
+      - Before changing the ConfigMap, copy its data into a new ConfigMap C(<name>-netmedic-backup-<UTC timestamp>).
+      - The previous data is returned in RV(backups) either way.
+    type: bool
+    default: true
+seealso:
+  - module: netmedic.k8s.daemonset_restart
+notes:
+  - The network plugin type of a cluster cannot be changed after creation, nor its pod and Service CIDRs (catalog D-14).
+"""
+
+EXAMPLES = r"""
+- name: Turn on IPvlan in-cluster load balancing (C-6)
+  netmedic.k8s.terway_config:
+    in_cluster_loadbalance: true
+  register: terway
+
+- name: Recreate Terway pods node by node and check the policy container's log line
+  netmedic.k8s.daemonset_restart:
+    name: "{{ item }}"
+    container: "{{ terway.verify.container }}"
+    success_patterns: "{{ terway.verify.success_patterns }}"
+  loop: "{{ terway.restart_needed }}"
+
+- name: Pod network ready only after a delay - disable NetworkPolicy (C-6)
+  netmedic.k8s.terway_config:
+    disable_network_policy: true
+
+- name: A fixed vSwitch for allow-listing (eni-config-fixed)
+  netmedic.k8s.terway_config:
+    name: eni-config-fixed
+    create: true
+    eni_conf:
+      vswitches:
+        cn-beijing-h: [vsw-2zem796p76viir02cxxxx]
+      security_group: sg-bp19k3sj8dk3dcd7xxxx
+"""
+
+RETURN = r"""
+configmap:
+  description: What was examined and changed.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: C(namespace/name) of the ConfigMap.
+      type: str
+      returned: always
+    created:
+      description: Whether the ConfigMap was (or would be) created.
+      type: bool
+      returned: always
+    changed:
+      description: Whether it was (or, in check mode, would be) changed.
+      type: bool
+      returned: always
+    changes:
+      description: Field changes, C(path), C(before), C(after).
+      type: list
+      elements: dict
+      returned: always
+    before:
+      description: The reported fields before.
+      type: dict
+      returned: always
+    after:
+      description: The reported fields after.
+      type: dict
+      returned: always
+    resource_version:
+      description: resourceVersion after the write (or of the unchanged object; null in check mode for a new one).
+      type: str
+      returned: always
+  sample:
+    name: kube-system/eni-config
+    created: false
+    changed: true
+    changes: [{"path": "in_cluster_loadbalance", "before": null, "after": "true"}]
+    before: {"disable_network_policy": "false", "in_cluster_loadbalance": null, "eniip_virtual_type": "IPVlan", "vswitches": {}}
+    after: {"disable_network_policy": "false", "in_cluster_loadbalance": "true", "eniip_virtual_type": "IPVlan", "vswitches": {}}
+    resource_version: "1234"
+backups:
+  description: The previous data of the ConfigMap when it changed, and the backup ConfigMap when O(backup=true).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - of: kube-system/eni-config
+      configmap: kube-system/eni-config-netmedic-backup-20261125t201500z
+      data: {"eni_conf": "{...}", "disable_network_policy": "false"}
+restart_needed:
+  description:
+    - Terway DaemonSets in the namespace (pod label C(app=terway-eniip) or C(app=terway-eni)) whose pods must be
+      recreated (empty when unchanged), for O(netmedic.k8s.daemonset_restart#module:name).
+  returned: always
+  type: list
+  elements: str
+  sample: ["terway-eniip"]
+verify:
+  description:
+    - Options for M(netmedic.k8s.daemonset_restart) to check the change in the recreated pods (catalog C-6's log line),
+      or null when the catalog gives no line for what was set.
+  returned: always
+  type: dict
+  sample: {"container": "policy", "success_patterns": ["enable-in-cluster-loadbalance=true"]}
+catalog:
+  description: Catalog IDs this module implements.
+  returned: always
+  type: list
+  elements: str
+  sample: ["C-6"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import configmap_edit as cme
+from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
+from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils import terway as tw
+from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+
+SETTINGS = ('disable_network_policy', 'in_cluster_loadbalance', 'eni_conf')
+
+
+def main():
+    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
+    argument_spec.update(
+        disable_network_policy=dict(type='bool'),
+        in_cluster_loadbalance=dict(type='bool'),
+        eni_conf=dict(type='dict'),
+        name=dict(type='str', default='eni-config'),
+        namespace=dict(type='str', default='kube-system'),
+        create=dict(type='bool', default=False),
+        backup=dict(type='bool', default=True),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, required_one_of=[list(SETTINGS)])
+    if not k8s_client.HAS_K8S:
+        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
+    p = module.params
+    result = Result(module, ['C-6'])
+    settings = {k: p[k] for k in SETTINGS}
+    result.extra.update({'restart_needed': [], 'verify': tw.verify_hint(settings)})
+    where = '%s/%s' % (p['namespace'], p['name'])
+
+    try:
+        tw.validate(settings)
+    except tw.TerwayError as e:
+        module.fail_json(msg='invalid settings: %s (nothing was changed)' % e, changed=False)
+    if p['name'] not in tw.CONFIGMAPS:
+        result.warn('%s is not one of the documented Terway ConfigMaps (%s)' % (p['name'], ', '.join(tw.CONFIGMAPS)))
+
+    def plan_data(data):
+        return tw.plan(data, settings)
+
+    # Read and plan.
+    created = False
+    try:
+        cluster = k8s_client.Cluster(p)
+        cm = cluster.get_configmap(p['namespace'], p['name'])
+        if cm is None:
+            if not p['create']:
+                module.fail_json(msg='ConfigMap %s not found (nothing was changed; create=true creates it)' % where, changed=False)
+            created = True
+            old = {}
+        else:
+            old = dict(cm.data or {})
+        new, changes = plan_data(dict(old))
+        daemonsets = dsu.names_by_pod_label(k8s_client.list_objects(cluster, 'DaemonSet', p['namespace']), *tw.POD_LABEL)
+    except tw.TerwayError as e:
+        module.fail_json(msg='ConfigMap %s: %s (nothing was changed)' % (where, e), changed=False)
+    except k8s_client.K8sError as e:
+        module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False)
+
+    for msg in tw.warnings(new, settings):
+        result.warn(msg)
+    cme.data_diff(result, old, new, 'ConfigMap %s' % where)
+    entry = {'name': where, 'created': created, 'changed': bool(changes), 'changes': changes, 'before': tw.summary(old),
+             'after': tw.summary(new), 'resource_version': None if created else cm.metadata.resource_version}
+    result.extra['configmap'] = entry
+    result.before, result.after = entry['before'], entry['after']
+    if changes and p['name'] == 'eni-config':
+        result.extra['restart_needed'] = daemonsets
+    elif changes:
+        result.warn('restart the Terway pods on the nodes labelled terway-config=%s for the change to take effect' % p['name'])
+        result.extra['restart_needed'] = daemonsets
+
+    body = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': p['name'], 'namespace': p['namespace'],
+                                                                  'labels': {'app.kubernetes.io/managed-by': 'netmedic'}},
+            'data': new}
+    if module.check_mode or not changes:
+        if changes:
+            try:
+                if created:
+                    cluster.create_configmap(p['namespace'], body, dry_run=True)
+                else:
+                    cme.dry_run(cluster, cm, new)
+            except k8s_client.K8sError as e:
+                module.fail_json(msg='the API server rejected the planned change (dry run, nothing written): %s' % e.msg, changed=False)
+        result.exit()
+
+    if created:
+        try:
+            made = cluster.create_configmap(p['namespace'], body)
+        except k8s_client.K8sError as e:
+            module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False)
+        entry['resource_version'] = made.metadata.resource_version
+        result.exit()
+    try:
+        stored = cme.apply(cluster, cm, old, plan_data, p['backup'], result)
+    except cme.EditFailed as e:
+        result.changed = e.changed
+        result.fail(e.msg)
+    entry['after'] = tw.summary(dict(stored.data or {}))
+    entry['resource_version'] = stored.metadata.resource_version
+    result.after = entry['after']
+    result.exit()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,192 @@
+"""netmedic.k8s.daemonset_restart (catalog C-7) through ansible-playbook against the API double.
+
+The double's kube-proxy log provider says ``Using ipvs Proxier.`` only when the node has
+``ip_vs`` and ``ip_vs_<scheduler>`` loaded (StaticNodeState): lab-node-1 gets ``ip_vs_lc`` here,
+lab-node-2 and lab-node-3 keep the default modules (rr, wrr, sh), so after switching the scheduler
+to ``lc`` (C-2) a restart succeeds on node 1 and must be detected as failed on node 2.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.kubedouble import StaticNodeState
+from lab.kubedouble.logs import DEFAULT_MODULES
+
+COLLECTIONS = str(Path(__file__).resolve().parents[2] / 'collections')
+DS = 'kube-proxy-worker'
+FAST = {'poll_interval': 0.05, 'timeout': 20}
+
+
+@pytest.fixture
+def run(playbook):
+    """``playbook`` with netmedic.k8s resolvable from this checkout."""
+    return lambda double, tasks: playbook(double, tasks, extra_env={'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS})
+
+
+@pytest.fixture
+def node_state():
+    return StaticNodeState({'lab-node-1': set(DEFAULT_MODULES) | {'ip_vs_lc'}})
+
+
+def proxy_pods(double):
+    pods, _rv = double.store.list('pods', 'kube-system', label_selector='k8s-app=%s' % DS)
+    return {p['spec']['nodeName']: p for p in pods}
+
+
+def uids(double):
+    return {node: pod['metadata']['uid'] for node, pod in proxy_pods(double).items()}
+
+
+def switch_scheduler(double, scheduler='lc'):
+    cm = double.store.get('configmaps', 'kube-system', DS)
+    cm['data']['config.conf'] = cm['data']['config.conf'].replace('scheduler: rr', 'scheduler: %s' % scheduler)
+    double.store.update('configmaps', 'kube-system', DS, cm)
+
+
+def task(name, args, **extra):
+    entry = {'name': name, 'netmedic.k8s.daemonset_restart': dict({'name': DS}, **args)}
+    entry.update(extra)
+    return entry
+
+
+def test_check_mode_plans_and_deletes_nothing(double, run):
+    switch_scheduler(double)
+    before = uids(double)
+    tasks = yaml.safe_dump([task('plan', dict(FAST, node_order='name'), check_mode=True, diff=True)])
+    rc, results, output = run(double, tasks)
+    assert rc == 0, output
+    res = results['plan']
+    assert res['changed'] is True
+    assert res['plan'] == [['lab-node-1'], ['lab-node-2'], ['lab-node-3']]
+    assert res['restarted'] == [] and res['failed_node'] is None
+    assert res['remaining'] == ['lab-node-1', 'lab-node-2', 'lab-node-3']
+    assert res['patterns']['preset'] == 'kube-proxy-ipvs'
+    assert 'lab-node-2: %s' % proxy_pods(double)['lab-node-2']['metadata']['name'] in res['diff'][0]['before']
+    time.sleep(0.3)   # a few controller ticks: a deleted pod would have been replaced by now
+    assert uids(double) == before
+
+
+def test_success_on_node_with_module_failure_detected_where_missing(double, run):
+    switch_scheduler(double)
+    before = uids(double)
+    names = {node: pod['metadata']['name'] for node, pod in proxy_pods(double).items()}
+    started = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(time.time() - 1))
+    tasks = yaml.safe_dump([
+        task('rollout', dict(FAST, node_order=['lab-node-1', 'lab-node-2']), ignore_errors=True),
+        task('resume node 1', dict(FAST, nodes=['lab-node-1'], restarted_since=started)),
+    ])
+    rc, results, output = run(double, tasks)
+    assert rc == 0, output
+    res = results['rollout']
+    assert res['failed'] is True and res['changed'] is True
+    assert [r['node'] for r in res['restarted']] == ['lab-node-1']
+    assert res['restarted'][0]['old_pod'] == names['lab-node-1']
+    assert res['restarted'][0]['matched'].endswith('Using ipvs Proxier.')
+    failed = res['failed_node']
+    assert failed['node'] == 'lab-node-2' and failed['reason'] == 'failure line'
+    assert "Can't use the IPVS proxier" in failed['line'] and '[ip_vs_lc]' in failed['line']
+    assert res['remaining'] == ['lab-node-3'] and res['unverified'] == []
+    assert 'stopped at node lab-node-2' in res['msg']
+    after = uids(double)
+    assert after['lab-node-1'] != before['lab-node-1'] and after['lab-node-2'] != before['lab-node-2']
+    assert after['lab-node-3'] == before['lab-node-3'], 'the rollout must stop before node 3'
+    assert failed['pod'] == proxy_pods(double)['lab-node-2']['metadata']['name']
+    # Re-running for node 1 with restarted_since: the new pod counts as done, nothing is deleted.
+    resume = results['resume node 1']
+    assert resume['changed'] is False and resume['plan'] == []
+    assert [s['node'] for s in resume['already_restarted']] == ['lab-node-1']
+    assert uids(double)['lab-node-1'] == after['lab-node-1']
+
+
+def test_health_gate_refuses_when_pods_are_not_ready(double, run):
+    node = double.store.get('nodes', None, 'lab-node-3')
+    for cond in node['status']['conditions']:
+        if cond['type'] == 'Ready':
+            cond['status'] = 'False'
+    double.store.update('nodes', None, 'lab-node-3', node, subresource='status')
+    double.wait_for(lambda s: not any(c['type'] == 'Ready' and c['status'] == 'True'
+                                      for c in proxy_pods(double)['lab-node-3']['status'].get('conditions', [])) or None)
+    before = uids(double)
+    tasks = yaml.safe_dump([
+        task('gate', dict(FAST, nodes=['lab-node-1']), ignore_errors=True),
+        task('allowed', dict(FAST, nodes=['lab-node-1'], max_unhealthy=1, patterns_preset='none')),
+    ])
+    rc, results, output = run(double, tasks)
+    assert rc == 0, output
+    gate = results['gate']
+    assert gate['failed'] is True and gate['changed'] is False
+    assert 'not Ready (max_unhealthy=0)' in gate['msg'] and 'nothing was restarted' in gate['msg']
+    assert [u['node'] for u in gate['unhealthy']] == ['lab-node-3']
+    allowed = results['allowed']
+    assert allowed['changed'] is True and [r['node'] for r in allowed['restarted']] == ['lab-node-1']
+    assert allowed['restarted'][0]['matched'] is None          # no pattern required with preset none
+    after = uids(double)
+    assert after['lab-node-1'] != before['lab-node-1']
+    assert after['lab-node-3'] == before['lab-node-3'] and after['lab-node-2'] == before['lab-node-2']
+
+
+BAD_INPUT = [
+    ({'batch_size': 0}, 'batch_size must be >= 1'),
+    ({'failure_patterns': ['(unclosed']}, 'invalid regular expression'),
+    ({'node_order': 'random'}, 'node_order must be the word "name"'),
+    ({'nodes': ['no-such-node']}, 'no pod of DaemonSet kube-system/kube-proxy-worker on node(s): no-such-node'),
+    ({'node_order': ['lab-node-9']}, 'node_order names node(s) without a pod'),
+    ({'restarted_since': 'yesterday'}, 'restarted_since must be a UTC time'),
+    ({'name': 'no-such-ds'}, 'DaemonSet kube-system/no-such-ds not found'),
+]
+
+
+def test_bad_input_is_refused_before_any_deletion(double, run):
+    before = uids(double)
+    tasks = yaml.safe_dump([task('bad %d' % i, dict(FAST, **args), ignore_errors=True) for i, (args, _m) in enumerate(BAD_INPUT)])
+    rc, results, output = run(double, tasks)
+    assert rc == 0, output
+    for i, (_args, message) in enumerate(BAD_INPUT):
+        res = results['bad %d' % i]
+        assert res['failed'] is True and res['changed'] is False, res
+        assert message in res['msg'], (message, res['msg'])
+        assert res['restarted'] == []
+    time.sleep(0.2)
+    assert uids(double) == before
+
+
+def test_selector_and_batches_restart_every_matching_node(double, run):
+    for name in ('lab-node-2', 'lab-node-3'):
+        node = double.store.get('nodes', None, name)
+        node['metadata'].setdefault('labels', {})['pool'] = 'blue'
+        double.store.update('nodes', None, name, node)
+    before = uids(double)
+    tasks = yaml.safe_dump([task('blue', dict(FAST, selector='pool=blue', batch_size=2, patterns_preset='none'))])
+    rc, results, output = run(double, tasks)
+    assert rc == 0, output
+    res = results['blue']
+    assert res['plan'] == [['lab-node-2', 'lab-node-3']]
+    assert sorted(r['node'] for r in res['restarted']) == ['lab-node-2', 'lab-node-3']
+    after = uids(double)
+    assert after['lab-node-1'] == before['lab-node-1']
+    assert after['lab-node-2'] != before['lab-node-2'] and after['lab-node-3'] != before['lab-node-3']
+
+
+def test_crash_looping_replacement_stops_the_rollout_at_the_timeout(double, run):
+    # A config kube-proxy rejects (a Go duration without a unit): the new pod crash-loops, never Ready.
+    cm = double.store.get('configmaps', 'kube-system', DS)
+    cm['data']['config.conf'] = cm['data']['config.conf'].replace('syncPeriod: 30s', 'syncPeriod: 30')
+    double.store.update('configmaps', 'kube-system', DS, cm)
+    before = uids(double)
+    tasks = yaml.safe_dump([task('rollout', {'poll_interval': 0.1, 'timeout': 3}, ignore_errors=True)])
+    rc, results, output = run(double, tasks)
+    assert rc == 0, output
+    res = results['rollout']
+    assert res['failed'] is True and res['restarted'] == []
+    failed = res['failed_node']
+    assert failed['node'] == 'lab-node-1' and failed['reason'] == 'not ready'
+    assert 'CrashLoopBackOff' in failed['state']
+    assert any('time: invalid duration "30"' in line for line in failed['log_tail'])
+    assert res['remaining'] == ['lab-node-2', 'lab-node-3']
+    after = uids(double)
+    assert after['lab-node-2'] == before['lab-node-2'] and after['lab-node-3'] == before['lab-node-3']

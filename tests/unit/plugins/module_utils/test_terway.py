@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import terway as tw
+
+CNI_IPVLAN = '{\n  "cniVersion": "0.3.1",\n  "name": "terway",\n  "eniip_virtual_type": "IPVlan",\n  "type": "terway"\n}\n'
+
+
+@pytest.fixture
+def eni_config(fixture_text):
+    return {'eni_conf': fixture_text('terway/lab-seed-eni_conf.json'), '10-terway.conf': CNI_IPVLAN,
+            'disable_network_policy': 'false'}
+
+
+def test_in_cluster_loadbalance_beside_eni_conf(eni_config):
+    new, changes = tw.plan(eni_config, {'in_cluster_loadbalance': True})
+    assert changes == [{'path': 'in_cluster_loadbalance', 'before': None, 'after': 'true'}]
+    assert new['in_cluster_loadbalance'] == 'true'
+    assert new['eni_conf'] is eni_config['eni_conf']          # the JSON document is not rewritten
+    assert 'in_cluster_loadbalance' not in json.loads(new['eni_conf'])
+    assert tw.warnings(new, {'in_cluster_loadbalance': True}) == []
+    assert tw.verify_hint({'in_cluster_loadbalance': True}) == {
+        'container': 'policy', 'success_patterns': ['enable-in-cluster-loadbalance=true']}
+    again, more = tw.plan(new, {'in_cluster_loadbalance': True})
+    assert again is new and more == []
+
+
+def test_disable_network_policy_as_documented(eni_config):
+    # Seed 002: `disable_network_policy: "true"` added to the ConfigMap's data.
+    new, changes = tw.plan(eni_config, {'disable_network_policy': True})
+    assert changes == [{'path': 'disable_network_policy', 'before': 'false', 'after': 'true'}]
+    assert new['disable_network_policy'] == 'true' and eni_config['disable_network_policy'] == 'false'
+    assert tw.verify_hint({'disable_network_policy': True}) is None    # the catalog gives no log line for it
+    assert tw.plan(dict(eni_config, disable_network_policy='True'), {'disable_network_policy': True})[1] == []
+
+
+def test_fixed_config_from_the_seed_gets_a_second_vswitch_keeping_order(fixture_text):
+    data = yaml.safe_load(fixture_text('terway/eni-config-fixed.yaml'))['data']
+    vswitches = {'cn-beijing-h': ['vsw-2zem796p76viir02c****', 'vsw-2zeadded00000000001']}
+    new, changes = tw.plan(data, {'eni_conf': {'vswitches': vswitches}})
+    assert changes == [{'path': 'eni_conf.vswitches', 'before': {'cn-beijing-h': ['vsw-2zem796p76viir02c****']},
+                        'after': vswitches}]
+    conf = json.loads(new['eni_conf'], object_pairs_hook=list)
+    assert [k for k, _v in conf] == ['vswitches', 'security_group', 'security_groups']
+    assert json.loads(new['eni_conf'])['security_groups'] == ['sg-bp1b39sjf3v49c33****', 'sg-bp1bpdfg35tg****']
+    assert tw.summary(new)['vswitches'] == vswitches
+
+
+def test_warning_when_not_ipvlan(eni_config):
+    data = dict(eni_config, **{'10-terway.conf': CNI_IPVLAN.replace('IPVlan', 'Veth')})
+    assert 'eniip_virtual_type=Veth' in tw.warnings(data, {'in_cluster_loadbalance': True})[0]
+
+
+def test_broken_eni_conf_is_refused(eni_config):
+    with pytest.raises(tw.TerwayError, match='eni_conf is not valid JSON'):
+        tw.plan(dict(eni_config, eni_conf='{"vswitches": {,}'), {'in_cluster_loadbalance': True})
+
+
+def test_not_an_eni_config():
+    with pytest.raises(tw.TerwayError, match='no eni_conf key'):
+        tw.plan({'config': 'x'}, {'disable_network_policy': True})
+
+
+def test_create_from_nothing():
+    new, changes = tw.plan({}, {'eni_conf': {'vswitches': {'cn-beijing-h': ['vsw-1']}}})
+    assert json.loads(new['eni_conf']) == {'vswitches': {'cn-beijing-h': ['vsw-1']}}
+    assert len(changes) == 1
+
+
+@pytest.mark.parametrize('settings', [
+    {}, {'in_cluster_loadbalance': 'yes'}, {'eni_conf': {}},
+    {'eni_conf': {'vswitches': {'zone': []}}}, {'eni_conf': {'vswitches': {'zone': ['subnet-1']}}},
+    {'eni_conf': {'max_pool_size': 'five'}}, {'eni_conf': {'max_pool_size': True}},
+])
+def test_bad_settings(settings):
+    with pytest.raises(tw.TerwayError):
+        tw.validate(settings)
