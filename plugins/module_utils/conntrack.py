@@ -120,3 +120,57 @@ def processes_named(names, proc='/proc'):
         if comm in names:
             found.append({'pid': int(entry), 'name': comm})
     return sorted(found, key=lambda p: p['pid'])
+
+
+_FAMILIES = ('ipv4', 'ipv6')
+DNS_PORT = '53'
+
+
+def breakdown(listing, top=5):
+    """Counts of a ``conntrack -L`` listing (plain or ``-o extended``), the N-2 diagnosis step.
+
+    Returns ``total``, ``by_protocol`` ({tcp: n, udp: n, ...}), ``tcp_states`` ({ESTABLISHED: n, ...}),
+    ``dns`` (entries whose original destination port is 53) and ``top_dports`` ([[port, n], ...]).
+    The trailer line conntrack prints on stderr ("N flow entries have been shown") is ignored if
+    it is passed in.
+    """
+    by_protocol, states, dports = {}, {}, {}
+    total = dns = 0
+    for line in (listing or '').splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith('conntrack'):
+            continue
+        if fields[0] in _FAMILIES:
+            fields = fields[2:]
+        if len(fields) < 3:
+            continue
+        proto = fields[0]
+        total += 1
+        by_protocol[proto] = by_protocol.get(proto, 0) + 1
+        if proto == 'tcp' and len(fields) > 3 and '=' not in fields[3]:
+            states[fields[3]] = states.get(fields[3], 0) + 1
+        dport = next((f.split('=', 1)[1] for f in fields if f.startswith('dport=')), None)
+        if dport is not None:
+            dports[dport] = dports.get(dport, 0) + 1
+            if dport == DNS_PORT:
+                dns += 1
+    ranked = sorted(dports.items(), key=lambda kv: (-kv[1], int(kv[0]) if kv[0].isdigit() else 0))
+    return {'total': total, 'by_protocol': by_protocol, 'tcp_states': states, 'dns': dns,
+            'top_dports': [[port, n] for port, n in ranked[:top]]}
+
+
+def advice(counts, share=0.5):
+    """The source documents' N-2 advice for what dominates the table (empty when nothing does)."""
+    total = counts.get('total') or 0
+    if not total:
+        return []
+    out = []
+    tcp = counts['by_protocol'].get('tcp', 0)
+    udp = counts['by_protocol'].get('udp', 0)
+    if tcp >= share * total:
+        out.append('mostly TCP (%d of %d): many short-lived connections; use keep-alive / connection pooling '
+                   'in the clients' % (tcp, total))
+    if udp >= share * total or counts.get('dns', 0) >= share * total:
+        out.append('mostly UDP (%d of %d, %d DNS): deploy NodeLocal DNSCache so DNS queries stop filling the '
+                   'table' % (udp, total, counts.get('dns', 0)))
+    return out

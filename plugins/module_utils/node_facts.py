@@ -173,6 +173,20 @@ def _kernel_log(ctx):
     return 'journalctl', result.stdout, reasons
 
 
+def _conntrack_breakdown(ctx):
+    """``conntrack -L`` counted by protocol, TCP state and destination port (opt-in: the table can be big)."""
+    try:
+        listing = ctx.runner.run(['conntrack', '-L']).stdout
+    except CommandNotFound:
+        return _unavailable('conntrack (conntrack-tools) is not installed')
+    except CommandError as e:
+        return _unavailable('conntrack -L failed: %s' % e.msg)
+    counts = conntrack.breakdown(listing)
+    counts['available'] = True
+    counts['advice'] = conntrack.advice(counts)
+    return counts
+
+
 def probe_conntrack(ctx):
     maximum = _int(ctx.sysctl(conntrack.MAX_KEY))
     if maximum is None:
@@ -188,6 +202,8 @@ def probe_conntrack(ctx):
             'buckets': _int(ctx.sysctl(conntrack.BUCKETS_KEY)),
             'hashsize': _int((ctx.fs.read_text(CONNTRACK_HASHSIZE) or '').strip()),
         }
+    if data.get('available') and ctx.params.get('conntrack_breakdown'):
+        data['breakdown'] = _conntrack_breakdown(ctx)
     if not ctx.params['kernel_log']:
         data['table_full_events'] = _unavailable('kernel_log=false')
         return data
@@ -568,8 +584,12 @@ def _conntrack_findings(ct, p):
             parts.append('conntrack table %s%% full (%s of %s)' % (pct, ct['count'], ct['max']))
         if events.get('count'):
             parts.append('%d "table full, dropping packet" kernel messages (%s)' % (events['count'], events['source']))
+        breakdown = ct.get('breakdown') or {}
+        if breakdown.get('advice'):
+            parts.append('; '.join(breakdown['advice']))
         out.append(_finding('N-2', severity, '; '.join(parts), {
             'count': ct['count'], 'max': ct['max'], 'usage_percent': pct,
+            'by_protocol': breakdown.get('by_protocol'), 'dns': breakdown.get('dns'),
             'table_full_events': events.get('count'), 'last_event': events.get('last'),
         }))
     return out

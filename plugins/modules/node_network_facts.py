@@ -145,6 +145,14 @@ options:
       - Read the kernel log (C(dmesg), else C(journalctl -k)) for conntrack C(table full) events.
     type: bool
     default: true
+  conntrack_breakdown:
+    description:
+      - Also list the conntrack table (C(conntrack -L)) and count entries by protocol, TCP state and destination
+        port, the diagnosis step of catalog N-2; the N-2 finding then carries the source's advice (keep-alive for
+        mostly TCP, NodeLocal DNSCache for mostly UDP/DNS).
+      - Off by default because a full table can hold hundreds of thousands of entries. Needs C(conntrack-tools).
+    type: bool
+    default: false
 seealso:
   - module: netmedic.k8s.conntrack_limit
   - name: Catalog N-1 to N-8, C-5, D-7, D-11
@@ -203,6 +211,8 @@ netmedic:
         - Catalog N-2. C(available=false) and C(reason) when C(nf_conntrack) is not loaded.
         - C(table_full_events) - C(available), C(source) (V(dmesg) or V(journalctl)), C(count), C(last)
           (the last matching line), C(lines_scanned), C(fallback_reason) or C(reason).
+        - With O(conntrack_breakdown=true), C(breakdown) - C(total), C(by_protocol), C(tcp_states), C(dns)
+          (entries to port 53), C(top_dports) and C(advice) (the source documents' advice for what dominates).
       returned: when the conntrack probe runs
       type: dict
       sample: {"available": true, "count": 16, "max": 16, "usage_percent": 100.0, "buckets": 4096, "hashsize": 4096,
@@ -351,6 +361,7 @@ def main():
             conntrack_critical_percent=dict(type='float', default=95),
             ipam_warn_percent=dict(type='float', default=90),
             kernel_log=dict(type='bool', default=True),
+            conntrack_breakdown=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
     )

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import conntrack
+
+FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'conntrack'
 
 
 def test_meminfo_and_auto_limit_from_real_file(fixture_text):
@@ -68,3 +71,27 @@ def test_processes_named(tmp_path):
     assert conntrack.processes_named(('kube-proxy',), proc=str(tmp_path)) == [
         {'pid': 7, 'name': 'kube-proxy'}, {'pid': 42, 'name': 'kube-proxy'}]
     assert conntrack.processes_named(('kube-proxy',), proc=str(tmp_path / 'missing')) == []
+
+
+def test_breakdown_of_real_conntrack_listing():
+    listing = (FIXTURES / 'conntrack-L.txt').read_text()
+    counts = conntrack.breakdown(listing + 'conntrack v1.4.7 (conntrack-tools): 16 flow entries have been shown.\n')
+    assert counts['total'] == 16
+    assert counts['by_protocol'] == {'tcp': 10, 'udp': 6}
+    assert counts['tcp_states'] == {'ESTABLISHED': 5, 'TIME_WAIT': 5}
+    assert counts['dns'] == 4
+    assert counts['top_dports'][:3] == [['8080', 10], ['53', 4], ['123', 2]]
+    assert conntrack.advice(counts) == ['mostly TCP (10 of 16): many short-lived connections; use keep-alive / '
+                                        'connection pooling in the clients']
+
+
+def test_breakdown_extended_format_and_udp_advice():
+    listing = ('ipv4     2 udp      17 29 src=10.0.0.2 dst=10.96.0.10 sport=40001 dport=53 [UNREPLIED] '
+               'src=10.96.0.10 dst=10.0.0.2 sport=53 dport=40001 mark=0 use=1\n') * 3
+    listing += ('ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.0.2 dst=10.0.0.9 sport=5000 dport=443 '
+                'src=10.0.0.9 dst=10.0.0.2 sport=443 dport=5000 [ASSURED] mark=0 use=1\n')
+    counts = conntrack.breakdown(listing)
+    assert counts['by_protocol'] == {'udp': 3, 'tcp': 1} and counts['dns'] == 3
+    assert len(conntrack.advice(counts)) == 1 and 'NodeLocal DNSCache' in conntrack.advice(counts)[0]
+    assert conntrack.breakdown('') == {'total': 0, 'by_protocol': {}, 'tcp_states': {}, 'dns': 0, 'top_dports': []}
+    assert conntrack.advice(conntrack.breakdown('')) == []

@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import node_facts
 
-from ..conftest import STANDARD_BINARIES, NodeTree, fixture_reply, standard_replies
+from ..conftest import STANDARD_BINARIES, NodeTree, fixture_reply, fixture_text, standard_replies
 
 
 def gather(node, runner, **params):
@@ -323,3 +323,25 @@ def test_scheduler_check_is_unknown_without_module_lists(node, make_runner):
     assert facts['ipvs']['modules_builtin'] == ['ip_vs', 'ip_vs_lc']
     assert facts['ipvs']['schedulers_missing'] == ['sh']
     assert [f['id'] for f in facts['findings']] == ['N-4', 'N-5']
+
+
+def test_conntrack_breakdown_opt_in(node, make_runner):
+    ack_flannel(node)
+    replies = standard_replies()
+    replies[('conntrack', '-L')] = (0, fixture_text('conntrack/conntrack-L.txt'), '')
+    runner = make_runner(binaries=dict(STANDARD_BINARIES, conntrack='/usr/sbin/conntrack'), replies=replies)
+    facts = gather(node, runner, conntrack_breakdown=True)
+    bd = facts['conntrack']['breakdown']
+    assert (bd['available'], bd['total'], bd['by_protocol'], bd['dns']) == (True, 16, {'tcp': 10, 'udp': 6}, 4)
+    n2 = next(f for f in facts['findings'] if f['id'] == 'N-2')
+    assert 'keep-alive' in n2['summary'] and n2['evidence']['by_protocol'] == {'tcp': 10, 'udp': 6}
+
+    # Off by default: no listing is run at all.
+    runner = make_runner(binaries=dict(STANDARD_BINARIES, conntrack='/usr/sbin/conntrack'), replies=replies)
+    assert 'breakdown' not in gather(node, runner)['conntrack']
+
+    # Missing tool: reported, the rest of the probe still works.
+    runner = make_runner()
+    ct = gather(node, runner, conntrack_breakdown=True)['conntrack']
+    assert ct['breakdown']['available'] is False and 'conntrack-tools' in ct['breakdown']['reason']
+    assert ct['max'] == 16
