@@ -33,8 +33,8 @@ def _run(double, tmp_path, tasks, check=False):
 
 
 TASKS = [
-    {'name': 'maxPerCore', 'netmedic.k8s.kube_proxy_config': {'names': ['kube-proxy-worker'],
-                                                             'settings': {'conntrack.maxPerCore': 65536}}},
+    {'name': 'maxPerCore',
+     'netmedic.k8s.kube_proxy_config': {'names': ['kube-proxy-worker'], 'settings': {'conntrack.maxPerCore': 65536}}},
     {'name': 'bad scheduler', 'ignore_errors': True,
      'netmedic.k8s.kube_proxy_config': {'settings': {'ipvs.scheduler': 'fastest'}, 'api_key': 'not-logged-anywhere'}},
 ]

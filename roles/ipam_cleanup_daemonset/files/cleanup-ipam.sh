@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # netmedic.k8s ipam_cleanup_daemonset (catalog C-8): remove leaked host-local IPAM allocations.
 #
 # The hardened form of the cleanup-ipam-dir DaemonSet from GKE's documentation (catalog N-1):
