@@ -123,7 +123,8 @@ class CallbackModule(CallbackBase):
             json.dump(report, handle, indent=2, sort_keys=True)
         with open(base + '.md', 'w') as handle:
             handle.write(self._markdown(report))
-        self._display.display('netmedic change report: %s.md (and .json)' % base)
+        # stderr: stdout may be a machine-readable stream (the json callback).
+        self._display.display('netmedic change report: %s.md (and .json)' % base, stderr=True)
 
     @staticmethod
     def _markdown(report):
