@@ -20,8 +20,13 @@ the gateway (default: first address) is never handed out.  For a /29 that is
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import ipaddress
+import os
 import posixpath
+import re
+import time
 
 LOCK = 'lock'
 LAST_RESERVED_PREFIX = 'last_reserved_ip.'
@@ -214,3 +219,216 @@ def network_summary(name, data_dir, scan, range_sets, range_source):
         'used_percent': worst['used_percent'] if worst else None,
         'exhausted': any(s['free'] == 0 for s in known),
     }
+
+
+# --- garbage collection of leaked allocations (catalog N-1) ------------------------
+#
+# read_allocations() reads one network directory; plan_gc() is pure: it decides, from the
+# files, one runtime listing and the clock, which allocations are leaked.  lock_network()
+# and move_to_backup() are the only functions here that act on the node.
+
+GC_LIVE = 'live'
+GC_YOUNG = 'young'
+GC_LEAKED = 'leaked'
+GC_UNKNOWN = 'unknown'
+READ_LIMIT = 4096
+# CNI spec: a container ID is non-empty and only alphanumerics, hyphen, underscore and period.
+_CNI_ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
+
+
+def read_allocations(dir_path):
+    """The allocation files of one ``<dataDir>/<network>`` directory (node paths, no HostFS).
+
+    Returns ``{'allocations': [{'ip', 'path', 'container_id', 'ifname', 'mtime'}],
+    'other_files': [names], 'lock': bool, 'last_reserved': [names]}``.  Only regular
+    files named as an IP address are allocations; symbolic links and anything else are
+    listed in ``other_files`` and never collected.
+    """
+    allocations = []
+    other = []
+    reserved = []
+    has_lock = False
+    for entry in os.scandir(dir_path):
+        name = entry.name
+        if name == LOCK:
+            has_lock = True
+            continue
+        if name.startswith(LAST_RESERVED_PREFIX):
+            reserved.append(name)
+            continue
+        try:
+            addr = ipaddress.ip_address(name)
+        except ValueError:
+            addr = None
+        if addr is None or not entry.is_file(follow_symlinks=False):
+            other.append(name)
+            continue
+        st = entry.stat(follow_symlinks=False)
+        with open(entry.path, 'rb') as f:
+            data = f.read(READ_LIMIT)
+        item = parse_allocation(data)
+        item.update({'ip': name, 'path': entry.path, 'mtime': st.st_mtime, '_key': (addr.version, int(addr))})
+        allocations.append(item)
+    allocations.sort(key=lambda a: a['_key'])
+    for item in allocations:
+        del item['_key']
+    return {'allocations': allocations, 'other_files': sorted(other), 'lock': has_lock, 'last_reserved': sorted(reserved)}
+
+
+def plan_gc(networks, live_ids, now, grace_period):
+    """Decide every allocation of every network: live, young, leaked or unknown.
+
+    ``networks``: ``[{'path', 'allocations': [...]}]`` as :func:`read_allocations`
+    returns them; ``live_ids``: every sandbox and container ID the runtime listed (one
+    listing); ``now``: the node's clock (seconds since the epoch).
+
+    - The match is on the full container ID (exact string; never a prefix or a
+      substring, unlike the seed's ``grep``).
+    - The files of one container ID share one decision, in every network: a dual-stack
+      pod's v4 and v6 files (and a pod's other interfaces) are kept or collected
+      together.  A container is young when ANY of its files is younger than
+      ``grace_period``.
+    - A file without a readable container ID (empty, or not a valid CNI container ID)
+      is ``unknown`` and kept.
+    - A network where something would be collected but no allocation belongs to a
+      listed container is ``refused``: that is what an empty or wrong runtime listing
+      looks like (the caller collects it only with ``allow_all``).
+
+    Returns ``[{'path', 'allocated', 'live', 'young', 'leaked', 'unknown', 'refused'}]``
+    in the order given, where ``live`` is a count and the others are lists of
+    ``{'ip', 'container_id', 'ifname', 'age', 'path'}``.
+    """
+    live_ids = frozenset(live_ids)
+    youngest_age = {}
+    for net in networks:
+        for a in net['allocations']:
+            cid = a.get('container_id')
+            if cid and _CNI_ID_RE.match(cid):
+                age = now - a['mtime']
+                prev = youngest_age.get(cid)
+                # the youngest file of the container decides
+                youngest_age[cid] = age if prev is None else min(prev, age)
+    decision = {}
+    for cid, youngest in youngest_age.items():
+        if cid in live_ids:
+            decision[cid] = GC_LIVE
+        elif youngest < grace_period:
+            decision[cid] = GC_YOUNG
+        else:
+            decision[cid] = GC_LEAKED
+    plans = []
+    for net in networks:
+        out = {GC_YOUNG: [], GC_LEAKED: [], GC_UNKNOWN: []}
+        live = 0
+        for a in net['allocations']:
+            cid = a.get('container_id')
+            verdict = decision.get(cid, GC_UNKNOWN) if cid else GC_UNKNOWN  # not in decision: not a valid ID
+            if verdict == GC_LIVE:
+                live += 1
+                continue
+            out[verdict].append({'ip': a['ip'], 'container_id': cid, 'ifname': a.get('ifname'),
+                                 'age': int(now - a['mtime']), 'path': a['path']})
+        plans.append({
+            'path': net['path'],
+            'allocated': len(net['allocations']),
+            'live': live,
+            'young': out[GC_YOUNG],
+            'leaked': out[GC_LEAKED],
+            'unknown': out[GC_UNKNOWN],
+            'refused': bool(out[GC_LEAKED]) and live == 0,
+        })
+    return plans
+
+
+class LockTimeout(Exception):
+    pass
+
+
+def lock_network(dir_path, timeout, create=True, interval=0.1, clock=time.monotonic, sleep=time.sleep):
+    """Hold host-local's own lock: ``flock(LOCK_EX)`` on ``<dir>/lock``, as the plugin does.
+
+    Waits up to ``timeout`` seconds (LockTimeout after).  Returns ``(fd, waited)``;
+    ``fd`` is None when there is no lock file and ``create`` is false (check mode never
+    creates it).  The lock file is opened, never written or truncated.
+    """
+    path = os.path.join(dir_path, LOCK)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0))
+    except OSError as e:
+        if e.errno != errno.ENOENT or not create:
+            if e.errno == errno.ENOENT:
+                return None, 0.0
+            raise
+        # host-local opens it with O_RDWR|O_CREATE itself; an empty file either way.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o644)
+    start = clock()
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd, clock() - start
+        except (IOError, OSError) as e:
+            if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                os.close(fd)
+                raise
+        waited = clock() - start
+        if waited >= timeout:
+            os.close(fd)
+            raise LockTimeout('%s is held by another process (host-local or another cleanup) after waiting %.1f s'
+                              % (path, waited))
+        sleep(min(interval, max(timeout - waited, 0.001)))
+
+
+def unlock_network(fd):
+    if fd is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def move_to_backup(src, dst, sync_dirs=True):
+    """Move one file so that it always exists in at least one of the two places.
+
+    Same file system: ``rename`` (atomic; a crash leaves the file in one place or the
+    other, so no fsync is needed for safety, only for durability: ``sync_dirs``).
+    Across file systems (``EXDEV``, e.g. the tmpfs ``/var/run/cni/networks`` to a disk
+    backup): copy to ``<dst>.partial``, ``fsync``, rename to ``dst``, ``fsync`` its
+    directory, and only then unlink the source (always, whatever ``sync_dirs``).
+    Never overwrites ``dst``.  Returns ``'rename'`` or ``'copy'``.
+    """
+    if os.path.lexists(dst):
+        raise OSError(errno.EEXIST, 'backup target already exists', dst)
+    try:
+        os.rename(src, dst)
+        method = 'rename'
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        method = 'copy'
+        tmp = dst + '.partial'
+        st = os.lstat(src)
+        with open(src, 'rb') as f:
+            data = f.read()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.utime(tmp, (st.st_atime, st.st_mtime))
+        os.rename(tmp, dst)
+        fsync_dir(os.path.dirname(dst))
+        os.unlink(src)
+    if sync_dirs:
+        fsync_dir(os.path.dirname(src))
+        if method == 'rename':
+            fsync_dir(os.path.dirname(dst))
+    return method

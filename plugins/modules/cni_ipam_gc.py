@@ -1,0 +1,637 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: netmedic contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: cni_ipam_gc
+short_description: Collect leaked host-local CNI IP allocations, safely
+version_added: 0.1.0
+description:
+  - >-
+    Fixes catalog entry B(N-1) (leaked host-local IPAM allocations: new pods stay
+    C(ContainerCreating) with C(failed to allocate for range 0: no IP addresses available in range set)).
+    It does what the source documents' C(cleanup.sh) and C(cleanup-ipam-dir) DaemonSet do, without
+    their hazards.
+  - host-local keeps one file per allocated address in C(<data_dir>/<network>/), named as the address and
+    holding the container (pod sandbox) ID and the interface name. An allocation is B(leaked) when
+    no sandbox or container the runtime knows has that ID.
+  - The runtime is asked B(once) per run, for sandboxes and containers together
+    (containerd C(ctr -n k8s.io containers ls -q), which lists sandboxes because they are containers
+    there; C(crictl pods -q) and C(crictl ps -a -q); C(docker ps -a -q --no-trunc)). Containers that
+    exist but are not running count as live. When the runtime cannot be asked (CLI missing, non-zero
+    exit, daemon down, output that is not a list of IDs) the module fails and removes nothing - "could
+    not list" is never "nothing runs".
+  - IDs are compared in full (never a prefix or substring). All files of one container ID share one
+    decision, so the IPv4 and IPv6 files of a dual-stack pod are kept or collected together. A file
+    younger than O(grace_period) is kept and reported as young; so is every file of its container.
+  - If nothing in a network belongs to a listed container while something would be collected (what an
+    empty or wrong runtime listing looks like), the module refuses and changes nothing, unless
+    O(allow_all=true).
+  - While it decides and moves it holds host-local's own lock (C(flock) on C(<network>/lock)), so the
+    plugin cannot allocate or release in that directory meanwhile. C(lock) and C(last_reserved_ip.*)
+    are never touched.
+  - Leaked files are moved, never deleted, into a per-run directory under O(backup_dir) that mirrors
+    their original path (C(rename) on one file system, copy + C(fsync) + unlink across file systems), with
+    a C(manifest.json). A failure part-way reports what was moved and what remains.
+author:
+  - netmedic maintainers (@netmedic)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Queries the runtime, reads the directories under host-local's lock and reports what would be moved and where; moves nothing.
+  diff_mode:
+    support: full
+    details: Lists, per network, the allocation files that are (or would be) moved to the backup directory.
+  platform:
+    platforms: posix
+    support: full
+    details: Linux nodes using the CNI host-local IPAM plugin with containerd, CRI-O or Docker; run as root.
+options:
+  data_dir:
+    description:
+      - host-local C(dataDir) directories holding one sub-directory per network.
+      - Directories that do not exist are skipped; two paths to the same directory are handled once.
+      - ACK Flannel after catalog N-7 keeps its allocations in C(/var/run/cni/networks).
+    type: list
+    elements: path
+    default: [/var/lib/cni/networks, /var/run/cni/networks]
+  networks:
+    description:
+      - Network directory names to clean, for example C(gke-pod-network) or C(cb0).
+      - Empty (the default) means every network directory found in O(data_dir).
+      - A named network that does not exist on the node is reported in RV(missing_networks) with a warning.
+    type: list
+    elements: str
+    default: []
+  runtime:
+    description:
+      - The container runtime whose sandboxes and containers own the allocations.
+      - V(auto) uses the kubelet's C(--container-runtime-endpoint) (command line or C(/var/lib/kubelet/config.yaml)),
+        else the runtime socket present; it fails when none, or more than one without a kubelet setting, is found.
+    type: str
+    choices: [auto, containerd, crio, docker]
+    default: auto
+  runtime_cli:
+    description:
+      - The CLI used to list. V(auto) is C(ctr) (then C(crictl)) for containerd, C(crictl) for CRI-O, C(docker) for Docker.
+    type: str
+    choices: [auto, ctr, crictl, docker]
+    default: auto
+  runtime_endpoint:
+    description:
+      - The runtime's socket (a path or C(unix://) URL). Default - the detected one, or the CLI's own default when
+        O(runtime) is set explicitly.
+    type: str
+  namespace:
+    description:
+      - containerd namespace listed by C(ctr) (the kubelet's is C(k8s.io)). Ignored by the other CLIs.
+    type: str
+    default: k8s.io
+  runtime_timeout:
+    description:
+      - Seconds the runtime CLI may take (passed as its C(--timeout) for C(ctr) and C(crictl)).
+    type: int
+    default: 30
+  grace_period:
+    description:
+      - Seconds an allocation file must be old (by its modification time) before it may be collected.
+      - containerd sets a sandbox's network up before the sandbox appears in its container list, so a
+        fresh allocation can look leaked for a moment; the source's DaemonSet waits 10 minutes (C(-mmin +10)).
+    type: int
+    default: 600
+  backup_dir:
+    description:
+      - Where leaked files are moved. Each run that moves something creates C(<backup_dir>/<UTC timestamp>-<pid>/)
+        holding the files under their original path and a C(manifest.json).
+      - Must not be inside a O(data_dir).
+    type: path
+    default: /var/lib/netmedic/backups/cni_ipam_gc
+  allow_all:
+    description:
+      - Collect even in a network where no allocation belongs to a listed container.
+      - Needed for a network whose pods are really all gone (for example a directory left over from before a
+        migration); otherwise such a run is refused because an empty or wrong runtime listing looks the same.
+    type: bool
+    default: false
+  lock_timeout:
+    description:
+      - Seconds to wait for host-local's C(lock) of each network; the module fails (nothing moved) after that.
+    type: int
+    default: 30
+seealso:
+  - module: netmedic.k8s.node_network_facts
+  - name: Catalog N-1 and C-8
+    description: docs/catalog.md and docs/cni_ipam_gc.md in the collection.
+    link: https://example.invalid/netmedic/k8s/docs/cni_ipam_gc.md
+notes:
+  - Run as root on each affected node. The ACK procedure cordons the node during a manual cleanup; do that with
+    C(kubernetes.core.k8s_drain) (C(state=cordon)) around this task if you follow it.
+  - Permanent fixes are an upgrade (GKE 1.22.17-gke.3100, 1.23.16-gke.200, 1.24.9-gke.3200, 1.25.6-gke.200 or later;
+    ACK 1.20 or later) or, on ACK Flannel, catalog N-7.
+  - To restore a moved file, copy it from the run directory back to the same path (the run directory mirrors it).
+"""
+
+EXAMPLES = r"""
+- name: See what would be collected on a GKE containerd node
+  netmedic.k8s.cni_ipam_gc:
+    networks: [gke-pod-network]
+  check_mode: true
+  diff: true
+
+- name: Collect leaked allocations (runtime detected, 10 minutes grace)
+  netmedic.k8s.cni_ipam_gc:
+  register: gc
+
+- name: ACK Flannel on Docker, tmpfs data dir after N-7
+  netmedic.k8s.cni_ipam_gc:
+    data_dir: [/var/run/cni/networks]
+    networks: [cb0]
+    runtime: docker
+
+- name: A network left behind by a migration, with no pods at all
+  netmedic.k8s.cni_ipam_gc:
+    data_dir: [/var/lib/cni/networks]
+    networks: [cb0]
+    allow_all: true
+"""
+
+RETURN = r"""
+networks:
+  description: One entry per network directory examined.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Network (directory) name.
+      type: str
+      returned: always
+    data_dir:
+      description: The O(data_dir) it was found in.
+      type: str
+      returned: always
+    path:
+      description: The network directory.
+      type: str
+      returned: always
+    allocated:
+      description: Allocation files before the run (null when the run stopped before reading the directory).
+      type: int
+      returned: always
+    live:
+      description: Allocation files whose container ID the runtime listed (null when the run stopped before reading).
+      type: int
+      returned: always
+    young:
+      description: Files kept because they (or another file of the same container) are younger than O(grace_period).
+      type: list
+      elements: dict
+      returned: always
+    unknown:
+      description: Files without a readable container ID; kept.
+      type: list
+      elements: dict
+      returned: always
+    leaked:
+      description: Leaked allocations (C(ip), C(container_id), C(ifname), C(age) in seconds, C(path), C(backup)).
+      type: list
+      elements: dict
+      returned: always
+    removed:
+      description: Paths moved out of the directory by this run (in check mode, that would be moved).
+      type: list
+      elements: str
+      returned: always
+    remaining:
+      description: Leaked paths not moved because the run failed part-way.
+      type: list
+      elements: str
+      returned: always
+    backup_dir:
+      description: Where this network's files went (or would go).
+      type: str
+      returned: always
+    refused:
+      description: True when nothing in the network belongs to a listed container and O(allow_all) is false.
+      type: bool
+      returned: always
+    lock:
+      description: The lock file held and the seconds waited for it (C(held) false in check mode without a lock file).
+      type: dict
+      returned: always
+  sample:
+    - name: gke-pod-network
+      data_dir: /var/lib/cni/networks
+      path: /var/lib/cni/networks/gke-pod-network
+      allocated: 4
+      live: 2
+      young: []
+      unknown: []
+      leaked:
+        - ip: 10.8.3.4
+          container_id: c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00
+          ifname: eth0
+          age: 7260
+          path: /var/lib/cni/networks/gke-pod-network/10.8.3.4
+          backup: /var/lib/netmedic/backups/cni_ipam_gc/20261125T200000Z-4242/var/lib/cni/networks/gke-pod-network/10.8.3.4
+      removed: [/var/lib/cni/networks/gke-pod-network/10.8.3.4]
+      remaining: []
+      backup_dir: /var/lib/netmedic/backups/cni_ipam_gc/20261125T200000Z-4242/var/lib/cni/networks/gke-pod-network
+      refused: false
+      lock: {path: /var/lib/cni/networks/gke-pod-network/lock, held: true, waited: 0.0}
+runtime:
+  description: The runtime asked and what it listed.
+  returned: when networks were found
+  type: dict
+  sample:
+    name: containerd
+    source: socket
+    cli: ctr
+    endpoint: /run/containerd/containerd.sock
+    namespace: k8s.io
+    listed: 7
+    commands: [{cmd: [/usr/bin/ctr, --address, /run/containerd/containerd.sock, --timeout, 30s, --namespace, k8s.io, containers, ls, -q], rc: 0, count: 7}]
+backup_dir:
+  description: This run's backup directory (created only when something was moved), or null when nothing is to be moved.
+  returned: always
+  type: str
+  sample: /var/lib/netmedic/backups/cni_ipam_gc/20261125T200000Z-4242
+moved:
+  description: Every file moved, with its backup path and how (C(rename) or C(copy)).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - path: /var/lib/cni/networks/cb0/172.20.5.3
+      backup: /var/lib/netmedic/backups/cni_ipam_gc/20261125T200000Z-4242/var/lib/cni/networks/cb0/172.20.5.3
+      method: rename
+remaining:
+  description: Leaked files still in place after a failure part-way (empty on success).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+missing_networks:
+  description: Names in O(networks) found in no O(data_dir).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+summary:
+  description: Totals over all networks.
+  returned: always
+  type: dict
+  sample: {"allocated": 9, "live": 4, "young": 1, "unknown": 0, "leaked": 4, "removed": 4}
+catalog:
+  description: Catalog IDs this module implements.
+  returned: always
+  type: list
+  elements: str
+  sample: ["N-1"]
+"""
+
+import json
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, runtime
+from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
+from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
+
+ARGUMENT_SPEC = dict(
+    data_dir=dict(type='list', elements='path', default=list(ipam.DEFAULT_DATA_DIRS)),
+    networks=dict(type='list', elements='str', default=[]),
+    runtime=dict(type='str', default='auto', choices=['auto', 'containerd', 'crio', 'docker']),
+    runtime_cli=dict(type='str', default='auto', choices=['auto', 'ctr', 'crictl', 'docker']),
+    runtime_endpoint=dict(type='str'),
+    namespace=dict(type='str', default=runtime.DEFAULT_CONTAINERD_NAMESPACE),
+    runtime_timeout=dict(type='int', default=30),
+    grace_period=dict(type='int', default=600),
+    backup_dir=dict(type='path', default='/var/lib/netmedic/backups/cni_ipam_gc'),
+    allow_all=dict(type='bool', default=False),
+    lock_timeout=dict(type='int', default=30),
+)
+
+
+class GCError(Exception):
+    """The run stops; ``data`` is what the result reports alongside the message."""
+
+    def __init__(self, msg, data=None):
+        super(GCError, self).__init__(msg)
+        self.msg = msg
+        self.data = data or {}
+
+
+def _under(path, parent):
+    path = os.path.realpath(path)
+    parent = os.path.realpath(parent)
+    return path == parent or path.startswith(parent.rstrip('/') + '/')
+
+
+def validate(params):
+    """Bad input fails here, before the node is read or changed."""
+    for key in ('grace_period', 'lock_timeout'):
+        if params[key] < 0:
+            raise GCError('%s must be 0 or more, got %d' % (key, params[key]))
+    if params['runtime_timeout'] <= 0:
+        raise GCError('runtime_timeout must be at least 1, got %d' % params['runtime_timeout'])
+    if not params['data_dir']:
+        raise GCError('data_dir must name at least one directory')
+    for path in params['data_dir'] + [params['backup_dir']]:
+        if not path or not os.path.isabs(path):
+            raise GCError('%r is not an absolute path' % (path,))
+    for name in params['networks']:
+        if not name or name in ('.', '..') or '/' in name or '\0' in name:
+            raise GCError('invalid network name %r (a directory name under data_dir is expected)' % (name,))
+    for path in params['data_dir']:
+        if _under(params['backup_dir'], path):
+            raise GCError('backup_dir %s is inside data_dir %s: choose a directory outside the CNI data directories'
+                          % (params['backup_dir'], path))
+    if params['runtime'] != 'auto' and params['runtime_cli'] != 'auto' \
+            and params['runtime_cli'] not in runtime.LIST_CLIS[params['runtime']]:
+        raise GCError('runtime_cli %s cannot list %s containers (use one of: %s)'
+                      % (params['runtime_cli'], params['runtime'], ', '.join(runtime.LIST_CLIS[params['runtime']])))
+    if params['runtime_endpoint'] and runtime.endpoint_path(params['runtime_endpoint']) is None:
+        raise GCError('runtime_endpoint %r is not a unix socket path or unix:// URL' % params['runtime_endpoint'])
+    if not params['namespace']:
+        raise GCError('namespace must not be empty')
+
+
+def find_networks(params):
+    """``[{'name', 'data_dir', 'path'}]`` to examine, and the requested names not found."""
+    found = []
+    seen = set()
+    for data_dir in params['data_dir']:
+        if not os.path.isdir(data_dir):
+            continue
+        real = os.path.realpath(data_dir)
+        if real in seen:
+            continue
+        seen.add(real)
+        for name in sorted(os.listdir(data_dir)):
+            path = os.path.join(data_dir, name)
+            if os.path.isdir(path) and not os.path.islink(path) and (not params['networks'] or name in params['networks']):
+                found.append({'name': name, 'data_dir': data_dir, 'path': path})
+    names = {n['name'] for n in found}
+    missing = [n for n in params['networks'] if n not in names]
+    return found, missing
+
+
+def resolve_runtime(runner, params, fs):
+    """Which runtime, CLI and endpoint to list with; GCError when it is not certain."""
+    name = params['runtime']
+    endpoint = params['runtime_endpoint']
+    info = {'name': name, 'source': 'option', 'endpoint': endpoint}
+    if name == 'auto':
+        kubelet_ep, where = runtime.kubelet_endpoint(fs)
+        detected = runtime.detect(fs.is_socket, runner.which, kubelet_ep)
+        if detected['name'] is None:
+            raise GCError('cannot tell which container runtime owns the allocations: no kubelet runtime endpoint and no runtime '
+                          'socket (%s); set runtime (nothing was changed)' % ', '.join(r['socket'] for r in detected['runtimes']))
+        if detected['ambiguous']:
+            present = [r['name'] for r in detected['runtimes'] if r['socket_present']]
+            raise GCError('several container runtime sockets (%s) and no kubelet setting to choose: set runtime '
+                          '(nothing was changed)' % ', '.join(present))
+        name = detected['name']
+        info['name'] = name
+        info['source'] = where or 'socket'
+        if not endpoint:
+            if detected['source'] == 'kubelet':
+                endpoint = kubelet_ep
+            else:
+                endpoint = next(r['socket'] for r in detected['runtimes'] if r['name'] == name)
+    try:
+        cli = runtime.choose_cli(name, runner.which, params['runtime_cli'])
+    except ValueError as e:
+        raise GCError('%s (nothing was changed)' % e)
+    if cli is None:
+        wanted = params['runtime_cli'] if params['runtime_cli'] != 'auto' else ' or '.join(runtime.LIST_CLIS[name])
+        raise GCError('cannot list %s containers: %s is not installed, so live allocations cannot be told from leaked '
+                      'ones (nothing was changed)' % (name, wanted), {'runtime': info})
+    info.update(cli=cli, endpoint=runtime.endpoint_path(endpoint) if endpoint else None,
+                namespace=params['namespace'] if cli == 'ctr' else None)
+    return info
+
+
+def _net_result(net, plan):
+    # Without a plan (the run stopped before reading), the counts are unknown: null, not 0.
+    return {
+        'name': net['name'], 'data_dir': net['data_dir'], 'path': net['path'],
+        'allocated': plan['allocated'] if plan else None, 'live': plan['live'] if plan else None,
+        'young': plan['young'] if plan else [], 'unknown': plan['unknown'] if plan else [],
+        'leaked': plan['leaked'] if plan else [], 'removed': [], 'remaining': [],
+        'backup_dir': None, 'refused': plan['refused'] if plan else False, 'lock': net.get('lock'),
+    }
+
+
+def _summary(results):
+    return {
+        'allocated': sum(n['allocated'] or 0 for n in results),
+        'live': sum(n['live'] or 0 for n in results),
+        'young': sum(len(n['young']) for n in results),
+        'unknown': sum(len(n['unknown']) for n in results),
+        'leaked': sum(len(n['leaked']) for n in results),
+        'removed': sum(len(n['removed']) for n in results),
+    }
+
+
+def _mirror(run_dir, path):
+    return os.path.join(run_dir, os.path.normpath(path).lstrip('/'))
+
+
+def _make_run_dir(run_dir):
+    """Create this run's directory; never reuse an existing one."""
+    os.mkdir(run_dir, 0o700)
+
+
+def _write_manifest(run_dir, data):
+    # Informational (the run directory mirrors the original paths): written atomically, not fsynced.
+    tmp = os.path.join(run_dir, '.manifest.json.tmp')
+    with open(tmp, 'w') as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.rename(tmp, os.path.join(run_dir, 'manifest.json'))
+
+
+def run_gc(runner, params, check_mode, fs=None, now=None):
+    """The whole module minus AnsibleModule; returns the result data (``changed`` included).
+
+    Raises GCError (with the partial result in ``data``) when the run must fail.
+    """
+    validate(params)
+    fs = fs or HostFS('/')
+    data = {'networks': [], 'runtime': None, 'backup_dir': None, 'moved': [], 'remaining': [],
+            'missing_networks': [], 'summary': _summary([]), 'warnings': []}
+    try:
+        nets, missing = find_networks(params)
+    except (IOError, OSError) as e:
+        raise GCError('cannot list the network directories: %s; nothing was changed' % e)
+    data['missing_networks'] = missing
+    for name in missing:
+        data['warnings'].append('network %s was not found in %s' % (name, ', '.join(params['data_dir'])))
+    if params['grace_period'] < 60:
+        data['warnings'].append('grace_period %d s: a pod being created right now can look leaked for a moment '
+                                '(its sandbox is listed only after its network is set up)' % params['grace_period'])
+    if not nets:
+        data['changed'] = False
+        return data
+
+    info = resolve_runtime(runner, params, fs)
+    data['runtime'] = info
+    held = []
+    try:
+        # host-local's lock of every network, in a fixed order (the plugin takes one at a time).
+        for net in sorted(nets, key=lambda n: n['path']):
+            try:
+                fd, waited = ipam.lock_network(net['path'], params['lock_timeout'], create=not check_mode)
+            except ipam.LockTimeout as e:
+                raise GCError('%s; nothing was changed' % e, {'networks': [_net_result(n, None) for n in nets]})
+            held.append(fd)
+            net['lock'] = {'path': os.path.join(net['path'], ipam.LOCK), 'held': fd is not None, 'waited': round(waited, 3)}
+
+        # One runtime listing, taken while no allocation can be made or released.
+        try:
+            listing = runtime.list_live_ids(runner, info['name'], info['cli'], info['endpoint'], params['namespace'],
+                                            params['runtime_timeout'])
+        except runtime.ListingError as e:
+            raise GCError('%s; live allocations cannot be told from leaked ones, nothing was changed' % e,
+                          {'networks': [_net_result(n, None) for n in nets]})
+        info['commands'] = listing['commands']
+        info['listed'] = len(listing['ids'])
+
+        scans = []
+        for net in nets:
+            try:
+                scan = ipam.read_allocations(net['path'])
+            except (IOError, OSError) as e:
+                raise GCError('cannot read %s: %s; nothing was changed' % (net['path'], e))
+            scans.append({'path': net['path'], 'allocations': scan['allocations']})
+        clock = time.time() if now is None else now
+        plans = ipam.plan_gc(scans, listing['ids'], clock, params['grace_period'])
+        results = [_net_result(net, plan) for net, plan in zip(nets, plans)]
+        data['networks'] = results
+        if params['allow_all']:
+            for res in results:
+                res['refused'] = False
+        refused = [res for res in results if res['refused']]
+        if refused:
+            data['summary'] = _summary(results)
+            raise GCError('refusing to collect: in %s no allocation belongs to a container the runtime listed (%d listed), so '
+                          'every allocation old enough would be removed - an empty or wrong runtime listing looks the same. '
+                          'Check runtime/namespace/runtime_endpoint, or set allow_all=true if those pods are really gone. '
+                          'Nothing was changed.' % (', '.join(r['path'] for r in refused), info['listed']), data)
+
+        run_dir = os.path.join(params['backup_dir'], '%s-%d' % (time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(clock)), os.getpid()))
+        todo = []
+        for res in results:
+            if res['leaked']:
+                res['backup_dir'] = _mirror(run_dir, res['path'])
+                for item in res['leaked']:
+                    item['backup'] = _mirror(run_dir, item['path'])
+                    todo.append((res, item))
+        if todo:
+            data['backup_dir'] = run_dir
+        if check_mode or not todo:
+            for res in results:
+                res['removed'] = [item['path'] for item in res['leaked']]
+            data['summary'] = _summary(results)
+            data['changed'] = bool(todo)
+            return data
+
+        # Apply: one file at a time, stop at the first error.
+        try:
+            os.makedirs(params['backup_dir'], 0o700, exist_ok=True)
+            _make_run_dir(run_dir)
+            for res in results:
+                if res['leaked']:
+                    os.makedirs(res['backup_dir'], 0o700)
+        except (IOError, OSError) as e:
+            raise GCError('cannot create the backup directory %s: %s; nothing was changed' % (run_dir, e), data)
+        failure = None
+        for res, item in todo:
+            if failure:
+                res['remaining'].append(item['path'])
+                continue
+            try:
+                method = ipam.move_to_backup(item['path'], item['backup'], sync_dirs=False)
+            except (IOError, OSError) as e:
+                failure = 'moving %s to %s failed: %s' % (item['path'], item['backup'], e)
+                res['remaining'].append(item['path'])
+                continue
+            res['removed'].append(item['path'])
+            data['moved'].append({'path': item['path'], 'backup': item['backup'], 'method': method})
+        # Read back: every moved file is gone from the network and present in the backup.
+        for m in data['moved']:
+            if os.path.lexists(m['path']) or not os.path.isfile(m['backup']):
+                failure = failure or 'after moving, %s %s and %s %s' % (
+                    m['path'], 'still exists' if os.path.lexists(m['path']) else 'is gone',
+                    m['backup'], 'exists' if os.path.isfile(m['backup']) else 'is missing')
+        data['remaining'] = [p for res in results for p in res['remaining']]
+        data['summary'] = _summary(results)
+        data['changed'] = bool(data['moved'])
+        try:
+            _write_manifest(run_dir, {'catalog': 'N-1', 'module': 'netmedic.k8s.cni_ipam_gc', 'time': int(clock),
+                                      'runtime': {k: info.get(k) for k in ('name', 'cli', 'endpoint', 'namespace', 'listed')},
+                                      'moved': data['moved'], 'remaining': data['remaining'],
+                                      'leaked': [dict(item, network=res['path']) for res, item in todo]})
+        except (IOError, OSError) as e:
+            data['warnings'].append('could not write %s/manifest.json: %s (the moved files are there)' % (run_dir, e))
+        if failure:
+            raise GCError('%s; %d file(s) moved (listed in moved), %d leaked file(s) remain in place (listed in remaining)'
+                          % (failure, len(data['moved']), len(data['remaining'])), data)
+        return data
+    finally:
+        for fd in held:
+            ipam.unlock_network(fd)
+
+
+def _diffs(data):
+    diffs = []
+    for res in data['networks']:
+        if not res['leaked']:
+            continue
+        before = ''.join('%s\t%s\t%s\n' % (i['ip'], i['container_id'], i['ifname'] or '-') for i in res['leaked'])
+        diffs.append({'before': before, 'after': '',
+                      'before_header': '%s (leaked allocations)' % res['path'],
+                      'after_header': '%s (after: moved to %s)' % (res['path'], res['backup_dir'])})
+    return diffs
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    runner = Runner(module)
+    try:
+        data = run_gc(runner, module.params, module.check_mode)
+        failed = None
+    except GCError as e:
+        data = e.data
+        failed = e.msg
+    data.setdefault('networks', [])
+    for key in ('moved', 'remaining', 'missing_networks'):
+        data.setdefault(key, [])
+    data.setdefault('backup_dir', None)
+    data.setdefault('runtime', None)
+    data['summary'] = _summary(data['networks'])
+    for msg in data.pop('warnings', []):
+        module.warn(msg)
+    changed = bool(data['moved']) or (module.check_mode and failed is None and bool(data.get('changed')))
+    data['changed'] = changed
+    data['catalog'] = ['N-1']
+    data['before'] = {n['path']: n['allocated'] for n in data['networks']}
+    data['after'] = {n['path']: None if n['allocated'] is None else n['allocated'] - len(n['removed']) for n in data['networks']}
+    data['backups'] = [{'path': m['backup'], 'of': m['path']} for m in data['moved']]
+    if module._diff:
+        data['diff'] = _diffs(data) if failed is None else []
+    if failed:
+        data.pop('changed')
+        module.fail_json(msg=failed, changed=changed, **data)
+    module.exit_json(**data)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,262 @@
+"""cni_ipam_gc.run_gc (the module minus AnsibleModule) on real host-local directories.
+
+The runtime replies are recorded ``ctr`` output from a lab node (fixtures/ctr/README.md)
+or built from it; the directories are the real plugin's (fixtures/host-local).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
+from ansible_collections.netmedic.k8s.plugins.modules import cni_ipam_gc
+
+from ..conftest import FIXTURES, NodeTree
+
+GKE_A = '3f4e1c9a0b7d2e6f8a1c4b5d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f'
+GKE_B = 'c0ffee00' * 8
+CB0 = ['aaaa%060d' % i for i in range(1, 6)]
+NOW = 1795463551.0 + 2 * 86400  # two days after the fixture files were written
+SOCK = '/run/containerd/containerd.sock'
+
+
+def ctr_args(namespace='k8s.io', address=SOCK, timeout=30):
+    args = ('ctr',)
+    if address:
+        args += ('--address', address)
+    return args + ('--timeout', '%ds' % timeout, '--namespace', namespace, 'containers', 'ls', '-q')
+
+
+def _reply(stem):
+    base = FIXTURES / 'ctr' / stem
+    rc = int((base.parent / (base.name + '.rc')).read_text().strip().split('=')[1])
+    return rc, (base.parent / (base.name + '.stdout')).read_text(), (base.parent / (base.name + '.stderr')).read_text()
+
+
+def listing(*ids):
+    """A ctr -q reply: the recorded lab listing plus the given IDs, in ctr's (sorted) order."""
+    rc, out, err = _reply('containers-ls-q')
+    return rc, ''.join('%s\n' % i for i in sorted(set(out.split()) | set(ids))), err
+
+
+@pytest.fixture
+def gcnode(tmp_path):
+    tree = NodeTree(tmp_path / 'root')
+    tree.host_local('gke-pod-network', '/var/lib/cni/networks/gke-pod-network')
+    tree.host_local('cb0', '/var/lib/cni/networks/cb0')
+    tree.socket(SOCK)
+    tree.data_dir = str(tree.root / 'var/lib/cni/networks')
+    tree.backup = str(tmp_path / 'backup')
+    return tree
+
+
+def params(node, **kw):
+    p = {k: v.get('default') for k, v in cni_ipam_gc.ARGUMENT_SPEC.items()}
+    p.update(data_dir=[node.data_dir], backup_dir=node.backup, runtime='containerd', runtime_endpoint=SOCK)
+    p.update(kw)
+    return p
+
+
+def gc(node, runner, check=False, **kw):
+    return cni_ipam_gc.run_gc(runner, params(node, **kw), check, fs=HostFS(str(node.root)), now=NOW)
+
+
+def files(node, network):
+    return sorted(os.listdir(os.path.join(node.data_dir, network)))
+
+
+def by_name(data):
+    return {n['name']: n for n in data['networks']}
+
+
+def test_check_mode_reports_and_moves_nothing(gcnode, make_runner):
+    runner = make_runner(replies={ctr_args(): listing(GKE_A, CB0[0], CB0[2])})
+    before = {n: files(gcnode, n) for n in ('cb0', 'gke-pod-network')}
+    data = gc(gcnode, runner, check=True)
+    assert data['changed'] is True
+    assert runner.fake.calls == [ctr_args()]  # one runtime query
+    nets = by_name(data)
+    gke = nets['gke-pod-network']
+    assert (gke['allocated'], gke['live']) == (4, 2)
+    assert [(i['ip'], i['container_id'], i['ifname']) for i in gke['leaked']] == [
+        ('10.8.3.4', GKE_B, 'eth0'), ('fd00:10:8:3::4', GKE_B, 'eth0')]
+    assert gke['removed'] == [i['path'] for i in gke['leaked']]
+    assert gke['backup_dir'].startswith(gcnode.backup + '/') and gke['backup_dir'].endswith(gke['path'])
+    assert [i['ip'] for i in nets['cb0']['leaked']] == ['172.20.5.3', '172.20.5.5', '172.20.5.6']
+    assert data['summary'] == {'allocated': 9, 'live': 4, 'young': 0, 'unknown': 0, 'leaked': 5, 'removed': 5}
+    assert data['moved'] == []
+    assert {n: files(gcnode, n) for n in ('cb0', 'gke-pod-network')} == before
+    assert not os.path.exists(gcnode.backup)
+
+
+def test_apply_moves_exactly_the_leaked_files_then_second_run_is_unchanged(gcnode, make_runner):
+    runner = make_runner(replies={ctr_args(): listing(GKE_A, CB0[0], CB0[2])})
+    data = gc(gcnode, runner)
+    assert data['changed'] is True
+    assert files(gcnode, 'gke-pod-network') == ['10.8.3.2', 'fd00:10:8:3::2', 'last_reserved_ip.0', 'last_reserved_ip.1', 'lock']
+    assert files(gcnode, 'cb0') == ['172.20.5.2', '172.20.5.4', 'last_reserved_ip.0', 'lock']
+    run_dir = data['backup_dir']
+    moved = {m['path']: m for m in data['moved']}
+    assert len(moved) == 5 and all(m['method'] == 'rename' for m in moved.values())
+    for path, m in moved.items():
+        assert m['backup'] == run_dir + path
+        assert not os.path.exists(path)
+    backup = os.path.join(run_dir + gcnode.data_dir, 'gke-pod-network', 'fd00:10:8:3::4')
+    assert Path(backup).read_bytes() == GKE_B.encode() + b'\r\neth0'
+    manifest = json.loads(Path(run_dir, 'manifest.json').read_text())
+    assert sorted(m['path'] for m in manifest['moved']) == sorted(moved)
+    assert manifest['remaining'] == [] and manifest['runtime']['cli'] == 'ctr'
+    assert data['remaining'] == []
+    nets = by_name(data)
+    assert nets['cb0']['removed'] == [os.path.join(gcnode.data_dir, 'cb0', ip) for ip in ('172.20.5.3', '172.20.5.5', '172.20.5.6')]
+
+    again = gc(gcnode, runner)
+    assert again['changed'] is False and again['moved'] == [] and again['backup_dir'] is None
+    assert again['summary']['leaked'] == 0 and again['summary']['live'] == 4
+    assert os.listdir(gcnode.backup) == [os.path.basename(run_dir)]
+
+
+def test_recorded_listing_alone_owns_nothing_here_and_is_refused(gcnode, make_runner):
+    # The real lab listing has IDs, none of which own these files: every network would be emptied.
+    runner = make_runner(replies={ctr_args(): _reply('containers-ls-q')})
+    with pytest.raises(cni_ipam_gc.GCError, match='refusing to collect') as info:
+        gc(gcnode, runner)
+    assert [n['refused'] for n in info.value.data['networks']] == [True, True]
+    assert len(files(gcnode, 'cb0')) == 7 and len(files(gcnode, 'gke-pod-network')) == 7
+    assert not os.path.exists(gcnode.backup)
+
+
+def test_empty_namespace_is_refused_unless_allow_all(gcnode, make_runner):
+    runner = make_runner(replies={ctr_args(): _reply('containers-ls-q-empty-namespace')})
+    with pytest.raises(cni_ipam_gc.GCError, match='refusing'):
+        gc(gcnode, runner, networks=['cb0'])
+    assert len(files(gcnode, 'cb0')) == 7
+    data = gc(gcnode, runner, networks=['cb0'], allow_all=True)
+    assert files(gcnode, 'cb0') == ['last_reserved_ip.0', 'lock']
+    assert [n['name'] for n in data['networks']] == ['cb0'] and len(data['moved']) == 5
+    untouched = ['10.8.3.2', '10.8.3.4', 'fd00:10:8:3::2', 'fd00:10:8:3::4', 'last_reserved_ip.0', 'last_reserved_ip.1', 'lock']
+    assert files(gcnode, 'gke-pod-network') == untouched
+
+
+@pytest.mark.parametrize('stem', ['containers-ls-q-containerd-stopped'])
+def test_runtime_down_fails_and_removes_nothing(gcnode, make_runner, stem):
+    runner = make_runner(replies={ctr_args(): _reply(stem)})
+    with pytest.raises(cni_ipam_gc.GCError, match='cannot list containerd containers') as info:
+        gc(gcnode, runner)
+    assert 'nothing was changed' in info.value.msg
+    assert len(files(gcnode, 'cb0')) == 7 and len(files(gcnode, 'gke-pod-network')) == 7
+    # Nothing was read after the failed listing: counts are unknown, not zero.
+    assert [(n['name'], n['allocated'], n['live'], n['leaked']) for n in info.value.data['networks']] == [
+        ('cb0', None, None, []), ('gke-pod-network', None, None, [])]
+
+
+def test_ctr_missing_fails(gcnode, make_runner):
+    runner = make_runner(binaries={}, replies={})
+    with pytest.raises(cni_ipam_gc.GCError, match='ctr or crictl is not installed'):
+        gc(gcnode, runner)
+    assert runner.fake.calls == []
+
+
+def test_table_output_is_not_trusted(gcnode, make_runner):
+    runner = make_runner(replies={ctr_args(): _reply('containers-ls')})
+    with pytest.raises(cni_ipam_gc.GCError, match='not a container ID'):
+        gc(gcnode, runner)
+    assert len(files(gcnode, 'cb0')) == 7
+
+
+def test_auto_detects_containerd_by_socket(gcnode, make_runner):
+    runner = make_runner(replies={ctr_args(): listing(*CB0, GKE_A, GKE_B)})
+    data = gc(gcnode, runner, runtime='auto', runtime_endpoint=None)
+    assert (data['runtime']['name'], data['runtime']['source'], data['runtime']['endpoint']) == ('containerd', 'socket', SOCK)
+    assert data['changed'] is False and data['summary']['live'] == 9
+
+
+def test_auto_without_runtime_fails_before_listing(tmp_path, make_runner):
+    tree = NodeTree(tmp_path / 'root')
+    tree.host_local('cb0', '/var/lib/cni/networks/cb0')
+    tree.data_dir = str(tree.root / 'var/lib/cni/networks')
+    tree.backup = str(tmp_path / 'b')
+    runner = make_runner(replies={})
+    p = params(tree, runtime='auto', runtime_endpoint=None)
+    with pytest.raises(cni_ipam_gc.GCError, match='cannot tell which container runtime'):
+        cni_ipam_gc.run_gc(runner, p, False, fs=HostFS(str(tree.root)), now=NOW)
+    assert runner.fake.calls == []
+
+
+def test_crictl_lists_pods_and_all_containers(gcnode, make_runner):
+    base = ('crictl', '--runtime-endpoint', 'unix:///var/run/crio/crio.sock', '--timeout', '30s')
+    runner = make_runner(binaries={'crictl': '/usr/bin/crictl'}, replies={
+        base + ('pods', '-q'): (0, GKE_A + '\n' + CB0[0] + '\n', ''),
+        base + ('ps', '-a', '-q'): (0, CB0[2] + '\n', ''),
+    })
+    data = gc(gcnode, runner, runtime='crio', runtime_endpoint='unix:///var/run/crio/crio.sock')
+    assert runner.fake.calls == [base + ('pods', '-q'), base + ('ps', '-a', '-q')]
+    assert data['summary']['live'] == 4 and data['summary']['removed'] == 5
+
+
+def test_young_and_dual_stack_decided_together(gcnode, make_runner):
+    young = os.path.join(gcnode.data_dir, 'gke-pod-network', '10.8.3.4')
+    os.utime(young, (NOW - 60, NOW - 60))
+    runner = make_runner(replies={ctr_args(): listing(GKE_A, CB0[0])})
+    data = gc(gcnode, runner)
+    gke = by_name(data)['gke-pod-network']
+    assert [i['ip'] for i in gke['young']] == ['10.8.3.4', 'fd00:10:8:3::4'] and gke['leaked'] == []
+    assert files(gcnode, 'gke-pod-network')[:4] == ['10.8.3.2', '10.8.3.4', 'fd00:10:8:3::2', 'fd00:10:8:3::4']
+
+
+@pytest.mark.parametrize('bad, match', [
+    ({'grace_period': -1}, 'grace_period must be 0 or more'),
+    ({'lock_timeout': -5}, 'lock_timeout'),
+    ({'runtime_timeout': 0}, 'runtime_timeout'),
+    ({'networks': ['../etc']}, 'invalid network name'),
+    ({'networks': ['..']}, 'invalid network name'),
+    ({'data_dir': ['relative/dir']}, 'not an absolute path'),
+    ({'runtime': 'docker', 'runtime_cli': 'ctr'}, 'cannot list docker'),
+    ({'runtime_endpoint': 'tcp://1.2.3.4:2375'}, 'not a unix socket'),
+])
+def test_bad_input_fails_before_anything(gcnode, make_runner, bad, match):
+    runner = make_runner(replies={})
+    with pytest.raises(cni_ipam_gc.GCError, match=match):
+        gc(gcnode, runner, **bad)
+    assert runner.fake.calls == []
+    assert len(files(gcnode, 'cb0')) == 7
+
+
+def test_backup_dir_inside_data_dir_is_refused(gcnode, make_runner):
+    with pytest.raises(cni_ipam_gc.GCError, match='inside data_dir'):
+        gc(gcnode, make_runner(replies={}), backup_dir=os.path.join(gcnode.data_dir, 'backup'))
+
+
+def test_missing_network_is_reported(gcnode, make_runner):
+    runner = make_runner(replies={ctr_args(): listing(*CB0)})
+    data = gc(gcnode, runner, networks=['cb0', 'nosuch'])
+    assert data['missing_networks'] == ['nosuch'] and [n['name'] for n in data['networks']] == ['cb0']
+    assert any('nosuch' in w for w in data['warnings'])
+
+
+def test_failure_mid_way_reports_moved_and_remaining(gcnode, make_runner, monkeypatch):
+    from ansible_collections.netmedic.k8s.plugins.module_utils import ipam
+
+    real = ipam.move_to_backup
+    calls = []
+
+    def flaky(src, dst, sync_dirs=True):
+        calls.append(src)
+        if len(calls) == 2:
+            raise OSError(28, 'No space left on device')
+        return real(src, dst, sync_dirs)
+
+    monkeypatch.setattr(ipam, 'move_to_backup', flaky)
+    runner = make_runner(replies={ctr_args(): listing(GKE_A, CB0[0], CB0[2])})
+    with pytest.raises(cni_ipam_gc.GCError, match='No space left') as info:
+        gc(gcnode, runner)
+    data = info.value.data
+    assert [m['path'] for m in data['moved']] == [calls[0]]
+    assert len(data['remaining']) == 4 and calls[1] in data['remaining']
+    assert not os.path.exists(calls[0]) and all(os.path.exists(p) for p in data['remaining'])
+    manifest = json.loads(Path(data['backup_dir'], 'manifest.json').read_text())
+    assert manifest['remaining'] == data['remaining']
