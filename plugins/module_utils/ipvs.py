@@ -159,3 +159,108 @@ def parse_timeout(text):
     if not match:
         return None
     return {k: int(match.group(k)) for k in ('tcp', 'tcpfin', 'udp')}
+
+
+# --- ipvs_modules module (catalog N-4 fix) -----------------------------------------------------
+
+def validate_schedulers(schedulers):
+    """User input -> kernel module names ``['ip_vs', 'ip_vs_<s>', ...]`` (order kept, no duplicates).
+
+    Raises SchedulerError for anything but a non-empty list of known scheduler names.
+    """
+    if isinstance(schedulers, (str, bytes)) or not isinstance(schedulers, (list, tuple)):
+        raise SchedulerError('schedulers must be a list of IPVS scheduler names, got %r' % (schedulers,))
+    if not schedulers:
+        raise SchedulerError('schedulers must name at least one IPVS scheduler (kube-proxy uses rr by default)')
+    names = [MODULE_PREFIX]
+    for sched in schedulers:
+        if not isinstance(sched, str):
+            raise SchedulerError('IPVS scheduler names are strings, got %r; valid: %s' % (sched, ', '.join(ALL_SCHEDULERS)))
+        module = scheduler_module(sched)
+        if sched != sched.strip():
+            raise SchedulerError('unknown IPVS scheduler %r (white space); valid: %s' % (sched, ', '.join(ALL_SCHEDULERS)))
+        if module not in names:
+            names.append(module)
+    return names
+
+
+# --- ipvs_timeouts module (catalog N-5 fix) ----------------------------------------------------
+
+TIMEOUT_KEYS = ('tcp', 'tcpfin', 'udp')
+# ipvsadm --set takes seconds; the kernel keeps them as jiffies in an int (MAX_SCHEDULE_TIMEOUT / HZ
+# bounds them); a day is far beyond any documented value, so larger values are refused as typos.
+MAX_TIMEOUT = 86400 * 30
+
+
+class TimeoutError_(ValueError):
+    pass
+
+
+def validate_timeouts(values):
+    """``{'tcp': 900, 'tcpfin': 120, 'udp': 10}`` (None/0 = leave as is) -> ints; bad input raises."""
+    result = {}
+    for key in TIMEOUT_KEYS:
+        value = values.get(key)
+        if value is None:
+            value = 0
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, str) and value.strip().isdigit():
+                value = int(value.strip())
+            else:
+                raise TimeoutError_('%s must be a whole number of seconds (0 = leave as is), got %r' % (key, value))
+        if value < 0 or value > MAX_TIMEOUT:
+            raise TimeoutError_('%s must be between 0 and %d seconds, got %d' % (key, MAX_TIMEOUT, value))
+        result[key] = value
+    if not any(result.values()):
+        raise TimeoutError_('set at least one of tcp, tcpfin, udp to a value above 0 (0 means leave as is)')
+    return result
+
+
+def plan_timeouts(current, wanted):
+    """Target timeouts: ``wanted`` values, with 0 meaning ``current`` (as ``ipvsadm --set`` does)."""
+    return {key: (wanted[key] if wanted.get(key) else current[key]) for key in TIMEOUT_KEYS}
+
+
+def set_args(values):
+    """``ipvsadm --set tcp tcpfin udp`` argument list (a 0 keeps that value, as ipvsadm documents)."""
+    return ['ipvsadm', '--set'] + [str(values[k]) for k in TIMEOUT_KEYS]
+
+
+TIMEOUT_UNIT = """# Managed by netmedic.k8s ({module}); catalog {catalog}.
+# Manual edits are overwritten; the previous file is kept as a backup.
+[Unit]
+Description=IPVS connection timeouts tcp={tcp} tcpfin={tcpfin} udp={udp} (netmedic.k8s, catalog {catalog})
+Documentation=man:ipvsadm(8)
+After=systemd-modules-load.service
+Before=kubelet.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStartPre={modprobe} ip_vs
+ExecStart={ipvsadm} --set {tcp} {tcpfin} {udp}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def render_timeout_unit(values, ipvsadm_path, modprobe_path, module_name='ipvs_timeouts', catalog='N-5'):
+    """systemd oneshot unit that loads ip_vs and re-applies ``ipvsadm --set`` at every boot."""
+    return TIMEOUT_UNIT.format(module=module_name, catalog=catalog, ipvsadm=ipvsadm_path, modprobe=modprobe_path,
+                               tcp=values['tcp'], tcpfin=values['tcpfin'], udp=values['udp'])
+
+
+def udp_timeout_advice(version):
+    """Catalog W-4: which fix a Kubernetes version calls for: ``'N-5'``, ``'C-3'`` or None (1.17).
+
+    ``version`` is a versions.Version (or None when unknown).
+    """
+    if version is None:
+        return None
+    minor = tuple(version.minor)
+    if minor <= (1, 16):
+        return 'N-5'
+    if minor >= (1, 18):
+        return 'C-3'
+    return None

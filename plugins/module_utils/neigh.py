@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 
 # Entries that point to nothing (resolution failed or in progress).
 UNRESOLVED_STATES = ('FAILED', 'INCOMPLETE')
@@ -126,3 +127,76 @@ def mismatches(entries, expected):
                 result.append({'dst': entry['dst'], 'dev': entry['dev'], 'lladdr': have,
                                'expected': want, 'state': entry['state']})
     return result
+
+
+# --- neighbor_flush module (catalog N-6 fix) ---------------------------------------------------
+
+# `arping -c 2 -I eth1 10.77.0.12` (iputils 20221126) prints one line per reply:
+#   Unicast reply from 10.77.0.12 [52:54:00:77:00:02]  2.333ms
+_ARPING_REPLY_RE = re.compile(r'^(?:Unicast|Broadcast) reply from (?P<ip>\S+) \[(?P<mac>[0-9A-Fa-f:]+)\]', re.M)
+_DEVICE_RE = re.compile(r'^[A-Za-z0-9_.:@-]{1,15}$')
+
+
+def validate_device(name):
+    """Interface names: 1-15 characters, no '/', no white space (as the kernel allows)."""
+    if not isinstance(name, str) or not _DEVICE_RE.match(name) or name in ('.', '..'):
+        raise NeighError('not a network interface name: %r (1-15 characters, no "/" or white space)' % (name,))
+    return name
+
+
+def parse_arping(text):
+    """MACs that answered, in order of first answer, normalized: ``['52:54:00:77:00:02', ...]``."""
+    macs = []
+    for match in _ARPING_REPLY_RE.finditer(text or ''):
+        mac = normalize_mac(match.group('mac'))
+        if mac not in macs:
+            macs.append(mac)
+    return macs
+
+
+def family(ip):
+    """``'-4'`` or ``'-6'``: the ``ip`` family flag for an address."""
+    return '-6' if ':' in normalize_ip(ip) else '-4'
+
+
+def removal_command(entry):
+    """Argument list that removes one entry.
+
+    Dynamic entries are flushed (``ip neigh flush to IP dev DEV``, the documented fix);
+    PERMANENT and NOARP entries survive a flush and are deleted (``ip neigh del``).
+    """
+    fam = family(entry['dst'])
+    verb = ['del', entry['dst']] if entry['state'] in STATIC_STATES else ['flush', 'to', entry['dst']]
+    return ['ip', fam, 'neigh'] + verb + ['dev', entry['dev']]
+
+
+def plan_removals(entries, addresses, device=None, expected_mac=None, absent=False):
+    """Entries to remove for ``addresses`` (normalized IPs), optionally only on ``device``.
+
+    With ``expected_mac``: entries that resolve the address to another MAC (entries without
+    a MAC - FAILED, INCOMPLETE - point nowhere and are left alone). With ``absent``: every
+    entry for the address. Returns ``[{'dst', 'dev', 'lladdr', 'state', 'method', 'expected'}]``
+    (``expected``: the wanted MAC, or None with ``absent``).
+    """
+    if (expected_mac is None) == (not absent):
+        raise NeighError('plan_removals needs exactly one of expected_mac or absent')
+    want = normalize_mac(expected_mac) if expected_mac is not None else None
+    result = []
+    for ip in addresses:
+        for entry in find(entries, ip, device):
+            if want is not None and (entry['lladdr'] is None or normalize_mac(entry['lladdr']) == want):
+                continue
+            result.append({'dst': entry['dst'], 'dev': entry['dev'], 'lladdr': entry['lladdr'], 'state': entry['state'],
+                           'method': 'del' if entry['state'] in STATIC_STATES else 'flush', 'expected': want})
+    return result
+
+
+def plan_flush_all(entries, device=None):
+    """What ``ip neigh flush all`` (or ``flush dev DEV``) removes: every entry but PERMANENT/NOARP."""
+    return [{'dst': e['dst'], 'dev': e['dev'], 'lladdr': e['lladdr'], 'state': e['state'], 'method': 'flush', 'expected': None}
+            for e in entries if (device is None or e['dev'] == device) and not set(e['states']) & set(STATIC_STATES)]
+
+
+def entry_view(entry):
+    """The stable part of an entry, for before/after and diffs."""
+    return {'dst': entry['dst'], 'dev': entry['dev'], 'lladdr': entry['lladdr'], 'state': entry['state']}

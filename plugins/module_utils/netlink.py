@@ -129,3 +129,37 @@ def parse_addresses(text):
                 'prefixlen': addr.get('prefixlen'),
             })
     return rows
+
+
+# --- pod_bridge module (catalog N-8 fix) -------------------------------------------------------
+
+MIN_MTU = 68
+MAX_MTU = 65535
+
+
+def validate_mtu(mtu):
+    if mtu is None:
+        return None
+    if isinstance(mtu, bool) or not isinstance(mtu, int) or mtu < MIN_MTU or mtu > MAX_MTU:
+        raise LinkError('mtu must be a whole number between %d and %d, got %r' % (MIN_MTU, MAX_MTU, mtu))
+    return mtu
+
+
+def plan_bridge(state, mtu=None):
+    """Commands that bring a pod bridge (``bridge_state`` output) up with ``mtu``.
+
+    Raises LinkError when the interface does not exist or is not a bridge (nothing to do
+    safely then). Returns argument lists: the MTU first, then ``up``.
+    """
+    name = state['name']
+    if not state['exists']:
+        raise LinkError('bridge %s does not exist on this node: the CNI plugin (or kubenet) creates it; '
+                        'nothing was changed' % name)
+    if not state['is_bridge']:
+        raise LinkError('%s is a %s interface, not a bridge; nothing was changed' % (name, state['kind'] or 'plain'))
+    commands = []
+    if mtu is not None and state['mtu'] != mtu:
+        commands.append(['ip', 'link', 'set', 'dev', name, 'mtu', str(mtu)])
+    if not state['admin_up']:
+        commands.append(['ip', 'link', 'set', 'dev', name, 'up'])
+    return commands

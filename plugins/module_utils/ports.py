@@ -185,3 +185,90 @@ def analyze(local_port_range, reserved_ports, nodeport_range=DEFAULT_NODEPORT_RA
         'covered_by_reserved': (not uncovered) if shared else None,
         'conflict': bool(uncovered),
     }
+
+
+# --- port_range module (catalog N-3 fix) -------------------------------------------------------
+
+LOCAL_PORT_RANGE_KEY = 'net.ipv4.ip_local_port_range'
+RESERVED_PORTS_KEY = 'net.ipv4.ip_local_reserved_ports'
+UNPRIVILEGED_PORT_START_KEY = 'net.ipv4.ip_unprivileged_port_start'
+# Fewer free ephemeral ports than this after a fix is refused: outgoing connections would
+# start failing with EADDRNOTAVAIL under load (fail before changing anything).
+MIN_EPHEMERAL_PORTS = 1024
+
+_STRICT_RANGE_RE = re.compile(r'^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$')
+
+
+def parse_strict_range(text, what='range'):
+    """User input ``"30000-32767"`` -> ``(30000, 32767)``, ports 1-65535, start <= end.
+
+    Stricter than :func:`parse_single_range`: exactly ``start-end``, no lists, no port 0,
+    no booleans or numbers in place of text.
+    """
+    if isinstance(text, bool) or not isinstance(text, str):
+        raise PortRangeError('%s must be a string like 30000-32767, got %r' % (what, text))
+    match = _STRICT_RANGE_RE.match(text)
+    if not match:
+        raise PortRangeError('%s must look like 30000-32767 (start-end), got %r' % (what, text))
+    start, end = int(match.group(1)), int(match.group(2))
+    for port in (start, end):
+        if port < 1 or port > MAX_PORT:
+            raise PortRangeError('%s %r: port %d is outside 1-%d' % (what, text, port, MAX_PORT))
+    if start > end:
+        raise PortRangeError('%s %r: start %d is greater than end %d' % (what, text, start, end))
+    return (start, end)
+
+
+def free_ephemeral(ephemeral, reserved):
+    """Ephemeral ports the kernel may still pick (the range minus the reserved ports)."""
+    return count(subtract(ephemeral, reserved))
+
+
+def plan_reserve(ephemeral, reserved, nodeport):
+    """Method ``reserve``: add the NodePort range to the reserved ports, keep the rest.
+
+    ``ephemeral``: (start, end); ``reserved``: range list; ``nodeport``: (start, end).
+    Returns ``{'local_port_range': (s, e), 'reserved': range list, 'free_ephemeral': n}``;
+    raises PortRangeError when the result would leave fewer than MIN_EPHEMERAL_PORTS.
+    """
+    target = union(reserved, [nodeport])
+    free = free_ephemeral(ephemeral, target)
+    if free < MIN_EPHEMERAL_PORTS:
+        raise PortRangeError('reserving %s would leave %d usable ephemeral ports in %s (minimum %d): '
+                             'use method=move with move_to instead (nothing was changed)'
+                             % (format_range(nodeport), free, format_range(ephemeral), MIN_EPHEMERAL_PORTS))
+    return {'local_port_range': tuple(ephemeral), 'reserved': target, 'free_ephemeral': free}
+
+
+def plan_move(ephemeral, reserved, nodeport, move_to=None, unprivileged_start=1024):
+    """Method ``move``: an ephemeral range that does not overlap ``nodeport``.
+
+    Without ``move_to`` the current range is kept when it is already clear of the NodePort
+    range, otherwise the largest part of it outside the NodePort range is chosen.  The
+    kernel refuses a range that starts below ``ip_unprivileged_port_start``; both that and a
+    result with fewer than MIN_EPHEMERAL_PORTS usable ports raise PortRangeError.
+    """
+    if move_to is not None:
+        target = tuple(move_to)
+        if overlap(target, nodeport):
+            raise PortRangeError('move_to %s overlaps the NodePort range %s'
+                                 % (format_range(target), format_range(nodeport)))
+    elif not overlap(ephemeral, nodeport):
+        target = tuple(ephemeral)
+    else:
+        pieces = subtract(ephemeral, nodeport)
+        if not pieces:
+            raise PortRangeError('the ephemeral range %s lies inside the NodePort range %s: give move_to'
+                                 % (format_range(ephemeral), format_range(nodeport)))
+        # Largest piece; on a tie the higher one (further from well-known ports).
+        target = max(pieces, key=lambda r: (r[1] - r[0], r[0]))
+    if target[0] == target[1]:
+        raise PortRangeError('an ephemeral range needs two different ends, got %s' % format_range(target))
+    if unprivileged_start is not None and target[0] < unprivileged_start:
+        raise PortRangeError('the ephemeral range %s would start below ip_unprivileged_port_start (%d); '
+                             'the kernel refuses it: give move_to' % (format_range(target), unprivileged_start))
+    free = free_ephemeral(target, reserved)
+    if free < MIN_EPHEMERAL_PORTS:
+        raise PortRangeError('the ephemeral range %s would leave %d usable ports (minimum %d): give a wider move_to'
+                             % (format_range(target), free, MIN_EPHEMERAL_PORTS))
+    return {'local_port_range': target, 'reserved': normalize(reserved), 'free_ephemeral': free}

@@ -1,0 +1,308 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: netmedic contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: ipvs_timeouts
+short_description: Set IPVS connection timeouts (ipvsadm --set) now and at every boot
+version_added: 0.1.0
+description:
+  - >-
+    Fixes catalog entry B(N-5): IPVS keeps UDP sessions 300 s by default, so after a UDP backend
+    (CoreDNS) goes away packets keep going to it for up to five minutes (DNS timeouts during CoreDNS
+    upgrades or node restarts). The documented fix for Kubernetes 1.16 and older is
+    C(ipvsadm --set 900 120 10) on every node.
+  - Reads C(ipvsadm -L --timeout), sets the values with C(ipvsadm --set tcp tcpfin udp) (a 0 keeps that
+    value, as C(ipvsadm) does), reads them again and returns both readings.
+  - C(ipvsadm --set) does not survive a reboot. With O(persist=true) the module installs and enables a
+    systemd oneshot unit (O(unit_file)) that runs C(modprobe ip_vs) and the same C(ipvsadm --set) after
+    C(systemd-modules-load.service) at every boot. A unit was chosen over a C(modules-load.d) entry
+    because the timeouts are not module parameters - they can only be set once C(ip_vs) is loaded.
+    The unit file is written atomically and a replaced file is backed up.
+  - Requires C(ip_vs) to be loaded already (C(/proc/net/ip_vs)); it does not load it, because
+    C(ipvsadm) would do that implicitly even in check mode. Use C(netmedic.k8s.ipvs_modules) first.
+  - With O(cluster_version), warns when that version calls for the cluster-side fix instead
+    (kube-proxy C(ipvs.udpTimeout), Kubernetes 1.18 and later, catalog C-3; C(netmedic.k8s.kube_proxy_config)).
+  - Not advised when workloads themselves use UDP (long-lived UDP flows lose their IPVS session after O(udp) seconds idle).
+author:
+  - netmedic maintainers (@netmedic)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Runs only C(ipvsadm -L --timeout) and C(systemctl is-enabled); reports the values and unit it would write.
+  diff_mode:
+    support: full
+    details: Shows the timeouts and the unit file before and after.
+  platform:
+    platforms: posix
+    support: full
+    details: Linux nodes with C(ip_vs) loaded and C(ipvsadm); systemd for O(persist=true).
+options:
+  tcp:
+    description: TCP session timeout in seconds; V(0) leaves it as it is.
+    type: int
+    default: 0
+  tcpfin:
+    description: Timeout for TCP sessions after a FIN, in seconds; V(0) leaves it as it is.
+    type: int
+    default: 0
+  udp:
+    description:
+      - UDP session timeout in seconds; V(0) leaves it as it is. The catalog's fix uses V(10).
+      - At least one of O(tcp), O(tcpfin), O(udp) must be above 0.
+    type: int
+    default: 0
+  cluster_version:
+    description:
+      - The cluster's Kubernetes version (for example V(1.16.9) or V(v1.24.9-gke.3200)). When given and
+        it is 1.18 or later, the module warns that kube-proxy's C(ipvs.udpTimeout) (catalog C-3) is the
+        fix for that version (kube-proxy in IPVS mode also rewrites these values when it starts).
+    type: str
+  persist:
+    description: Install and enable O(unit_file) so the values are applied again at every boot.
+    type: bool
+    default: true
+  unit_file:
+    description: The systemd unit netmedic owns. Must end in C(.service).
+    type: path
+    default: /etc/systemd/system/netmedic-ipvs-timeouts.service
+seealso:
+  - module: netmedic.k8s.ipvs_modules
+  - module: netmedic.k8s.kube_proxy_config
+  - name: Catalog N-5, C-3 and W-4
+    description: docs/catalog.md in the collection.
+    link: https://example.invalid/netmedic/k8s/docs/catalog.md
+notes:
+  - Run as root on each node.
+"""
+
+EXAMPLES = r"""
+- name: The documented fix for Kubernetes <= 1.16 (900 s TCP, 120 s TCP FIN, 10 s UDP), now and at boot
+  netmedic.k8s.ipvs_timeouts:
+    tcp: 900
+    tcpfin: 120
+    udp: 10
+    cluster_version: "{{ kubernetes_version }}"
+
+- name: Only shorten the UDP timeout, runtime only
+  netmedic.k8s.ipvs_timeouts:
+    udp: 10
+    persist: false
+"""
+
+RETURN = r"""
+before:
+  description: State read before any change.
+  returned: always
+  type: dict
+  contains:
+    tcp:
+      description: TCP timeout, seconds.
+      type: int
+      returned: always
+    tcpfin:
+      description: TCP FIN timeout, seconds.
+      type: int
+      returned: always
+    udp:
+      description: UDP timeout, seconds.
+      type: int
+      returned: always
+    unit_enabled:
+      description: Whether O(unit_file) is enabled (C(systemctl is-enabled)); null when not checked (O(persist=false)).
+      type: bool
+      returned: always
+  sample: {"tcp": 900, "tcpfin": 120, "udp": 300, "unit_enabled": false}
+after:
+  description: The same after the change (re-read from the kernel; in check mode, what would result).
+  returned: always
+  type: dict
+  sample: {"tcp": 900, "tcpfin": 120, "udp": 10, "unit_enabled": true}
+ipvsadm_before:
+  description: The C(ipvsadm -L --timeout) line read before the change.
+  returned: always
+  type: str
+  sample: "Timeout (tcp tcpfin udp): 900 120 300"
+ipvsadm_after:
+  description: The same line read after the change (in check mode, the line before).
+  returned: always
+  type: str
+  sample: "Timeout (tcp tcpfin udp): 900 120 10"
+command:
+  description: The C(ipvsadm --set) argument list that was (or would be) run, and that the unit runs at boot.
+  returned: always
+  type: list
+  elements: str
+  sample: [ipvsadm, --set, "900", "120", "10"]
+recommended_fix:
+  description: Catalog ID the given O(cluster_version) calls for (V(N-5) up to 1.16, V(C-3) from 1.18), or null.
+  returned: always
+  type: str
+  sample: N-5
+unit_file:
+  description: The unit file (written or not).
+  returned: always
+  type: str
+  sample: /etc/systemd/system/netmedic-ipvs-timeouts.service
+backups:
+  description: Files replaced by this run and where their previous content was kept.
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+catalog:
+  description: Catalog IDs this module implements.
+  returned: always
+  type: list
+  elements: str
+  sample: ["N-5"]
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, sysctl, versions
+from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError, Runner
+
+
+def _read_timeouts(runner):
+    out = runner.run(['ipvsadm', '-L', '--timeout']).stdout
+    values = ipvs.parse_timeout(out)
+    if values is None:
+        raise CommandError(['ipvsadm', '-L', '--timeout'], 0, out, '', msg='cannot parse `ipvsadm -L --timeout` output: %r' % out)
+    line = next(ln for ln in out.splitlines() if ln.startswith('Timeout')).strip()
+    return values, line
+
+
+def _enabled(runner, unit):
+    result = runner.run(['systemctl', 'is-enabled', unit], check=False)
+    return result.rc == 0 and result.stdout.strip() == 'enabled'
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            tcp=dict(type='int', default=0),
+            tcpfin=dict(type='int', default=0),
+            udp=dict(type='int', default=0),
+            cluster_version=dict(type='str'),
+            persist=dict(type='bool', default=True),
+            unit_file=dict(type='path', default='/etc/systemd/system/netmedic-ipvs-timeouts.service'),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    result = Result(module, ['N-5'])
+
+    # 1. Validate input before reading or touching anything.
+    try:
+        wanted = ipvs.validate_timeouts(p)
+    except ipvs.TimeoutError_ as e:
+        module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
+    version = None
+    if p['cluster_version'] is not None:
+        try:
+            version = versions.parse(p['cluster_version'])
+        except versions.VersionError as e:
+            module.fail_json(msg='cluster_version: %s (nothing was changed)' % e, changed=False)
+    unit = os.path.basename(p['unit_file'])
+    if p['persist'] and (not unit.endswith('.service') or unit == '.service'):
+        module.fail_json(msg='unit_file must be a systemd unit file name ending in .service: %s' % p['unit_file'], changed=False)
+
+    # 2. Read the current state.
+    runner = Runner(module)
+    if not os.path.exists(ipvs.PROC_IP_VS):
+        module.fail_json(msg='%s does not exist: ip_vs is not loaded on this node; load it first '
+                             '(netmedic.k8s.ipvs_modules) - nothing was changed' % ipvs.PROC_IP_VS, changed=False)
+    for tool in ['ipvsadm'] + (['systemctl', 'modprobe'] if p['persist'] else []):
+        if not runner.has(tool):
+            module.fail_json(msg='%s is not installed on this node%s (nothing was changed)'
+                                 % (tool, ' (persist=true needs systemd and kmod)' if tool != 'ipvsadm' else ''), changed=False)
+    try:
+        current, line_before = _read_timeouts(runner)
+    except CommandError as e:
+        module.fail_json(msg=str(e), changed=False, error=e.to_dict())
+    unit_text = sysctl.read_text(p['unit_file']) if p['persist'] else None
+    enabled = _enabled(runner, unit) if p['persist'] else None
+
+    # 3. Plan (pure).
+    target = ipvs.plan_timeouts(current, wanted)
+    command = ipvs.set_args(wanted)
+    new_unit = ipvs.render_timeout_unit(wanted, runner.which('ipvsadm'), runner.which('modprobe')) if p['persist'] else None
+    write_unit = p['persist'] and unit_text != new_unit
+    enable = p['persist'] and not enabled
+    advice = ipvs.udp_timeout_advice(version)
+
+    result.before = dict(current, unit_enabled=enabled)
+    result.after = dict(target, unit_enabled=True if p['persist'] else None)
+    result.add_diff(line_before, 'Timeout (tcp tcpfin udp): %(tcp)d %(tcpfin)d %(udp)d' % target, 'ipvsadm -L --timeout')
+    if write_unit:
+        result.add_diff(unit_text or '', new_unit, p['unit_file'])
+    if enable:
+        result.add_diff('%s: %s' % (unit, 'enabled' if enabled else 'not enabled'), '%s: enabled' % unit, 'systemctl is-enabled')
+    result.extra.update({
+        'ipvsadm_before': line_before,
+        'ipvsadm_after': line_before,
+        'command': command,
+        'recommended_fix': advice,
+        'unit_file': p['unit_file'],
+    })
+    if advice == 'C-3':
+        result.warn('Kubernetes %s: use kube-proxy ipvs.udpTimeout (catalog C-3, netmedic.k8s.kube_proxy_config) instead; '
+                    'kube-proxy in IPVS mode sets these timeouts itself when it starts' % version)
+    elif version is not None and advice is None:
+        result.warn('Kubernetes %s: the catalog documents ipvsadm --set for <= 1.16 and kube-proxy ipvs.udpTimeout for >= 1.18' % version)
+
+    if module.check_mode or not result.changed:
+        result.exit()
+
+    # 4. Apply: kernel first, then the unit; restore the old values if the unit cannot be installed.
+    set_now = target != current
+    try:
+        if set_now:
+            runner.run(command)
+    except CommandError as e:
+        result.changed = False
+        result.fail('%s (nothing was changed)' % e, error=e.to_dict())
+    wrote = False
+    try:
+        if write_unit:
+            result.add_backup(sysctl.write_file_atomic(module, p['unit_file'], new_unit), p['unit_file'])
+            wrote = True
+            runner.run(['systemctl', 'daemon-reload'])
+        if enable:
+            runner.run(['systemctl', 'enable', unit])
+    except (IOError, OSError, CommandError) as e:
+        restored = 'timeouts unchanged'
+        result.changed = wrote
+        if set_now:
+            try:
+                runner.run(ipvs.set_args(current))
+                restored = 'timeouts restored to %(tcp)d %(tcpfin)d %(udp)d' % current
+            except CommandError as e2:
+                restored = 'restoring the timeouts failed: %s' % e2
+                result.changed = True
+        result.fail('could not install %s: %s; %s' % (p['unit_file'], e, restored))
+
+    # 5. Verify by reading back.
+    try:
+        now, line_after = _read_timeouts(runner)
+    except CommandError as e:
+        result.fail('set the timeouts but cannot read them back: %s' % e)
+    result.after = dict(now, unit_enabled=_enabled(runner, unit) if p['persist'] else None)
+    result.extra['ipvsadm_after'] = line_after
+    if now != target:
+        result.fail('ran %s but ipvsadm reports %s' % (' '.join(command), line_after))
+    if p['persist'] and not result.after['unit_enabled']:
+        result.fail('systemctl enable %s ran but the unit is not enabled' % unit)
+    result.exit()
+
+
+if __name__ == '__main__':
+    main()

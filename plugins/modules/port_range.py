@@ -1,0 +1,340 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: netmedic contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: port_range
+short_description: Keep the kernel's ephemeral port range clear of the NodePort range
+version_added: 0.1.0
+description:
+  - >-
+    Fixes catalog entry B(N-3): C(net.ipv4.ip_local_port_range) overlaps the Kubernetes NodePort
+    range (default C(30000-32767)), so the kernel can pick a NodePort as the source port of an
+    outgoing connection (intermittent connectivity, GKE Dataplane V2 known issue).
+  - With O(method=reserve) (default) the NodePort range is added to
+    C(net.ipv4.ip_local_reserved_ports), merged with the ports already reserved there (the way
+    kubespray reserves the NodePort range). The ephemeral range is left alone.
+  - With O(method=move) C(net.ipv4.ip_local_port_range) is shifted clear of the NodePort range -
+    to O(move_to), or else to the largest part of the current range outside the NodePort range.
+  - The resulting value is written to the running kernel and persisted in a drop-in file under
+    C(/etc/sysctl.d/) that netmedic owns (atomic write, replaced file backed up). Boot-time files
+    applied after the drop-in that set another value are reported.
+  - Reports the overlap found (RV(overlap)) whether or not anything is changed.
+  - Fails before changing anything on malformed ranges, a start greater than its end, ports
+    outside 1-65535, a O(move_to) that overlaps the NodePort range or starts below
+    C(ip_unprivileged_port_start), or a result that would leave fewer than 1024 usable
+    ephemeral ports.
+author:
+  - netmedic maintainers (@netmedic)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reads the kernel values and the drop-in, reports what it would write; writes nothing.
+  diff_mode:
+    support: full
+    details: Shows the kernel value and the drop-in file before and after.
+  platform:
+    platforms: posix
+    support: full
+    details: Linux nodes; the values are per network namespace, run it in the node's (host) namespace.
+options:
+  nodeport_range:
+    description:
+      - The cluster's NodePort range (kube-apiserver C(--service-node-port-range)), C(start-end).
+    type: str
+    default: 30000-32767
+  method:
+    description:
+      - V(reserve) adds O(nodeport_range) to C(net.ipv4.ip_local_reserved_ports) (merged with
+        existing entries); it is applied even when the ranges do not overlap today, so a later
+        change of the ephemeral range cannot bring the fault back.
+      - V(move) sets C(net.ipv4.ip_local_port_range) to a range that does not overlap
+        O(nodeport_range). Without O(move_to) a range that is already clear is kept (and persisted).
+    type: str
+    choices: [reserve, move]
+    default: reserve
+  move_to:
+    description:
+      - With O(method=move), the new ephemeral range C(start-end). Must not overlap O(nodeport_range).
+      - Ignored (with a warning) for O(method=reserve).
+    type: str
+  persist:
+    description:
+      - Also write the value to O(persist_file) so it survives a reboot.
+    type: bool
+    default: true
+  persist_file:
+    description:
+      - The drop-in file netmedic owns; its whole content is generated. A replaced file is backed
+        up next to it and the backup path returned in RV(backups). Must end in C(.conf).
+    type: path
+    default: /etc/sysctl.d/90-netmedic-ports.conf
+seealso:
+  - module: netmedic.k8s.node_network_facts
+  - name: Catalog N-3 and C-4
+    description: docs/catalog.md in the collection.
+    link: https://example.invalid/netmedic/k8s/docs/catalog.md
+notes:
+  - Run as root on each node.
+  - ip-masq-agent C(--random-fully) (catalog C-4) can also pick NodePorts; that is a cluster-side setting.
+"""
+
+EXAMPLES = r"""
+- name: Reserve the default NodePort range (merged with ports already reserved), now and at boot
+  netmedic.k8s.port_range:
+
+- name: Preview moving the ephemeral range clear of a custom NodePort range
+  netmedic.k8s.port_range:
+    nodeport_range: 30000-32767
+    method: move
+    move_to: 32768-60999
+  check_mode: true
+  diff: true
+"""
+
+RETURN = r"""
+decision:
+  description: >-
+    V(keep) when the kernel already has the wanted value, otherwise the method that was (or in check
+    mode would be) applied.
+  returned: always
+  type: str
+  choices: [keep, reserve, move]
+  sample: reserve
+nodeport_range:
+  description: The NodePort range, normalized.
+  returned: always
+  type: str
+  sample: 30000-32767
+overlap:
+  description: Ports of the ephemeral range (before the change) that are in the NodePort range.
+  returned: always
+  type: list
+  elements: str
+  sample: ["30000-32767"]
+overlap_ports:
+  description: Number of ports in RV(overlap).
+  returned: always
+  type: int
+  sample: 2768
+conflict_before:
+  description: Whether, before the change, the kernel could pick a NodePort as a source port (overlap not covered by reserved ports).
+  returned: always
+  type: bool
+  sample: true
+conflict_after:
+  description: The same after the change (in check mode, for the state that would result).
+  returned: always
+  type: bool
+  sample: false
+free_ephemeral_ports:
+  description: Usable ephemeral ports after the change (range minus reserved ports).
+  returned: always
+  type: int
+  sample: 28232
+before:
+  description: Kernel values and the values in O(persist_file) read before any change.
+  returned: always
+  type: dict
+  contains:
+    ip_local_port_range:
+      description: Kernel value, C(start end).
+      type: str
+      returned: always
+    ip_local_reserved_ports:
+      description: Kernel value, the kernel's comma separated syntax (empty when none).
+      type: str
+      returned: always
+    persisted:
+      description: Keys and values set by O(persist_file) (empty when it does not exist).
+      type: dict
+      returned: always
+  sample: {"ip_local_port_range": "1024 65535", "ip_local_reserved_ports": "", "persisted": {}}
+after:
+  description: The same after the change (in check mode, what would result).
+  returned: always
+  type: dict
+  sample: {"ip_local_port_range": "1024 65535", "ip_local_reserved_ports": "30000-32767",
+           "persisted": {"net.ipv4.ip_local_reserved_ports": "30000-32767"}}
+persist_file:
+  description: The drop-in file (written or not).
+  returned: always
+  type: str
+  sample: /etc/sysctl.d/90-netmedic-ports.conf
+backups:
+  description: Files replaced by this run and where their previous content was kept.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"path": "/etc/sysctl.d/90-netmedic-ports.conf.1234.2026-11-25@10:00:00~", "of": "/etc/sysctl.d/90-netmedic-ports.conf"}]
+overridden_by:
+  description: Boot-time sysctl files applied after O(persist_file) that set the same key to another value.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"path": "/etc/sysctl.conf", "value": "1024 65535"}]
+catalog:
+  description: Catalog IDs this module implements.
+  returned: always
+  type: list
+  elements: str
+  sample: ["N-3"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import ports, sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+
+
+def _fail(module, msg):
+    module.fail_json(msg=msg, changed=False)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            nodeport_range=dict(type='str', default=ports.DEFAULT_NODEPORT_RANGE),
+            method=dict(type='str', choices=['reserve', 'move'], default='reserve'),
+            move_to=dict(type='str'),
+            persist=dict(type='bool', default=True),
+            persist_file=dict(type='path', default='/etc/sysctl.d/90-netmedic-ports.conf'),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    result = Result(module, ['N-3'])
+
+    # 1. Validate input before reading or touching anything.
+    try:
+        nodeport = ports.parse_strict_range(p['nodeport_range'], 'nodeport_range')
+        move_to = ports.parse_strict_range(p['move_to'], 'move_to') if p['move_to'] is not None else None
+    except ports.PortRangeError as e:
+        _fail(module, '%s (nothing was changed)' % e)
+    if p['persist'] and not p['persist_file'].endswith('.conf'):
+        _fail(module, 'persist_file must end in .conf (systemd-sysctl ignores other names): %s' % p['persist_file'])
+    if move_to is not None and p['method'] != 'move':
+        result.warn('move_to is only used with method=move; ignored')
+        move_to = None
+
+    # 2. Read the current state.
+    local_text = sysctl.read_value(ports.LOCAL_PORT_RANGE_KEY)
+    reserved_text = sysctl.read_value(ports.RESERVED_PORTS_KEY)
+    if local_text is None or reserved_text is None:
+        _fail(module, '%s or %s does not exist on this kernel; nothing was changed'
+              % (sysctl.key_to_path(ports.LOCAL_PORT_RANGE_KEY), sysctl.key_to_path(ports.RESERVED_PORTS_KEY)))
+    try:
+        ephemeral = ports.parse_local_port_range(local_text)
+        reserved = ports.parse_port_ranges(reserved_text)
+    except ports.PortRangeError as e:
+        _fail(module, 'cannot parse the kernel value: %s (nothing was changed)' % e)
+    unpriv_text = sysctl.read_value(ports.UNPRIVILEGED_PORT_START_KEY)
+    unprivileged = int(unpriv_text) if unpriv_text and unpriv_text.isdigit() else None
+    file_text = sysctl.read_text(p['persist_file'])
+    persisted = sysctl.parse_conf(file_text or '')
+
+    # 3. Plan (pure).
+    try:
+        if p['method'] == 'reserve':
+            plan = ports.plan_reserve(ephemeral, reserved, nodeport)
+            key, before_value = ports.RESERVED_PORTS_KEY, ports.format_ranges(reserved)
+            target_value = ports.format_ranges(plan['reserved'])
+        else:
+            plan = ports.plan_move(ephemeral, reserved, nodeport, move_to, unprivileged)
+            key, before_value = ports.LOCAL_PORT_RANGE_KEY, ports.format_local_port_range(ephemeral)
+            target_value = ports.format_local_port_range(plan['local_port_range'])
+    except ports.PortRangeError as e:
+        _fail(module, str(e))
+
+    before = ports.analyze(local_text, reserved_text, ports.format_range(nodeport))
+    after = ports.analyze(ports.format_local_port_range(plan['local_port_range']), ports.format_ranges(plan['reserved']),
+                          ports.format_range(nodeport))
+    change_kernel = target_value != before_value
+    new_text = sysctl.render_dropin([(key, target_value)], 'port_range', 'N-3')
+    write_file = p['persist'] and file_text != new_text
+
+    result.before = {
+        'ip_local_port_range': ports.format_local_port_range(ephemeral),
+        'ip_local_reserved_ports': ports.format_ranges(reserved),
+        'persisted': persisted,
+    }
+    result.after = {
+        'ip_local_port_range': ports.format_local_port_range(plan['local_port_range']),
+        'ip_local_reserved_ports': ports.format_ranges(plan['reserved']),
+        'persisted': sysctl.parse_conf(new_text) if write_file else persisted,
+    }
+    result.add_diff('%s = %s' % (key, before_value), '%s = %s' % (key, target_value), 'kernel %s' % key)
+    if write_file:
+        result.add_diff(file_text or '', new_text, p['persist_file'])
+    overridden = sysctl.overriders(key, p['persist_file'], target_value) if p['persist'] else []
+    result.extra.update({
+        'decision': p['method'] if change_kernel else 'keep',
+        'nodeport_range': ports.format_range(nodeport),
+        'overlap': before['overlap'],
+        'overlap_ports': before['overlap_ports'],
+        'conflict_before': before['conflict'],
+        'conflict_after': after['conflict'],
+        'free_ephemeral_ports': plan['free_ephemeral'],
+        'persist_file': p['persist_file'],
+        'overridden_by': overridden,
+    })
+    for item in overridden:
+        result.warn('%s sets %s = %s and is applied after %s at boot: the persisted fix would be undone'
+                    % (item['path'], key, item['value'], p['persist_file']))
+    other = ports.LOCAL_PORT_RANGE_KEY if key == ports.RESERVED_PORTS_KEY else ports.RESERVED_PORTS_KEY
+    if write_file and other in persisted:
+        result.warn('%s also set %s = %s (an earlier run with the other method); the new file sets only %s, so that value is '
+                    'no longer applied at boot' % (p['persist_file'], other, persisted[other], key))
+    if not p['persist']:
+        for path, value in sysctl.persisted_values(key)[-1:]:
+            if value != sysctl.normalize(target_value):
+                result.warn('%s sets %s = %s at boot (persist=false): the fix lasts until the next reboot' % (path, key, value))
+
+    if module.check_mode or not result.changed:
+        result.exit()
+
+    # 4. Apply: kernel first, then the file; undo the kernel value if the file cannot be written.
+    if change_kernel:
+        try:
+            sysctl.write_value(key, target_value)
+        except (IOError, OSError) as e:
+            result.changed = False
+            result.fail('could not write %s = %s: %s (nothing was changed)' % (key, target_value, e))
+    if write_file:
+        try:
+            result.add_backup(sysctl.write_file_atomic(module, p['persist_file'], new_text), p['persist_file'])
+        except (IOError, OSError) as e:
+            restored = 'kernel value left unchanged'
+            result.changed = False
+            if change_kernel:
+                restored = 'kernel value restored to %s' % before_value
+                try:
+                    sysctl.write_value(key, before_value)
+                except (IOError, OSError) as e2:
+                    restored = 'kernel value is still %s (restoring %s failed: %s)' % (target_value, before_value, e2)
+                    result.changed = True
+            result.fail('could not write %s: %s; %s' % (p['persist_file'], e, restored))
+
+    # 5. Verify by reading back (the kernel normalizes both values).
+    now_local = sysctl.read_value(ports.LOCAL_PORT_RANGE_KEY)
+    now_reserved = sysctl.read_value(ports.RESERVED_PORTS_KEY)
+    result.after['ip_local_port_range'] = now_local
+    result.after['ip_local_reserved_ports'] = now_reserved
+    now = ports.analyze(now_local, now_reserved, ports.format_range(nodeport))
+    result.extra['conflict_after'] = now['conflict']
+    got = now_reserved if key == ports.RESERVED_PORTS_KEY else now_local
+    if key == ports.RESERVED_PORTS_KEY:
+        matches = ports.parse_port_ranges(got) == plan['reserved']
+    else:
+        matches = sysctl.normalize(got) == target_value
+    if not matches:
+        result.fail('wrote %s = %s but the kernel reports %s' % (key, target_value, got))
+    result.exit()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,94 @@
+"""pod_bridge (catalog N-8) in a scratch network namespace on the host's real kernel.
+
+The namespace holds a bridge cbr0 (MTU 1460, down) with two veth ports, one of them at
+MTU 1500 - the layout the fixtures were recorded from. The module runs inside the
+namespace (`ip netns exec`); every check reads the link with `ip -j` independently.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location('netmedic_it_netns', str(Path(__file__).with_name('netns.py')))
+netns = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(netns)
+
+
+@pytest.fixture
+def ns(sandbox):  # sandbox: fails (never skips) without root namespace support
+    spaces = netns.Namespaces('b')
+    try:
+        node = spaces.add('node')
+        spaces.ip(node, 'link', 'add', 'cbr0', 'mtu', '1460', 'type', 'bridge')
+        for i, mtu in ((1, '1460'), (2, '1500')):
+            spaces.ip(node, 'link', 'add', 'veth%d' % i, 'mtu', mtu, 'type', 'veth', 'peer', 'name', 'pod%d' % i, 'mtu', mtu)
+            spaces.ip(node, 'link', 'set', 'veth%d' % i, 'master', 'cbr0', 'up')
+            spaces.ip(node, 'link', 'set', 'pod%d' % i, 'up')
+        spaces.node = node
+        yield spaces
+    finally:
+        spaces.cleanup()
+
+
+@pytest.fixture
+def bridge(run, ns):
+    def _run(args, check=False, diff=False):
+        return run('pod_bridge', args, check=check, diff=diff, wrapper=ns.wrapper(ns.node))
+    return _run
+
+
+def link(ns, name='cbr0'):
+    (data,) = ns.json(ns.node, 'link', 'show', 'dev', name)
+    return 'UP' in data['flags'], data['mtu']
+
+
+def test_check_mode_apply_idempotent(ns, bridge):
+    assert link(ns) == (False, 1460)
+    checked = bridge({'name': 'cbr0'}, check=True, diff=True)
+    assert not checked.failed, checked.output
+    assert checked['changed'] is True
+    assert checked['commands'] == [['ip', 'link', 'set', 'dev', 'cbr0', 'up']]
+    assert checked['before']['admin_up'] is False and checked['after']['admin_up'] is True
+    assert checked['bridge']['port_mtus'] == [1460, 1500]
+    assert any('port MTUs [1460, 1500]' in w for w in checked.get('warnings', []))
+    assert '"admin_up": false' in checked['diff'][0]['before']
+    assert link(ns) == (False, 1460), 'check mode changed the bridge'
+
+    applied = bridge({'name': 'cbr0'})
+    assert not applied.failed, applied.output
+    assert applied['changed'] is True
+    assert link(ns) == (True, 1460)
+    assert applied['after']['admin_up'] is True
+    assert applied['after']['operstate'] == 'UP'  # ports with carrier: the bridge is operationally up
+
+    again = bridge({'name': 'cbr0'})
+    assert not again.failed, again.output
+    assert again['changed'] is False
+    assert again['commands'] == []
+
+
+def test_set_mtu(ns, bridge):
+    result = bridge({'name': 'cbr0', 'mtu': 1400})
+    assert not result.failed, result.output
+    assert result['commands'][0] == ['ip', 'link', 'set', 'dev', 'cbr0', 'mtu', '1400']
+    assert link(ns) == (True, 1400)
+    again = bridge({'name': 'cbr0', 'mtu': 1400})
+    assert again['changed'] is False, again
+
+
+@pytest.mark.parametrize('args, words', [
+    ({'name': 'nosuch0'}, 'does not exist'),
+    ({'name': 'veth1'}, 'not a bridge'),
+    ({'name': 'cbr0', 'mtu': 10}, 'between 68 and 65535'),
+    ({'name': 'cbr0', 'mtu': 70000}, 'between 68 and 65535'),
+    ({'name': 'cbr0/x'}, 'not a network interface name'),
+    ({'name': 'cbr0', 'mtu': 'big'}, 'mtu'),
+])
+def test_bad_input_fails_before_any_change(ns, bridge, args, words):
+    result = bridge(args)
+    assert result.failed
+    assert result['changed'] is False
+    assert words in result['msg']
+    assert link(ns) == (False, 1460)
+    assert link(ns, 'veth1') == (True, 1460)
