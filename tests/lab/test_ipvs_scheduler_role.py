@@ -1,0 +1,108 @@
+"""Role netmedic.k8s.ipvs_scheduler (catalog W-3 = C-2 + C-7 with rollback) against the API double.
+
+The double's simulated kube-proxy logs ``Using ipvs Proxier.`` on a node only when that node has
+``ip_vs_<scheduler>`` loaded (``StaticNodeState`` here; ``lab.vmstate.VMNodeState`` on the VM
+lab), and the documented ``Can't use the IPVS proxier ...`` line otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.kubedouble import StaticNodeState
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')}
+NS = 'kube-system'
+NODES = ('lab-node-1', 'lab-node-2', 'lab-node-3')
+KP = 'k8s-app=kube-proxy-worker'
+
+
+def _proxy_pods(double):
+    pods, _rv = double.store.list('pods', NS, label_selector=KP)
+    return {p['spec']['nodeName']: p for p in pods}
+
+
+def _logs(double, pod):
+    return ''.join((double.store.logs.get(pod['metadata']['uid']) or {}).values())
+
+
+def _task(results, name):
+    """A role task's result; the json callback names it ``<role> : <task name>``."""
+    found = [r for key, r in results.items() if key == name or key.endswith(' : ' + name)]
+    assert found, 'no task %r in %s' % (name, sorted(results))
+    return found[0]
+
+
+def _role(check=False, **extra):
+    task = {'name': 'W-3', 'ansible.builtin.include_role': {'name': 'netmedic.k8s.ipvs_scheduler'},
+            'vars': dict({'ipvs_scheduler_name': 'lc', 'ipvs_scheduler_timeout': 60}, **extra)}
+    if check:
+        task['ansible.builtin.include_role']['apply'] = {'check_mode': True}
+    return yaml.safe_dump([task])
+
+
+@pytest.fixture
+def lc_everywhere():
+    return StaticNodeState({n: {'ip_vs', 'ip_vs_rr', 'ip_vs_lc', 'nf_conntrack'} for n in NODES})
+
+
+@pytest.fixture
+def lc_missing_on_node_3():
+    return StaticNodeState({'lab-node-1': {'ip_vs', 'ip_vs_rr', 'ip_vs_lc'},
+                            'lab-node-2': {'ip_vs', 'ip_vs_rr', 'ip_vs_lc'},
+                            'lab-node-3': {'ip_vs', 'ip_vs_rr'}})
+
+
+def test_check_mode_then_change_then_idempotent(make_double, playbook, lc_everywhere):
+    double = make_double(node_state=lc_everywhere)
+    text = double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf']
+    uids = {n: p['metadata']['uid'] for n, p in _proxy_pods(double).items()}
+
+    rc, results, output = playbook(double, _role(check=True), extra_env=ENV)
+    assert rc == 0, output
+    assert _task(results, 'Set mode=ipvs and ipvs.scheduler in the kube-proxy ConfigMaps (C-2; backs up the old data)')['changed']
+    assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf'] == text
+    assert {n: p['metadata']['uid'] for n, p in _proxy_pods(double).items()} == uids      # nothing restarted
+
+    rc, results, output = playbook(double, _role(), extra_env=ENV)
+    assert rc == 0, output
+    conf = yaml.safe_load(double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf'])
+    assert conf['ipvs']['scheduler'] == 'lc'
+    pods = _proxy_pods(double)
+    assert all(pods[n]['metadata']['uid'] != uids[n] for n in NODES)                     # every node restarted
+    assert all('Using ipvs Proxier.' in _logs(double, pods[n]) for n in NODES)
+    restart = _task(results, 'Restart the kube-proxy DaemonSets with log verification')['results'][0]
+    assert [r['node'] for r in restart['restarted']] == list(NODES)
+
+    again_uids = {n: p['metadata']['uid'] for n, p in pods.items()}
+    rc, results, output = playbook(double, _role(), extra_env=ENV)
+    assert rc == 0, output
+    assert not any(r.get('changed') for r in results.values()), output
+    assert {n: p['metadata']['uid'] for n, p in _proxy_pods(double).items()} == again_uids
+
+
+def test_missing_module_is_detected_and_rolled_back(make_double, playbook, lc_missing_on_node_3):
+    double = make_double(node_state=lc_missing_on_node_3)
+    text = double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf']
+
+    rc, results, output = playbook(double, _role(), extra_env=ENV)
+    assert rc != 0, output                                                               # the play stops
+    failed = _task(results, 'Restart the kube-proxy DaemonSets with log verification')['results'][0]
+    assert failed['failed_node']['node'] == 'lab-node-3'
+    assert "Can't use the IPVS proxier" in failed['failed_node']['line'] and 'ip_vs_lc' in failed['failed_node']['line']
+    assert [r['node'] for r in failed['restarted']] == ['lab-node-1', 'lab-node-2']
+    # Rollback: the ConfigMap holds exactly the old text again ...
+    assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf'] == text
+    # ... and every node's kube-proxy runs it: rr, which every node has.
+    pods = _proxy_pods(double)
+    for node in NODES:
+        log = _logs(double, pods[node])
+        assert 'Using ipvs Proxier.' in log, (node, log)
+    rolled = _task(results, 'Restart the pods already restarted (and the failed one) with the restored configuration')
+    assert sorted(r['node'] for r in rolled['results'][0]['restarted']) == list(NODES)
+    stop = _task(results, 'Stop the workflow')
+    assert stop['failed'] and 'rolled back' in stop['msg'], stop
