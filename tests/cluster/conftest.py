@@ -1,0 +1,75 @@
+"""Fixtures for the read-only cluster suite (tests/cluster/README.md).
+
+``cluster`` is either the cluster named by ``NETMEDIC_TEST_KUBECONFIG`` (and optionally
+``NETMEDIC_TEST_CONTEXT``), or, when that variable is unset, the lab's Kubernetes API double
+started from ``lab/seed/cluster.yaml`` (so CI runs the same suite).  Nothing here writes to the
+cluster: the probes and snapshots only read, and the playbook runs in check mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SEED = ROOT / 'lab' / 'seed' / 'cluster.yaml'
+
+
+@dataclasses.dataclass
+class Cluster:
+    kubeconfig: Path
+    context: str | None
+    is_double: bool
+    api: k8s.ApiClient
+    double: object = None
+
+    @property
+    def core(self):
+        return k8s.CoreV1Api(self.api)
+
+    @property
+    def apps(self):
+        return k8s.AppsV1Api(self.api)
+
+
+def _all_pods_running(store):
+    pods, _rv = store.list('pods')
+    return bool(pods) and all(p['status'].get('phase') == 'Running' for p in pods)
+
+
+@pytest.fixture(scope='module')
+def cluster(tmp_path_factory):
+    """The cluster under test; a real one only when NETMEDIC_TEST_KUBECONFIG is set."""
+    kubeconfig = os.environ.get('NETMEDIC_TEST_KUBECONFIG')
+    context = os.environ.get('NETMEDIC_TEST_CONTEXT') or None
+    if kubeconfig:
+        path = Path(kubeconfig).expanduser()
+        if not path.is_file():
+            pytest.fail('NETMEDIC_TEST_KUBECONFIG=%s is not a file' % kubeconfig)
+        api = k8s_config.new_client_from_config(str(path), context=context)
+        yield Cluster(kubeconfig=path, context=context, is_double=False, api=api)
+        api.close()
+        return
+    if context:
+        pytest.fail('NETMEDIC_TEST_CONTEXT is set but NETMEDIC_TEST_KUBECONFIG is not')
+    from lab.kubedouble import KubeDouble
+
+    double = KubeDouble(seed=SEED, tick=0.02, start_delay=0.02).start()
+    try:
+        path = double.write_kubeconfig(tmp_path_factory.mktemp('double') / 'kubeconfig')
+        double.wait_for(_all_pods_running)
+        api = k8s_config.new_client_from_config(str(path))
+        yield Cluster(kubeconfig=Path(path), context=None, is_double=True, api=api, double=double)
+        api.close()
+    finally:
+        double.stop()
+    assert not double.failures, 'the double hit unexpected exceptions: %r' % double.failures

@@ -1,0 +1,108 @@
+"""playbooks/flannel_datadir_migration.yml (catalog W-2 = N-7 across the fleet) against the API double.
+
+The cluster half (C-5 flannel_config, the Flannel restart) runs for real against the double. The node
+half needs a real node to reboot, which this machine is not: the inventory holds ``lab-node-1``
+with ``connection: local`` and its "old Flannel directories" under tmp_path. Check mode runs the whole
+flow; an apply run drains, archives and removes for real and then stops at the reboot, which
+ansible.builtin.reboot refuses on a local connection - exercising the failure path (node left
+cordoned, archive kept). The reboot and tmpfs verification on real nodes need a cluster on the VMs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / 'playbooks' / 'flannel_datadir_migration.yml'
+NS = 'kube-system'
+
+
+def _old_dirs(tmp_path):
+    dirs = [tmp_path / 'var-lib-cni' / 'networks', tmp_path / 'var-lib-cni' / 'flannel']
+    (dirs[0] / 'cb0').mkdir(parents=True)
+    (dirs[0] / 'cb0' / '172.20.1.5').write_text('%064x\r\neth0' % 5)
+    dirs[1].mkdir(parents=True)
+    (dirs[1] / 'abc123').write_text('{"cniVersion": "0.3.1"}')
+    return dirs
+
+
+def run(double, tmp_path, check):
+    dirs = _old_dirs(tmp_path)
+    inventory = {'all': {'hosts': {'lab-node-1': {
+        'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+        'netmedic_flannel_old_dirs': [str(d) for d in dirs], 'netmedic_flannel_backup_dir': str(tmp_path / 'backup'),
+        'netmedic_drain_timeout': 30}}},
+        'localhost': {'hosts': {'localhost': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}}}}
+    inv = tmp_path / 'inventory.yml'
+    inv.write_text(yaml.safe_dump(inventory))
+    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
+               ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1',
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'), ANSIBLE_DEPRECATION_WARNINGS='0')
+    env.pop('ANSIBLE_CONFIG', None)
+    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', str(inv), str(PLAYBOOK), '--diff',
+           '-e', 'netmedic_targets=lab-node-1'] + (['--check'] if check else [])
+    proc = subprocess.run(cmd, check=False, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    data = json.loads(proc.stdout)
+    results = {}
+    for play in data['plays']:
+        for task in play['tasks']:
+            results.setdefault(task['task']['name'], {}).update(task['hosts'])
+    return proc.returncode, results, proc.stdout + proc.stderr, dirs
+
+
+def _pods_on(double, node):
+    pods, _rv = double.store.list('pods', None, field_selector='spec.nodeName=%s' % node)
+    return {p['metadata']['uid'] for p in pods}
+
+
+def test_syntax():
+    proc = subprocess.run([str(Path(sys.executable).with_name('ansible-playbook')), '--syntax-check', '-i', 'localhost,',
+                           str(PLAYBOOK)], check=False, capture_output=True, text=True,
+                          env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections')))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_check_mode_changes_nothing(double, tmp_path):
+    cfg = double.store.get('configmaps', NS, 'kube-flannel-cfg')
+    pods = _pods_on(double, 'lab-node-1')
+    rc, results, output, dirs = run(double, tmp_path, check=True)
+    assert rc == 0, output
+    config = results['Set the tmpfs dataDirs in kube-flannel-cfg (C-5, N-7 step 2)']['localhost']
+    assert config['changed'] is True and config['configmap']['after']  # would change
+    restart = results['Restart Flannel node by node (N-7 step 3, C-7)']['localhost']
+    assert restart['changed'] is True and restart['restarted'] == []
+    removed = results['Remove the old directories (archived above)']['lab-node-1']
+    assert sorted(r['item'] for r in removed['results']) == sorted(str(d) for d in dirs) and removed['changed']
+    assert results['Reboot the node (tmpfs starts empty, Flannel writes its new config)']['lab-node-1'].get('skipped')
+    # Nothing changed: ConfigMap, pods, cordon, directories, no archive.
+    assert double.store.get('configmaps', NS, 'kube-flannel-cfg') == cfg
+    assert _pods_on(double, 'lab-node-1') == pods
+    assert not double.store.get('nodes', None, 'lab-node-1')['spec'].get('unschedulable')
+    assert all(d.is_dir() and any(d.iterdir()) for d in dirs)
+    assert not (tmp_path / 'backup').exists()
+
+
+def test_apply_archives_before_removing_and_stops_cordoned_at_the_reboot(double, tmp_path):
+    rc, results, output, dirs = run(double, tmp_path, check=False)
+    assert rc != 0, output
+    conf = json.loads(double.store.get('configmaps', NS, 'kube-flannel-cfg')['data']['cni-conf.json'])
+    flannel = next(p for p in conf['plugins'] if p['type'] == 'flannel') if 'plugins' in conf else conf
+    assert flannel['dataDir'] == '/var/run/cni/flannel' and flannel['ipam']['dataDir'] == '/var/run/cni/networks'
+    # The node was drained (its web pod evicted) and is left cordoned by the failed reboot.
+    assert double.store.get('nodes', None, 'lab-node-1')['spec'].get('unschedulable') is True
+    stop = results['Stop the rollout, the node stays cordoned']['lab-node-1']
+    assert stop['failed'] and 'LEFT CORDONED' in stop['msg'] and 'reboot' in stop['msg'].lower(), stop
+    # The old directories are gone, and only after their archive was written and verified.
+    assert not any(d.exists() for d in dirs)
+    (archive,) = (tmp_path / 'backup').glob('lab-node-1-cni-*.tar.gz')
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert any(n.endswith('cb0/172.20.1.5') for n in names) and any(n.endswith('flannel/abc123') for n in names), names
+    assert results['Verify the archive']['lab-node-1']['stat']['size'] > 0

@@ -1,0 +1,166 @@
+"""playbooks/ipam_gc_fleet.yml (catalog W-7) against the API double.
+
+The three inventory hosts are the double's Nodes ``lab-node-1..3``; their "node side" runs on this
+machine (connection local): each has its own host-local data directory under tmp_path, holding one
+live and one leaked allocation, and the container runtime is the ``ctr`` stand-in of
+tests/integration/test_cni_ipam_gc.py (a script first on PATH printing the live container IDs).
+Cordon, uncordon and the health gate go through kubernetes.core to the double; what is asserted is
+read back from the double's store and from the directories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / 'playbooks' / 'ipam_gc_fleet.yml'
+NODES = ('lab-node-1', 'lab-node-2', 'lab-node-3')
+OLD = 3 * 3600
+
+
+def cid(n):
+    return '%064x' % (0xC0FFEE00 + n)
+
+
+def _fleet(tmp_path, empty_runtime_on=()):
+    """Per node: cb0 with 10.0.N.2 (live, container 10N) and 10.0.N.3 (leaked); the stand-in lists the live ones."""
+    live = []
+    for index, node in enumerate(NODES, 1):
+        net = tmp_path / node / 'networks' / 'cb0'
+        net.mkdir(parents=True)
+        (net / 'lock').write_text('')
+        (net / 'last_reserved_ip.0').write_text('10.0.%d.3' % index)
+        for last, owner in ((2, cid(index * 10)), (3, cid(index * 10 + 1))):
+            path = net / ('10.0.%d.%d' % (index, last))
+            path.write_text('%s\r\neth0' % owner)
+            os.utime(path, (time.time() - OLD, time.time() - OLD))
+        if node not in empty_runtime_on:
+            live.append(cid(index * 10))
+    bindir = tmp_path / 'bin'
+    bindir.mkdir()
+    (bindir / 'ctr').write_text('#!/bin/sh\nprintf "%%s\\n" %s\n' % ' '.join(live))
+    (bindir / 'ctr').chmod(0o755)
+    return bindir
+
+
+def _files(tmp_path, node):
+    return sorted(os.listdir(tmp_path / node / 'networks' / 'cb0'))
+
+
+def _inventory(tmp_path, **extra):
+    hosts = {n: {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                 'netmedic_ipam_data_dir': [str(tmp_path / n / 'networks')],
+                 'netmedic_ipam_backup_dir': str(tmp_path / n / 'backups'),
+                 'netmedic_ipam_runtime': 'containerd'} for n in NODES}
+    path = tmp_path / 'inventory.yml'
+    path.write_text(yaml.safe_dump({'all': {'hosts': hosts, 'vars': extra}}))
+    return path
+
+
+def run_playbook(double, tmp_path, bindir, check=False, extra_vars=None):
+    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
+               ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1',
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'), ANSIBLE_DEPRECATION_WARNINGS='0',
+               PATH='%s:%s' % (bindir, os.environ.get('PATH', '/usr/bin:/bin')))
+    env.pop('ANSIBLE_CONFIG', None)
+    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', str(_inventory(tmp_path)), str(PLAYBOOK), '--diff']
+    if check:
+        cmd.append('--check')
+    for key, value in (extra_vars or {}).items():
+        cmd += ['-e', json.dumps({key: value})]
+    proc = subprocess.run(cmd, check=False, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise AssertionError('no JSON from ansible-playbook (rc=%s)\n%s\n%s' % (proc.returncode, proc.stdout, proc.stderr)) from exc
+    # {task name: {host: result}} over every serial batch.
+    results = {}
+    for play in data['plays']:
+        for task in play['tasks']:
+            results.setdefault(task['task']['name'], {}).update(task['hosts'])
+    return proc.returncode, results, proc.stdout + proc.stderr
+
+
+def _cordoned(double):
+    return {n: bool(double.store.get('nodes', None, n)['spec'].get('unschedulable')) for n in NODES}
+
+
+GC = 'Collect leaked host-local allocations (N-1)'
+
+
+def test_check_mode_changes_nothing(double, tmp_path):
+    bindir = _fleet(tmp_path)
+    before = {n: _files(tmp_path, n) for n in NODES}
+    rv = {n: double.store.get('nodes', None, n)['metadata']['resourceVersion'] for n in NODES}
+    rc, results, output = run_playbook(double, tmp_path, bindir, check=True)
+    assert rc == 0, output
+    for index, node in enumerate(NODES, 1):
+        gc = results[GC][node]
+        assert gc['changed'] is True and not gc.get('failed'), gc
+        assert [i['ip'] for n in gc['networks'] for i in n['leaked']] == ['10.0.%d.3' % index]
+        assert results['Cordon the Node'][node]['changed'] is True        # would cordon
+    assert {n: _files(tmp_path, n) for n in NODES} == before
+    assert not any((tmp_path / n / 'backups').exists() for n in NODES)
+    assert _cordoned(double) == dict.fromkeys(NODES, False)
+    assert {n: double.store.get('nodes', None, n)['metadata']['resourceVersion'] for n in NODES} == rv
+
+
+def test_apply_node_by_node_keeps_a_precordoned_node_cordoned(double, raw, tmp_path):
+    bindir = _fleet(tmp_path)
+    status, _ctype, body = raw('PATCH', '/api/v1/nodes/lab-node-3', {'spec': {'unschedulable': True}},
+                               content_type='application/merge-patch+json')
+    assert status == 200, body
+    rc, results, output = run_playbook(double, tmp_path, bindir)
+    assert rc == 0, output
+    for index, node in enumerate(NODES, 1):
+        assert _files(tmp_path, node) == ['10.0.%d.2' % index, 'last_reserved_ip.0', 'lock'], node
+        moved = list((tmp_path / node / 'backups').rglob('10.0.%d.3' % index))
+        assert len(moved) == 1 and moved[0].read_text().startswith(cid(index * 10 + 1))
+    assert _cordoned(double) == {'lab-node-1': False, 'lab-node-2': False, 'lab-node-3': True}
+    assert results['Uncordon the Node (only if this play cordoned it)']['lab-node-3'].get('skipped') is True
+    rc, results, output = run_playbook(double, tmp_path, bindir)
+    assert rc == 0, output
+    assert not any(results[GC][n]['changed'] for n in NODES)                  # nothing left to collect
+
+
+def test_failure_stops_the_rollout_and_leaves_the_node_cordoned(double, tmp_path):
+    # On lab-node-2 nothing is live (what a wrong runtime listing looks like): cni_ipam_gc refuses.
+    bindir = _fleet(tmp_path, empty_runtime_on=('lab-node-2',))
+    node3 = _files(tmp_path, 'lab-node-3')
+    rc, results, output = run_playbook(double, tmp_path, bindir)
+    assert rc != 0, output
+    assert results[GC]['lab-node-1']['changed'] is True
+    assert results[GC]['lab-node-2']['failed'] is True and 'refusing' in results[GC]['lab-node-2']['msg']
+    stop = results['Stop the rollout, the node stays cordoned']['lab-node-2']
+    assert stop['failed'] is True and 'lab-node-2 is LEFT CORDONED' in stop['msg'], stop
+    assert 'lab-node-3' not in results[GC]                                     # never reached
+    assert _files(tmp_path, 'lab-node-2') == ['10.0.2.2', '10.0.2.3', 'last_reserved_ip.0', 'lock']
+    assert _files(tmp_path, 'lab-node-3') == node3
+    assert _cordoned(double) == {'lab-node-1': False, 'lab-node-2': True, 'lab-node-3': False}
+
+
+def test_health_gate_refuses_before_any_change(double, raw, tmp_path):
+    bindir = _fleet(tmp_path)
+    status, _ctype, body = raw('PATCH', '/api/v1/nodes/lab-node-3/status',
+                               {'status': {'conditions': [{'type': 'Ready', 'status': 'False', 'reason': 'KubeletNotReady'}]}},
+                               content_type='application/strategic-merge-patch+json')
+    assert status == 200, body
+    before = {n: _files(tmp_path, n) for n in NODES}
+    rc, results, output = run_playbook(double, tmp_path, bindir)
+    assert rc != 0, output
+    gate = results['Refuse when too many Nodes are NotReady or the Node is unknown']['lab-node-1']
+    assert gate['failed'] is True and '1 Node(s) NotReady (lab-node-3)' in gate['msg'], gate
+    assert GC not in results
+    assert {n: _files(tmp_path, n) for n in NODES} == before
+    assert _cordoned(double) == dict.fromkeys(NODES, False)
+    # Tolerating one NotReady Node lets the rollout go on (lab-node-3 itself included).
+    rc, results, output = run_playbook(double, tmp_path, bindir, extra_vars={'netmedic_max_unhealthy': 1})
+    assert rc == 0, output
+    assert all(results[GC][n]['changed'] for n in NODES)
