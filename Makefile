@@ -9,10 +9,17 @@
 #   make sanity       ansible-test sanity, offline, on a copy (scripts/sanity.sh)
 #   make units        pytest tests/unit
 #   make integration  pytest tests/integration (modules run for real in a sandbox)
-#   make apidouble    pytest tests/lab (the lab's Kubernetes API double: behaviour suite and
-#                     cluster modules over HTTP through the real kubernetes client)
+#   make apidouble    pytest tests/lab tests/cluster (the lab's Kubernetes API double: behaviour
+#                     suite, cluster modules/roles/playbooks over HTTP through the real client;
+#                     tests/cluster also runs against a real cluster: tests/cluster/README.md)
 #   make build        ansible-galaxy collection build -> build/, tarball content checked
-#   make demo         ansible-playbook playbooks/diagnose.yml (localhost)
+#   make lab-test     VM lab: deps, up, pytest tests/labvm (real kernels), then down
+#                     (LAB_KEEP=1 keeps the lab up; default: down if this target started it)
+#   make lab-up       VM lab up (3 nodes; LAB_NODES=N); lab-down; lab-inject FAULTS='N-2 N-3'
+#   make demo         on the VM lab: inject node faults, diagnose, remediate --check --diff,
+#                     apply, diagnose again, compare; then down (DEMO_KEEP=1 keeps the lab)
+#   make demo-local   ansible-playbook playbooks/diagnose.yml (localhost, read-only)
+#   make molecule     molecule test of roles/conntrack_tuning on the VM lab
 #   make clean        generated output; make distclean also removes .venv, collections/
 #
 # Measured here (2 cores, shared host: +-50 %; cold = fresh clone, empty HOME caches):
@@ -20,6 +27,10 @@
 #   sanity       cold 72-97 s (per-test venvs from PyPI) / warm 14-25 s; all 24 tests,
 #                compile+import on Python 3.9-3.13 (3.14 absent: skipped with a warning)
 #   lint         4-15 s;  units 1-3 s;  integration 24-60 s;  build 1-3 s
+#   lab-test     warm 12.5 min (44 tests in tests/labvm, lab restored from its saved state);
+#                cold (empty /var/cache/netmedic-lab) ~2.5 min more: deps 8 s + build 38 s +
+#                first up 99 s (KVM probe 20 s, 3 cold boots + state save)
+#   molecule     75 s warm;  demo ~3 min warm (plus waiting for the lab lock)
 # Stages run one after another, never in parallel (2 cores).
 
 SHELL := bash
@@ -41,13 +52,30 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Stages of `make test`, in order; later work appends (e.g. TEST_STAGES += lab).
 # Each one is a make target of the same name.
 TEST_STAGES := lint sanity units integration apidouble build
+# The VM lab's real-kernel tests (tests/labvm): see lab/vm/README.md.
+TEST_STAGES += lab-test molecule
 # FAIL_FAST=1 stops at the first failing stage (default: run all, report all).
 FAIL_FAST ?= 0
 # Extra arguments, e.g. make sanity SANITY_ARGS='--test pep8', make units PYTEST_ARGS='-k sysctl'.
 SANITY_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint ruff ansible-lint changelog-lint sanity units integration apidouble build demo clean distclean
+.PHONY: help setup test lint ruff ansible-lint changelog-lint sanity units integration apidouble build ee-context demo clean distclean
+.PHONY: lab-test lab-test-locked lab-up lab-down lab-inject demo-local demo-locked molecule molecule-locked
+
+# The VM lab (lab/vm/labctl). One lab per machine, shared by everyone on it: whatever
+# uses the VMs holds an exclusive flock on /tmp/netmedic-lab.lock (NETMEDIC_LAB_LOCK overrides;
+# labctl takes it itself;
+# `labctl locked -- CMD` runs CMD under it, and its children - labctl, pytest's
+# tests/labvm conftest - see the lock held by an ancestor and do not wait for themselves).
+LABCTL := $(ROOT)/lab/vm/labctl
+LAB_INVENTORY := $(or $(NETMEDIC_LAB_STATE),/run/netmedic-lab)/inventory.yml
+LAB_NODES ?= 3
+# lab-test: 1 = leave the lab up, 0 = take it down, auto = down only if lab-test started it.
+LAB_KEEP ?= auto
+# demo: 1 = leave the lab up (with the remediated nodes) at the end.
+DEMO_KEEP ?= 0
+FAULTS ?= all
 
 help:
 	@sed -n '/^# Targets:/,/^#$$/{s/^#   //p}' $(firstword $(MAKEFILE_LIST))
@@ -99,17 +127,72 @@ integration: setup
 
 apidouble: setup
 	@mkdir -p tests/output/junit
-	@echo 'pytest tests/lab $(PYTEST_ARGS)'
-	@pytest tests/lab --junitxml=tests/output/junit/apidouble.xml $(PYTEST_ARGS) || { \
+	@echo 'pytest tests/lab tests/cluster $(PYTEST_ARGS)'
+	@pytest tests/lab tests/cluster --junitxml=tests/output/junit/apidouble.xml $(PYTEST_ARGS) || { \
 	  rc=$$?; [ $$rc -eq 5 ] && echo 'apidouble: pytest collected no tests (exit 5): failing'; exit $$rc; }
 
 build: setup
 	@rm -rf build && mkdir -p build
 	ansible-galaxy collection build --force --output-path build .
 	@$(PYTHON) scripts/check-build.py build/netmedic-k8s-*.tar.gz
+	@$(MAKE) ee-context NETMEDIC_SETUP_DONE=1
 
-demo: setup
+# The AWX execution environment's build context (ansible-builder create: offline, no image).
+# Building the image needs podman/docker: ansible-builder build --context build/ee -t netmedic-ee
+ee-context: setup
+	@test -n "$$(ls build/netmedic-k8s-*.tar.gz 2>/dev/null)" || { echo 'ee-context: run make build first'; exit 1; }
+	@cp build/netmedic-k8s-*.tar.gz execution-environment/netmedic-k8s.tar.gz
+	ansible-builder create -f execution-environment/execution-environment.yml --context build/ee --output-filename Containerfile
+	@rm -f execution-environment/netmedic-k8s.tar.gz
+	@grep -q 'ansible-galaxy collection install' build/ee/Containerfile && test -s build/ee/_build/netmedic/netmedic-k8s.tar.gz \
+	  && echo 'ee-context: build/ee/Containerfile + _build/ ready (collection tarball included)'
+
+demo-local: setup
 	$(ANSIBLE_PLAYBOOK) playbooks/diagnose.yml
+
+lab-up: setup
+	@$(LABCTL) deps
+	@$(LABCTL) up --nodes $(LAB_NODES)
+
+lab-down:
+	@$(LABCTL) down
+
+lab-inject: setup
+	@$(LABCTL) inject $(FAULTS)
+
+# The whole run holds the lab lock (deps, up, pytest, down).
+lab-test: setup
+	@$(LABCTL) locked -- $(MAKE) lab-test-locked NETMEDIC_SETUP_DONE=1
+
+lab-test-locked:
+	@mkdir -p tests/output/junit
+	@was_up=0; [ -f $(LAB_INVENTORY) ] && $(LABCTL) inventory >/dev/null 2>&1 && was_up=1; \
+	keep=$(LAB_KEEP); [ "$$keep" = auto ] && keep=$$was_up; \
+	finish() { if [ "$$keep" = 1 ]; then echo "lab left up (LAB_KEEP=$(LAB_KEEP)): $(LAB_INVENTORY); make lab-down stops it"; \
+	           else $(LABCTL) down; fi; }; \
+	rc=0; $(LABCTL) deps && $(LABCTL) up --nodes $(LAB_NODES) || rc=$$?; \
+	if [ $$rc -eq 0 ] && [ $$was_up = 1 ]; then echo 'lab-test: the lab was up: reset to the clean state'; $(LABCTL) reset || rc=$$?; fi; \
+	if [ $$rc -ne 0 ]; then echo 'lab-test: the lab did not come up'; finish; exit $$rc; fi; \
+	echo 'NETMEDIC_LAB_INVENTORY=$(LAB_INVENTORY) pytest tests/labvm $(PYTEST_ARGS)'; \
+	NETMEDIC_LAB_INVENTORY=$(LAB_INVENTORY) pytest tests/labvm --junitxml=tests/output/junit/labvm.xml $(PYTEST_ARGS) || rc=$$?; \
+	[ $$rc -eq 5 ] && echo 'lab-test: pytest collected no tests (exit 5): failing'; \
+	finish; exit $$rc
+
+# The lab demo (lab/vm/demo.sh) holds the lab lock from start to end.
+demo: setup
+	@$(LABCTL) locked -- $(MAKE) demo-locked NETMEDIC_SETUP_DONE=1
+
+demo-locked:
+	@DEMO_KEEP=$(DEMO_KEEP) LAB_NODES=$(LAB_NODES) lab/vm/demo.sh
+
+# Molecule (extensions/molecule/conntrack_tuning): its create/destroy start and stop the lab,
+# so the whole run holds the lab lock. prerun is off (it would install the collection into
+# ~/.ansible and shadow this checkout).
+molecule: setup
+	@$(LABCTL) locked -- $(MAKE) molecule-locked NETMEDIC_SETUP_DONE=1
+
+molecule-locked:
+	molecule test --scenario-name conntrack_tuning
 
 clean:
 	rm -rf build report tests/output .ansible .pytest_cache .ruff_cache
