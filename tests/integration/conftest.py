@@ -47,6 +47,7 @@ def _ansible_env(tmp):
         'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1',
         'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json',
         'ANSIBLE_LOCAL_TEMP': str(tmp / 'ansible-local'),
+        'NETMEDIC_REPORT_DIR': str(tmp / 'report'),  # change_report callback (ansible.cfg)
         'ANSIBLE_REMOTE_TEMP': str(tmp / 'ansible-remote'),
         'ANSIBLE_NOCOLOR': '1',
         'ANSIBLE_DEPRECATION_WARNINGS': '0',
