@@ -34,6 +34,7 @@ someone else holds it. When an ancestor process already holds it (``make lab-tes
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
 import shlex
@@ -65,34 +66,17 @@ def _bin(name):
 # the lab lock
 
 
-def _ancestors():
-    pids, pid = set(), os.getpid()
-    while pid > 1 and pid not in pids:
-        pids.add(pid)
-        try:
-            with open(f'/proc/{pid}/status') as fh:
-                pid = next(int(line.split()[1]) for line in fh if line.startswith('PPid:'))
-        except (OSError, StopIteration, ValueError):
-            break
-    return pids
+def _load_labctl():
+    """lab/vm/labctl.py as a module: the lock helpers are shared with labctl, not copied."""
+    spec = importlib.util.spec_from_file_location('netmedic_labctl', str(REPO / 'lab' / 'vm' / 'labctl.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _lock_holders(path):
-    """PIDs holding a flock on path, from /proc/locks."""
-    try:
-        st = os.stat(path)
-        with open('/proc/locks') as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return set()
-    inode = f'{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}'
-    holders = set()
-    for line in lines:
-        fields = line.split()
-        # 1: FLOCK  ADVISORY  WRITE 1234 00:1f:5678 0 EOF   ("->" marks a waiter)
-        if len(fields) >= 6 and fields[1] == 'FLOCK' and fields[2] != '->' and fields[5] == inode:
-            holders.add(int(fields[4]))
-    return holders
+_labctl = _load_labctl()
+_ancestors = _labctl._ancestor_pids
+_lock_holders = _labctl.lock_holders
 
 
 class LabLock:
