@@ -19,7 +19,10 @@ ctr -n k8s.io run -d --cgroup /kubepods/besteffort/pod{uid}/owned1 localhost/net
 ip netns add stalepod; ip -n stalepod link set lo up
 nohup sh -c "echo \$\$ > $POD/deadbeefcafe/cgroup.procs; \
 exec ip netns exec stalepod python3 -c 'import socket,time; s=socket.socket(); s.bind((\"0.0.0.0\",8080)); s.listen(); time.sleep(3600)'" >/dev/null 2>&1 &
-for i in 1 2 3 4 5 6 7 8 9 10; do P=$(pgrep -f '^python3 -c import socket'); [ -n "$P" ] && break; sleep 0.5; done
+# pgrep exits 1 until the listener exists: `|| true` keeps set -e from ending the script (TCG guests are slow).
+P=
+for i in $(seq 60); do P=$(pgrep -f '^python3 -c import socket' || true); [ -n "$P" ] && break; sleep 0.5; done
+[ -n "$P" ] || {{ echo 'the stale listener did not start within 30 s' >&2; exit 1; }}
 echo "$P $(ctr -n k8s.io t ls | awk '$1=="owned1"{{print $2}}')"
 '''.format(uid=UID)
 BIND = 'ip netns exec stalepod python3 -c "import socket; socket.socket().bind((\'0.0.0.0\', 8080))"'
