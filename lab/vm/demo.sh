@@ -74,9 +74,6 @@ banner "inject every node fault of the catalog"
 "$labctl" inject --list | sed 's/^/    /'
 "$labctl" inject all | grep -E 'a new pod now gets|N-[2-8]:|faults planted' | sed 's/^\[[ 0-9.]*s\] *//'
 
-banner "diagnose (read-only): playbooks/diagnose.yml"
-ansible-playbook -i "$inventory" playbooks/diagnose.yml -e "netmedic_report_dir=$report/lab-before"
-
 # What the lab knows and a fleet inventory would say in group_vars: the MAC each node's L2
 # address really has (N-6) and the schedulers kube-proxy will use (N-4).
 mkdir -p "$report"
@@ -87,6 +84,9 @@ print(json.dumps({"netmedic_expected_neighbors": {h["lab_l2_ip"]: h["lab_l2_mac"
                   "netmedic_ipvs_schedulers": ["rr", "lc"]}))' > "$report/lab-demo-vars.json"
 extra+=(-e "@$report/lab-demo-vars.json")
 
+banner "diagnose (read-only): playbooks/diagnose.yml"
+ansible-playbook -i "$inventory" playbooks/diagnose.yml -e "netmedic_report_dir=$report/lab-before" "${extra[@]}"
+
 banner "remediate in check mode with --diff: nothing changes"
 ansible-playbook -i "$inventory" playbooks/remediate_node.yml --check --diff "${extra[@]}"
 
@@ -94,7 +94,7 @@ banner "remediate for real"
 ansible-playbook -i "$inventory" playbooks/remediate_node.yml "${extra[@]}"
 
 banner "diagnose again"
-ansible-playbook -i "$inventory" playbooks/diagnose.yml -e "netmedic_report_dir=$report/lab-after"
+ansible-playbook -i "$inventory" playbooks/diagnose.yml -e "netmedic_report_dir=$report/lab-after" "${extra[@]}"
 "$bin/python" "$here/demo_compare.py" "$report/lab-before/diagnose.json" "$report/lab-after/diagnose.json"
 
 printf '\nReports:\n  before: %s/lab-before/diagnose.md (.json)\n  after:  %s/lab-after/diagnose.md (.json)\n' "$report" "$report"
