@@ -150,3 +150,31 @@ def playbook(tmp_path, private_tmpdir):
         return proc.returncode, results, proc.stdout + proc.stderr
 
     return _run
+
+
+def _run_playbook_file(double, tmp_path, playbook, *extra, check=False):
+    """Run one of the collection's playbooks on localhost against ``double`` (node plays match no host).
+
+    Returns ``(rc, {task name: localhost result}, output)``.
+    """
+    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_STDOUT_CALLBACK='ansible.posix.json',
+               ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1', ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'), ANSIBLE_DEPRECATION_WARNINGS='0',
+               NETMEDIC_REPORT_DIR=str(tmp_path / 'report'))
+    env.pop('ANSIBLE_CONFIG', None)
+    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local',
+           '-e', 'ansible_python_interpreter=%s' % sys.executable, '-e', 'netmedic_targets=no_nodes_here',
+           str(playbook), *extra]
+    if check:
+        cmd += ['--check', '--diff']
+    proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300, check=False)
+    data = json.loads(proc.stdout)
+    tasks = {t['task']['name']: t['hosts']['localhost'] for play in data['plays'] for t in play['tasks']
+             if 'localhost' in t['hosts']}
+    return proc.returncode, tasks, proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def playbook_file(tmp_path):
+    """``playbook_file(double, playbook_path, *extra_args, check=False)`` -> ``(rc, {task: result}, output)``."""
+    return lambda double, playbook, *extra, check=False: _run_playbook_file(double, tmp_path, playbook, *extra, check=check)

@@ -7,12 +7,9 @@ The double's simulated kube-proxy records the nf_conntrack_max it would set at s
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,21 +17,9 @@ PLAYBOOK = ROOT / 'playbooks' / 'conntrack_tuning.yml'
 NS = 'kube-system'
 
 
-def _run(double, tmp_path, *extra, check=False):
-    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_STDOUT_CALLBACK='ansible.posix.json',
-               ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1', ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'), ANSIBLE_DEPRECATION_WARNINGS='0')
-    env.pop('ANSIBLE_CONFIG', None)
-    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local',
-           '-e', 'ansible_python_interpreter=%s' % sys.executable, '-e', 'netmedic_targets=no_nodes_here',
-           str(PLAYBOOK), *extra]
-    if check:
-        cmd += ['--check', '--diff']
-    proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300, check=False)
-    data = json.loads(proc.stdout)
-    tasks = {t['task']['name']: t['hosts']['localhost'] for play in data['plays'] for t in play['tasks']
-             if 'localhost' in t['hosts']}
-    return proc.returncode, tasks, proc.stdout + proc.stderr
+@pytest.fixture
+def run(playbook_file):
+    return lambda double, *extra, check=False: playbook_file(double, PLAYBOOK, *extra, check=check)
 
 
 def _max_per_core(double):
@@ -42,14 +27,14 @@ def _max_per_core(double):
     return conf['conntrack']['maxPerCore']
 
 
-def test_fix_b_check_apply_idempotent(double, node_state, tmp_path):
-    rc, tasks, output = _run(double, tmp_path, '-e', 'netmedic_conntrack_fix=cluster', check=True)
+def test_fix_b_check_apply_idempotent(double, node_state, run):
+    rc, tasks, output = run(double, '-e', 'netmedic_conntrack_fix=cluster', check=True)
     assert rc == 0, output
     assert tasks['Set conntrack.maxPerCore in the kube-proxy ConfigMaps']['changed'] is True
     assert _max_per_core(double) == 32768                                       # check mode wrote nothing
     node_state.conntrack_max.clear()
 
-    rc, tasks, output = _run(double, tmp_path, '-e', 'netmedic_conntrack_fix=cluster')
+    rc, tasks, output = run(double, '-e', 'netmedic_conntrack_fix=cluster')
     assert rc == 0, output
     assert _max_per_core(double) == 65536
     restart = tasks['Restart kube-proxy node by node, verifying each new pod (C-7)']['results'][0]
@@ -57,16 +42,16 @@ def test_fix_b_check_apply_idempotent(double, node_state, tmp_path):
     # What each restarted kube-proxy set on its node: maxPerCore x 2 CPUs.
     assert node_state.conntrack_max == {'lab-node-1': 131072, 'lab-node-2': 131072, 'lab-node-3': 131072}
 
-    rc, tasks, output = _run(double, tmp_path, '-e', 'netmedic_conntrack_fix=cluster')
+    rc, tasks, output = run(double, '-e', 'netmedic_conntrack_fix=cluster')
     assert rc == 0, output
     assert not any(t.get('changed') for t in tasks.values()), output
 
 
-def test_bad_input_stops_everything(double, tmp_path):
+def test_bad_input_stops_everything(double, run):
     rv = double.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion']
     for extra in (['-e', 'netmedic_conntrack_fix=sometimes'], ['-e', 'netmedic_conntrack_max_per_core=lots'],
                   ['-e', 'netmedic_conntrack_max_per_core=1000']):
-        rc, tasks, output = _run(double, tmp_path, *extra)
+        rc, tasks, output = run(double, *extra)
         assert rc != 0, output
         assert tasks['Validate netmedic_conntrack_fix and netmedic_conntrack_max_per_core']['failed'] is True
         assert 'Set conntrack.maxPerCore in the kube-proxy ConfigMaps' not in tasks

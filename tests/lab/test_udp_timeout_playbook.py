@@ -6,12 +6,9 @@ inventory below has no nodes, so the node play matches no host).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,24 +16,9 @@ PLAYBOOK = ROOT / 'playbooks' / 'udp_timeout.yml'
 NS = 'kube-system'
 
 
-def _run(double, tmp_path, *extra, check=False):
-    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_STDOUT_CALLBACK='ansible.posix.json',
-               ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1', ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'), ANSIBLE_DEPRECATION_WARNINGS='0')
-    env.pop('ANSIBLE_CONFIG', None)
-    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local',
-           '-e', 'ansible_python_interpreter=%s' % sys.executable, '-e', 'netmedic_targets=no_nodes_here', str(PLAYBOOK)]
-    cmd += list(extra)
-    if check:
-        cmd += ['--check', '--diff']
-    proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300, check=False)
-    data = json.loads(proc.stdout)
-    tasks = {}
-    for play in data['plays']:
-        for task in play['tasks']:
-            if 'localhost' in task['hosts']:
-                tasks[task['task']['name']] = task['hosts']['localhost']
-    return proc.returncode, tasks, proc.stdout + proc.stderr
+@pytest.fixture
+def run(playbook_file):
+    return lambda double, *extra, check=False: playbook_file(double, PLAYBOOK, *extra, check=check)
 
 
 def _udp(double):
@@ -49,15 +31,15 @@ def _proxy_uids(double):
     return sorted(p['metadata']['uid'] for p in pods)
 
 
-def test_new_cluster_uses_kube_proxy_udp_timeout(double, tmp_path):
+def test_new_cluster_uses_kube_proxy_udp_timeout(double, run):
     uids = _proxy_uids(double)
-    rc, tasks, output = _run(double, tmp_path, check=True)
+    rc, tasks, output = run(double, check=True)
     assert rc == 0, output
     assert tasks['Choose the fix']['ansible_facts']['netmedic_udp_timeout_plan']['method'] == 'cluster'
     assert tasks['Set ipvs.udpTimeout in the kube-proxy ConfigMaps (C-3)']['changed'] is True
     assert _udp(double) is None and _proxy_uids(double) == uids          # check mode: nothing written or restarted
 
-    rc, tasks, output = _run(double, tmp_path)
+    rc, tasks, output = run(double)
     assert rc == 0, output
     assert _udp(double) == '10s'
     restart = tasks['Restart kube-proxy node by node, verifying each new pod (C-7)']['results'][0]
@@ -65,16 +47,16 @@ def test_new_cluster_uses_kube_proxy_udp_timeout(double, tmp_path):
     assert set(_proxy_uids(double)).isdisjoint(uids)
 
     uids = _proxy_uids(double)
-    rc, tasks, output = _run(double, tmp_path)
+    rc, tasks, output = run(double)
     assert rc == 0, output
     assert not any(t.get('changed') for t in tasks.values()), output
     assert _proxy_uids(double) == uids
 
 
-def test_old_clusters_go_to_the_nodes(make_double, tmp_path):
+def test_old_clusters_go_to_the_nodes(make_double, run):
     old = make_double(version='v1.16.9-aliyun.1')
     rv = old.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion']
-    rc, tasks, output = _run(old, tmp_path)
+    rc, tasks, output = run(old)
     assert rc == 0, output
     assert tasks['Choose the fix']['ansible_facts']['netmedic_udp_timeout_plan']['method'] == 'node'
     assert tasks['Set ipvs.udpTimeout in the kube-proxy ConfigMaps (C-3)'].get('skipped') is True
@@ -83,19 +65,19 @@ def test_old_clusters_go_to_the_nodes(make_double, tmp_path):
     # 1.17: kube-proxy has no ipvs.udpTimeout before 1.18, so the nodes it is; forcing C-3 fails before any write.
     odd = make_double(version='v1.17.3')
     rv = odd.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion']
-    rc, tasks, output = _run(odd, tmp_path)
+    rc, tasks, output = run(odd)
     assert rc == 0, output
     assert tasks['Choose the fix']['ansible_facts']['netmedic_udp_timeout_plan']['method'] == 'node'
-    rc, tasks, output = _run(odd, tmp_path, '-e', 'netmedic_udp_timeout_method=cluster')
+    rc, tasks, output = run(odd, '-e', 'netmedic_udp_timeout_method=cluster')
     assert rc != 0
     assert 'older than 1.18' in tasks['Set ipvs.udpTimeout in the kube-proxy ConfigMaps (C-3)']['msg']
     assert odd.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion'] == rv
 
 
-def test_bad_input_stops_before_the_api_is_touched(double, tmp_path):
+def test_bad_input_stops_before_the_api_is_touched(double, run):
     rv = double.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion']
     for extra in (['-e', 'netmedic_udp_timeout_method=sometimes'], ['-e', 'netmedic_udp_timeout=0']):
-        rc, tasks, output = _run(double, tmp_path, *extra)
+        rc, tasks, output = run(double, *extra)
         assert rc != 0 and tasks['Check the inputs']['failed'] is True, output
         assert 'Read the cluster version' not in tasks
     assert double.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion'] == rv
