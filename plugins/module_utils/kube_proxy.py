@@ -12,7 +12,7 @@ document that needs no change is returned byte for byte.
 from __future__ import annotations
 
 import io
-import re
+import ipaddress
 import traceback
 
 try:
@@ -35,46 +35,129 @@ CONFIGMAP_NAMES = ['kube-proxy-worker', 'kube-proxy-master', 'kube-proxy']
 
 # IPVS schedulers kube-proxy accepts (catalog N-4); the last four need newer kernels.
 IPVS_SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sh', 'sed', 'nq', 'fo', 'ovf', 'mh', 'twos']
-PROXY_MODES = ['', 'iptables', 'ipvs', 'nftables', 'kernelspace']
+# Linux kube-proxy's modes ("" = the default, iptables); kernelspace is Windows-only and would crash these DaemonSets.
+PROXY_MODES = ['', 'iptables', 'ipvs', 'nftables']
 
-_DURATION_RE = re.compile(r'^(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|\u00b5s|ms|s|m|h))+$')
-_DURATION_PART_RE = re.compile(r'(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)')
-_UNIT_SECONDS = {'ns': 1e-9, 'us': 1e-6, '\u00b5s': 1e-6, 'ms': 1e-3, 's': 1.0, 'm': 60.0, 'h': 3600.0}
+# kube-proxy's int32 fields (conntrack.maxPerCore, conntrack.min are *int32 in KubeProxyConntrackConfiguration).
+INT32_MAX = 2 ** 31 - 1
+# Go's time.Duration is an int64 count of nanoseconds.
+_MAX_DURATION_NS = 2 ** 63 - 1
+_UNIT_NS = {'ns': 1, 'us': 10 ** 3, '\u00b5s': 10 ** 3, '\u03bcs': 10 ** 3, 'ms': 10 ** 6, 's': 10 ** 9,
+            'm': 60 * 10 ** 9, 'h': 3600 * 10 ** 9}
+_ASCII_DIGITS = '0123456789'
 
 
 class ConfigError(ValueError):
     """Bad input or a document that cannot be edited safely."""
 
 
-def parse_duration(value):
-    """Seconds in a Go duration string (``10s``, ``1m30s``, ``300ms``, ``0``)."""
+def _go_duration_ns(text):
+    """Nanoseconds in ``text`` exactly as Go's ``time.ParseDuration`` reads it (``[-+]?([0-9]*(\\.[0-9]*)?[a-z]+)+``),
+    including its int64 overflow checks; raises ConfigError with Go's reason."""
+    orig, s, neg = text, text, False
+    if s[:1] in ('-', '+'):
+        neg, s = s[0] == '-', s[1:]
+    if s == '0':
+        return 0
+    if not s:
+        raise ConfigError('invalid duration %r' % orig)
+    total = 0
+    while s:
+        if not (s[0] == '.' or s[0] in _ASCII_DIGITS):
+            raise ConfigError('invalid duration %r' % orig)
+        i, whole = 0, 0
+        while i < len(s) and s[i] in _ASCII_DIGITS:
+            whole = whole * 10 + ord(s[i]) - 48
+            if whole > 2 ** 63:
+                raise ConfigError('duration %r is out of range (Go durations end at 2562047h47m16.854775807s)' % orig)
+            i += 1
+        pre, s = i > 0, s[i:]
+        frac, scale, post = 0, 1.0, False
+        if s[:1] == '.':
+            s, i, overflow = s[1:], 0, False
+            while i < len(s) and s[i] in _ASCII_DIGITS:
+                if not overflow:
+                    nxt = frac * 10 + ord(s[i]) - 48
+                    if frac > (2 ** 63 - 1) // 10 or nxt > 2 ** 63:
+                        overflow = True
+                    else:
+                        frac, scale = nxt, scale * 10
+                i += 1
+            post, s = i > 0, s[i:]
+        if not pre and not post:
+            raise ConfigError('invalid duration %r' % orig)
+        i = 0
+        while i < len(s) and not (s[i] == '.' or s[i] in _ASCII_DIGITS):
+            i += 1
+        if i == 0:
+            raise ConfigError('missing unit in duration %r' % orig)
+        unit, s = s[:i], s[i:]
+        if unit not in _UNIT_NS:
+            raise ConfigError('unknown unit %r in duration %r' % (unit, orig))
+        if whole > 2 ** 63 // _UNIT_NS[unit]:
+            raise ConfigError('duration %r is out of range (Go durations end at 2562047h47m16.854775807s)' % orig)
+        value = whole * _UNIT_NS[unit]
+        if frac > 0:
+            # Go adds the fraction in float64, truncated: same arithmetic here (Python floats are IEEE doubles).
+            value += int(float(frac) * (float(_UNIT_NS[unit]) / scale))
+            if value > 2 ** 63:
+                raise ConfigError('duration %r is out of range (Go durations end at 2562047h47m16.854775807s)' % orig)
+        total += value
+        if total > 2 ** 63:
+            raise ConfigError('duration %r is out of range (Go durations end at 2562047h47m16.854775807s)' % orig)
+    if neg:
+        return -total
+    if total > _MAX_DURATION_NS:
+        raise ConfigError('duration %r is out of range (Go durations end at 2562047h47m16.854775807s)' % orig)
+    return total
+
+
+def parse_duration_ns(value):
+    """Nanoseconds in a Go duration string as kube-proxy reads it (``10s``, ``1m30s``, ``300ms``, ``0``).
+
+    Go's grammar and int64 bounds exactly (ASCII digits only: full-width digits are refused as kube-proxy
+    refuses them), and no negative values (kube-proxy's validation refuses them for every field netmedic edits).
+    """
     if isinstance(value, bool) or not isinstance(value, str):
         raise ConfigError('expected a Go duration string such as "10s" or "1m30s", got %r' % (value,))
-    text = value.strip()
-    if text == '0':
-        return 0.0
-    if not _DURATION_RE.match(text):
-        raise ConfigError('malformed duration %r: expected a Go duration such as "10s", "300ms" or "1m30s"' % (value,))
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text))
+    text = value.strip(' \t')
+    if any(c.isdigit() and not c.isascii() for c in text):
+        raise ConfigError('malformed duration %r: only ASCII digits 0-9 are allowed, as in Go' % (value,))
+    try:
+        ns = _go_duration_ns(text)
+    except ConfigError as e:
+        raise ConfigError('malformed duration %r: %s; expected a Go duration such as "10s", "300ms" or "1m30s"'
+                          % (value, e))
+    if ns < 0:
+        raise ConfigError('duration %r is negative; kube-proxy requires >= 0' % (value,))
+    return ns
+
+
+def parse_duration(value):
+    """Seconds (float) in a Go duration string; see parse_duration_ns."""
+    return parse_duration_ns(value) / 1e9
 
 
 def _duration(value):
-    parse_duration(value)
-    return value.strip()
+    parse_duration_ns(value)
+    return value.strip(' \t')
 
 
-def _int(minimum=0):
+def _int(minimum=0, maximum=INT32_MAX, go_type='int32'):
     def check(value):
         if isinstance(value, bool):
             raise ConfigError('expected an integer, got %r' % (value,))
         if isinstance(value, int):
             number = value
-        elif isinstance(value, str) and re.match(r'^\s*\d+\s*$', value):
-            number = int(value)
+        elif isinstance(value, str) and value.strip(' \t') and value.strip(' \t').isascii() \
+                and value.strip(' \t').isdigit():
+            number = int(value.strip(' \t'))
         else:
-            raise ConfigError('expected an integer, got %r' % (value,))
+            raise ConfigError('expected an integer (ASCII digits), got %r' % (value,))
         if number < minimum:
             raise ConfigError('expected an integer >= %d, got %d' % (minimum, number))
+        if number > maximum:
+            raise ConfigError('%d does not fit kube-proxy\'s %s field (at most %d)' % (number, go_type, maximum))
         return number
     return check
 
@@ -95,6 +178,35 @@ def _bool(value):
     raise ConfigError('expected true or false, got %r' % (value,))
 
 
+def parse_cidr(value):
+    """An ``ipaddress`` network for a CIDR string as Go's ``net.ParseCIDR`` accepts it, else ConfigError.
+
+    Go needs ``address/prefix`` with a decimal prefix (no netmask form, no bare address), no IPv6 zone,
+    ASCII only, no surrounding spaces; host bits may be set (``10.0.0.1/8``).
+    """
+    bad = ConfigError('%r is not a CIDR (such as 10.0.0.0/8 or fd00::/64) as kube-proxy parses it' % (value,))
+    if not isinstance(value, str) or not value.isascii() or value != value.strip() or value.count('/') != 1:
+        raise bad
+    address, prefix = value.split('/')
+    if not prefix.isdigit() or '%' in address:
+        raise bad
+    try:
+        ip = ipaddress.ip_address(address)
+        if int(prefix) > ip.max_prefixlen:
+            raise bad
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise bad
+
+
+def _cidrs(value):
+    if not isinstance(value, list):
+        raise ConfigError('expected a list of CIDRs, got %r' % (value,))
+    for item in value:
+        parse_cidr(item)
+    return list(value)
+
+
 # The settings netmedic edits, by dotted path, with their validators.
 SETTINGS = {
     'mode': _choice(PROXY_MODES, 'proxy mode'),
@@ -111,12 +223,8 @@ SETTINGS = {
     'ipvs.syncPeriod': _duration,
     'ipvs.minSyncPeriod': _duration,
     'ipvs.strictARP': _bool,
-    'ipvs.excludeCIDRs': lambda v: list(v) if isinstance(v, list) else _fail_list(v),
+    'ipvs.excludeCIDRs': _cidrs,
 }
-
-
-def _fail_list(value):
-    raise ConfigError('expected a list, got %r' % (value,))
 
 
 def flatten(settings, prefix=''):
@@ -194,7 +302,7 @@ def _same(a, b):
         return a == b
     if isinstance(a, str) and isinstance(b, str):
         try:
-            return parse_duration(a) == parse_duration(b)
+            return parse_duration_ns(a) == parse_duration_ns(b)
         except ConfigError:
             return a == b
     if isinstance(a, list) and isinstance(b, list):

@@ -16,8 +16,12 @@ description:
   - Finds the ConfigMap - ACK C(kube-proxy-worker) and, on dedicated clusters, C(kube-proxy-master);
     upstream/kubeadm C(kube-proxy) - and deep-merges O(settings) into the C(config.conf) key. Comments,
     key order and quoting of the document are kept; nothing else in the ConfigMap changes.
-  - Every value is validated before anything is written (scheduler names, Go durations such as C(10s),
-    integers, proxy modes); broken YAML in the ConfigMap or a document that is not a
+  - Every value is validated against kube-proxy's own types before anything is read or written (issue 10,
+    hole 5). Go durations such as C(10s) follow Go's grammar and range (ASCII digits only, at most
+    C(2562047h47m16.854775807s), not negative); C(conntrack.maxPerCore) and C(conntrack.min) are C(int32)
+    (0 to 2147483647); C(ipvs.excludeCIDRs) entries must parse as Go's C(net.ParseCIDR) reads them
+    (C(address/prefix), no zone); IPVS scheduler names and the Linux proxy modes (empty, C(iptables), C(ipvs),
+    C(nftables)) are checked. Broken YAML in the ConfigMap or a document that is not a
     C(KubeProxyConfiguration) fails with nothing written. C(ipvs.udpTimeout) on a cluster older than
     1.18 is refused (kube-proxy there has no such field; use C(netmedic.k8s.ipvs_timeouts), catalog N-5).
   - The previous data is returned (RV(backups)) and, with O(backup=true), also kept in a new ConfigMap

@@ -105,3 +105,55 @@ def test_values_that_need_quotes_keep_them(fixture_text):
     assert changes == [{'path': 'mode', 'before': 'ipvs', 'after': ''}]
     assert kp.summary(new)['mode'] == ''
     assert kp.load(new)['mode'] == ''
+
+
+# -- issue #10 hole 5: validate with kube-proxy's real Go types ------------------------------------
+
+@pytest.mark.parametrize('settings, message', [
+    ({'ipvs': {'udpTimeout': '\uff11\uff10s'}}, 'ASCII'),                       # full-width digits one, zero
+    ({'ipvs': {'udpTimeout': '\u0661\u0660s'}}, 'ASCII'),                       # Arabic-Indic digits
+    ({'ipvs': {'udpTimeout': '99999999999h'}}, 'out of range'),                 # beyond int64 nanoseconds
+    ({'ipvs': {'tcpTimeout': '2562048h'}}, 'out of range'),
+    ({'conntrack': {'tcpEstablishedTimeout': '9223372036854775808ns'}}, 'out of range'),
+    ({'conntrack': {'maxPerCore': 2147483648}}, 'int32'),
+    ({'conntrack': {'min': '99999999999'}}, 'int32'),
+    ({'conntrack': {'maxPerCore': '\uff16\uff15\uff15\uff13\uff16'}}, 'integer'),
+    ({'ipvs': {'excludeCIDRs': ['not-a-cidr']}}, 'not a CIDR'),
+    ({'ipvs': {'excludeCIDRs': ['10.0.0.0']}}, 'not a CIDR'),                   # Go needs the prefix
+    ({'ipvs': {'excludeCIDRs': ['10.0.0.0/255.0.0.0']}}, 'not a CIDR'),         # no netmask form in Go
+    ({'ipvs': {'excludeCIDRs': ['10.0.0.0/33']}}, 'not a CIDR'),
+    ({'ipvs': {'excludeCIDRs': ['fe80::/64%eth0']}}, 'not a CIDR'),
+    ({'ipvs': {'excludeCIDRs': ['fe80::1%eth0/64']}}, 'not a CIDR'),            # zones refused by ParseCIDR
+    ({'ipvs': {'excludeCIDRs': ['\uff11\uff10.0.0.0/8']}}, 'not a CIDR'),
+    ({'ipvs': {'excludeCIDRs': ['10.0.0.0/\uff18']}}, 'not a CIDR'),
+    ({'ipvs': {'excludeCIDRs': [' 10.0.0.0/8']}}, 'not a CIDR'),
+    ({'ipvs': {'excludeCIDRs': [8]}}, 'not a CIDR'),
+    ({'ipvs': {'excludeCIDRs': '10.0.0.0/8'}}, 'list'),
+    ({'mode': 'kernelspace'}, 'unknown proxy mode'),                            # Windows only; these are Linux DaemonSets
+    ({'mode': 'IPVS'}, 'unknown proxy mode'),
+])
+def test_issue10_h5_values_kube_proxy_rejects_are_refused(fixture_text, settings, message):
+    text = fixture_text('kube_proxy/ack-scheduler.conf')
+    with pytest.raises(kp.ConfigError, match=message):
+        kp.plan(text, settings)
+
+
+@pytest.mark.parametrize('text, nanoseconds', [
+    ('2562047h47m16.854775807s', 9223372036854775807),                          # Go's maxDuration, exactly
+    ('9223372036854775807ns', 9223372036854775807),
+    ('1.5h', 5400 * 10 ** 9), ('10\u00b5s', 10000), ('10\u03bcs', 10000), ('+10s', 10 * 10 ** 9),
+    ('.5s', 500 * 10 ** 6), ('1.s', 10 ** 9), ('0', 0), ('1h0m0s', 3600 * 10 ** 9),
+])
+def test_issue10_h5_go_duration_grammar_and_bounds(text, nanoseconds):
+    assert kp.parse_duration_ns(text) == nanoseconds
+
+
+def test_issue10_h5_valid_values_pass_and_are_written_as_given(fixture_text):
+    text = fixture_text('kube_proxy/ack-scheduler.conf')
+    new, changes = kp.plan(text, {'conntrack': {'maxPerCore': 2147483647},
+                                  'ipvs': {'excludeCIDRs': ['10.0.0.1/8', 'fd00::/64'], 'udpTimeout': '2562047h'}})
+    assert {c['path'] for c in changes} == {'conntrack.maxPerCore', 'ipvs.excludeCIDRs', 'ipvs.udpTimeout'}
+    doc = kp.load(new)
+    assert doc['conntrack']['maxPerCore'] == 2147483647
+    assert list(doc['ipvs']['excludeCIDRs']) == ['10.0.0.1/8', 'fd00::/64']   # host bits allowed, as in Go
+    assert doc['ipvs']['udpTimeout'] == '2562047h'
