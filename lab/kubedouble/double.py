@@ -105,6 +105,12 @@ class KubeDouble:
                 raise TimeoutError('kubedouble: condition not reached in %.1fs' % timeout)
             time.sleep(interval)
 
+    def inject_fault(self, fault):
+        """Run ``fault(method, path, query)`` before every request; raising ``errors.ApiError`` answers with it
+        (a 429 with ``headers={'Retry-After': '1'}``, a 503, ...).  Returns a function that removes the fault."""
+        self._httpd.faults.append(fault)
+        return lambda: self._httpd.faults.remove(fault)
+
     def kubeconfig(self, namespace='default'):
         user = {'token': self.token} if self.token else {}
         return {

@@ -6,12 +6,13 @@ from __future__ import annotations
 class ApiError(Exception):
     """An error the double answers with a ``Status`` body and HTTP ``code``."""
 
-    def __init__(self, code, reason, message, details=None):
+    def __init__(self, code, reason, message, details=None, headers=None):
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = details
+        self.headers = dict(headers or {})    # extra response headers, e.g. Retry-After on a 429
 
     def status(self):
         body = {'kind': 'Status', 'apiVersion': 'v1', 'metadata': {}, 'status': 'Failure',

@@ -202,11 +202,14 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         length = int(self.headers.get('Content-Length') or 0)
         body = self.rfile.read(length) if length else b''
+        extra = {}
         try:
+            for fault in list(self.server.faults):
+                fault(method, url.path, query)    # may raise ApiError (429, 5xx, ...) to inject a failure
             self._authenticate(url.path)
             code, payload, ctype = self.server.api.handle(method, url.path, query, self.headers.get('Content-Type'), body)
         except errors.ApiError as exc:
-            code, payload, ctype = exc.code, exc.status(), JSON
+            code, payload, ctype, extra = exc.code, exc.status(), JSON, exc.headers
         except Exception as exc:
             LOG.exception('kubedouble: %s %s failed', method, self.path)
             self.server.failures.append(exc)
@@ -216,6 +219,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header('Content-Type', ctype)
         self.send_header('Content-Length', str(len(data)))
         self.send_header('Cache-Control', 'no-cache, private')
+        for header, value in extra.items():
+            self.send_header(header, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -254,3 +259,4 @@ class HTTPServer(ThreadingHTTPServer):
         self.api = Api(store)
         self.token = token
         self.failures = []    # unexpected exceptions answered with 500
+        self.faults = []      # test hooks: fault(method, path, query) runs before each request and may raise ApiError
