@@ -1,25 +1,46 @@
-"""Bad input to the node modules fails clearly and changes nothing.
+"""Bad input to the node modules fails clearly and changes nothing, on a fake node.
 
-Each case runs the module's ``main()`` in-process with the given arguments. Every way a
-module can change a node is intercepted and recorded: kernel values
-(``sysctl.write_value``), files (``sysctl.write_file_atomic``, which all of them use for
-drop-ins, boot files and units) and commands (``Runner.run``: only read-only commands are
-let through - ``ip -j``, ``modprobe -n``, ``ipvsadm -L``, ``systemctl is-enabled``,
-``bpftool -j``, ``ctr ... containers ls -q``). A case
-passes when the module fails, says ``changed: false``, its message names the problem, and
-nothing was written or run that could change the node.
+Each case runs the module's ``main()`` in-process with the given arguments, on a node
+that exists only in this file (issue 12, finding 4a: no host binary, no host ``/proc``,
+no real process is ever involved, whatever machine runs the suite):
+
+- binaries: ``Runner.which`` answers from ``BINARIES`` (no container runtime CLI), never
+  from the host's PATH; ``AnsibleModule.get_bin_path`` is never reached;
+- commands: ``Runner.run`` answers read-only commands (``ip -j``, ``modprobe -n``,
+  ``ipvsadm -L``, ``systemctl is-enabled``, ``bpftool -j``, ``ctr ... containers ls -q``)
+  from ``REPLIES`` (recorded output, tests/unit/fixtures); any other command is recorded
+  as a change and refused; ``subprocess.Popen`` and ``AnsibleModule.run_command`` are
+  refused outright (nothing may bypass the runner);
+- kernel values and files: ``sysctl.read_value`` / ``sysctl.read_text`` answer from
+  ``SYSCTL`` / ``FILES``; ``sysctl.boot_order`` lists no boot files; writes
+  (``sysctl.write_value``, ``sysctl.write_file_atomic``, ``open()`` for writing,
+  ``os.replace``/``rename``/``unlink``/``remove``/``mkdir``/``makedirs``/``symlink``/``chmod``,
+  ``shutil.move``/``copy*``, ``AnsibleModule.atomic_move``) are recorded;
+- processes: ``podproc`` reads a fake ``/proc`` holding one process of pod ``POD``
+  (pid 4242, its container unknown to the runtime); ``os.kill``, ``os.killpg`` and
+  ``signal.pthread_kill`` are recorded and refused.
+
+A case passes when the module fails, says ``changed: false``, its message names the
+problem, and the record is empty. The controls at the end prove that each interception
+does record (so an empty record means something); their expectations are literals.
 
 The same inputs run through Ansible against sandboxed or namespaced real state in
 tests/integration/test_<module>.py.
 """
 
+import builtins
 import json
+import os
+import shutil
+import signal
+import subprocess
 
 import pytest
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import ports, sysctl
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
+from ansible_collections.netmedic.k8s.plugins.module_utils import podproc, sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError, CommandNotFound, CommandResult, Runner
 from ansible_collections.netmedic.k8s.plugins.modules import (
     cilium_lb_maps,
     conntrack_limit,
@@ -30,6 +51,8 @@ from ansible_collections.netmedic.k8s.plugins.modules import (
     port_range,
     stale_pod_process,
 )
+
+from ..conftest import FakeModule, fixture_reply, fixture_text
 
 MODULES = {
     'conntrack_limit': conntrack_limit,
@@ -118,32 +141,135 @@ CASES = [
     # cni_ipam_gc (N-1): its owner adds its cases here when the module lands.
 ]
 
+POD = '3f1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8'
+STALE_PID = 4242
+NOSUCH_MAP = '/sys/fs/bpf/netmedic-no-such-map'
+CTR_LIST = ('ctr', '--timeout', '30s', '--namespace', 'k8s.io', 'containers', 'ls', '-q')
+
+# The fake node. Every binary a case may look up is here; no container runtime CLI
+# (stale_pod_process's runtime cannot be listed unless a case adds ctr).
+BINARIES = {
+    'ip': '/usr/sbin/ip',
+    'arping': '/usr/sbin/arping',
+    'bpftool': '/usr/sbin/bpftool',
+    'ipvsadm': '/usr/sbin/ipvsadm',
+    'modprobe': '/usr/sbin/modprobe',
+    'systemctl': '/usr/bin/systemctl',
+}
+
+# (rc, stdout, stderr) of the read-only commands the cases run, keyed like FakeModule's.
+REPLIES = {
+    ('ip', '-j', '-d', 'link', 'show'): (0, fixture_text('ip/link-host.json'), ''),
+    ('ip', '-j', 'link', 'show', 'dev', 'nm-nosuch0'): (1, '', 'Device "nm-nosuch0" does not exist.\n'),
+    ('bpftool', '-j', 'map', 'show', 'pinned', NOSUCH_MAP): fixture_reply('bpftool/map-show-nosuch'),
+}
+
+SYSCTL = {
+    'net.ipv4.ip_local_port_range': '32768 60999',
+    'net.ipv4.ip_local_reserved_ports': '8080',
+    'net.ipv4.ip_unprivileged_port_start': '1024',
+    'net.netfilter.nf_conntrack_max': '65536',
+    'net.netfilter.nf_conntrack_count': '100',
+}
+
+# Files the modules read (anything else reads as absent).
+FILES = {
+    '/proc/meminfo': 'MemTotal:        8131564 kB\n',
+    '/proc/modules': 'ip_vs 188416 0 - Live 0x0000000000000000\n',
+}
+
 READ_ONLY = (('ip', '-j'), ('modprobe', '-n'), ('ipvsadm', '-L'), ('systemctl', 'is-enabled'), ('bpftool', '-j'))
 
 
+def _proc_stat(pid, comm, starttime):
+    # Fields 3..22 of /proc/<pid>/stat: state S, ..., starttime last.
+    return '%d (%s) S 1 %d %d 0 -1 4194560 10 0 0 0 0 0 0 0 20 0 1 0 %d 100000 10 0\n' % (pid, comm, pid, pid, starttime)
+
+
+def make_proc(root):
+    """A /proc with one process of pod POD whose container (deadbeefcafe) the runtime does not list."""
+    base = root / str(STALE_PID)
+    base.mkdir(parents=True)
+    (base / 'stat').write_text(_proc_stat(STALE_PID, 'nginx', 123456))
+    (base / 'cgroup').write_text(fixture_text('podproc/cgroup-stale-cgroupfs.txt'))
+    (base / 'comm').write_text('nginx\n')
+    (base / 'cmdline').write_text('nginx\0-g\0daemon off;\0')
+    return root
+
+
+class Host(object):
+    """The fake node of one test, and the record of every attempt to change it."""
+
+    def __init__(self, proc_root):
+        self.binaries = dict(BINARIES)
+        self.replies = dict(REPLIES)
+        self.sysctl = dict(SYSCTL)
+        self.files = dict(FILES)
+        self.proc_root = str(proc_root)
+        self.changes = []
+
+    def refuse(self, *what):
+        self.changes.append(what)
+        raise AssertionError('the module tried to change the node: %r' % (what,))
+
+
 @pytest.fixture
-def guarded(monkeypatch):
-    """Record every attempt to change the node; let read-only commands run."""
-    changes = []
-    real_run = Runner.run
+def host(monkeypatch, tmp_path):
+    """Install the fake node; ``host.changes`` is the record (see the module docstring)."""
+    h = Host(make_proc(tmp_path / 'proc'))
 
-    def run(self, args, check=True, data=None):
+    def which(self, name):
+        return h.binaries.get(name)
+
+    def run(self, args, check=True, data=None, timeout=None, **_kwargs):
         words = [str(a) for a in args]
-        if tuple(words[:2]) in READ_ONLY or (words[0] == 'ctr' and words[-3:] == ['containers', 'ls', '-q']):
-            return real_run(self, args, check=check, data=data)
-        changes.append(('command', list(args)))
-        raise AssertionError('a command that could change the node was run: %r' % (args,))
+        path = h.binaries.get(words[0])
+        if path is None:
+            raise CommandNotFound(words[0])
+        read_only = tuple(words[:2]) in READ_ONLY or (words[0] == 'ctr' and words[-3:] == ['containers', 'ls', '-q'])
+        if not read_only:
+            h.refuse('command', words)
+        fake = FakeModule(h.binaries, h.replies)
+        rc, out, err = fake.run_command([path] + words[1:], check_rc=False, data=data, use_unsafe_shell=False)
+        if check and rc != 0:
+            raise CommandError([path] + words[1:], rc, out, err)
+        return CommandResult([path] + words[1:], rc, out, err)
 
-    def write_value(key, value, root=sysctl.PROC_SYS):
-        changes.append(('sysctl', key, value))
-
-    def write_file(module, path, content, mode=0o644):
-        changes.append(('file', path))
-
+    monkeypatch.setattr(Runner, 'which', which)
     monkeypatch.setattr(Runner, 'run', run)
-    monkeypatch.setattr(sysctl, 'write_value', write_value)
-    monkeypatch.setattr(sysctl, 'write_file_atomic', write_file)
-    return changes
+    monkeypatch.setattr(AnsibleModule, 'get_bin_path', lambda self, name, *a, **k: h.refuse('host binary lookup', name))
+    monkeypatch.setattr(AnsibleModule, 'run_command', lambda self, cmd, *a, **k: h.refuse('run_command', list(cmd)))
+    monkeypatch.setattr(AnsibleModule, 'atomic_move', lambda self, src, dest, *a, **k: h.refuse('file', dest))
+    monkeypatch.setattr(subprocess, 'Popen', lambda cmd, *a, **k: h.refuse('process', list(cmd)))
+
+    # kernel values and files
+    monkeypatch.setattr(sysctl, 'read_value', lambda key, root=None: h.sysctl.get(key))
+    monkeypatch.setattr(sysctl, 'read_text', h.files.get)
+    monkeypatch.setattr(sysctl, 'boot_order', lambda dirs=None, conf=None: [])
+    monkeypatch.setattr(sysctl, 'write_value', lambda key, value, root=None: h.changes.append(('sysctl', key, value)))
+    monkeypatch.setattr(sysctl, 'write_file_atomic', lambda module, path, content, mode=0o644: h.changes.append(('file', path)))
+    real_open = builtins.open
+
+    def guarded_open(file, mode='r', *args, **kwargs):
+        if any(c in mode for c in 'wax+'):
+            h.refuse('file', str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, 'open', guarded_open)
+    for name in ('replace', 'rename', 'unlink', 'remove', 'rmdir', 'mkdir', 'makedirs', 'symlink', 'chmod', 'chown'):
+        monkeypatch.setattr(os, name, lambda path, *a, _n=name, **k: h.refuse('file', _n, str(path)))
+    for name in ('move', 'copy', 'copy2', 'copyfile', 'rmtree'):
+        monkeypatch.setattr(shutil, name, lambda path, *a, _n=name, **k: h.refuse('file', _n, str(path)))
+
+    # processes
+    real_scan, real_process, real_sockets = podproc.scan, podproc.process, podproc.sockets_of
+    monkeypatch.setattr(podproc, 'scan', lambda uid, root=None: real_scan(uid, h.proc_root))
+    monkeypatch.setattr(podproc, 'process', lambda pid, root=None: real_process(pid, h.proc_root))
+    monkeypatch.setattr(podproc, 'sockets_of', lambda pid, root=None: real_sockets(pid, h.proc_root))
+    monkeypatch.setattr(os, 'kill', lambda pid, sig: h.refuse('signal', pid, sig))
+    monkeypatch.setattr(os, 'killpg', lambda pgid, sig: h.refuse('signal group', pgid, sig))
+    monkeypatch.setattr(signal, 'pthread_kill', lambda tid, sig: h.refuse('signal thread', tid, sig))
+    return h
 
 
 def run_main(name, args, capsys):
@@ -160,7 +286,7 @@ def test_there_are_at_least_30_distinct_cases_across_the_modules():
 
 
 @pytest.mark.parametrize('name, args, words', CASES, ids=['%s-%d' % (c[0], i) for i, c in enumerate(CASES)])
-def test_bad_input_fails_clearly_and_changes_nothing(name, args, words, guarded, capsys):
+def test_bad_input_fails_clearly_and_changes_nothing(name, args, words, host, capsys):
     code, result = run_main(name, args, capsys)
     assert code == 1, result
     assert result.get('failed') is True, result
@@ -168,17 +294,64 @@ def test_bad_input_fails_clearly_and_changes_nothing(name, args, words, guarded,
     # out `changed` (Ansible reports it as false); the modules' checks say changed=false.
     assert result.get('changed', False) is False, result
     assert words in result['msg'], result['msg']
-    assert guarded == [], 'the module tried to change the node: %r' % guarded
+    assert host.changes == [], 'the module tried to change the node: %r' % host.changes
 
 
-def test_the_guard_sees_a_change(guarded, capsys):
-    """Control: valid input that changes the node is caught by the guard (so an empty record means something)."""
-    assert sysctl.write_value.__name__ == 'write_value' and sysctl.write_value.__module__ == __name__
-    current = sysctl.read_value('net.ipv4.ip_local_reserved_ports')
+def test_issue12_4a_no_case_looks_up_a_host_binary(host, capsys, monkeypatch):
+    """Every case on the fake node: no host binary is looked up, nothing recorded."""
+    for name, args, _words in CASES:
+        run_main(name, args, capsys)
+    assert host.changes == []
+
+
+@pytest.mark.parametrize('binaries, replies, words', [
+    # the runtime's CLI is missing
+    ({}, {}, 'no CLI for containerd is installed (ctr, crictl)'),
+    # ctr is there but containerd does not answer (recorded on a lab node)
+    ({'ctr': '/usr/bin/ctr'}, {CTR_LIST: fixture_reply('ctr/containers-ls-q-containerd-stopped')}, 'context deadline exceeded'),
+])
+def test_issue12_4a_unlistable_runtime_signals_nothing(host, capsys, binaries, replies, words):
+    """A stale-looking process exists (fake /proc); without the runtime's list nothing is signalled."""
+    host.binaries.update(binaries)
+    host.replies.update(replies)
+    code, result = run_main('stale_pod_process', {'pod_uid': POD, 'state': 'killed', 'wait': 0}, capsys)
+    assert code == 1 and result['failed'] is True and result['changed'] is False, result
+    assert words in result['msg'] and 'nothing was changed' in result['msg'], result['msg']
+    assert host.changes == []
+
+
+# ---- controls: valid input that changes the node is caught (so an empty record means something)
+
+
+def test_issue12_4a_control_sysctl_write_is_recorded(host, capsys):
     code, result = run_main('port_range', {'nodeport_range': '30000-32767', 'persist': False}, capsys)
-    if current and '30000-32767' in current:
-        pytest.fail('this machine already reserves 30000-32767; the control needs a node without it')
-    expected = ports.format_ranges(ports.union(ports.parse_port_ranges(current), [(30000, 32767)]))
-    assert guarded == [('sysctl', 'net.ipv4.ip_local_reserved_ports', expected)]
-    # the guarded write did not reach the kernel, and the module's read-back noticed
-    assert code == 1 and 'but the kernel reports' in result['msg']
+    assert host.changes == [('sysctl', 'net.ipv4.ip_local_reserved_ports', '8080,30000-32767')]
+    # the recorded write did not reach the (fake) kernel, and the module's read-back noticed
+    assert code == 1 and 'but the kernel reports' in result['msg'], result
+
+
+def test_issue12_4a_os_kill_is_intercepted(host, capsys):
+    host.binaries['ctr'] = '/usr/bin/ctr'
+    host.replies[CTR_LIST] = fixture_reply('ctr/containers-ls-q')  # three containers, not deadbeefcafe
+    with pytest.raises(AssertionError, match='tried to change the node'):
+        run_main('stale_pod_process', {'pod_uid': POD, 'state': 'killed', 'wait': 0}, capsys)
+    assert host.changes == [('signal', STALE_PID, signal.SIGTERM)]
+
+
+def test_issue12_4a_changing_command_is_intercepted(host, capsys):
+    host.replies[('ip', '-j', 'neigh', 'show', 'nud', 'all')] = (0, fixture_text('ip/neigh-vm-permanent.json'), '')
+    with pytest.raises(AssertionError, match='tried to change the node'):
+        run_main('neighbor_flush', {'all': True}, capsys)
+    assert host.changes == [('command', ['ip', 'neigh', 'flush', 'all'])]
+
+
+def test_issue12_4a_file_writes_and_processes_are_intercepted(host, tmp_path):
+    target = tmp_path / 'written'
+    with pytest.raises(AssertionError, match='tried to change the node'), open(str(target), 'w'):
+        pass
+    with pytest.raises(AssertionError, match='tried to change the node'):
+        subprocess.Popen(['true'])
+    with pytest.raises(AssertionError, match='tried to change the node'):
+        os.replace(str(target), str(target) + '.new')
+    assert not target.exists()
+    assert host.changes == [('file', str(target)), ('process', ['true']), ('file', 'replace', str(target))]
