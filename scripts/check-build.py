@@ -9,8 +9,11 @@ or lacks the files a collection needs. Prints a short content summary.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import tarfile
+import tempfile
 
 FORBIDDEN_PREFIXES = (
     '.venv/', 'collections/', 'tests/output/', 'build/', '.ansible/', '.cache/', '.git/',
@@ -46,7 +49,42 @@ def main(argv: list[str]) -> int:
             ok = False
             print(f'build: ERROR: {label}: {", ".join(sorted(items)[:20])}', file=sys.stderr)
     print('build: tarball content OK' if ok else 'build: tarball content check FAILED')
+    if ok:
+        ok = check_introspect(path)
     return 0 if ok else 1
+
+
+def _requirement_lines(path: str) -> list[str]:
+    with open(path, encoding='utf-8') as f:
+        return [line.split('#', 1)[0].strip() for line in f if line.split('#', 1)[0].strip()]
+
+
+def check_introspect(tarball: str) -> bool:
+    """What an AWX admin's ansible-builder sees: install the tarball, introspect it.
+
+    Every line of meta/ee-requirements.txt and meta/ee-bindep.txt must come back, i.e. the
+    collection declares its controller-side dependencies where ansible-builder looks.
+    """
+    bindir = os.path.dirname(sys.executable)
+    want_py = _requirement_lines('meta/ee-requirements.txt')
+    want_sys = _requirement_lines('meta/ee-bindep.txt')
+    env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
+    with tempfile.TemporaryDirectory(prefix='netmedic-introspect-') as tmp:
+        subprocess.run(
+            [os.path.join(bindir, 'ansible-galaxy'), 'collection', 'install', '--no-deps', '--offline',
+             '-p', tmp, os.path.abspath(tarball)],
+            cwd=tmp, env=env, check=True, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [os.path.join(bindir, 'ansible-builder'), 'introspect', '--sanitize', tmp],
+            cwd=tmp, env=env, check=True, capture_output=True, text=True, timeout=120).stdout
+    missing = [w for w in want_py + want_sys if f"'{w}  # from collection netmedic.k8s'" not in out]
+    if missing or not want_py:
+        print(f'build: ERROR: ansible-builder introspect does not list: {missing or "any Python requirement"}',
+              file=sys.stderr)
+        print(out, file=sys.stderr)
+        return False
+    print(f'build: ansible-builder introspect lists {len(want_py)} Python and {len(want_sys)} system requirements')
+    return True
 
 
 if __name__ == '__main__':
