@@ -8,11 +8,19 @@ Connection options and ``K8S_AUTH_*`` variables match kubernetes.core (see the
 names the verb, the object and the API's own reason.  "Not found" is the only
 error a caller may read as "absent"; anything else fails, so a read that could not
 be made is never mistaken for an empty result.
+
+Every request has a timeout (``request_timeout``) and is retried, with exponential backoff, jitter
+and the server's ``Retry-After``, up to ``request_retries`` times when the API answers 429 (any
+verb: the request was not processed) or 5xx (reads only: a write may have landed).  The client's
+own urllib3 retries are off, so a hung API server fails once, within the timeout.
 """
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
+import random
 import time
 import traceback
 
@@ -41,7 +49,7 @@ def _env(name):
 
 
 AUTH_ARG_SPEC = dict(
-    kubeconfig=dict(type='raw', no_log=False, **_env('K8S_AUTH_KUBECONFIG')),
+    kubeconfig=dict(type='raw', no_log=True, **_env('K8S_AUTH_KUBECONFIG')),  # may be an inline dict with a token (#10 h4)
     context=dict(type='str', **_env('K8S_AUTH_CONTEXT')),
     host=dict(type='str', **_env('K8S_AUTH_HOST')),
     api_key=dict(type='str', no_log=True, **_env('K8S_AUTH_API_KEY')),
@@ -55,7 +63,17 @@ AUTH_ARG_SPEC = dict(
     no_proxy=dict(type='str', **_env('K8S_AUTH_NO_PROXY')),
     impersonate_user=dict(type='str', **_env('K8S_AUTH_IMPERSONATE_USER')),
     impersonate_groups=dict(type='list', elements='str', **_env('K8S_AUTH_IMPERSONATE_GROUPS')),
+    request_timeout=dict(type='float', default=30.0),
+    request_retries=dict(type='int', default=3),
 )
+
+DEFAULT_POLICY = {'timeout': 30.0, 'retries': 3}
+MAX_TIMEOUT = 3600.0
+MAX_RETRIES = 10
+BACKOFF_BASE = 0.5          # seconds before the first retry (then doubled), jittered down to half
+BACKOFF_MAX = 30.0          # longest wait between two attempts
+RETRY_AFTER_MAX = 60.0      # a server asking for a longer pause is not waited for: the call fails
+_READ_PREFIXES = ('read_', 'list_', 'get_')
 
 
 class K8sError(Exception):
@@ -64,6 +82,57 @@ class K8sError(Exception):
         self.msg = msg
         self.status = status
         self.reason = reason
+
+
+def request_policy(params):
+    """``{'timeout': seconds, 'retries': n}`` from the module options; bad values raise K8sError."""
+    timeout = params.get('request_timeout')
+    retries = params.get('request_retries')
+    timeout = DEFAULT_POLICY['timeout'] if timeout is None else timeout
+    retries = DEFAULT_POLICY['retries'] if retries is None else retries
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT:
+        raise K8sError('request_timeout must be a number of seconds above 0 and at most %d, got %r' % (MAX_TIMEOUT, timeout))
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+        raise K8sError('request_retries must be an integer from 0 to %d, got %r' % (MAX_RETRIES, retries))
+    return {'timeout': float(timeout), 'retries': retries}
+
+
+def parse_retry_after(value, now=None):
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    if value.isdigit() and value.isascii():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def retry_delay(status, retry_after, attempt, retries, read, rand=random.random):
+    """Seconds to wait before attempt ``attempt + 1`` after an HTTP ``status`` answer, or None to give up.
+
+    429 is retried for every verb, 5xx only for reads; at most ``retries`` retries.  The backoff
+    doubles from BACKOFF_BASE up to BACKOFF_MAX with jitter (between half and all of it); a
+    ``Retry-After`` (seconds, from ``parse_retry_after``) is waited for in full, unless it is longer
+    than RETRY_AFTER_MAX, which gives up rather than hammer the server early.
+    """
+    if attempt >= retries:
+        return None
+    if status != 429 and not (read and status is not None and 500 <= status <= 599):
+        return None
+    backoff = min(BACKOFF_MAX, BACKOFF_BASE * (2 ** attempt))
+    delay = backoff / 2 + rand() * backoff / 2
+    if retry_after is not None:
+        if retry_after > RETRY_AFTER_MAX:
+            return None
+        delay = max(delay, retry_after)
+    return delay
 
 
 def api_error(exc, doing):
@@ -102,6 +171,8 @@ def configuration(params):
                 k8s_config.load_kube_config(context=context, client_configuration=cfg)
     except (ConfigException, IOError, OSError) as e:
         raise K8sError('could not load the Kubernetes connection configuration: %s' % (e,))
+    # No hidden urllib3 retries: _raw_call retries what is safe to retry, so a hung server fails once.
+    cfg.retries = False
     if params.get('host'):
         cfg.host = params['host']
     if params.get('api_key'):
@@ -134,7 +205,10 @@ def configuration(params):
 
 
 def api_client(params):
+    """An ApiClient for the module options; ``_raw_call`` takes its timeout and retries from ``netmedic_policy``."""
+    policy = request_policy(params)
     api = k8s.ApiClient(configuration(params))
+    api.netmedic_policy = policy
     if params.get('impersonate_user'):
         api.set_default_header('Impersonate-User', params['impersonate_user'])
     if params.get('impersonate_groups'):
@@ -144,99 +218,115 @@ def api_client(params):
 
 
 class Cluster(object):
-    """The few API calls netmedic modules make, with uniform errors."""
+    """The API calls netmedic modules make, on plain dicts (camelCase, as kubectl shows them), with
+    uniform errors, a timeout on every request and bounded retries (see ``_raw_call``)."""
+
+    # kind -> (API group attribute, method suffix, namespaced)
+    KINDS = {
+        'ConfigMap': ('core', 'namespaced_config_map', True),
+        'DaemonSet': ('apps', 'namespaced_daemon_set', True),
+    }
 
     def __init__(self, params, api=None):
         self.api = api or api_client(params)
         self.core = k8s.CoreV1Api(self.api)
         self.apps = k8s.AppsV1Api(self.api)
 
-    def version(self):
-        try:
-            return k8s.VersionApi(self.api).get_code().git_version
-        except ApiException as e:
-            raise api_error(e, 'reading the cluster version')
-        except Exception as e:  # urllib3 connection errors and the like
-            raise K8sError('cannot reach the Kubernetes API: %s' % (e,))
+    def _method(self, verb, kind):
+        if kind not in self.KINDS:
+            raise K8sError('netmedic cannot %s a %s (supported: %s)' % (verb, kind, ', '.join(sorted(self.KINDS))))
+        group, suffix, _namespaced = self.KINDS[kind]
+        return getattr(getattr(self, group), '%s_%s' % (verb, suffix))
 
-    def get_configmap(self, namespace, name):
-        """The ConfigMap, or None when it does not exist (any other error raises)."""
+    def version(self):
+        """The API server's ``gitVersion`` (for example ``v1.24.9``)."""
+        data = _json_call('reading the cluster version', k8s.VersionApi(self.api).get_code)
+        if not isinstance(data, dict) or not data.get('gitVersion'):
+            raise K8sError('reading the cluster version: the answer has no gitVersion')
+        return data['gitVersion']
+
+    def get(self, kind, namespace, name):
+        """The object as a dict, or None when it does not exist (only a 404 means absent)."""
+        return get_object(self, kind, namespace, name)
+
+    def replace(self, body, dry_run=False):
+        """PUT ``body``; its ``metadata.resourceVersion`` is the precondition (a concurrent writer makes this a 409)."""
+        meta = body['metadata']
+        kwargs = {'dry_run': 'All'} if dry_run else {}
+        return _json_call('replacing %s %s/%s%s' % (body['kind'], meta['namespace'], meta['name'], ' (dry run)' if dry_run else ''),
+                          self._method('replace', body['kind']), meta['name'], meta['namespace'], body, **kwargs)
+
+    def create(self, body, dry_run=False):
+        meta = body['metadata']
+        kwargs = {'dry_run': 'All'} if dry_run else {}
+        return _json_call('creating %s %s/%s%s' % (body['kind'], meta['namespace'], meta['name'], ' (dry run)' if dry_run else ''),
+                          self._method('create', body['kind']), meta['namespace'], body, **kwargs)
+
+    def delete(self, kind, namespace, name, uid=None):
+        """Delete one object, only while it still has ``uid``; None when it was already gone."""
+        body = {'apiVersion': 'v1', 'kind': 'DeleteOptions'}
+        if uid:
+            body['preconditions'] = {'uid': uid}
         try:
-            return self.core.read_namespaced_config_map(name, namespace)
-        except ApiException as e:
+            return _json_call('deleting %s %s/%s' % (kind, namespace, name), self._method('delete', kind), name, namespace, body=body)
+        except K8sError as e:
             if e.status == 404:
                 return None
-            raise api_error(e, 'reading ConfigMap %s/%s' % (namespace, name))
-        except Exception as e:
-            raise K8sError('cannot reach the Kubernetes API reading ConfigMap %s/%s: %s' % (namespace, name, e))
-
-    def replace_configmap(self, cm, dry_run=False):
-        """Replace with the object's resourceVersion: a concurrent writer makes this a 409."""
-        kwargs = {'dry_run': 'All'} if dry_run else {}
-        try:
-            return self.core.replace_namespaced_config_map(cm.metadata.name, cm.metadata.namespace, cm, **kwargs)
-        except ApiException as e:
-            raise api_error(e, 'replacing ConfigMap %s/%s' % (cm.metadata.namespace, cm.metadata.name))
-
-    def replace_configmap_data(self, namespace, name, data):
-        """Overwrite a ConfigMap's data unconditionally (used for netmedic's own backup objects)."""
-        cm = self.get_configmap(namespace, name)
-        if cm is None:
-            raise K8sError('ConfigMap %s/%s not found' % (namespace, name), status=404, reason='NotFound')
-        cm.data = dict(data)
-        return self.replace_configmap(cm)
-
-    def create_configmap(self, namespace, body, dry_run=False):
-        kwargs = {'dry_run': 'All'} if dry_run else {}
-        try:
-            return self.core.create_namespaced_config_map(namespace, body, **kwargs)
-        except ApiException as e:
-            raise api_error(e, 'creating ConfigMap %s/%s' % (namespace, body['metadata']['name']))
-
-
-def update_configmap_data(cluster, namespace, name, edit, dry_run=False, retries=3, delay=0.5):
-    """Read-modify-write of a ConfigMap's data with optimistic concurrency.
-
-    ``edit(data)`` returns the new data dict (or the same dict for no change) and may
-    raise to refuse.  On a 409 Conflict the ConfigMap is re-read and ``edit`` runs
-    again on the fresh data, up to ``retries`` times.  Returns ``(old_cm, new_data,
-    written)`` where ``old_cm`` is the object the write was based on.
-    """
-    attempt = 0
-    while True:
-        cm = cluster.get_configmap(namespace, name)
-        if cm is None:
-            raise K8sError('ConfigMap %s/%s not found' % (namespace, name), status=404, reason='NotFound')
-        old = dict(cm.data or {})
-        new = edit(dict(old))
-        if new == old:
-            return cm, old, None
-        cm.data = new
-        try:
-            written = cluster.replace_configmap(cm, dry_run=dry_run)
-            cm.data = old
-            return cm, new, written
-        except K8sError as e:
-            if e.status != 409 or attempt >= retries:
-                raise
-            attempt += 1
-            time.sleep(delay * attempt)
+            raise
 
 
 # -- Helpers for the cluster remediation modules (daemonset_restart, flannel_config, terway_config,
 # -- ip_masq_agent, network_audit).  They return the API's JSON as plain dicts (camelCase keys, as
 # -- kubectl shows them), so the planners in module_utils work on the same shapes as the docs.
 
-def _raw_call(doing, fn, *args, **kwargs):
-    """Call a client method without model deserialisation; the decoded JSON (or text for logs)."""
-    kwargs['_preload_content'] = False
+def _policy(fn):
+    """The timeout/retry policy of the ApiClient behind a bound client method (DEFAULT_POLICY otherwise)."""
+    api = getattr(getattr(fn, '__self__', None), 'api_client', None)
+    return getattr(api, 'netmedic_policy', None) or DEFAULT_POLICY
+
+
+def _header(exc, name):
+    headers = getattr(exc, 'headers', None) or {}
     try:
-        response = fn(*args, **kwargs)
-        data = response.data
-    except ApiException as e:
-        raise api_error(e, doing)
-    except Exception as e:  # urllib3 connection errors and the like
-        raise K8sError('cannot reach the Kubernetes API %s: %s' % (doing, e))
+        return headers.get(name)
+    except AttributeError:
+        return None
+
+
+_sleep = time.sleep     # replaced by tests
+
+
+def _raw_call(doing, fn, *args, **kwargs):
+    """Call a client method without model deserialisation; the decoded JSON (or text for logs).
+
+    The request gets the client's ``request_timeout`` unless ``_request_timeout`` is given; 429 and
+    (for reads) 5xx answers are retried as ``retry_delay`` says.  A timeout is never retried.
+    """
+    policy = _policy(fn)
+    kwargs['_preload_content'] = False
+    kwargs.setdefault('_request_timeout', policy['timeout'])
+    read = getattr(fn, '__name__', '').startswith(_READ_PREFIXES)
+    attempt = 0
+    while True:
+        try:
+            response = fn(*args, **kwargs)
+            data = response.data
+            break
+        except ApiException as e:
+            delay = retry_delay(e.status, parse_retry_after(_header(e, 'Retry-After')), attempt, policy['retries'], read)
+            if delay is None:
+                error = api_error(e, doing)
+                if attempt:
+                    error.msg += ' (after %d retries)' % attempt
+                    error.args = (error.msg,)
+                raise error
+        except Exception as e:  # urllib3 connection errors, timeouts and the like
+            if 'timeout' in type(e).__name__.lower() or 'timed out' in str(e).lower():
+                raise K8sError('%s: no answer from the Kubernetes API within request_timeout=%ss (%s)'
+                               % (doing, kwargs['_request_timeout'], e), reason='Timeout')
+            raise K8sError('cannot reach the Kubernetes API %s: %s' % (doing, e))
+        attempt += 1
+        _sleep(delay)
     if isinstance(data, bytes):
         data = data.decode('utf-8', 'replace')
     return data
@@ -250,8 +340,10 @@ def _json_call(doing, fn, *args, **kwargs):
         raise K8sError('%s: the API answered with something that is not JSON (%s)' % (doing, e))
 
 
-def get_object(cluster, kind, namespace, name):
-    """A DaemonSet, ConfigMap, Pod or Node as a dict, or None when it does not exist (only a 404 means absent)."""
+def get_object(cluster, kind, namespace, name, timeout=None):
+    """A DaemonSet, ConfigMap, Pod or Node as a dict, or None when it does not exist (only a 404 means absent).
+
+    ``timeout`` (seconds) bounds the request; None keeps the client's default."""
     calls = {
         'DaemonSet': (cluster.apps.read_namespaced_daemon_set, True),
         'ConfigMap': (cluster.core.read_namespaced_config_map, True),
@@ -260,16 +352,19 @@ def get_object(cluster, kind, namespace, name):
     }
     fn, namespaced = calls[kind]
     args = (name, namespace) if namespaced else (name,)
+    extra = {'_request_timeout': timeout} if timeout else {}
     try:
-        return _json_call('reading %s %s' % (kind, '%s/%s' % (namespace, name) if namespaced else name), fn, *args)
+        return _json_call('reading %s %s' % (kind, '%s/%s' % (namespace, name) if namespaced else name), fn, *args, **extra)
     except K8sError as e:
         if e.status == 404:
             return None
         raise
 
 
-def list_objects(cluster, kind, namespace=None, label_selector=None, field_selector=None, page=500):
-    """Every object of ``kind`` (following ``continue`` tokens); any error raises, an empty list is a real answer."""
+def list_objects(cluster, kind, namespace=None, label_selector=None, field_selector=None, page=500, timeout=None):
+    """Every object of ``kind`` (following ``continue`` tokens); any error raises, an empty list is a real answer.
+
+    ``timeout`` (seconds) bounds each request; None keeps the client's default."""
     networking = k8s.NetworkingV1Api(cluster.api)
     calls = {
         'Pod': (cluster.core.list_namespaced_pod, cluster.core.list_pod_for_all_namespaces),
@@ -287,6 +382,8 @@ def list_objects(cluster, kind, namespace=None, label_selector=None, field_selec
     token = None
     while True:
         kwargs = {'limit': page}
+        if timeout:
+            kwargs['_request_timeout'] = timeout
         if label_selector:
             kwargs['label_selector'] = label_selector
         if field_selector:
@@ -332,35 +429,3 @@ def read_pod_log(cluster, namespace, name, container=None, tail_lines=None):
         kwargs['tail_lines'] = tail_lines
     return _raw_call('reading the log of Pod %s/%s%s' % (namespace, name, ' container %s' % container if container else ''),
                      cluster.core.read_namespaced_pod_log, name, namespace, **kwargs)
-
-
-def replace_daemonset(cluster, body, dry_run=False):
-    """Replace with the object's resourceVersion (a concurrent writer makes this a 409)."""
-    meta = body['metadata']
-    kwargs = {'dry_run': 'All'} if dry_run else {}
-    return _json_call('replacing DaemonSet %s/%s' % (meta['namespace'], meta['name']),
-                      cluster.apps.replace_namespaced_daemon_set, meta['name'], meta['namespace'], body, **kwargs)
-
-
-def update_daemonset(cluster, namespace, name, edit, dry_run=False, retries=3, delay=0.5):
-    """Read-modify-write of a DaemonSet (dict) with optimistic concurrency, like ``update_configmap_data``.
-
-    ``edit(ds)`` returns the edited copy (equal to the input for no change) and may raise to refuse.
-    Returns ``(old_ds, new_ds, written)``; ``written`` is None when nothing had to change.
-    """
-    import copy
-    attempt = 0
-    while True:
-        old = get_object(cluster, 'DaemonSet', namespace, name)
-        if old is None:
-            raise K8sError('DaemonSet %s/%s not found' % (namespace, name), status=404, reason='NotFound')
-        new = edit(copy.deepcopy(old))
-        if new == old:
-            return old, old, None
-        try:
-            return old, new, replace_daemonset(cluster, new, dry_run=dry_run)
-        except K8sError as e:
-            if e.status != 409 or attempt >= retries:
-                raise
-            attempt += 1
-            time.sleep(delay * attempt)
