@@ -50,6 +50,7 @@ RESOURCE_TYPES = [
     _rt('apps', 'v1', 'deployments', 'Deployment', short_names=('deploy',), status=True, generation=True),
     _rt('apps', 'v1', 'replicasets', 'ReplicaSet', short_names=('rs',), status=True, generation=True),
     _rt('policy', 'v1', 'poddisruptionbudgets', 'PodDisruptionBudget', short_names=('pdb',), status=True, generation=True),
+    _rt('coordination.k8s.io', 'v1', 'leases', 'Lease'),
     _rt('networking.k8s.io', 'v1', 'networkpolicies', 'NetworkPolicy', short_names=('netpol',), generation=True),
     _rt('rbac.authorization.k8s.io', 'v1', 'clusterroles', 'ClusterRole', namespaced=False),
     _rt('rbac.authorization.k8s.io', 'v1', 'clusterrolebindings', 'ClusterRoleBinding', namespaced=False),
