@@ -49,6 +49,8 @@ def _minutes(value, what):
         raise WindowError('%s must be a quoted string HH:MM (00:00-23:59), got %r%s' % (what, value, hint))
     match = _HHMM.match(value.strip())
     if not match:
+        if value.strip().isascii() and value.strip().isdigit():
+            return _minutes(int(value.strip()), what)
         raise WindowError('%s must be HH:MM with two digits each (00:00-23:59), got %r' % (what, value))
     return int(match.group(1)) * 60 + int(match.group(2))
 

@@ -102,6 +102,7 @@ def test_other_zone_and_utc():
     (dict(days=['sa']), "unknown day 'sa'"),
     (dict(days=[1]), 'each day must be a string'),
     (dict(start=1320), 'YAML read an unquoted 22:00 as the number 1320; quote the time: "22:00"'),
+    (dict(start='1320'), 'YAML read an unquoted 22:00 as the number 1320'),
     (dict(start='24:00'), 'start must be HH:MM'),
     (dict(start='7:00'), 'start must be HH:MM'),
     (dict(start='\uff12\uff12:\uff10\uff10'), 'start must be HH:MM'),             # full-width digits
