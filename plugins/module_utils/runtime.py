@@ -15,6 +15,7 @@ do, and a node with several sockets (Docker ships its own containerd) is flagged
 from __future__ import annotations
 
 import re
+import time
 
 # name, sockets (first existing wins), CLIs that can list its containers
 RUNTIMES = (
@@ -109,7 +110,8 @@ def detect(socket_exists, which, kubelet_endpoint=None):
 # must never be mistaken for "nothing runs" when it could not be made.
 
 DEFAULT_CONTAINERD_NAMESPACE = 'k8s.io'
-LIST_CLIS = {'containerd': ('ctr', 'crictl'), 'crio': ('crictl',), 'docker': ('docker',)}
+# Docker is listed with docker through the engine's socket, with crictl through cri-dockerd (clis_for).
+LIST_CLIS = {'containerd': ('ctr', 'crictl'), 'crio': ('crictl',), 'docker': ('docker', 'crictl')}
 # containerd identifiers (identifiers.Validate): alphanumerics separated by '.', '_', '-';
 # CRI, Docker and CRI-O IDs are 64 hex digits, which the same pattern accepts.
 _ID_RE = re.compile(r'^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$')
@@ -138,6 +140,24 @@ def parse_id_list(text, what='runtime listing'):
     return ids
 
 
+def is_cri_dockerd(endpoint):
+    """True for cri-dockerd's CRI socket (``/run/cri-dockerd.sock``): a CRI endpoint, not Docker's API."""
+    path = endpoint_path(endpoint) if endpoint else None
+    return bool(path) and 'cri-dockerd' in path.rsplit('/', 1)[-1]
+
+
+def clis_for(name, endpoint=None):
+    """The CLIs that can list ``name``'s containers through ``endpoint``.
+
+    Docker behind cri-dockerd (Kubernetes 1.24 and later) is reached on a CRI socket,
+    which only ``crictl`` speaks (its sandbox IDs are the infra containers' IDs);
+    ``docker --host`` needs the engine's own socket.
+    """
+    if name == 'docker':
+        return ('crictl',) if is_cri_dockerd(endpoint) else ('docker',)
+    return LIST_CLIS.get(name, ())
+
+
 def list_commands(name, cli, endpoint=None, namespace=DEFAULT_CONTAINERD_NAMESPACE, timeout=30):
     """Argument lists whose combined output is every sandbox and container ID.
 
@@ -147,8 +167,11 @@ def list_commands(name, cli, endpoint=None, namespace=DEFAULT_CONTAINERD_NAMESPA
     container, the pause container), so one command suffices; crictl needs
     ``pods -q`` and ``ps -a -q`` (every state, exited included); Docker lists the
     infra containers with the others, ``--no-trunc`` for the full 64-digit IDs.
+    A cri-dockerd endpoint is listed with crictl (:func:`clis_for`).
     """
-    if cli not in LIST_CLIS.get(name, ()):
+    if cli not in clis_for(name, endpoint):
+        if name == 'docker' and is_cri_dockerd(endpoint):
+            raise ValueError('%s is cri-dockerd\'s CRI socket: list it with crictl, not %s' % (endpoint, cli))
         raise ValueError('%s cannot list %s containers' % (cli, name))
     path = endpoint_path(endpoint) if endpoint else None
     if endpoint and path is None:
@@ -171,12 +194,14 @@ def list_commands(name, cli, endpoint=None, namespace=DEFAULT_CONTAINERD_NAMESPA
     return [args + ['ps', '-a', '-q', '--no-trunc']]
 
 
-def choose_cli(name, which, preferred=None):
+def choose_cli(name, which, preferred=None, endpoint=None):
     """The CLI to list ``name``'s containers with: ``preferred`` or the first installed one."""
-    candidates = LIST_CLIS.get(name, ())
+    candidates = clis_for(name, endpoint)
     if preferred and preferred != 'auto':
         if preferred not in candidates:
-            raise ValueError('%s cannot list %s containers (use one of: %s)' % (preferred, name, ', '.join(candidates)))
+            raise ValueError('%s cannot list %s containers%s (use one of: %s)'
+                             % (preferred, name, ' through cri-dockerd' if is_cri_dockerd(endpoint) else '',
+                                ', '.join(candidates)))
         return preferred if which(preferred) else None
     for cli in candidates:
         if which(cli):
@@ -184,26 +209,83 @@ def choose_cli(name, which, preferred=None):
     return None
 
 
-def list_live_ids(runner, name, cli, endpoint=None, namespace=DEFAULT_CONTAINERD_NAMESPACE, timeout=30):
+def list_live_ids(runner, name, cli, endpoint=None, namespace=DEFAULT_CONTAINERD_NAMESPACE, timeout=30,
+                  clock=time.monotonic):
     """Run :func:`list_commands` through ``runner``; returns ``{'ids': set, 'commands': [...]}``.
 
-    Raises ListingError when a binary is missing, a command exits non-zero or prints
-    something that is not an ID: "could not list" is never "nothing listed".
+    ``timeout`` bounds the whole listing (wall clock, every command together): each
+    command gets what is left, and is killed when it runs out (Runner).  Raises
+    ListingError when a binary is missing, a command exits non-zero, runs out of time
+    or prints something that is not an ID: "could not list" is never "nothing listed".
     """
     # Imported here: runner has no dependency on this module and unit tests use both.
     from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError
 
+    deadline = clock() + timeout
     ids = set()
     commands = []
     for args in list_commands(name, cli, endpoint, namespace, timeout):
+        left = deadline - clock()
+        if left <= 0:
+            raise ListingError('cannot list %s containers: the listing took longer than runtime_timeout (%s s) '
+                               'before %s' % (name, timeout, ' '.join(args)))
         try:
-            res = runner.run(args)
+            res = runner.run(args, timeout=left)
         except CommandError as e:
             raise ListingError('cannot list %s containers: %s' % (name, e.msg))
         listed = parse_id_list(res.stdout, ' '.join(args))
         commands.append({'cmd': list(res.cmd), 'rc': res.rc, 'count': len(listed)})
         ids.update(listed)
     return {'ids': ids, 'commands': commands}
+
+
+class ResolveError(ListingError):
+    """Which runtime (or CLI) to ask is not certain; ``info`` is what is known."""
+
+    def __init__(self, msg, info=None):
+        super(ResolveError, self).__init__(msg)
+        self.msg = msg
+        self.info = info
+
+
+def resolve(runner, fs, name='auto', endpoint=None, preferred_cli='auto', namespace=DEFAULT_CONTAINERD_NAMESPACE):
+    """The runtime, CLI and endpoint to list with: one detection for every module.
+
+    ``name`` ``auto`` follows the kubelet's runtime endpoint (command line, then its
+    config file), else the one runtime socket present; several sockets without a
+    kubelet setting, or none, raise ResolveError, as does a missing CLI.  Returns
+    ``{'name', 'source', 'cli', 'endpoint' (a path or None), 'namespace'}``.
+    """
+    info = {'name': name, 'source': 'option', 'endpoint': endpoint}
+    if name == 'auto':
+        kubelet_ep, where = kubelet_endpoint(fs)
+        detected = detect(fs.is_socket, runner.which, kubelet_ep)
+        if detected['name'] is None:
+            raise ResolveError('cannot tell which container runtime runs the pods: no kubelet runtime endpoint and no runtime '
+                               'socket (%s); set runtime' % ', '.join(r['socket'] for r in detected['runtimes']))
+        if detected['ambiguous']:
+            present = [r['name'] for r in detected['runtimes'] if r['socket_present']]
+            raise ResolveError('several container runtime sockets (%s) and no kubelet setting to choose: set runtime'
+                               % ', '.join(present))
+        name = detected['name']
+        info['name'] = name
+        info['source'] = where or 'socket'
+        if not endpoint:
+            if detected['source'] == 'kubelet':
+                endpoint = kubelet_ep
+            else:
+                endpoint = next(r['socket'] for r in detected['runtimes'] if r['name'] == name)
+    try:
+        cli = choose_cli(name, runner.which, preferred_cli, endpoint)
+    except ValueError as e:
+        raise ResolveError(str(e), info)
+    if cli is None:
+        wanted = preferred_cli if preferred_cli and preferred_cli != 'auto' else ' or '.join(clis_for(name, endpoint))
+        raise ResolveError('cannot list %s containers: %s is not installed, so the runtime\'s containers cannot be '
+                           'known' % (name, wanted), info)
+    info.update(cli=cli, endpoint=endpoint_path(endpoint) if endpoint else None,
+                namespace=namespace if cli == 'ctr' else None)
+    return info
 
 
 def kubelet_endpoint(fs):

@@ -17,19 +17,24 @@ description:
   - host-local keeps one file per allocated address in C(<data_dir>/<network>/), named as the address and
     holding the container (pod sandbox) ID and the interface name. An allocation is B(leaked) when
     no sandbox or container the runtime knows has that ID.
-  - The runtime is asked B(once) per run, for sandboxes and containers together
+  - The runtime is asked for sandboxes and containers together
     (containerd C(ctr -n k8s.io containers ls -q), which lists sandboxes because they are containers
-    there; C(crictl pods -q) and C(crictl ps -a -q); C(docker ps -a -q --no-trunc)). Containers that
+    there; C(crictl pods -q) and C(crictl ps -a -q); C(docker ps -a -q --no-trunc); Docker behind
+    cri-dockerd is asked through its CRI socket with C(crictl)). Containers that
     exist but are not running count as live. When the runtime cannot be asked (CLI missing, non-zero
-    exit, daemon down, output that is not a list of IDs) the module fails and removes nothing - "could
-    not list" is never "nothing runs".
+    exit, daemon down, no answer within O(runtime_timeout), output that is not a list of IDs) the module
+    fails and removes nothing - "could not list" is never "nothing runs".
+  - The runtime is listed first B(without) host-local's lock, so a hung runtime fails the run (its CLI and
+    every process it started are killed after O(runtime_timeout)) while pods can still be created.
+    Before moving anything it is listed once more under the lock, again bounded by O(runtime_timeout);
+    a container in either listing is live. Check mode lists once and never holds the lock for it.
   - IDs are compared in full (never a prefix or substring). All files of one container ID share one
     decision, so the IPv4 and IPv6 files of a dual-stack pod are kept or collected together. A file
     younger than O(grace_period) is kept and reported as young; so is every file of its container.
   - If nothing in a network belongs to a listed container while something would be collected (what an
     empty or wrong runtime listing looks like), the module refuses and changes nothing, unless
     O(allow_all=true).
-  - While it decides and moves it holds host-local's own lock (C(flock) on C(<network>/lock)), so the
+  - While it reads, decides and moves it holds host-local's own lock (C(flock) on C(<network>/lock)), so the
     plugin cannot allocate or release in that directory meanwhile. C(lock) and C(last_reserved_ip.*)
     are never touched.
   - Leaked files are moved, never deleted, into a per-run directory under O(backup_dir) that mirrors
@@ -42,7 +47,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Queries the runtime, reads the directories under host-local's lock and reports what would be moved and where; moves nothing.
+    details: >-
+      Queries the runtime (without host-local's lock), reads the directories under the lock (never created) and
+      reports what would be moved and where; moves nothing.
   diff_mode:
     support: full
     details: Lists, per network, the allocation files that are (or would be) moved to the backup directory.
@@ -93,7 +100,9 @@ options:
     default: k8s.io
   runtime_timeout:
     description:
-      - Seconds the runtime CLI may take (passed as its C(--timeout) for C(ctr) and C(crictl)).
+      - Seconds one listing of the runtime may take, wall clock, all its commands together (C(crictl) runs two).
+        The CLI is killed, with every process it started, when they are up, and the run fails with nothing changed.
+      - Also passed as the CLI's own C(--timeout) to C(ctr) and C(crictl).
     type: int
     default: 30
   grace_period:
@@ -353,12 +362,15 @@ def validate(params):
         if _under(params['backup_dir'], path):
             raise GCError('backup_dir %s is inside data_dir %s: choose a directory outside the CNI data directories'
                           % (params['backup_dir'], path))
-    if params['runtime'] != 'auto' and params['runtime_cli'] != 'auto' \
-            and params['runtime_cli'] not in runtime.LIST_CLIS[params['runtime']]:
-        raise GCError('runtime_cli %s cannot list %s containers (use one of: %s)'
-                      % (params['runtime_cli'], params['runtime'], ', '.join(runtime.LIST_CLIS[params['runtime']])))
     if params['runtime_endpoint'] and runtime.endpoint_path(params['runtime_endpoint']) is None:
         raise GCError('runtime_endpoint %r is not a unix socket path or unix:// URL' % params['runtime_endpoint'])
+    if params['runtime'] != 'auto' and params['runtime_cli'] != 'auto':
+        clis = runtime.clis_for(params['runtime'], params['runtime_endpoint'])
+        if params['runtime_cli'] not in clis:
+            raise GCError('runtime_cli %s cannot list %s containers%s (use one of: %s)'
+                          % (params['runtime_cli'], params['runtime'],
+                             ' through cri-dockerd' if runtime.is_cri_dockerd(params['runtime_endpoint']) else '',
+                             ', '.join(clis)))
     if not params['namespace']:
         raise GCError('namespace must not be empty')
 
@@ -384,39 +396,23 @@ def find_networks(params):
 
 
 def resolve_runtime(runner, params, fs):
-    """Which runtime, CLI and endpoint to list with; GCError when it is not certain."""
-    name = params['runtime']
-    endpoint = params['runtime_endpoint']
-    info = {'name': name, 'source': 'option', 'endpoint': endpoint}
-    if name == 'auto':
-        kubelet_ep, where = runtime.kubelet_endpoint(fs)
-        detected = runtime.detect(fs.is_socket, runner.which, kubelet_ep)
-        if detected['name'] is None:
-            raise GCError('cannot tell which container runtime owns the allocations: no kubelet runtime endpoint and no runtime '
-                          'socket (%s); set runtime (nothing was changed)' % ', '.join(r['socket'] for r in detected['runtimes']))
-        if detected['ambiguous']:
-            present = [r['name'] for r in detected['runtimes'] if r['socket_present']]
-            raise GCError('several container runtime sockets (%s) and no kubelet setting to choose: set runtime '
-                          '(nothing was changed)' % ', '.join(present))
-        name = detected['name']
-        info['name'] = name
-        info['source'] = where or 'socket'
-        if not endpoint:
-            if detected['source'] == 'kubelet':
-                endpoint = kubelet_ep
-            else:
-                endpoint = next(r['socket'] for r in detected['runtimes'] if r['name'] == name)
+    """Which runtime, CLI and endpoint to list with (runtime.resolve); GCError when it is not certain."""
     try:
-        cli = runtime.choose_cli(name, runner.which, params['runtime_cli'])
-    except ValueError as e:
-        raise GCError('%s (nothing was changed)' % e)
-    if cli is None:
-        wanted = params['runtime_cli'] if params['runtime_cli'] != 'auto' else ' or '.join(runtime.LIST_CLIS[name])
-        raise GCError('cannot list %s containers: %s is not installed, so live allocations cannot be told from leaked '
-                      'ones (nothing was changed)' % (name, wanted), {'runtime': info})
-    info.update(cli=cli, endpoint=runtime.endpoint_path(endpoint) if endpoint else None,
-                namespace=params['namespace'] if cli == 'ctr' else None)
-    return info
+        return runtime.resolve(runner, fs, params['runtime'], params['runtime_endpoint'], params['runtime_cli'],
+                               params['namespace'])
+    except runtime.ResolveError as e:
+        raise GCError('%s (nothing was changed)' % e.msg, {'runtime': e.info} if e.info else None)
+
+
+def list_runtime(runner, info, params, nets, under_lock):
+    """One bounded listing (``runtime_timeout`` for all its commands); GCError when it cannot be made."""
+    try:
+        return runtime.list_live_ids(runner, info['name'], info['cli'], info['endpoint'], params['namespace'],
+                                     params['runtime_timeout'])
+    except runtime.ListingError as e:
+        raise GCError('%s%s; live allocations cannot be told from leaked ones, nothing was changed'
+                      % (e, ' (listed again under host-local\'s lock, which is released)' if under_lock else ''),
+                      {'networks': [_net_result(n, None) for n in nets], 'runtime': info})
 
 
 def _net_result(net, plan):
@@ -483,26 +479,35 @@ def run_gc(runner, params, check_mode, fs=None, now=None):
 
     info = resolve_runtime(runner, params, fs)
     data['runtime'] = info
+    # 1. List the runtime WITHOUT host-local's lock: a hung or failing runtime fails the run
+    #    (within runtime_timeout) while the plugin can still allocate and release.
+    first = list_runtime(runner, info, params, nets, under_lock=False)
+    live_ids = set(first['ids'])
+    info['commands'] = list(first['commands'])
     held = []
     try:
-        # host-local's lock of every network, in a fixed order (the plugin takes one at a time).
+        # 2. host-local's lock of every network, in a fixed order (the plugin takes one at a time).
+        #    Check mode never creates a lock file.
         for net in sorted(nets, key=lambda n: n['path']):
             try:
                 fd, waited = ipam.lock_network(net['path'], params['lock_timeout'], create=not check_mode)
             except ipam.LockTimeout as e:
-                raise GCError('%s; nothing was changed' % e, {'networks': [_net_result(n, None) for n in nets]})
+                raise GCError('%s; nothing was changed' % e, {'networks': [_net_result(n, None) for n in nets],
+                                                              'runtime': info})
+            except (IOError, OSError) as e:
+                raise GCError('cannot lock %s: %s; nothing was changed' % (os.path.join(net['path'], ipam.LOCK), e),
+                              {'networks': [_net_result(n, None) for n in nets], 'runtime': info})
             held.append(fd)
             net['lock'] = {'path': os.path.join(net['path'], ipam.LOCK), 'held': fd is not None, 'waited': round(waited, 3)}
 
-        # One runtime listing, taken while no allocation can be made or released.
-        try:
-            listing = runtime.list_live_ids(runner, info['name'], info['cli'], info['endpoint'], params['namespace'],
-                                            params['runtime_timeout'])
-        except runtime.ListingError as e:
-            raise GCError('%s; live allocations cannot be told from leaked ones, nothing was changed' % e,
-                          {'networks': [_net_result(n, None) for n in nets]})
-        info['commands'] = listing['commands']
-        info['listed'] = len(listing['ids'])
+        # 3. Before acting, list again while no allocation can be made or released (bounded by
+        #    runtime_timeout: the lock is never held longer for it).  A container listed in either
+        #    listing is live.  Check mode acts on nothing, so it does not hold the lock for a listing.
+        if not check_mode:
+            second = list_runtime(runner, info, params, nets, under_lock=True)
+            live_ids |= second['ids']
+            info['commands'] += second['commands']
+        info['listed'] = len(live_ids)
 
         scans = []
         for net in nets:
@@ -512,7 +517,7 @@ def run_gc(runner, params, check_mode, fs=None, now=None):
                 raise GCError('cannot read %s: %s; nothing was changed' % (net['path'], e))
             scans.append({'path': net['path'], 'allocations': scan['allocations']})
         clock = time.time() if now is None else now
-        plans = ipam.plan_gc(scans, listing['ids'], clock, params['grace_period'])
+        plans = ipam.plan_gc(scans, live_ids, clock, params['grace_period'])
         results = [_net_result(net, plan) for net, plan in zip(nets, plans)]
         data['networks'] = results
         if params['allow_all']:

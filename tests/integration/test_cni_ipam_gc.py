@@ -37,6 +37,12 @@ OLD = 3 * 3600  # seconds: older than the default grace period of 600
 STANDIN = """#!/bin/sh
 # stand-in for ctr (see the test module's docstring)
 printf '%s\\n' "$*" >> "{state}/calls"
+if [ -f "{state}/hang_from" ] && [ "$(wc -l < "{state}/calls")" -ge "$(cat "{state}/hang_from")" ]; then
+    # a runtime that never answers: the CLI waits on a child that hangs (issue #10 hole 3)
+    sleep 1000 &
+    echo $! > "{state}/hung.pid"
+    wait
+fi
 if [ -f "{state}/down" ]; then
     cat "{state}/down.stderr" >&2
     exit $(cat "{state}/down")
@@ -48,12 +54,12 @@ cat "{state}/live"
 class Runtime(object):
     """The ctr stand-in: a directory first on PATH with an executable ``ctr``."""
 
-    def __init__(self, root):
+    def __init__(self, root, cli='ctr'):
         self.state = root / 'state'
         self.bindir = root / 'bin'
         self.state.mkdir(parents=True)
         self.bindir.mkdir()
-        ctr = self.bindir / 'ctr'
+        ctr = self.bindir / cli
         ctr.write_text(STANDIN.format(state=self.state))
         ctr.chmod(0o755)
         self.set_live([])
@@ -66,6 +72,14 @@ class Runtime(object):
         rc = int(Path(str(recorded) + '.rc').read_text().strip().split('=')[1])
         shutil.copy(str(recorded) + '.stderr', str(self.state / 'down.stderr'))
         (self.state / 'down').write_text(str(rc))
+
+    def hang_from(self, call):
+        """From the ``call``-th invocation on (1-based), never answer."""
+        (self.state / 'hang_from').write_text(str(call))
+
+    def hung_pid(self):
+        path = self.state / 'hung.pid'
+        return int(path.read_text()) if path.exists() and path.read_text().strip() else None
 
     def calls(self):
         path = self.state / 'calls'
@@ -177,7 +191,8 @@ def test_real_host_local_check_apply_idempotent(run_module_in, node, runtime, tm
     applied = run_module_in(runtime, 'cni_ipam_gc', args(node, tmp_path), diff=True)
     assert not applied.failed, applied.output
     assert applied['changed'] is True
-    assert runtime.calls() == [' '.join(SOCK_ARGS)]
+    # apply lists twice: once without host-local's lock, once under it (issue #10 hole 3)
+    assert runtime.calls() == [' '.join(SOCK_ARGS)] * 2
     assert node.files() == sorted(set(before) - set(leaked))
     assert sorted(os.path.basename(m['path']) for m in applied['moved']) == leaked
     for m in applied['moved']:
@@ -255,7 +270,8 @@ def test_lock_held_by_another_process(run_module_in, node, runtime, tmp_path):
         assert time.monotonic() - start >= 2
         assert blocked.failed and 'held by another process' in blocked['msg']
         assert node.files() == before
-        assert runtime.calls() == []      # the runtime is asked only under the lock
+        # the runtime is asked before the lock is taken, never while waiting for it (issue #10 hole 3)
+        assert runtime.calls() == [' '.join(SOCK_ARGS)]
     finally:
         holder.kill()
         holder.wait()
@@ -291,3 +307,105 @@ def run_module_in(run):
     def _run(rt, module, module_args, **kwargs):
         return run(module, module_args, wrapper=rt.wrapper, **kwargs)
     return _run
+
+
+# --- issue #10 hole 3: a hung runtime CLI never keeps host-local's lock -----------------
+
+HUNG_TIMEOUT = 2
+MARGIN = 8   # ansible's own start-up and the module's reaping, measured at ~2 s here
+
+
+def _lock_is_free(path):
+    import fcntl
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _dead(pid):
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] == 'Z'
+    except FileNotFoundError:
+        return True
+
+
+def _wait_dead(pid, seconds=3):
+    deadline = time.monotonic() + seconds
+    while not _dead(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _dead(pid)
+
+
+@pytest.fixture
+def docker(tmp_path):
+    return Runtime(tmp_path / 'docker-runtime', cli='docker')
+
+
+def _run_bounded(rt, tmp_path, module_args, **kw):
+    """The module run, killed after 40 s (the code before the fix hung until the controller gave up)."""
+    from .conftest import run_module
+    return run_module(tmp_path, 'cni_ipam_gc', module_args, wrapper=['timeout', '-s', 'KILL', '40'] + rt.wrapper, **kw)
+
+
+def test_issue10_h3_hung_docker_ps_fails_in_time_without_holding_the_lock(node, docker, tmp_path):
+    import threading
+    for n in (1, 2):
+        node.age(node.add(cid(n)), OLD)
+    before = node.files()
+    docker.hang_from(1)
+    out = {}
+    start = time.monotonic()
+    worker = threading.Thread(target=lambda: out.update(
+        r=_run_bounded(docker, tmp_path, args(node, tmp_path, runtime='docker', runtime_timeout=HUNG_TIMEOUT))))
+    worker.start()
+    try:
+        while docker.hung_pid() is None and worker.is_alive():
+            time.sleep(0.05)
+        hung = docker.hung_pid()
+        assert hung is not None, 'the docker stand-in was never called'
+        # While `docker ps` hangs, the real plugin can still allocate in the network.
+        assert _lock_is_free(node.net / 'lock')
+        node.add(cid(3))
+    finally:
+        worker.join(60)
+    elapsed = time.monotonic() - start
+    result = out['r']
+    assert result.failed, result.output
+    assert 'did not finish within %d s and was killed' % HUNG_TIMEOUT in result['msg'], result['msg']
+    assert 'docker ps -a -q --no-trunc' in result['msg'] and 'nothing was changed' in result['msg']
+    assert elapsed < HUNG_TIMEOUT + MARGIN
+    assert _lock_is_free(node.net / 'lock')
+    assert _wait_dead(hung), 'the hung child of the runtime CLI survived'
+    assert set(before) <= set(node.files()) and result.get('moved') == []
+    assert not (tmp_path / 'backups').exists()
+
+
+def test_issue10_h3_hung_listing_under_the_lock_is_bounded_and_releases_it(node, docker, tmp_path):
+    node.age(node.add(cid(1)), OLD)
+    node.age(node.add(cid(2)), OLD)
+    docker.set_live([cid(1)])
+    before = node.files()
+    # Check mode lists once, without the lock: the hang from the 2nd call on does not concern it.
+    docker.hang_from(2)
+    checked = _run_bounded(docker, tmp_path, args(node, tmp_path, runtime='docker', runtime_timeout=HUNG_TIMEOUT), check=True)
+    assert not checked.failed, checked.output
+    assert checked['changed'] is True and len(checked['networks'][0]['leaked']) == 2
+    assert docker.calls() == ['ps -a -q --no-trunc']
+    # Apply: the first listing answers, the one under the lock hangs.
+    docker.hang_from(2)
+    start = time.monotonic()
+    result = _run_bounded(docker, tmp_path, args(node, tmp_path, runtime='docker', runtime_timeout=HUNG_TIMEOUT))
+    elapsed = time.monotonic() - start
+    assert result.failed, result.output
+    assert 'did not finish within' in result['msg'] and "under host-local's lock, which is released" in result['msg']
+    assert elapsed < HUNG_TIMEOUT + MARGIN
+    assert _lock_is_free(node.net / 'lock')
+    assert _wait_dead(docker.hung_pid())
+    assert node.files() == before and result.get('moved') == []
+    assert len(docker.calls()) == 2

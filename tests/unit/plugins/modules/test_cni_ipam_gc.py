@@ -194,7 +194,8 @@ def test_crictl_lists_pods_and_all_containers(gcnode, make_runner):
         base + ('ps', '-a', '-q'): (0, CB0[2] + '\n', ''),
     })
     data = gc(gcnode, runner, runtime='crio', runtime_endpoint='unix:///var/run/crio/crio.sock')
-    assert runner.fake.calls == [base + ('pods', '-q'), base + ('ps', '-a', '-q')]
+    # listed before host-local's lock is taken, then again under it (issue #10 hole 3)
+    assert runner.fake.calls == [base + ('pods', '-q'), base + ('ps', '-a', '-q')] * 2
     assert data['summary']['live'] == 4 and data['summary']['removed'] == 5
 
 
@@ -260,3 +261,64 @@ def test_failure_mid_way_reports_moved_and_remaining(gcnode, make_runner, monkey
     assert not os.path.exists(calls[0]) and all(os.path.exists(p) for p in data['remaining'])
     manifest = json.loads(Path(data['backup_dir'], 'manifest.json').read_text())
     assert manifest['remaining'] == data['remaining']
+
+
+# --- issue #10 hole 3: the lock is never held for a listing that may hang ---------------
+
+def _lock_free(path):
+    import fcntl
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _record_lock_state(runner, lock_path, hang_on=None):
+    """Wrap the fake's run_command: note whether host-local's lock was free at each call."""
+    from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandTimeout
+    seen = []
+    replay = runner.fake.run_command
+
+    def run_command(cmd, **kw):
+        seen.append((_lock_free(lock_path), kw.get('timeout')))
+        if hang_on is not None and len(seen) == hang_on:
+            raise CommandTimeout(cmd, kw['timeout'])
+        return replay(cmd, **kw)
+    runner.fake.run_command = run_command
+    return seen
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_issue10_h3_first_listing_is_made_without_the_lock(gcnode, make_runner, check):
+    runner = make_runner(replies={ctr_args(timeout=4): listing(GKE_A, CB0[0], CB0[2])})
+    lock = os.path.join(gcnode.data_dir, 'cb0', 'lock')
+    seen = _record_lock_state(runner, lock)
+    data = gc(gcnode, runner, check=check, runtime_timeout=4)
+    if check:
+        # check mode: one listing, and the lock is not held for it
+        assert [free for free, _t in seen] == [True]
+    else:
+        # apply: once without the lock, then once under it, each bounded by runtime_timeout
+        assert [free for free, _t in seen] == [True, False]
+    assert all(0 < t <= 4 for _free, t in seen)
+    assert data['summary']['leaked'] == 5
+    assert _lock_free(lock)
+
+
+@pytest.mark.parametrize('hang_on', [1, 2])
+def test_issue10_h3_listing_timeout_fails_and_changes_nothing(gcnode, make_runner, hang_on):
+    runner = make_runner(replies={ctr_args(timeout=2): listing(GKE_A, CB0[0], CB0[2])})
+    lock = os.path.join(gcnode.data_dir, 'cb0', 'lock')
+    seen = _record_lock_state(runner, lock, hang_on=hang_on)
+    before = {n: files(gcnode, n) for n in ('cb0', 'gke-pod-network')}
+    with pytest.raises(cni_ipam_gc.GCError, match=r'did not finish within 2 s and was killed.*nothing was changed') as e:
+        gc(gcnode, runner, runtime_timeout=2)
+    assert len(seen) == hang_on
+    assert ("under host-local's lock, which is released" in e.value.msg) == (hang_on == 2)
+    assert _lock_free(lock)
+    assert {n: files(gcnode, n) for n in ('cb0', 'gke-pod-network')} == before
+    assert not os.path.exists(gcnode.backup)
