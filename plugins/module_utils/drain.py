@@ -141,14 +141,12 @@ def still_there(evicted, current_pods):
     return left
 
 
-def eviction_body(pod, grace_period=None, dry_run=False):
+def eviction_body(pod, grace_period=None):
     """The policy/v1 Eviction for ``pod``, with a uid precondition (a replacement is never evicted)."""
     meta = _meta(pod)
     options = {'preconditions': {'uid': meta.get('uid')}}
     if grace_period is not None:
         options['gracePeriodSeconds'] = grace_period
-    if dry_run:
-        options['dryRun'] = ['All']
     return {'apiVersion': 'policy/v1', 'kind': 'Eviction',
             'metadata': {'name': meta.get('name'), 'namespace': meta.get('namespace')},
             'deleteOptions': options}

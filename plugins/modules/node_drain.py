@@ -45,7 +45,7 @@ attributes:
   platform:
     platforms: posix
     support: full
-    details: Runs where the C(kubernetes) client is installed, usually the controller (C(delegate_to: localhost)).
+    details: Runs where the C(kubernetes) client is installed, usually the controller (C(delegate_to=localhost)).
 options:
   name:
     description: The Node's name.
