@@ -5,9 +5,10 @@
 
 Like ``ansible.posix.sysctl`` the caller first computes whether anything would
 change and only then writes.  Unlike it, values are written straight to
-``/proc/sys`` (no ``sysctl`` binary, no shell), persisted to a drop-in file that
-netmedic owns under ``/etc/sysctl.d/`` (never by editing ``/etc/sysctl.conf``), and
-the files that would override the drop-in at boot are reported.
+``/proc/sys`` (no ``sysctl`` binary, no shell), persisted to a drop-in file
+under ``/etc/sysctl.d/`` (the rules for files netmedic does not own, such as
+``/etc/sysctl.conf``, are in ``persisted.py``), and the files that would override the
+drop-in at boot are reported.
 """
 
 from __future__ import annotations
@@ -78,9 +79,9 @@ def render_dropin(settings, module_name, catalog):
 
 
 def read_text(path):
-    """File content or None when it does not exist."""
+    """File content, line endings as on disk (CRLF kept), or None when it does not exist."""
     try:
-        with open(path) as f:
+        with open(path, newline='') as f:
             return f.read()
     except (IOError, OSError) as e:
         if e.errno == errno.ENOENT:
@@ -126,13 +127,20 @@ def persisted_values(key, dirs=None, conf=SYSCTL_CONF):
 def overriders(key, own_path, value, dirs=None, conf=SYSCTL_CONF):
     """Boot-time files applied after ``own_path`` that set ``key`` to another value.
 
-    They would silently undo netmedic's drop-in at the next boot.
+    They would silently undo netmedic's drop-in at the next boot. ``own_path`` itself
+    (also through a symbolic link, like Debian's ``99-sysctl.conf``) never counts.
     """
     own = os.path.basename(own_path)
+    own_real = os.path.realpath(own_path)
+    files = boot_order(dirs, conf)
+    reals = [os.path.realpath(p) for p in files]
+    if own_real in reals:
+        later_files = files[reals.index(own_real) + 1:]
+    else:
+        later_files = [p for p in files if p == conf or os.path.basename(p) > own]
     result = []
-    for path in boot_order(dirs, conf):
-        later = path == conf or os.path.basename(path) > own
-        if not later:
+    for path in later_files:
+        if os.path.realpath(path) == own_real:
             continue
         try:
             text = read_text(path)
@@ -149,12 +157,18 @@ def write_file_atomic(module, path, content, mode=0o644):
 
     Returns the backup path (or None when nothing was replaced).
     """
-    directory = os.path.dirname(path) or '.'
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
     backup = None
     if os.path.exists(path):
         backup = module.backup_local(path)
+    replace_file(module, path, content, mode)
+    return backup
+
+
+def replace_file(module, path, content, mode=0o644):
+    """Write ``content`` to ``path`` atomically (temporary file + rename), no backup."""
+    directory = os.path.dirname(path) or '.'
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
     fd, tmp = tempfile.mkstemp(prefix='.netmedic-', dir=directory)
     try:
         with os.fdopen(fd, 'w') as f:
@@ -166,4 +180,3 @@ def write_file_atomic(module, path, content, mode=0o644):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return backup

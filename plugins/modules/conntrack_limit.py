@@ -19,9 +19,23 @@ description:
     troubleshooting guide documents.
   - Never lowers an existing higher limit unless O(allow_decrease=true); a refused decrease leaves
     both the kernel value and the persisted file untouched and says so.
-  - Persists to a drop-in file that netmedic owns under C(/etc/sysctl.d/) (written atomically, the
-    replaced file backed up), never by appending to C(/etc/sysctl.conf). Files that are applied after
-    the drop-in at boot and set another value are reported, because they would undo the fix.
+  - Persists to a drop-in file under C(/etc/sysctl.d/) (written atomically, the replaced file backed
+    up first). Files that are applied after the drop-in at boot and set another value are reported,
+    because they would undo the fix.
+  - "Files netmedic does not own (issue #10): a O(persist_file) that exists without this module's
+    header (C(# Managed by netmedic.k8s (conntrack_limit);)), such as C(/etc/sysctl.conf) or another
+    tool's drop-in, is never replaced: only the lines that set C(net.netfilter.nf_conntrack_max) get the
+    new value (the key is appended when the file does not set it), every other line is kept byte for
+    byte, and the previous file is backed up (RV(persist_mode=edit_owned_keys)). A symbolic link is
+    followed and stays a link."
+  - >-
+    The drop-in only applies at boot if C(nf_conntrack) is loaded before C(systemd-sysctl) runs
+    (catalog N-2). When C(nf_conntrack) is a loadable module (listed in C(/proc/modules)), O(persist=true)
+    also lists it in O(module_load_file) so C(systemd-modules-load) loads it first; a built-in
+    C(nf_conntrack) needs no such file and none is written (RV(module_load.nf_conntrack=built_in)).
+  - "Kernel value first, then the files: if a file cannot be written, the files already written are
+    put back and the kernel value is restored; the failure says what was restored and what is still
+    changed (RV(rolled_back), RV(left_changed))."
   - kube-proxy sets the limit itself at start-up from C(conntrack.maxPerCore) (catalog B(C-1)), so
     on a node running kube-proxy the module warns that this fix alone can be overwritten; use
     C(netmedic.k8s.kube_proxy_config) (catalog C-1) for the cluster-side fix.
@@ -37,7 +51,7 @@ attributes:
     details: Reports the value and file it would write; writes nothing.
   diff_mode:
     support: full
-    details: Shows the kernel value and the drop-in file before and after.
+    details: Shows the kernel value, the drop-in file and the C(modules-load.d) file before and after.
   platform:
     platforms: posix
     support: full
@@ -62,10 +76,20 @@ options:
     default: true
   persist_file:
     description:
-      - The drop-in file netmedic owns. Its whole content is generated; a replaced file is backed up
-        next to it (Ansible's C(backup_local) naming) and the backup path returned.
+      - The sysctl drop-in, an absolute path ending in C(.conf).
+      - A file this module wrote (it starts with its header), or a new one, is generated whole; any other
+        file is edited in place (only C(net.netfilter.nf_conntrack_max)). A replaced file is backed up next
+        to it (Ansible's C(backup_local) naming) and the backup path returned in RV(backups).
     type: path
     default: /etc/sysctl.d/90-netmedic-conntrack.conf
+  module_load_file:
+    description:
+      - The C(modules-load.d(5)) file that loads C(nf_conntrack) at boot, an absolute path ending in C(.conf).
+      - Written only with O(persist=true) and only when C(nf_conntrack) is a loadable module. The same
+        ownership rules as O(persist_file) apply (a file without this module's header only gets
+        C(nf_conntrack) appended when it does not list it).
+    type: path
+    default: /etc/modules-load.d/netmedic-nf_conntrack.conf
 seealso:
   - module: netmedic.k8s.node_network_facts
   - name: Catalog N-2 and C-1
@@ -86,6 +110,11 @@ EXAMPLES = r"""
     persist: false
   check_mode: true
   diff: true
+
+- name: Keep the setting in /etc/sysctl.conf (only the nf_conntrack_max line is edited, the file is backed up)
+  netmedic.k8s.conntrack_limit:
+    max: auto
+    persist_file: /etc/sysctl.conf
 
 - name: Lower a limit on purpose
   netmedic.k8s.conntrack_limit:
@@ -140,6 +169,50 @@ backups:
   type: list
   elements: dict
   sample: [{"path": "/etc/sysctl.d/90-netmedic-conntrack.conf.1234.2026-11-23@10:00:00~", "of": "/etc/sysctl.d/90-netmedic-conntrack.conf"}]
+persist_mode:
+  description:
+    - How O(persist_file) is (or would be) written - V(create) (new file), V(owned) (this module's file,
+      generated whole), V(edit_owned_keys) (someone else's file, only the conntrack key edited in place).
+    - Null with O(persist=false).
+  returned: always
+  type: str
+  sample: create
+module_load:
+  description: Whether C(nf_conntrack) must be loaded at boot for the drop-in to apply, and the file that does it.
+  returned: always
+  type: dict
+  contains:
+    nf_conntrack:
+      description: V(module) (loadable, listed in C(/proc/modules)) or V(built_in).
+      type: str
+      returned: always
+    file:
+      description: O(module_load_file).
+      type: str
+      returned: always
+    before:
+      description: Module names the file listed before; null when no file is needed or O(persist=false).
+      type: list
+      elements: str
+      returned: always
+    after:
+      description: Module names it lists after the change (in check mode, would list).
+      type: list
+      elements: str
+      returned: always
+  sample: {"nf_conntrack": "module", "file": "/etc/modules-load.d/netmedic-nf_conntrack.conf", "before": [], "after": ["nf_conntrack"]}
+rolled_back:
+  description: After a failed write, what was undone (files put back, kernel values restored).
+  returned: failure after a change was started
+  type: list
+  elements: str
+  sample: ["kernel value restored: net.netfilter.nf_conntrack_max = 65536"]
+left_changed:
+  description: After a failed write, what could not be undone.
+  returned: failure after a change was started
+  type: list
+  elements: str
+  sample: []
 overridden_by:
   description: Boot-time sysctl files applied after O(persist_file) that set another value.
   returned: always
@@ -161,10 +234,11 @@ catalog:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import conntrack, sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils import conntrack, kmod, persisted, sysctl
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 MEMINFO = '/proc/meminfo'
+NF_CONNTRACK = 'nf_conntrack'
 
 
 def _int_or_none(value):
@@ -186,6 +260,7 @@ def main():
             allow_decrease=dict(type='bool', default=False),
             persist=dict(type='bool', default=True),
             persist_file=dict(type='path', default='/etc/sysctl.d/90-netmedic-conntrack.conf'),
+            module_load_file=dict(type='path', default='/etc/modules-load.d/netmedic-nf_conntrack.conf'),
         ),
         supports_check_mode=True,
     )
@@ -195,11 +270,11 @@ def main():
     # 1. Validate input before reading or touching anything.
     try:
         requested = conntrack.parse_max(p['max'])
-    except conntrack.LimitError as e:
+        if p['persist']:
+            persisted.check_name(p['persist_file'], '.conf', 'systemd-sysctl')
+            persisted.check_name(p['module_load_file'], '.conf', 'systemd-modules-load', 'module_load_file')
+    except (conntrack.LimitError, persisted.PersistError) as e:
         module.fail_json(msg=str(e), changed=False)
-    if p['persist'] and not p['persist_file'].endswith('.conf'):
-        module.fail_json(msg='persist_file must end in .conf (systemd-sysctl ignores other names): %s' % p['persist_file'],
-                         changed=False)
 
     # 2. Read the current state.
     current = _int_or_none(sysctl.read_value(conntrack.MAX_KEY))
@@ -215,27 +290,47 @@ def main():
             module.fail_json(msg=str(e), changed=False)
     else:
         desired = requested
-    file_text = sysctl.read_text(p['persist_file'])
-    persisted = _int_or_none(sysctl.parse_conf(file_text or '').get(conntrack.MAX_KEY))
+    try:
+        file_text = persisted.read_file(p['persist_file'])
+        # nf_conntrack_max exists, so nf_conntrack is in the kernel: listed in /proc/modules
+        # when it is a loadable module, otherwise built in (also without module support).
+        loaded = kmod.loaded_names(persisted.read_file(kmod.PROC_MODULES))
+        nf_kind = 'module' if loaded and NF_CONNTRACK in loaded else 'built_in'
+        load_text = persisted.read_file(p['module_load_file']) if p['persist'] and nf_kind == 'module' else None
+    except persisted.PersistError as e:
+        module.fail_json(msg=str(e), changed=False)
+    persisted_value = _int_or_none(sysctl.parse_conf(file_text or '').get(conntrack.MAX_KEY))
 
     # 3. Plan (pure).
     action, target = conntrack.plan_limit(current, desired, p['allow_decrease'])
-    new_text = sysctl.render_dropin([(conntrack.MAX_KEY, target)], 'conntrack_limit', 'N-2')
+    new_text, file_mode = persisted.plan_sysctl_file(file_text, [(conntrack.MAX_KEY, target)], 'conntrack_limit', 'N-2')
     write_file = p['persist'] and action != 'refuse_lower' and file_text != new_text
+    # N-2: systemd-sysctl applies the drop-in at boot only to keys that exist then, so a
+    # loadable nf_conntrack must be loaded before it (systemd-modules-load runs first).
+    new_load = None
+    if p['persist'] and nf_kind == 'module':
+        new_load, _mode = persisted.plan_modules_load_file(load_text, [NF_CONNTRACK], 'conntrack_limit', 'N-2')
+    write_load = new_load is not None and action != 'refuse_lower' and load_text != new_load
 
-    result.before = {'max': current, 'persisted': persisted}
-    result.after = {'max': target, 'persisted': target if write_file else persisted}
+    result.before = {'max': current, 'persisted': persisted_value}
+    result.after = {'max': target, 'persisted': target if write_file else persisted_value}
     result.add_diff('%s = %s' % (conntrack.MAX_KEY, current), '%s = %s' % (conntrack.MAX_KEY, target),
                     'kernel %s' % conntrack.MAX_KEY)
     if write_file:
         result.add_diff(file_text or '', new_text, p['persist_file'])
+    if write_load:
+        result.add_diff(load_text or '', new_load, p['module_load_file'])
 
     kube_proxy = conntrack.processes_named(('kube-proxy',))
     overridden = sysctl.overriders(conntrack.MAX_KEY, p['persist_file'], target) if p['persist'] else []
+    listed_before = kmod.parse_modules_load(load_text) if new_load is not None else None
     result.extra.update({
         'decision': action,
         'desired': desired,
         'persist_file': p['persist_file'],
+        'persist_mode': file_mode if p['persist'] else None,
+        'module_load': {'nf_conntrack': nf_kind, 'file': p['module_load_file'], 'before': listed_before,
+                        'after': kmod.parse_modules_load(new_load) if write_load else listed_before},
         'overridden_by': overridden,
         'kube_proxy_running': bool(kube_proxy),
         'usage': _usage(current),
@@ -249,32 +344,24 @@ def main():
     for item in overridden:
         result.warn('%s sets %s = %s and is applied after %s at boot: the persisted fix would be undone'
                     % (item['path'], conntrack.MAX_KEY, item['value'], p['persist_file']))
-    if not p['persist'] and persisted is not None and persisted != target:
-        result.warn('%s still sets %s at boot' % (p['persist_file'], persisted))
+    if not p['persist'] and persisted_value is not None and persisted_value != target:
+        result.warn('%s still sets %s at boot' % (p['persist_file'], persisted_value))
 
     if module.check_mode or not result.changed:
         result.exit()
 
-    # 4. Apply: kernel first, then the file; undo the kernel value if the file cannot be written.
-    try:
-        if target != current:
-            sysctl.write_value(conntrack.MAX_KEY, target)
-    except (IOError, OSError) as e:
-        result.changed = False
-        result.fail('could not write %s: %s (nothing was changed)' % (sysctl.key_to_path(conntrack.MAX_KEY), e))
+    # 4. Apply: kernel first, then the files (backed up); undone on failure.
+    kernel = []
+    if target != current:
+        kernel.append(persisted.KernelStep(conntrack.MAX_KEY, current, target,
+                                           lambda: sysctl.write_value(conntrack.MAX_KEY, target),
+                                           lambda: sysctl.write_value(conntrack.MAX_KEY, current)))
+    files = []
     if write_file:
-        try:
-            result.add_backup(sysctl.write_file_atomic(module, p['persist_file'], new_text), p['persist_file'])
-        except (IOError, OSError) as e:
-            restored = 'kernel value restored to %d' % current
-            result.changed = False
-            try:
-                if target != current:
-                    sysctl.write_value(conntrack.MAX_KEY, current)
-            except (IOError, OSError) as e2:
-                restored = 'kernel value is still %d (restoring %d failed: %s)' % (target, current, e2)
-                result.changed = True
-            result.fail('could not write %s: %s; %s' % (p['persist_file'], e, restored))
+        files.append(persisted.FileStep(p['persist_file'], file_text, new_text))
+    if write_load:
+        files.append(persisted.FileStep(p['module_load_file'], load_text, new_load))
+    persisted.commit(result, kernel, files, persisted.Files(module))
 
     # 5. Verify by reading back.
     now = _int_or_none(sysctl.read_value(conntrack.MAX_KEY))

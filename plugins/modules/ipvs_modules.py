@@ -19,8 +19,14 @@ description:
   - Before loading anything, every missing module is resolved with C(modprobe -n) (a dry run); if
     the kernel has no such module (for example C(ip_vs_twos) before Linux 6.2) the module fails and
     nothing is loaded or written.
-  - The boot file is written atomically and a replaced file is backed up. Names already listed in it
-    are kept (the file may be shared, like ACK's C(ack-ipvs-modules.conf)); nothing is ever unloaded.
+  - The boot file is written atomically and a replaced file is backed up first. Names already listed in
+    it are kept; nothing is ever unloaded.
+  - "Files netmedic does not own (issue #10): an existing O(persist_file) without this module's header
+    (C(# Managed by netmedic.k8s (ipvs_modules);)), like ACK's C(ack-ipvs-modules.conf), is never
+    regenerated: only the missing module names are appended, every other line (comments included) is
+    kept byte for byte (RV(persist_mode=edit_owned_keys))."
+  - If a C(modprobe) or the file write fails, the failure lists what was loaded (modules are not
+    unloaded again) and that the boot file was not changed (RV(left_changed)).
   - Run it on every node before switching kube-proxy's scheduler (C(netmedic.k8s.kube_proxy_config), catalog C-2).
 author:
   - netmedic maintainers (@netmedic)
@@ -53,9 +59,12 @@ options:
     default: true
   persist_file:
     description:
-      - The C(modules-load.d) file. Must end in C(.conf) (systemd ignores other names).
+      - The C(modules-load.d) file, an absolute path ending in C(.conf) (systemd ignores other names).
+      - A file this module wrote (or a new one) is generated whole; any other file only gets the missing names appended.
     type: path
     default: /etc/modules-load.d/netmedic-ipvs.conf
+requirements:
+  - modprobe (Debian package kmod) on the managed node
 seealso:
   - module: netmedic.k8s.kube_proxy_config
   - module: netmedic.k8s.node_network_facts
@@ -118,6 +127,25 @@ after:
   returned: always
   type: dict
   sample: {"modules_loaded": ["ip_vs", "ip_vs_lc", "ip_vs_rr"], "modules_builtin": [], "persisted": ["ip_vs", "ip_vs_rr", "ip_vs_lc"]}
+persist_mode:
+  description:
+    - How O(persist_file) is (or would be) written - V(create), V(owned) (this module's file, generated
+      whole), V(edit_owned_keys) (someone else's file, missing names appended). Null with O(persist=false).
+  returned: always
+  type: str
+  sample: create
+left_changed:
+  description: After a failed C(modprobe) or file write, the modules that stay loaded.
+  returned: failure after a change was started
+  type: list
+  elements: str
+  sample: ["ip_vs = loaded (cannot be undone)"]
+rolled_back:
+  description: After a failed step, what was undone.
+  returned: failure after a change was started
+  type: list
+  elements: str
+  sample: []
 persist_file:
   description: The boot file (written or not).
   returned: always
@@ -141,17 +169,17 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, kmod, sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, kmod, persisted, sysctl
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError, Runner
+from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
 
 
-def _state(builtin, persisted):
+def _state(builtin, listed):
     loaded = kmod.loaded_names(sysctl.read_text(kmod.PROC_MODULES))
     return {
         'modules_loaded': ipvs.ipvs_module_names(loaded or []),
         'modules_builtin': ipvs.ipvs_module_names(builtin),
-        'persisted': persisted,
+        'persisted': listed,
     }, loaded
 
 
@@ -170,18 +198,20 @@ def main():
     # 1. Validate input before reading or touching anything.
     try:
         wanted = ipvs.validate_schedulers(p['schedulers'])
-    except ipvs.SchedulerError as e:
+        if p['persist']:
+            persisted.check_name(p['persist_file'], '.conf', 'systemd-modules-load')
+    except (ipvs.SchedulerError, persisted.PersistError) as e:
         module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
-    if p['persist'] and not p['persist_file'].endswith('.conf'):
-        module.fail_json(msg='persist_file must end in .conf (systemd-modules-load ignores other names): %s' % p['persist_file'],
-                         changed=False)
 
     # 2. Read the current state.
     builtin_text = sysctl.read_text(kmod.builtin_path(os.uname()[2]))
     builtin = ipvs.parse_modules_builtin(builtin_text) if builtin_text is not None else []
-    file_text = sysctl.read_text(p['persist_file']) if p['persist'] else None
-    persisted = kmod.parse_modules_load(file_text)
-    before, loaded = _state(builtin, persisted)
+    try:
+        file_text = persisted.read_file(p['persist_file']) if p['persist'] else None
+    except persisted.PersistError as e:
+        module.fail_json(msg=str(e), changed=False)
+    listed = kmod.parse_modules_load(file_text)
+    before, loaded = _state(builtin, listed)
     if loaded is None:
         missing = kmod.plan_load(wanted, [], builtin)
         if missing:
@@ -208,44 +238,33 @@ def main():
                                  % (os.uname()[2], '; '.join(absent)), changed=False, before=before)
 
     # 3. Plan (pure).
-    names = kmod.merge_names(persisted, wanted)
-    new_text = kmod.render_modules_load(names, 'ipvs_modules', 'N-4')
+    new_text, file_mode = persisted.plan_modules_load_file(file_text, wanted, 'ipvs_modules', 'N-4')
+    names = kmod.parse_modules_load(new_text)
     write_file = p['persist'] and file_text != new_text
     result.before = before
     result.after = {
         'modules_loaded': sorted(set(before['modules_loaded']) | set(to_load)),
         'modules_builtin': before['modules_builtin'],
-        'persisted': names if p['persist'] else persisted,
+        'persisted': names if p['persist'] else listed,
     }
     result.add_diff('\n'.join(before['modules_loaded']), '\n'.join(result.after['modules_loaded']), 'loaded IPVS modules')
     if write_file:
         result.add_diff(file_text or '', new_text, p['persist_file'])
-    result.extra.update({'modules': wanted, 'loaded': to_load, 'persist_file': p['persist_file']})
+    result.extra.update({'modules': wanted, 'loaded': to_load, 'persist_file': p['persist_file'],
+                         'persist_mode': file_mode if p['persist'] else None})
 
     if module.check_mode or not result.changed:
         result.exit()
 
-    # 4. Apply: load in order (ip_vs first), then write the boot file.
-    done = []
-    for name in to_load:
-        try:
-            kmod.load(runner, name)
-        except CommandError as e:
-            result.changed = bool(done)
-            result.extra['loaded'] = done
-            result.fail('modprobe %s failed: %s; loaded before the failure: %s; boot file not written'
-                        % (name, e, ', '.join(done) or 'nothing'), error=e.to_dict())
-        done.append(name)
-    if write_file:
-        try:
-            result.add_backup(sysctl.write_file_atomic(module, p['persist_file'], new_text), p['persist_file'])
-        except (IOError, OSError) as e:
-            result.changed = bool(done)
-            result.fail('could not write %s: %s (modules loaded now: %s; they will not load at boot)'
-                        % (p['persist_file'], e, ', '.join(done) or 'none'))
+    # 4. Apply: load in order (ip_vs first), then write the boot file (backed up). Nothing is
+    # ever unloaded: a failure reports the modules loaded so far as still changed.
+    kernel = [persisted.KernelStep(name, 'not loaded', 'loaded', (lambda n=name: kmod.load(runner, n)), None,
+                                   doing='modprobe %s' % name) for name in to_load]
+    files = [persisted.FileStep(p['persist_file'], file_text, new_text)] if write_file else []
+    persisted.commit(result, kernel, files, persisted.Files(module))
 
     # 5. Verify by reading back.
-    after, loaded = _state(builtin, kmod.parse_modules_load(sysctl.read_text(p['persist_file'])) if p['persist'] else persisted)
+    after, loaded = _state(builtin, kmod.parse_modules_load(sysctl.read_text(p['persist_file'])) if p['persist'] else listed)
     result.after = after
     still = kmod.plan_load(wanted, loaded or [], builtin)
     if still:

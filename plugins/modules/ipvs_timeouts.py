@@ -20,7 +20,12 @@ description:
     systemd oneshot unit (O(unit_file)) that runs C(modprobe ip_vs) and the same C(ipvsadm --set) after
     C(systemd-modules-load.service) at every boot. A unit was chosen over a C(modules-load.d) entry
     because the timeouts are not module parameters - they can only be set once C(ip_vs) is loaded.
-    The unit file is written atomically and a replaced file is backed up.
+    The unit file is written atomically and a replaced file is backed up first. An existing O(unit_file)
+    that this module did not write (no C(# Managed by netmedic.k8s (ipvs_timeouts);) first line) is
+    refused before anything changes (issue #10): a unit has no single setting that could be edited in place.
+  - If writing the unit, C(systemctl daemon-reload) or C(systemctl enable) fails after the timeouts were
+    set, the unit is put back (or removed) and the previous timeouts are restored; the failure says what
+    was restored and what is still changed (RV(rolled_back), RV(left_changed)).
   - Requires C(ip_vs) to be loaded already (C(/proc/net/ip_vs)); it does not load it, because
     C(ipvsadm) would do that implicitly even in check mode. Use C(netmedic.k8s.ipvs_modules) first.
   - With O(cluster_version), warns when that version calls for the cluster-side fix instead
@@ -67,9 +72,15 @@ options:
     type: bool
     default: true
   unit_file:
-    description: The systemd unit netmedic owns. Must end in C(.service).
+    description:
+      - The systemd unit this module owns, an absolute path ending in C(.service).
+      - An existing file without this module's header is refused (nothing is changed).
     type: path
     default: /etc/systemd/system/netmedic-ipvs-timeouts.service
+requirements:
+  - ipvsadm (Debian package ipvsadm) on the managed node
+  - modprobe (Debian package kmod) on the managed node, for O(persist=true) (the boot unit runs it)
+  - systemctl (Debian package systemd) on the managed node, for O(persist=true)
 seealso:
   - module: netmedic.k8s.ipvs_modules
   - module: netmedic.k8s.kube_proxy_config
@@ -143,6 +154,18 @@ recommended_fix:
   returned: always
   type: str
   sample: N-5
+rolled_back:
+  description: After a failed step, what was undone (unit put back or removed, timeouts restored).
+  returned: failure after a change was started
+  type: list
+  elements: str
+  sample: ["/etc/systemd/system/netmedic-ipvs-timeouts.service removed", "kernel value restored: ipvs timeouts (tcp tcpfin udp) = 900 120 300"]
+left_changed:
+  description: After a failed step, what could not be undone.
+  returned: failure after a change was started
+  type: list
+  elements: str
+  sample: []
 unit_file:
   description: The unit file (written or not).
   returned: always
@@ -166,7 +189,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, sysctl, versions
+from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, persisted, versions
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError, Runner
 
@@ -212,8 +235,11 @@ def main():
         except versions.VersionError as e:
             module.fail_json(msg='cluster_version: %s (nothing was changed)' % e, changed=False)
     unit = os.path.basename(p['unit_file'])
-    if p['persist'] and (not unit.endswith('.service') or unit == '.service'):
-        module.fail_json(msg='unit_file must be a systemd unit file name ending in .service: %s' % p['unit_file'], changed=False)
+    if p['persist']:
+        try:
+            persisted.check_name(p['unit_file'], '.service', 'systemd', 'unit_file')
+        except persisted.PersistError as e:
+            module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
 
     # 2. Read the current state.
     runner = Runner(module)
@@ -228,13 +254,23 @@ def main():
         current, line_before = _read_timeouts(runner)
     except CommandError as e:
         module.fail_json(msg=str(e), changed=False, error=e.to_dict())
-    unit_text = sysctl.read_text(p['unit_file']) if p['persist'] else None
+    try:
+        unit_text = persisted.read_file(p['unit_file']) if p['persist'] else None
+    except persisted.PersistError as e:
+        module.fail_json(msg=str(e), changed=False)
     enabled = _enabled(runner, unit) if p['persist'] else None
 
-    # 3. Plan (pure).
+    # 3. Plan (pure). A unit file netmedic did not write is refused, never replaced.
     target = ipvs.plan_timeouts(current, wanted)
     command = ipvs.set_args(wanted)
-    new_unit = ipvs.render_timeout_unit(wanted, runner.which('ipvsadm'), runner.which('modprobe')) if p['persist'] else None
+    new_unit = None
+    if p['persist']:
+        try:
+            new_unit, _mode = persisted.plan_unit_file(
+                unit_text, ipvs.render_timeout_unit(wanted, runner.which('ipvsadm'), runner.which('modprobe')),
+                'ipvs_timeouts', p['unit_file'])
+        except persisted.PersistError as e:
+            module.fail_json(msg=str(e), changed=False)
     write_unit = p['persist'] and unit_text != new_unit
     enable = p['persist'] and not enabled
     advice = ipvs.udp_timeout_advice(version)
@@ -262,33 +298,19 @@ def main():
     if module.check_mode or not result.changed:
         result.exit()
 
-    # 4. Apply: kernel first, then the unit; restore the old values if the unit cannot be installed.
-    set_now = target != current
-    try:
-        if set_now:
-            runner.run(command)
-    except CommandError as e:
-        result.changed = False
-        result.fail('%s (nothing was changed)' % e, error=e.to_dict())
-    wrote = False
-    try:
-        if write_unit:
-            result.add_backup(sysctl.write_file_atomic(module, p['unit_file'], new_unit), p['unit_file'])
-            wrote = True
-            runner.run(['systemctl', 'daemon-reload'])
-        if enable:
-            runner.run(['systemctl', 'enable', unit])
-    except (IOError, OSError, CommandError) as e:
-        restored = 'timeouts unchanged'
-        result.changed = wrote
-        if set_now:
-            try:
-                runner.run(ipvs.set_args(current))
-                restored = 'timeouts restored to %(tcp)d %(tcpfin)d %(udp)d' % current
-            except CommandError as e2:
-                restored = 'restoring the timeouts failed: %s' % e2
-                result.changed = True
-        result.fail('could not install %s: %s; %s' % (p['unit_file'], e, restored))
+    # 4. Apply: kernel first, then the unit (backed up), daemon-reload and enable; undone on failure.
+    kernel = []
+    if target != current:
+        kernel.append(persisted.KernelStep('ipvs timeouts (tcp tcpfin udp)', '%(tcp)d %(tcpfin)d %(udp)d' % current,
+                                           '%(tcp)d %(tcpfin)d %(udp)d' % target, lambda: runner.run(command),
+                                           lambda: runner.run(ipvs.set_args(current)), doing=' '.join(command)))
+    files = [persisted.FileStep(p['unit_file'], unit_text, new_unit)] if write_unit else []
+    followups = []
+    if write_unit:
+        followups.append(('systemctl daemon-reload', lambda: runner.run(['systemctl', 'daemon-reload'])))
+    if enable:
+        followups.append(('systemctl enable %s' % unit, lambda: runner.run(['systemctl', 'enable', unit])))
+    persisted.commit(result, kernel, files, persisted.Files(module), followups)
 
     # 5. Verify by reading back.
     try:

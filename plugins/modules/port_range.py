@@ -19,8 +19,14 @@ description:
   - With O(method=move) C(net.ipv4.ip_local_port_range) is shifted clear of the NodePort range -
     to O(move_to), or else to the largest part of the current range outside the NodePort range.
   - The resulting value is written to the running kernel and persisted in a drop-in file under
-    C(/etc/sysctl.d/) that netmedic owns (atomic write, replaced file backed up). Boot-time files
-    applied after the drop-in that set another value are reported.
+    C(/etc/sysctl.d/) (atomic write, replaced file backed up first). Boot-time files applied after the
+    drop-in that set another value are reported.
+  - "Files netmedic does not own (issue #10): an existing O(persist_file) without this module's header
+    (C(# Managed by netmedic.k8s (port_range);)), such as C(/etc/sysctl.conf), is never replaced: only the
+    lines that set the key this run manages get the new value (appended when absent); every other line
+    is kept byte for byte and the previous file is backed up (RV(persist_mode=edit_owned_keys))."
+  - If the file cannot be written after the kernel value was set, the kernel value is restored and the
+    failure says so (RV(rolled_back), RV(left_changed)).
   - Reports the overlap found (RV(overlap)) whether or not anything is changed.
   - Fails before changing anything on malformed ranges, a start greater than its end, ports
     outside 1-65535, a O(move_to) that overlaps the NodePort range or starts below
@@ -69,8 +75,9 @@ options:
     default: true
   persist_file:
     description:
-      - The drop-in file netmedic owns; its whole content is generated. A replaced file is backed
-        up next to it and the backup path returned in RV(backups). Must end in C(.conf).
+      - The sysctl drop-in, an absolute path ending in C(.conf). A file this module wrote (or a new one) is
+        generated whole; any other file is edited in place (only the managed key). A replaced file is
+        backed up next to it and the backup path returned in RV(backups).
     type: path
     default: /etc/sysctl.d/90-netmedic-ports.conf
 seealso:
@@ -171,6 +178,25 @@ backups:
   type: list
   elements: dict
   sample: [{"path": "/etc/sysctl.d/90-netmedic-ports.conf.1234.2026-11-25@10:00:00~", "of": "/etc/sysctl.d/90-netmedic-ports.conf"}]
+persist_mode:
+  description:
+    - How O(persist_file) is (or would be) written - V(create), V(owned) (this module's file, generated
+      whole), V(edit_owned_keys) (someone else's file, only the managed key edited in place). Null with O(persist=false).
+  returned: always
+  type: str
+  sample: create
+rolled_back:
+  description: After a failed write, what was undone.
+  returned: failure after a change was started
+  type: list
+  elements: str
+  sample: ["kernel value restored: net.ipv4.ip_local_reserved_ports = 10250"]
+left_changed:
+  description: After a failed write, what could not be undone.
+  returned: failure after a change was started
+  type: list
+  elements: str
+  sample: []
 overridden_by:
   description: Boot-time sysctl files applied after O(persist_file) that set the same key to another value.
   returned: always
@@ -187,7 +213,7 @@ catalog:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import ports, sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils import persisted, ports, sysctl
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 
@@ -213,10 +239,10 @@ def main():
     try:
         nodeport = ports.parse_strict_range(p['nodeport_range'], 'nodeport_range')
         move_to = ports.parse_strict_range(p['move_to'], 'move_to') if p['move_to'] is not None else None
-    except ports.PortRangeError as e:
+        if p['persist']:
+            persisted.check_name(p['persist_file'], '.conf', 'systemd-sysctl')
+    except (ports.PortRangeError, persisted.PersistError) as e:
         _fail(module, '%s (nothing was changed)' % e)
-    if p['persist'] and not p['persist_file'].endswith('.conf'):
-        _fail(module, 'persist_file must end in .conf (systemd-sysctl ignores other names): %s' % p['persist_file'])
     if move_to is not None and p['method'] != 'move':
         result.warn('move_to is only used with method=move; ignored')
         move_to = None
@@ -234,8 +260,11 @@ def main():
         _fail(module, 'cannot parse the kernel value: %s (nothing was changed)' % e)
     unpriv_text = sysctl.read_value(ports.UNPRIVILEGED_PORT_START_KEY)
     unprivileged = int(unpriv_text) if unpriv_text and unpriv_text.isdigit() else None
-    file_text = sysctl.read_text(p['persist_file'])
-    persisted = sysctl.parse_conf(file_text or '')
+    try:
+        file_text = persisted.read_file(p['persist_file'])
+    except persisted.PersistError as e:
+        _fail(module, str(e))
+    in_file = sysctl.parse_conf(file_text or '')
 
     # 3. Plan (pure).
     try:
@@ -254,18 +283,18 @@ def main():
     after = ports.analyze(ports.format_local_port_range(plan['local_port_range']), ports.format_ranges(plan['reserved']),
                           ports.format_range(nodeport))
     change_kernel = target_value != before_value
-    new_text = sysctl.render_dropin([(key, target_value)], 'port_range', 'N-3')
+    new_text, file_mode = persisted.plan_sysctl_file(file_text, [(key, target_value)], 'port_range', 'N-3')
     write_file = p['persist'] and file_text != new_text
 
     result.before = {
         'ip_local_port_range': ports.format_local_port_range(ephemeral),
         'ip_local_reserved_ports': ports.format_ranges(reserved),
-        'persisted': persisted,
+        'persisted': in_file,
     }
     result.after = {
         'ip_local_port_range': ports.format_local_port_range(plan['local_port_range']),
         'ip_local_reserved_ports': ports.format_ranges(plan['reserved']),
-        'persisted': sysctl.parse_conf(new_text) if write_file else persisted,
+        'persisted': sysctl.parse_conf(new_text) if write_file else in_file,
     }
     result.add_diff('%s = %s' % (key, before_value), '%s = %s' % (key, target_value), 'kernel %s' % key)
     if write_file:
@@ -280,15 +309,16 @@ def main():
         'conflict_after': after['conflict'],
         'free_ephemeral_ports': plan['free_ephemeral'],
         'persist_file': p['persist_file'],
+        'persist_mode': file_mode if p['persist'] else None,
         'overridden_by': overridden,
     })
     for item in overridden:
         result.warn('%s sets %s = %s and is applied after %s at boot: the persisted fix would be undone'
                     % (item['path'], key, item['value'], p['persist_file']))
     other = ports.LOCAL_PORT_RANGE_KEY if key == ports.RESERVED_PORTS_KEY else ports.RESERVED_PORTS_KEY
-    if write_file and other in persisted:
+    if write_file and file_mode == persisted.OWNED and other in in_file:
         result.warn('%s also set %s = %s (an earlier run with the other method); the new file sets only %s, so that value is '
-                    'no longer applied at boot' % (p['persist_file'], other, persisted[other], key))
+                    'no longer applied at boot' % (p['persist_file'], other, in_file[other], key))
     if not p['persist']:
         for path, value in sysctl.persisted_values(key)[-1:]:
             if value != sysctl.normalize(target_value):
@@ -297,27 +327,13 @@ def main():
     if module.check_mode or not result.changed:
         result.exit()
 
-    # 4. Apply: kernel first, then the file; undo the kernel value if the file cannot be written.
+    # 4. Apply: kernel first, then the file (backed up); undone on failure.
+    kernel = []
     if change_kernel:
-        try:
-            sysctl.write_value(key, target_value)
-        except (IOError, OSError) as e:
-            result.changed = False
-            result.fail('could not write %s = %s: %s (nothing was changed)' % (key, target_value, e))
-    if write_file:
-        try:
-            result.add_backup(sysctl.write_file_atomic(module, p['persist_file'], new_text), p['persist_file'])
-        except (IOError, OSError) as e:
-            restored = 'kernel value left unchanged'
-            result.changed = False
-            if change_kernel:
-                restored = 'kernel value restored to %s' % before_value
-                try:
-                    sysctl.write_value(key, before_value)
-                except (IOError, OSError) as e2:
-                    restored = 'kernel value is still %s (restoring %s failed: %s)' % (target_value, before_value, e2)
-                    result.changed = True
-            result.fail('could not write %s: %s; %s' % (p['persist_file'], e, restored))
+        kernel.append(persisted.KernelStep(key, before_value, target_value, lambda: sysctl.write_value(key, target_value),
+                                           lambda: sysctl.write_value(key, before_value)))
+    files = [persisted.FileStep(p['persist_file'], file_text, new_text)] if write_file else []
+    persisted.commit(result, kernel, files, persisted.Files(module))
 
     # 5. Verify by reading back (the kernel normalizes both values).
     now_local = sysctl.read_value(ports.LOCAL_PORT_RANGE_KEY)

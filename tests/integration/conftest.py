@@ -14,9 +14,9 @@ scenarios against a real kernel value run on the lab's VMs.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +27,39 @@ ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = ROOT / 'collections'
 PYTHON = sys.executable
 ANSIBLE = str(Path(sys.executable).with_name('ansible'))
+
+
+def _load_hostdeps():
+    # scripts/ is not a package: load the one reader of bindep.txt by path.
+    spec = importlib.util.spec_from_file_location('netmedic_hostdeps', str(ROOT / 'scripts' / 'hostdeps.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hostdeps = _load_hostdeps()
+
+
+def require_program(program):
+    """Path of the host ``program`` a test needs; otherwise the test FAILS naming the package.
+
+    Never a skip: a test that cannot run proves nothing, and a skipped one looks green.
+    The package comes from bindep.txt (``# provides:``), whose ``test`` profile
+    ``make setup`` installs.
+    """
+    entry = hostdeps.package_for(program)
+    if entry is None:
+        pytest.fail('%s is not declared in bindep.txt: add the Debian package that provides it, with '
+                    '"# provides: %s" above it and the test profile, so that make setup installs it' % (program, program))
+    if 'test' not in entry.profiles:
+        pytest.fail('%s comes from Debian package %s, which bindep.txt does not list in the test profile '
+                    '(only %s): add test to its profiles so that make setup installs it'
+                    % (program, entry.package, ', '.join(entry.profiles) or 'no profile'))
+    path = hostdeps.find_program(program)
+    if path is None:
+        pytest.fail('%s is missing on this machine: install Debian package %s (bindep.txt, profile test): '
+                    'run make setup, or apt-get install %s' % (program, entry.package, entry.package))
+    return path
 
 
 class ModuleRun(dict):
@@ -87,6 +120,11 @@ class Sandbox(object):
         self.root = tmp / 'sandbox'
         self.root.mkdir()
         self.binds = []
+        self.readonly_targets = []
+
+    def readonly(self, target):
+        """Make the (already bound) ``target`` read-only: writes below it fail with EROFS."""
+        self.readonly_targets.append(target)
 
     def file(self, target, content):
         """Make ``target`` (an existing file on the host) show ``content``."""
@@ -106,6 +144,8 @@ class Sandbox(object):
         script = ['set -e']
         for i in range(len(self.binds)):
             script.append('mount --bind "${%d}" "${%d}"' % (2 * i + 1, 2 * i + 2))
+        for target in self.readonly_targets:
+            script.append("mount -o remount,bind,ro '%s'" % target.replace("'", ''))
         script.append('shift %d' % (2 * len(self.binds)))
         script.append('exec "$@"')
         args = ['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', '\n'.join(script), 'sandbox']
@@ -118,10 +158,18 @@ class Sandbox(object):
 
 
 def _can_sandbox():
-    if os.geteuid() != 0 or not shutil.which('unshare'):
+    require_program('unshare')
+    require_program('mount')
+    if os.geteuid() != 0:
         return False
     probe = subprocess.run(['unshare', '--mount', '--propagation', 'private', 'true'], capture_output=True, check=False)
     return probe.returncode == 0
+
+
+@pytest.fixture
+def require():
+    """``require('arping')``: the program's path, or the test fails naming its Debian package."""
+    return require_program
 
 
 @pytest.fixture

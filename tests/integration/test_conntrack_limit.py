@@ -158,3 +158,66 @@ def test_module_not_loaded_fails_clearly(tmp_path, sandbox):
     assert result.failed
     assert 'not loaded' in result['msg']
     assert os.listdir(sysctl_d) == []
+
+
+FOREIGN = ('# /etc/sysctl.conf - Configuration file for setting system variables\n'
+           'net.ipv4.ip_forward=1\n'
+           '  net.bridge.bridge-nf-call-iptables = 1\n'
+           '; an old tuning\n'
+           'net.netfilter.nf_conntrack_max=70000\n'
+           'fs.inotify.max_user_watches = 524288\n')
+
+
+def test_issue10_h8_foreign_persist_file_keeps_every_other_line(node):
+    """A file without netmedic's header: only nf_conntrack_max is edited, the rest kept byte for byte."""
+    path = node.sysctl_d / '99-sysctl.conf'
+    path.write_text(FOREIGN)
+    checked = node.run('conntrack_limit', {'max': 200000, 'persist_file': '/etc/sysctl.d/99-sysctl.conf'}, check=True, diff=True)
+    assert not checked.failed, checked.output
+    assert path.read_text() == FOREIGN  # check mode wrote nothing
+    expected = FOREIGN.replace('nf_conntrack_max=70000', 'nf_conntrack_max=200000')
+    assert checked['diff'][1]['after'] == expected
+
+    applied = node.run('conntrack_limit', {'max': 200000, 'persist_file': '/etc/sysctl.d/99-sysctl.conf'})
+    assert not applied.failed, applied.output
+    assert applied['changed'] is True
+    assert path.read_text() == expected
+    assert kernel(node) == 200000
+    assert applied['persist_mode'] == 'edit_owned_keys'
+    assert [b['of'] for b in applied['backups']] == ['/etc/sysctl.d/99-sysctl.conf']
+    assert (node.sysctl_d / os.path.basename(applied['backups'][0]['path'])).read_text() == FOREIGN
+
+    again = node.run('conntrack_limit', {'max': 200000, 'persist_file': '/etc/sysctl.d/99-sysctl.conf'})
+    assert not again.failed, again.output
+    assert again['changed'] is False
+    assert path.read_text() == expected
+
+
+def test_issue10_h8_foreign_file_without_the_key_gets_one_line_appended(node):
+    path = node.sysctl_d / '99-sysctl.conf'
+    path.write_text('net.ipv4.ip_forward = 1')  # no trailing newline
+    applied = node.run('conntrack_limit', {'max': 200000, 'persist_file': '/etc/sysctl.d/99-sysctl.conf'})
+    assert not applied.failed, applied.output
+    assert path.read_text() == 'net.ipv4.ip_forward = 1\nnet.netfilter.nf_conntrack_max = 200000\n'
+
+
+def test_issue10_n2_built_in_nf_conntrack_needs_no_module_load_file(node):
+    """This host's kernel has nf_conntrack built in (no /proc/modules): nothing to load at boot."""
+    assert not os.path.exists('/proc/modules'), 'this test expects a kernel without loadable modules'
+    modules_load = node.directory('/etc/modules-load.d')
+    applied = node.run('conntrack_limit', {'max': 'auto'})
+    assert not applied.failed, applied.output
+    assert applied['module_load'] == {'nf_conntrack': 'built_in', 'file': '/etc/modules-load.d/netmedic-nf_conntrack.conf',
+                                      'before': None, 'after': None}
+    assert os.listdir(modules_load) == []
+
+
+def test_issue13_drop_in_write_failure_restores_the_kernel_value(node):
+    """/etc/sysctl.d read-only: the kernel value was set first, then put back; the result says so."""
+    node.readonly('/etc/sysctl.d')
+    result = node.run('conntrack_limit', {'max': 200000})
+    assert result.failed
+    assert 'kernel value restored: net.netfilter.nf_conntrack_max = 65536' in result['msg'], result['msg']
+    assert result['changed'] is False
+    assert kernel(node) == 65536
+    assert dropin(node) is None

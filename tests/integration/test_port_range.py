@@ -134,3 +134,19 @@ def test_switching_method_warns_that_the_other_key_leaves_the_dropin(node):
     assert not result.failed, result.output
     assert any('no longer applied at boot' in w for w in result.get('warnings', []))
     assert (node.sysctl_d / DROPIN).read_text().count('= ') == 1
+
+
+def test_issue10_h8_foreign_persist_file_keeps_every_other_line(node):
+    """port_range with a file it does not own edits only ip_local_reserved_ports, keeps the rest, backs it up."""
+    foreign = ('# tuning by the platform team\nnet.ipv4.ip_forward = 1\n'
+               'net.ipv4.ip_local_reserved_ports = 10250\nfs.inotify.max_user_instances = 8192\n')
+    path = node.sysctl_d / '99-sysctl.conf'
+    path.write_text(foreign)
+    applied = node.run('port_range', {'persist_file': '/etc/sysctl.d/99-sysctl.conf'})
+    assert not applied.failed, applied.output
+    assert path.read_text() == foreign.replace('ports = 10250\n', 'ports = 10250,30000-32767\n')
+    assert applied['persist_mode'] == 'edit_owned_keys'
+    assert (node.sysctl_d / os.path.basename(applied['backups'][0]['path'])).read_text() == foreign
+    assert node.reserved.read_text().strip() == '10250,30000-32767'
+    again = node.run('port_range', {'persist_file': '/etc/sysctl.d/99-sysctl.conf'})
+    assert not again.failed and again['changed'] is False, again.output
