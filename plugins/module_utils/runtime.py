@@ -280,9 +280,9 @@ def resolve(runner, fs, name='auto', endpoint=None, preferred_cli='auto', namesp
     except ValueError as e:
         raise ResolveError(str(e), info)
     if cli is None:
-        wanted = preferred_cli if preferred_cli and preferred_cli != 'auto' else ' or '.join(clis_for(name, endpoint))
-        raise ResolveError('cannot list %s containers: %s is not installed, so the runtime\'s containers cannot be '
-                           'known' % (name, wanted), info)
+        wanted = [preferred_cli] if preferred_cli and preferred_cli != 'auto' else list(clis_for(name, endpoint))
+        raise ResolveError('cannot list %s containers: no CLI for %s is installed (%s), so the runtime\'s containers '
+                           'cannot be known' % (name, name, ', '.join(wanted)), info)
     info.update(cli=cli, endpoint=endpoint_path(endpoint) if endpoint else None,
                 namespace=namespace if cli == 'ctr' else None)
     return info

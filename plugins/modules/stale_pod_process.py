@@ -19,11 +19,22 @@ description:
     container the runtime does not list is stale. The ports each process holds are read from its own network
     namespace (C(/proc/<pid>/net/*) and its socket file descriptors - what C(nsenter -t PID --net netstat -anp)
     shows).
+  - The runtime is detected as M(netmedic.k8s.cni_ipam_gc) detects it (one shared function) - the kubelet's
+    C(--container-runtime-endpoint), else the one runtime socket present - unless O(runtime) names it. Docker behind
+    cri-dockerd is listed with C(crictl) through its CRI socket.
+  - CRI-O's own monitor, C(conmon), runs in the pod's cgroup as C(crio-conmon-<id>.scope); it is reported in
+    RV(monitors) and never signalled.
   - With O(state=killed) the stale processes are sent O(signal) and the module waits up to O(wait) seconds for them
-    to exit. Right before signalling it lists the runtime's containers again and re-reads each process (start time
-    and cgroup), so a process the runtime owns by then, or a PID reused meanwhile, is never signalled.
-  - Never acts when the runtime cannot be listed (an empty answer would make every process look stale), and never
-    touches a process without a container ID in its cgroup path (reported as RV(uncertain)).
+    to exit. Right before signalling it lists the runtime's containers again, opens a pidfd on each process and
+    only then re-reads it (start time and cgroup) - a process the runtime owns by then, or a PID reused meanwhile,
+    is never signalled, and the signal goes through the pidfd (C(pidfd_send_signal)), which cannot reach another
+    process. Where pidfds are unavailable (Python < 3.9 or Linux < 5.3) the module refuses to signal.
+  - Never acts when the runtime cannot be listed or does not answer within O(runtime_timeout) (an empty answer would
+    make every process look stale), and never touches a process without a container ID in its cgroup path
+    (reported as RV(uncertain)).
+  - Refuses (fails, nothing signalled, in check mode too) when the runtime lists no container at all, or when the
+    pod has stale-looking processes but none the runtime lists - not even the sandbox's pause process, which a live
+    pod always has. A wrong runtime, endpoint or namespace looks exactly like that.
 author:
   - netmedic maintainers (@netmedic)
 extends_documentation_fragment:
@@ -62,17 +73,30 @@ options:
     type: int
     default: 10
   runtime:
-    description: The container runtime.
+    description:
+      - The container runtime. V(auto) follows the kubelet's C(--container-runtime-endpoint) (command line, then
+        C(/var/lib/kubelet/config.yaml)), else the one runtime socket present; none, or several without a kubelet
+        setting, fails (set it).
     type: str
-    choices: [containerd, crio, docker]
-    default: containerd
+    choices: [auto, containerd, crio, docker]
+    default: auto
   runtime_endpoint:
-    description: The runtime's socket (path or C(unix://) URL); the CLI's default when not given.
+    description:
+      - The runtime's socket (path or C(unix://) URL). Default - the detected one, or the CLI's own default when
+        O(runtime) is set explicitly. A cri-dockerd socket is listed with C(crictl).
     type: str
   namespace:
     description: containerd namespace (Kubernetes uses C(k8s.io)).
     type: str
     default: k8s.io
+  runtime_timeout:
+    description:
+      - Seconds (1-600) one listing of the runtime may take, wall clock, all its commands together; the CLI and every
+        process it started are killed after that and the module fails, nothing signalled.
+    type: int
+    default: 30
+requirements:
+  - the container runtime's own CLI on the managed node (C(ctr) or C(crictl) for containerd, C(crictl) for CRI-O, C(docker)), which comes with the runtime
 seealso:
   - module: netmedic.k8s.node_network_facts
   - name: Catalog N-9
@@ -116,6 +140,17 @@ uncertain:
   type: list
   elements: dict
   sample: []
+monitors:
+  description: The runtime's own monitor processes in the pod's cgroup (CRI-O C(conmon)); never signalled.
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+runtime:
+  description: The runtime asked (C(name), C(source) of the detection, C(cli), C(endpoint), C(namespace)); null when it could not be chosen.
+  returned: always
+  type: dict
+  sample: {"name": "containerd", "source": "socket", "cli": "ctr", "endpoint": "/run/containerd/containerd.sock", "namespace": "k8s.io"}
 signalled:
   description: PIDs that were (in check mode, would be) signalled.
   returned: always
@@ -123,7 +158,7 @@ signalled:
   elements: int
   sample: [4242]
 runtime_containers:
-  description: Number of sandboxes and containers the runtime listed.
+  description: Number of sandboxes and containers the runtime listed (null when it could not be listed).
   returned: always
   type: int
   sample: 12
@@ -151,134 +186,58 @@ backups:
   sample: []
 """
 
-import os
-import signal
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import podproc, runtime
+from ansible_collections.netmedic.k8s.plugins.module_utils import podproc
+from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
 
-SIGNALS = {'TERM': signal.SIGTERM, 'KILL': signal.SIGKILL}
-
-
-def _view(proc):
-    keys = ('pid', 'comm', 'cmdline', 'container_id', 'cgroup', 'sockets')
-    return {k: proc.get(k) for k in keys}
-
-
-def _live_ids(module, runner, p):
-    cli = runtime.choose_cli(p['runtime'], runner.which)
-    if cli is None:
-        raise runtime.ListingError('no CLI for %s is installed (%s)' % (p['runtime'], ', '.join(runtime.LIST_CLIS[p['runtime']])))
-    return runtime.list_live_ids(runner, p['runtime'], cli, p['runtime_endpoint'], p['namespace'])['ids']
+ARGUMENT_SPEC = dict(
+    pod_uid=dict(type='str', required=True),
+    port=dict(type='int'),
+    state=dict(type='str', choices=['report', 'killed'], default='report'),
+    signal=dict(type='str', choices=['TERM', 'KILL'], default='TERM'),
+    wait=dict(type='int', default=10),
+    runtime=dict(type='str', choices=['auto', 'containerd', 'crio', 'docker'], default='auto'),
+    runtime_endpoint=dict(type='str'),
+    namespace=dict(type='str', default='k8s.io'),
+    runtime_timeout=dict(type='int', default=podproc.DEFAULT_RUNTIME_TIMEOUT),
+)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            pod_uid=dict(type='str', required=True),
-            port=dict(type='int'),
-            state=dict(type='str', choices=['report', 'killed'], default='report'),
-            signal=dict(type='str', choices=['TERM', 'KILL'], default='TERM'),
-            wait=dict(type='int', default=10),
-            runtime=dict(type='str', choices=['containerd', 'crio', 'docker'], default='containerd'),
-            runtime_endpoint=dict(type='str'),
-            namespace=dict(type='str', default='k8s.io'),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     result = Result(module, ['N-9'])
-
-    # 1. Validate input before reading or touching anything.
     try:
-        uid = podproc.validate_uid(p['pod_uid'])
-        if p['port'] is not None and not 1 <= p['port'] <= 65535:
-            raise podproc.PodProcError('port must be between 1 and 65535, got %d' % p['port'])
-        if not 0 <= p['wait'] <= 300:
-            raise podproc.PodProcError('wait must be between 0 and 300 seconds, got %d' % p['wait'])
-        if p['runtime_endpoint'] and runtime.endpoint_path(p['runtime_endpoint']) is None:
-            raise podproc.PodProcError('runtime_endpoint %r is not a unix socket path or unix:// URL' % p['runtime_endpoint'])
+        podproc.validate(module.params)
     except podproc.PodProcError as e:
         module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
-
-    # 2. Read: the pod's processes first, then the runtime's list (a container created in between is listed).
-    runner = Runner(module)
-    processes = podproc.scan(uid)
     try:
-        live = _live_ids(module, runner, p)
-    except runtime.ListingError as e:
-        module.fail_json(msg='%s; without the runtime\'s list no process can be called stale (nothing was changed)' % e, changed=False)
-    groups = podproc.classify(processes, live)
-    for proc in groups['stale'] + groups['owned']:
-        proc['sockets'] = podproc.sockets_of(proc['pid'])
-    for proc in groups['uncertain']:
-        proc['sockets'] = []
-    stale = groups['stale']
-    if p['port'] is not None:
-        stale = [s for s in stale if any(sock['port'] == p['port'] for sock in s['sockets'])]
-
-    # 3. Plan (pure): the stale processes, when asked to.
-    targets = stale if p['state'] == 'killed' else []
-    result.before = {'stale': [s['pid'] for s in stale]}
-    result.after = {'stale': [s['pid'] for s in stale if s not in targets]}
-    result.add_diff(result.before, result.after, 'stale processes of pod %s' % uid)
-    result.extra.update({
-        'stale': [_view(s) for s in stale],
-        'owned': [_view(s) for s in groups['owned']],
-        'uncertain': [_view(s) for s in groups['uncertain']],
-        'signalled': [s['pid'] for s in targets],
-        'runtime_containers': len(live),
-    })
-    if groups['uncertain']:
-        result.warn('%d process(es) of the pod have no container ID in their cgroup path and are left alone: %s'
-                    % (len(groups['uncertain']), [s['pid'] for s in groups['uncertain']]))
-    if stale and p['state'] == 'report':
-        result.warn('%d process(es) of pod %s belong to containers the runtime does not know: %s (state=killed stops them)'
-                    % (len(stale), uid, ', '.join('%d %s' % (s['pid'], s['comm']) for s in stale)))
-
-    if module.check_mode or not result.changed:
-        result.exit()
-
-    # 4. Apply, re-checking the runtime and each process right before the signal.
-    try:
-        live_now = _live_ids(module, runner, p)
-    except runtime.ListingError as e:
-        result.changed = False
-        result.fail('%s; nothing was signalled' % e)
-    sent = []
-    for proc in targets:
-        now = podproc.process(proc['pid'])
-        if proc['container_id'] in live_now or not podproc.same_process(proc, now):
-            result.warn('pid %d was not signalled: it exited, was reused, or its container is listed now' % proc['pid'])
-            continue
-        try:
-            os.kill(proc['pid'], SIGNALS[p['signal']])
-            sent.append(proc)
-        except OSError as e:
-            result.warn('pid %d: %s' % (proc['pid'], e))
-    result.extra['signalled'] = [s['pid'] for s in sent]
-    result.changed = bool(sent)
-
-    # 5. Verify: wait for them to exit, then re-scan.
-    deadline = time.time() + p['wait']
-    while True:
-        alive = [s for s in sent if podproc.same_process(s, podproc.process(s['pid']))]
-        if not alive or time.time() >= deadline:
-            break
-        time.sleep(0.2)
-    remaining = podproc.classify(podproc.scan(uid), live_now)['stale']
-    if p['port'] is not None:
-        for proc in remaining:
-            proc['sockets'] = podproc.sockets_of(proc['pid'])
-        remaining = [s for s in remaining if any(sock['port'] == p['port'] for sock in s['sockets'])]
-    result.after = {'stale': [s['pid'] for s in remaining]}
-    if alive:
-        result.fail('still running %d s after SIG%s: %s (signal=KILL forces them)'
-                    % (p['wait'], p['signal'], ', '.join('%d %s' % (s['pid'], s['comm']) for s in alive)))
+        data = podproc.run_stale(Runner(module), module.params, module.check_mode, HostFS('/'))
+        failed = None
+    except podproc.StaleError as e:
+        data, failed = e.data, e.msg
+        result.changed = e.changed
+    for msg in data.pop('warnings', []):
+        result.warn(msg)
+    result.before = data.pop('before', {'stale': []})
+    result.after = data.pop('after', {'stale': []})
+    changed = data.pop('changed', result.changed)
+    if module.check_mode:
+        changed = bool(changed) and failed is None
+    else:
+        changed = bool(data.get('signalled'))
+    if changed:
+        result.add_diff(result.before, result.after, 'stale processes of pod %s' % module.params['pod_uid'])
+    result.changed = changed
+    for key in ('stale', 'owned', 'uncertain', 'monitors', 'signalled'):
+        data.setdefault(key, [])
+    data.setdefault('runtime_containers', None)
+    data.setdefault('runtime', None)
+    result.extra.update(data)
+    if failed:
+        result.fail(failed)
     result.exit()
 
 

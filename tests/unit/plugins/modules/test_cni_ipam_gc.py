@@ -156,7 +156,7 @@ def test_runtime_down_fails_and_removes_nothing(gcnode, make_runner, stem):
 
 def test_ctr_missing_fails(gcnode, make_runner):
     runner = make_runner(binaries={}, replies={})
-    with pytest.raises(cni_ipam_gc.GCError, match='ctr or crictl is not installed'):
+    with pytest.raises(cni_ipam_gc.GCError, match=r'no CLI for containerd is installed \(ctr, crictl\)'):
         gc(gcnode, runner)
     assert runner.fake.calls == []
 
