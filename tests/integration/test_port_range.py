@@ -129,7 +129,10 @@ def test_bad_input_fails_before_any_change(node, args, words):
 
 
 def test_switching_method_warns_that_the_other_key_leaves_the_dropin(node):
-    (node.sysctl_d / DROPIN).write_text('net.ipv4.ip_local_reserved_ports = 10250,30000-32767\n')
+    # A drop-in an earlier port_range run wrote (its header): regenerated whole. A file without
+    # the header would only have the key edited in place (issue 10 hole 8, test below).
+    (node.sysctl_d / DROPIN).write_text('# Managed by netmedic.k8s (port_range); catalog N-3.\n'
+                                        'net.ipv4.ip_local_reserved_ports = 10250,30000-32767\n')
     result = node.run('port_range', {'method': 'move'})
     assert not result.failed, result.output
     assert any('no longer applied at boot' in w for w in result.get('warnings', []))

@@ -165,3 +165,38 @@ def test_persisted_value_survives_a_real_reboot(node, lab_reset, run_module, ssh
         assert not again.failed and again['changed'] is False, again.output
     finally:
         lab_reset()  # leave no rebooted node behind for the next test
+
+
+MODULES_LOAD = '/etc/modules-load.d/netmedic-nf_conntrack.conf'
+
+
+def test_issue10_n2_module_load_persisted_and_value_survives_a_real_reboot_without_hand_made_files(
+        node, lab_reset, run_module, ssh):
+    """N-2 end to end: only the module writes files; after a real reboot the limit is back.
+
+    On the lab's Debian kernel nf_conntrack is a loadable module; nothing else on the node
+    loads it at boot (asserted first), so the value can only come back if the module's own
+    modules-load.d file loads it before systemd-sysctl applies the drop-in.
+    """
+    listed = ssh(node, 'grep -rlsw -e nf_conntrack -e nf-conntrack /etc/modules-load.d /run/modules-load.d '
+                       '/usr/lib/modules-load.d /lib/modules-load.d /etc/modules || true').stdout.split()
+    assert listed == [], f'something else loads nf_conntrack at boot, the test would prove nothing: {listed}'
+    assert ssh(node, 'grep -c "^nf_conntrack " /proc/modules').stdout.strip() == '1'
+    start = read_state(ssh, node)
+    target = start.kernel * 2 + 7
+    try:
+        res = run_module(node, 'conntrack_limit', {'max': target})
+        assert not res.failed, res.output
+        assert res['module_load'] == {'nf_conntrack': 'module', 'file': MODULES_LOAD, 'before': [], 'after': ['nf_conntrack']}
+        assert ssh(node, f'grep -x nf_conntrack {MODULES_LOAD}').stdout.strip() == 'nf_conntrack'
+
+        reboot = run_module(node, 'ansible.builtin.reboot', {'reboot_timeout': 600, 'msg': 'netmedic N-2 reboot test'}, timeout=900)
+        assert not reboot.failed, reboot.output
+        now, text, boot_after = read_state(ssh, node)
+        assert boot_after != start.boot_id, 'the node did not really reboot (same boot_id)'
+        assert now == target, f'after reboot {KEY} is {now}, expected the persisted {target}'
+        assert persisted(text) == target
+        again = run_module(node, 'conntrack_limit', {'max': target})
+        assert not again.failed and again['changed'] is False, again.output
+    finally:
+        lab_reset()
