@@ -23,8 +23,10 @@ description:
     JSON (the published example carries C(#) comments and a trailing comma) fails with the parser's position and
     nothing is written.
   - The previous data is returned (RV(backups)) and, with O(backup=true), kept in a new ConfigMap
-    C(<name>-netmedic-backup-<timestamp>) first. Writes use the resourceVersion; on HTTP 409 the ConfigMap is read
-    again and the edit re-planned, up to three times; the stored object is read back and must need no further change.
+    C(<name>-netmedic-backup-<timestamp>) first. The write carries the resourceVersion of the object that was backed
+    up; on HTTP 409 the ConfigMap is read again, the edit re-planned and the backup ConfigMap overwritten with the fresh
+    data (so it always holds what the write replaced), up to three times; the stored object is read back and must need
+    no further change.
   - Flannel reads the file at start-up; restart its pods afterwards (the seed's C(-l app=flannel); the DaemonSets are
     named in RV(restart_needed)) with M(netmedic.k8s.daemonset_restart). For N-7, the node steps (drain, remove C(/etc/cni/) and C(/var/lib/cni/),
     reboot) follow one node at a time.
@@ -143,13 +145,17 @@ configmap:
     after: {"form": "conflist", "cniVersion": "0.3.1", "hairpinMode": null, "dataDir": null, "ipam.type": null, "ipam.dataDir": null}
     resource_version: "1234"
 backups:
-  description: The previous data of the ConfigMap when it changed, and the backup ConfigMap when O(backup=true).
+  description:
+    - The previous data of the ConfigMap when it changed, and the backup ConfigMap when O(backup=true).
+    - C(resource_version) is the version that was backed up and replaced (also the backup's
+      C(netmedic.k8s/resource-version) annotation).
   returned: always
   type: list
   elements: dict
   sample:
     - of: kube-system/kube-flannel-cfg
       configmap: kube-system/kube-flannel-cfg-netmedic-backup-20261125t201500z
+      resource_version: "1233"
       data: {"cni-conf.json": "{\n  \"name\": \"cb0\",\n ...", "net-conf.json": "..."}
 restart_needed:
   description:
@@ -169,10 +175,10 @@ catalog:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import configmap_edit as cme
 from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
 from ansible_collections.netmedic.k8s.plugins.module_utils import flannel as fl
 from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 SETTINGS = ('cni_version', 'hairpin_mode', 'ipam_data_dir', 'flannel_data_dir')
@@ -213,45 +219,50 @@ def main():
         data[p['key']] = new_text
         return data, changes
 
+    planner = edit.data_planner(plan_data)
+
+    def report(state):
+        """Diff and result entry for an edit state (again after a 409 re-planned it)."""
+        old, new = state['object'].get('data') or {}, state['planned'].get('data') or {}
+        result.diffs = []
+        edit.data_diff(result, old, new, 'ConfigMap %s/%s' % (p['namespace'], p['name']))
+        entry = {'name': '%s/%s' % (p['namespace'], p['name']), 'changed': bool(state['changes']),
+                 'changes': state['changes'], 'before': fl.summary(old[p['key']]), 'after': fl.summary(new[p['key']]),
+                 'resource_version': state['object']['metadata'].get('resourceVersion')}
+        result.extra['configmap'] = entry
+        result.before, result.after = entry['before'], entry['after']
+        return entry
+
     # 2. Read and plan.
     try:
         cluster = k8s_client.Cluster(p)
-        cm, old, new, changes = cme.plan_configmap(cluster, p['namespace'], p['name'], plan_data)
-        before = fl.summary(old[p['key']])
+        state = edit.prepare(cluster, 'ConfigMap', p['namespace'], p['name'], planner)
         daemonsets = dsu.names_by_pod_label(k8s_client.list_objects(cluster, 'DaemonSet', p['namespace']), *fl.POD_LABEL)
     except fl.FlannelError as e:
         module.fail_json(msg='ConfigMap %s/%s: %s (nothing was changed)' % (p['namespace'], p['name'], e), changed=False)
     except k8s_client.K8sError as e:
         module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False)
-
-    cme.data_diff(result, old, new, 'ConfigMap %s/%s' % (p['namespace'], p['name']))
-    entry = {'name': '%s/%s' % (p['namespace'], p['name']), 'changed': bool(changes), 'changes': changes,
-             'before': before, 'after': fl.summary(new[p['key']]), 'resource_version': cm.metadata.resource_version}
-    result.extra['configmap'] = entry
-    result.before, result.after = entry['before'], entry['after']
-    if changes:
-        result.extra['restart_needed'] = daemonsets
-        if not daemonsets:
-            result.warn('no DaemonSet with pod label app=flannel in %s; restart the Flannel pods by hand' % p['namespace'])
-
-    # 3. Check mode / nothing to do.
-    if module.check_mode or not changes:
-        if changes:
-            try:
-                cme.dry_run(cluster, cm, new)
-            except k8s_client.K8sError as e:
-                module.fail_json(msg='the API server rejected the planned change (dry run, nothing written): %s' % e.msg, changed=False)
+    report(state)
+    if not state['changes']:
         result.exit()
+    result.extra['restart_needed'] = daemonsets
+    if not daemonsets:
+        result.warn('no DaemonSet with pod label app=flannel in %s; restart the Flannel pods by hand' % p['namespace'])
 
-    # 4. Back up, write, verify.
+    # 3. Dry run (check mode stops there), back up, write with the read's resourceVersion, verify.
     try:
-        stored = cme.apply(cluster, cm, old, plan_data, p['backup'], result)
-    except cme.EditFailed as e:
+        state = edit.run(cluster, state, planner, check_mode=module.check_mode, backup=p['backup'], backups=result.backups,
+                         describe=lambda cm: {'data': dict(cm.get('data') or {})})
+    except edit.EditFailed as e:
         result.changed = e.changed
         result.fail(e.msg)
-    entry['after'] = fl.summary(stored.data[p['key']])
-    entry['resource_version'] = stored.metadata.resource_version
-    result.after = entry['after']
+    entry = report(state)
+    result.changed = state['changed']
+    if not state['changed']:
+        result.extra['restart_needed'] = []
+    elif not module.check_mode:
+        entry['after'] = result.after = fl.summary(state['stored']['data'][p['key']])
+        entry['resource_version'] = state['stored']['metadata'].get('resourceVersion')
     result.exit()
 
 

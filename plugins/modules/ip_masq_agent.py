@@ -20,9 +20,10 @@ description:
   - The flag is refused for an agent image older than 2.11, or whose tag carries no version, unless O(image) upgrades
     it in the same change or O(allow_old_agent=true).
   - The DaemonSet as it was is returned (RV(backups)) and, with O(backup=true), kept in a new ConfigMap
-    C(<name>-netmedic-backup-<timestamp>) (key C(daemonset.json)) first. Writes use the resourceVersion; on HTTP 409
-    the DaemonSet is read again and the edit re-planned, up to three times; it is read back and must need no further
-    change.
+    C(<name>-netmedic-backup-<timestamp>) (key C(daemonset.json)) first. The write carries the resourceVersion of the
+    object that was backed up; on HTTP 409 the DaemonSet is read again, the edit re-planned and the backup ConfigMap
+    overwritten with the fresh object (so it always holds what the write replaced), up to three times; it is read back
+    and must need no further change.
   - Changing the pod template makes the DaemonSet controller replace the agent pods according to its update strategy
     (RollingUpdate); RV(rollout) says so.
 author:
@@ -133,13 +134,17 @@ daemonset:
             "version": "v2.11.0"}
     resource_version: "1234"
 backups:
-  description: The previous image and args, and the backup ConfigMap holding the whole DaemonSet when O(backup=true).
+  description:
+    - The previous image and args, and the backup ConfigMap holding the whole DaemonSet when O(backup=true).
+    - C(resource_version) is the version that was backed up and replaced (also the backup's
+      C(netmedic.k8s/resource-version) annotation).
   returned: always
   type: list
   elements: dict
   sample:
     - of: kube-system/ip-masq-agent
       configmap: kube-system/ip-masq-agent-netmedic-backup-20261125t201500z
+      resource_version: "1233"
       image: registry.k8s.io/networking/ip-masq-agent:v2.11.0
       args: ["--masq-chain=IP-MASQ"]
 rollout:
@@ -155,17 +160,12 @@ catalog:
   sample: ["C-4"]
 """
 
-import datetime
-import json
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import ip_masq as im
 from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
-from ansible_collections.netmedic.k8s.plugins.module_utils.configmap_edit import BACKUP_LABEL, backup_name
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
-
-_STRIP = ('resourceVersion', 'uid', 'creationTimestamp', 'generation', 'managedFields', 'selfLink')
 
 
 def _text(facts):
@@ -193,77 +193,54 @@ def main():
     if p['image'] is not None and (not p['image'].strip() or any(c.isspace() for c in p['image'])):
         module.fail_json(msg='invalid image %r (nothing was changed)' % p['image'], changed=False)
 
-    def edit(ds):
+    def planner(ds):
         new, changes, facts = im.plan(ds, p['random_fully'], p['container'], p['image'])
         if changes and not p['allow_old_agent']:
             problem = im.version_problem(facts['image'])
             if problem:
                 raise im.MasqError('%s; upgrade it (image=...) or set allow_old_agent=true' % problem)
-        return new
+        return new, changes
+
+    def facts(ds):
+        found = im.container_facts(im.pick_container(ds, p['container']))
+        return {'image': found['image'], 'args': found['args'], 'version': found['version']}
+
+    def report(state):
+        """Diff and result entry for an edit state (again after a 409 re-planned it)."""
+        before, after = facts(state['object']), facts(state['planned'])
+        container = im.pick_container(state['object'], p['container'])['name']
+        result.diffs = []
+        result.add_diff(_text(before), _text(after), 'DaemonSet %s container %s' % (where, container))
+        entry = {'name': where, 'container': container, 'changed': bool(state['changes']), 'changes': state['changes'],
+                 'before': before, 'after': after, 'resource_version': state['object']['metadata'].get('resourceVersion')}
+        result.extra['daemonset'] = entry
+        result.extra['rollout'] = bool(state['changes'])
+        result.before, result.after = before, after
+        return entry
 
     try:
         cluster = k8s_client.Cluster(p)
-        ds = k8s_client.get_object(cluster, 'DaemonSet', p['namespace'], p['name'])
-        if ds is None:
-            module.fail_json(msg='DaemonSet %s not found (nothing was changed)' % where, changed=False)
-        before = im.container_facts(im.pick_container(ds, p['container']))
-        before.pop('container')
-        _new, changes, after = im.plan(ds, p['random_fully'], p['container'], p['image'])
-        edit(ds)
+        state = edit.prepare(cluster, 'DaemonSet', p['namespace'], p['name'], planner)
+        report(state)
     except im.MasqError as e:
         module.fail_json(msg='DaemonSet %s: %s (nothing was changed)' % (where, e), changed=False)
     except k8s_client.K8sError as e:
         module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False)
-
-    after = {'image': after['image'], 'args': after['args'], 'version': after['version']}
-    result.add_diff(_text(before), _text(after), 'DaemonSet %s container %s' % (where, im.pick_container(ds, p['container'])['name']))
-    entry = {'name': where, 'container': im.pick_container(ds, p['container'])['name'], 'changed': bool(changes),
-             'changes': changes, 'before': before, 'after': after, 'resource_version': ds['metadata'].get('resourceVersion')}
-    result.extra['daemonset'] = entry
-    result.before, result.after = before, after
-    result.extra['rollout'] = bool(changes)
-
-    if module.check_mode or not changes:
-        if changes:
-            try:
-                k8s_client.update_daemonset(cluster, p['namespace'], p['name'], edit, dry_run=True)
-            except (k8s_client.K8sError, im.MasqError) as e:
-                module.fail_json(msg='the API server rejected the planned change (dry run, nothing written): %s'
-                                     % (e.msg if isinstance(e, k8s_client.K8sError) else e), changed=False)
+    if not state['changes']:
         result.exit()
 
-    backup = {'of': where, 'image': before['image'], 'args': before['args']}
+    # Dry run (check mode stops there), back up the whole DaemonSet, write with the read's resourceVersion, verify.
     try:
-        if p['backup']:
-            now = datetime.datetime.now(datetime.timezone.utc)
-            saved = json.loads(json.dumps(ds))
-            saved.pop('status', None)
-            for key in _STRIP:
-                saved['metadata'].pop(key, None)
-            bname = backup_name(p['name'], now)
-            cluster.create_configmap(p['namespace'], {
-                'apiVersion': 'v1', 'kind': 'ConfigMap',
-                'metadata': {'name': bname, 'namespace': p['namespace'],
-                             'labels': {'app.kubernetes.io/managed-by': 'netmedic', BACKUP_LABEL: p['name']},
-                             'annotations': {'netmedic.k8s/resource-version': str(ds['metadata'].get('resourceVersion'))}},
-                'data': {'daemonset.json': json.dumps(saved, indent=2, sort_keys=True) + '\n'},
-            })
-            backup['configmap'] = '%s/%s' % (p['namespace'], bname)
-        result.backups.append(backup)
-        k8s_client.update_daemonset(cluster, p['namespace'], p['name'], edit)
-        stored = k8s_client.get_object(cluster, 'DaemonSet', p['namespace'], p['name'])
-        if stored is None:
-            raise k8s_client.K8sError('DaemonSet %s disappeared after the write' % where)
-        _same, left, now_facts = im.plan(stored, p['random_fully'], p['container'], p['image'])
-        if left:
-            raise k8s_client.K8sError('DaemonSet %s does not show the change after writing it' % where)
-    except (k8s_client.K8sError, im.MasqError) as e:
-        result.changed = bool(result.backups and p['backup'])
-        msg = e.msg if isinstance(e, k8s_client.K8sError) else str(e)
-        result.fail('DaemonSet %s: %s. Backup: %s' % (where, msg, backup.get('configmap', 'returned data only')))
-    entry['after'] = {'image': now_facts['image'], 'args': now_facts['args'], 'version': now_facts['version']}
-    entry['resource_version'] = stored['metadata'].get('resourceVersion')
-    result.after = entry['after']
+        state = edit.run(cluster, state, planner, check_mode=module.check_mode, backup=p['backup'], backups=result.backups,
+                         describe=lambda ds: {'image': facts(ds)['image'], 'args': facts(ds)['args']})
+    except edit.EditFailed as e:
+        result.changed = e.changed
+        result.fail(e.msg)
+    entry = report(state)
+    result.changed = result.extra['rollout'] = state['changed']
+    if state['changed'] and not module.check_mode:
+        entry['after'] = result.after = facts(state['stored'])
+        entry['resource_version'] = state['stored']['metadata'].get('resourceVersion')
     result.exit()
 
 

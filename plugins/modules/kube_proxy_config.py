@@ -26,8 +26,11 @@ description:
     1.18 is refused (kube-proxy there has no such field; use C(netmedic.k8s.ipvs_timeouts), catalog N-5).
   - The previous data is returned (RV(backups)) and, with O(backup=true), also kept in a new ConfigMap
     C(<name>-netmedic-backup-<timestamp>) in the same namespace before the change.
-  - Writes use the object's C(resourceVersion); when another writer got there first (HTTP 409) the
-    ConfigMap is read again and the edit re-planned, up to three times.
+  - Every planned ConfigMap passes a server-side dry run before any is written. Each write carries the
+    C(resourceVersion) of the object that was backed up; when another writer got there first (HTTP 409) the
+    ConfigMap is read again, the edit re-planned and the backup ConfigMap overwritten with the fresh data (so it
+    always holds what the write replaced), up to three times; the stored object is read back and must need no
+    further change.
   - kube-proxy reads the file only at start-up. This module does not restart it; the result says which
     DaemonSets need a restart (RV(restart_needed)), which C(netmedic.k8s.daemonset_restart) (catalog C-7)
     does with log verification.
@@ -151,13 +154,17 @@ configmaps:
       after: {"mode": "ipvs", "ipvs.scheduler": "lc"}
       resource_version: "1234"
 backups:
-  description: The previous data of every changed ConfigMap, and the backup ConfigMap when O(backup=true).
+  description:
+    - The previous data of every changed ConfigMap, and the backup ConfigMap when O(backup=true).
+    - C(resource_version) is the version that was backed up and replaced (also the backup's
+      C(netmedic.k8s/resource-version) annotation).
   returned: always
   type: list
   elements: dict
   sample:
     - of: kube-system/kube-proxy-worker
-      configmap: kube-system/kube-proxy-worker-netmedic-backup-20261123T101500Z
+      configmap: kube-system/kube-proxy-worker-netmedic-backup-20261123t101500z
+      resource_version: "1233"
       data: {"config.conf": "apiVersion: kubeproxy.config.k8s.io/v1alpha1\n..."}
 restart_needed:
   description: DaemonSets whose pods must be recreated for the change to take effect (same names as the ConfigMaps).
@@ -178,35 +185,27 @@ catalog:
   sample: ["C-0", "C-1", "C-2", "C-3"]
 """
 
-import datetime
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils import kube_proxy as kp
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 from ansible_collections.netmedic.k8s.plugins.module_utils.versions import Version, VersionError
 
-BACKUP_LABEL = 'netmedic.k8s/backup-of'
 
+def _planner(settings, key, namespace, name):
+    """The edit service's planner for one ConfigMap (module_utils/k8s/edit.py); a 409 re-plans on fresh data."""
 
-def _editor(settings, key, namespace, name, seen):
-    """The read-modify-write step for update_configmap_data; records the data it was given in ``seen``."""
-
-    def edit(data):
-        seen['data'] = dict(data)
+    def plan_data(data):
         fresh = data.get(key)
         if fresh is None:
-            raise k8s_client.K8sError('key %r disappeared from ConfigMap %s/%s' % (key, namespace, name))
-        planned, _changes = kp.plan(fresh, settings)
+            raise kp.ConfigError('key %r disappeared from ConfigMap %s/%s' % (key, namespace, name))
+        planned, changes = kp.plan(fresh, settings)
         data[key] = planned
-        return data
+        return data, changes
 
-    return edit
-
-
-def _backup_name(name, now):
-    return '%s-netmedic-backup-%s' % (name, now.strftime('%Y%m%dt%H%M%Sz'))
+    return edit.data_planner(plan_data)
 
 
 def main():
@@ -250,7 +249,7 @@ def main():
         names = p['names'] or kp.CONFIGMAP_NAMES
         found = []
         for name in names:
-            cm = cluster.get_configmap(p['namespace'], name)
+            cm = cluster.get('ConfigMap', p['namespace'], name)
             if cm is None:
                 if p['names']:
                     module.fail_json(msg='ConfigMap %s/%s not found (nothing was changed)' % (p['namespace'], name), changed=False)
@@ -261,87 +260,64 @@ def main():
                                  % (p['namespace'], ', '.join(names)), changed=False)
         plans = []
         for cm in found:
-            text = (cm.data or {}).get(p['key'])
+            text = (cm.get('data') or {}).get(p['key'])
             if text is None:
-                module.fail_json(msg='ConfigMap %s/%s has no key %r (nothing was changed)' % (p['namespace'], cm.metadata.name, p['key']),
+                module.fail_json(msg='ConfigMap %s/%s has no key %r (nothing was changed)' % (p['namespace'], cm['metadata']['name'], p['key']),
                                  changed=False)
             try:
                 new_text, changes = kp.plan(text, p['settings'])
                 before = kp.summary(text)
             except kp.ConfigError as e:
-                module.fail_json(msg='ConfigMap %s/%s: %s (nothing was changed)' % (p['namespace'], cm.metadata.name, e), changed=False)
+                module.fail_json(msg='ConfigMap %s/%s: %s (nothing was changed)' % (p['namespace'], cm['metadata']['name'], e), changed=False)
             plans.append((cm, text, new_text, changes, before))
     except k8s_client.K8sError as e:
         module.fail_json(msg=e.msg, changed=False)
 
     entries = []
     for cm, text, new_text, changes, before in plans:
-        name = cm.metadata.name
+        name = cm['metadata']['name']
         result.add_diff(text, new_text, 'ConfigMap %s/%s %s' % (p['namespace'], name, p['key']))
         entries.append({'name': name, 'changed': bool(changes), 'changes': changes, 'before': before,
-                        'after': kp.summary(new_text), 'resource_version': cm.metadata.resource_version})
+                        'after': kp.summary(new_text), 'resource_version': cm['metadata'].get('resourceVersion')})
     result.extra.update({'configmaps': entries, 'cluster_version': version,
                          'restart_needed': [e['name'] for e in entries if e['changed']]})
     result.before = {e['name']: e['before'] for e in entries}
     result.after = {e['name']: e['after'] for e in entries}
 
-    # 3. Check mode: let the API server validate the planned objects, store nothing.
-    if module.check_mode or not result.changed:
-        try:
-            for cm, _text, new_text, changes, _before in plans:
-                if changes:
-                    cm.data = dict(cm.data)
-                    cm.data[p['key']] = new_text
-                    cluster.replace_configmap(cm, dry_run=True)
-        except k8s_client.K8sError as e:
-            module.fail_json(msg='the API server rejected the planned change (dry run, nothing written): %s' % e.msg, changed=False)
+    # 3. Every planned ConfigMap goes through the API server's dry run before any is written (check mode
+    #    stops there). Then, one at a time, the edit service backs it up, writes it with the resourceVersion
+    #    of what it backed up (a 409 re-reads, re-plans and re-backs-up) and reads it back.
+    if not result.changed:
+        result.exit()
+    states = []
+    try:
+        for cm, _text, _new_text, changes, _before in plans:
+            if changes:
+                name = cm['metadata']['name']
+                planner = _planner(p['settings'], p['key'], p['namespace'], name)
+                state = edit.plan_object(cm, planner, 'ConfigMap', p['namespace'], name)
+                states.append((planner, edit.run(cluster, state, planner, check_mode=True)))
+    except edit.EditFailed as e:
+        module.fail_json(msg=e.msg, changed=False)
+    if module.check_mode:
         result.exit()
 
-    # 4. Apply: back up, then write with optimistic concurrency, then read back.
-    now = datetime.datetime.now(datetime.timezone.utc)
     done = []
-    for entry, (cm, _text, _new_text, changes, _before) in zip(entries, plans):
-        if not changes:
-            continue
-        name = cm.metadata.name
+    by_name = {e['name']: e for e in entries}
+    for planner, planned in states:
         try:
-            backup = {'of': '%s/%s' % (p['namespace'], name), 'data': dict(cm.data or {})}
-            if p['backup']:
-                bname = _backup_name(name, now)
-                cluster.create_configmap(p['namespace'], {
-                    'apiVersion': 'v1', 'kind': 'ConfigMap',
-                    'metadata': {'name': bname, 'namespace': p['namespace'],
-                                 'labels': {'app.kubernetes.io/managed-by': 'netmedic', BACKUP_LABEL: name},
-                                 'annotations': {'netmedic.k8s/resource-version': str(cm.metadata.resource_version)}},
-                    'data': dict(cm.data or {}),
-                })
-                backup['configmap'] = '%s/%s' % (p['namespace'], bname)
-            result.backups.append(backup)
-
-            seen = {}
-            edit = _editor(p['settings'], p['key'], p['namespace'], name, seen)
-            _old, _new, _written = k8s_client.update_configmap_data(cluster, p['namespace'], name, edit)
-            if seen.get('data') is not None and seen['data'] != backup['data']:
-                # Someone wrote the ConfigMap between our read and our write (409, re-planned on the
-                # fresh data): what was replaced is the fresh data, so that is what the backup must hold.
-                backup['data'] = seen['data']
-                if backup.get('configmap'):
-                    cluster.replace_configmap_data(p['namespace'], backup['configmap'].split('/', 1)[1], seen['data'])
-            check = cluster.get_configmap(p['namespace'], name)
-            now_text = (check.data or {}).get(p['key']) if check is not None else None
-            if now_text is None or any(kp.get_path(kp.load(now_text), c['path']) != c['after'] for c in changes):
-                raise k8s_client.K8sError('ConfigMap %s/%s does not show the change after writing it' % (p['namespace'], name))
-            entry['after'] = kp.summary(now_text)
-            entry['resource_version'] = check.metadata.resource_version
-            done.append(name)
-        except (k8s_client.K8sError, kp.ConfigError) as e:
-            msg = e.msg if isinstance(e, k8s_client.K8sError) else str(e)
-            result.changed = bool(done) or bool(result.backups and p['backup'])
-            result.fail('ConfigMap %s/%s: %s. Already changed: %s; backups: %s'
-                        % (p['namespace'], name, msg, ', '.join(done) or 'none',
-                           ', '.join(b.get('configmap', '(returned data)') for b in result.backups) or 'none'))
+            state = edit.run(cluster, planned, planner, backup=p['backup'], backups=result.backups,
+                             describe=lambda obj: {'data': dict(obj.get('data') or {})})
+        except edit.EditFailed as e:
+            result.changed = bool(done) or e.changed
+            result.fail('%s. Already changed: %s' % (e.msg, ', '.join(done) or 'none'))
+        if state['changed']:
+            entry = by_name[state['name']]
+            entry['after'] = result.after[state['name']] = kp.summary(state['stored']['data'][p['key']])
+            entry['resource_version'] = state['stored']['metadata'].get('resourceVersion')
+            done.append(state['name'])
+    result.changed = bool(done)
     result.exit()
-
 
 if __name__ == '__main__':
     main()

@@ -23,8 +23,10 @@ description:
     those IPs need the toleration and the node selector C(terway-config=eni-config-fixed); this module does not label
     or taint nodes.
   - The previous data is returned (RV(backups)) and, with O(backup=true), kept in a new ConfigMap
-    C(<name>-netmedic-backup-<timestamp>) first. Writes use the resourceVersion; on HTTP 409 the ConfigMap is read
-    again and the edit re-planned, up to three times; the stored object is read back and must need no further change.
+    C(<name>-netmedic-backup-<timestamp>) first. The write carries the resourceVersion of the object that was backed
+    up; on HTTP 409 the ConfigMap is read again, the edit re-planned and the backup ConfigMap overwritten with the fresh
+    data (so it always holds what the write replaced), up to three times; the stored object is read back and must need
+    no further change.
   - Terway reads the ConfigMap at start-up. Recreate its pods afterwards with M(netmedic.k8s.daemonset_restart)
     (C(terway-eniip) for ENI multi-IP, C(terway-eni) for ENI single-IP; RV(restart_needed)), using RV(verify) to check
     the policy container's C(enable-in-cluster-loadbalance=true) line.
@@ -151,13 +153,17 @@ configmap:
     after: {"disable_network_policy": "false", "in_cluster_loadbalance": "true", "eniip_virtual_type": "IPVlan", "vswitches": {}}
     resource_version: "1234"
 backups:
-  description: The previous data of the ConfigMap when it changed, and the backup ConfigMap when O(backup=true).
+  description:
+    - The previous data of the ConfigMap when it changed, and the backup ConfigMap when O(backup=true).
+    - C(resource_version) is the version that was backed up and replaced (also the backup's
+      C(netmedic.k8s/resource-version) annotation).
   returned: always
   type: list
   elements: dict
   sample:
     - of: kube-system/eni-config
       configmap: kube-system/eni-config-netmedic-backup-20261125t201500z
+      resource_version: "1233"
       data: {"eni_conf": "{...}", "disable_network_policy": "false"}
 restart_needed:
   description:
@@ -184,10 +190,10 @@ catalog:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import configmap_edit as cme
 from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
 from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils import terway as tw
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 SETTINGS = ('disable_network_policy', 'in_cluster_loadbalance', 'eni_conf')
@@ -220,70 +226,62 @@ def main():
     if p['name'] not in tw.CONFIGMAPS:
         result.warn('%s is not one of the documented Terway ConfigMaps (%s)' % (p['name'], ', '.join(tw.CONFIGMAPS)))
 
-    def plan_data(data):
-        return tw.plan(data, settings)
+    planner = edit.data_planner(lambda data: tw.plan(data, settings))
+    skeleton = None
+    if p['create']:
+        skeleton = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'data': {},
+                    'metadata': {'name': p['name'], 'namespace': p['namespace'],
+                                 'labels': {'app.kubernetes.io/managed-by': 'netmedic'}}}
+
+    def report(state):
+        """Diff and result entry for an edit state (again after a 409 re-planned it)."""
+        old = (state['object'] or {}).get('data') or {}
+        new = state['planned'].get('data') or {}
+        result.diffs = []
+        edit.data_diff(result, old, new, 'ConfigMap %s' % where)
+        entry = {'name': where, 'created': state['object'] is None, 'changed': bool(state['changes']),
+                 'changes': state['changes'],
+                 'before': tw.summary(old), 'after': tw.summary(new),
+                 'resource_version': (state['object'] or {}).get('metadata', {}).get('resourceVersion')}
+        result.extra['configmap'] = entry
+        result.before, result.after = entry['before'], entry['after']
+        return entry, new
 
     # Read and plan.
-    created = False
     try:
         cluster = k8s_client.Cluster(p)
-        cm = cluster.get_configmap(p['namespace'], p['name'])
-        if cm is None:
-            if not p['create']:
-                module.fail_json(msg='ConfigMap %s not found (nothing was changed; create=true creates it)' % where, changed=False)
-            created = True
-            old = {}
-        else:
-            old = dict(cm.data or {})
-        new, changes = plan_data(dict(old))
+        state = edit.prepare(cluster, 'ConfigMap', p['namespace'], p['name'], planner, create=skeleton)
         daemonsets = dsu.names_by_pod_label(k8s_client.list_objects(cluster, 'DaemonSet', p['namespace']), *tw.POD_LABEL)
     except tw.TerwayError as e:
         module.fail_json(msg='ConfigMap %s: %s (nothing was changed)' % (where, e), changed=False)
     except k8s_client.K8sError as e:
+        if e.status == 404:
+            module.fail_json(msg='ConfigMap %s not found (nothing was changed; create=true creates it)' % where, changed=False)
         module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False)
 
+    _entry, new = report(state)
     for msg in tw.warnings(new, settings):
         result.warn(msg)
-    cme.data_diff(result, old, new, 'ConfigMap %s' % where)
-    entry = {'name': where, 'created': created, 'changed': bool(changes), 'changes': changes, 'before': tw.summary(old),
-             'after': tw.summary(new), 'resource_version': None if created else cm.metadata.resource_version}
-    result.extra['configmap'] = entry
-    result.before, result.after = entry['before'], entry['after']
-    if changes and p['name'] == 'eni-config':
-        result.extra['restart_needed'] = daemonsets
-    elif changes:
+    if not state['changes']:
+        result.exit()
+    if p['name'] != 'eni-config':
         result.warn('restart the Terway pods on the nodes labelled terway-config=%s for the change to take effect' % p['name'])
-        result.extra['restart_needed'] = daemonsets
+    result.extra['restart_needed'] = daemonsets
 
-    body = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': p['name'], 'namespace': p['namespace'],
-                                                                  'labels': {'app.kubernetes.io/managed-by': 'netmedic'}},
-            'data': new}
-    if module.check_mode or not changes:
-        if changes:
-            try:
-                if created:
-                    cluster.create_configmap(p['namespace'], body, dry_run=True)
-                else:
-                    cme.dry_run(cluster, cm, new)
-            except k8s_client.K8sError as e:
-                module.fail_json(msg='the API server rejected the planned change (dry run, nothing written): %s' % e.msg, changed=False)
-        result.exit()
-
-    if created:
-        try:
-            made = cluster.create_configmap(p['namespace'], body)
-        except k8s_client.K8sError as e:
-            module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False)
-        entry['resource_version'] = made.metadata.resource_version
-        result.exit()
+    # Dry run (check mode stops there), back up, write with the read's resourceVersion (or create), verify.
     try:
-        stored = cme.apply(cluster, cm, old, plan_data, p['backup'], result)
-    except cme.EditFailed as e:
+        state = edit.run(cluster, state, planner, check_mode=module.check_mode, backup=p['backup'], backups=result.backups,
+                         describe=lambda cm: {'data': dict(cm.get('data') or {})})
+    except edit.EditFailed as e:
         result.changed = e.changed
         result.fail(e.msg)
-    entry['after'] = tw.summary(dict(stored.data or {}))
-    entry['resource_version'] = stored.metadata.resource_version
-    result.after = entry['after']
+    entry, _new = report(state)
+    result.changed = state['changed']
+    if not state['changed']:
+        result.extra['restart_needed'] = []
+    elif not module.check_mode:
+        entry['after'] = result.after = tw.summary(dict(state['stored'].get('data') or {}))
+        entry['resource_version'] = state['stored']['metadata'].get('resourceVersion')
     result.exit()
 
 
