@@ -247,3 +247,32 @@ def test_issue10_h8_symlinked_file_is_written_through_the_link(env):
     assert os.path.islink(str(env.root / 'etc/sysctl.d/99-sysctl.conf'))
     assert conf.read_bytes() == new.encode()
     assert env.result.backups[0]['path'] == str(conf) + '.backup~'
+
+
+def test_issue13_every_generated_file_is_recognised_as_owned():
+    """One header rule: what the renderers write is what owner_of recognises (and nobody else's)."""
+    from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, kmod
+    generated = {
+        'conntrack_limit': sysctl.render_dropin([(KEY, 1)], 'conntrack_limit', 'N-2'),
+        'ipvs_modules': kmod.render_modules_load(['ip_vs'], 'ipvs_modules', 'N-4'),
+        'ipvs_timeouts': ipvs.render_timeout_unit({'tcp': 1, 'tcpfin': 2, 'udp': 3}, '/usr/sbin/ipvsadm', '/usr/sbin/modprobe'),
+    }
+    for owner, text in generated.items():
+        assert persisted.owner_of(text, owner)
+        assert not persisted.owner_of(text, 'port_range')
+
+
+def test_issue10_h8_persist_file_itself_is_not_its_own_overrider(tmp_path):
+    """persist_file=/etc/sysctl.conf (read last) holding the old value is not "a later file that undoes the fix"."""
+    etc = tmp_path / 'etc' / 'sysctl.d'
+    etc.mkdir(parents=True)
+    conf = tmp_path / 'etc' / 'sysctl.conf'
+    conf.write_text('%s = 70000\n' % KEY)
+    (etc / '10-early.conf').write_text('%s = 1\n' % KEY)
+    assert sysctl.overriders(KEY, str(conf), 200000, [str(etc)], str(conf)) == []
+    os.symlink('../sysctl.conf', str(etc / '99-sysctl.conf'))  # Debian
+    for own in (conf, etc / '99-sysctl.conf'):
+        assert sysctl.overriders(KEY, str(own), 200000, [str(etc)], str(conf)) == []
+    # a drop-in that sorts before 99-sysctl.conf is still overridden by it
+    assert sysctl.overriders(KEY, str(etc / '90-netmedic-conntrack.conf'), 200000, [str(etc)], str(conf)) == [
+        {'path': str(etc / '99-sysctl.conf'), 'value': '70000'}]
