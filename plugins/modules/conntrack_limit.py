@@ -369,6 +369,11 @@ def main():
     result.extra['usage'] = _usage(now)
     if now != target:
         result.fail('wrote %s = %d but the kernel reports %s' % (conntrack.MAX_KEY, target, now))
+    if write_load:
+        listed = kmod.parse_modules_load(sysctl.read_text(p['module_load_file']))
+        result.extra['module_load']['after'] = listed
+        if NF_CONNTRACK not in listed:
+            result.fail('wrote %s but it does not list %s' % (p['module_load_file'], NF_CONNTRACK))
     result.exit()
 
 
