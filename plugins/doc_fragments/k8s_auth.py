@@ -74,6 +74,20 @@ options:
       - Groups to impersonate. Can also be set with E(K8S_AUTH_IMPERSONATE_GROUPS) (comma separated).
     type: list
     elements: str
+  request_timeout:
+    description:
+      - Seconds every single request to the API server may take (connect, send, answer), above 0 and at most 3600.
+        A request that gets no answer in time fails the module cleanly (issue 10 hole 9); it is never retried.
+    type: float
+    default: 30
+  request_retries:
+    description:
+      - How many times a request answered with HTTP 429 (any verb; the server did not process it) or 5xx (reads
+        only; a write might have landed) is retried, 0 to 10. The pause doubles from 0.5 s up to 30 s with random
+        jitter (between half and all of it) and is never shorter than the server's C(Retry-After); a C(Retry-After)
+        longer than 60 s fails at once. Other errors, and timeouts, are not retried.
+    type: int
+    default: 3
 requirements:
   - kubernetes >= 24.2.0 (the official Python client), on the host that runs the module (usually the controller)
 notes:

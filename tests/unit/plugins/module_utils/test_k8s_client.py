@@ -1,0 +1,185 @@
+"""k8s_client: a timeout on every request, bounded retries with backoff and jitter (issue #10 hole 9)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import threading
+import time
+
+import pytest
+from kubernetes.client.rest import ApiException
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+
+
+class FakeApi(object):
+    """Stands in for a generated API class: bound methods whose ``__self__.api_client`` carries the policy."""
+
+    def __init__(self, answers, policy=None):
+        self.api_client = type('Client', (), {'netmedic_policy': policy})()
+        self.answers = list(answers)
+        self.calls = []
+
+    def _answer(self, kwargs):
+        self.calls.append(kwargs)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return type('Response', (), {'data': json.dumps(answer).encode()})()
+
+    def read_namespaced_config_map(self, name, namespace, **kwargs):
+        return self._answer(kwargs)
+
+    def replace_namespaced_config_map(self, name, namespace, body, **kwargs):
+        return self._answer(kwargs)
+
+
+def api_exception(status, retry_after=None):
+    exc = ApiException(status=status, reason='Status %d' % status)
+    exc.body = json.dumps({'kind': 'Status', 'message': 'injected %d' % status, 'reason': 'Injected'})
+    exc.headers = {'Retry-After': retry_after} if retry_after is not None else {}
+    return exc
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    waited = []
+    monkeypatch.setattr(k8s_client, '_sleep', waited.append)
+    return waited
+
+
+def test_issue10_h9_every_request_carries_the_configured_timeout(sleeps):
+    api = FakeApi([{'kind': 'ConfigMap'}], policy={'timeout': 7.5, 'retries': 3})
+    assert k8s_client._json_call('reading', api.read_namespaced_config_map, 'x', 'ns') == {'kind': 'ConfigMap'}
+    assert api.calls[0]['_request_timeout'] == 7.5 and api.calls[0]['_preload_content'] is False
+    # without a policy the default applies: never "no timeout"
+    api = FakeApi([{}])
+    k8s_client._json_call('reading', api.read_namespaced_config_map, 'x', 'ns')
+    assert api.calls[0]['_request_timeout'] == k8s_client.DEFAULT_POLICY['timeout']
+
+
+def test_issue10_h9_read_retries_429_honouring_retry_after_then_5xx_with_backoff(sleeps):
+    api = FakeApi([api_exception(429, '3'), api_exception(503), {'ok': True}], policy={'timeout': 5.0, 'retries': 3})
+    assert k8s_client._json_call('reading', api.read_namespaced_config_map, 'x', 'ns') == {'ok': True}
+    assert len(api.calls) == 3
+    assert sleeps[0] == 3.0                                  # Retry-After waited in full
+    assert 0.5 <= sleeps[1] <= 1.0                           # second backoff (1 s) with jitter down to half
+
+
+def test_issue10_h9_persistent_5xx_fails_after_the_bounded_retries(sleeps):
+    api = FakeApi([api_exception(503)] * 5, policy={'timeout': 5.0, 'retries': 2})
+    with pytest.raises(k8s_client.K8sError, match=r'reading ConfigMap failed: HTTP 503 Injected: injected 503 \(after 2 retries\)') as info:
+        k8s_client._json_call('reading ConfigMap', api.read_namespaced_config_map, 'x', 'ns')
+    assert info.value.status == 503 and len(api.calls) == 3 and len(sleeps) == 2
+
+
+def test_issue10_h9_writes_retry_429_but_never_5xx(sleeps):
+    api = FakeApi([api_exception(503), {}], policy={'timeout': 5.0, 'retries': 3})
+    with pytest.raises(k8s_client.K8sError, match='HTTP 503') as info:
+        k8s_client._json_call('replacing', api.replace_namespaced_config_map, 'x', 'ns', {})
+    assert info.value.status == 503 and len(api.calls) == 1 and sleeps == []
+    api = FakeApi([api_exception(429, '1'), {'written': True}], policy={'timeout': 5.0, 'retries': 3})
+    assert k8s_client._json_call('replacing', api.replace_namespaced_config_map, 'x', 'ns', {}) == {'written': True}
+    assert sleeps == [1.0]
+
+
+def test_issue10_h9_a_timeout_is_a_clean_failure_and_never_retried(sleeps):
+    class ReadTimeoutError(Exception):
+        pass
+
+    api = FakeApi([ReadTimeoutError('Read timed out. (read timeout=2)'), {}], policy={'timeout': 2.0, 'retries': 3})
+    with pytest.raises(k8s_client.K8sError, match=r'reading: no answer from the Kubernetes API within request_timeout=2.0s'):
+        k8s_client._json_call('reading', api.read_namespaced_config_map, 'x', 'ns')
+    assert len(api.calls) == 1 and sleeps == []
+
+
+@pytest.mark.parametrize('status,retry_after,attempt,retries,read,expected', [
+    (429, None, 0, 3, False, (0.25, 0.5)),
+    (503, None, 0, 3, True, (0.25, 0.5)),
+    (503, None, 0, 3, False, None),
+    (500, None, 2, 3, True, (1.0, 2.0)),
+    (429, None, 3, 3, True, None),              # retries used up
+    (404, None, 0, 3, True, None),
+    (409, None, 0, 3, False, None),
+    (429, 10.0, 0, 3, True, (10.0, 10.0)),
+    (429, 120.0, 0, 3, True, None),             # longer than RETRY_AFTER_MAX: fail, do not hammer
+    (503, None, 9, 10, True, (15.0, 30.0)),     # capped at BACKOFF_MAX
+])
+def test_issue10_h9_retry_delay(status, retry_after, attempt, retries, read, expected):
+    for rand in (0.0, 0.5, 0.999):
+        got = k8s_client.retry_delay(status, retry_after, attempt, retries, read, rand=lambda r=rand: r)
+        if expected is None:
+            assert got is None
+        else:
+            assert expected[0] <= got <= expected[1]
+
+
+def test_issue10_h9_retry_after_seconds_or_http_date():
+    now = datetime.datetime(2026, 12, 1, 22, 0, 0, tzinfo=datetime.timezone.utc)
+    assert k8s_client.parse_retry_after('5') == 5.0
+    assert k8s_client.parse_retry_after('Tue, 01 Dec 2026 22:00:30 GMT', now=now) == 30.0
+    assert k8s_client.parse_retry_after('Tue, 01 Dec 2026 21:00:00 GMT', now=now) == 0.0
+    assert k8s_client.parse_retry_after('soon') is None
+    assert k8s_client.parse_retry_after('\uff15') is None
+    assert k8s_client.parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize('params,word', [
+    ({'request_timeout': 0}, 'request_timeout must be'),
+    ({'request_timeout': -1.0}, 'request_timeout must be'),
+    ({'request_timeout': 99999}, 'request_timeout must be'),
+    ({'request_timeout': True}, 'request_timeout must be'),
+    ({'request_retries': -1}, 'request_retries must be'),
+    ({'request_retries': 11}, 'request_retries must be'),
+])
+def test_issue10_h9_bad_request_policy_is_refused(params, word):
+    with pytest.raises(k8s_client.K8sError, match=word):
+        k8s_client.request_policy(params)
+
+
+def test_issue10_h9_request_options_are_in_the_shared_argument_spec():
+    spec = k8s_client.AUTH_ARG_SPEC
+    assert spec['request_timeout'] == {'type': 'float', 'default': 30.0}
+    assert spec['request_retries'] == {'type': 'int', 'default': 3}
+    assert k8s_client.request_policy({'request_timeout': None, 'request_retries': None}) == k8s_client.DEFAULT_POLICY
+
+
+@pytest.fixture
+def hung_server():
+    """A TCP server that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(('127.0.0.1', 0))
+    server.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield 'http://127.0.0.1:%d' % server.getsockname()[1], accepted
+    stop.set()
+    thread.join(2)
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def test_issue10_h9_hung_api_server_fails_cleanly_within_the_timeout(hung_server):
+    url, accepted = hung_server
+    cluster = k8s_client.Cluster({'host': url, 'api_key': 'x', 'request_timeout': 1, 'request_retries': 3})
+    started = time.monotonic()
+    with pytest.raises(k8s_client.K8sError,
+                       match=r'reading ConfigMap kube-system/kube-flannel-cfg: no answer from the Kubernetes API within request_timeout=1.0s'):
+        cluster.get('ConfigMap', 'kube-system', 'kube-flannel-cfg')
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.5, 'took %.1fs for a 1s timeout (hidden retries?)' % elapsed
+    assert len(accepted) == 1, 'the request was sent %d times' % len(accepted)
