@@ -7,11 +7,19 @@ Every netmedic module returns ``changed``, ``before`` and ``after`` (the state i
 read, and the state it made or, in check mode, would make), ``backups`` (where
 anything it removed or replaced was kept), ``catalog`` (the catalog IDs it acts on)
 and, with ``--diff``, a ``diff`` list whose items Ansible renders one after another.
+
+Credentials are masked here, for every module at once (``redact``): a key such as
+``access_secret`` shows ``********`` in ``before``/``after``/``diff``/``backups`` and in any
+extra result key, also inside text values such as a ConfigMap's JSON; the values found are
+added to the module's ``no_log_values``, so Ansible masks them in ``invocation`` too. Backups
+themselves (files, backup ConfigMaps) keep the real data.
 """
 
 from __future__ import annotations
 
 import json
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import redact as _redact
 
 
 def _text(value):
@@ -33,6 +41,7 @@ class Result(object):
         self.backups = []
         self.warnings = []
         self.extra = {}
+        _redact.narrow_kubeconfig_no_log(module)
 
     def add_diff(self, before, after, header):
         """Record one change; ``before``/``after`` are text or JSON-able data."""
@@ -66,13 +75,21 @@ class Result(object):
         if self.module._diff:
             data['diff'] = self.diffs
         data.update(self.extra)
-        return data
+        return self._masked(data)
+
+    def _masked(self, data):
+        """``data`` with credentials masked; their values join the module's ``no_log_values``."""
+        no_log = getattr(self.module, 'no_log_values', None)
+        values = _redact.secret_values(data)
+        if isinstance(no_log, set):
+            no_log.update(v for v in values if len(v) >= _redact.MIN_SEARCH_LEN)
+        return _redact.redact(data, extra_values=values)
 
     def exit(self):
         self.module.exit_json(**self.to_dict())
 
     def fail(self, msg, **kwargs):
         data = self.to_dict()
-        data.update(kwargs)
+        data.update(self._masked(dict(kwargs, msg=msg)))
         data.pop('changed', None)
-        self.module.fail_json(msg=msg, changed=self.changed, **data)
+        self.module.fail_json(changed=self.changed, **data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(double, tmp_path, tasks, check=False):
+def _run(double, tmp_path, tasks, check=False, extra=(), report_dir=None):
     play = [{'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': sys.executable},
              'tasks': tasks}]
     path = tmp_path / 'play.yml'
     path.write_text(yaml.safe_dump(play))
-    report_dir = tmp_path / ('report-check' if check else 'report')
+    report_dir = report_dir or tmp_path / ('report-check' if check else 'report')
     env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
                ANSIBLE_CALLBACKS_ENABLED='netmedic.k8s.change_report', NETMEDIC_REPORT_DIR=str(report_dir),
                ANSIBLE_NOCOLOR='1', ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'))
@@ -26,9 +27,10 @@ def _run(double, tmp_path, tasks, check=False):
     cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local', str(path)]
     if check:
         cmd.append('--check')
+    cmd += list(extra)
     proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300, check=False)
-    (json_file,) = sorted(report_dir.glob('change-report-*.json'))
-    (md_file,) = sorted(report_dir.glob('change-report-*.md'))
+    (json_file,) = sorted(p for p in report_dir.glob('change-report-*.json') if not p.is_symlink())
+    (md_file,) = sorted(p for p in report_dir.glob('change-report-*.md') if not p.is_symlink())
     return proc, json.loads(json_file.read_text()), md_file.read_text()
 
 
@@ -60,3 +62,84 @@ def test_report_lists_changes_backups_and_failures(double, tmp_path):
     assert '**bad scheduler** `netmedic.k8s.kube_proxy_config`: FAILED' in md
     assert report['hosts']['localhost']['changed'] == 1
     assert 'not-logged-anywhere' not in md and 'not-logged-anywhere' not in json.dumps(report)
+
+
+# A Terway eni_conf as ACK writes it when the cluster uses an AccessKey instead of a RAM role.
+ACCESS_KEY = 'LTAI5tLabAccessKeyId0001'
+ACCESS_SECRET = 'lab-Acc3ssSecret-must-never-leak-0001'
+
+
+def _plant_terway_secret(double):
+    cm = double.store.get('configmaps', 'kube-system', 'eni-config')
+    conf = json.loads(cm['data']['eni_conf'])
+    conf.update(access_key=ACCESS_KEY, access_secret=ACCESS_SECRET)
+    cm['data']['eni_conf'] = json.dumps(conf, indent=2) + '\n'
+    double.store.update('configmaps', 'kube-system', 'eni-config', cm)
+    return conf
+
+
+def test_issue10_h4_terway_secret_not_in_report_diff_or_vvv(double, tmp_path):
+    conf = _plant_terway_secret(double)
+    tasks = [{'name': 'pool', 'register': 'pool',
+              'netmedic.k8s.terway_config': {'eni_conf': {'max_pool_size': 10}}},
+             {'name': 'show', 'ansible.builtin.debug': {'var': 'pool'}}]
+    report_dir = tmp_path / 'reports' / 'r'
+    proc, report, _md = _run(double, tmp_path, tasks, extra=['--diff', '-vvv'], report_dir=report_dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    # The change happened, and the diff still shows what changed (and that a secret is there, masked).
+    assert 'max_pool_size' in output and re.search(r'access_secret\\?": \\?"\*{8}', output)
+    stored = json.loads(double.store.get('configmaps', 'kube-system', 'eni-config')['data']['eni_conf'])
+    assert stored['max_pool_size'] == 10 and stored['access_secret'] == ACCESS_SECRET
+    # The backup ConfigMap keeps the real data (a masked backup would be no backup) ...
+    entry = next(e for e in report['entries'] if e['task'] == 'pool')
+    (backup,) = entry['backups']
+    kept = double.store.get('configmaps', 'kube-system', backup['configmap'].split('/')[1])
+    assert json.loads(kept['data']['eni_conf'])['access_secret'] == ACCESS_SECRET
+    # ... while the report keeps its name only, and nothing shows either credential.
+    assert set(backup) == {'of', 'configmap'}
+    files = sorted(report_dir.iterdir())
+    for secret in (ACCESS_KEY, ACCESS_SECRET):
+        assert secret not in output
+        for path in files:
+            assert secret not in path.read_text(), path
+    assert conf['max_pool_size'] == 5 and 'vsw-lab00000000000000001' in output      # harmless keys stay visible
+    # Reports: 0600 files in a 0700 directory.
+    assert report_dir.stat().st_mode & 0o777 == 0o700
+    assert [oct(p.stat().st_mode & 0o777) for p in files if not p.is_symlink()] == ['0o600'] * 2
+
+
+def test_issue10_h4_inline_kubeconfig_token_masked(double, tmp_path):
+    inline = yaml.safe_load(double.kubeconfig_path.read_text())
+    token = inline['users'][0]['user']['token']
+    assert len(token) >= 8
+    tasks = [{'name': 'inline', 'register': 'inline', 'vars': {'ansible_inject_invocation': True},
+              'netmedic.k8s.terway_config': {'kubeconfig': inline, 'disable_network_policy': False}},
+             {'name': 'show', 'ansible.builtin.debug': {'var': 'inline.invocation.module_args.kubeconfig'}}]
+    proc, report, md = _run(double, tmp_path, tasks, extra=['-vvv'])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert '"token": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"' in proc.stdout
+    # Only the credential is masked: the rest of the inline kubeconfig stays readable.
+    assert '"server": "%s"' % inline['clusters'][0]['cluster']['server'] in proc.stdout
+    assert token not in proc.stdout + proc.stderr and token not in md and token not in json.dumps(report)
+
+
+def test_issue10_h12_concurrent_runs_write_two_reports(double, tmp_path):
+    report_dir = tmp_path / 'shared'
+    tasks = [{'name': 'read', 'netmedic.k8s.terway_config': {'disable_network_policy': False}}]
+    play = tmp_path / 'play.yml'
+    play.write_text(yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False,
+                                     'vars': {'ansible_python_interpreter': sys.executable}, 'tasks': tasks}]))
+    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
+               ANSIBLE_CALLBACKS_ENABLED='netmedic.k8s.change_report', NETMEDIC_REPORT_DIR=str(report_dir),
+               ANSIBLE_NOCOLOR='1')
+    env.pop('ANSIBLE_CONFIG', None)
+    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local', str(play)]
+    procs = [subprocess.Popen(cmd, env=dict(env, ANSIBLE_LOCAL_TEMP=str(tmp_path / ('t%d' % i))), cwd=str(tmp_path),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    reports = sorted(p for p in report_dir.glob('change-report-*.json') if not p.is_symlink())
+    assert len(reports) == 2 and len(sorted(p for p in report_dir.glob('change-report-*.md') if not p.is_symlink())) == 2
+    assert all(json.loads(p.read_text())['entries'] for p in reports)
+    assert not [p for p in report_dir.iterdir() if p.name.startswith('.')]          # no temp file left behind

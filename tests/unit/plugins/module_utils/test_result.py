@@ -62,3 +62,31 @@ def test_fail_keeps_state_and_changed():
     assert failed['changed'] is True
     assert failed['before'] == {'max': 1}
     assert failed['remaining'] == ['x']
+
+
+def test_issue10_h4_secrets_masked_in_diff_before_after_backups_and_no_log_values():
+    secret = 'lab-Acc3ssSecret-0001'
+    eni_conf = '{\n  "max_pool_size": 5,\n  "access_secret": "%s"\n}\n' % secret
+    module = FakeModule()
+    module.no_log_values = set()
+    r = Result(module, ['C-6'])
+    r.before = {'eni_conf': eni_conf}
+    r.after = {'eni_conf': eni_conf.replace('5', '10')}
+    r.add_diff(eni_conf, eni_conf.replace('5', '10'), 'ConfigMap kube-system/eni-config eni_conf')
+    r.backups.append({'of': 'kube-system/eni-config', 'data': {'eni_conf': eni_conf}})
+    r.extra['configmap'] = {'changes': [{'path': 'access_secret', 'before': secret, 'after': secret}]}
+    r.exit()
+    out = module.exited
+    assert secret not in repr(out)
+    assert '"access_secret": "********"' in out['diff'][0]['before'] and '"max_pool_size": 10' in out['diff'][0]['after']
+    assert out['backups'][0]['data']['eni_conf'] == eni_conf.replace(secret, '********')
+    assert module.no_log_values == {secret}                  # Ansible masks it in `invocation` too
+    assert r.backups[0]['data']['eni_conf'] == eni_conf       # the Result itself (what a module writes) is intact
+
+
+def test_issue10_h4_failure_message_masked():
+    module = FakeModule()
+    r = Result(module, ['C-6'])
+    r.fail('write refused: access_secret: s3cr3t-value-0001', remaining=['password=hunter2-long'])
+    assert module.failed['msg'] == 'write refused: access_secret: "********"'
+    assert module.failed['remaining'] == ['password="********"']
