@@ -236,6 +236,22 @@ READ_LIMIT = 4096
 _CNI_ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 
 
+def looks_like_network(dir_path):
+    """True when ``dir_path`` holds what host-local writes: a regular file named as an IP
+    address or a ``last_reserved_ip.*`` file.
+
+    A ``data_dir`` given by mistake (``/var/lib``) holds ``dpkg``, ``apt``...: none of them
+    may be locked, read or written (issue #10 hole 7).  Raises OSError when the directory
+    cannot be listed.
+    """
+    for entry in os.scandir(dir_path):
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        if entry.name.startswith(LAST_RESERVED_PREFIX) or is_allocation_name(entry.name):
+            return True
+    return False
+
+
 def read_allocations(dir_path):
     """The allocation files of one ``<dataDir>/<network>`` directory (node paths, no HostFS).
 
@@ -355,6 +371,8 @@ def lock_network(dir_path, timeout, create=True, interval=0.1, clock=time.monoto
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0))
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, 'is a symbolic link, not host-local\'s lock file (a regular file)', path)
         if e.errno != errno.ENOENT or not create:
             if e.errno == errno.ENOENT:
                 return None, 0.0

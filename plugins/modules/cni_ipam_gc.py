@@ -36,7 +36,8 @@ description:
     O(allow_all=true).
   - While it reads, decides and moves it holds host-local's own lock (C(flock) on C(<network>/lock)), so the
     plugin cannot allocate or release in that directory meanwhile. C(lock) and C(last_reserved_ip.*)
-    are never touched.
+    are never touched; a C(lock) that is a symbolic link, or any file system error, fails the run with the path
+    named and nothing changed.
   - Leaked files are moved, never deleted, into a per-run directory under O(backup_dir) that mirrors
     their original path (C(rename) on one file system, copy + C(fsync) + unlink across file systems), with
     a C(manifest.json). A failure part-way reports what was moved and what remains.
@@ -62,6 +63,9 @@ options:
     description:
       - host-local C(dataDir) directories holding one sub-directory per network.
       - Directories that do not exist are skipped; two paths to the same directory are handled once.
+      - Only sub-directories that hold what host-local writes (a regular file named as an IP address, or a
+        C(last_reserved_ip.*) file) are networks; any other sub-directory (C(dpkg) when O(data_dir) is C(/var/lib)
+        by mistake) is listed in RV(not_networks) and never locked, read further or written.
       - ACK Flannel after catalog N-7 keeps its allocations in C(/var/run/cni/networks).
     type: list
     elements: path
@@ -229,7 +233,10 @@ networks:
       type: bool
       returned: always
     lock:
-      description: The lock file held and the seconds waited for it (C(held) false in check mode without a lock file).
+      description:
+        - The lock file held and the seconds waited for it (C(held) false in check mode without a lock file).
+        - C(missing) - the network had no lock file; C(created) - this run created it (empty, as host-local does),
+          which is reported as a change (check mode creates nothing and reports that it would).
       type: dict
       returned: always
   sample:
@@ -251,7 +258,7 @@ networks:
       remaining: []
       backup_dir: /var/lib/netmedic/backups/cni_ipam_gc/20261125T200000Z-4242/var/lib/cni/networks/gke-pod-network
       refused: false
-      lock: {path: /var/lib/cni/networks/gke-pod-network/lock, held: true, waited: 0.0}
+      lock: {path: /var/lib/cni/networks/gke-pod-network/lock, held: true, waited: 0.0, missing: false, created: false}
 runtime:
   description: The runtime asked and what it listed.
   returned: when networks were found
@@ -284,8 +291,14 @@ remaining:
   type: list
   elements: str
   sample: []
+not_networks:
+  description: Sub-directories of O(data_dir) that hold no host-local allocation file; never touched.
+  returned: always
+  type: list
+  elements: str
+  sample: [/var/lib/dpkg]
 missing_networks:
-  description: Names in O(networks) found in no O(data_dir).
+  description: Names in O(networks) found in no O(data_dir) (as a directory holding host-local allocations).
   returned: always
   type: list
   elements: str
@@ -376,8 +389,10 @@ def validate(params):
 
 
 def find_networks(params):
-    """``[{'name', 'data_dir', 'path'}]`` to examine, and the requested names not found."""
+    """``[{'name', 'data_dir', 'path'}]`` to examine, the requested names not found, and the
+    directories that are not host-local networks (never locked, read further or written)."""
     found = []
+    not_networks = []
     seen = set()
     for data_dir in params['data_dir']:
         if not os.path.isdir(data_dir):
@@ -389,10 +404,13 @@ def find_networks(params):
         for name in sorted(os.listdir(data_dir)):
             path = os.path.join(data_dir, name)
             if os.path.isdir(path) and not os.path.islink(path) and (not params['networks'] or name in params['networks']):
-                found.append({'name': name, 'data_dir': data_dir, 'path': path})
+                if ipam.looks_like_network(path):
+                    found.append({'name': name, 'data_dir': data_dir, 'path': path})
+                else:
+                    not_networks.append(path)
     names = {n['name'] for n in found}
     missing = [n for n in params['networks'] if n not in names]
-    return found, missing
+    return found, missing, not_networks
 
 
 def resolve_runtime(runner, params, fs):
@@ -462,14 +480,16 @@ def run_gc(runner, params, check_mode, fs=None, now=None):
     validate(params)
     fs = fs or HostFS('/')
     data = {'networks': [], 'runtime': None, 'backup_dir': None, 'moved': [], 'remaining': [],
-            'missing_networks': [], 'summary': _summary([]), 'warnings': []}
+            'missing_networks': [], 'not_networks': [], 'summary': _summary([]), 'warnings': []}
     try:
-        nets, missing = find_networks(params)
+        nets, missing, not_networks = find_networks(params)
     except (IOError, OSError) as e:
         raise GCError('cannot list the network directories: %s; nothing was changed' % e)
     data['missing_networks'] = missing
+    data['not_networks'] = not_networks
     for name in missing:
-        data['warnings'].append('network %s was not found in %s' % (name, ', '.join(params['data_dir'])))
+        data['warnings'].append('network %s was not found in %s (as a directory holding host-local allocations)'
+                                % (name, ', '.join(params['data_dir'])))
     if params['grace_period'] < 60:
         data['warnings'].append('grace_period %d s: a pod being created right now can look leaked for a moment '
                                 '(its sandbox is listed only after its network is set up)' % params['grace_period'])
@@ -489,6 +509,7 @@ def run_gc(runner, params, check_mode, fs=None, now=None):
         # 2. host-local's lock of every network, in a fixed order (the plugin takes one at a time).
         #    Check mode never creates a lock file.
         for net in sorted(nets, key=lambda n: n['path']):
+            lock_missing = not os.path.lexists(os.path.join(net['path'], ipam.LOCK))
             try:
                 fd, waited = ipam.lock_network(net['path'], params['lock_timeout'], create=not check_mode)
             except ipam.LockTimeout as e:
@@ -498,7 +519,9 @@ def run_gc(runner, params, check_mode, fs=None, now=None):
                 raise GCError('cannot lock %s: %s; nothing was changed' % (os.path.join(net['path'], ipam.LOCK), e),
                               {'networks': [_net_result(n, None) for n in nets], 'runtime': info})
             held.append(fd)
-            net['lock'] = {'path': os.path.join(net['path'], ipam.LOCK), 'held': fd is not None, 'waited': round(waited, 3)}
+            # A network without host-local's lock file gets one (empty, as the plugin creates it): reported.
+            net['lock'] = {'path': os.path.join(net['path'], ipam.LOCK), 'held': fd is not None, 'waited': round(waited, 3),
+                           'created': lock_missing and not check_mode, 'missing': lock_missing}
 
         # 3. Before acting, list again while no allocation can be made or released (bounded by
         #    runtime_timeout: the lock is never held longer for it).  A container listed in either
@@ -541,11 +564,12 @@ def run_gc(runner, params, check_mode, fs=None, now=None):
                     todo.append((res, item))
         if todo:
             data['backup_dir'] = run_dir
+        locks_missing = any(n['lock']['missing'] for n in nets)
         if check_mode or not todo:
             for res in results:
                 res['removed'] = [item['path'] for item in res['leaked']]
             data['summary'] = _summary(results)
-            data['changed'] = bool(todo)
+            data['changed'] = bool(todo) or locks_missing
             return data
 
         # Apply: one file at a time, stop at the first error.
@@ -578,7 +602,7 @@ def run_gc(runner, params, check_mode, fs=None, now=None):
                     m['backup'], 'exists' if os.path.isfile(m['backup']) else 'is missing')
         data['remaining'] = [p for res in results for p in res['remaining']]
         data['summary'] = _summary(results)
-        data['changed'] = bool(data['moved'])
+        data['changed'] = bool(data['moved']) or locks_missing
         try:
             _write_manifest(run_dir, {'catalog': 'N-1', 'module': 'netmedic.k8s.cni_ipam_gc', 'time': int(clock),
                                       'runtime': {k: info.get(k) for k in ('name', 'cli', 'endpoint', 'namespace', 'listed')},
@@ -617,14 +641,15 @@ def main():
         data = e.data
         failed = e.msg
     data.setdefault('networks', [])
-    for key in ('moved', 'remaining', 'missing_networks'):
+    for key in ('moved', 'remaining', 'missing_networks', 'not_networks'):
         data.setdefault(key, [])
     data.setdefault('backup_dir', None)
     data.setdefault('runtime', None)
     data['summary'] = _summary(data['networks'])
     for msg in data.pop('warnings', []):
         module.warn(msg)
-    changed = bool(data['moved']) or (module.check_mode and failed is None and bool(data.get('changed')))
+    created = any((n.get('lock') or {}).get('created') for n in data['networks'])
+    changed = bool(data['moved']) or created or (module.check_mode and failed is None and bool(data.get('changed')))
     data['changed'] = changed
     data['catalog'] = ['N-1']
     data['before'] = {n['path']: n['allocated'] for n in data['networks']}

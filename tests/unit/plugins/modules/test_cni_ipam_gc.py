@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -322,3 +323,119 @@ def test_issue10_h3_listing_timeout_fails_and_changes_nothing(gcnode, make_runne
     assert _lock_free(lock)
     assert {n: files(gcnode, n) for n in ('cb0', 'gke-pod-network')} == before
     assert not os.path.exists(gcnode.backup)
+
+
+# --- issue #10 hole 7: edge cases -----------------------------------------------------
+
+def _tree(root):
+    """Every path below ``root`` with its kind, to compare before/after."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            out[os.path.relpath(path, root)] = 'link' if os.path.islink(path) else 'dir' if os.path.isdir(path) else 'file'
+    return out
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_issue10_h7_var_lib_only_touches_host_local_networks(gcnode, make_runner, check):
+    # data_dir: /var/lib - dpkg's lock, apt's lists and an empty directory next to one real network.
+    varlib = os.path.join(str(gcnode.root), 'var/lib')
+    os.makedirs(os.path.join(varlib, 'dpkg'))
+    Path(varlib, 'dpkg', 'lock').write_text('')
+    Path(varlib, 'dpkg', 'status').write_text('Package: bash\n')
+    os.makedirs(os.path.join(varlib, 'apt', 'lists'))
+    Path(varlib, 'apt', 'lists', 'lock').write_text('')
+    os.makedirs(os.path.join(varlib, 'empty'))
+    os.makedirs(os.path.join(varlib, 'notes'))
+    Path(varlib, 'notes', '1.2.3').write_text('a version, not an address\n')   # not an IP-named allocation
+    shutil.copytree(os.path.join(gcnode.data_dir, 'cb0'), os.path.join(varlib, 'cb0'))
+    dpkg_lock = os.path.join(varlib, 'dpkg', 'lock')
+    runner = make_runner(replies={ctr_args(): listing(CB0[0], CB0[2])})
+    seen = _record_lock_state(runner, dpkg_lock)
+    before = _tree(varlib)
+    data = cni_ipam_gc.run_gc(runner, params(gcnode, data_dir=[varlib]), check, fs=HostFS(str(gcnode.root)), now=NOW)
+    assert [n['name'] for n in data['networks']] == ['cb0']
+    assert sorted(data['not_networks']) == sorted(os.path.join(varlib, d) for d in ('apt', 'cni', 'dpkg', 'empty', 'notes'))
+    assert all(free for free, _t in seen)                 # dpkg's lock was never taken
+    after = _tree(varlib)
+    moved = {os.path.relpath(m['path'], varlib) for m in data['moved']}
+    assert after == {k: v for k, v in before.items() if k not in moved}   # no file created anywhere
+    assert len(data['networks'][0]['leaked']) == 3
+
+
+def test_issue10_h7_symlinked_lock_is_a_clean_failure(gcnode, make_runner, tmp_path):
+    net = os.path.join(gcnode.data_dir, 'cb0')
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.write_text('')
+    os.unlink(os.path.join(net, 'lock'))
+    os.symlink(str(elsewhere), os.path.join(net, 'lock'))
+    before = files(gcnode, 'cb0')
+    runner = make_runner(replies={ctr_args(): listing(GKE_A, CB0[0], CB0[2])})
+    for check in (True, False):
+        with pytest.raises(cni_ipam_gc.GCError, match=r'cannot lock .*cb0/lock: .*symbolic link.*nothing was changed'):
+            gc(gcnode, runner, check=check)
+    assert files(gcnode, 'cb0') == before and os.path.islink(os.path.join(net, 'lock'))
+    assert not os.path.exists(gcnode.backup)
+
+
+def test_issue10_h7_unreadable_network_is_a_clean_failure(gcnode, make_runner, monkeypatch):
+    from ansible_collections.netmedic.k8s.plugins.module_utils import ipam
+    runner = make_runner(replies={ctr_args(): listing(GKE_A, CB0[0], CB0[2])})
+
+    def denied(path):
+        raise PermissionError(13, 'Permission denied', path)
+    monkeypatch.setattr(ipam, 'read_allocations', denied)
+    with pytest.raises(cni_ipam_gc.GCError, match=r'cannot read .*: .*Permission denied.*nothing was changed'):
+        gc(gcnode, runner)
+
+
+CRI_DOCKERD = '/run/cri-dockerd.sock'
+
+
+def test_issue10_h7_cri_dockerd_endpoint_is_listed_with_crictl(gcnode, make_runner):
+    base = ('crictl', '--runtime-endpoint', 'unix://' + CRI_DOCKERD, '--timeout', '30s')
+    runner = make_runner(binaries={'crictl': '/usr/bin/crictl', 'docker': '/usr/bin/docker'}, replies={
+        base + ('pods', '-q'): (0, GKE_A + '\n' + CB0[0] + '\n', ''),
+        base + ('ps', '-a', '-q'): (0, CB0[2] + '\n', ''),
+    })
+    data = gc(gcnode, runner, runtime='docker', runtime_endpoint='unix://' + CRI_DOCKERD)
+    assert data['runtime']['cli'] == 'crictl'
+    assert all(call[0] == 'crictl' for call in runner.fake.calls)      # never docker --host <CRI socket>
+    assert data['summary']['live'] == 4
+
+
+def test_issue10_h7_cri_dockerd_from_the_kubelet_config(gcnode, make_runner):
+    gcnode.socket(CRI_DOCKERD)
+    gcnode.socket('/run/docker.sock')
+    gcnode.write('/var/lib/kubelet/config.yaml', 'kind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///run/cri-dockerd.sock\n')
+    base = ('crictl', '--runtime-endpoint', 'unix://' + CRI_DOCKERD, '--timeout', '30s')
+    runner = make_runner(binaries={'crictl': '/usr/bin/crictl', 'docker': '/usr/bin/docker'}, replies={
+        base + ('pods', '-q'): (0, GKE_A + '\n' + CB0[0] + '\n', ''),
+        base + ('ps', '-a', '-q'): (0, CB0[2] + '\n', ''),
+    })
+    data = gc(gcnode, runner, check=True, runtime='auto', runtime_endpoint=None)
+    assert (data['runtime']['name'], data['runtime']['cli'], data['runtime']['endpoint']) == ('docker', 'crictl', CRI_DOCKERD)
+
+
+def test_issue10_h7_docker_cli_against_cri_dockerd_is_refused(gcnode, make_runner):
+    runner = make_runner(binaries={'docker': '/usr/bin/docker'}, replies={})
+    with pytest.raises(cni_ipam_gc.GCError, match=r'runtime_cli docker cannot list docker containers through cri-dockerd'):
+        gc(gcnode, runner, runtime='docker', runtime_cli='docker', runtime_endpoint=CRI_DOCKERD)
+    assert runner.fake.calls == []
+
+
+def test_issue10_h7_a_created_lock_is_reported_as_a_change(gcnode, make_runner):
+    for net in ('cb0', 'gke-pod-network'):
+        os.unlink(os.path.join(gcnode.data_dir, net, 'lock'))
+    # every allocation live: nothing to move, only the lock is missing
+    runner = make_runner(replies={ctr_args(): listing(GKE_A, GKE_B, *CB0)})
+    checked = gc(gcnode, runner, check=True)
+    assert checked['changed'] is True and checked['moved'] == []
+    assert all(n['lock']['missing'] and not n['lock']['created'] for n in checked['networks'])
+    assert 'lock' not in files(gcnode, 'cb0')                       # check mode creates nothing
+    applied = gc(gcnode, runner)
+    assert applied['changed'] is True and all(n['lock']['created'] for n in applied['networks'])
+    assert os.path.isfile(os.path.join(gcnode.data_dir, 'cb0', 'lock'))
+    again = gc(gcnode, runner)
+    assert again['changed'] is False and not any(n['lock']['created'] for n in again['networks'])
