@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create/refresh the development virtualenv and the collection symlink.
+# Create/refresh the development virtualenv and the collection symlink, and install
+# the host packages the tests need (bindep.txt, profile `test`; apt-get, as root).
 #
 #   scripts/setup.sh                  (called by `make setup`)
 #
@@ -98,20 +99,27 @@ else
     say "$link -> ../../.. present"
 fi
 
-# 4. host packages the gates need ------------------------------------------
-#   - package shellcheck: without it the shellcheck sanity test is skipped
-#   - package containernetworking-plugins: the real CNI host-local plugin (tests/integration)
+# 4. host packages the tests need: the `test` profile of bindep.txt -------------
+# bindep.txt is the one declared list of host packages (Debian names; profile `node`: what
+# the node modules run on a managed node, `test`: what the tests and sanity run here).
+# scripts/hostdeps.py reads it with bindep's own parser; every missing `test` package is
+# apt-get installed, then every program the profile provides must be present. Failing here
+# is deliberate: a test that needs a missing program would fail later anyway, less clearly.
 # (the VM lab's own host packages are installed by `lab/vm/labctl deps`)
-missing=()
-command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
-[[ -x /usr/lib/cni/host-local ]] || missing+=(containernetworking-plugins)
+hostdeps() { "$VENV/bin/python" scripts/hostdeps.py "$@"; }
+missing_text="$(hostdeps missing test)"   # (a failure here stops setup: set -e)
+mapfile -t missing < <(printf '%s' "$missing_text" | sed '/^$/d')
 if [[ ${#missing[@]} -eq 0 ]]; then
-    say "host packages present (shellcheck $(shellcheck --version | sed -n 's/^version: //p'), /usr/lib/cni/host-local)"
+    :
 elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    say "installing host packages: ${missing[*]} (apt-get update && apt-get install)"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    say "installing host packages (bindep.txt, profile test): ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 600 apt-get update -qq
+    timeout 900 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-    say "WARNING: missing ${missing[*]} and cannot apt-get install them (not root or no apt-get):"
-    say "         the shellcheck sanity test is skipped and the host-local integration test fails"
+    say "ERROR: host packages missing (bindep.txt, profile test): ${missing[*]}"
+    say "       and this user cannot apt-get install them: as root run"
+    say "       apt-get install --no-install-recommends ${missing[*]}"
+    exit 1
 fi
+hostdeps check test

@@ -58,6 +58,8 @@ options:
     description: Where the content of a map is saved (one JSON file per map and run) before it is emptied.
     type: path
     default: /var/lib/netmedic/backups/cilium_lb_maps
+requirements:
+  - bpftool (Debian package bpftool) on the managed node
 seealso:
   - module: netmedic.k8s.node_network_facts
   - name: Catalog N-10 and C-7

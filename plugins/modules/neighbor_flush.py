@@ -72,6 +72,9 @@ options:
         opt-in because it disturbs all traffic of the node for a moment; PERMANENT entries are kept.
     type: bool
     default: false
+requirements:
+  - ip (Debian package iproute2) on the managed node
+  - arping (Debian package iputils-arping) on the managed node, for O(probe=true) only (the iputils C(arping), whose output is parsed)
 seealso:
   - module: netmedic.k8s.node_network_facts
   - name: Catalog N-6, W-6 and D-10

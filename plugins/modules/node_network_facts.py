@@ -153,6 +153,12 @@ options:
       - Off by default because a full table can hold hundreds of thousands of entries. Needs C(conntrack-tools).
     type: bool
     default: false
+requirements:
+  - ip (Debian package iproute2) on the managed node, for the bridge and neighbor probes (reported unavailable without it)
+  - ipvsadm (Debian package ipvsadm) on the managed node, for the IPVS timeouts (reported unavailable without it)
+  - conntrack (Debian package conntrack) on the managed node, for O(conntrack_breakdown=true)
+  - dmesg (Debian package util-linux) on the managed node, for conntrack C(table full) events
+  - journalctl (Debian package systemd) on the managed node, for C(table full) events when C(dmesg) cannot be read
 seealso:
   - module: netmedic.k8s.conntrack_limit
   - name: Catalog N-1 to N-8, C-5, D-7, D-11

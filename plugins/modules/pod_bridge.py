@@ -45,6 +45,8 @@ options:
     description:
       - Set the bridge's MTU to this value (68-65535). Not given, the MTU is only reported.
     type: int
+requirements:
+  - ip (Debian package iproute2) on the managed node
 seealso:
   - module: netmedic.k8s.node_network_facts
   - name: Catalog N-8

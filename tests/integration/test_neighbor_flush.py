@@ -22,7 +22,9 @@ OWNER_MAC, STALE_MAC = '02:00:00:00:00:02', '02:00:00:00:00:99'
 
 
 @pytest.fixture
-def seg(sandbox):  # sandbox: fails (never skips) when the host cannot do root namespace work
+def seg(sandbox, require):  # sandbox: fails (never skips) when the host cannot do root namespace work
+    require('ip')
+    require('arping')  # probe=true runs it; without it the probe tests would fail unclearly (issue 12)
     segment = netns.Segment('n')
     try:
         segment.node = segment.member(1, NODE_IP)

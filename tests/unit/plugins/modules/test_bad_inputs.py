@@ -17,8 +17,9 @@ no real process is ever involved, whatever machine runs the suite):
   ``os.replace``/``rename``/``unlink``/``remove``/``mkdir``/``makedirs``/``symlink``/``chmod``,
   ``shutil.move``/``copy*``, ``AnsibleModule.atomic_move``) are recorded;
 - processes: ``podproc`` reads a fake ``/proc`` holding one process of pod ``POD``
-  (pid 4242, its container unknown to the runtime); ``os.kill``, ``os.killpg`` and
-  ``signal.pthread_kill`` are recorded and refused.
+  (pid 4242, its container unknown to the runtime) and containerd's socket, through a
+  HostFS rooted in a temporary directory; ``os.pidfd_open``, ``signal.pidfd_send_signal``,
+  ``os.kill``, ``os.killpg`` and ``signal.pthread_kill`` are recorded and refused.
 
 A case passes when the module fails, says ``changed: false``, its message names the
 problem, and the record is empty. The controls at the end prove that each interception
@@ -40,6 +41,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import podproc, sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
 from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError, CommandNotFound, CommandResult, Runner
 from ansible_collections.netmedic.k8s.plugins.modules import (
     cilium_lb_maps,
@@ -52,7 +54,7 @@ from ansible_collections.netmedic.k8s.plugins.modules import (
     stale_pod_process,
 )
 
-from ..conftest import FakeModule, fixture_reply, fixture_text
+from ..conftest import FakeModule, NodeTree, fixture_reply, fixture_text
 
 MODULES = {
     'conntrack_limit': conntrack_limit,
@@ -144,7 +146,8 @@ CASES = [
 POD = '3f1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8'
 STALE_PID = 4242
 NOSUCH_MAP = '/sys/fs/bpf/netmedic-no-such-map'
-CTR_LIST = ('ctr', '--timeout', '30s', '--namespace', 'k8s.io', 'containers', 'ls', '-q')
+CONTAINERD_SOCKET = '/run/containerd/containerd.sock'
+CTR_LIST = ('ctr', '--address', CONTAINERD_SOCKET, '--timeout', '30s', '--namespace', 'k8s.io', 'containers', 'ls', '-q')
 
 # The fake node. Every binary a case may look up is here; no container runtime CLI
 # (stale_pod_process's runtime cannot be listed unless a case adds ctr).
@@ -186,26 +189,39 @@ def _proc_stat(pid, comm, starttime):
     return '%d (%s) S 1 %d %d 0 -1 4194560 10 0 0 0 0 0 0 0 20 0 1 0 %d 100000 10 0\n' % (pid, comm, pid, pid, starttime)
 
 
-def make_proc(root):
-    """A /proc with one process of pod POD whose container (deadbeefcafe) the runtime does not list."""
-    base = root / str(STALE_PID)
+SANDBOX_ID = '4d1f7e2c9b3a58607f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778'  # listed by ctr (fixture)
+
+
+def _process(root, pid, comm, cgroup, starttime):
+    base = root / 'proc' / str(pid)
     base.mkdir(parents=True)
-    (base / 'stat').write_text(_proc_stat(STALE_PID, 'nginx', 123456))
-    (base / 'cgroup').write_text(fixture_text('podproc/cgroup-stale-cgroupfs.txt'))
-    (base / 'comm').write_text('nginx\n')
-    (base / 'cmdline').write_text('nginx\0-g\0daemon off;\0')
-    return root
+    (base / 'stat').write_text(_proc_stat(pid, comm, starttime))
+    (base / 'cgroup').write_text(cgroup)
+    (base / 'comm').write_text(comm + '\n')
+    (base / 'cmdline').write_text(comm + '\0')
+
+
+def make_node(root):
+    """The node's file system: containerd's socket, and a /proc with two processes of pod
+    POD: its sandbox (container listed by the runtime) and pid 4242, whose container
+    (deadbeefcafe) the runtime does not list."""
+    tree = NodeTree(root)
+    tree.socket(CONTAINERD_SOCKET)
+    _process(root, 4100, 'pause', '0::/kubepods/besteffort/pod%s/%s\n' % (POD, SANDBOX_ID), 123000)
+    _process(root, STALE_PID, 'nginx', fixture_text('podproc/cgroup-stale-cgroupfs.txt'), 123456)
+    return tree
 
 
 class Host(object):
     """The fake node of one test, and the record of every attempt to change it."""
 
-    def __init__(self, proc_root):
+    def __init__(self, tree):
         self.binaries = dict(BINARIES)
         self.replies = dict(REPLIES)
         self.sysctl = dict(SYSCTL)
         self.files = dict(FILES)
-        self.proc_root = str(proc_root)
+        self.root = str(tree.root)
+        self.proc_root = str(tree.root / 'proc')
         self.changes = []
 
     def refuse(self, *what):
@@ -216,7 +232,7 @@ class Host(object):
 @pytest.fixture
 def host(monkeypatch, tmp_path):
     """Install the fake node; ``host.changes`` is the record (see the module docstring)."""
-    h = Host(make_proc(tmp_path / 'proc'))
+    h = Host(make_node(tmp_path / 'node'))
 
     def which(self, name):
         return h.binaries.get(name)
@@ -261,12 +277,16 @@ def host(monkeypatch, tmp_path):
     for name in ('move', 'copy', 'copy2', 'copyfile', 'rmtree'):
         monkeypatch.setattr(shutil, name, lambda path, *a, _n=name, **k: h.refuse('file', _n, str(path)))
 
-    # processes
+    # processes (and the runtime's socket: the module looks at the node through a HostFS)
+    monkeypatch.setattr(stale_pod_process, 'HostFS', lambda root='/': HostFS(h.root))
     real_scan, real_process, real_sockets = podproc.scan, podproc.process, podproc.sockets_of
     monkeypatch.setattr(podproc, 'scan', lambda uid, root=None: real_scan(uid, h.proc_root))
     monkeypatch.setattr(podproc, 'process', lambda pid, root=None: real_process(pid, h.proc_root))
     monkeypatch.setattr(podproc, 'sockets_of', lambda pid, root=None: real_sockets(pid, h.proc_root))
     monkeypatch.setattr(os, 'kill', lambda pid, sig: h.refuse('signal', pid, sig))
+    # stale_pod_process signals through a pidfd: opening one is the first step of a signal
+    monkeypatch.setattr(os, 'pidfd_open', lambda pid, *a: h.refuse('signal', pid, 'pidfd_open'), raising=False)
+    monkeypatch.setattr(signal, 'pidfd_send_signal', lambda fd, sig, *a: h.refuse('signal', fd, sig), raising=False)
     monkeypatch.setattr(os, 'killpg', lambda pgid, sig: h.refuse('signal group', pgid, sig))
     monkeypatch.setattr(signal, 'pthread_kill', lambda tid, sig: h.refuse('signal thread', tid, sig))
     return h
@@ -332,10 +352,10 @@ def test_issue12_4a_control_sysctl_write_is_recorded(host, capsys):
 
 def test_issue12_4a_os_kill_is_intercepted(host, capsys):
     host.binaries['ctr'] = '/usr/bin/ctr'
-    host.replies[CTR_LIST] = fixture_reply('ctr/containers-ls-q')  # three containers, not deadbeefcafe
+    host.replies[CTR_LIST] = fixture_reply('ctr/containers-ls-q-module-args')  # the sandbox, not deadbeefcafe
     with pytest.raises(AssertionError, match='tried to change the node'):
         run_main('stale_pod_process', {'pod_uid': POD, 'state': 'killed', 'wait': 0}, capsys)
-    assert host.changes == [('signal', STALE_PID, signal.SIGTERM)]
+    assert host.changes == [('signal', STALE_PID, 'pidfd_open')]
 
 
 def test_issue12_4a_changing_command_is_intercepted(host, capsys):

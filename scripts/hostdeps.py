@@ -1,0 +1,164 @@
+#!/usr/bin/env python
+"""The host packages declared in bindep.txt, and the programs they provide.
+
+One reader for the one list (bindep.txt at the repository root): the rules are parsed by
+bindep itself (``bindep.depends``, installed with the dev dependencies); this module adds
+the ``# provides: PROGRAM ...`` comment that precedes each entry, so a program can be
+mapped to its package. Used by ``make setup`` (scripts/setup.sh), tests/integration's
+``require()``, tests/unit/test_host_packages.py and ``make fresh-check``.
+
+    scripts/hostdeps.py packages PROFILE...        packages active for the profiles here
+    scripts/hostdeps.py missing PROFILE...         those of them not installed (dpkg)
+    scripts/hostdeps.py programs PROFILE...        programs the active entries provide
+    scripts/hostdeps.py check [--root DIR] PROFILE...
+                                                   fail (exit 1) naming each program that
+                                                   is absent under DIR (default /)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BINDEP = ROOT / 'bindep.txt'
+# Where a program is looked up besides PATH: the netmedic Runner's sbin directories.
+SBIN_DIRS = ('/usr/local/sbin', '/usr/sbin', '/sbin')
+DEFAULT_PATH = ('/usr/local/bin', '/usr/bin', '/bin')
+PROVIDES = '# provides:'
+CACHE = ROOT / '.venv' / '.netmedic-bindep-rules.json'
+_PARSED = {}
+
+
+class Entry(object):
+    """One bindep rule: package, profiles (non-platform), platforms, provided programs."""
+
+    def __init__(self, package, selectors, provides):
+        self.package = package
+        self.profiles = sorted(name for positive, name in selectors if positive and not name.startswith('platform:'))
+        self.platforms = sorted(name for positive, name in selectors if positive and name.startswith('platform:'))
+        self.selectors = selectors
+        self.provides = list(provides)
+
+    def __repr__(self):
+        return 'Entry(%s %s %s provides=%s)' % (self.package, self.platforms, self.profiles, self.provides)
+
+
+def _depends(text):
+    """bindep's Depends for ``text``.
+
+    Parsing builds bindep's grammar each time (~1-3 s here), so the parsed rules are kept
+    in .venv/.netmedic-bindep-rules.json, keyed by the file's sha256 (a cache of the
+    parse only; which packages apply and which are installed is evaluated every time).
+    """
+    try:
+        from bindep.depends import Depends
+    except ImportError:
+        raise SystemExit('hostdeps: the bindep Python package is missing: run make setup (pyproject.toml declares it)')
+    digest = hashlib.sha256(text.encode('utf-8')).hexdigest()
+    if digest not in _PARSED:
+        try:
+            cached = json.loads(CACHE.read_text())
+        except (OSError, ValueError):
+            cached = {}
+        if cached.get('sha256') == digest:
+            _PARSED[digest] = [(name, [tuple(sel) for sel in selectors], [tuple(v) for v in versions])
+                               for name, selectors, versions in cached['rules']]
+        else:
+            _PARSED[digest] = Depends(text)._rules
+            if CACHE.parent.is_dir():
+                with contextlib.suppress(OSError):
+                    CACHE.write_text(json.dumps({'sha256': digest, 'rules': _PARSED[digest]}))
+    depends = Depends.__new__(Depends)
+    depends.filename = None
+    depends._rules = _PARSED[digest]
+    return depends
+
+
+def entries(path=BINDEP):
+    """Every rule of ``path`` in file order, with its ``# provides:`` programs."""
+    text = Path(path).read_text()
+    rules = _depends(text)._rules
+    provides, pending = [], []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith(PROVIDES):
+            pending = line[len(PROVIDES):].split()
+        elif line and not line.startswith('#'):
+            provides.append(pending)
+            pending = []
+    if len(provides) != len(rules):
+        raise ValueError('%s: %d rule lines but bindep parsed %d rules' % (path, len(provides), len(rules)))
+    return [Entry(name, selectors, progs) for (name, selectors, _versions), progs in zip(rules, provides)]
+
+
+def active(profiles, path=BINDEP):
+    """Entries bindep selects on this machine's platform for ``profiles``."""
+    depends = _depends(Path(path).read_text())
+    names = {rule[0] for rule in depends.active_rules(list(profiles) + depends.platform_profiles())}
+    return [e for e in entries(path) if e.package in names]
+
+
+def package_for(program, path=BINDEP):
+    """The entry that provides ``program`` (a name or absolute path), or None."""
+    for entry in entries(path):
+        if program in entry.provides:
+            return entry
+    return None
+
+
+def find_program(program, root='/'):
+    """Path of ``program`` under ``root`` (absolute paths as given; names on PATH, then sbin)."""
+    def under(p):
+        return os.path.join(root, p.lstrip('/'))
+    if program.startswith('/'):
+        return program if os.access(under(program), os.X_OK) else None
+    dirs = os.environ.get('PATH', '').split(os.pathsep) if root == '/' else list(DEFAULT_PATH)
+    for d in [d for d in dirs if d] + list(SBIN_DIRS):
+        candidate = os.path.join(d, program)
+        if os.path.isfile(under(candidate)) and os.access(under(candidate), os.X_OK):
+            return candidate
+    return None
+
+
+def installed(package, timeout=30):
+    """True when dpkg reports ``package`` installed (an error or timeout raises)."""
+    proc = subprocess.run(['dpkg-query', '-W', '-f=${Status}', package], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if proc.returncode not in (0, 1):
+        raise RuntimeError('dpkg-query %s failed (rc=%d): %s' % (package, proc.returncode, proc.stderr.strip()))
+    return proc.returncode == 0 and proc.stdout.strip().endswith(' installed')
+
+
+def main(argv):
+    if len(argv) < 2 or argv[0] not in ('packages', 'missing', 'programs', 'check'):
+        print(__doc__.split('\n\n', 2)[2].rstrip(), file=sys.stderr)
+        return 2
+    command, args = argv[0], argv[1:]
+    root = '/'
+    if command == 'check' and args[:1] == ['--root']:
+        root, args = args[1], args[2:]
+    selected = active(args)
+    if command == 'packages':
+        print('\n'.join(e.package for e in selected))
+    elif command == 'missing':
+        print('\n'.join(e.package for e in selected if not installed(e.package)))
+    elif command == 'programs':
+        print('\n'.join(p for e in selected for p in e.provides))
+    else:
+        absent = ['%s (package %s)' % (p, e.package) for e in selected for p in e.provides if find_program(p, root) is None]
+        count = sum(len(e.provides) for e in selected)
+        if absent:
+            print('hostdeps: missing under %s: %s' % (root, ', '.join(absent)), file=sys.stderr)
+            return 1
+        print('hostdeps: all %d programs of %d packages (profiles %s) present under %s' % (count, len(selected), ' '.join(args), root))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
