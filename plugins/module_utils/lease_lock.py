@@ -221,7 +221,7 @@ def run(client, namespace, name, family, state, holder, duration, takeover=False
     (404 for a Lease gone between read and write).  Returns ``(plan, before, after)``.
     """
     clock = clock or (lambda: datetime.datetime.now(UTC))
-    for attempt in range(retries + 1):
+    for _attempt in range(retries + 1):
         before = client.get(namespace, name)
         step = plan(before, state, holder, clock(), duration, takeover, namespace, name, family)
         if check_mode or step['write'] is None:
@@ -236,7 +236,7 @@ def run(client, namespace, name, family, state, holder, duration, takeover=False
                 client.delete(namespace, name, before['metadata']['resourceVersion'])
                 after = None
         except Exception as exc:  # only a lost race is retried; anything else propagates
-            if getattr(exc, 'status', None) in (404, 409) and attempt < retries:
+            if getattr(exc, 'status', None) in (404, 409):
                 continue
             raise
         return step, before, after
