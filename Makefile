@@ -4,9 +4,15 @@
 #   make test         setup, then every stage in TEST_STAGES: banner per stage, summary
 #                     with timings, non-zero exit if any stage failed (.ci/run runs this)
 #   make setup        .venv (newest pyenv 3.13/3.12, deps from pyproject.toml),
-#                     collections/ansible_collections/netmedic/k8s -> ../../.., shellcheck
+#                     collections/ansible_collections/netmedic/k8s -> ../../.., and the
+#                     host packages of bindep.txt's `test` profile (apt-get; bindep.txt is
+#                     the one list of host packages: scripts/hostdeps.py)
+#   make check        the edit loop: lint of changed files, all units, the integration and
+#                     API-double tests of what changed (scripts/check.sh; CHECK_BASE=<commit>)
 #   make lint         ruff + ansible-lint (production) + antsibull-changelog lint
 #   make sanity       ansible-test sanity, offline, on a copy (scripts/sanity.sh)
+#   make compat       units + sanity again with the lowest ansible-core meta/runtime.yml claims
+#                     (.venv-compat, scripts/compat.sh)
 #   make units        pytest tests/unit
 #   make integration  pytest tests/integration (modules run for real in a sandbox)
 #   make apidouble    pytest tests/lab tests/cluster (the lab's Kubernetes API double: behaviour
@@ -24,6 +30,8 @@
 #
 # Measured here (2 cores, shared host: +-50 %; cold = fresh clone, empty HOME caches):
 #   setup        cold ~50-110 s (pip, ~700 MB) / warm 0.1 s (stamp: sha256 of pyproject.toml)
+#                + bindep.txt check 1-5 s (bindep import + dpkg-query); apt-get of the missing
+#                test packages when there are any (iputils-arping + bpftool: ~40 s)
 #   sanity       cold 72-97 s (per-test venvs from PyPI) / warm 14-25 s; all 24 tests,
 #                compile+import on Python 3.9-3.13 (3.14 absent: skipped with a warning)
 #   lint         4-15 s;  units 1-3 s;  integration 24-60 s;  build 1-3 s
@@ -51,7 +59,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 # Stages of `make test`, in order; later work appends (e.g. TEST_STAGES += lab).
 # Each one is a make target of the same name.
-TEST_STAGES := lint sanity units integration apidouble build
+TEST_STAGES := lint sanity compat units integration apidouble build
 # The VM lab's real-kernel tests (tests/labvm): see lab/vm/README.md.
 TEST_STAGES += lab-test molecule
 # FAIL_FAST=1 stops at the first failing stage (default: run all, report all).
@@ -60,7 +68,7 @@ FAIL_FAST ?= 0
 SANITY_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint ruff ansible-lint changelog-lint sanity units integration apidouble build ee-context demo clean distclean
+.PHONY: help setup test compat lint ruff ansible-lint changelog-lint sanity units integration apidouble build ee-context demo clean distclean
 .PHONY: lab-test lab-test-locked lab-up lab-down lab-inject demo-local demo-locked molecule molecule-locked
 
 # The VM lab (lab/vm/labctl). One lab per machine, shared by everyone on it: whatever
@@ -82,6 +90,11 @@ help:
 
 setup:
 	@scripts/setup.sh
+
+# The edit loop (< 2 min): not a stage of `make test`.
+.PHONY: check
+check: setup
+	@scripts/check.sh
 
 # setup is the first stage (timed like the others); if it fails nothing else runs.
 test:
@@ -111,6 +124,9 @@ changelog-lint: setup
 # limits compile/import to one Python.
 sanity: setup
 	@scripts/sanity.sh $(SANITY_ARGS)
+
+compat: setup
+	@scripts/compat.sh $(SANITY_ARGS)
 
 # pytest exit 5 (no tests collected) fails the stage like any other non-zero exit.
 units: setup
@@ -199,4 +215,4 @@ clean:
 	find . -path ./.venv -prune -o -path ./collections -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf .venv collections
+	rm -rf .venv .venv-compat collections
