@@ -439,3 +439,9 @@ def test_issue10_h7_a_created_lock_is_reported_as_a_change(gcnode, make_runner):
     assert os.path.isfile(os.path.join(gcnode.data_dir, 'cb0', 'lock'))
     again = gc(gcnode, runner)
     assert again['changed'] is False and not any(n['lock']['created'] for n in again['networks'])
+
+
+def test_issue13_run_gc_lives_in_module_utils():
+    from ansible_collections.netmedic.k8s.plugins.module_utils import ipam_gc
+    assert cni_ipam_gc.run_gc is ipam_gc.run_gc and cni_ipam_gc.GCError is ipam_gc.GCError
+    assert not hasattr(cni_ipam_gc, 'find_networks') and not hasattr(cni_ipam_gc, 'validate')
