@@ -3,10 +3,17 @@
     bin/netmedic list                                  playbooks and what they do
     bin/netmedic run PLAYBOOK -i INVENTORY [--check] [--diff] [-e K=V | -e @file | -e JSON]... [-l LIMIT]
     bin/netmedic runs                                  past runs (newest first) with their status
+    bin/netmedic prune [--keep-runs N] [--keep-days D] [--check]   remove old runs
 
 Every run goes through ansible-runner into its own artifact directory (stdout, job events,
 rc, status) under NETMEDIC_RUNS_DIR (default ~/.netmedic/runs), next to the change report the
-collection's callback writes there. The summary at the end says per host what was ok,
+collection's callback writes there. Run directories are 0700 and named with the UTC time in
+microseconds, the process id and a random suffix (two runs never share one). Extra vars (which
+may hold secrets) are removed from the run directory when the run ends, and credential-like
+environment variables (K8S_AUTH_API_KEY, ...) are masked in the runner's `command` artifact.
+Retention: `prune`, or `run` with --keep-runs / --keep-days (NETMEDIC_KEEP_RUNS /
+NETMEDIC_KEEP_DAYS), removes older run directories (0 keeps all, the default); with --check
+it only lists them. The summary at the end says per host what was ok,
 changed, failed or unreachable. Exit code: 0 success, 2 a host failed, 3 a host was
 unreachable, 4 netmedic itself could not run (bad playbook name, missing inventory).
 A run with --check is labelled as such everywhere, and nothing in it changes a node or cluster.
@@ -18,12 +25,22 @@ import argparse
 import datetime
 import json
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOKS = ROOT / 'playbooks'
 RUNS = Path(os.environ.get('NETMEDIC_RUNS_DIR') or Path.home() / '.netmedic' / 'runs')
+if str(ROOT / 'collections') not in sys.path:
+    sys.path.insert(0, str(ROOT / 'collections'))
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import redact, reportfiles  # noqa: E402
+
+# What ansible-runner may leave in a run's env/ that holds secrets.
+SECRET_ENV_FILES = ('extravars', 'passwords', 'ssh_key')
+RUN_NAME = re.compile(r'^\d{8}T\d{6}(?:\.\d{6})?Z-')
 
 
 def playbooks():
@@ -67,6 +84,56 @@ def cmd_runs(_args):
     return 0
 
 
+def prune_runs(keep_runs, keep_days, check, protect=()):
+    """Remove (check: list) run directories beyond ``keep_runs`` newest / older than ``keep_days``.
+
+    Only directories directly under RUNS whose name starts with a run time and that hold a
+    ``netmedic.json`` record are considered (a directory without one may be a run in progress).
+    """
+    if not RUNS.is_dir() or not (keep_runs or keep_days):
+        return []
+    runs = []
+    for run in RUNS.iterdir():
+        if RUN_NAME.match(run.name) and run.is_dir() and not run.is_symlink() and (run / 'netmedic.json').is_file():
+            runs.append((run.name, reportfiles.parse_time(run.name)))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    remove = reportfiles.plan_retention(runs, now, keep_runs, keep_days, protect=protect)
+    for name in remove:
+        print('netmedic: %s run %s' % ('would remove (check mode)' if check else 'removing', RUNS / name))
+        if not check:
+            shutil.rmtree(str(RUNS / name))
+    return remove
+
+
+def cmd_prune(args):
+    try:
+        removed = prune_runs(args.keep_runs, args.keep_days, args.check)
+    except (ValueError, OSError) as exc:
+        return _fail(str(exc))
+    print('netmedic: %d run(s) %s' % (len(removed), 'would be removed (check mode)' if args.check else 'removed'))
+    return 0
+
+
+def scrub_run(workdir):
+    """After a run: secrets out of the run directory. Returns what was removed or masked."""
+    done = []
+    for name in SECRET_ENV_FILES:
+        path = workdir / 'env' / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            done.append(str(path))
+    for command in sorted((workdir / 'artifacts').glob('*/command')):
+        data = json.loads(command.read_text())
+        masked = redact.redact(data)
+        if masked != data:
+            tmp = command.with_name('.command.tmp')
+            tmp.write_text(json.dumps(masked))
+            tmp.chmod(0o600)
+            os.replace(str(tmp), str(command))
+            done.append(str(command))
+    return done
+
+
 def _extravars(values):
     merged = {}
     for value in values or []:
@@ -96,12 +163,15 @@ def cmd_run(args):
         return _fail('inventory %s does not exist' % inventory)
     try:
         extravars = _extravars(args.extra_vars)
+        if args.keep_runs < 0 or args.keep_days < 0:
+            raise ValueError('--keep-runs and --keep-days must be 0 (keep all) or positive')
     except (ValueError, OSError) as exc:
         return _fail(str(exc))
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')
-    ident = '%s-%s%s' % (stamp, args.playbook, '-check' if args.check else '')
+    ident = '%s-%s%s' % (reportfiles.stamp(), args.playbook, '-check' if args.check else '')
+    reportfiles.private_dir(str(RUNS))
     workdir = RUNS / ident
-    workdir.mkdir(parents=True)
+    workdir.mkdir(mode=0o700)          # exclusive: an existing directory is never reused
+    workdir.chmod(0o700)
     cmdline = []
     if args.check:
         cmdline.append('--check')
@@ -115,11 +185,14 @@ def cmd_run(args):
     }
     limit = ' (limit %s)' % args.limit if args.limit else ''
     print('netmedic: %s %s on %s%s -> %s' % ('checking' if args.check else 'running', args.playbook, inventory, limit, workdir))
-    result = ansible_runner.run(
-        private_data_dir=str(workdir), project_dir=str(ROOT), playbook=str(PLAYBOOKS / (args.playbook + '.yml')),
-        inventory=str(inventory), extravars=extravars, limit=args.limit, cmdline=' '.join(cmdline) or None,
-        envvars=envvars, quiet=args.quiet, ident='run',
-    )
+    try:
+        result = ansible_runner.run(
+            private_data_dir=str(workdir), project_dir=str(ROOT), playbook=str(PLAYBOOKS / (args.playbook + '.yml')),
+            inventory=str(inventory), extravars=extravars, limit=args.limit, cmdline=' '.join(cmdline) or None,
+            envvars=envvars, quiet=args.quiet, ident='run',
+        )
+    finally:
+        scrubbed = scrub_run(workdir)
     stats = result.stats or {}
     hosts = sorted(set().union(*(stats.get(k, {}).keys() for k in ('ok', 'changed', 'failures', 'dark', 'skipped'))))
     mode = ' (check mode: nothing changed)' if args.check else ''
@@ -128,7 +201,7 @@ def cmd_run(args):
         print('  %-24s ok=%-3s changed=%-3s failed=%-3s unreachable=%s' % (
             host, stats.get('ok', {}).get(host, 0), stats.get('changed', {}).get(host, 0),
             stats.get('failures', {}).get(host, 0), stats.get('dark', {}).get(host, 0)))
-    reports = sorted((workdir / 'report').glob('change-report-*.md'))
+    reports = sorted(p for p in (workdir / 'report').glob('change-report-*.md') if not p.is_symlink())
     if reports:
         print('  change report: %s' % reports[-1])
     print('  artifacts:     %s' % (workdir / 'artifacts' / 'run'))
@@ -138,11 +211,28 @@ def cmd_run(args):
         code = 2
     else:
         code = 0
-    (workdir / 'netmedic.json').write_text(json.dumps({
+    reportfiles.write_new(str(workdir / 'netmedic.json'), json.dumps({
         'playbook': args.playbook, 'inventory': str(inventory), 'check': args.check, 'limit': args.limit,
-        'status': result.status, 'rc': result.rc, 'exit': code, 'stats': stats,
+        'status': result.status, 'rc': result.rc, 'exit': code, 'stats': stats, 'scrubbed': scrubbed,
         'report': str(reports[-1]) if reports else None}, indent=2))
+    if args.keep_runs or args.keep_days:
+        prune_runs(args.keep_runs, args.keep_days, args.check, protect=[ident])
     return code
+
+
+def _env_number(name, kind):
+    value = os.environ.get(name) or '0'
+    try:
+        return kind(value)
+    except ValueError:
+        raise SystemExit(_fail('%s=%r is not a number' % (name, value)))
+
+
+def retention(parser):
+    parser.add_argument('--keep-runs', type=int, default=_env_number('NETMEDIC_KEEP_RUNS', int),
+                        help='keep this many newest runs, remove older ones (0: keep all; env NETMEDIC_KEEP_RUNS)')
+    parser.add_argument('--keep-days', type=float, default=_env_number('NETMEDIC_KEEP_DAYS', float),
+                        help='remove runs older than this many days (0: keep all; env NETMEDIC_KEEP_DAYS)')
 
 
 def main(argv=None):
@@ -158,7 +248,12 @@ def main(argv=None):
     run.add_argument('--check', action='store_true', help='check mode: report what would change, change nothing')
     run.add_argument('--diff', action='store_true')
     run.add_argument('-q', '--quiet', action='store_true', help='only the summary')
+    retention(run)
     run.set_defaults(func=cmd_run)
+    prune = sub.add_parser('prune', help='remove old run directories (retention by count and age)')
+    retention(prune)
+    prune.add_argument('--check', action='store_true', help='only list what would be removed')
+    prune.set_defaults(func=cmd_prune)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -16,6 +16,8 @@ options:
       - Without it (and without O(host)) the in-cluster service account is used when the module runs
         in a pod, else C(~/.kube/config).
       - Can also be set with E(K8S_AUTH_KUBECONFIG).
+      - Never logged to syslog (it is C(no_log)); in task results only the credentials of an inline kubeconfig
+        (C(token), C(client-key-data), C(password), ...) are masked, the rest (and a path) stays readable.
     type: raw
   context:
     description:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -53,3 +54,73 @@ def test_failed_host_and_bad_invocations_exit_codes(tmp_path):
     bad = _cli(tmp_path, 'run', 'diagnose', '-i', str(ROOT / 'inventories' / 'localhost.yml'), '-e', 'novalue')
     assert bad.returncode == 4 and 'KEY=VALUE' in bad.stderr
     assert len(_records(tmp_path)) == 1          # refused invocations leave no run behind
+
+
+def test_issue10_h11_extravars_removed_and_command_env_masked(tmp_path):
+    # A fast run (the playbook refuses the bad method first) that carries two secrets.
+    env_secret, var_secret = 'tok-env-s3cret-0001', 'pw-extravar-s3cret-0001'
+    env = dict(os.environ, NETMEDIC_RUNS_DIR=str(tmp_path / 'runs'), K8S_AUTH_API_KEY=env_secret)
+    env.pop('ANSIBLE_CONFIG', None)
+    proc = subprocess.run([str(CLI), 'run', 'udp_timeout', '-i', str(ROOT / 'inventories' / 'localhost.yml'), '-q',
+                           '-e', 'netmedic_udp_timeout_method=sometimes', '-e', 'vault_password=%s' % var_secret],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (run,) = (tmp_path / 'runs').iterdir()
+    assert not (run / 'env' / 'extravars').exists()
+    (record,) = _records(tmp_path)
+    assert str(run / 'env' / 'extravars') in record['scrubbed']
+    command = json.loads((run / 'artifacts' / 'run' / 'command').read_text())
+    assert command['env']['K8S_AUTH_API_KEY'] == '********' and command['env']['NETMEDIC_REPORT_DIR']
+    for path in run.rglob('*'):
+        if path.is_file():
+            text = path.read_text(errors='replace')
+            assert env_secret not in text and var_secret not in text, path
+    assert [oct(p.stat().st_mode & 0o777) for p in (tmp_path / 'runs', run, run / 'netmedic.json')] == ['0o700', '0o700', '0o600']
+
+
+def _fake_runs(tmp_path, days):
+    runs = tmp_path / 'runs'
+    now = datetime.datetime.now(datetime.timezone.utc)
+    names = []
+    for day in days:
+        name = '%s-diagnose' % (now - datetime.timedelta(days=day)).strftime('%Y%m%dT%H%M%S.%fZ')
+        (runs / name).mkdir(parents=True)
+        (runs / name / 'netmedic.json').write_text('{}')
+        names.append(name)
+    in_progress = (now - datetime.timedelta(days=99)).strftime('%Y%m%dT%H%M%S.%fZ') + '-udp_timeout'
+    (runs / in_progress).mkdir()                # no record yet: a run in progress, never pruned
+    (runs / 'notes').mkdir()
+    return runs, names, in_progress
+
+
+def test_issue10_h11_prune_runs_check_then_apply(tmp_path):
+    runs, names, in_progress = _fake_runs(tmp_path, [50, 20, 3, 1])
+    check = _cli(tmp_path, 'prune', '--keep-runs', '3', '--keep-days', '30', '--check')
+    assert check.returncode == 0, check.stderr
+    assert 'would remove (check mode) run %s' % (runs / names[0]) in check.stdout and '1 run(s) would be removed' in check.stdout
+    assert len(list(runs.iterdir())) == 6
+    applied = _cli(tmp_path, 'prune', '--keep-runs', '2')
+    assert applied.returncode == 0, applied.stderr
+    assert sorted(p.name for p in runs.iterdir()) == sorted([names[2], names[3], in_progress, 'notes'])
+    bad = _cli(tmp_path, 'prune', '--keep-runs', '-1')
+    assert bad.returncode == 4 and 'keep all' in bad.stderr
+
+
+def test_issue10_h12_diagnose_concurrent_runs_two_reports(tmp_path):
+    shared = tmp_path / 'diag'
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), NETMEDIC_REPORT_DIR=str(tmp_path / 'changes'))
+    cmd = [str(ROOT / '.venv' / 'bin' / 'ansible-playbook'), '-i', str(ROOT / 'inventories' / 'localhost.yml'), '--check',
+           str(ROOT / 'playbooks' / 'diagnose.yml'), '-e', 'netmedic_report_dir=%s' % shared]
+    procs = [subprocess.Popen(cmd, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _i in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    reports = sorted(p for p in shared.glob('diagnose-*.json'))
+    assert len(reports) == 2 and len(list(shared.glob('diagnose-*.md'))) == 2
+    assert all(json.loads(p.read_text())['localhost']['findings'] is not None for p in reports)
+    latest = shared / 'diagnose.json'
+    assert latest.is_symlink() and shared / os.readlink(str(latest)) in reports
+    assert oct(shared.stat().st_mode & 0o777) == '0o700'
+    assert {oct(p.stat().st_mode & 0o777) for p in reports} == {'0o600'}
+    changes = sorted(p for p in (tmp_path / 'changes').glob('change-report-*.json') if not p.is_symlink())
+    assert len(changes) == 2
