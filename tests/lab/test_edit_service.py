@@ -105,3 +105,73 @@ def test_issue10_h6_ip_masq_agent_backup_holds_the_concurrent_edit_it_overwrote(
     assert entry['args'] == overwritten['spec']['template']['spec']['containers'][0]['args']
     args = double.store.find('daemonsets', 'kube-system', 'ip-masq-agent')['spec']['template']['spec']['containers'][0]['args']
     assert args[-2:] == ['--nomasq-all-reserved-ranges', '--random-fully=false'], 'the concurrent edit was lost'
+
+
+def _flannel(name, args, **extra):
+    entry = {'name': name, 'netmedic.k8s.flannel_config': args}
+    entry.update(extra)
+    return entry
+
+
+def test_issue10_h9_module_reads_retry_429_with_retry_after_and_503(double, run):
+    from lab.kubedouble import errors
+
+    seen = []
+
+    def fault(method, path, query):
+        if method == 'GET' and path == '/api/v1/namespaces/kube-system/configmaps/kube-flannel-cfg':
+            seen.append(time.monotonic())
+            if len(seen) == 1:
+                raise errors.ApiError(429, 'TooManyRequests', 'too many requests, please try again later',
+                                      headers={'Retry-After': '1'})
+            if len(seen) == 2:
+                raise errors.ApiError(503, 'ServiceUnavailable', 'the server is currently unable to handle the request')
+
+    double.inject_fault(fault)
+    rc, results, output = run(double, yaml.safe_dump([_flannel('check', {'cni_version': '0.3.1'}, check_mode=True)]))
+    assert rc == 0, output
+    assert results['check']['changed'] is True
+    assert len(seen) == 3, seen
+    assert seen[1] - seen[0] >= 1.0, 'Retry-After was not honoured'
+
+
+def test_issue10_h9_persistent_503_fails_cleanly_after_bounded_retries(double, run):
+    from lab.kubedouble import errors
+
+    seen = []
+
+    def fault(method, path, query):
+        if method == 'GET' and path == '/api/v1/namespaces/kube-system/configmaps/kube-flannel-cfg':
+            seen.append(method)
+            raise errors.ApiError(503, 'ServiceUnavailable', 'the server is currently unable to handle the request')
+
+    before = double.store.find('configmaps', 'kube-system', 'kube-flannel-cfg')
+    double.inject_fault(fault)
+    rc, results, _output = run(double, yaml.safe_dump([_flannel("apply", {"cni_version": "0.3.1", "request_retries": 1})]))
+    assert rc != 0
+    msg = results['apply']['msg']
+    assert 'HTTP 503' in msg and '(after 1 retries)' in msg and 'nothing was changed' in msg, msg
+    assert results['apply']['changed'] is False
+    assert len(seen) == 2
+    assert double.store.find('configmaps', 'kube-system', 'kube-flannel-cfg') == before
+    assert backups_of(double, 'kube-flannel-cfg') == []
+
+
+def test_issue10_h9_hung_api_server_fails_the_module_within_request_timeout(double, run):
+    server = socket.socket()
+    server.bind(('127.0.0.1', 0))
+    server.listen(8)
+    accepted = []
+    threading.Thread(target=lambda: [accepted.append(server.accept()[0]) for _ in range(8)], daemon=True).start()
+    try:
+        args = {'cni_version': '0.3.1', 'host': 'http://127.0.0.1:%d' % server.getsockname()[1], 'api_key': 'x',
+                'request_timeout': 2}
+        rc, results, _output = run(double, yaml.safe_dump([_flannel("apply", args)]))
+    finally:
+        for conn in accepted:
+            conn.close()
+        server.close()
+    assert rc != 0
+    msg = results['apply']['msg']
+    assert 'no answer from the Kubernetes API within request_timeout=2.0s' in msg and 'nothing was changed' in msg, msg
+    assert len(accepted) == 1, 'the request was sent %d times' % len(accepted)
