@@ -305,7 +305,10 @@ def _raw_call(doing, fn, *args, **kwargs):
     policy = _policy(fn)
     kwargs['_preload_content'] = False
     kwargs.setdefault('_request_timeout', policy['timeout'])
-    read = getattr(fn, '__name__', '').startswith(_READ_PREFIXES)
+    fn_name = getattr(fn, '__name__', '')
+    read = fn_name.startswith(_READ_PREFIXES)
+    # An eviction's 429 is a PodDisruptionBudget saying "not now", not rate limiting: the caller decides.
+    retries = 0 if fn_name.endswith('_eviction') else policy['retries']
     attempt = 0
     while True:
         try:
@@ -313,7 +316,7 @@ def _raw_call(doing, fn, *args, **kwargs):
             data = response.data
             break
         except ApiException as e:
-            delay = retry_delay(e.status, parse_retry_after(_header(e, 'Retry-After')), attempt, policy['retries'], read)
+            delay = retry_delay(e.status, parse_retry_after(_header(e, 'Retry-After')), attempt, retries, read)
             if delay is None:
                 error = api_error(e, doing)
                 if attempt:

@@ -35,6 +35,9 @@ class FakeApi(object):
     def replace_namespaced_config_map(self, name, namespace, body, **kwargs):
         return self._answer(kwargs)
 
+    def create_namespaced_pod_eviction(self, name, namespace, body, **kwargs):
+        return self._answer(kwargs)
+
 
 def api_exception(status, retry_after=None):
     exc = ApiException(status=status, reason='Status %d' % status)
@@ -83,6 +86,13 @@ def test_issue10_h9_writes_retry_429_but_never_5xx(sleeps):
     api = FakeApi([api_exception(429, '1'), {'written': True}], policy={'timeout': 5.0, 'retries': 3})
     assert k8s_client._json_call('replacing', api.replace_namespaced_config_map, 'x', 'ns', {}) == {'written': True}
     assert sleeps == [1.0]
+
+
+def test_issue10_h9_an_eviction_429_is_a_budget_answer_left_to_the_caller(sleeps):
+    api = FakeApi([api_exception(429), {}], policy={'timeout': 5.0, 'retries': 3})
+    with pytest.raises(k8s_client.K8sError, match='HTTP 429') as info:
+        k8s_client._json_call('evicting', api.create_namespaced_pod_eviction, 'p', 'ns', {})
+    assert info.value.status == 429 and len(api.calls) == 1 and sleeps == []
 
 
 def test_issue10_h9_a_timeout_is_a_clean_failure_and_never_retried(sleeps):
