@@ -23,7 +23,7 @@ description:
     up first). Files that are applied after the drop-in at boot and set another value are reported,
     because they would undo the fix.
   - "Files netmedic does not own (issue #10): a O(persist_file) that exists without this module's
-    header (C(# Managed by netmedic.k8s (conntrack_limit);)), such as C(/etc/sysctl.conf) or another
+    header (a first line C(# Managed by netmedic.k8s) naming this module), such as C(/etc/sysctl.conf) or another
     tool's drop-in, is never replaced: only the lines that set C(net.netfilter.nf_conntrack_max) get the
     new value (the key is appended when the file does not set it), every other line is kept byte for
     byte, and the previous file is backed up (RV(persist_mode=edit_owned_keys)). A symbolic link is
@@ -84,7 +84,7 @@ options:
     default: /etc/sysctl.d/90-netmedic-conntrack.conf
   module_load_file:
     description:
-      - The C(modules-load.d(5)) file that loads C(nf_conntrack) at boot, an absolute path ending in C(.conf).
+      - The C(modules-load.d) file (see modules-load.d(5)) that loads C(nf_conntrack) at boot, an absolute path ending in C(.conf).
       - Written only with O(persist=true) and only when C(nf_conntrack) is a loadable module. The same
         ownership rules as O(persist_file) apply (a file without this module's header only gets
         C(nf_conntrack) appended when it does not list it).

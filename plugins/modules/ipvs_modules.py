@@ -14,7 +14,7 @@ description:
     C(ip_vs_<scheduler>) module kube-proxy needs, and kube-proxy then logs C(Can't use the IPVS
     proxier ... required kernel modules are not loaded) and falls back to iptables (catalog C-2).
   - Ensures C(ip_vs) and C(ip_vs_<s>) for every scheduler in O(schedulers) are loaded
-    (C(modprobe), through the shared command runner) and listed in a C(modules-load.d(5)) file so
+    (C(modprobe), through the shared command runner) and listed in a C(modules-load.d) file (see modules-load.d(5)) so
     systemd loads them at boot.
   - Before loading anything, every missing module is resolved with C(modprobe -n) (a dry run); if
     the kernel has no such module (for example C(ip_vs_twos) before Linux 6.2) the module fails and
@@ -22,7 +22,7 @@ description:
   - The boot file is written atomically and a replaced file is backed up first. Names already listed in
     it are kept; nothing is ever unloaded.
   - "Files netmedic does not own (issue #10): an existing O(persist_file) without this module's header
-    (C(# Managed by netmedic.k8s (ipvs_modules);)), like ACK's C(ack-ipvs-modules.conf), is never
+    (a first line C(# Managed by netmedic.k8s) naming this module), like ACK's C(ack-ipvs-modules.conf), is never
     regenerated: only the missing module names are appended, every other line (comments included) is
     kept byte for byte (RV(persist_mode=edit_owned_keys))."
   - If a C(modprobe) or the file write fails, the failure lists what was loaded (modules are not

@@ -21,7 +21,7 @@ description:
     C(systemd-modules-load.service) at every boot. A unit was chosen over a C(modules-load.d) entry
     because the timeouts are not module parameters - they can only be set once C(ip_vs) is loaded.
     The unit file is written atomically and a replaced file is backed up first. An existing O(unit_file)
-    that this module did not write (no C(# Managed by netmedic.k8s (ipvs_timeouts);) first line) is
+    that this module did not write (no first line C(# Managed by netmedic.k8s) naming this module) is
     refused before anything changes (issue #10): a unit has no single setting that could be edited in place.
   - If writing the unit, C(systemctl daemon-reload) or C(systemctl enable) fails after the timeouts were
     set, the unit is put back (or removed) and the previous timeouts are restored; the failure says what

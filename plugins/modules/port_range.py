@@ -22,7 +22,7 @@ description:
     C(/etc/sysctl.d/) (atomic write, replaced file backed up first). Boot-time files applied after the
     drop-in that set another value are reported.
   - "Files netmedic does not own (issue #10): an existing O(persist_file) without this module's header
-    (C(# Managed by netmedic.k8s (port_range);)), such as C(/etc/sysctl.conf), is never replaced: only the
+    (a first line C(# Managed by netmedic.k8s) naming this module), such as C(/etc/sysctl.conf), is never replaced: only the
     lines that set the key this run manages get the new value (appended when absent); every other line
     is kept byte for byte and the previous file is backed up (RV(persist_mode=edit_owned_keys))."
   - If the file cannot be written after the kernel value was set, the kernel value is restored and the
