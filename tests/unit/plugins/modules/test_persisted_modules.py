@@ -159,3 +159,23 @@ def test_issue10_h8_ipvs_timeouts_refuses_a_unit_it_did_not_write(node, capsys, 
     assert unit.read_text() == '[Service]\nExecStart=/usr/local/bin/site-tuning\n'
     assert os.listdir(str(node.tmp)).count('netmedic-ipvs-timeouts.service') == 1
     assert all(c[:2] in (['ipvsadm', '-L'], ['systemctl', 'is-enabled']) for c in node.commands), node.commands
+
+
+def test_issue13_ipvs_modules_modprobe_fails_midway_reports_what_stays_loaded(node, capsys, monkeypatch):
+    """Through the shared transaction: ip_vs_mh loaded, ip_vs_nq fails; nothing unloaded, no boot file written."""
+    from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError
+    real_run = Runner.run
+
+    def run(self, args, check=True, data=None):
+        if args == ['modprobe', 'ip_vs_nq']:
+            raise CommandError(args, 1, '', 'modprobe: ERROR: could not insert ip_vs_nq: Cannot allocate memory')
+        return real_run(self, args, check=check, data=data)
+    monkeypatch.setattr(Runner, 'run', run)
+    boot = node.tmp / 'netmedic-ipvs.conf'
+    result = run_main(ipvs_modules, {'schedulers': ['mh', 'nq'], 'persist_file': str(boot)}, capsys)
+    assert result['failed'] is True
+    assert 'could not modprobe ip_vs_nq' in result['msg'] and 'Cannot allocate memory' in result['msg']
+    assert result['left_changed'] == ['ip_vs_mh = loaded (cannot be undone)']
+    assert result['changed'] is True
+    assert not boot.exists()
+    assert 'ip_vs_mh 16384' in node.proc_modules.read_text()  # it really stays loaded
