@@ -23,6 +23,10 @@ import re
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs
 
 PROC_MODULES = '/proc/modules'
+# modules-load.d(5) search path (systemd-modules-load); Debian's kmod also reads /etc/modules.
+MODULES_LOAD_DIRS = ['/etc/modules-load.d', '/run/modules-load.d', '/usr/local/lib/modules-load.d',
+                     '/usr/lib/modules-load.d', '/lib/modules-load.d']
+MODULES_FILE = '/etc/modules'
 MODULES_DIR = '/lib/modules'
 MODULES_LOAD_HEADER = ('# Managed by netmedic.k8s ({module}); catalog {catalog}.\n'
                        '# Loaded at boot by systemd-modules-load; the previous file is kept as a backup.\n')

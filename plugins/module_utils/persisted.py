@@ -61,6 +61,14 @@ def check_name(path, suffix, reader, option='persist_file'):
                            % (option, suffix, reader, path))
 
 
+def boot_warning(path, dirs, files, reader):
+    """A warning when ``path`` is not where ``reader`` looks at boot (the setting would not survive a reboot)."""
+    if os.path.dirname(os.path.normpath(path)) in dirs or os.path.normpath(path) in files:
+        return None
+    return ('%s is not in a directory %s reads at boot (%s): it is written, but does not apply after a reboot'
+            % (path, reader, ', '.join(list(dirs) + list(files))))
+
+
 def owner_of(text, owner):
     """True when ``text`` is a file ``owner`` (a module name) generated."""
     return text is not None and text.startswith(OWNER_PREFIX % owner)

@@ -80,6 +80,8 @@ options:
       - A file this module wrote (it starts with its header), or a new one, is generated whole; any other
         file is edited in place (only C(net.netfilter.nf_conntrack_max)). A replaced file is backed up next
         to it (Ansible's C(backup_local) naming) and the backup path returned in RV(backups).
+      - A file outside the directories C(systemd-sysctl) reads at boot (and C(/etc/sysctl.conf)) is written,
+        with a warning that it does not apply after a reboot.
     type: path
     default: /etc/sysctl.d/90-netmedic-conntrack.conf
   module_load_file:
@@ -344,6 +346,12 @@ def main():
     for item in overridden:
         result.warn('%s sets %s = %s and is applied after %s at boot: the persisted fix would be undone'
                     % (item['path'], conntrack.MAX_KEY, item['value'], p['persist_file']))
+    if p['persist']:
+        for warning in (persisted.boot_warning(p['persist_file'], sysctl.SYSCTL_DIRS, [sysctl.SYSCTL_CONF], 'systemd-sysctl'),
+                        persisted.boot_warning(p['module_load_file'], kmod.MODULES_LOAD_DIRS, [kmod.MODULES_FILE],
+                                               'systemd-modules-load') if new_load is not None else None):
+            if warning:
+                result.warn(warning)
     if not p['persist'] and persisted_value is not None and persisted_value != target:
         result.warn('%s still sets %s at boot' % (p['persist_file'], persisted_value))
 

@@ -61,6 +61,8 @@ options:
     description:
       - The C(modules-load.d) file, an absolute path ending in C(.conf) (systemd ignores other names).
       - A file this module wrote (or a new one) is generated whole; any other file only gets the missing names appended.
+      - A file outside the C(modules-load.d) directories (and C(/etc/modules)) is written, with a warning that
+        it does not apply after a reboot.
     type: path
     default: /etc/modules-load.d/netmedic-ipvs.conf
 requirements:
@@ -250,6 +252,10 @@ def main():
     result.add_diff('\n'.join(before['modules_loaded']), '\n'.join(result.after['modules_loaded']), 'loaded IPVS modules')
     if write_file:
         result.add_diff(file_text or '', new_text, p['persist_file'])
+    warning = persisted.boot_warning(p['persist_file'], kmod.MODULES_LOAD_DIRS, [kmod.MODULES_FILE],
+                                     'systemd-modules-load') if p['persist'] else None
+    if warning:
+        result.warn(warning)
     result.extra.update({'modules': wanted, 'loaded': to_load, 'persist_file': p['persist_file'],
                          'persist_mode': file_mode if p['persist'] else None})
 

@@ -78,6 +78,8 @@ options:
       - The sysctl drop-in, an absolute path ending in C(.conf). A file this module wrote (or a new one) is
         generated whole; any other file is edited in place (only the managed key). A replaced file is
         backed up next to it and the backup path returned in RV(backups).
+      - A file outside the directories C(systemd-sysctl) reads at boot (and C(/etc/sysctl.conf)) is written,
+        with a warning that it does not apply after a reboot.
     type: path
     default: /etc/sysctl.d/90-netmedic-ports.conf
 seealso:
@@ -315,6 +317,9 @@ def main():
     for item in overridden:
         result.warn('%s sets %s = %s and is applied after %s at boot: the persisted fix would be undone'
                     % (item['path'], key, item['value'], p['persist_file']))
+    warning = persisted.boot_warning(p['persist_file'], sysctl.SYSCTL_DIRS, [sysctl.SYSCTL_CONF], 'systemd-sysctl') if p['persist'] else None
+    if warning:
+        result.warn(warning)
     other = ports.LOCAL_PORT_RANGE_KEY if key == ports.RESERVED_PORTS_KEY else ports.RESERVED_PORTS_KEY
     if write_file and file_mode == persisted.OWNED and other in in_file:
         result.warn('%s also set %s = %s (an earlier run with the other method); the new file sets only %s, so that value is '

@@ -276,3 +276,14 @@ def test_issue10_h8_persist_file_itself_is_not_its_own_overrider(tmp_path):
     # a drop-in that sorts before 99-sysctl.conf is still overridden by it
     assert sysctl.overriders(KEY, str(etc / '90-netmedic-conntrack.conf'), 200000, [str(etc)], str(conf)) == [
         {'path': str(etc / '99-sysctl.conf'), 'value': '70000'}]
+
+
+def test_a_file_outside_the_boot_directories_is_warned_about():
+    from ansible_collections.netmedic.k8s.plugins.module_utils import kmod
+    dirs, files = sysctl.SYSCTL_DIRS, [sysctl.SYSCTL_CONF]
+    assert persisted.boot_warning('/etc/sysctl.d/90-netmedic-conntrack.conf', dirs, files, 'systemd-sysctl') is None
+    assert persisted.boot_warning('/etc/sysctl.conf', dirs, files, 'systemd-sysctl') is None
+    assert persisted.boot_warning('/etc/modules', kmod.MODULES_LOAD_DIRS, [kmod.MODULES_FILE], 'systemd-modules-load') is None
+    warning = persisted.boot_warning('/tmp/netmedic.conf', dirs, files, 'systemd-sysctl')
+    assert warning.startswith('/tmp/netmedic.conf is not in a directory systemd-sysctl reads at boot (/etc/sysctl.d, ')
+    assert 'does not apply after a reboot' in warning

@@ -82,6 +82,8 @@ def test_issue10_n2_loadable_nf_conntrack_is_persisted_in_modules_load_d(node, c
     assert load.read_text().startswith('# Managed by netmedic.k8s (conntrack_limit); catalog N-2.\n')
     assert kmod.parse_modules_load(load.read_text()) == ['nf_conntrack']
     assert sysctl.parse_conf(dropin.read_text()) == {MAX_KEY: '200000'}
+    # the test's files are outside the boot directories: said, not hidden
+    assert sum('does not apply after a reboot' in str(w) for w in applied['warnings']) == 2, applied['warnings']
 
     again = run_main(conntrack_limit, args, capsys)
     assert again['changed'] is False, again
