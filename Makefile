@@ -11,6 +11,8 @@
 #                     API-double tests of what changed (scripts/check.sh; CHECK_BASE=<commit>)
 #   make lint         ruff + ansible-lint (production) + antsibull-changelog lint
 #   make sanity       ansible-test sanity, offline, on a copy (scripts/sanity.sh)
+#   make compat       units + sanity again with the lowest ansible-core meta/runtime.yml claims
+#                     (.venv-compat, scripts/compat.sh)
 #   make units        pytest tests/unit
 #   make integration  pytest tests/integration (modules run for real in a sandbox)
 #   make apidouble    pytest tests/lab tests/cluster (the lab's Kubernetes API double: behaviour
@@ -57,7 +59,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 # Stages of `make test`, in order; later work appends (e.g. TEST_STAGES += lab).
 # Each one is a make target of the same name.
-TEST_STAGES := lint sanity units integration apidouble build
+TEST_STAGES := lint sanity compat units integration apidouble build
 # The VM lab's real-kernel tests (tests/labvm): see lab/vm/README.md.
 TEST_STAGES += lab-test molecule
 # FAIL_FAST=1 stops at the first failing stage (default: run all, report all).
@@ -66,7 +68,7 @@ FAIL_FAST ?= 0
 SANITY_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint ruff ansible-lint changelog-lint sanity units integration apidouble build ee-context demo clean distclean
+.PHONY: help setup test compat lint ruff ansible-lint changelog-lint sanity units integration apidouble build ee-context demo clean distclean
 .PHONY: lab-test lab-test-locked lab-up lab-down lab-inject demo-local demo-locked molecule molecule-locked
 
 # The VM lab (lab/vm/labctl). One lab per machine, shared by everyone on it: whatever
@@ -122,6 +124,9 @@ changelog-lint: setup
 # limits compile/import to one Python.
 sanity: setup
 	@scripts/sanity.sh $(SANITY_ARGS)
+
+compat: setup
+	@scripts/compat.sh $(SANITY_ARGS)
 
 # pytest exit 5 (no tests collected) fails the stage like any other non-zero exit.
 units: setup
@@ -210,4 +215,4 @@ clean:
 	find . -path ./.venv -prune -o -path ./collections -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf .venv collections
+	rm -rf .venv .venv-compat collections

@@ -37,7 +37,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-VENV="$ROOT/.venv"
+# VENV: the venv whose ansible-test runs (scripts/compat.sh points it at .venv-compat, the
+# lowest ansible-core that meta/runtime.yml claims).
+VENV="${VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 MODE="${SANITY_MODE:-local}"
 
@@ -93,7 +95,7 @@ mkdir -p "$dest"
 # tree, and never the venv/symlink loop even if .gitignore misses them (a
 # .venv symlink does not match the ignore pattern /.venv/).
 git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do
-    case "$f" in .venv | .venv/* | collections | collections/* | tests/output/* | build/*) continue ;; esac
+    case "$f" in .venv | .venv/* | .venv-* | collections | collections/* | tests/output/* | build/*) continue ;; esac
     if [[ -e "$f" || -L "$f" ]]; then printf '%s\0' "$f"; fi
 done | tar --null -T - -cf - | tar -xf - -C "$dest"
 # Outside a git work tree ansible-test walks the copy, which holds exactly the
