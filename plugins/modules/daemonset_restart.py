@@ -243,12 +243,11 @@ catalog:
   sample: ["C-7"]
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
 from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import waiter
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 
@@ -271,37 +270,37 @@ def _wait_batch(cluster, p, ds, selector, batch, old_pods, patterns, deadline):
     entries = []
     for node in batch:
         old = old_pods[node]
-        new = None
-        while True:
-            new = dsu.replacement(_node_pods(cluster, ns, selector, node), uid, node, old['metadata']['uid'])
-            if new is not None and dsu.is_ready(new):
-                break
-            if time.time() >= deadline:
-                failure_entry = {'node': node, 'pod': new['metadata']['name'] if new else None, 'reason': 'not ready',
-                                 'line': None, 'log_tail': [],
-                                 'state': dsu.pod_state(new) if new else 'no replacement pod created'}
-                if new is not None:
-                    try:
-                        text = k8s_client.read_pod_log(cluster, ns, new['metadata']['name'], container)
-                        verdict, line = dsu.check_log(text, success, failure)
-                        failure_entry['log_tail'] = dsu.log_tail(text)
-                        if verdict == 'failed':
-                            failure_entry['line'] = line
-                    except k8s_client.K8sError as e:
-                        failure_entry['log_tail'] = [e.msg]
-                raise Stop(failure_entry)
-            time.sleep(p['poll_interval'])
+        try:
+            new = waiter.wait_until(
+                lambda node=node, old=old: dsu.replacement(_node_pods(cluster, ns, selector, node), uid, node, old['metadata']['uid']),
+                lambda pod: pod is not None and dsu.is_ready(pod), deadline, p['poll_interval'])
+        except waiter.WaitTimeout as timeout:
+            new = timeout.last
+            failure_entry = {'node': node, 'pod': new['metadata']['name'] if new else None, 'reason': 'not ready',
+                             'line': None, 'log_tail': [],
+                             'state': dsu.pod_state(new) if new else 'no replacement pod created'}
+            if new is not None:
+                try:
+                    text = k8s_client.read_pod_log(cluster, ns, new['metadata']['name'], container)
+                    verdict, line = dsu.check_log(text, success, failure)
+                    failure_entry['log_tail'] = dsu.log_tail(text)
+                    if verdict == 'failed':
+                        failure_entry['line'] = line
+                except k8s_client.K8sError as e:
+                    failure_entry['log_tail'] = [e.msg]
+            raise Stop(failure_entry)
         name = new['metadata']['name']
-        while True:
+
+        def read_log(name=name):
             text = k8s_client.read_pod_log(cluster, ns, name, container)
-            verdict, line = dsu.check_log(text, success, failure)
-            if verdict == 'failed':
-                raise Stop({'node': node, 'pod': name, 'reason': 'failure line', 'line': line, 'log_tail': dsu.log_tail(text)})
-            if verdict == 'ok':
-                break
-            if time.time() >= deadline:
-                raise Stop({'node': node, 'pod': name, 'reason': 'no success line', 'line': None, 'log_tail': dsu.log_tail(text)})
-            time.sleep(p['poll_interval'])
+            return (text,) + dsu.check_log(text, success, failure)
+
+        try:
+            text, verdict, line = waiter.wait_until(read_log, lambda seen: seen[1] != 'pending', deadline, p['poll_interval'])
+        except waiter.WaitTimeout as timeout:
+            raise Stop({'node': node, 'pod': name, 'reason': 'no success line', 'line': None, 'log_tail': dsu.log_tail(timeout.last[0])})
+        if verdict == 'failed':
+            raise Stop({'node': node, 'pod': name, 'reason': 'failure line', 'line': line, 'log_tail': dsu.log_tail(text)})
         entries.append({'node': node, 'old_pod': old['metadata']['name'], 'pod': name, 'matched': line})
     return entries
 
@@ -425,7 +424,7 @@ def main():
                 if count > p['max_unhealthy']:
                     raise Stop({'node': None, 'pod': None, 'reason': 'unhealthy', 'line': None, 'log_tail': [],
                                 'state': '%d pod(s) not Ready before batch %d' % (count, index + 1)})
-            deadline = time.time() + p['timeout']
+            deadline = waiter.deadline(p['timeout'])
             for node in batch:
                 pod = the_plan['pods'][node]
                 k8s_client.delete_pod(cluster, p['namespace'], pod['metadata']['name'], uid=pod['metadata']['uid'])
