@@ -47,19 +47,19 @@ def test_error_text_reads_the_json_error():
 
 @pytest.mark.parametrize('bad', ['relative/map', '/sys/fs/bpf/a b', '/sys/fs/bpf/../x', '/sys/fs/bpf/', None, '/x;rm'])
 def test_validate_path_rejects(bad):
-    with pytest.raises(bpfmap.MapError):
+    with pytest.raises(bpfmap.MapError, match='not a pinned map path:'):
         bpfmap.validate_path(bad)
 
 
 @pytest.mark.parametrize('bad', [0, 101, -5, True, '90'])
 def test_validate_threshold_rejects(bad):
-    with pytest.raises(bpfmap.MapError):
+    with pytest.raises(bpfmap.MapError, match='threshold must be a percentage between 1 and 100, got'):
         bpfmap.validate_threshold(bad)
 
 
 @pytest.mark.parametrize('text', ['{"no": 1}', 'not json', '[]'])
 def test_parse_show_rejects(text):
-    with pytest.raises(bpfmap.MapError):
+    with pytest.raises(bpfmap.MapError, match='bpftool map show printed'):
         bpfmap.parse_map_show(text)
 
 

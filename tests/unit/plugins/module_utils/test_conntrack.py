@@ -19,7 +19,7 @@ def test_meminfo_and_auto_limit_from_real_file(fixture_text):
 
 
 def test_auto_limit_rejects_missing_memory():
-    with pytest.raises(conntrack.LimitError):
+    with pytest.raises(conntrack.LimitError, match='MemTotal is 0 kB: cannot compute the automatic limit'):
         conntrack.auto_max(0)
 
 

@@ -173,7 +173,7 @@ def test_lock_is_exclusive_and_released(host_local_networks):
     try:
         assert waited < 1
         other = os.open(os.path.join(net, 'lock'), os.O_RDONLY)
-        with pytest.raises(BlockingIOError):
+        with pytest.raises(BlockingIOError, match=r'\[Errno 11\] Resource temporarily unavailable'):
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         ipam.unlock_network(fd)

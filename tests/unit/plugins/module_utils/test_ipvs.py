@@ -64,7 +64,7 @@ def test_scheduler_validation_and_missing(fixture_text):
     assert ipvs.scheduler_module('lc') == 'ip_vs_lc'
     assert ipvs.scheduler_module('mh') == 'ip_vs_mh'
     for bad in ('least', '', None, 'ip_vs_lc', 'LC'):
-        with pytest.raises(ipvs.SchedulerError):
+        with pytest.raises(ipvs.SchedulerError, match='unknown IPVS scheduler'):
             ipvs.scheduler_module(bad)
     loaded = [m['name'] for m in ipvs.parse_modules(fixture_text('proc/modules-ipvs-in-use.txt'))]
     assert ipvs.missing_schedulers(['rr', 'lc', 'wlc', 'sed'], loaded) == ['wlc', 'sed']

@@ -35,7 +35,7 @@ def test_modules_load_file_round_trip_and_merge():
 
 @pytest.mark.parametrize('bad', ['', 'a b', 'ip_vs;rm', '../x', None])
 def test_canonical_rejects(bad):
-    with pytest.raises(kmod.KmodError):
+    with pytest.raises(kmod.KmodError, match='not a kernel module name:'):
         kmod.canonical(bad)
 
 

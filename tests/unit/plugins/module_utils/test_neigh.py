@@ -37,9 +37,9 @@ def test_host_table_and_empty_output(fixture_text):
     assert [e['dst'] for e in entries] == ['192.0.2.1', 'fd00::1']
     assert neigh.parse_neigh_json('') == []
     assert neigh.parse_neigh_json('[]\n') == []
-    with pytest.raises(neigh.NeighError):
+    with pytest.raises(neigh.NeighError, match='ip -j neigh printed invalid JSON: Expecting value: line 1 column 1'):
         neigh.parse_neigh_json('Object "neigh" is unknown')
-    with pytest.raises(neigh.NeighError):
+    with pytest.raises(neigh.NeighError, match='ip -j neigh printed dict, expected a list'):
         neigh.parse_neigh_json('{"dst": "1.2.3.4"}')
 
 
@@ -48,7 +48,7 @@ def test_find_compares_addresses_not_strings(fixture_text):
     assert [e['state'] for e in neigh.find(entries, 'fd99:0::2')] == ['STALE']
     assert neigh.find(entries, '10.99.0.3', dev='vA')[0]['lladdr'] == '0a:d2:2f:cf:41:bc'
     assert neigh.find(entries, '10.99.0.3', dev='eth0') == []
-    with pytest.raises(neigh.NeighError):
+    with pytest.raises(neigh.NeighError, match="not an IP address: 'not-an-ip'"):
         neigh.find(entries, 'not-an-ip')
 
 
@@ -66,6 +66,6 @@ def test_normalizers():
     assert neigh.normalize_mac('02-fc-00-00-00-05') == '02:fc:00:00:00:05'
     assert neigh.normalize_mac(None) is None
     for bad in ('02:fc:00', 'zz:zz:zz:zz:zz:zz', '0211:22:33:44:55'):
-        with pytest.raises(neigh.NeighError):
+        with pytest.raises(neigh.NeighError, match='not a MAC address:'):
             neigh.normalize_mac(bad)
     assert neigh.normalize_ip(' fd00:0::1 ') == 'fd00::1'

@@ -63,13 +63,13 @@ def test_flush_all_keeps_static_entries():
 
 
 def test_plan_removals_needs_one_mode():
-    with pytest.raises(neigh.NeighError):
+    with pytest.raises(neigh.NeighError, match='plan_removals needs exactly one of expected_mac or absent'):
         neigh.plan_removals([], ['10.0.0.1'])
-    with pytest.raises(neigh.NeighError):
+    with pytest.raises(neigh.NeighError, match='plan_removals needs exactly one of expected_mac or absent'):
         neigh.plan_removals([], ['10.0.0.1'], expected_mac='02:00:00:00:00:01', absent=True)
 
 
 @pytest.mark.parametrize('bad', ['', 'a' * 16, 'eth 0', 'eth/0', '..', None, 5])
 def test_validate_device_rejects(bad):
-    with pytest.raises(neigh.NeighError):
+    with pytest.raises(neigh.NeighError, match='not a network interface name:'):
         neigh.validate_device(bad)

@@ -60,7 +60,7 @@ def test_missing_bridge_and_single_link_output(fixture_text):
     assert netlink.parse_links(fixture_text('ip/link-dev-nosuch.stdout')) == {}
     master = netlink.parse_links(fixture_text('ip/link-master-cbr0.json'))
     assert sorted(master) == ['veth1a2b3c4d', 'veth5e6f7a8b']
-    with pytest.raises(netlink.LinkError):
+    with pytest.raises(netlink.LinkError, match='ip -j link show printed invalid JSON: Expecting value: line 1 column'):
         netlink.parse_links(fixture_text('ip/link-dev-nosuch.stderr'))
 
 

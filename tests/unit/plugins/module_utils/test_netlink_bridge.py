@@ -36,5 +36,5 @@ def test_refuses_missing_or_non_bridge(name, words):
 
 @pytest.mark.parametrize('bad', [0, 67, 65536, -1, True, '1500'])
 def test_validate_mtu_rejects(bad):
-    with pytest.raises(netlink.LinkError):
+    with pytest.raises(netlink.LinkError, match='mtu must be a whole number between 68 and 65535, got'):
         netlink.validate_mtu(bad)

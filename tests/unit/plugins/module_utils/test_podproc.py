@@ -64,5 +64,5 @@ def test_scan_reads_a_proc_tree(tmp_path):
 
 @pytest.mark.parametrize('bad', ['', 'pod-1', '3F1A2B3C-4D5E-6F70-8192-A3B4C5D6E7F8', '3f1a2b3c4d5e6f708192a3b4c5d6e7f8', None, '../x'])
 def test_validate_uid_rejects(bad):
-    with pytest.raises(podproc.PodProcError):
+    with pytest.raises(podproc.PodProcError, match='pod_uid must be a pod UID like 3f1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8'):
         podproc.validate_uid(bad)

@@ -23,9 +23,9 @@ def test_parse_port_ranges_rejects(bad):
 
 def test_parse_single_range():
     assert ports.parse_single_range('30000-32767') == (30000, 32767)
-    with pytest.raises(ports.PortRangeError):
+    with pytest.raises(ports.PortRangeError, match='expected one port range like 30000-32767, got'):
         ports.parse_single_range('30000-31000,32000-32767')
-    with pytest.raises(ports.PortRangeError):
+    with pytest.raises(ports.PortRangeError, match="expected one port range like 30000-32767, got ''"):
         ports.parse_single_range('')
 
 
@@ -34,7 +34,7 @@ def test_parse_local_port_range_reads_the_kernel_tab_format():
     assert ports.parse_local_port_range('32768\t60999\n') == (32768, 60999)
     assert ports.parse_local_port_range('32768 60999') == (32768, 60999)
     for bad in ('32768', 'a b', '60999 32768', '1 2 3', ''):
-        with pytest.raises(ports.PortRangeError):
+        with pytest.raises(ports.PortRangeError, match='ip_local_port_range'):
             ports.parse_local_port_range(bad)
 
 

@@ -26,7 +26,7 @@ def test_parse_strict_range(text, expected):
     (30000, 'must be a string'), (None, 'must be a string'), (True, 'must be a string'), ('123456-123457', 'start-end'),
 ])
 def test_parse_strict_range_rejects(bad, words):
-    with pytest.raises(ports.PortRangeError) as e:
+    with pytest.raises(ports.PortRangeError, match='nodeport_range') as e:
         ports.parse_strict_range(bad, 'nodeport_range')
     assert words in str(e.value)
 
@@ -45,7 +45,7 @@ def test_plan_reserve_is_a_fixed_point():
 
 
 def test_plan_reserve_refuses_to_starve_the_ephemeral_range():
-    with pytest.raises(ports.PortRangeError) as e:
+    with pytest.raises(ports.PortRangeError, match='reserving 30000-32767 would leave 0 usable ephemeral ports in') as e:
         ports.plan_reserve((30000, 32000), [], NODEPORT)
     assert 'would leave 0 usable' in str(e.value)
 

@@ -42,7 +42,7 @@ def test_run_uses_argument_list_and_c_locale():
 def test_missing_binary_is_reported_as_such():
     runner = Runner(FakeModule({}, {}))
     assert not runner.has('crictl')
-    with pytest.raises(CommandNotFound) as e:
+    with pytest.raises(CommandNotFound, match="command 'crictl' is not installed \\(searched PATH and /usr/local/sbin") as e:
         runner.run(['crictl', 'pods'])
     assert "'crictl' is not installed" in str(e.value)
     assert isinstance(e.value, CommandError)
@@ -52,7 +52,7 @@ def test_failure_carries_command_rc_and_stderr():
     err = 'Can\'t initialize ipvs: Protocol not available\nAre you sure that IP Virtual Server is built in the kernel or as module?\n'
     module = FakeModule({'ipvsadm': '/sbin/ipvsadm'}, {'/sbin/ipvsadm': (2, '', err)})
     runner = Runner(module)
-    with pytest.raises(CommandError) as e:
+    with pytest.raises(CommandError, match="/sbin/ipvsadm -L --timeout exited with rc=2: Can't initialize ipvs") as e:
         runner.run(['ipvsadm', '-L', '--timeout'])
     assert e.value.rc == 2
     assert e.value.cmd == ['/sbin/ipvsadm', '-L', '--timeout']
@@ -64,7 +64,7 @@ def test_failure_carries_command_rc_and_stderr():
 
 
 def test_strings_are_refused():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r'Runner\.run takes an argument list, not a string'):
         Runner(FakeModule({}, {})).run('ipvsadm -L')
 
 

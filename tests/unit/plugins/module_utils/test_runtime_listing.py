@@ -48,7 +48,7 @@ def test_table_output_is_rejected():
 
 @pytest.mark.parametrize('text', ['abc def\n', 'WARN[0000] something\n', 'a' * 77 + '\n', '-x\n', 'id/with/slash\n'])
 def test_anything_but_ids_is_rejected(text):
-    with pytest.raises(runtime.ListingError):
+    with pytest.raises(runtime.ListingError, match='runtime listing: line 1 is not a container ID:'):
         runtime.parse_id_list(text)
 
 
@@ -65,9 +65,9 @@ def test_list_commands_per_cli():
     assert runtime.list_commands('docker', 'docker', None) == [['docker', 'ps', '-a', '-q', '--no-trunc']]
     assert runtime.list_commands('docker', 'docker', '/var/run/docker.sock') == [
         ['docker', '--host', 'unix:///var/run/docker.sock', 'ps', '-a', '-q', '--no-trunc']]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='ctr cannot list docker containers'):
         runtime.list_commands('docker', 'ctr')
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="runtime endpoint 'tcp://10\\.0\\.0\\.1:1' is not a unix socket path or"):
         runtime.list_commands('containerd', 'ctr', 'tcp://10.0.0.1:1')
 
 
@@ -78,7 +78,7 @@ def test_choose_cli():
     assert runtime.choose_cli('containerd', which, 'crictl') == 'crictl'
     assert runtime.choose_cli('crio', {'ctr': '/x'}.get) is None
     assert runtime.choose_cli('docker', {}.get, 'docker') is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r'ctr cannot list crio containers \(use one of: crictl\)'):
         runtime.choose_cli('crio', which, 'ctr')
 
 

@@ -28,7 +28,7 @@ class FakeModule(object):
 def test_key_to_path():
     assert sysctl.key_to_path('net.netfilter.nf_conntrack_max') == '/proc/sys/net/netfilter/nf_conntrack_max'
     for bad in ('', '../etc/passwd', '/etc', 'net..x', '.net'):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match='invalid sysctl key:'):
             sysctl.key_to_path(bad)
 
 

@@ -27,7 +27,7 @@ def test_parse(text, release, vendor, build):
 
 @pytest.mark.parametrize('bad', ['', 'latest', 'gke-1.24', '1..2', 'v', None, '-1.2'])
 def test_parse_rejects(bad):
-    with pytest.raises(VersionError):
+    with pytest.raises(VersionError, match='not a version:'):
         Version(bad)
 
 
@@ -76,5 +76,5 @@ def test_fixed_in_n1(version, fixed):
 
 
 def test_fixed_in_needs_a_fix():
-    with pytest.raises(VersionError):
+    with pytest.raises(VersionError, match='fixed_in needs at least one fixed version'):
         fixed_in('1.2.3', [])
