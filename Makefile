@@ -9,6 +9,9 @@
 #                     the one list of host packages: scripts/hostdeps.py)
 #   make check        the edit loop: lint of changed files, all units, the integration and
 #                     API-double tests of what changed (scripts/check.sh; CHECK_BASE=<commit>)
+#   make fresh-check  bindep.txt is complete: a bare Debian 12 root (mmdebstrap, never cached)
+#                     lacks the programs, gets exactly the node+test packages, then has them all
+#                     (scripts/fresh-check.sh; root; needs deb.debian.org or NETMEDIC_FRESH_MIRROR)
 #   make lint         ruff + ansible-lint (production) + antsibull-changelog lint
 #   make sanity       ansible-test sanity, offline, on a copy (scripts/sanity.sh)
 #   make compat       units + sanity again with the lowest ansible-core meta/runtime.yml claims
@@ -92,9 +95,12 @@ setup:
 	@scripts/setup.sh
 
 # The edit loop (< 2 min): not a stage of `make test`.
-.PHONY: check
+.PHONY: check fresh-check
 check: setup
 	@scripts/check.sh
+
+fresh-check: setup
+	@scripts/fresh-check.sh
 
 # setup is the first stage (timed like the others); if it fails nothing else runs.
 test:
