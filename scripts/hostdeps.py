@@ -13,6 +13,9 @@ mapped to its package. Used by ``make setup`` (scripts/setup.sh), tests/integrat
     scripts/hostdeps.py check [--root DIR] PROFILE...
                                                    fail (exit 1) naming each program that
                                                    is absent under DIR (default /)
+    scripts/hostdeps.py absent [--root DIR] PROFILE...
+                                                   name the absent ones; fail (exit 1) when
+                                                   none is absent (a root that proves nothing)
 """
 
 from __future__ import annotations
@@ -112,16 +115,45 @@ def package_for(program, path=BINDEP):
     return None
 
 
+def _in_root(root, path, depth=0):
+    """``path`` (absolute, inside ``root``) as a host path, symlinks resolved inside ``root``.
+
+    A root's absolute symlinks (``/usr/sbin/modprobe -> /bin/kmod``) point into the root,
+    not into this machine.
+    """
+    if root == '/':
+        return path
+    if depth > 40:
+        raise OSError('too many levels of symbolic links under %s: %s' % (root, path))
+    done = '/'
+    parts = [p for p in path.split('/') if p]
+    for i, part in enumerate(parts):
+        here = os.path.join(root, done.lstrip('/'), part)
+        if os.path.islink(here):
+            target = os.readlink(here)
+            rest = '/'.join(parts[i + 1:])
+            joined = target if target.startswith('/') else os.path.normpath(os.path.join(done, target))
+            return _in_root(root, os.path.join(joined, rest) if rest else joined, depth + 1)
+        done = os.path.join(done, part)
+    return os.path.join(root, done.lstrip('/'))
+
+
+def _executable(root, path):
+    try:
+        real = _in_root(root, path)
+    except OSError:
+        return False
+    return os.path.isfile(real) and os.access(real, os.X_OK)
+
+
 def find_program(program, root='/'):
     """Path of ``program`` under ``root`` (absolute paths as given; names on PATH, then sbin)."""
-    def under(p):
-        return os.path.join(root, p.lstrip('/'))
     if program.startswith('/'):
-        return program if os.access(under(program), os.X_OK) else None
+        return program if _executable(root, program) else None
     dirs = os.environ.get('PATH', '').split(os.pathsep) if root == '/' else list(DEFAULT_PATH)
     for d in [d for d in dirs if d] + list(SBIN_DIRS):
         candidate = os.path.join(d, program)
-        if os.path.isfile(under(candidate)) and os.access(under(candidate), os.X_OK):
+        if _executable(root, candidate):
             return candidate
     return None
 
@@ -136,12 +168,12 @@ def installed(package, timeout=30):
 
 
 def main(argv):
-    if len(argv) < 2 or argv[0] not in ('packages', 'missing', 'programs', 'check'):
+    if len(argv) < 2 or argv[0] not in ('packages', 'missing', 'programs', 'check', 'absent'):
         print(__doc__.split('\n\n', 2)[2].rstrip(), file=sys.stderr)
         return 2
     command, args = argv[0], argv[1:]
     root = '/'
-    if command == 'check' and args[:1] == ['--root']:
+    if command in ('check', 'absent') and args[:1] == ['--root']:
         root, args = args[1], args[2:]
     selected = active(args)
     if command == 'packages':
@@ -150,6 +182,13 @@ def main(argv):
         print('\n'.join(e.package for e in selected if not installed(e.package)))
     elif command == 'programs':
         print('\n'.join(p for e in selected for p in e.provides))
+    elif command == 'absent':
+        absent = ['%s (package %s)' % (p, e.package) for e in selected for p in e.provides if find_program(p, root) is None]
+        if not absent:
+            print('hostdeps: every program of profiles %s is already under %s: nothing to prove' % (' '.join(args), root),
+                  file=sys.stderr)
+            return 1
+        print('hostdeps: absent under %s before the install: %s' % (root, ', '.join(absent)))
     else:
         absent = ['%s (package %s)' % (p, e.package) for e in selected for p in e.provides if find_program(p, root) is None]
         count = sum(len(e.provides) for e in selected)

@@ -192,7 +192,7 @@ def test_issue12_1_bindep_entries_are_debian_profiled_and_provide_programs():
     assert len(entries) >= 10
     for e in entries:
         assert e.platforms == ['platform:dpkg'], e
-        assert e.profiles and set(e.profiles) <= {'node', 'test'}, e
+        assert e.profiles and set(e.profiles) <= {'node', 'test', 'ci'}, e
         assert e.provides, '%s has no "# provides:" comment' % e.package
     assert hostdeps.package_for('arping').package == 'iputils-arping'
     assert hostdeps.package_for('bpftool').package == 'bpftool'
@@ -229,3 +229,22 @@ def test_issue12_3_undeclared_or_node_only_program_fails(integration_conftest):
 def test_issue12_3_present_program_returns_its_path(integration_conftest, monkeypatch):
     monkeypatch.setattr(integration_conftest.hostdeps, 'find_program', lambda program, root='/': '/usr/sbin/' + program)
     assert integration_conftest.require_program('bpftool') == '/usr/sbin/bpftool'
+
+
+def test_issue12_6_find_program_resolves_symlinks_inside_the_root(tmp_path):
+    """A bare root's absolute symlinks (usrmerge, /usr/sbin/modprobe -> /bin/kmod) resolve inside it."""
+    root = tmp_path / 'root'
+    (root / 'usr' / 'bin').mkdir(parents=True)
+    (root / 'usr' / 'sbin').mkdir()
+    (root / 'bin').symlink_to('usr/bin')
+    (root / 'sbin').symlink_to('usr/sbin')
+    kmod = root / 'usr' / 'bin' / 'kmod'
+    kmod.write_text('#!/bin/sh\n')
+    kmod.chmod(0o755)
+    (root / 'usr' / 'sbin' / 'modprobe').symlink_to('/bin/kmod')
+    (root / 'usr' / 'sbin' / 'ipvsadm').symlink_to('/no/such/file')
+    (root / 'usr' / 'lib' / 'cni').mkdir(parents=True)
+    assert hostdeps.find_program('modprobe', str(root)) == '/usr/sbin/modprobe'
+    assert hostdeps.find_program('kmod', str(root)) == '/usr/bin/kmod'
+    assert hostdeps.find_program('ipvsadm', str(root)) is None
+    assert hostdeps.find_program('/usr/lib/cni/host-local', str(root)) is None
