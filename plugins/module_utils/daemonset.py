@@ -26,11 +26,19 @@ KUBE_PROXY_FAILURE = [
     # Older kube-proxy builds reject an unknown scheduler at start-up.
     r'(?i)scheduler .*not supported',
 ]
+# kube-proxy in iptables (or nftables) mode logs its proxier too; there the line is success, and a proxier other
+# than the configured one means the configuration did not take effect (issue 9 finding 6).
+KUBE_PROXY_IPTABLES_SUCCESS = [r'Using iptables Proxier']
+KUBE_PROXY_IPTABLES_FAILURE = [r'Using (ipvs|nftables) Proxier']
+KUBE_PROXY_NFTABLES_SUCCESS = [r'Using nftables Proxier']
+KUBE_PROXY_NFTABLES_FAILURE = [r'Using (ipvs|iptables) Proxier']
 # Catalog C-6 (seed 002, "验证配置"): the Terway policy container's line.
 TERWAY_LB_SUCCESS = [r'enable-in-cluster-loadbalance=true']
 
 PRESETS = {
     'kube-proxy-ipvs': {'success': KUBE_PROXY_SUCCESS, 'failure': KUBE_PROXY_FAILURE, 'container': None},
+    'kube-proxy-iptables': {'success': KUBE_PROXY_IPTABLES_SUCCESS, 'failure': KUBE_PROXY_IPTABLES_FAILURE, 'container': None},
+    'kube-proxy-nftables': {'success': KUBE_PROXY_NFTABLES_SUCCESS, 'failure': KUBE_PROXY_NFTABLES_FAILURE, 'container': None},
     'terway-in-cluster-lb': {'success': TERWAY_LB_SUCCESS, 'failure': [r'enable-in-cluster-loadbalance=false',
                                                                        r'level=fatal'],
                              'container': 'policy'},
@@ -43,13 +51,51 @@ class RestartError(ValueError):
     """Bad input or a DaemonSet state that makes a restart unsafe."""
 
 
-def preset_for(preset, daemonset_name):
-    """The preset name ``auto`` resolves to for this DaemonSet."""
+def is_kube_proxy(daemonset_name):
+    return daemonset_name in KUBE_PROXY_DAEMONSETS
+
+
+def preset_for(preset, daemonset_name, proxy_mode=None):
+    """The preset name ``auto`` resolves to for this DaemonSet.
+
+    For kube-proxy it follows ``proxy_mode``, the mode its configuration sets (``ipvs``, ``iptables``,
+    ``nftables``): the caller reads it from the mounted ConfigMap. Unknown mode: RestartError, never a guess.
+    """
     if preset != 'auto':
         if preset not in PRESETS:
             raise RestartError('unknown patterns preset %r; valid: auto, %s' % (preset, ', '.join(sorted(PRESETS))))
         return preset
-    return 'kube-proxy-ipvs' if daemonset_name in KUBE_PROXY_DAEMONSETS else 'none'
+    if not is_kube_proxy(daemonset_name):
+        return 'none'
+    name = 'kube-proxy-%s' % (proxy_mode,)
+    if name not in PRESETS:
+        raise RestartError('cannot tell which log lines mean success for %s: kube-proxy\'s proxy mode is %s; set '
+                           'patterns_preset (kube-proxy-ipvs, kube-proxy-iptables, kube-proxy-nftables or none)'
+                           % (daemonset_name, 'unknown' if proxy_mode is None else repr(proxy_mode)))
+    return name
+
+
+def configmap_volumes(ds):
+    """Names of the ConfigMaps the DaemonSet's pods mount (``configMap`` and projected volumes), in order."""
+    spec = ((((ds.get('spec') or {}).get('template') or {}).get('spec')) or {})
+    names = []
+    for volume in spec.get('volumes') or []:
+        sources = [volume, *((volume.get('projected') or {}).get('sources') or [])]
+        for source in sources:
+            name = (source.get('configMap') or {}).get('name')
+            if name and name not in names:
+                names.append(name)
+    return names
+
+
+def mounting(daemonsets, configmap_names):
+    """``{configmap: [names of the DaemonSets that mount it, sorted]}`` for each of ``configmap_names``."""
+    found = {name: [] for name in configmap_names}
+    for ds in daemonsets:
+        for cm in configmap_volumes(ds):
+            if cm in found:
+                found[cm].append(ds['metadata']['name'])
+    return {cm: sorted(names) for cm, names in found.items()}
 
 
 def compile_patterns(patterns, what):

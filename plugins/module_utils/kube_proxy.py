@@ -310,19 +310,58 @@ def _same(a, b):
     return False
 
 
-def plan(text, settings):
+# Fields netmedic never lowers unless told (catalog N-2/C-1, issue 9 finding 2), with the value kube-proxy
+# uses when the field is unset (v1alpha1 defaults).
+NEVER_LOWER = {'conntrack.maxPerCore': 32768, 'conntrack.min': 131072}
+# Linux kube-proxy runs iptables when mode is empty or unset.
+DEFAULT_MODE = 'iptables'
+KEPT_LOWER = 'lower than the current value (allow_lower=true lowers it)'
+
+
+def effective_mode(doc_or_text):
+    """The proxy mode kube-proxy runs with this config (an unset or empty ``mode`` is iptables on Linux)."""
+    doc = load(doc_or_text) if isinstance(doc_or_text, str) else doc_or_text
+    return str(doc.get('mode') or '') or DEFAULT_MODE
+
+
+def _current_int(path, current):
+    if current is None:
+        return NEVER_LOWER[path]
+    if isinstance(current, int) and not isinstance(current, bool):
+        return current
+    raise ConfigError('%s is %r now, not an integer: cannot tell whether the new value lowers it; fix the '
+                      'ConfigMap by hand first' % (path, _plain(current)))
+
+
+def plan_edit(text, settings, allow_lower=False, require_mode=None):
     """Apply validated ``settings`` to the ``config.conf`` text.
 
-    Returns ``(new_text, changes)`` where ``changes`` lists ``{'path', 'before', 'after'}``
-    for every field that differs.  With no change ``new_text is text``.
+    Returns ``{'text': new_text, 'changes': [...], 'kept': [...]}``: ``changes`` lists
+    ``{'path', 'before', 'after'}`` for every field that differs; ``kept`` lists requests that were not
+    applied because they would lower ``conntrack.maxPerCore`` / ``conntrack.min`` (an unset field counts
+    as kube-proxy's default) and ``allow_lower`` is false. With no change ``new_text is text``.
+    ``require_mode`` (a list of modes) refuses, with ConfigError, a document whose effective proxy mode
+    is not one of them.
     """
     wanted = validate_settings(settings)
     doc = load(text)
-    changes = []
+    if require_mode is not None:
+        mode = effective_mode(doc)
+        allowed = [m or DEFAULT_MODE for m in require_mode]
+        if mode not in allowed:
+            raise ConfigError('the configured proxy mode is %s%s, not %s; refusing to change anything (switching the '
+                              'proxy mode was not asked for)' % (mode, '' if doc.get('mode') else ' (mode unset: the default)',
+                                                                  ' or '.join(allowed)))
+    changes, kept = [], []
     for path, value in wanted.items():
         current = get_path(doc, path)
         if current is not None and _same(current, value):
             continue
+        if path in NEVER_LOWER and not allow_lower:
+            now = _current_int(path, current)
+            if value < now:
+                kept.append({'path': path, 'current': now, 'requested': value, 'reason': KEPT_LOWER})
+                continue
         node = doc
         parts = path.split('.')
         for part in parts[:-1]:
@@ -337,13 +376,19 @@ def plan(text, settings):
         node[parts[-1]] = _plain_if_safe(value)
         changes.append({'path': path, 'before': _plain(current), 'after': _plain(value)})
     if not changes:
-        return text, []
+        return {'text': text, 'changes': [], 'kept': kept}
     out = io.StringIO()
     _yaml().dump(doc, out)
     new_text = out.getvalue()
     if not text.endswith('\n') and new_text.endswith('\n'):
         new_text = new_text[:-1]
-    return new_text, changes
+    return {'text': new_text, 'changes': changes, 'kept': kept}
+
+
+def plan(text, settings, allow_lower=False, require_mode=None):
+    """``(new_text, changes)`` of plan_edit (requests that would lower a value are left out)."""
+    result = plan_edit(text, settings, allow_lower=allow_lower, require_mode=require_mode)
+    return result['text'], result['changes']
 
 
 def _plain_if_safe(value):

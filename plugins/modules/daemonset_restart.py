@@ -20,11 +20,13 @@ description:
   - Before it deletes anything it refuses to start when more than O(max_unhealthy) pods of the DaemonSet are not Ready
     (or not created), in the spirit of Cluster API's MachineHealthCheck C(maxUnhealthy); the check is repeated before
     every batch.
-  - For kube-proxy DaemonSets (C(kube-proxy), C(kube-proxy-worker), C(kube-proxy-master)) the default patterns are
-    the three log lines catalog B(C-2) documents - success C(Using ipvs Proxier.), failure
-    C(Can't use the IPVS proxier ...) (a scheduler module is missing, redo B(N-4)) and C(Using iptables Proxier.)
-    (kube-proxy fell back to iptables, roll the configuration back). Use O(patterns_preset=none) for kube-proxy in
-    iptables mode.
+  - For kube-proxy DaemonSets (C(kube-proxy), C(kube-proxy-worker), C(kube-proxy-master)) the default patterns
+    follow the proxy mode set in the C(KubeProxyConfiguration) of the ConfigMap the DaemonSet mounts (issue 9
+    finding 6). In IPVS mode they are the three log lines catalog B(C-2) documents - success C(Using ipvs Proxier.),
+    failure C(Can't use the IPVS proxier ...) (a scheduler module is missing, redo B(N-4)) and
+    C(Using iptables Proxier.) (kube-proxy fell back to iptables, roll the configuration back). In iptables mode
+    (also an empty or unset C(mode)) C(Using iptables Proxier.) is success; in nftables mode C(Using nftables Proxier.).
+    When the mode cannot be read the module fails before restarting anything.
   - Pods are deleted with a C(uid) precondition, so a pod that was already replaced is never deleted twice.
 author:
   - netmedic maintainers (@netmedic)
@@ -106,11 +108,14 @@ options:
     elements: str
   patterns_preset:
     description:
-      - Default patterns. V(auto) picks V(kube-proxy-ipvs) for the kube-proxy DaemonSets and V(none) otherwise.
-      - V(kube-proxy-ipvs) is catalog C-2's three lines; V(terway-in-cluster-lb) looks for
-        C(enable-in-cluster-loadbalance=true) in the C(policy) container (catalog C-6).
+      - Default patterns. V(auto) picks, for the kube-proxy DaemonSets, V(kube-proxy-ipvs), V(kube-proxy-iptables) or
+        V(kube-proxy-nftables) after the mode in the ConfigMap the DaemonSet mounts (key C(config.conf)), and V(none)
+        for every other DaemonSet.
+      - V(kube-proxy-ipvs) is catalog C-2's three lines; V(kube-proxy-iptables) wants C(Using iptables Proxier) and
+        fails on C(Using ipvs Proxier) or C(Using nftables Proxier); V(kube-proxy-nftables) likewise;
+        V(terway-in-cluster-lb) looks for C(enable-in-cluster-loadbalance=true) in the C(policy) container (catalog C-6).
     type: str
-    choices: [auto, kube-proxy-ipvs, terway-in-cluster-lb, none]
+    choices: [auto, kube-proxy-ipvs, kube-proxy-iptables, kube-proxy-nftables, terway-in-cluster-lb, none]
     default: auto
   restarted_since:
     description:
@@ -118,6 +123,8 @@ options:
         so re-running the task after the configuration change (or after a partial failure) restarts only what is left
         and reports C(changed=false) when nothing is.
     type: str
+requirements:
+  - ruamel.yaml (only to read kube-proxy's mode for O(patterns_preset=auto) on a kube-proxy DaemonSet)
 seealso:
   - module: netmedic.k8s.kube_proxy_config
   - module: netmedic.k8s.flannel_config
@@ -230,7 +237,7 @@ unhealthy:
   elements: dict
   sample: [{"node": "lab-node-3", "pod": "kube-proxy-worker-pqrst", "state": "Running (CrashLoopBackOff)"}]
 patterns:
-  description: The patterns and container used to verify the new pods.
+  description: The patterns and container used to verify the new pods (null when the module stopped before choosing them).
   returned: always
   type: dict
   sample: {"preset": "kube-proxy-ipvs", "container": null, "success": ["Using ipvs Proxier"],
@@ -247,6 +254,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
 from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils import kube_proxy as kp
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import waiter
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
@@ -305,6 +313,20 @@ def _wait_batch(cluster, p, ds, selector, batch, old_pods, patterns, deadline):
     return entries
 
 
+def _kube_proxy_mode(cluster, namespace, ds):
+    """The proxy mode in the KubeProxyConfiguration of the first ConfigMap the DaemonSet mounts with ``config.conf``
+    (None when there is none); a broken document raises ConfigError."""
+    for name in dsu.configmap_volumes(ds):
+        cm = k8s_client.get_object(cluster, 'ConfigMap', namespace, name)
+        text = ((cm or {}).get('data') or {}).get(kp.CONFIG_KEY)
+        if text is not None:
+            try:
+                return kp.effective_mode(text)
+            except kp.ConfigError as e:
+                raise kp.ConfigError('cannot read kube-proxy\'s proxy mode from ConfigMap %s/%s: %s' % (namespace, name, e))
+    return None
+
+
 def _gate(cluster, p, ds_name, selector, result):
     ds = k8s_client.get_object(cluster, 'DaemonSet', p['namespace'], ds_name)
     if ds is None:
@@ -330,7 +352,8 @@ def main():
         container=dict(type='str'),
         success_patterns=dict(type='list', elements='str'),
         failure_patterns=dict(type='list', elements='str'),
-        patterns_preset=dict(type='str', default='auto', choices=['auto', 'kube-proxy-ipvs', 'terway-in-cluster-lb', 'none']),
+        patterns_preset=dict(type='str', default='auto', choices=['auto', 'kube-proxy-ipvs', 'kube-proxy-iptables',
+                                                                  'kube-proxy-nftables', 'terway-in-cluster-lb', 'none']),
         restarted_since=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -339,7 +362,8 @@ def main():
     p = module.params
     result = Result(module, ['C-7'])
     result.extra.update({'daemonset': '%s/%s' % (p['namespace'], p['name']), 'plan': [], 'restarted': [],
-                         'failed_node': None, 'remaining': [], 'unverified': [], 'already_restarted': [], 'unhealthy': []})
+                         'failed_node': None, 'remaining': [], 'unverified': [], 'already_restarted': [], 'unhealthy': [],
+                         'patterns': None})
 
     # 1. Validate everything before talking to the cluster.
     try:
@@ -353,17 +377,17 @@ def main():
             raise dsu.RestartError('nodes is an empty list; omit it to restart every node')
         node_order = dsu.parse_node_order(p['node_order'])
         since = dsu.check_since(p['restarted_since'])
-        preset_name = dsu.preset_for(p['patterns_preset'], p['name'])
-        preset = dsu.PRESETS[preset_name]
-        success_src = preset['success'] if p['success_patterns'] is None else p['success_patterns']
-        failure_src = preset['failure'] if p['failure_patterns'] is None else p['failure_patterns']
-        success = dsu.compile_patterns(success_src, 'success_patterns')
-        failure = dsu.compile_patterns(failure_src, 'failure_patterns')
+        # auto for kube-proxy follows the mode in its ConfigMap, read below; everything else is known now.
+        follows_mode = p['patterns_preset'] == 'auto' and dsu.is_kube_proxy(p['name'])
+        if not follows_mode:
+            dsu.preset_for(p['patterns_preset'], p['name'])
+        dsu.compile_patterns(p['success_patterns'], 'success_patterns')
+        dsu.compile_patterns(p['failure_patterns'], 'failure_patterns')
     except dsu.RestartError as e:
         module.fail_json(msg='invalid input: %s (nothing was restarted)' % e, changed=False, **result.extra)
-    container = p['container'] or preset['container']
-    result.extra['patterns'] = {'preset': preset_name, 'container': container, 'success': list(success_src),
-                                'failure': list(failure_src)}
+    if follows_mode and not kp.HAS_RUAMEL:
+        module.fail_json(msg=missing_required_lib('ruamel.yaml') + ' (to read kube-proxy\'s proxy mode for patterns_preset=auto)',
+                         exception=kp.RUAMEL_IMPORT_ERROR)
 
     # 2. Read and plan.
     try:
@@ -373,6 +397,16 @@ def main():
             module.fail_json(msg='DaemonSet %s/%s not found (nothing was restarted)' % (p['namespace'], p['name']),
                              changed=False, **result.extra)
         selector = dsu.selector_string((ds.get('spec') or {}).get('selector'))
+        preset_name = dsu.preset_for(p['patterns_preset'], p['name'],
+                                     proxy_mode=_kube_proxy_mode(cluster, p['namespace'], ds) if follows_mode else None)
+        preset = dsu.PRESETS[preset_name]
+        success_src = preset['success'] if p['success_patterns'] is None else p['success_patterns']
+        failure_src = preset['failure'] if p['failure_patterns'] is None else p['failure_patterns']
+        success = dsu.compile_patterns(success_src, 'success_patterns')
+        failure = dsu.compile_patterns(failure_src, 'failure_patterns')
+        container = p['container'] or preset['container']
+        result.extra['patterns'] = {'preset': preset_name, 'container': container, 'success': list(success_src),
+                                    'failure': list(failure_src)}
         ds, pods, count = _gate(cluster, p, p['name'], selector, result)
         if count > p['max_unhealthy']:
             module.fail_json(msg='DaemonSet %s/%s has %d pod(s) not Ready (max_unhealthy=%d): %s; nothing was restarted'
@@ -384,7 +418,7 @@ def main():
             labelled = [n['metadata']['name'] for n in k8s_client.list_objects(cluster, 'Node', label_selector=p['selector'])]
         the_plan = dsu.plan(ds, pods, nodes=p['nodes'], node_labels_ok=labelled, node_order=node_order,
                             batch_size=p['batch_size'], restarted_since=since)
-    except dsu.RestartError as e:
+    except (dsu.RestartError, kp.ConfigError) as e:
         module.fail_json(msg='%s (nothing was restarted)' % e, changed=False, **result.extra)
     except k8s_client.K8sError as e:
         module.fail_json(msg='%s (nothing was restarted)' % e.msg, changed=False, **result.extra)

@@ -63,7 +63,9 @@ options:
   names:
     description:
       - ConfigMaps to edit. By default every one of C(kube-proxy-worker), C(kube-proxy-master) and C(kube-proxy)
-        that exists (at least one must). Names given here must all exist.
+        that exists (at least one must), so ACK managed, ACK dedicated and kubeadm clusters are all found. Names
+        given here override that and must all exist.
+      - The DaemonSets that mount these ConfigMaps are found too (RV(daemonsets), RV(restart_needed)).
     type: list
     elements: str
   namespace:
@@ -80,6 +82,25 @@ options:
       - The previous data is returned in RV(backups) either way.
     type: bool
     default: true
+  allow_lower:
+    description:
+      - C(conntrack.maxPerCore) and C(conntrack.min) are never lowered (catalog N-2/C-1, issue 9 finding 2) unless
+        this is V(true). A lower request (V(0) included) is not written; the field is reported in RV(kept) with a
+        warning, and that ConfigMap counts as unchanged (no restart needed for it).
+      - An unset or C(null) field counts as kube-proxy's default (C(maxPerCore) 32768, C(min) 131072). A current
+        value that is not an integer fails the module, nothing written.
+    type: bool
+    default: false
+  require_mode:
+    description:
+      - Change a ConfigMap only where kube-proxy's configured proxy mode is one of these (an unset or empty
+        C(mode) is V(iptables), the Linux default). Any other ConfigMap fails the module before anything is
+        written (issue 9 finding 1; catalog W-4 passes V([ipvs]) so that a UDP timeout job never switches an
+        iptables cluster to IPVS).
+      - Also applied again when a 409 conflict makes the module re-plan on fresh data.
+    type: list
+    elements: str
+    choices: [iptables, ipvs, nftables]
 requirements:
   - ruamel.yaml
 seealso:
@@ -105,13 +126,19 @@ EXAMPLES = r"""
       ipvs.scheduler: lc
   register: kp
 
-- name: Shorten the IPVS UDP timeout (C-3, Kubernetes >= 1.18) on the ACK worker ConfigMap only
+- name: Shorten the IPVS UDP timeout (C-3, Kubernetes >= 1.18) where kube-proxy already runs IPVS; fail otherwise
   netmedic.k8s.kube_proxy_config:
     names: [kube-proxy-worker]
+    require_mode: [ipvs]
     settings:
-      mode: ipvs
       ipvs:
         udpTimeout: 10s
+
+- name: Lower maxPerCore on purpose (without allow_lower a lower value is reported in kept and not written)
+  netmedic.k8s.kube_proxy_config:
+    settings:
+      conntrack.maxPerCore: 32768
+    allow_lower: true
 """
 
 RETURN = r"""
@@ -146,6 +173,11 @@ configmaps:
       description: resourceVersion after the write (or of the unchanged object).
       type: str
       returned: always
+    kept:
+      description: Requests for this ConfigMap not written because they would lower the value (see O(allow_lower)).
+      type: list
+      elements: dict
+      returned: always
   sample:
     - name: kube-proxy-worker
       changed: true
@@ -166,12 +198,31 @@ backups:
       configmap: kube-system/kube-proxy-worker-netmedic-backup-20261123t101500z
       resource_version: "1233"
       data: {"config.conf": "apiVersion: kubeproxy.config.k8s.io/v1alpha1\n..."}
+kept:
+  description:
+    - Every request not written because it would lower C(conntrack.maxPerCore) or C(conntrack.min) and
+      O(allow_lower=false), with C(configmap), C(path), C(current), C(requested) and C(reason).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"configmap": "kube-proxy-worker", "path": "conntrack.maxPerCore", "current": 131072, "requested": 65536,
+            "reason": "lower than the current value (allow_lower=true lowers it)"}]
 restart_needed:
-  description: DaemonSets whose pods must be recreated for the change to take effect (same names as the ConfigMaps).
+  description:
+    - DaemonSets whose pods must be recreated for the change to take effect - those in the namespace whose pods mount
+      a changed ConfigMap (a C(configMap) or projected volume). A changed ConfigMap no DaemonSet mounts is a warning.
   returned: always
   type: list
   elements: str
   sample: [kube-proxy-worker]
+daemonsets:
+  description:
+    - Every DaemonSet that mounts one of the ConfigMaps examined, changed or not (what a resumed rollout restarts).
+    - Each RV(configmaps) entry also lists its own in C(daemonsets).
+  returned: always
+  type: list
+  elements: str
+  sample: [kube-proxy-master, kube-proxy-worker]
 cluster_version:
   description: The API server's version.
   returned: always
@@ -187,6 +238,7 @@ catalog:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
 from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils import kube_proxy as kp
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit
@@ -194,16 +246,20 @@ from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 from ansible_collections.netmedic.k8s.plugins.module_utils.versions import Version, VersionError
 
 
-def _planner(settings, key, namespace, name):
-    """The edit service's planner for one ConfigMap (module_utils/k8s/edit.py); a 409 re-plans on fresh data."""
+def _planner(settings, key, namespace, name, rules):
+    """The edit service's planner for one ConfigMap (module_utils/k8s/edit.py).
+
+    ``rules`` are plan_edit's keyword arguments (allow_lower, require_mode): a re-plan on fresh data after a
+    409 applies them again, so a concurrent edit can neither be lowered nor have its mode overridden.
+    """
 
     def plan_data(data):
         fresh = data.get(key)
         if fresh is None:
             raise kp.ConfigError('key %r disappeared from ConfigMap %s/%s' % (key, namespace, name))
-        planned, changes = kp.plan(fresh, settings)
-        data[key] = planned
-        return data, changes
+        planned = kp.plan_edit(fresh, settings, **rules)
+        data[key] = planned['text']
+        return data, planned['changes']
 
     return edit.data_planner(plan_data)
 
@@ -216,6 +272,8 @@ def main():
         namespace=dict(type='str', default='kube-system'),
         key=dict(type='str', default=kp.CONFIG_KEY, no_log=False),
         backup=dict(type='bool', default=True),
+        allow_lower=dict(type='bool', default=False),
+        require_mode=dict(type='list', elements='str', choices=['iptables', 'ipvs', 'nftables']),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not kp.HAS_RUAMEL:
@@ -224,6 +282,9 @@ def main():
         module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
     p = module.params
     result = Result(module, ['C-0', 'C-1', 'C-2', 'C-3'])
+    rules = {'allow_lower': p['allow_lower'], 'require_mode': p['require_mode']}
+    if p['require_mode'] is not None and not p['require_mode']:
+        module.fail_json(msg='require_mode is an empty list; omit it or name the modes allowed (nothing was changed)', changed=False)
 
     # 1. Validate the settings before talking to the cluster.
     try:
@@ -259,17 +320,23 @@ def main():
             module.fail_json(msg='no kube-proxy ConfigMap in %s (looked for %s); nothing was changed'
                                  % (p['namespace'], ', '.join(names)), changed=False)
         plans = []
+        kept = []
         for cm in found:
             text = (cm.get('data') or {}).get(p['key'])
             if text is None:
                 module.fail_json(msg='ConfigMap %s/%s has no key %r (nothing was changed)' % (p['namespace'], cm['metadata']['name'], p['key']),
                                  changed=False)
             try:
-                new_text, changes = kp.plan(text, p['settings'])
+                planned = kp.plan_edit(text, p['settings'], **rules)
+                new_text, changes = planned['text'], planned['changes']
                 before = kp.summary(text)
             except kp.ConfigError as e:
                 module.fail_json(msg='ConfigMap %s/%s: %s (nothing was changed)' % (p['namespace'], cm['metadata']['name'], e), changed=False)
             plans.append((cm, text, new_text, changes, before))
+            kept.extend(dict(k, configmap=cm['metadata']['name']) for k in planned['kept'])
+        # Discovery (issue 9 finding 6): the DaemonSets that run kube-proxy with these ConfigMaps.
+        mounted = dsu.mounting(k8s_client.list_objects(cluster, 'DaemonSet', p['namespace']),
+                               [cm['metadata']['name'] for cm in found])
     except k8s_client.K8sError as e:
         module.fail_json(msg=e.msg, changed=False)
 
@@ -279,8 +346,19 @@ def main():
         result.add_diff(text, new_text, 'ConfigMap %s/%s %s' % (p['namespace'], name, p['key']))
         entries.append({'name': name, 'changed': bool(changes), 'changes': changes, 'before': before,
                         'after': kp.summary(new_text), 'resource_version': cm['metadata'].get('resourceVersion')})
-    result.extra.update({'configmaps': entries, 'cluster_version': version,
-                         'restart_needed': [e['name'] for e in entries if e['changed']]})
+    for k in kept:
+        result.warn('ConfigMap %s/%s: %s kept at %s, not lowered to %s (allow_lower=true lowers it)'
+                    % (p['namespace'], k['configmap'], k['path'], k['current'], k['requested']))
+    for name, users in sorted(mounted.items()):
+        if not users:
+            result.warn('no DaemonSet in %s mounts ConfigMap %s; whatever runs kube-proxy from it (static pods?) must be '
+                        'restarted by hand' % (p['namespace'], name))
+    for entry in entries:
+        entry['daemonsets'] = mounted[entry['name']]
+        entry['kept'] = [{kk: vv for kk, vv in k.items() if kk != 'configmap'} for k in kept if k['configmap'] == entry['name']]
+    result.extra.update({'configmaps': entries, 'cluster_version': version, 'kept': kept,
+                         'daemonsets': sorted({d for e in entries for d in e['daemonsets']}),
+                         'restart_needed': sorted({d for e in entries if e['changed'] for d in e['daemonsets']})})
     result.before = {e['name']: e['before'] for e in entries}
     result.after = {e['name']: e['after'] for e in entries}
 
@@ -294,7 +372,7 @@ def main():
         for cm, _text, _new_text, changes, _before in plans:
             if changes:
                 name = cm['metadata']['name']
-                planner = _planner(p['settings'], p['key'], p['namespace'], name)
+                planner = _planner(p['settings'], p['key'], p['namespace'], name, rules)
                 state = edit.plan_object(cm, planner, 'ConfigMap', p['namespace'], name)
                 states.append((planner, edit.run(cluster, state, planner, check_mode=True)))
     except edit.EditFailed as e:

@@ -37,7 +37,8 @@ def test_fix_b_check_apply_idempotent(double, node_state, run):
     rc, tasks, output = run(double, '-e', 'netmedic_conntrack_fix=cluster')
     assert rc == 0, output
     assert _max_per_core(double) == 65536
-    restart = tasks['Restart kube-proxy node by node, verifying each new pod (C-7)']['results'][0]
+    results = tasks['Restart kube-proxy node by node, verifying each new pod (C-7)']['results']
+    restart = next(r for r in results if r['item'] == 'kube-proxy-worker')
     assert [r['node'] for r in restart['restarted']] == ['lab-node-1', 'lab-node-2', 'lab-node-3']
     # What each restarted kube-proxy set on its node: maxPerCore x 2 CPUs.
     assert node_state.conntrack_max == {'lab-node-1': 131072, 'lab-node-2': 131072, 'lab-node-3': 131072}
@@ -56,3 +57,55 @@ def test_bad_input_stops_everything(double, run):
         assert tasks['Validate netmedic_conntrack_fix and netmedic_conntrack_max_per_core']['failed'] is True
         assert 'Set conntrack.maxPerCore in the kube-proxy ConfigMaps' not in tasks
     assert double.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion'] == rv
+
+
+def test_issue9_f2_w5_never_lowers_max_per_core(double, node_state, run):
+    # A cluster already at 131072 per core; W-5's default request is 65536.
+    for name in ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy'):
+        cm = double.store.get('configmaps', NS, name)
+        conf = cm['data']['config.conf']
+        conf = conf.replace('maxPerCore: 32768', 'maxPerCore: 131072').replace('maxPerCore: null', 'maxPerCore: 131072')
+        cm['data']['config.conf'] = conf
+        double.store.update('configmaps', NS, name, cm)
+    texts = {n: double.store.get('configmaps', NS, n)['data']['config.conf']
+             for n in ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy')}
+    pods, _rv = double.store.list('pods', NS, label_selector='k8s-app=kube-proxy-worker')
+    uids = sorted(p['metadata']['uid'] for p in pods)
+    node_state.conntrack_max.clear()
+
+    rc, tasks, output = run(double, '-e', 'netmedic_conntrack_fix=cluster')
+    assert rc == 0, output
+    config = tasks['Set conntrack.maxPerCore in the kube-proxy ConfigMaps']
+    assert config['changed'] is False, config
+    assert {(k['configmap'], k['current'], k['requested']) for k in config['kept']} >= {('kube-proxy-worker', 131072, 65536)}
+    assert {n: double.store.get('configmaps', NS, n)['data']['config.conf'] for n in texts} == texts
+    assert _max_per_core(double) == 131072
+    pods, _rv = double.store.list('pods', NS, label_selector='k8s-app=kube-proxy-worker')
+    assert sorted(p['metadata']['uid'] for p in pods) == uids        # no restart
+    assert node_state.conntrack_max == {}                            # no kube-proxy started, nothing set on nodes
+    backups, _rv = double.store.list('configmaps', NS, label_selector='netmedic.k8s/backup-of')
+    assert backups == []
+
+
+def test_issue9_f6_w5_on_an_iptables_cluster_restarts_every_node_and_finds_the_configmaps(double, node_state, run):
+    # An iptables-mode cluster: "Using iptables Proxier." is success here, not a failure after the first node.
+    for name in ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy'):
+        cm = double.store.get('configmaps', NS, name)
+        cm['data']['config.conf'] = cm['data']['config.conf'].replace('mode: ipvs\n', 'mode: iptables\n')
+        double.store.update('configmaps', NS, name, cm)
+    node_state.conntrack_max.clear()
+    rc, tasks, output = run(double, '-e', 'netmedic_conntrack_fix=cluster')
+    assert rc == 0, output
+    # Discovered, not defaulted to kube-proxy-worker: every kube-proxy ConfigMap that exists was raised.
+    for name in ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy'):
+        conf = yaml.safe_load(double.store.get('configmaps', NS, name)['data']['config.conf'])
+        assert conf['conntrack']['maxPerCore'] == 65536, name
+        assert conf['mode'] == 'iptables', name
+    results = {r['item']: r for r in tasks['Restart kube-proxy node by node, verifying each new pod (C-7)']['results']}
+    assert sorted(results) == ['kube-proxy-master', 'kube-proxy-worker']      # the DaemonSets mounting them
+    worker = results['kube-proxy-worker']
+    assert worker['patterns']['preset'] == 'kube-proxy-iptables'
+    assert [r['node'] for r in worker['restarted']] == ['lab-node-1', 'lab-node-2', 'lab-node-3']
+    assert all('Using iptables Proxier' in r['matched'] for r in worker['restarted'])
+    assert worker['remaining'] == [] and worker['failed_node'] is None          # no mixed state
+    assert node_state.conntrack_max == {'lab-node-1': 131072, 'lab-node-2': 131072, 'lab-node-3': 131072}

@@ -190,3 +190,31 @@ def test_crash_looping_replacement_stops_the_rollout_at_the_timeout(double, run)
     assert res['remaining'] == ['lab-node-2', 'lab-node-3']
     after = uids(double)
     assert after['lab-node-2'] == before['lab-node-2'] and after['lab-node-3'] == before['lab-node-3']
+
+
+def test_issue9_f6_auto_preset_follows_an_iptables_configmap(double, run):
+    cm = double.store.get('configmaps', 'kube-system', DS)
+    cm['data']['config.conf'] = cm['data']['config.conf'].replace('mode: ipvs\n', 'mode: iptables\n')
+    double.store.update('configmaps', 'kube-system', DS, cm)
+    before = uids(double)
+    rc, results, output = run(double, yaml.safe_dump([task('restart', dict(FAST))]))
+    assert rc == 0, output
+    res = results['restart']
+    assert res['patterns']['preset'] == 'kube-proxy-iptables'
+    assert [r['node'] for r in res['restarted']] == ['lab-node-1', 'lab-node-2', 'lab-node-3']
+    assert all('Using iptables Proxier' in r['matched'] for r in res['restarted'])
+    after = uids(double)
+    assert set(after) == set(before) and all(after[n] != before[n] for n in before)   # every pod replaced
+
+
+def test_issue9_f6_auto_preset_refuses_when_the_mode_cannot_be_read(double, run):
+    cm = double.store.get('configmaps', 'kube-system', DS)
+    cm['data']['config.conf'] = 'mode: [unclosed\n'
+    double.store.update('configmaps', 'kube-system', DS, cm)
+    before = uids(double)
+    _rc, results, _output = run(double, yaml.safe_dump([task('restart', dict(FAST), ignore_errors=True)]))
+    res = results['restart']
+    assert res['failed'] is True and res['changed'] is False, res
+    assert "cannot read kube-proxy's proxy mode" in res['msg'] and 'nothing was restarted' in res['msg']
+    time.sleep(0.2)
+    assert uids(double) == before

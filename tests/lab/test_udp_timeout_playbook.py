@@ -42,7 +42,8 @@ def test_new_cluster_uses_kube_proxy_udp_timeout(double, run):
     rc, tasks, output = run(double)
     assert rc == 0, output
     assert _udp(double) == '10s'
-    restart = tasks['Restart kube-proxy node by node, verifying each new pod (C-7)']['results'][0]
+    results = tasks['Restart kube-proxy node by node, verifying each new pod (C-7)']['results']
+    restart = next(r for r in results if r['item'] == 'kube-proxy-worker')
     assert len(restart['restarted']) == 3
     assert set(_proxy_uids(double)).isdisjoint(uids)
 
@@ -81,3 +82,36 @@ def test_bad_input_stops_before_the_api_is_touched(double, run):
         assert rc != 0 and tasks['Check the inputs']['failed'] is True, output
         assert 'Read the cluster version' not in tasks
     assert double.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion'] == rv
+
+
+def _set_mode(double, mode):
+    for name in ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy'):
+        cm = double.store.get('configmaps', NS, name)
+        cm['data']['config.conf'] = cm['data']['config.conf'].replace('mode: ipvs\n', 'mode: %s\n' % mode)
+        double.store.update('configmaps', NS, name, cm)
+
+
+def _texts(double):
+    return {n: double.store.get('configmaps', NS, n)['data']['config.conf']
+            for n in ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy')}
+
+
+def test_issue9_f1_udp_timeout_never_switches_an_iptables_cluster_to_ipvs(double, run):
+    _set_mode(double, 'iptables')
+    texts, uids = _texts(double), _proxy_uids(double)
+    rc, tasks, output = run(double)
+    assert rc != 0, output
+    failed = tasks['Set ipvs.udpTimeout in the kube-proxy ConfigMaps (C-3)']
+    assert failed['failed'] is True and 'proxy mode is iptables' in failed['msg'], failed
+    assert _texts(double) == texts                                   # ConfigMap bytes unchanged
+    assert _proxy_uids(double) == uids                               # no restart
+    backups, _rv = double.store.list('configmaps', NS, label_selector='netmedic.k8s/backup-of')
+    assert backups == []
+
+
+def test_issue9_f1_mode_switch_only_when_asked(double, run):
+    _set_mode(double, 'iptables')
+    rc, _tasks, output = run(double, "-e", "netmedic_proxy_mode_switch=true")
+    assert rc == 0, output
+    conf = yaml.safe_load(double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf'])
+    assert conf['mode'] == 'ipvs' and conf['ipvs']['udpTimeout'] == '10s'

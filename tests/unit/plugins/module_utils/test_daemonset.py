@@ -59,8 +59,8 @@ def test_failure_wins_over_success():
 
 
 def test_presets():
-    assert dsu.preset_for('auto', 'kube-proxy-worker') == 'kube-proxy-ipvs'
-    assert dsu.preset_for('auto', 'kube-proxy') == 'kube-proxy-ipvs'
+    assert dsu.preset_for('auto', 'kube-proxy-worker', proxy_mode='ipvs') == 'kube-proxy-ipvs'
+    assert dsu.preset_for('auto', 'kube-proxy', proxy_mode='ipvs') == 'kube-proxy-ipvs'
     assert dsu.preset_for('auto', 'kube-flannel-ds') == 'none'
     assert dsu.preset_for('terway-in-cluster-lb', 'x') == 'terway-in-cluster-lb'
     assert dsu.PRESETS['terway-in-cluster-lb']['container'] == 'policy'
@@ -152,3 +152,43 @@ def test_names_by_pod_label_uses_the_template_labels():
     assert dsu.names_by_pod_label(found, 'app', ('flannel',)) == ['kube-flannel-ds']
     assert dsu.names_by_pod_label(found, 'app', ('terway-eniip', 'terway-eni')) == ['terway-eniip']
     assert dsu.names_by_pod_label(found, 'app', ('decoy',)) == []
+
+
+# -- issue #9 finding 6: the auto preset follows kube-proxy's configured mode; DaemonSets are discovered ---
+
+IPTABLES_LOG = 'I1125 20:01:02.000000 1 server_others.go:212] Using iptables Proxier.\n'
+IPVS_LOG = 'I1125 20:01:02.000000 1 server_others.go:259] Using ipvs Proxier.\n'
+
+
+@pytest.mark.parametrize('mode, log, verdict', [
+    ('iptables', IPTABLES_LOG, 'ok'), ('iptables', IPVS_LOG, 'failed'),
+    ('ipvs', IPVS_LOG, 'ok'), ('ipvs', IPTABLES_LOG, 'failed'),
+])
+def test_issue9_f6_auto_preset_follows_the_configured_mode(mode, log, verdict):
+    name = dsu.preset_for('auto', 'kube-proxy-worker', proxy_mode=mode)
+    assert name == 'kube-proxy-%s' % mode
+    preset = dsu.PRESETS[name]
+    result, _line = dsu.check_log(log, dsu.compile_patterns(preset['success'], 's'),
+                                  dsu.compile_patterns(preset['failure'], 'f'))
+    assert result == verdict
+
+
+def test_issue9_f6_auto_preset_without_a_known_mode_is_refused():
+    with pytest.raises(dsu.RestartError, match='proxy mode'):
+        dsu.preset_for('auto', 'kube-proxy', proxy_mode=None)
+    assert dsu.preset_for('auto', 'kube-flannel-ds') == 'none'
+
+
+def _ds_mounting(name, *configmaps):
+    return {'metadata': {'name': name, 'namespace': 'kube-system'},
+            'spec': {'template': {'spec': {'volumes': [{'name': 'v%d' % i, 'configMap': {'name': cm}}
+                                                       for i, cm in enumerate(configmaps)]
+                                           + [{'name': 'lib', 'hostPath': {'path': '/lib/modules'}}]}}}}
+
+
+def test_issue9_f6_daemonsets_are_found_by_the_configmap_they_mount():
+    daemonsets = [_ds_mounting('kube-proxy-worker', 'kube-proxy-worker'), _ds_mounting('kube-proxy-master', 'kube-proxy-master'),
+                  _ds_mounting('kube-flannel-ds', 'kube-flannel-cfg'), {'metadata': {'name': 'bare'}, 'spec': {}}]
+    assert dsu.mounting(daemonsets, ['kube-proxy-worker', 'kube-proxy-master', 'kube-proxy']) == {
+        'kube-proxy-worker': ['kube-proxy-worker'], 'kube-proxy-master': ['kube-proxy-master'], 'kube-proxy': []}
+    assert dsu.configmap_volumes(_ds_mounting('x', 'a', 'b')) == ['a', 'b']

@@ -157,3 +157,65 @@ def test_issue10_h5_valid_values_pass_and_are_written_as_given(fixture_text):
     assert doc['conntrack']['maxPerCore'] == 2147483647
     assert list(doc['ipvs']['excludeCIDRs']) == ['10.0.0.1/8', 'fd00::/64']   # host bits allowed, as in Go
     assert doc['ipvs']['udpTimeout'] == '2562047h'
+
+
+# -- issue #9 finding 2: never lower conntrack.maxPerCore / conntrack.min unless allow_lower -----------
+
+def _conntrack_doc(max_per_core, minimum='null'):
+    return ('apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n'
+            'conntrack:\n  maxPerCore: %s\n  min: %s\nmode: ipvs\n' % (max_per_core, minimum))
+
+
+def test_issue9_f2_lower_max_per_core_is_kept_not_written():
+    text = _conntrack_doc(131072)
+    result = kp.plan_edit(text, {'conntrack': {'maxPerCore': 65536}})
+    assert result['text'] is text and result['changes'] == []
+    assert result['kept'] == [{'path': 'conntrack.maxPerCore', 'current': 131072, 'requested': 65536,
+                               'reason': 'lower than the current value (allow_lower=true lowers it)'}]
+    assert kp.plan(text, {'conntrack': {'maxPerCore': 65536}}) == (text, [])
+
+
+@pytest.mark.parametrize('settings, current', [
+    ({'conntrack.min': 65536}, 131072),            # unset min: kube-proxy's default 131072 is the current value
+    ({'conntrack.maxPerCore': 16384}, 32768),      # unset maxPerCore: default 32768
+    ({'conntrack.maxPerCore': 0}, 32768),          # 0 is lower too
+])
+def test_issue9_f2_unset_fields_compare_with_kube_proxy_defaults(settings, current):
+    text = ('apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n'
+            'conntrack:\n  maxPerCore: null\n')
+    result = kp.plan_edit(text, settings)
+    assert result['changes'] == [] and result['text'] is text
+    assert [(k['path'], k['current']) for k in result['kept']] == [(next(iter(settings)), current)]
+
+
+def test_issue9_f2_allow_lower_lowers_and_raising_needs_nothing():
+    text = _conntrack_doc(131072, 262144)
+    result = kp.plan_edit(text, {'conntrack': {'maxPerCore': 65536, 'min': 131072}}, allow_lower=True)
+    assert result['kept'] == []
+    assert kp.load(result['text'])['conntrack']['maxPerCore'] == 65536
+    assert kp.load(result['text'])['conntrack']['min'] == 131072
+    raised = kp.plan_edit(text, {'conntrack': {'maxPerCore': 262144}})
+    assert raised['kept'] == [] and kp.load(raised['text'])['conntrack']['maxPerCore'] == 262144
+
+
+def test_issue9_f2_a_current_value_that_is_not_an_integer_is_not_guessed():
+    with pytest.raises(kp.ConfigError, match='not an integer'):
+        kp.plan_edit(_conntrack_doc('"lots"'), {'conntrack': {'maxPerCore': 65536}})
+
+
+# -- issue #9 finding 1: require_mode (W-4 must never switch the proxy mode) ----------------------------
+
+@pytest.mark.parametrize('mode_line, shown', [('mode: iptables\n', 'iptables'), ('mode: ""\n', 'iptables'),
+                                              ('', 'iptables'), ('mode: nftables\n', 'nftables')])
+def test_issue9_f1_require_mode_refuses_other_modes(mode_line, shown):
+    text = 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n' + mode_line
+    with pytest.raises(kp.ConfigError, match='proxy mode is %s' % shown):
+        kp.plan_edit(text, {'ipvs': {'udpTimeout': '10s'}}, require_mode=['ipvs'])
+
+
+def test_issue9_f1_require_mode_passes_where_the_mode_already_is_ipvs(fixture_text):
+    text = fixture_text('kube_proxy/ack-scheduler.conf')
+    result = kp.plan_edit(text, {'ipvs': {'udpTimeout': '10s'}}, require_mode=['ipvs'])
+    assert [c['path'] for c in result['changes']] == ['ipvs.udpTimeout']
+    assert kp.load(result['text'])['mode'] == 'ipvs'
+    assert kp.effective_mode('apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n') == 'iptables'
