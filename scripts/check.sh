@@ -6,6 +6,7 @@
 #   make check                      changes = uncommitted (tracked and untracked files)
 #                                   against HEAD; if there are none, the last commit
 #   make check CHECK_BASE=<commit>  changes since <commit> (e.g. the branch point)
+#   make check CHECK_FILES='a b'    exactly these files (several people editing one tree)
 #
 # What runs:
 #   lint   ruff on changed Python, shellcheck on changed shell scripts, ansible-lint on
@@ -24,7 +25,10 @@ cd "$ROOT" || exit 2
 
 say() { printf 'check: %s\n' "$*"; }
 base="${CHECK_BASE:-}"
-if [[ -n "$base" ]]; then
+if [[ -n "${CHECK_FILES:-}" ]]; then
+    read -r -a files <<<"$CHECK_FILES"
+    what='named in CHECK_FILES'
+elif [[ -n "$base" ]]; then
     mapfile -t files < <({ git diff --name-only "$base" --; git ls-files -o --exclude-standard; } | sort -u)
     what="since $base"
 else
