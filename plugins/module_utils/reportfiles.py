@@ -69,14 +69,24 @@ def write_new(path, text):
     directory = os.path.dirname(path) or '.'
     fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
     try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, path)            # exclusive: never replaces another run's report
+        _write_fd(fd, text)
+        try:
+            os.link(tmp, path)        # exclusive: never replaces another run's report
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST,):
+                raise
+            # A filesystem without hard links (some network shares): exclusive create, written in place.
+            _write_fd(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o600), text)
     finally:
         os.unlink(tmp)
     return path
+
+
+def _write_fd(fd, text):
+    with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def point(link, target):

@@ -68,3 +68,16 @@ def test_issue10_h11_retention_by_count_and_age():
 def test_issue10_h11_retention_refuses_negative():
     with pytest.raises(ValueError, match=r'0 \(keep all\) or positive'):
         rf.plan_retention(_runs([1]), NOW, keep_count=-1)
+
+
+def test_issue10_h12_write_new_without_hard_links_still_exclusive(tmp_path, monkeypatch):
+    def no_links(_src, _dst):
+        raise PermissionError(1, 'Operation not permitted')
+
+    monkeypatch.setattr(rf.os, 'link', no_links)
+    target = tmp_path / 'r.md'
+    rf.write_new(str(target), 'one')
+    with pytest.raises(FileExistsError, match='File exists'):
+        rf.write_new(str(target), 'two')
+    assert target.read_text() == 'one' and oct(target.stat().st_mode & 0o777) == '0o600'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['r.md']
