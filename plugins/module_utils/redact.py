@@ -76,13 +76,54 @@ def is_secret_key(key):
 
 
 def _harmless(value):
-    return value is None or isinstance(value, bool) or str(value).strip().lower() in HARMLESS
+    """Not a secret: empty, a boolean, null, or a YAML block indicator (``|``: the value is on the next lines)."""
+    if value is None or isinstance(value, bool):
+        return True
+    text = str(value).strip().lower()
+    return text in HARMLESS or re.match(r'^[|>][-+0-9]*$', text) is not None
 
 
 def _unquote(text):
     if len(text) >= 2 and text[0] == text[-1] and text[0] in '"\'':
         return text[1:-1]
     return text
+
+
+_PEM = re.compile(r'-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----.*?-----END \1-----', re.S)
+# A YAML block scalar under a key (``password: |``): the value is the more-indented lines below.
+_BLOCK = re.compile(r'''^(?P<indent>[ \t]*)(?:-[ \t]+)?["']?(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)["']?[ \t]*:[ \t]*[|>][-+0-9]*[ \t]*$''')
+
+
+def _indent(line):
+    return len(line) - len(line.lstrip())
+
+
+def _blocks(text):
+    """``(first line, end line, value)`` of every block scalar under a credential-like key."""
+    lines = text.split('\n')
+    i = 0
+    while i < len(lines):
+        match = _BLOCK.match(lines[i])
+        if match and is_secret_key(match.group('key')):
+            indent, j = len(match.group('indent')), i + 1
+            while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > indent):
+                j += 1
+            while j > i + 1 and not lines[j - 1].strip():
+                j -= 1
+            if j > i + 1:
+                yield i + 1, j, '\n'.join(line.strip() for line in lines[i + 1:j])
+            i = max(j, i + 1)
+        else:
+            i += 1
+
+
+def _mask_blocks(text):
+    if '|' not in text and '>' not in text:
+        return text
+    lines = text.split('\n')
+    for start, end, _value in reversed(list(_blocks(text))):
+        lines[start:end] = [lines[start][:_indent(lines[start])] + MASK]
+    return '\n'.join(lines)
 
 
 def _pairs(text):
@@ -97,6 +138,8 @@ def _pairs(text):
 
 
 def _scan_text(text, found):
+    found.update(m.group(0) for m in _PEM.finditer(text))
+    found.update(line for _s, _e, value in _blocks(text) for line in value.split('\n') if line)
     for match in _pairs(text):
         if is_secret_key(match.group('key')):
             value = _unquote(match.group('value'))
@@ -135,6 +178,7 @@ def _mask_pair(match):
 
 def mask_text(text, values=()):
     """``text`` with credential values masked where their key stands and wherever ``values`` occur."""
+    text = _PEM.sub(MASK, _mask_blocks(text))
     out, pos = [], 0
     for match in _pairs(text):
         masked = _mask_pair(match)

@@ -84,3 +84,14 @@ def test_issue10_h4_inline_kubeconfig_keeps_only_credentials_in_no_log_values():
     path = _Module({'kubeconfig': '/root/.kube/config'}, spec, ['/root/.kube/config'])
     redact.narrow_kubeconfig_no_log(path)
     assert path.no_log_values == set()
+
+
+def test_issue10_h4_yaml_block_scalars_and_pem_private_keys():
+    pem = '-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0lab\nAbCdEf0123\n-----END RSA PRIVATE KEY-----'
+    text = ('name: lab\nauth:\n  password: |\n    line-one-s3cret\n    line-two-s3cret\n  user: admin\n'
+            'tls_key: |\n  %s\nmtu: 1450\n' % pem.replace('\n', '\n  '))
+    out = redact.redact({'conf': text, 'note': 'see %s' % pem})
+    assert 'line-one-s3cret' not in repr(out) and 'MIIEowIBAAKCAQEA0lab' not in repr(out)
+    assert yaml.safe_load(out['conf']) == {'name': 'lab', 'auth': {'password': redact.MASK + '\n', 'user': 'admin'},
+                                           'tls_key': redact.MASK + '\n', 'mtu': 1450}
+    assert out['note'] == 'see %s' % redact.MASK
