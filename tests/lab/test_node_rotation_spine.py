@@ -84,10 +84,10 @@ def _command(double, tmp_path, label, hook, check=False, **variables):
     return cmd + (['--check', '--diff'] if check else [])
 
 
-def _run(double, tmp_path, label, hook=BOOT, env=None, **variables):
+def _run(double, tmp_path, label, hook=BOOT, env=None, check=False, **variables):
     tmp = tmp_path / ('tmp-%s' % label)
     tmp.mkdir(exist_ok=True)
-    proc = subprocess.run(_command(double, tmp_path, label, hook, **variables), check=False, capture_output=True,
+    proc = subprocess.run(_command(double, tmp_path, label, hook, check=check, **variables), check=False, capture_output=True,
                           text=True, timeout=600, cwd=str(tmp_path),
                           env=_env(double, tmp_path, TMPDIR=str(tmp), **(env or {})))
     return proc.returncode, proc.stdout + proc.stderr
@@ -218,3 +218,14 @@ def test_outside_the_window_nothing_changed_and_override_is_recorded(double, tmp
     reports = [json.loads(p.read_text()) for p in (tmp_path / 'report').glob('change-report-*.json')]
     report = next(r for r in reports if r['playbook'] == 'play-override.yml')
     assert any('OVERRIDDEN' in w for e in report['entries'] for w in e.get('warnings') or []), report
+
+
+def test_check_mode_reports_the_closed_window_and_writes_no_lease(double, tmp_path):
+    window = {'days': ['sat'], 'start': '22:00', 'end': '04:00', 'timezone': 'Europe/Berlin'}
+    versions = {n: double.store.get('nodes', None, n)['metadata']['resourceVersion'] for n in NODES}
+    rc, output = _run(double, tmp_path, 'check', check=True, node_rotation_nodes=['lab-node-1'],
+                      node_rotation_window=window, node_rotation_now='2026-11-25T12:00:00Z')
+    assert rc == 0, output
+    assert 'a real run would stop here' in output
+    assert double.store.find('leases', *LEASE) is None
+    assert {n: double.store.get('nodes', None, n)['metadata']['resourceVersion'] for n in NODES} == versions
