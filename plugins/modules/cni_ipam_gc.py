@@ -142,7 +142,7 @@ seealso:
     link: https://example.invalid/netmedic/k8s/docs/cni_ipam_gc.md
 notes:
   - Run as root on each affected node. The ACK procedure cordons the node during a manual cleanup; do that with
-    C(kubernetes.core.k8s_drain) (C(state=cordon)) around this task if you follow it.
+    M(netmedic.k8s.node_drain) (C(state=cordon), then C(state=uncordon)) around this task if you follow it.
   - Permanent fixes are an upgrade (GKE 1.22.17-gke.3100, 1.23.16-gke.200, 1.24.9-gke.3200, 1.25.6-gke.200 or later;
     ACK 1.20 or later) or, on ACK Flannel, catalog N-7.
   - To restore a moved file, copy it from the run directory back to the same path (the run directory mirrors it).
