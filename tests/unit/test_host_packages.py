@@ -248,3 +248,13 @@ def test_issue12_6_find_program_resolves_symlinks_inside_the_root(tmp_path):
     assert hostdeps.find_program('kmod', str(root)) == '/usr/bin/kmod'
     assert hostdeps.find_program('ipvsadm', str(root)) is None
     assert hostdeps.find_program('/usr/lib/cni/host-local', str(root)) is None
+
+
+def test_issue12_2_unit_tests_cannot_look_up_a_host_binary():
+    """tests/unit/conftest.py: a unit test whose Runner would search this machine fails (no host dependency)."""
+    from ansible.module_utils.basic import AnsibleModule
+
+    from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
+
+    with pytest.raises(AssertionError, match=r"unit test looked up the host binary 'bpftool'"):
+        Runner(AnsibleModule.__new__(AnsibleModule)).which('bpftool')

@@ -57,6 +57,8 @@ def node(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Runner, 'run', run)
     monkeypatch.setattr(Runner, 'has', lambda self, name: True)
+    # a fake node's binaries, never this machine's (tests/unit/conftest.py refuses the real lookup)
+    monkeypatch.setattr(Runner, 'which', lambda self, name: '/usr/sbin/' + name)
 
     class Node(object):
         pass
