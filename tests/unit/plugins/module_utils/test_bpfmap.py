@@ -1,5 +1,7 @@
 """bpfmap (catalog N-10) on bpftool 7.1 output recorded on the CI host kernel (see fixtures/README.md)."""
 
+import re
+
 import pytest
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import bpfmap
@@ -63,7 +65,11 @@ def test_parse_show_rejects(text):
         bpfmap.parse_map_show(text)
 
 
-@pytest.mark.parametrize('text', ['{}', '[{"value": []}]', '[{"key": ["0xzz"]}]'])
-def test_parse_dump_rejects(text):
-    with pytest.raises(bpfmap.MapError):
+@pytest.mark.parametrize('text, words', [
+    ('{}', 'bpftool map dump printed dict, expected a list'),
+    ('[{"value": []}]', 'bpftool map dump entry without a key'),
+    ('[{"key": ["0xzz"]}]', "key byte '0xzz' is not hex"),
+])
+def test_parse_dump_rejects(text, words):
+    with pytest.raises(bpfmap.MapError, match=re.escape(words)):
         bpfmap.parse_dump(text)

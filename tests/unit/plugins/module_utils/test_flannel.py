@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -89,13 +90,16 @@ def test_documents_that_cannot_be_edited(text, message):
         fl.plan(text, {'ipam_data_dir': '/var/run/cni/networks'})
 
 
-@pytest.mark.parametrize('settings', [
-    {},
-    {'cni_version': '0.3'}, {'cni_version': 'latest'},
-    {'hairpin_mode': 'yes'},
-    {'ipam_data_dir': 'var/run'}, {'ipam_data_dir': '/var/../etc'}, {'flannel_data_dir': '/var//run'},
-    {'colour': 'blue'},
+@pytest.mark.parametrize('settings, words', [
+    ({}, 'nothing to set: give at least one of'),
+    ({'cni_version': '0.3'}, "cni_version must look like 0.3.1, got '0.3'"),
+    ({'cni_version': 'latest'}, "cni_version must look like 0.3.1, got 'latest'"),
+    ({'hairpin_mode': 'yes'}, "hairpin_mode must be true or false, got 'yes'"),
+    ({'ipam_data_dir': 'var/run'}, 'ipam_data_dir must be a normalised absolute path'),
+    ({'ipam_data_dir': '/var/../etc'}, 'ipam_data_dir must be a normalised absolute path'),
+    ({'flannel_data_dir': '/var//run'}, 'flannel_data_dir must be a normalised absolute path'),
+    ({'colour': 'blue'}, "unsupported setting 'colour'"),
 ])
-def test_bad_settings(settings):
-    with pytest.raises(fl.FlannelError):
+def test_bad_settings(settings, words):
+    with pytest.raises(fl.FlannelError, match=re.escape(words)):
         fl.validate(settings)

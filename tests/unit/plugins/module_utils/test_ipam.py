@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -46,13 +47,16 @@ def test_range_sizes_follow_host_local():
     assert ipam.range_size({'subnet': '10.0.0.7/24'}) == 253  # host bits are masked
 
 
-@pytest.mark.parametrize('rng', [
-    {'subnet': '10.0.0.0/31'}, {'subnet': 'nope'}, {}, {'subnet': '10.0.0.0/24', 'rangeStart': '10.0.1.1'},
-    {'subnet': '10.0.0.0/24', 'rangeStart': '10.0.0.9', 'rangeEnd': '10.0.0.2'},
-    {'subnet': '10.0.0.0/24', 'gateway': 'x'},
+@pytest.mark.parametrize('rng, words', [
+    ({'subnet': '10.0.0.0/31'}, 'network 10.0.0.0/31 too small to allocate from'),
+    ({'subnet': 'nope'}, "invalid subnet 'nope'"),
+    ({}, 'range without a subnet'),
+    ({'subnet': '10.0.0.0/24', 'rangeStart': '10.0.1.1'}, 'rangeStart 10.0.1.1 is not in subnet 10.0.0.0/24'),
+    ({'subnet': '10.0.0.0/24', 'rangeStart': '10.0.0.9', 'rangeEnd': '10.0.0.2'}, 'rangeStart 10.0.0.9 is after rangeEnd 10.0.0.2'),
+    ({'subnet': '10.0.0.0/24', 'gateway': 'x'}, "invalid gateway 'x'"),
 ])
-def test_range_errors(rng):
-    with pytest.raises(ipam.RangeError):
+def test_range_errors(rng, words):
+    with pytest.raises(ipam.RangeError, match=re.escape(words)):
         ipam.range_size(rng)
 
 

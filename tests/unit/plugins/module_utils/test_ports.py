@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import ports
@@ -15,9 +17,14 @@ def test_parse_port_ranges_kernel_syntax():
     assert ports.parse_port_ranges(['30000-32767', 40000]) == [(30000, 32767), (40000, 40000)]
 
 
-@pytest.mark.parametrize('bad', ['30000-', 'abc', '1,,2', '70000', '200-100', '-5', '1-2-3', '30000:32767'])
-def test_parse_port_ranges_rejects(bad):
-    with pytest.raises(ports.PortRangeError):
+@pytest.mark.parametrize('bad, words', [
+    ('30000-', "not a port or a port range: '30000-'"), ('abc', "not a port or a port range: 'abc'"),
+    ('1,,2', "empty item in port list '1,,2'"), ('70000', 'port 70000 out of range 0-65535'),
+    ('200-100', "range '200-100' ends before it starts"), ('-5', "not a port or a port range: '-5'"),
+    ('1-2-3', "not a port or a port range: '1-2-3'"), ('30000:32767', "not a port or a port range: '30000:32767'"),
+])
+def test_parse_port_ranges_rejects(bad, words):
+    with pytest.raises(ports.PortRangeError, match=re.escape(words)):
         ports.parse_port_ranges(bad)
 
 

@@ -131,6 +131,6 @@ def test_write_file_atomic_cleans_up_on_failure(tmp_path):
     class Broken(FakeModule):
         def atomic_move(self, src, dest):
             raise OSError('disk full')
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match='disk full'):
         sysctl.write_file_atomic(Broken(), str(tmp_path / 'x.conf'), 'a = 1\n')
     assert os.listdir(tmp_path) == []

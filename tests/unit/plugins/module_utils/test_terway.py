@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -71,11 +72,15 @@ def test_create_from_nothing():
     assert len(changes) == 1
 
 
-@pytest.mark.parametrize('settings', [
-    {}, {'in_cluster_loadbalance': 'yes'}, {'eni_conf': {}},
-    {'eni_conf': {'vswitches': {'zone': []}}}, {'eni_conf': {'vswitches': {'zone': ['subnet-1']}}},
-    {'eni_conf': {'max_pool_size': 'five'}}, {'eni_conf': {'max_pool_size': True}},
+@pytest.mark.parametrize('settings, words', [
+    ({}, 'nothing to set: give disable_network_policy, in_cluster_loadbalance or eni_conf'),
+    ({'in_cluster_loadbalance': 'yes'}, "in_cluster_loadbalance must be true or false, got 'yes'"),
+    ({'eni_conf': {}}, 'eni_conf must be a non-empty dictionary'),
+    ({'eni_conf': {'vswitches': {'zone': []}}}, 'eni_conf.vswitches.zone must be a non-empty list of vSwitch IDs'),
+    ({'eni_conf': {'vswitches': {'zone': ['subnet-1']}}}, 'eni_conf.vswitches.zone must be a non-empty list of vSwitch IDs'),
+    ({'eni_conf': {'max_pool_size': 'five'}}, "eni_conf.max_pool_size must be a int, got 'five'"),
+    ({'eni_conf': {'max_pool_size': True}}, 'eni_conf.max_pool_size must be a int, got True'),
 ])
-def test_bad_settings(settings):
-    with pytest.raises(tw.TerwayError):
+def test_bad_settings(settings, words):
+    with pytest.raises(tw.TerwayError, match=re.escape(words)):
         tw.validate(settings)
