@@ -176,6 +176,12 @@ def main(argv):
     if command in ('check', 'absent') and args[:1] == ['--root']:
         root, args = args[1], args[2:]
     selected = active(args)
+    if not selected:
+        # Never an empty list taken for "nothing needed": on a platform bindep.txt does not
+        # describe (every entry is platform:dpkg) nothing would be installed or checked.
+        print('hostdeps: no bindep.txt entry applies to profiles %s on this platform; the list describes '
+              'Debian (platform:dpkg) only' % ' '.join(args), file=sys.stderr)
+        return 1
     if command == 'packages':
         print('\n'.join(e.package for e in selected))
     elif command == 'missing':

@@ -258,3 +258,9 @@ def test_issue12_2_unit_tests_cannot_look_up_a_host_binary():
 
     with pytest.raises(AssertionError, match=r"unit test looked up the host binary 'bpftool'"):
         Runner(AnsibleModule.__new__(AnsibleModule)).which('bpftool')
+
+
+def test_issue12_1_an_empty_selection_is_an_error_not_nothing_to_do(capsys):
+    """No entry for the profiles (or the platform): fail, never "all 0 programs present"."""
+    assert hostdeps.main(['check', 'nm-no-such-profile']) == 1
+    assert 'no bindep.txt entry applies to profiles nm-no-such-profile' in capsys.readouterr().err
