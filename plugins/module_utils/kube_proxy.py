@@ -15,6 +15,8 @@ import io
 import ipaddress
 import traceback
 
+from ansible_collections.netmedic.k8s.plugins.module_utils.versions import Version
+
 try:
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap
@@ -225,6 +227,29 @@ SETTINGS = {
     'ipvs.strictARP': _bool,
     'ipvs.excludeCIDRs': _cidrs,
 }
+
+
+# Fields (and values) kube-proxy only knows from a given minor version on; an older kube-proxy fails its strict
+# decoding or its validation at start-up (issue 10 hole 5). ``(path, value or None for any value, version)``.
+SINCE = [
+    ('ipvs.udpTimeout', None, '1.18'),
+    ('conntrack.udpTimeout', None, '1.29'),
+    ('conntrack.udpStreamTimeout', None, '1.29'),
+    ('mode', 'nftables', '1.29'),
+]
+
+
+def unsupported(wanted, version):
+    """The validated ``wanted`` settings a kube-proxy of ``version`` does not know: ``[{'path', 'value', 'needs'}]``.
+
+    Raises VersionError when ``version`` cannot be parsed.
+    """
+    current = Version(version)
+    gaps = []
+    for path, value, needs in SINCE:
+        if path in wanted and (value is None or wanted[path] == value) and current < Version(needs):
+            gaps.append({'path': path, 'value': wanted[path], 'needs': needs})
+    return gaps
 
 
 def flatten(settings, prefix=''):

@@ -22,8 +22,9 @@ description:
     (0 to 2147483647); C(ipvs.excludeCIDRs) entries must parse as Go's C(net.ParseCIDR) reads them
     (C(address/prefix), no zone); IPVS scheduler names and the Linux proxy modes (empty, C(iptables), C(ipvs),
     C(nftables)) are checked. Broken YAML in the ConfigMap or a document that is not a
-    C(KubeProxyConfiguration) fails with nothing written. C(ipvs.udpTimeout) on a cluster older than
-    1.18 is refused (kube-proxy there has no such field; use C(netmedic.k8s.ipvs_timeouts), catalog N-5).
+    C(KubeProxyConfiguration) fails with nothing written. Fields an older kube-proxy rejects are refused
+    by cluster version - C(ipvs.udpTimeout) below 1.18 (use C(netmedic.k8s.ipvs_timeouts), catalog N-5),
+    C(conntrack.udpTimeout), C(conntrack.udpStreamTimeout) and C(mode=nftables) below 1.29.
   - The previous data is returned (RV(backups)) and, with O(backup=true), also kept in a new ConfigMap
     C(<name>-netmedic-backup-<timestamp>) in the same namespace before the change.
   - Every planned ConfigMap passes a server-side dry run before any is written. Each write carries the
@@ -295,16 +296,20 @@ def main():
     try:
         cluster = k8s_client.Cluster(p)
         version = cluster.version()
-        if 'ipvs.udpTimeout' in wanted:
-            try:
-                too_old = Version(version) < Version('1.18')
-            except VersionError:
-                too_old = False
-                result.warn('cannot parse the cluster version %r; ipvs.udpTimeout needs kube-proxy >= 1.18' % version)
-            if too_old:
-                module.fail_json(msg='cluster %s is older than 1.18: kube-proxy has no ipvs.udpTimeout there; set the node '
-                                     'IPVS timeouts with netmedic.k8s.ipvs_timeouts instead (catalog N-5)' % version,
-                                 changed=False)
+        try:
+            gaps = kp.unsupported(wanted, version)
+        except VersionError:
+            gaps = []
+            result.warn('cannot parse the cluster version %r; kube-proxy needs >= 1.18 for ipvs.udpTimeout and >= 1.29 for '
+                        'conntrack.udpTimeout, conntrack.udpStreamTimeout and mode nftables' % version)
+        if gaps:
+            hint = ('; set the node IPVS timeouts with netmedic.k8s.ipvs_timeouts instead (catalog N-5)'
+                    if any(g['path'] == 'ipvs.udpTimeout' for g in gaps) else '')
+            module.fail_json(msg='cluster %s is older than %s: kube-proxy there does not accept %s%s (nothing was changed)'
+                                 % (version, max((g['needs'] for g in gaps), key=Version),
+                                    ', '.join('%s=%s' % (g['path'], g['value']) if g['path'] == 'mode' else g['path']
+                                              for g in gaps), hint),
+                             changed=False)
 
         # 2. Read every target ConfigMap and plan all edits before writing any.
         names = p['names'] or kp.CONFIGMAP_NAMES

@@ -226,3 +226,15 @@ def test_api_key_is_not_logged_and_bad_token_fails_cleanly(double, playbook):
                                                        kubeconfig=str(double.kubeconfig_path), api_key='not-the-token'))
     assert rc == 0, output
     assert results['both']['failed'] is True and '401' in results['both']['msg'], output
+
+
+def test_issue10_h5_fields_the_cluster_kube_proxy_rejects_fail_before_any_write(double, playbook):
+    # The seed cluster is v1.24: conntrack.udpTimeout and mode nftables arrived in kube-proxy 1.29.
+    rv_before = _versions(double)
+    rc, results, output = _run(playbook, double, _task('udp', {'conntrack': {'udpTimeout': '30s'}}),
+                               _task('nft', {'mode': 'nftables'}))
+    assert rc == 0, output
+    for name in ('udp', 'nft'):
+        assert results[name]['failed'] is True and results[name]['changed'] is False, output
+        assert 'older than 1.29' in results[name]['msg'] and 'nothing was changed' in results[name]['msg']
+    assert _versions(double) == rv_before and _backups(double) == []

@@ -219,3 +219,18 @@ def test_issue9_f1_require_mode_passes_where_the_mode_already_is_ipvs(fixture_te
     assert [c['path'] for c in result['changes']] == ['ipvs.udpTimeout']
     assert kp.load(result['text'])['mode'] == 'ipvs'
     assert kp.effective_mode('apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n') == 'iptables'
+
+
+# -- issue #10 hole 5 (continued): fields and modes older kube-proxy rejects ----------------------------
+
+@pytest.mark.parametrize('settings, version, gaps', [
+    ({'conntrack': {'udpTimeout': '30s'}}, 'v1.28.5', [('conntrack.udpTimeout', '1.29')]),
+    ({'conntrack': {'udpStreamTimeout': '120s'}}, 'v1.24.9-gke.3200', [('conntrack.udpStreamTimeout', '1.29')]),
+    ({'mode': 'nftables'}, 'v1.28.0', [('mode', '1.29')]),
+    ({'ipvs': {'udpTimeout': '10s'}}, 'v1.17.3', [('ipvs.udpTimeout', '1.18')]),
+    ({'mode': 'nftables', 'conntrack': {'udpTimeout': '30s'}}, 'v1.29.0', []),
+    ({'mode': 'ipvs', 'ipvs': {'udpTimeout': '10s'}}, 'v1.18.0', []),
+])
+def test_issue10_h5_fields_older_kube_proxy_rejects(settings, version, gaps):
+    found = kp.unsupported(kp.validate_settings(settings), version)
+    assert [(g['path'], g['needs']) for g in found] == gaps
