@@ -133,14 +133,27 @@ node:
   type: str
   sample: lab-node-1
 cordon:
-  description:
-    - The cordon before (C(before)) and after (C(after)) this task - C(unschedulable), C(owner) (the annotation's run
-      id or null), C(by_netmedic), C(by_other) - plus C(by_other), true when someone else cordoned the node (it was
-      not annotated and will not be uncordoned by netmedic).
+  description: The Node's cordon before and after this task, and whether someone else cordoned it.
   returned: always
   type: dict
+  contains:
+    before:
+      description:
+        - C(unschedulable), C(owner) (the annotation's run id, or null), C(by_netmedic), C(by_other) as read before the task.
+      type: dict
+      returned: always
+    after:
+      description: The same fields after the task (in check mode - what they would be).
+      type: dict
+      returned: always
+    by_other:
+      description:
+        - True when the node was cordoned by someone else (unschedulable without the annotation) - it is not annotated
+          and netmedic will never uncordon it.
+      type: bool
+      returned: always
   sample: {"before": {"unschedulable": false, "owner": null, "by_netmedic": false, "by_other": false},
-           "after": {"unschedulable": true, "owner": "awx-4711", "by_netmedic": true, "by_other": false},
+           "after": {"unschedulable": true, "owner": "awx-job-4711", "by_netmedic": true, "by_other": false},
            "by_other": false}
 pods:
   description:
