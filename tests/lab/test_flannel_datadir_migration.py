@@ -33,7 +33,7 @@ def _old_dirs(tmp_path):
     return dirs
 
 
-def run(double, tmp_path, check):
+def run(double, tmp_path, check, args=()):
     dirs = _old_dirs(tmp_path)
     inventory = {'all': {'hosts': {'lab-node-1': {
         'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
@@ -47,7 +47,7 @@ def run(double, tmp_path, check):
                ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'), ANSIBLE_DEPRECATION_WARNINGS='0')
     env.pop('ANSIBLE_CONFIG', None)
     cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', str(inv), str(PLAYBOOK), '--diff',
-           '-e', 'netmedic_targets=lab-node-1'] + (['--check'] if check else [])
+           '-e', 'netmedic_targets=lab-node-1'] + (['--check'] if check else []) + list(args)
     proc = subprocess.run(cmd, check=False, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
     data = json.loads(proc.stdout)
     results = {}
@@ -106,3 +106,47 @@ def test_apply_archives_before_removing_and_stops_cordoned_at_the_reboot(double,
         names = tar.getnames()
     assert any(n.endswith('cb0/172.20.1.5') for n in names) and any(n.endswith('flannel/abc123') for n in names), names
     assert results['Verify the archive']['lab-node-1']['stat']['size'] > 0
+
+
+def _hold_with_finalizer(double, node):
+    pods, _rv = double.store.list('pods', 'default', label_selector='app=web')
+    pod = next(p for p in pods if p['spec'].get('nodeName') == node)
+    pod['metadata']['finalizers'] = ['example.com/hold']
+    double.store.update('pods', 'default', pod['metadata']['name'], pod)
+    return pod['metadata']['name']
+
+
+def _ensure_web_pod_on(double, node):
+    """Make sure a web pod runs on ``node`` (the double's scheduler spreads three replicas over three nodes)."""
+    pods, _rv = double.store.list('pods', 'default', label_selector='app=web')
+    return any(p['spec'].get('nodeName') == node for p in pods)
+
+
+def test_issue9_f3_pod_left_after_the_drain_timeout_stops_before_archive_and_removal(double, tmp_path):
+    assert _ensure_web_pod_on(double, 'lab-node-1')
+    held = _hold_with_finalizer(double, 'lab-node-1')
+    rc, results, output, dirs = run(double, tmp_path, check=False, args=('-e', 'netmedic_drain_timeout=5'))
+    assert rc != 0, output
+    drain = results['Drain the node (evictions, PodDisruptionBudgets honoured)']['lab-node-1']
+    assert drain['failed'] and 'default/%s' % held in drain['msg'] and 'still on the node' in drain['msg'], drain
+    assert 'Remove the old directories (archived above)' not in results                 # nothing destructive ran
+    assert all(d.is_dir() and any(d.iterdir()) for d in dirs)
+    assert not (tmp_path / 'backup').exists()
+    assert double.store.get('nodes', None, 'lab-node-1')['spec'].get('unschedulable') is True
+
+
+def test_issue9_f9_limit_without_localhost_fails_loudly_before_any_change(double, tmp_path):
+    cfg = double.store.get('configmaps', NS, 'kube-flannel-cfg')
+    rc, results, output, dirs = run(double, tmp_path, check=False, args=('--limit', 'lab-node-1'))
+    assert rc != 0, output
+    guard = results['Refuse a --limit that leaves out the cluster play on localhost']['lab-node-1']
+    assert guard['failed'] and "--limit 'lab-node-1,localhost'" in guard['msg'], guard
+    assert 'Set the tmpfs dataDirs in kube-flannel-cfg (C-5, N-7 step 2)' not in results    # the cluster play was skipped
+    assert "Drain the node (evictions, PodDisruptionBudgets honoured)" not in results
+    assert double.store.get('configmaps', NS, 'kube-flannel-cfg') == cfg
+    assert all(d.is_dir() and any(d.iterdir()) for d in dirs)
+    # With localhost in the limit, the cluster play runs (check mode: nothing changes).
+    (tmp_path / 'again').mkdir()
+    rc, results, output, _dirs = run(double, tmp_path / 'again', check=True, args=('--limit', 'lab-node-1,localhost'))
+    assert rc == 0, output
+    assert results['Set the tmpfs dataDirs in kube-flannel-cfg (C-5, N-7 step 2)']['localhost']['changed'] is True
