@@ -229,3 +229,9 @@ def test_check_mode_reports_the_closed_window_and_writes_no_lease(double, tmp_pa
     assert 'a real run would stop here' in output
     assert double.store.find('leases', *LEASE) is None
     assert {n: double.store.get('nodes', None, n)['metadata']['resourceVersion'] for n in NODES} == versions
+
+
+def test_issue9_f4_lock_ttl_below_one_nodes_worst_case_is_refused(double, tmp_path):
+    rc, output = _run(double, tmp_path, 'shortttl', node_rotation_nodes=['lab-node-1'], node_rotation_lock_ttl=60)
+    assert rc != 0 and "node_rotation_lock_ttl (60 s) is shorter than one node's worst case (90 s" in output, output
+    assert double.store.find('leases', *LEASE) is None and _cordoned(double) == dict.fromkeys(NODES, False)
