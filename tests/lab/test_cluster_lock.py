@@ -7,10 +7,15 @@ the double's store.
 from __future__ import annotations
 
 import datetime
+import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
@@ -205,3 +210,32 @@ def test_module_bad_input_fails_before_the_api(double, playbook, extra, message)
     rc, results, output = playbook(double, task, extra_env=ENV)
     assert rc != 0 and message in results['Lock']['msg'], output
     assert double.store.list('leases')[0] == []
+
+
+def test_two_jobs_or_awx_slices_racing_through_ansible_exactly_one_wins(double, tmp_path):
+    """Two ansible-playbook processes (two jobs, or two slices of a sliced job: each has its own AWX job id)."""
+    play = [{'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': sys.executable},
+             'tasks': [{'name': 'Lock', 'netmedic.k8s.cluster_lock': {'family': 'node-rotation'}}]}]
+    path = tmp_path / 'race.yml'
+    path.write_text(yaml.safe_dump(play))
+    procs = {}
+    for job in ('101', '102'):
+        tmp = tmp_path / ('tmp-%s' % job)
+        tmp.mkdir()
+        env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), TMPDIR=str(tmp), AWX_JOB_ID=job,
+                   ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1',
+                   ANSIBLE_PYTHON_INTERPRETER=sys.executable, **ENV)
+        env.pop('ANSIBLE_CONFIG', None)
+        procs[job] = subprocess.Popen([str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,',
+                                       '-c', 'local', str(path)], env=env, cwd=str(tmp_path), text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    outcome = {}
+    for job, proc in procs.items():
+        out, _err = proc.communicate(timeout=300)
+        data = json.loads(out[out.index('{'):])
+        outcome[job] = (proc.returncode, data['plays'][0]['tasks'][0]['hosts']['localhost'])
+    winners = [job for job, (rc, _res) in outcome.items() if rc == 0]
+    assert len(winners) == 1, outcome
+    loser = next(job for job in outcome if job not in winners)
+    assert "held by 'awx-job-%s'" % winners[0] in outcome[loser][1]['msg'], outcome
+    assert _lease(double)['spec']['holderIdentity'] == 'awx-job-%s' % winners[0]
