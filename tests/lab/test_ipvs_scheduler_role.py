@@ -106,3 +106,45 @@ def test_missing_module_is_detected_and_rolled_back(make_double, playbook, lc_mi
     assert sorted(r['node'] for r in rolled['results'][0]['restarted']) == list(NODES)
     stop = _task(results, 'Stop the workflow')
     assert stop['failed'] and 'rolled back' in stop['msg'], stop
+
+
+def test_issue9_f5_resumed_run_rolls_back(make_double, playbook, lc_missing_on_node_3):
+    """A job killed after the ConfigMap change (its restart never ran) is re-run: the ConfigMap no longer
+    changes in this run, the restart fails on lab-node-3, and the rollback must still happen, from the backup."""
+    double = make_double(node_state=lc_missing_on_node_3)
+    before = double.store.get('configmaps', NS, 'kube-proxy-worker')
+    text = before['data']['config.conf']
+    killed = yaml.safe_dump([{'name': 'C-2 only (the job dies before the restart)', 'netmedic.k8s.kube_proxy_config': {
+        'names': ['kube-proxy-worker'], 'settings': {'mode': 'ipvs', 'ipvs.scheduler': 'lc'}}}])
+    rc, _results, output = playbook(double, killed, extra_env=ENV)
+    assert rc == 0, output
+    assert "scheduler: lc" in double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf']
+
+    rc, results, output = playbook(double, _role(ipvs_scheduler_configmaps=['kube-proxy-worker'],
+                                                 ipvs_scheduler_daemonsets=['kube-proxy-worker']), extra_env=ENV)
+    assert rc != 0, output
+    after = double.store.get('configmaps', NS, 'kube-proxy-worker')
+    assert after['data'] == before['data'] and after['data']['config.conf'] == text    # the exact backed-up bytes
+    pods = _proxy_pods(double)
+    for node in NODES:                                                                   # every node runs rr again
+        assert 'Using ipvs Proxier.' in _logs(double, pods[node]), node
+    assert 'rolled back' in output and 'lab-node-3' in output
+
+
+def test_issue9_f5_rerun_detects_the_node_a_failed_run_left_broken(make_double, playbook, lc_missing_on_node_3):
+    """The first run restarted every node and lab-node-3 fell back (rollback off); the re-run must not count
+    lab-node-3's new pod as done: it finds the failure line and rolls back."""
+    double = make_double(node_state=lc_missing_on_node_3)
+    text = double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf']
+    rc, _results, output = playbook(double, _role(ipvs_scheduler_rollback=False, ipvs_scheduler_configmaps=['kube-proxy-worker'],
+                                                  ipvs_scheduler_daemonsets=['kube-proxy-worker']), extra_env=ENV)
+    assert rc != 0, output
+    assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf'] != text   # not rolled back
+
+    rc, _results, output = playbook(double, _role(ipvs_scheduler_configmaps=['kube-proxy-worker'],
+                                                  ipvs_scheduler_daemonsets=['kube-proxy-worker']), extra_env=ENV)
+    assert rc != 0, output
+    assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf'] == text
+    pods = _proxy_pods(double)
+    for node in NODES:
+        assert 'Using ipvs Proxier.' in _logs(double, pods[node]), node
