@@ -160,3 +160,14 @@ def test_issue9_f3_finalizer_pod_still_on_node_stops_before_the_hook(double, pla
     assert _cordoned(double)[node] is True
     still = double.store.get('pods', 'default', held)
     assert still['spec']['nodeName'] == node and still['metadata'].get('deletionTimestamp')
+    # Resume: the finalizer is released, the job is simply run again. The node this role left cordoned is its own
+    # (annotation), so the health gate lets it through, the rotation completes and the node ends uncordoned.
+    still['metadata']['finalizers'] = []
+    double.store.update('pods', 'default', held, still)
+    double.wait_for(lambda s: not [p for p in s.list('pods', 'default')[0] if p['metadata']['name'] == held] or None)
+    rc, results, output = playbook(double, _role(double, tmp_path, node_rotation_nodes=[node], node_rotation_drain_timeout=30),
+                                   extra_env=ENV)
+    assert rc == 0, output
+    after = _nodes(double)[node]
+    assert after['status']['nodeInfo']['bootID'] == 'rotated-%s' % node
+    assert not after['spec'].get('unschedulable') and 'netmedic.io/cordoned-by' not in (after['metadata'].get('annotations') or {})
