@@ -122,6 +122,8 @@ options:
       - A UTC time (V(2026-11-25T20:00:00Z)). Pods created at or after it count as already restarted and are skipped,
         so re-running the task after the configuration change (or after a partial failure) restarts only what is left
         and reports C(changed=false) when nothing is.
+      - Their logs are checked like a new pod's first (up to O(timeout) for a success line); one that fails - the node
+        an earlier, failed or killed run left broken - fails the module as RV(failed_node) before anything is deleted.
     type: str
 requirements:
   - ruamel.yaml (only to read kube-proxy's mode for O(patterns_preset=auto) on a kube-proxy DaemonSet)
@@ -313,6 +315,28 @@ def _wait_batch(cluster, p, ds, selector, batch, old_pods, patterns, deadline):
     return entries
 
 
+def _verify_already_restarted(cluster, p, skipped, patterns):
+    """Each pod counted as already restarted logs success (waiting up to ``timeout``) and no failure line; raises Stop."""
+    success, failure, container = patterns
+    if not skipped or not (success or failure):
+        return
+    deadline = waiter.deadline(p['timeout'])
+    for entry in skipped:
+
+        def read_log(name=entry['pod']):
+            text = k8s_client.read_pod_log(cluster, p['namespace'], name, container)
+            return (text,) + dsu.check_log(text, success, failure)
+
+        try:
+            text, verdict, line = waiter.wait_until(read_log, lambda seen: seen[1] != 'pending', deadline, p['poll_interval'])
+        except waiter.WaitTimeout as timeout:
+            raise Stop({'node': entry['node'], 'pod': entry['pod'], 'reason': 'no success line', 'line': None,
+                        'log_tail': dsu.log_tail(timeout.last[0])})
+        if verdict == 'failed':
+            raise Stop({'node': entry['node'], 'pod': entry['pod'], 'reason': 'failure line', 'line': line,
+                        'log_tail': dsu.log_tail(text)})
+
+
 def _kube_proxy_mode(cluster, namespace, ds):
     """The proxy mode in the KubeProxyConfiguration of the first ConfigMap the DaemonSet mounts with ``config.conf``
     (None when there is none); a broken document raises ConfigError."""
@@ -425,6 +449,19 @@ def main():
 
     ordered = [n for batch in the_plan['batches'] for n in batch]
     result.extra.update({'plan': the_plan['batches'], 'already_restarted': the_plan['skipped'], 'remaining': list(ordered)})
+
+    # 2b. A pod skipped as already restarted must pass the same log check as a new one: a re-run after a
+    #     failed or killed run finds the node that run left broken (issue 9 finding 5), before deleting anything.
+    try:
+        _verify_already_restarted(cluster, p, the_plan['skipped'], (success, failure, container))
+    except Stop as e:
+        result.extra['failed_node'] = e.failure
+        module.fail_json(msg='the pod on node %s, already restarted after %s, fails its check (%s)%s; nothing was restarted'
+                             % (e.failure['node'], p['restarted_since'], e.failure['reason'],
+                                ': %s' % e.failure['line'] if e.failure.get('line') else ''),
+                         changed=False, **result.extra)
+    except k8s_client.K8sError as e:
+        module.fail_json(msg='%s (nothing was restarted)' % e.msg, changed=False, **result.extra)
     if the_plan['unscheduled']:
         result.warn('pods of the DaemonSet not bound to a node were left alone: %s' % ', '.join(the_plan['unscheduled']))
     if not ordered:

@@ -37,6 +37,17 @@ def _task(results, name):
     return found[0]
 
 
+RESTART = 'Restart the DaemonSets node by node, verifying each new pod (C-7)'
+
+
+def _worker(task):
+    """The kube-proxy-worker item of a task looping over the discovered DaemonSets."""
+    found = [r for r in task['results'] if r['item'] in ('kube-proxy-worker', {'item': 'kube-proxy-worker'})
+             or (isinstance(r['item'], dict) and r['item'].get('item') == 'kube-proxy-worker')]
+    assert len(found) == 1, task
+    return found[0]
+
+
 def _role(check=False, **extra):
     task = {'name': 'W-3', 'ansible.builtin.include_role': {'name': 'netmedic.k8s.ipvs_scheduler'},
             'vars': dict({'ipvs_scheduler_name': 'lc', 'ipvs_scheduler_timeout': 60}, **extra)}
@@ -64,7 +75,7 @@ def test_check_mode_then_change_then_idempotent(make_double, playbook, lc_everyw
 
     rc, results, output = playbook(double, _role(check=True), extra_env=ENV)
     assert rc == 0, output
-    assert _task(results, 'Set mode=ipvs and ipvs.scheduler in the kube-proxy ConfigMaps (C-2; backs up the old data)')['changed']
+    assert _task(results, 'Set ipvs.scheduler in the kube-proxy ConfigMaps (C-2; backs up the old data)')['changed']
     assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf'] == text
     assert {n: p['metadata']['uid'] for n, p in _proxy_pods(double).items()} == uids      # nothing restarted
 
@@ -75,7 +86,7 @@ def test_check_mode_then_change_then_idempotent(make_double, playbook, lc_everyw
     pods = _proxy_pods(double)
     assert all(pods[n]['metadata']['uid'] != uids[n] for n in NODES)                     # every node restarted
     assert all('Using ipvs Proxier.' in _logs(double, pods[n]) for n in NODES)
-    restart = _task(results, 'Restart the kube-proxy DaemonSets with log verification')['results'][0]
+    restart = _worker(_task(results, RESTART))
     assert [r['node'] for r in restart['restarted']] == list(NODES)
 
     again_uids = {n: p['metadata']['uid'] for n, p in pods.items()}
@@ -91,7 +102,7 @@ def test_missing_module_is_detected_and_rolled_back(make_double, playbook, lc_mi
 
     rc, results, output = playbook(double, _role(), extra_env=ENV)
     assert rc != 0, output                                                               # the play stops
-    failed = _task(results, 'Restart the kube-proxy DaemonSets with log verification')['results'][0]
+    failed = _worker(_task(results, RESTART))
     assert failed['failed_node']['node'] == 'lab-node-3'
     assert "Can't use the IPVS proxier" in failed['failed_node']['line'] and 'ip_vs_lc' in failed['failed_node']['line']
     assert [r['node'] for r in failed['restarted']] == ['lab-node-1', 'lab-node-2']
@@ -103,7 +114,7 @@ def test_missing_module_is_detected_and_rolled_back(make_double, playbook, lc_mi
         log = _logs(double, pods[node])
         assert 'Using ipvs Proxier.' in log, (node, log)
     rolled = _task(results, 'Restart the pods already restarted (and the failed one) with the restored configuration')
-    assert sorted(r['node'] for r in rolled['results'][0]['restarted']) == list(NODES)
+    assert sorted(r['node'] for r in _worker(rolled)['restarted']) == list(NODES)
     stop = _task(results, 'Stop the workflow')
     assert stop['failed'] and 'rolled back' in stop['msg'], stop
 
@@ -120,7 +131,7 @@ def test_issue9_f5_resumed_run_rolls_back(make_double, playbook, lc_missing_on_n
     assert rc == 0, output
     assert "scheduler: lc" in double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf']
 
-    rc, results, output = playbook(double, _role(ipvs_scheduler_configmaps=['kube-proxy-worker'],
+    rc, _results, output = playbook(double, _role(ipvs_scheduler_configmaps=['kube-proxy-worker'],
                                                  ipvs_scheduler_daemonsets=['kube-proxy-worker']), extra_env=ENV)
     assert rc != 0, output
     after = double.store.get('configmaps', NS, 'kube-proxy-worker')

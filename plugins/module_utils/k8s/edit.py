@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import hashlib
 import json
 import time
 
@@ -27,6 +28,9 @@ from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
 
 BACKUP_LABEL = 'netmedic.k8s/backup-of'
 RV_ANNOTATION = 'netmedic.k8s/resource-version'
+# sha256 of what netmedic wrote over the backed-up data: a rollback restores only while the live object
+# still holds exactly that (nobody edited it since), also on a later run (issue 9 finding 5).
+WRITTEN_ANNOTATION = 'netmedic.k8s/written-sha256'
 MANAGED_BY = ('app.kubernetes.io/managed-by', 'netmedic')
 CONFLICT_RETRIES = 3
 # Server-set fields left out of a DaemonSet backup (the backup is something to re-apply).
@@ -60,13 +64,22 @@ def backup_data(obj):
     return {'data': {'%s.json' % obj['kind'].lower(): json.dumps(saved, indent=2, sort_keys=True) + '\n'}, 'binaryData': {}}
 
 
-def backup_body(obj, name):
-    """The backup ConfigMap (named ``name``) for ``obj`` as read: labelled, annotated with its resourceVersion."""
+def content_digest(obj):
+    """sha256 of what a backup of ``obj`` would hold (``backup_data``): equal digests, equal data."""
+    text = json.dumps(backup_data(dict(obj, kind=obj.get('kind', 'ConfigMap'))), sort_keys=True, separators=(',', ':'))
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def backup_body(obj, name, written=None):
+    """The backup ConfigMap (named ``name``) for ``obj`` as read: labelled, annotated with its resourceVersion
+    and, with ``written`` (the object about to replace it), that object's ``content_digest``."""
     meta = obj['metadata']
     body = {'apiVersion': 'v1', 'kind': 'ConfigMap',
             'metadata': {'name': name, 'namespace': meta['namespace'],
                          'labels': {MANAGED_BY[0]: MANAGED_BY[1], BACKUP_LABEL: meta['name']},
                          'annotations': {RV_ANNOTATION: str(meta.get('resourceVersion'))}}}
+    if written is not None:
+        body['metadata']['annotations'][WRITTEN_ANNOTATION] = content_digest(written)
     saved = backup_data(obj)
     body['data'] = saved['data']
     if saved['binaryData']:
@@ -127,15 +140,22 @@ def _write(cluster, state, dry_run):
     return cluster.replace(body, dry_run=dry_run)
 
 
-def _save_backup(cluster, obj, previous, now):
+def backups_of(cluster, namespace, name):
+    """The backup ConfigMaps of ConfigMap/DaemonSet ``name``, oldest first (the last one is the newest)."""
+    found = k8s_client.list_objects(cluster, 'ConfigMap', namespace, label_selector='%s=%s' % (BACKUP_LABEL, name))
+    return sorted(found, key=lambda b: (b['metadata'].get('creationTimestamp') or '', len(b['metadata']['name']),
+                                        b['metadata']['name']))
+
+
+def _save_backup(cluster, obj, previous, now, written=None):
     """Create the backup ConfigMap, or (after a 409) overwrite this run's own backup with the fresh read."""
     if previous is not None:
-        body = backup_body(obj, previous['metadata']['name'])
+        body = backup_body(obj, previous['metadata']['name'], written)
         body['metadata']['resourceVersion'] = previous['metadata']['resourceVersion']
         return cluster.replace(body)
     for attempt in range(5):
         try:
-            return cluster.create(backup_body(obj, backup_name(obj['metadata']['name'], now, attempt)))
+            return cluster.create(backup_body(obj, backup_name(obj['metadata']['name'], now, attempt), written))
         except k8s_client.K8sError as e:
             if e.status != 409 or attempt == 4:
                 raise
@@ -183,7 +203,7 @@ def run(cluster, state, planner, check_mode=False, backup=True, backups=None, de
                 if obj is not None:
                     step = 'backup'
                     if backup:
-                        saved = _save_backup(cluster, obj, saved, now)
+                        saved = _save_backup(cluster, obj, saved, now, state['planned'])
                     if entry is None:
                         entry = {}
                         backups.append(entry)
