@@ -109,3 +109,18 @@ def test_issue9_f6_w5_on_an_iptables_cluster_restarts_every_node_and_finds_the_c
     assert all('Using iptables Proxier' in r['matched'] for r in worker['restarted'])
     assert worker['remaining'] == [] and worker['failed_node'] is None          # no mixed state
     assert node_state.conntrack_max == {'lab-node-1': 131072, 'lab-node-2': 131072, 'lab-node-3': 131072}
+
+
+def test_issue9_f10_w5_rolls_back_when_a_node_fails(double, node_state, run):
+    # lab-node-3 lost its IPVS scheduler module: its new kube-proxy pod cannot use IPVS.
+    node_state.unload('lab-node-3', 'ip_vs_rr')
+    before = {n: double.store.get('configmaps', NS, n)['data'] for n in ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy')}
+    node_state.conntrack_max.clear()
+    rc, _tasks, output = run(double, '-e', 'netmedic_conntrack_fix=cluster')
+    assert rc != 0, output
+    # Every ConfigMap holds exactly the backed-up bytes again ...
+    assert {n: double.store.get('configmaps', NS, n)['data'] for n in before} == before
+    assert _max_per_core(double) == 32768
+    # ... and the nodes restarted with 65536 per core were restarted with the restored 32768 (x 2 CPUs).
+    assert node_state.conntrack_max['lab-node-1'] == 65536 and node_state.conntrack_max['lab-node-2'] == 65536
+    assert 'rolled back' in output and 'lab-node-3' in output

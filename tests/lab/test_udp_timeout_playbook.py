@@ -115,3 +115,17 @@ def test_issue9_f1_mode_switch_only_when_asked(double, run):
     assert rc == 0, output
     conf = yaml.safe_load(double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf'])
     assert conf['mode'] == 'ipvs' and conf['ipvs']['udpTimeout'] == '10s'
+
+
+def test_issue9_f10_w4_rolls_back_when_a_node_fails(double, node_state, run):
+    node_state.unload('lab-node-3', 'ip_vs_rr')                   # lab-node-3's new kube-proxy cannot use IPVS
+    before = _texts(double)
+    rc, _tasks, output = run(double)
+    assert rc != 0, output
+    assert _texts(double) == before and _udp(double) is None       # the exact backed-up bytes
+    pods, _rv = double.store.list('pods', NS, label_selector='k8s-app=kube-proxy-worker')
+    by_node = {p['spec']['nodeName']: p for p in pods}
+    for node in ('lab-node-1', 'lab-node-2'):                      # restarted again with the restored configuration
+        log = ''.join((double.store.logs.get(by_node[node]['metadata']['uid']) or {}).values())
+        assert 'Using ipvs Proxier.' in log, node
+    assert 'rolled back' in output and 'lab-node-3' in output
