@@ -17,6 +17,13 @@ PLAYBOOK = ROOT / 'playbooks' / 'conntrack_tuning.yml'
 NS = 'kube-system'
 
 
+def _restart(tasks):
+    """The verified restart (role verified_rollout's task, named ``verified_rollout : ...`` by the callback)."""
+    found = [r for name, r in tasks.items() if name.endswith('Restart the DaemonSets node by node, verifying each new pod (C-7)')]
+    assert len(found) == 1, sorted(tasks)
+    return found[0]
+
+
 @pytest.fixture
 def run(playbook_file):
     return lambda double, *extra, check=False: playbook_file(double, PLAYBOOK, *extra, check=check)
@@ -37,7 +44,7 @@ def test_fix_b_check_apply_idempotent(double, node_state, run):
     rc, tasks, output = run(double, '-e', 'netmedic_conntrack_fix=cluster')
     assert rc == 0, output
     assert _max_per_core(double) == 65536
-    results = tasks['Restart kube-proxy node by node, verifying each new pod (C-7)']['results']
+    results = _restart(tasks)['results']
     restart = next(r for r in results if r['item'] == 'kube-proxy-worker')
     assert [r['node'] for r in restart['restarted']] == ['lab-node-1', 'lab-node-2', 'lab-node-3']
     # What each restarted kube-proxy set on its node: maxPerCore x 2 CPUs.
@@ -101,7 +108,7 @@ def test_issue9_f6_w5_on_an_iptables_cluster_restarts_every_node_and_finds_the_c
         conf = yaml.safe_load(double.store.get('configmaps', NS, name)['data']['config.conf'])
         assert conf['conntrack']['maxPerCore'] == 65536, name
         assert conf['mode'] == 'iptables', name
-    results = {r['item']: r for r in tasks['Restart kube-proxy node by node, verifying each new pod (C-7)']['results']}
+    results = {r['item']: r for r in _restart(tasks)['results']}
     assert sorted(results) == ['kube-proxy-master', 'kube-proxy-worker']      # the DaemonSets mounting them
     worker = results['kube-proxy-worker']
     assert worker['patterns']['preset'] == 'kube-proxy-iptables'
@@ -116,11 +123,18 @@ def test_issue9_f10_w5_rolls_back_when_a_node_fails(double, node_state, run):
     node_state.unload('lab-node-3', 'ip_vs_rr')
     before = {n: double.store.get('configmaps', NS, n)['data'] for n in ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy')}
     node_state.conntrack_max.clear()
-    rc, _tasks, output = run(double, '-e', 'netmedic_conntrack_fix=cluster')
+    rc, tasks, output = run(double, '-e', 'netmedic_conntrack_fix=cluster')
     assert rc != 0, output
     # Every ConfigMap holds exactly the backed-up bytes again ...
     assert {n: double.store.get('configmaps', NS, n)['data'] for n in before} == before
     assert _max_per_core(double) == 32768
-    # ... and the nodes restarted with 65536 per core were restarted with the restored 32768 (x 2 CPUs).
-    assert node_state.conntrack_max['lab-node-1'] == 65536 and node_state.conntrack_max['lab-node-2'] == 65536
+    # ... and the nodes restarted with 65536 per core were restarted with the restored configuration: the pods
+    # running there now are the ones the rollback's restart created.
+    again = [r for name, r in tasks.items()
+             if name.endswith('Restart the pods already restarted (and the failed one) with the restored configuration')]
+    worker = next(r for r in again[0]['results'] if r['item']['item'] == 'kube-proxy-worker')
+    pods, _rv = double.store.list('pods', NS, label_selector='k8s-app=kube-proxy-worker')
+    running = {p['spec']['nodeName']: p['metadata']['name'] for p in pods}
+    redone = {r['node']: r['pod'] for r in worker['restarted']}
+    assert {'lab-node-1', 'lab-node-2'} <= set(redone) and all(running[n] == redone[n] for n in redone), (running, redone)
     assert 'rolled back' in output and 'lab-node-3' in output
