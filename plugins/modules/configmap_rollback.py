@@ -113,6 +113,11 @@ restored:
   type: list
   elements: dict
   sample: [{"name": "kube-proxy-worker", "from": "kube-system/kube-proxy-worker-netmedic-backup-20261201t231000z"}]
+check_mode:
+  description: True when the module ran in check mode (RV(restored) then lists what would be restored; nothing was written).
+  returned: always
+  type: bool
+  sample: false
 backups:
   description: Where the data replaced by the restore was kept (entries C(of), C(configmap), C(resource_version)).
   returned: always
@@ -177,7 +182,7 @@ def main():
         module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
     p = module.params
     result = Result(module, ['C-2', 'C-7'])
-    result.extra.update({'configmaps': [], 'newest_backup_time': None, 'restored': []})
+    result.extra.update({'configmaps': [], 'newest_backup_time': None, 'restored': [], 'check_mode': module.check_mode})
     if not p['names'] or any(not n for n in p['names']):
         module.fail_json(msg='names must list at least one ConfigMap name (nothing was read or changed)', changed=False, **result.extra)
     ns = p['namespace']

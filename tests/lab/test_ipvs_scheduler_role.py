@@ -159,3 +159,63 @@ def test_issue9_f5_rerun_detects_the_node_a_failed_run_left_broken(make_double, 
     pods = _proxy_pods(double)
     for node in NODES:
         assert 'Using ipvs Proxier.' in _logs(double, pods[node]), node
+
+
+def _leave_lc_half_done(double, playbook):
+    """A first run that failed on lab-node-3 without rolling back: the ConfigMap says lc, every pod is new."""
+    rc, _results, output = playbook(double, _role(ipvs_scheduler_rollback=False, ipvs_scheduler_configmaps=['kube-proxy-worker'],
+                                                  ipvs_scheduler_daemonsets=['kube-proxy-worker']), extra_env=ENV)
+    assert rc != 0, output
+
+
+def test_issue9_f5_check_mode_says_what_would_be_rolled_back(make_double, playbook, lc_missing_on_node_3):
+    double = make_double(node_state=lc_missing_on_node_3)
+    _leave_lc_half_done(double, playbook)
+    cm = double.store.get('configmaps', NS, 'kube-proxy-worker')
+    uids = {n: p['metadata']['uid'] for n, p in _proxy_pods(double).items()}
+
+    rc, results, output = playbook(double, _role(check=True, ipvs_scheduler_configmaps=['kube-proxy-worker'],
+                                                 ipvs_scheduler_daemonsets=['kube-proxy-worker']), extra_env=ENV)
+    assert rc != 0, output
+    assert double.store.get('configmaps', NS, 'kube-proxy-worker') == cm                 # nothing restored ...
+    assert {n: p['metadata']['uid'] for n, p in _proxy_pods(double).items()} == uids     # ... nothing restarted
+    stop = _task(results, 'Stop the workflow')
+    assert 'would be rolled back' in stop['msg'] and 'lab-node-3' in stop['msg'], stop['msg']
+
+
+def test_issue9_f5_no_rollback_over_an_edit_made_since(make_double, playbook, lc_missing_on_node_3):
+    double = make_double(node_state=lc_missing_on_node_3)
+    _leave_lc_half_done(double, playbook)
+    cm = double.store.get('configmaps', NS, 'kube-proxy-worker')
+    cm['data']['config.conf'] += '# tuned by hand after the failed run\n'
+    double.store.update('configmaps', NS, 'kube-proxy-worker', cm)
+    edited = double.store.get('configmaps', NS, 'kube-proxy-worker')['data']
+
+    rc, results, output = playbook(double, _role(ipvs_scheduler_configmaps=['kube-proxy-worker'],
+                                                 ipvs_scheduler_daemonsets=['kube-proxy-worker']), extra_env=ENV)
+    assert rc != 0, output
+    assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data'] == edited     # the hand edit is kept
+    stop = _task(results, 'Stop the workflow')
+    assert 'NOT rolled back' in stop['msg'] and 'edited after netmedic wrote it' in stop['msg'], stop['msg']
+
+
+def test_w3_never_switches_an_iptables_cluster_unless_allowed(make_double, playbook, lc_everywhere):
+    double = make_double(node_state=lc_everywhere)
+    for name in ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy'):
+        cm = double.store.get('configmaps', NS, name)
+        cm['data']['config.conf'] = cm['data']['config.conf'].replace('mode: ipvs\n', 'mode: iptables\n')
+        double.store.update('configmaps', NS, name, cm)
+    texts = {n: double.store.get('configmaps', NS, n)['data'] for n in ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy')}
+    uids = {n: p['metadata']['uid'] for n, p in _proxy_pods(double).items()}
+
+    rc, results, output = playbook(double, _role(), extra_env=ENV)
+    assert rc != 0, output
+    assert 'proxy mode is iptables' in _task(results, 'Set ipvs.scheduler in the kube-proxy ConfigMaps (C-2; backs up the old data)')['msg']
+    assert {n: double.store.get('configmaps', NS, n)['data'] for n in texts} == texts
+    assert {n: p['metadata']['uid'] for n, p in _proxy_pods(double).items()} == uids
+
+    rc, _results, output = playbook(double, _role(ipvs_scheduler_allow_mode_switch=True), extra_env=ENV)
+    assert rc == 0, output
+    for name in texts:                                       # discovered: every kube-proxy ConfigMap, not just the worker's
+        conf = yaml.safe_load(double.store.get('configmaps', NS, name)['data']['config.conf'])
+        assert conf['mode'] == 'ipvs' and conf['ipvs']['scheduler'] == 'lc', name
