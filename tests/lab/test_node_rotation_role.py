@@ -22,7 +22,7 @@ ENV = {'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')}
 NODES = ['lab-node-1', 'lab-node-2', 'lab-node-3']
 STOP = 'Stop the rotation, the node stays cordoned - %s'
 DRAIN = 'Drain with evictions, PodDisruptionBudgets honoured - %s'
-UNCORDON = 'Uncordon %s (only what netmedic cordoned)'
+UNCORDON = 'Uncordon the node (only if netmedic cordoned it) %s'
 
 HOOK = """\
 - name: Provider stand-in - the machine comes back with a new boot ID
