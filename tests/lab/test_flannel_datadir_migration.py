@@ -76,7 +76,9 @@ def test_check_mode_changes_nothing(double, tmp_path):
     assert rc == 0, output
     config = results['Set the tmpfs dataDirs in kube-flannel-cfg (C-5, N-7 step 2)']['localhost']
     assert config['changed'] is True and config['configmap']['after']  # would change
-    restart = results['Restart Flannel node by node (N-7 step 3, C-7)']['localhost']
+    # The verified restart of role verified_rollout (the json callback names it ``verified_rollout : ...``).
+    restart = next(r for name, r in results.items()
+                   if name.endswith('Restart the DaemonSets node by node, verifying each new pod (C-7)'))['localhost']['results'][0]
     assert restart['changed'] is True and restart['restarted'] == []
     removed = results['Remove the old directories (archived above)']['lab-node-1']
     assert sorted(r['item'] for r in removed['results']) == sorted(str(d) for d in dirs) and removed['changed']
