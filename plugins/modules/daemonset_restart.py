@@ -300,41 +300,35 @@ def _wait_batch(cluster, p, ds, selector, batch, old_pods, patterns, deadline):
                     failure_entry['log_tail'] = [e.msg]
             raise Stop(failure_entry)
         name = new['metadata']['name']
-
-        def read_log(name=name):
-            text = k8s_client.read_pod_log(cluster, ns, name, container)
-            return (text,) + dsu.check_log(text, success, failure)
-
-        try:
-            text, verdict, line = waiter.wait_until(read_log, lambda seen: seen[1] != 'pending', deadline, p['poll_interval'])
-        except waiter.WaitTimeout as timeout:
-            raise Stop({'node': node, 'pod': name, 'reason': 'no success line', 'line': None, 'log_tail': dsu.log_tail(timeout.last[0])})
-        if verdict == 'failed':
-            raise Stop({'node': node, 'pod': name, 'reason': 'failure line', 'line': line, 'log_tail': dsu.log_tail(text)})
+        line = _await_log(cluster, p, node, name, patterns, deadline)
         entries.append({'node': node, 'old_pod': old['metadata']['name'], 'pod': name, 'matched': line})
     return entries
 
 
+def _await_log(cluster, p, node, name, patterns, deadline):
+    """Wait until pod ``name``'s log has a success line (or none is required); the matched line, or raises Stop."""
+    success, failure, container = patterns
+
+    def read_log():
+        text = k8s_client.read_pod_log(cluster, p['namespace'], name, container)
+        return (text,) + dsu.check_log(text, success, failure)
+
+    try:
+        text, verdict, line = waiter.wait_until(read_log, lambda seen: seen[1] != 'pending', deadline, p['poll_interval'])
+    except waiter.WaitTimeout as timeout:
+        raise Stop({'node': node, 'pod': name, 'reason': 'no success line', 'line': None, 'log_tail': dsu.log_tail(timeout.last[0])})
+    if verdict == 'failed':
+        raise Stop({'node': node, 'pod': name, 'reason': 'failure line', 'line': line, 'log_tail': dsu.log_tail(text)})
+    return line
+
+
 def _verify_already_restarted(cluster, p, skipped, patterns):
     """Each pod counted as already restarted logs success (waiting up to ``timeout``) and no failure line; raises Stop."""
-    success, failure, container = patterns
-    if not skipped or not (success or failure):
+    if not skipped or not (patterns[0] or patterns[1]):
         return
     deadline = waiter.deadline(p['timeout'])
     for entry in skipped:
-
-        def read_log(name=entry['pod']):
-            text = k8s_client.read_pod_log(cluster, p['namespace'], name, container)
-            return (text,) + dsu.check_log(text, success, failure)
-
-        try:
-            text, verdict, line = waiter.wait_until(read_log, lambda seen: seen[1] != 'pending', deadline, p['poll_interval'])
-        except waiter.WaitTimeout as timeout:
-            raise Stop({'node': entry['node'], 'pod': entry['pod'], 'reason': 'no success line', 'line': None,
-                        'log_tail': dsu.log_tail(timeout.last[0])})
-        if verdict == 'failed':
-            raise Stop({'node': entry['node'], 'pod': entry['pod'], 'reason': 'failure line', 'line': line,
-                        'log_tail': dsu.log_tail(text)})
+        _await_log(cluster, p, entry['node'], entry['pod'], patterns, deadline)
 
 
 def _kube_proxy_mode(cluster, namespace, ds):
