@@ -374,9 +374,9 @@ def plan_edit(text, settings, allow_lower=False, require_mode=None):
         mode = effective_mode(doc)
         allowed = [m or DEFAULT_MODE for m in require_mode]
         if mode not in allowed:
+            unset = '' if doc.get('mode') else ' (mode unset: the default)'
             raise ConfigError('the configured proxy mode is %s%s, not %s; refusing to change anything (switching the '
-                              'proxy mode was not asked for)' % (mode, '' if doc.get('mode') else ' (mode unset: the default)',
-                                                                  ' or '.join(allowed)))
+                              'proxy mode was not asked for)' % (mode, unset, ' or '.join(allowed)))
     changes, kept = [], []
     for path, value in wanted.items():
         current = get_path(doc, path)

@@ -402,5 +402,6 @@ def main():
     result.changed = bool(done)
     result.exit()
 
+
 if __name__ == '__main__':
     main()

@@ -162,7 +162,7 @@ def test_issue10_h9_hung_api_server_fails_the_module_within_request_timeout(doub
     server.bind(('127.0.0.1', 0))
     server.listen(8)
     accepted = []
-    threading.Thread(target=lambda: [accepted.append(server.accept()[0]) for _ in range(8)], daemon=True).start()
+    threading.Thread(target=lambda: [accepted.append(server.accept()[0]) for _attempt in range(8)], daemon=True).start()
     try:
         args = {'cni_version': '0.3.1', 'host': 'http://127.0.0.1:%d' % server.getsockname()[1], 'api_key': 'x',
                 'request_timeout': 2}

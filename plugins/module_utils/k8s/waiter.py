@@ -42,4 +42,3 @@ def wait_until(probe, done, until, interval, clock=time.monotonic, sleep=time.sl
         if remaining <= 0:
             raise WaitTimeout(value)
         sleep(min(interval, remaining))
-

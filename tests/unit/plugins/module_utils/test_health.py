@@ -56,8 +56,8 @@ def test_notready_and_foreign_cordon_count_netmedic_cordon_does_not():
     assert verdict['netmedic_cordoned'] == [{'node': 'd', 'by': 'job-7'}]
     stopped = health.evaluate(nodes, [], '25%')
     assert stopped['passed'] is False and stopped['allowed'] == 1
-    assert health.summary(stopped, '25%') == ('2 unhealthy, more than max_unhealthy=25% (1 of 4 Nodes): '
-                                             'Node b: NotReady (False); Node c: cordoned by someone else')
+    assert health.summary(stopped, '25%') == (
+        '2 unhealthy, more than max_unhealthy=25% (1 of 4 Nodes): Node b: NotReady (False); Node c: cordoned by someone else')
 
 
 def test_daemonset_pods_not_ready_and_missing_count():

@@ -234,8 +234,8 @@ def test_issue13_read_back_that_still_needs_a_change_fails_as_written():
 
 
 def test_issue13_daemonset_backup_is_the_whole_object_as_read_without_server_fields():
-    ds = {'apiVersion': 'apps/v1', 'kind': 'DaemonSet', 'metadata': {'name': 'ip-masq-agent', 'namespace': 'kube-system',
-                                                                       'generation': 3, 'managedFields': [{}]},
+    meta = {'name': 'ip-masq-agent', 'namespace': 'kube-system', 'generation': 3, 'managedFields': [{}]}
+    ds = {'apiVersion': 'apps/v1', 'kind': 'DaemonSet', 'metadata': meta,
           'spec': {'template': {'spec': {'containers': [{'name': 'c', 'args': ['--x']}]}}}, 'status': {'numberReady': 2}}
     cluster = FakeCluster(ds)
 
@@ -302,3 +302,31 @@ def test_issue13_planner_refusal_on_the_re_read_fails_cleanly_after_the_backup()
     with pytest.raises(edit.EditFailed, match=r'ConfigMap kube-system/kube-flannel-cfg: key a is not valid \(at the re-read') as info:
         edit.run(cluster, state, planner, sleep=lambda s: None, now=NOW)
     assert info.value.changed is True and cluster.objects[('ConfigMap', 'kube-system', 'kube-flannel-cfg')]['data'] == {'a': 'broken'}
+
+
+def test_issue9_f5_backup_records_the_digest_of_what_was_written_over_it():
+    cluster = FakeCluster(configmap({'a': '1', 'b': 'x'}))
+    planner = set_key('a', '2')
+    state = edit.prepare(cluster, 'ConfigMap', 'kube-system', 'kube-flannel-cfg', planner)
+    edit.run(cluster, state, planner, now=NOW)
+    (saved,) = cluster.backups()
+    live = cluster.objects[('ConfigMap', 'kube-system', 'kube-flannel-cfg')]
+    # The live object is what netmedic wrote: same digest; any later edit changes it.
+    assert saved['metadata']['annotations'][edit.WRITTEN_ANNOTATION] == edit.content_digest(live)
+    assert edit.content_digest(configmap({'a': '2', 'b': 'x'})) == edit.content_digest(live)
+    assert edit.content_digest(configmap({'a': '2', 'b': 'x '})) != edit.content_digest(live)
+    assert edit.content_digest(configmap({'a': '1', 'b': 'x'})) != edit.content_digest(live)
+
+
+def test_issue9_f5_a_409_re_backup_records_the_re_planned_digest():
+    cluster = FakeCluster(configmap({'a': '1', 'b': 'x'}))
+    hook, _state = concurrent_edit_after_first_read(lambda obj: obj['data'].update(b='y'))
+    cluster.before_request.append(hook)
+    planner = set_key('a', '2')
+    state = edit.prepare(cluster, 'ConfigMap', 'kube-system', 'kube-flannel-cfg', planner)
+    edit.run(cluster, state, planner, now=NOW, sleep=lambda _s: None)
+    (saved,) = cluster.backups()
+    assert saved['data'] == {'a': '1', 'b': 'y'}
+    live = cluster.objects[('ConfigMap', 'kube-system', 'kube-flannel-cfg')]
+    assert live['data'] == {'a': '2', 'b': 'y'}
+    assert saved['metadata']['annotations'][edit.WRITTEN_ANNOTATION] == edit.content_digest(live)

@@ -185,7 +185,7 @@ def test_issue10_h2_pid_reused_between_plan_and_signal_is_not_signalled(node, ma
     runner = make_runner(binaries={'ctr': '/usr/bin/ctr'}, replies={ctr(): (0, SANDBOX + '\n', '')})
     # While the pidfd is opened, PID 501 now names another process (another start time).
     signals = Signals(on_open=lambda pid: node.proc.set_stat(pid, 'python3', starttime=9999))
-    data, _ = run(node, runner, signals=signals, state='killed')
+    data, _rc = run(node, runner, signals=signals, state='killed')
     assert signals.opened == [501] and signals.sent == []
     assert data['signalled'] == [] and data['changed'] is False
     assert any('PID reused' in w for w in data['warnings'])
@@ -209,7 +209,7 @@ def test_issue10_h2_signal_goes_through_the_pidfd_opened_before_the_check(node, 
         return real_process(pid, root)
     podproc.process, saved = process, podproc.process
     try:
-        data, _ = run(node, runner, signals=signals, state='killed', signal='KILL')
+        data, _rc = run(node, runner, signals=signals, state='killed', signal='KILL')
     finally:
         podproc.process = saved
     # the pidfd is opened, THEN the process is checked, THEN the signal goes through that pidfd
