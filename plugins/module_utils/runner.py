@@ -114,9 +114,9 @@ def execute(cmd, timeout, data=None, env_update=None):
     try:
         # AnsibleModule.run_command has no wall-clock timeout and cannot kill a process group:
         # this Popen is the one place that does both (issue 10 hole 3).
-        proc = subprocess.Popen(cmd,  # pylint: disable=ansible-bad-function stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
+            cmd, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True, start_new_session=True)
     except OSError as e:
         raise CommandError(cmd, None, msg='cannot run %s: %s' % (' '.join(cmd), e))
     try:
