@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from lab.kubedouble import CrashLoop, StaticNodeState, make_log_provider
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'flannel_datadir_migration.yml'
 NS = 'kube-system'
@@ -152,3 +154,29 @@ def test_issue9_f9_limit_without_localhost_fails_loudly_before_any_change(double
     rc, results, output, _dirs = run(double, tmp_path / 'again', check=True, args=('--limit', 'lab-node-1,localhost'))
     assert rc == 0, output
     assert results['Set the tmpfs dataDirs in kube-flannel-cfg (C-5, N-7 step 2)']['localhost']['changed'] is True
+
+
+def test_issue9_f10_w2_flannel_restart_failure_rolls_back_and_stops(make_double, tmp_path):
+    """Flannel's new pod on lab-node-2 crash-loops with the tmpfs config: kube-flannel-cfg is restored exactly,
+    the nodes done are restarted with it, and no node is drained, archived or removed."""
+    default = make_log_provider(StaticNodeState())
+
+    def provider(pod, store):
+        labels = pod['metadata'].get('labels') or {}
+        cfg = store.get('configmaps', NS, 'kube-flannel-cfg')['data']['cni-conf.json']
+        if labels.get('app') == 'flannel' and pod['spec'].get('nodeName') == 'lab-node-2' and '/var/run/cni/flannel' in cfg:
+            raise CrashLoop('E1201 main.go:332] failed to start with the new dataDir\n')
+        return default(pod, store)
+
+    double = make_double(log_provider=provider)
+    before = double.store.get('configmaps', NS, 'kube-flannel-cfg')['data']
+    rc, results, output, dirs = run(double, tmp_path, check=False, args=['-e', 'netmedic_flannel_restart_timeout=5'])
+    assert rc != 0, output
+    assert double.store.get('configmaps', NS, 'kube-flannel-cfg')['data'] == before        # the exact backed-up bytes
+    pods, _rv = double.store.list('pods', NS, label_selector='app=flannel')
+    assert all(p['status'].get('conditions') and any(c['type'] == 'Ready' and c['status'] == 'True'
+                                                     for c in p['status']['conditions']) for p in pods), pods
+    assert not double.store.get('nodes', None, 'lab-node-1')['spec'].get('unschedulable')  # the node play never ran
+    assert all(d.is_dir() and any(d.iterdir()) for d in dirs)
+    stop = next(r for name, r in results.items() if name.endswith('Stop the workflow'))['localhost']
+    assert 'rolled back' in stop['msg'] and 'lab-node-2' in stop['msg'], stop['msg']
