@@ -35,8 +35,8 @@ MAX_PER_CORE = 65536
 FLANNEL_DIR = '/var/run/cni/flannel'
 IPAM_DIR = '/var/run/cni/networks'
 BACKUP_LABEL = 'netmedic.k8s/backup-of'
-ROLE_FIRST = 'Set mode=ipvs and ipvs.scheduler in the kube-proxy ConfigMaps (C-2; backs up the old data)'
-ROLE_RESTART = 'Restart the kube-proxy DaemonSets with log verification'
+ROLE_FIRST = 'Set ipvs.scheduler in the kube-proxy ConfigMaps (C-2; backs up the old data)'
+ROLE_RESTART = 'Restart the DaemonSets node by node, verifying each new pod (C-7)'   # role verified_rollout's
 ROLE_STOP = 'Stop the workflow'
 
 
@@ -183,6 +183,9 @@ def probe(cluster):
         fact['expect'] = 'ConfigMap %s/kube-proxy-worker not found' % NS
     elif proxies[pair] is None:
         fact['expect'] = "has no key 'config.conf'"
+    elif (str((yaml.safe_load(proxies[pair]) or {}).get('mode') or '') or 'iptables') != 'ipvs':
+        # W-3 never switches the proxy mode unless ipvs_scheduler_allow_mode_switch (require_mode: [ipvs]).
+        fact['expect'] = 'ConfigMap %s/%s: the configured proxy mode is' % (NS, pair)
     elif _read(apps.read_namespaced_daemon_set, pair, NS) is None:
         fact['expect'] = 'restart: DaemonSet %s/%s not found' % (NS, pair)
     elif facts['daemonset_restart']['name'] == pair and facts['daemonset_restart']['expect'] != 'ok':
@@ -190,7 +193,7 @@ def probe(cluster):
     else:
         fact['expect'] = 'ok'
     conf = yaml.safe_load(proxies.get(pair) or '{}') or {}
-    fact['changed'] = conf.get('mode') != 'ipvs' or (conf.get('ipvs') or {}).get('scheduler') != 'lc'
+    fact['changed'] = (conf.get('ipvs') or {}).get('scheduler') != 'lc'
     facts['ipvs_scheduler'] = fact
     return facts
 

@@ -70,7 +70,8 @@ def test_scheduler_change_follows_the_real_kernels_and_rolls_back(lab, ssh, lab_
         lab_reset()
     assert rc != 0, output                                                      # the workflow stops ...
     assert loaded == {first: True, second: True, third: False}                 # N-4 ran on nodes 1 and 2 only
-    restart = tasks['Restart the kube-proxy DaemonSets with log verification']['localhost']['results'][0]
+    restart = next(r for r in tasks['Restart the DaemonSets node by node, verifying each new pod (C-7)']['localhost']['results']
+                   if r['item'] == 'kube-proxy-worker')                    # role verified_rollout, discovered DaemonSets
     assert [r['node'] for r in restart['restarted']] == [first, second]         # ... success where lc is loaded,
     assert restart['failed_node']['node'] == third                              # ... failure where it is not,
     assert 'ip_vs_lc' in restart['failed_node']['line'], restart['failed_node']
