@@ -485,30 +485,8 @@ def probe_dns(ctx):
     return data
 
 
-def _kubelet_endpoint(fs):
-    try:
-        pids = [p for p in fs.listdir('/proc') if p.isdigit()]
-    except OSError:
-        pids = []
-    for pid in pids:
-        try:
-            if (fs.read_text('/proc/%s/comm' % pid) or '').strip() != 'kubelet':
-                continue
-            argv = (fs.read_text('/proc/%s/cmdline' % pid) or '').split('\0')
-        except (IOError, OSError):
-            continue
-        endpoint = runtime.endpoint_from_kubelet_args(argv)
-        if endpoint:
-            return endpoint, 'kubelet command line (pid %s)' % pid
-    text = fs.read_text(runtime.KUBELET_CONFIG)
-    endpoint = runtime.endpoint_from_kubelet_config(text)
-    if endpoint:
-        return endpoint, runtime.KUBELET_CONFIG
-    return None, None
-
-
 def probe_runtime(ctx):
-    endpoint, where = _kubelet_endpoint(ctx.fs)
+    endpoint, where = runtime.kubelet_endpoint(ctx.fs)
     data = runtime.detect(ctx.fs.is_socket, ctx.runner.which, endpoint)
     data['endpoint_source'] = where
     data['available'] = data['name'] is not None
