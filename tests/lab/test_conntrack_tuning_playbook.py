@@ -138,3 +138,14 @@ def test_issue9_f10_w5_rolls_back_when_a_node_fails(double, node_state, run):
     redone = {r['node']: r['pod'] for r in worker['restarted']}
     assert {'lab-node-1', 'lab-node-2'} <= set(redone) and all(running[n] == redone[n] for n in redone), (running, redone)
     assert 'rolled back' in output and 'lab-node-3' in output
+
+
+def test_issue9_f9_limit_to_a_node_fails_before_any_node_task(double, run):
+    """AWX job template with `--limit NODE`: fix B (cluster) would be skipped and fix A run alone, exit 0."""
+    before = double.store.get('configmaps', 'kube-system', 'kube-proxy-worker')['data']
+    rc, _tasks, output = run(double, '-i', 'lab-node-1,', '-e', 'netmedic_targets=lab-node-1', '--limit', 'lab-node-1',
+                             check=True)
+    assert rc != 0, output
+    assert "leaves out this playbook's cluster play" in output and "--limit 'lab-node-1,localhost'" in output, output
+    assert 'Gather conntrack facts' not in output and 'Apply role conntrack_tuning' not in output
+    assert double.store.get('configmaps', 'kube-system', 'kube-proxy-worker')['data'] == before

@@ -136,3 +136,14 @@ def test_issue9_f10_w4_rolls_back_when_a_node_fails(double, node_state, run):
         log = ''.join((double.store.logs.get(by_node[node]['metadata']['uid']) or {}).values())
         assert 'Using ipvs Proxier.' in log, node
     assert 'rolled back' in output and 'lab-node-3' in output
+
+
+def test_issue9_f9_limit_to_a_node_fails_before_the_node_play(double, run):
+    """AWX job template with `--limit NODE`: the cluster play on localhost would be skipped silently."""
+    before = double.store.get('configmaps', NS, 'kube-proxy-worker')['data']
+    rc, _tasks, output = run(double, '-i', 'lab-node-1,', '-e', 'netmedic_targets=lab-node-1', '--limit', 'lab-node-1',
+                             check=True)
+    assert rc != 0, output
+    assert "leaves out this playbook's cluster play" in output and "--limit 'lab-node-1,localhost'" in output, output
+    assert 'Set and persist the IPVS UDP timeout' not in output
+    assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data'] == before
