@@ -212,13 +212,13 @@ def main():
 
     refused = [e[2] for e in entries if e[2]['state'] in ('edited since', 'unknown')]
     if refused:
+        def why(r):
+            if r['state'] == 'edited since':
+                return 'was edited after netmedic wrote it (backup %s)' % r['backup']
+            return ('cannot be proven unchanged since netmedic wrote it (backup %s has no %s annotation)'
+                    % (r['backup'], edit.WRITTEN_ANNOTATION))
         module.fail_json(msg='not restoring (nothing was changed): %s. Restore by hand from the backup named, after checking '
-                             'what changed.'
-                             % '; '.join('ConfigMap %s/%s %s' % (ns, r['name'], 'was edited after netmedic wrote it (backup %s)' % r['backup']
-                                                                  if r['state'] == 'edited since' else
-                                                                  'cannot be proven unchanged since netmedic wrote it (backup %s has no '
-                                                                  '%s annotation)' % (r['backup'], edit.WRITTEN_ANNOTATION))
-                                         for r in refused),
+                             'what changed.' % '; '.join('ConfigMap %s/%s %s' % (ns, r['name'], why(r)) for r in refused),
                          changed=False, **result.extra)
 
     # 2. Dry-run every restore (check mode stops here), then write one at a time through the edit service.

@@ -131,8 +131,8 @@ def test_issue9_f5_resumed_run_rolls_back(make_double, playbook, lc_missing_on_n
     assert rc == 0, output
     assert "scheduler: lc" in double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf']
 
-    rc, _results, output = playbook(double, _role(ipvs_scheduler_configmaps=['kube-proxy-worker'],
-                                                 ipvs_scheduler_daemonsets=['kube-proxy-worker']), extra_env=ENV)
+    role = _role(ipvs_scheduler_configmaps=['kube-proxy-worker'], ipvs_scheduler_daemonsets=['kube-proxy-worker'])
+    rc, _results, output = playbook(double, role, extra_env=ENV)
     assert rc != 0, output
     after = double.store.get('configmaps', NS, 'kube-proxy-worker')
     assert after['data'] == before['data'] and after['data']['config.conf'] == text    # the exact backed-up bytes
