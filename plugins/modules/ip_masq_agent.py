@@ -24,8 +24,10 @@ description:
     object that was backed up; on HTTP 409 the DaemonSet is read again, the edit re-planned and the backup ConfigMap
     overwritten with the fresh object (so it always holds what the write replaced), up to three times; it is read back
     and must need no further change.
-  - Changing the pod template makes the DaemonSet controller replace the agent pods according to its update strategy
-    (RollingUpdate); RV(rollout) says so.
+  - Changing the pod template makes the DaemonSet controller replace the agent pods only when its update strategy is
+    C(RollingUpdate); RV(rollout) says so. With C(OnDelete) no pod is replaced, so RV(rollout) is false, the DaemonSet is
+    named in RV(restart_needed) and a warning says to restart it with M(netmedic.k8s.daemonset_restart) (or role
+    C(netmedic.k8s.verified_rollout)), which verifies each new pod.
 author:
   - netmedic maintainers (@netmedic)
 extends_documentation_fragment:
@@ -148,10 +150,22 @@ backups:
       image: registry.k8s.io/networking/ip-masq-agent:v2.11.0
       args: ["--masq-chain=IP-MASQ"]
 rollout:
-  description: Whether the pod template changed, so the DaemonSet controller replaces the agent pods.
+  description: Whether the pod template changed B(and) the update strategy is C(RollingUpdate), so the DaemonSet controller
+    replaces the agent pods.
   returned: always
   type: bool
   sample: true
+update_strategy:
+  description: The DaemonSet's C(spec.updateStrategy.type) as read (C(RollingUpdate) when unset).
+  returned: when the DaemonSet was read
+  type: str
+  sample: RollingUpdate
+restart_needed:
+  description: DaemonSets (C(namespace/name)) whose pods still run the old template because the strategy is C(OnDelete).
+  returned: always
+  type: list
+  elements: str
+  sample: []
 catalog:
   description: Catalog IDs this module implements.
   returned: always
@@ -189,6 +203,7 @@ def main():
     p = module.params
     result = Result(module, ['C-4'])
     result.extra['rollout'] = False
+    result.extra['restart_needed'] = []
     where = '%s/%s' % (p['namespace'], p['name'])
     if p['image'] is not None and (not p['image'].strip() or any(c.isspace() for c in p['image'])):
         module.fail_json(msg='invalid image %r (nothing was changed)' % p['image'], changed=False)
@@ -237,7 +252,16 @@ def main():
         result.changed = e.changed
         result.fail(e.msg)
     entry = report(state)
-    result.changed = result.extra['rollout'] = state['changed']
+    result.changed = state['changed']
+    strategy = ((state['object'].get('spec') or {}).get('updateStrategy') or {}).get('type') or 'RollingUpdate'
+    result.extra['update_strategy'] = strategy
+    # Only RollingUpdate makes the controller replace the pods (issue 10 hole 10); OnDelete waits for someone to.
+    result.extra['rollout'] = state['changed'] and strategy == 'RollingUpdate'
+    if state['changed'] and strategy != 'RollingUpdate':
+        result.extra['restart_needed'] = [where]
+        module.warn('DaemonSet %s has updateStrategy %s: %s no agent pod; restart them with netmedic.k8s.daemonset_restart '
+                    '(or role netmedic.k8s.verified_rollout), which verifies each new pod'
+                    % (where, strategy, 'the change would replace' if module.check_mode else 'the change replaced'))
     if state['changed'] and not module.check_mode:
         entry['after'] = result.after = facts(state['stored'])
         entry['resource_version'] = state['stored']['metadata'].get('resourceVersion')

@@ -121,3 +121,21 @@ def test_bad_input_refused(double, run):
         res = results['bad %d' % i]
         assert res['failed'] is True and message in res['msg'], (message, res)
     assert ds(double) == original and backups(double) == []
+
+
+def test_issue10_h10_on_delete_strategy_is_not_reported_as_a_rollout(double, run):
+    """updateStrategy OnDelete: a template change replaces no pod, so the module must not claim a rollout;
+    it names the DaemonSet to restart (netmedic.k8s.daemonset_restart / role verified_rollout)."""
+    obj = ds(double)
+    obj['spec']['updateStrategy'] = {'type': 'OnDelete'}
+    double.store.put('daemonsets', obj)
+    pods_before, _rv = double.store.list('pods', 'kube-system', label_selector='k8s-app=ip-masq-agent')
+    rc, results, output = run(double, yaml.safe_dump([task('apply', {'image': NEW_IMAGE})]))
+    assert rc == 0, output
+    apply = results['apply']
+    assert apply['changed'] is True and agent(double)['image'] == NEW_IMAGE
+    assert apply['rollout'] is False and apply['update_strategy'] == 'OnDelete', apply
+    assert apply['restart_needed'] == ['kube-system/ip-masq-agent'], apply
+    assert any('OnDelete' in w and 'daemonset_restart' in w for w in apply.get('warnings', [])), apply
+    pods_after, _rv = double.store.list('pods', 'kube-system', label_selector='k8s-app=ip-masq-agent')
+    assert sorted(p['metadata']['uid'] for p in pods_after) == sorted(p['metadata']['uid'] for p in pods_before)
