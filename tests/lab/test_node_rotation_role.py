@@ -171,3 +171,50 @@ def test_issue9_f3_finalizer_pod_still_on_node_stops_before_the_hook(double, pla
     after = _nodes(double)[node]
     assert after['status']['nodeInfo']['bootID'] == 'rotated-%s' % node
     assert not after['spec'].get('unschedulable') and 'netmedic.io/cordoned-by' not in (after['metadata'].get('annotations') or {})
+
+
+def test_issue9_f12_no_hook_and_no_external_replacement_fails_before_anything(double, playbook, tmp_path):
+    """Without a provider hook nothing brings the machines back: fail at once, not after 30 min per node."""
+    versions = {n: obj['metadata']['resourceVersion'] for n, obj in _nodes(double).items()}
+    rc, results, output = playbook(double, _role(double, tmp_path, hook=False), extra_env=ENV)
+    assert rc != 0, output
+    check = _result(results, 'Check who brings each node back (provider hook or external replacement)')
+    assert check['failed'] and 'node_rotation_external_replacement' in check['msg'] and 'Nothing was changed' in check['msg']
+    assert not any(name.endswith(DRAIN % n) for name in results for n in NODES)
+    assert {n: obj['metadata']['resourceVersion'] for n, obj in _nodes(double).items()} == versions
+    assert double.store.list('leases', 'kube-system')[0] == []
+
+
+RECREATE = """\
+- name: Provider stand-in - the machine re-registers as a new Node object
+  ansible.builtin.uri:
+    url: "{{ test_api }}/api/v1/nodes"
+    method: POST
+    status_code: [201]
+    headers:
+      Authorization: "Bearer {{ test_token }}"
+    body_format: json
+    body:
+      apiVersion: v1
+      kind: Node
+      metadata: {name: "{{ node_rotation_node }}", labels: {kubernetes.io/hostname: "{{ node_rotation_node }}"}}
+      status:
+        conditions: [{type: Ready, status: "True", reason: KubeletReady}]
+        nodeInfo: {bootID: "new-{{ node_rotation_node }}", machineID: m, systemUUID: u, kernelVersion: 6.1.0, osImage: Debian 12,
+                   containerRuntimeVersion: "containerd://1.6.20", kubeletVersion: v1.33.0, kubeProxyVersion: v1.33.0,
+                   operatingSystem: linux, architecture: amd64}
+"""
+
+
+def test_issue9_f12_delete_node_then_it_reregisters(double, check_playbook, tmp_path):
+    """node_rotation_delete_node: the Node object is deleted after the drain; the hook's machine registers anew."""
+    uid = double.store.get('nodes', None, 'lab-node-1')['metadata']['uid']
+    hook = tmp_path / 'recreate.yml'
+    hook.write_text(RECREATE)
+    rc, results, output = check_playbook(double, _role(double, tmp_path, hook=False, node_rotation_nodes=['lab-node-1'],
+                                                       node_rotation_provider_tasks=str(hook),
+                                                       node_rotation_delete_node=True), check=False)
+    assert rc == 0, output
+    assert _result(results, 'Delete the Node object (node_rotation_delete_node) - lab-node-1')['changed'] is True
+    node = double.store.get('nodes', None, 'lab-node-1')
+    assert node['metadata']['uid'] != uid and not node['spec'].get('unschedulable')
