@@ -344,7 +344,8 @@ def test_kube_proxy_config(run):
     for entry in result['configmaps']:
         assert entry['after'].get('conntrack.maxPerCore') == MAX_PER_CORE, entry
         assert entry['changed'] is (entry['before'].get('conntrack.maxPerCore') != MAX_PER_CORE), entry
-    assert sorted(result['restart_needed']) == sorted(c['name'] for c in result['configmaps'] if c['changed'])
+    # restart_needed names the DaemonSets that mount a changed ConfigMap (issue 9 finding 6), not the ConfigMaps.
+    assert sorted(result['restart_needed']) == sorted({d for c in result['configmaps'] if c['changed'] for d in c['daemonsets']})
     if fact['changed']:
         assert any('maxPerCore: %d' % MAX_PER_CORE in d.get('after', '') for d in _diffs(result)), result['diff']
     # Check mode keeps no backup object, only the returned data.

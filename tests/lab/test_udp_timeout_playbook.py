@@ -147,3 +147,30 @@ def test_issue9_f9_limit_to_a_node_fails_before_the_node_play(double, run):
     assert "leaves out this playbook's cluster play" in output and "--limit 'lab-node-1,localhost'" in output, output
     assert 'Set and persist the IPVS UDP timeout' not in output
     assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data'] == before
+
+
+def _ago(seconds):
+    import datetime
+    t = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+    return t.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+def test_issue9_f4_w4_stops_when_another_run_holds_the_kube_proxy_lock(double, run):
+    """W-4 takes the spine's Lease (family kube-proxy, shared with W-3 and W-5): a live holder stops it unchanged."""
+    spec = {'holderIdentity': 'awx-job-41', 'leaseDurationSeconds': 3600, 'renewTime': _ago(10), 'acquireTime': _ago(10)}
+    double.store.create('leases', NS, {'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease',
+                                       'metadata': {'name': 'netmedic-kube-proxy', 'namespace': NS}, 'spec': spec})
+    before, uids = double.store.get('configmaps', NS, 'kube-proxy-worker')['data'], _proxy_uids(double)
+    rc, _tasks, output = run(double)
+    assert rc != 0 and "held by 'awx-job-41'" in output, output
+    assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data'] == before and _proxy_uids(double) == uids
+    assert double.store.get('leases', NS, 'netmedic-kube-proxy')['spec']['holderIdentity'] == 'awx-job-41'
+
+
+def test_issue9_f4_w4_outside_the_window_changes_nothing(double, run):
+    before = double.store.get('configmaps', NS, 'kube-proxy-worker')['data']
+    window = '{"netmedic_window": {"days": ["mon"], "start": "02:00", "end": "03:00", "timezone": "UTC"}}'
+    rc, _tasks, output = run(double, '-e', window, '-e', 'change_guard_now=2026-12-01T12:00:00+00:00')
+    assert rc != 0 and 'outside' in output, output
+    assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data'] == before
+    assert double.store.find('leases', NS, 'netmedic-kube-proxy') is None
