@@ -109,7 +109,10 @@ def test_containerd_stopped_fails_and_moves_nothing(node, run_module, ssh):
     # The socket is removed when containerd stops: auto-detection finds no runtime.
     assert auto.failed and 'cannot tell which container runtime' in auto['msg'], auto.output
     assert explicit.failed and 'cannot list containerd containers' in explicit['msg'], explicit.output
-    assert 'failed to dial' in explicit['msg'] and 'nothing was changed' in explicit['msg']
+    # ctr retries the dial until its own --timeout, which equals runtime_timeout: the runner's wall clock (issue 10
+    # hole 3) can end it first. Either way the cause is named and nothing was changed.
+    assert ('failed to dial' in explicit['msg'] or 'did not finish within 5 s' in explicit['msg']), explicit['msg']
+    assert 'nothing was changed' in explicit['msg']
     assert explicit.get('moved') == [] and auto.get('moved') == []
 
 
