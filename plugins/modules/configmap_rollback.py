@@ -196,7 +196,8 @@ def main():
             if live is None:
                 module.fail_json(msg='ConfigMap %s/%s not found (nothing was changed)' % (ns, name), changed=False, **result.extra)
             live.setdefault('kind', 'ConfigMap')
-            found = edit.backups_of(cluster, ns, name)
+            # A backup a rollback made holds the change it undid: never a rollback target.
+            found = edit.restorable_backups(edit.backups_of(cluster, ns, name))
             newest = found[-1] if found else None
             entries.append((live, newest, {
                 'name': name, 'state': _state(live, newest),
@@ -242,7 +243,7 @@ def main():
     done = []
     for entry, planner, state in todo:
         try:
-            edit.run(cluster, state, planner, backups=result.backups)
+            edit.run(cluster, state, planner, backups=result.backups, rollback=True)
         except edit.EditFailed as e:
             result.changed = bool(done) or e.changed
             result.fail('%s. Already restored: %s' % (e.msg, ', '.join(d['name'] for d in done) or 'none'))

@@ -31,6 +31,9 @@ RV_ANNOTATION = 'netmedic.k8s/resource-version'
 # sha256 of what netmedic wrote over the backed-up data: a rollback restores only while the live object
 # still holds exactly that (nobody edited it since), also on a later run (issue 9 finding 5).
 WRITTEN_ANNOTATION = 'netmedic.k8s/written-sha256'
+# On a backup made by a rollback (what the rollback replaced: the change being undone). A rollback never
+# restores such a backup, or a second rollback would re-apply the change it undid (see restorable_backups).
+ROLLBACK_ANNOTATION = 'netmedic.k8s/made-by-rollback'
 MANAGED_BY = ('app.kubernetes.io/managed-by', 'netmedic')
 CONFLICT_RETRIES = 3
 # Server-set fields left out of a DaemonSet backup (the backup is something to re-apply).
@@ -70,7 +73,7 @@ def content_digest(obj):
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
-def backup_body(obj, name, written=None):
+def backup_body(obj, name, written=None, rollback=False):
     """The backup ConfigMap (named ``name``) for ``obj`` as read: labelled, annotated with its resourceVersion
     and, with ``written`` (the object about to replace it), that object's ``content_digest``."""
     meta = obj['metadata']
@@ -80,6 +83,8 @@ def backup_body(obj, name, written=None):
                          'annotations': {RV_ANNOTATION: str(meta.get('resourceVersion'))}}}
     if written is not None:
         body['metadata']['annotations'][WRITTEN_ANNOTATION] = content_digest(written)
+    if rollback:
+        body['metadata']['annotations'][ROLLBACK_ANNOTATION] = 'true'
     saved = backup_data(obj)
     body['data'] = saved['data']
     if saved['binaryData']:
@@ -147,15 +152,20 @@ def backups_of(cluster, namespace, name):
                                         b['metadata']['name']))
 
 
-def _save_backup(cluster, obj, previous, now, written=None):
+def restorable_backups(backups):
+    """``backups`` (as from :func:`backups_of`) without those a rollback made: the ones to roll back to."""
+    return [b for b in backups if not (b['metadata'].get('annotations') or {}).get(ROLLBACK_ANNOTATION)]
+
+
+def _save_backup(cluster, obj, previous, now, written=None, rollback=False):
     """Create the backup ConfigMap, or (after a 409) overwrite this run's own backup with the fresh read."""
     if previous is not None:
-        body = backup_body(obj, previous['metadata']['name'], written)
+        body = backup_body(obj, previous['metadata']['name'], written, rollback)
         body['metadata']['resourceVersion'] = previous['metadata']['resourceVersion']
         return cluster.replace(body)
     for attempt in range(5):
         try:
-            return cluster.create(backup_body(obj, backup_name(obj['metadata']['name'], now, attempt), written))
+            return cluster.create(backup_body(obj, backup_name(obj['metadata']['name'], now, attempt), written, rollback))
         except k8s_client.K8sError as e:
             if e.status != 409 or attempt == 4:
                 raise
@@ -163,14 +173,15 @@ def _save_backup(cluster, obj, previous, now, written=None):
 
 
 def run(cluster, state, planner, check_mode=False, backup=True, backups=None, describe=None,
-        retries=CONFLICT_RETRIES, sleep=time.sleep, now=None):
+        retries=CONFLICT_RETRIES, sleep=time.sleep, now=None, rollback=False):
     """Dry run, then (not in check mode) back up, write and verify; re-plans on 409.
 
     ``backups``: the result's list; the backup entry ``{'of', 'configmap', 'resource_version', ...}``
     (plus ``describe(obj)``) goes in before the write and is updated in place when a 409 makes the
     edit start again.  Returns the final state with ``changed`` and ``stored`` (the object read back,
     or the dry run's answer in check mode).  Raises EditFailed; ``ValueError`` from the planner on a
-    re-read becomes EditFailed too.
+    re-read becomes EditFailed too.  ``rollback``: the write undoes an earlier one, so its backup is
+    marked (ROLLBACK_ANNOTATION) and never chosen as a rollback target.
     """
     now = now or datetime.datetime.now(datetime.timezone.utc)
     backups = backups if backups is not None else []
@@ -203,7 +214,7 @@ def run(cluster, state, planner, check_mode=False, backup=True, backups=None, de
                 if obj is not None:
                     step = 'backup'
                     if backup:
-                        saved = _save_backup(cluster, obj, saved, now, state['planned'])
+                        saved = _save_backup(cluster, obj, saved, now, state['planned'], rollback)
                     if entry is None:
                         entry = {}
                         backups.append(entry)
