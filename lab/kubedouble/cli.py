@@ -40,6 +40,9 @@ def build_parser():
     serve.add_argument('--nodes', help='replace the seed nodes: name=ip,name=ip')
     serve.add_argument('--version', dest='server_version', help='gitVersion served on /version')
     serve.add_argument('--token', default='', help='bearer token to demand (default: random)')
+    serve.add_argument('--identity', action='append', default=[], metavar='TOKEN=USER[:GROUP,...]',
+                       help='a non-admin bearer token, authorized by the RBAC objects in the store; USER may be '
+                            'system:serviceaccount:NS:NAME (repeatable)')
     serve.add_argument('--tick', type=float, default=0.2, help='controller period in seconds')
     serve.add_argument('--start-delay', type=float, default=0.5, help='seconds from Pending to Running')
     serve.add_argument('--no-validate', action='store_true', help='skip kubernetes-validate schema checks')
@@ -60,6 +63,15 @@ def main(argv=None):
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    for spec in args.identity:
+        token, _eq, who = spec.partition('=')
+        user, _colon, groups = who.partition(':') if not who.startswith('system:serviceaccount:') else (who, '', '')
+        if not token or not user:
+            raise SystemExit('--identity wants TOKEN=USER[:GROUP,...], got %r' % spec)
+        if user.startswith('system:serviceaccount:') and user.count(':') == 3:
+            double.add_identity(serviceaccount=tuple(user.split(':')[2:]), token=token)
+        else:
+            double.add_identity(user=user, groups=[g for g in groups.split(',') if g], token=token)
     double.start()
     if args.kubeconfig:
         double.write_kubeconfig(args.kubeconfig)

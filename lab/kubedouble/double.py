@@ -13,6 +13,7 @@ import yaml
 
 from .controllers import Controllers
 from .logs import StaticNodeState, make_log_provider
+from .rbac import serviceaccount_identity, user_identity
 from .seed import DEFAULT_VERSION, load_seed, populate
 from .server import HTTPServer
 from .store import Store
@@ -24,11 +25,14 @@ class KubeDouble:
     ``seed``: path, YAML text, dict or list (see ``seed.load_seed``); ``nodes``: ``[(name, ip)]``
     replacing the seed's Nodes; ``node_state``: object with ``modules_loaded(node) -> set | None``;
     ``log_provider``: ``(pod, store) -> str | dict``; ``state_dir``: persist/restore ``state.json``;
-    ``token``: bearer token the server demands (random by default, ``None`` disables auth).
+    ``token``: the admin's bearer token (random by default, ``None`` disables auth); further, non-admin
+    tokens (``add_identity``) are authorized by the RBAC objects in the store (``rbac.py``).
+    ``audit``: record every resource request's RBAC attributes, user and decision in ``self.audit``.
     """
 
     def __init__(self, seed=None, node_state=None, log_provider=None, version=None, nodes=None,
-                 token='', host='127.0.0.1', port=0, tick=0.2, start_delay=0.5, state_dir=None, validate=True):
+                 token='', host='127.0.0.1', port=0, tick=0.2, start_delay=0.5, state_dir=None, validate=True,
+                 audit=False):
         seed = load_seed(seed)
         self.store = Store(version=version or seed.version or DEFAULT_VERSION, validate=validate)
         self.node_state = node_state if node_state is not None else StaticNodeState()
@@ -43,6 +47,8 @@ class KubeDouble:
         self.controllers = Controllers(self.store, self.log_provider, tick=tick, start_delay=start_delay)
         self.controllers.after_tick.append(self._persist)
         self._saved_rv = None
+        self.identities = {}            # non-admin token -> rbac.Identity (shared with the HTTP server)
+        self.audit = [] if audit else None
         self._httpd = None
         self._http_failures = []
         self._thread = None
@@ -51,6 +57,8 @@ class KubeDouble:
 
     def start(self):
         self._httpd = HTTPServer((self.host, self.port), self.store, self.token)
+        self._httpd.identities = self.identities
+        self._httpd.api.audit = self.audit
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={'poll_interval': 0.05},
                                         name='kubedouble-http', daemon=True)
@@ -111,8 +119,27 @@ class KubeDouble:
         self._httpd.faults.append(fault)
         return lambda: self._httpd.faults.remove(fault)
 
-    def kubeconfig(self, namespace='default'):
-        user = {'token': self.token} if self.token else {}
+    def add_identity(self, user=None, groups=(), serviceaccount=None, token=None):
+        """Register a non-admin bearer token and return it; its requests are authorized by RBAC.
+
+        ``serviceaccount=(namespace, name)`` makes it that ServiceAccount's token (user
+        ``system:serviceaccount:<ns>:<name>`` and its groups), else ``user`` with ``groups``.
+        """
+        if self.token is None:
+            raise ValueError('kubedouble: identities need authentication (token=None disables it)')
+        if (user is None) == (serviceaccount is None):
+            raise ValueError('kubedouble: give exactly one of user or serviceaccount')
+        identity = serviceaccount_identity(*serviceaccount) if serviceaccount else user_identity(user, groups)
+        token = token or secrets.token_hex(16)
+        if token == self.token:
+            raise ValueError('kubedouble: an identity cannot use the admin token')
+        self.identities[token] = identity
+        return token
+
+    def kubeconfig(self, namespace='default', token=None):
+        """A kubeconfig for the admin, or for the non-admin ``token`` from ``add_identity``."""
+        token = token or self.token
+        user = {'token': token} if token else {}
         return {
             'apiVersion': 'v1', 'kind': 'Config', 'preferences': {},
             'clusters': [{'name': 'kubedouble', 'cluster': {'server': self.url}}],
@@ -122,10 +149,10 @@ class KubeDouble:
             'current-context': 'kubedouble',
         }
 
-    def write_kubeconfig(self, path, namespace='default'):
+    def write_kubeconfig(self, path, namespace='default', token=None):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, 'w') as handle:
-            yaml.safe_dump(self.kubeconfig(namespace), handle, default_flow_style=False)
+            yaml.safe_dump(self.kubeconfig(namespace, token), handle, default_flow_style=False)
         return path

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from . import errors, resources
+from . import errors, rbac, resources
 from .patching import APPLY_PATCH, PATCH_TYPES
 from .policy import evict
 from .resources import BY_PATH, POD
@@ -40,8 +40,21 @@ class Api:
 
     def __init__(self, store):
         self.store = store
+        self.audit = None     # a list: every resource request's attributes, user and decision are appended
 
-    def handle(self, method, path, query, content_type, body):
+    def _authorize(self, identity, method, rt, namespace, name, sub, query):
+        """Raise 403 unless ``identity`` (None = admin) may make this request; record it in ``audit``."""
+        attrs = rbac.Attributes(rbac.request_verb(method, name, query), rt.group, rt.plural, sub or '',
+                                namespace or '', name or '')
+        allowed = identity is None or rbac.authorize(self.store, identity, attrs)
+        if self.audit is not None:
+            entry = dict(attrs.as_dict(), user=identity.name if identity else 'admin', allowed=allowed,
+                         dryRun='dryRun' in query)
+            self.audit.append(entry)
+        if not allowed:
+            raise rbac.forbidden(identity, attrs)
+
+    def handle(self, method, path, query, content_type, body, identity=None):
         parts = [p for p in path.split('/') if p]
         if path in PUBLIC_PATHS[1:]:
             return 200, 'ok', TEXT
@@ -72,6 +85,7 @@ class Api:
             raise errors.path_not_found(path)
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
+        self._authorize(identity, method, rt, namespace, name, sub, query)
         if name is None:
             return self._collection(method, rt, namespace, query, body)
         if rt.namespaced and namespace is None:
@@ -206,8 +220,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             for fault in list(self.server.faults):
                 fault(method, url.path, query)    # may raise ApiError (429, 5xx, ...) to inject a failure
-            self._authenticate(url.path)
-            code, payload, ctype = self.server.api.handle(method, url.path, query, self.headers.get('Content-Type'), body)
+            identity = self._authenticate(url.path)
+            code, payload, ctype = self.server.api.handle(method, url.path, query, self.headers.get('Content-Type'), body,
+                                                          identity=identity)
         except errors.ApiError as exc:
             code, payload, ctype, extra = exc.code, exc.status(), JSON, exc.headers
         except Exception as exc:
@@ -225,14 +240,37 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _authenticate(self, path):
+        """None for the admin (or with auth off), else the non-admin ``rbac.Identity``; 401 for anything else."""
         token = self.server.token
         if token is None:
-            return
+            return None
         header = self.headers.get('Authorization') or ''
         if not header and path in PUBLIC_PATHS:
-            return
-        if header != 'Bearer %s' % token:
-            raise errors.unauthorized()
+            return None
+        if header == 'Bearer %s' % token:
+            return self._impersonated(None)
+        bearer = header[len('Bearer '):] if header.startswith('Bearer ') else None
+        if bearer and bearer in self.server.identities:
+            return self._impersonated(self.server.identities[bearer])
+        raise errors.unauthorized()
+
+    def _impersonated(self, identity):
+        """``Impersonate-User``/``Impersonate-Group``: the admin may act as anyone; others need ``impersonate``."""
+        user = self.headers.get('Impersonate-User')
+        if not user:
+            return identity
+        groups = [g.strip() for value in self.headers.get_all('Impersonate-Group') or [] for g in value.split(',')
+                  if g.strip()]
+        if identity is not None:
+            wanted = [rbac.Attributes('impersonate', '', 'users', name=user)]
+            wanted += [rbac.Attributes('impersonate', '', 'groups', name=g) for g in groups]
+            for attrs in wanted:
+                if not rbac.authorize(self.server.api.store, identity, attrs):
+                    raise rbac.forbidden(identity, attrs)
+        if user.startswith('system:serviceaccount:') and user.count(':') == 3 and not groups:
+            _s, _sa, namespace, name = user.split(':')
+            return rbac.serviceaccount_identity(namespace, name)
+        return rbac.user_identity(user, groups)
 
     def do_GET(self):
         self._dispatch('GET')
@@ -258,5 +296,6 @@ class HTTPServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.api = Api(store)
         self.token = token
+        self.identities = {}  # non-admin bearer token -> rbac.Identity (authorized by RBAC)
         self.failures = []    # unexpected exceptions answered with 500
         self.faults = []      # test hooks: fault(method, path, query) runs before each request and may raise ApiError
