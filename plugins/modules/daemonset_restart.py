@@ -125,6 +125,18 @@ options:
       - Their logs are checked like a new pod's first (up to O(timeout) for a success line); one that fails - the node
         an earlier, failed or killed run left broken - fails the module as RV(failed_node) before anything is deleted.
     type: str
+  restarted_in_run:
+    description:
+      - Names of pods that this run already created by restarting node by node in earlier calls of this module (the
+        C(pod) of their RV(restarted) entries). Used with O(restarted_since) by a caller (role
+        C(netmedic.k8s.verified_rollout)) that restarts one node or batch per task, so that each step prints its own
+        progress, and then calls the module once more over the whole DaemonSet - this last call verifies every pod
+        as usual and reports these pods in RV(restarted) (with C(old_pod) null) instead of RV(already_restarted); the
+        result is changed when there are any.
+      - It never causes a deletion; a name that is not a current pod of the DaemonSet is ignored.
+    type: list
+    elements: str
+    default: []
 requirements:
   - ruamel.yaml (only to read kube-proxy's mode for O(patterns_preset=auto) on a kube-proxy DaemonSet)
 seealso:
@@ -322,13 +334,28 @@ def _await_log(cluster, p, node, name, patterns, deadline):
     return line
 
 
-def _verify_already_restarted(cluster, p, skipped, patterns):
-    """Each pod counted as already restarted logs success (waiting up to ``timeout``) and no failure line; raises Stop."""
+def _verify_already_restarted(cluster, p, skipped, patterns, in_run=None):
+    """Each pod counted as already restarted logs success (waiting up to ``timeout``) and no failure line; raises Stop.
+
+    Returns ``{pod name: matched line}``. A pod named in ``in_run`` that passed is appended to ``in_run['done']``
+    (as a RV(restarted) entry), so the caller can report it even when a later pod fails."""
+    matched = {}
     if not skipped or not (patterns[0] or patterns[1]):
-        return
+        return matched
     deadline = waiter.deadline(p['timeout'])
     for entry in skipped:
-        _await_log(cluster, p, entry['node'], entry['pod'], patterns, deadline)
+        matched[entry['pod']] = _await_log(cluster, p, entry['node'], entry['pod'], patterns, deadline)
+        if in_run is not None and entry['pod'] in in_run['names']:
+            in_run['done'].append({'node': entry['node'], 'old_pod': None, 'pod': entry['pod'], 'matched': matched[entry['pod']]})
+    return matched
+
+
+def _split_in_run(skipped, names, matched):
+    """Split the already-restarted entries into (this run's RV(restarted) entries, earlier ones)."""
+    names = set(names or [])
+    mine = [{'node': s['node'], 'old_pod': None, 'pod': s['pod'], 'matched': matched.get(s['pod'])}
+            for s in skipped if s['pod'] in names]
+    return mine, [s for s in skipped if s['pod'] not in names]
 
 
 def _kube_proxy_mode(cluster, namespace, ds):
@@ -373,6 +400,7 @@ def main():
         patterns_preset=dict(type='str', default='auto', choices=['auto', 'kube-proxy-ipvs', 'kube-proxy-iptables',
                                                                   'kube-proxy-nftables', 'terway-in-cluster-lb', 'none']),
         restarted_since=dict(type='str'),
+        restarted_in_run=dict(type='list', elements='str', default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not k8s_client.HAS_K8S:
@@ -446,16 +474,27 @@ def main():
 
     # 2b. A pod skipped as already restarted must pass the same log check as a new one: a re-run after a
     #     failed or killed run finds the node that run left broken (issue 9 finding 5), before deleting anything.
+    in_run = {'names': set(p['restarted_in_run'] or []), 'done': []}
     try:
-        _verify_already_restarted(cluster, p, the_plan['skipped'], (success, failure, container))
+        matched = _verify_already_restarted(cluster, p, the_plan['skipped'], (success, failure, container), in_run)
     except Stop as e:
         result.extra['failed_node'] = e.failure
+        if in_run['done']:
+            # This run's node-by-node steps restarted these, and they passed: report them as restarted.
+            done_pods = {d['pod'] for d in in_run['done']}
+            result.extra['restarted'] = in_run['done']
+            result.extra['already_restarted'] = [s for s in the_plan['skipped'] if s['pod'] not in done_pods]
         module.fail_json(msg='the pod on node %s, already restarted after %s, fails its check (%s)%s; nothing was restarted'
                              % (e.failure['node'], p['restarted_since'], e.failure['reason'],
                                 ': %s' % e.failure['line'] if e.failure.get('line') else ''),
                          changed=False, **result.extra)
     except k8s_client.K8sError as e:
         module.fail_json(msg='%s (nothing was restarted)' % e.msg, changed=False, **result.extra)
+    mine, earlier = _split_in_run(the_plan['skipped'], p['restarted_in_run'], matched)
+    if mine:
+        result.extra['already_restarted'] = earlier
+        result.extra['restarted'] = list(mine)
+        result.changed = True
     if the_plan['unscheduled']:
         result.warn('pods of the DaemonSet not bound to a node were left alone: %s' % ', '.join(the_plan['unscheduled']))
     if not ordered:
@@ -479,9 +518,9 @@ def main():
         result.exit()
 
     # 4. Restart batch by batch.
-    done = []
+    done = list(mine)
     deleted = []
-    result.changed = False
+    result.changed = bool(mine)
     try:
         for index, batch in enumerate(the_plan['batches']):
             if index:
@@ -499,7 +538,7 @@ def main():
                                   (success, failure, container), deadline)
             done.extend(entries)
             result.extra['restarted'] = list(done)
-            result.extra['remaining'] = ordered[len(done):]
+            result.extra['remaining'] = ordered[len(done) - len(mine):]
     except (Stop, k8s_client.K8sError) as e:
         if isinstance(e, Stop):
             failed = e.failure

@@ -218,3 +218,37 @@ def test_issue9_f6_auto_preset_refuses_when_the_mode_cannot_be_read(double, run)
     assert "cannot read kube-proxy's proxy mode" in res['msg'] and 'nothing was restarted' in res['msg']
     time.sleep(0.2)
     assert uids(double) == before
+
+
+def test_issue9_f13_restarted_in_run_reports_node_steps_and_deletes_nothing(double, run):
+    """Issue 9 finding 13: role verified_rollout restarts one node per task (progress per node), then calls the
+    module once over the whole DaemonSet. That last call must verify every pod, delete nothing, and report the
+    pods the node steps created as ``restarted`` (changed), the others as ``already_restarted``."""
+    time.sleep(1.1)                                    # the seeded pods are older than the change
+    started = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+    tasks = yaml.safe_dump([
+        task('step 1', dict(FAST, nodes=['lab-node-1'], restarted_since=started)),
+        task('step 2', dict(FAST, nodes=['lab-node-2'], restarted_since=started)),
+    ])
+    rc, results, output = run(double, tasks)
+    assert rc == 0, output
+    step_pods = [results['step %d' % i]['restarted'][0]['pod'] for i in (1, 2)]
+    before = uids(double)
+    tasks = yaml.safe_dump([task('all', dict(FAST, restarted_since=started, restarted_in_run=step_pods[:1],
+                                             node_order=['lab-node-3']))])
+    rc, results, output = run(double, tasks)
+    assert rc == 0, output
+    res = results['all']
+    assert res['changed'] is True
+    # lab-node-3 is restarted now; lab-node-1 is reported as this run's; lab-node-2 as restarted before.
+    assert [r['node'] for r in res['restarted']] == ['lab-node-1', 'lab-node-3']
+    assert res['restarted'][0]['pod'] == step_pods[0] and res['restarted'][0]['old_pod'] is None
+    assert res['restarted'][0]['matched'].endswith('Using ipvs Proxier.')
+    assert [s['node'] for s in res['already_restarted']] == ['lab-node-2']
+    after = uids(double)
+    assert after['lab-node-1'] == before['lab-node-1'] and after['lab-node-2'] == before['lab-node-2']
+    assert after['lab-node-3'] != before['lab-node-3']
+    # Nothing left: the same call again reports this run's pods and deletes nothing.
+    rc, results, output = run(double, tasks)
+    assert rc == 0, output
+    assert uids(double) == after
