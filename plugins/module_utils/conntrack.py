@@ -159,6 +159,62 @@ def breakdown(listing, top=5):
             'top_dports': [[port, n] for port, n in ranked[:top]]}
 
 
+# D-9: a node masquerades every connection to one destination (address, port, protocol) from
+# one address: the source port is what tells them apart, so at most this many can be open at
+# once (the GKE guide: ports 32768-65535, "No mapping for NAT masquerade DROPPED" beyond it).
+NAT_PORT_CAPACITY = 32767
+
+
+def _directions(fields):
+    """The ``key=value`` fields of each direction: a new direction starts at every ``src=``."""
+    out = []
+    for f in fields:
+        if '=' not in f:
+            continue
+        k, v = f.split('=', 1)
+        if k == 'src':
+            out.append({})
+        if out and k not in out[-1]:
+            out[-1][k] = v
+    return out
+
+
+def nat_usage(listing, top=5):
+    """Source-NATed entries of a ``conntrack -L`` listing per (protocol, NAT address, destination).
+
+    An entry is source-NATed when its reply's destination differs from its original source
+    (MASQUERADE/SNAT rewrote the source).  Returns ``{'total': n, 'destinations': [{'protocol',
+    'nat_address', 'dst', 'dport', 'count'}, ...]}`` largest first (``top`` of them) and
+    ``max_per_destination``: the number to compare with :data:`NAT_PORT_CAPACITY`.
+    """
+    groups = {}
+    total = 0
+    for line in (listing or '').splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith('conntrack'):
+            continue
+        if fields[0] in _FAMILIES:
+            fields = fields[2:]
+        if len(fields) < 3 or fields[0] not in ('tcp', 'udp', 'sctp', 'dccp'):
+            continue
+        dirs = _directions(fields)
+        if len(dirs) < 2:
+            continue
+        orig, reply = dirs[0], dirs[1]
+        if not {'src', 'dst', 'dport'} <= set(orig) or 'dst' not in reply:
+            continue
+        if reply['dst'] == orig['src']:
+            continue
+        total += 1
+        key = (fields[0], reply['dst'], orig['dst'], orig['dport'])
+        groups[key] = groups.get(key, 0) + 1
+    ranked = sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {'total': total,
+            'max_per_destination': ranked[0][1] if ranked else 0,
+            'destinations': [{'protocol': k[0], 'nat_address': k[1], 'dst': k[2], 'dport': k[3], 'count': n}
+                             for k, n in ranked[:top]]}
+
+
 def advice(counts, share=0.5):
     """The source documents' N-2 advice for what dominates the table (empty when nothing does)."""
     total = counts.get('total') or 0

@@ -20,13 +20,13 @@ from __future__ import annotations
 import os
 import posixpath
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import cni, conntrack, ipam, ipvs, neigh, netlink, ports, resolv, runtime
+from ansible_collections.netmedic.k8s.plugins.module_utils import cni, conntrack, dnsquery, ipam, ipvs, listeners, neigh, netlink, ports, resolv, runtime
 from ansible_collections.netmedic.k8s.plugins.module_utils import sysctl as sysctl_utils
 from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
 from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError, CommandNotFound
 
-PROBES = ('conntrack', 'ports', 'ipvs', 'cni', 'ipam', 'bridges', 'neighbors', 'dns', 'runtime')
-CATALOG = ['N-1', 'N-2', 'N-3', 'N-4', 'N-5', 'N-6', 'N-7', 'N-8', 'C-5', 'D-7', 'D-11']
+PROBES = ('conntrack', 'ports', 'ipvs', 'cni', 'ipam', 'bridges', 'neighbors', 'dns', 'runtime', 'listeners')
+CATALOG = ['N-1', 'N-2', 'N-3', 'N-4', 'N-5', 'N-6', 'N-7', 'N-8', 'C-5', 'D-5', 'D-7', 'D-9', 'D-11']
 
 DEFAULTS = {
     'probes': list(PROBES),
@@ -43,7 +43,18 @@ DEFAULTS = {
     'conntrack_critical_percent': 95,
     'ipam_warn_percent': 90,
     'kernel_log': True,
+    'ipv6_ports': [],
+    'dns_servers': [],
+    'dns_names': ['kubernetes.default.svc.cluster.local'],
+    'dns_query_type': 'A',
+    'dns_timeout': 2,
+    'nat_port_capacity': conntrack.NAT_PORT_CAPACITY,
+    'nat_warn_percent': 80,
 }
+
+# Bounds that keep the dns probe's run time bounded (servers x names x timeout).
+MAX_DNS_SERVERS = 32
+MAX_DNS_NAMES = 8
 
 REMEDIATION = {
     'N-1': 'netmedic.k8s.cni_ipam_gc',
@@ -55,8 +66,12 @@ REMEDIATION = {
     'N-7': 'netmedic.k8s.flannel_config',
     'N-8': 'netmedic.k8s.pod_bridge',
     'C-5': 'netmedic.k8s.flannel_config',
+    'D-5': 'manual: make the application listen on IPv6 too ([::]), or make the Service SingleStack IPv4 (catalog D-5)',
     'D-7': 'manual: fix or remove the invalid file in the CNI configuration directory (catalog D-7)',
-    'D-11': 'manual: make the node resolver configuration list the same nameservers (catalog D-11)',
+    'D-9': 'manual: spread the connections over more destinations or nodes, reuse connections (keep-alive); '
+           'NAT ports per destination are limited (catalog D-9)',
+    'D-11': 'manual: make the node resolver configuration list the same nameservers; for failing queries check the '
+            'kube-dns Service, its endpoints and the CoreDNS pods (catalog D-11)',
 }
 
 PROC_SYS = '/proc/sys'
@@ -108,6 +123,30 @@ def validate_params(params):
                          % (p['conntrack_warn_percent'], p['conntrack_critical_percent']))
     if p['pod_mtu'] is not None and (isinstance(p['pod_mtu'], bool) or not isinstance(p['pod_mtu'], int) or not 68 <= p['pod_mtu'] <= 65535):
         raise ParamError('pod_mtu must be an integer between 68 and 65535, got %r' % (p['pod_mtu'],))
+    for port in p['ipv6_ports'] or []:
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ParamError('ipv6_ports must hold TCP ports 1-65535, got %r' % (port,))
+    if len(p['dns_servers'] or []) > MAX_DNS_SERVERS:
+        raise ParamError('dns_servers: at most %d servers, got %d' % (MAX_DNS_SERVERS, len(p['dns_servers'])))
+    if len(p['dns_names'] or []) > MAX_DNS_NAMES or not p['dns_names']:
+        raise ParamError('dns_names: 1 to %d names, got %d' % (MAX_DNS_NAMES, len(p['dns_names'] or [])))
+    try:
+        for server in p['dns_servers'] or []:
+            dnsquery.validate_server(server)
+        for name in p['dns_names']:
+            dnsquery.validate_name(name)
+        dnsquery.build_query('x', p['dns_query_type'])
+    except dnsquery.QueryError as e:
+        raise ParamError('%s' % e) from None
+    timeout = p['dns_timeout']
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= dnsquery.MAX_TIMEOUT:
+        raise ParamError('dns_timeout must be above 0 and at most %d seconds, got %r' % (dnsquery.MAX_TIMEOUT, timeout))
+    cap = p['nat_port_capacity']
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 65535:
+        raise ParamError('nat_port_capacity must be an integer from 1 to 65535, got %r' % (cap,))
+    value = p['nat_warn_percent']
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
+        raise ParamError('nat_warn_percent must be a number above 0 and at most 100, got %r' % (value,))
     for key in ('cni_conf_dir', 'flannel_subnet_env'):
         if not str(p[key]).startswith('/'):
             raise ParamError('%s must be an absolute path, got %r' % (key, p[key]))
@@ -132,6 +171,9 @@ class Context(object):
 
     def error(self, probe, msg):
         self.errors.append({'probe': probe, 'error': msg})
+
+    def dns_query(self, server, name, qtype, timeout):
+        return dnsquery.query(server, name, qtype, timeout)
 
 
 def _int(value):
@@ -182,6 +224,7 @@ def _conntrack_breakdown(ctx):
     except CommandError as e:
         return _unavailable('conntrack -L failed: %s' % e.msg)
     counts = conntrack.breakdown(listing)
+    counts['nat'] = conntrack.nat_usage(listing)
     counts['available'] = True
     counts['advice'] = conntrack.advice(counts)
     return counts
@@ -482,6 +525,26 @@ def probe_dns(ctx):
         files.append(entry)
     data = {'available': True, 'files': files}
     data.update(resolv.compare(files))
+    p = ctx.params
+    if p['dns_servers']:
+        data['queries'] = [ctx.dns_query(server, name, p['dns_query_type'], p['dns_timeout'])
+                           for server in p['dns_servers'] for name in p['dns_names']]
+    return data
+
+
+# --- listening sockets (D-5) ---------------------------------------------------------
+
+def probe_listeners(ctx):
+    tcp = ctx.fs.read_text(listeners.PROC_TCP)
+    if tcp is None:
+        return _unavailable('%s does not exist' % listeners.PROC_TCP)
+    tcp6 = ctx.fs.read_text(listeners.PROC_TCP6)
+    v4 = listeners.parse_proc_net_tcp(tcp, 4)
+    v6 = listeners.parse_proc_net_tcp(tcp6, 6) if tcp6 is not None else []
+    data = {'available': True, 'ipv6_enabled': tcp6 is not None, 'tcp': v4, 'tcp6': v6}
+    data.update(listeners.summarize(v4, v6))
+    data['ipv6_ports_wanted'] = sorted(set(ctx.params['ipv6_ports'] or []))
+    data['ipv6_ports_ipv4_only'], data['ipv6_ports_not_listening'] = listeners.ipv6_gaps(data, ctx.params['ipv6_ports'])
     return data
 
 
@@ -505,15 +568,21 @@ PROBE_FUNCS = (
     ('neighbors', probe_neighbors),
     ('dns', probe_dns),
     ('runtime', probe_runtime),
+    ('listeners', probe_listeners),
 )
 
 
-def gather(runner, params=None, root='/', kernel_release=None):
-    """Run the selected probes; returns the ``netmedic`` facts dict (never raises for a probe)."""
+def gather(runner, params=None, root='/', kernel_release=None, dns_query=None):
+    """Run the selected probes; returns the ``netmedic`` facts dict (never raises for a probe).
+
+    ``dns_query`` replaces :func:`dnsquery.query` (tests).
+    """
     p = validate_params(params)
     if kernel_release is None:
         kernel_release = os.uname()[2] if root in ('/', None) else None
     ctx = Context(runner, p, HostFS(root), kernel_release)
+    if dns_query is not None:
+        ctx.dns_query = dns_query
     wanted = set(p['probes'])
     if 'ipam' in wanted:
         wanted.add('cni')  # IPAM ranges come from the CNI configs
@@ -571,6 +640,23 @@ def _conntrack_findings(ct, p):
             'table_full_events': events.get('count'), 'last_event': events.get('last'),
         }))
     return out
+
+
+def _nat_findings(ct, p):
+    nat = ((ct or {}).get('breakdown') or {}).get('nat')
+    if not nat or not nat['destinations']:
+        return []
+    cap = p['nat_port_capacity']
+    worst = nat['destinations'][0]
+    pct = round(100.0 * worst['count'] / cap, 1)
+    if pct < p['nat_warn_percent']:
+        return []
+    return [_finding('D-9', 'critical' if worst['count'] >= cap else 'warning',
+                     '%s connections to %s:%s are source-NATed from %s: %d of at most %d NAT ports (%s%%); beyond it new '
+                     'connections are dropped ("No mapping for NAT masquerade")'
+                     % (worst['protocol'].upper(), worst['dst'], worst['dport'], worst['nat_address'], worst['count'], cap, pct),
+                     {'nat_port_capacity': cap, 'usage_percent': pct, 'destinations': nat['destinations'],
+                      'nat_entries': nat['total']})]
 
 
 def _ports_findings(pr):
@@ -672,21 +758,43 @@ def _neighbor_findings(nb):
     return out
 
 
-def _dns_findings(d):
-    if not d or not d.get('available') or d.get('agree') is not False:
+def _dns_query_findings(d):
+    failed = [q for q in (d or {}).get('queries') or [] if dnsquery.SEVERITY.get(q['result'])]
+    if not failed:
         return []
+    severity = 'critical' if any(dnsquery.SEVERITY[q['result']] == 'critical' for q in failed) else 'warning'
+    parts = sorted({'%s: %s for %s' % (q['server'], q['result'].upper(), q['name']) for q in failed})
+    return [_finding('D-11', severity, 'DNS queries failed (%s)' % '; '.join(parts),
+                     {'failed': failed, 'queries': len(d['queries'])})]
+
+
+def _listener_findings(ls):
+    if not ls or not ls.get('available') or not ls.get('ipv6_ports_ipv4_only'):
+        return []
+    ports_ = ls['ipv6_ports_ipv4_only']
+    return [_finding('D-5', 'warning', 'port(s) %s listen on IPv4 only: IPv6 clients of a dual-stack Service are refused'
+                     % ', '.join(str(x) for x in ports_),
+                     {'ipv4_only': ports_, 'ipv6': ls['ipv6'], 'wanted': ls['ipv6_ports_wanted'],
+                      'tcp': [e for e in ls['tcp'] if e['port'] in ports_]})]
+
+
+def _dns_findings(d):
+    out = _dns_query_findings(d)
+    if not d or not d.get('available') or d.get('agree') is not False:
+        return out
     severity = 'info' if d.get('stub') else 'warning'
     summary = 'resolv.conf files disagree'
     if d.get('stub'):
         summary += ' (%s is the systemd-resolved stub; pods with the node\'s DNS get %s)' % (
             d['files'][0]['path'], ', '.join(d['effective_nameservers'] or []))
-    return [_finding('D-11', severity, summary, {'differences': d['differences']})]
+    return out + [_finding('D-11', severity, summary, {'differences': d['differences']})]
 
 
 def findings(facts, params):
     p = merge_params(params)
     out = []
     out += _conntrack_findings(facts.get('conntrack'), p)
+    out += _nat_findings(facts.get('conntrack'), p)
     out += _ports_findings(facts.get('ports'))
     out += _ipvs_findings(facts.get('ipvs'))
     out += _cni_findings(facts.get('cni'))
@@ -694,6 +802,7 @@ def findings(facts, params):
     out += _bridge_findings(facts.get('bridges'))
     out += _neighbor_findings(facts.get('neighbors'))
     out += _dns_findings(facts.get('dns'))
+    out += _listener_findings(facts.get('listeners'))
     order = {'critical': 0, 'warning': 1, 'info': 2}
     return sorted(out, key=lambda f: order[f['severity']])
 

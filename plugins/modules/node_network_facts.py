@@ -34,7 +34,18 @@ description:
     the interfaces attached to it (one C(ip -j -d link show)).
   - B(N-6) neighbor entries in C(FAILED), C(INCOMPLETE) or C(STALE) state and counts per state
     (C(ip -j neigh show)); with O(expected_neighbors), entries whose MAC differs from the owner's.
-  - B(D-11) nameservers and search domains of O(resolv_conf_files) and whether they agree.
+  - B(D-11) nameservers and search domains of O(resolv_conf_files) and whether they agree; with
+    O(dns_servers), one real DNS query per server and name (the kube-dns Service IP and each CoreDNS
+    pod, as the seed does with dig), classified NOERROR, NXDOMAIN, SERVFAIL, REFUSED, timeout or
+    unreachable. The query is sent by the module itself over UDP (no C(dig) needed) with
+    O(dns_timeout) per query.
+  - B(D-5) listening TCP sockets of the node's network namespace (C(/proc/net/tcp) and C(/proc/net/tcp6),
+    what C(netstat -anp) shows) - ports reachable over IPv4 only, over IPv6, or loopback only. A port in
+    O(ipv6_ports) that listens on IPv4 only is a finding (a dual-stack Service sends it IPv6 clients).
+    Pods with their own network namespace are not seen; host-network pods and node daemons are.
+  - B(D-9) with O(conntrack_breakdown=true), source-NATed conntrack entries per destination (protocol,
+    NAT address, destination address and port) - at most O(nat_port_capacity) can be open at once, so a
+    destination above O(nat_warn_percent) of it is a finding.
   - The container runtime (containerd, CRI-O, Docker) from the kubelet's
     C(--container-runtime-endpoint), else from the runtime sockets present.
   - A probe whose tool or kernel feature is missing reports C(available=false) and a C(reason); a
@@ -63,8 +74,8 @@ options:
       - Which probes to run. V(ipam) also runs V(cni), whose configs give the IPAM ranges.
     type: list
     elements: str
-    choices: [conntrack, ports, ipvs, cni, ipam, bridges, neighbors, dns, runtime]
-    default: [conntrack, ports, ipvs, cni, ipam, bridges, neighbors, dns, runtime]
+    choices: [conntrack, ports, ipvs, cni, ipam, bridges, neighbors, dns, runtime, listeners]
+    default: [conntrack, ports, ipvs, cni, ipam, bridges, neighbors, dns, runtime, listeners]
   nodeport_range:
     description:
       - The cluster's Service NodePort range (kube-apiserver C(--service-node-port-range)) for the
@@ -153,6 +164,51 @@ options:
       - Off by default because a full table can hold hundreds of thousands of entries. Needs C(conntrack-tools).
     type: bool
     default: false
+  nat_port_capacity:
+    description:
+      - NAT source ports available per destination, node and protocol (catalog D-9; the GKE guide's
+        32768-65535 gives 32767). Used with O(conntrack_breakdown=true).
+    type: int
+    default: 32767
+  nat_warn_percent:
+    description:
+      - Share of O(nat_port_capacity) used by one destination from which a D-9 warning is raised; a
+        destination at the capacity is critical.
+    type: float
+    default: 80
+  ipv6_ports:
+    description:
+      - TCP ports that must accept IPv6 clients (catalog D-5), for example the ports of host-network pods
+        behind dual-stack Services. A port listening on IPv4 only is a warning finding.
+    type: list
+    elements: int
+    default: []
+  dns_servers:
+    description:
+      - DNS servers to query from the node (catalog D-11), as IP addresses, for example the kube-dns
+        Service IP and the CoreDNS pod IPs. Empty (the default) sends no query. At most 32.
+    type: list
+    elements: str
+    default: []
+  dns_names:
+    description:
+      - Names to ask each server in O(dns_servers) (1 to 8). A name that must exist answering NXDOMAIN
+        is a warning; SERVFAIL, REFUSED, a timeout or no answer at all is critical.
+    type: list
+    elements: str
+    default: [kubernetes.default.svc.cluster.local]
+  dns_query_type:
+    description:
+      - Record type asked.
+    type: str
+    choices: [A, AAAA]
+    default: A
+  dns_timeout:
+    description:
+      - Seconds to wait for each answer (above 0, at most 30). The probe takes at most
+        servers x names x this.
+    type: float
+    default: 2
 requirements:
   - ip (Debian package iproute2) on the managed node, for the bridge and neighbor probes (reported unavailable without it)
   - ipvsadm (Debian package ipvsadm) on the managed node, for the IPVS timeouts (reported unavailable without it)
@@ -218,7 +274,9 @@ netmedic:
         - C(table_full_events) - C(available), C(source) (V(dmesg) or V(journalctl)), C(count), C(last)
           (the last matching line), C(lines_scanned), C(fallback_reason) or C(reason).
         - With O(conntrack_breakdown=true), C(breakdown) - C(total), C(by_protocol), C(tcp_states), C(dns)
-          (entries to port 53), C(top_dports) and C(advice) (the source documents' advice for what dominates).
+          (entries to port 53), C(top_dports), C(advice) (the source documents' advice for what dominates) and C(nat)
+          (catalog D-9 - C(total) source-NATed entries, C(max_per_destination), C(destinations) largest first with
+          C(protocol), C(nat_address), C(dst), C(dport), C(count)).
       returned: when the conntrack probe runs
       type: dict
       sample: {"available": true, "count": 16, "max": 16, "usage_percent": 100.0, "buckets": 4096, "hashsize": 4096,
@@ -294,6 +352,9 @@ netmedic:
       description:
         - Catalog D-11. C(files) (path, exists, nameservers, search, options), C(agree) (null with fewer than
           two files), C(stub), C(effective_nameservers), C(differences).
+        - With O(dns_servers), C(queries) - per server and name C(server), C(name), C(type), C(result) (V(noerror),
+          V(nxdomain), V(servfail), V(refused), V(other), V(timeout), V(unreachable), V(error)), C(rcode),
+          C(answers), C(truncated), C(ms).
       returned: when the dns probe runs
       type: dict
       sample: {"available": true, "agree": null, "stub": false, "effective_nameservers": ["10.255.255.53"],
@@ -309,6 +370,17 @@ netmedic:
       sample: {"available": true, "name": "containerd", "source": "socket", "endpoint": null, "endpoint_source": null,
                "ambiguous": false, "runtimes": [{"name": "containerd", "socket": "/run/containerd/containerd.sock",
                "socket_present": true, "clis": {"ctr": "/usr/bin/ctr", "crictl": null}}]}
+    listeners:
+      description:
+        - Catalog D-5. C(tcp) and C(tcp6) listening sockets (family, address, port), C(ipv6_enabled), ports by
+          reachability - C(ipv4_only), C(ipv6), C(loopback_only) - and for O(ipv6_ports) C(ipv6_ports_wanted),
+          C(ipv6_ports_ipv4_only), C(ipv6_ports_not_listening).
+      returned: when the listeners probe runs
+      type: dict
+      sample: {"available": true, "ipv6_enabled": true, "ipv4_only": [7070], "ipv6": [8080, 9090],
+               "loopback_only": [5050, 6060], "ipv6_ports_wanted": [7070], "ipv6_ports_ipv4_only": [7070],
+               "ipv6_ports_not_listening": [],
+               "tcp": [{"family": 4, "address": "0.0.0.0", "port": 7070}], "tcp6": [{"family": 6, "address": "::", "port": 8080}]}
     findings:
       description:
         - Problems found, most severe first. C(id) is the catalog ID, C(severity) is V(critical),
@@ -341,7 +413,7 @@ netmedic:
       returned: always
       type: list
       elements: str
-      sample: [N-1, N-2, N-3, N-4, N-5, N-6, N-7, N-8, C-5, D-7, D-11]
+      sample: [N-1, N-2, N-3, N-4, N-5, N-6, N-7, N-8, C-5, D-5, D-7, D-9, D-11]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -368,6 +440,13 @@ def main():
             ipam_warn_percent=dict(type='float', default=90),
             kernel_log=dict(type='bool', default=True),
             conntrack_breakdown=dict(type='bool', default=False),
+            nat_port_capacity=dict(type='int', default=node_facts.DEFAULTS['nat_port_capacity']),
+            nat_warn_percent=dict(type='float', default=node_facts.DEFAULTS['nat_warn_percent']),
+            ipv6_ports=dict(type='list', elements='int', default=[]),
+            dns_servers=dict(type='list', elements='str', default=[]),
+            dns_names=dict(type='list', elements='str', default=list(node_facts.DEFAULTS['dns_names'])),
+            dns_query_type=dict(type='str', choices=['A', 'AAAA'], default='A'),
+            dns_timeout=dict(type='float', default=node_facts.DEFAULTS['dns_timeout']),
         ),
         supports_check_mode=True,
     )

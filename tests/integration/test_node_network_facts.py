@@ -232,3 +232,67 @@ def test_node_in_a_network_namespace(run, netns, tmp_path):
     assert released not in [a['ip'] for a in net['allocations']]
     assert again['netmedic']['ports']['covered_by_reserved'] is True
     assert again['netmedic']['findings'] == []
+
+
+# A DNS server of the test's own inside the namespace: NOERROR (one A record) for the cluster name,
+# NXDOMAIN for anything else, REFUSED from a second address; the third address has no server.
+_DNS_SERVER = r'''
+import socket, struct, sys, threading
+def serve(addr, refuse):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, 53))
+    while True:
+        data, peer = s.recvfrom(512)
+        qid, = struct.unpack('!H', data[:2])
+        end = data.index(b'\0', 12) + 5
+        question = data[12:end]
+        name = []
+        i = 0
+        while question[i]:
+            name.append(question[i + 1:i + 1 + question[i]].decode()); i += question[i] + 1
+        if refuse:
+            s.sendto(struct.pack('!HHHHHH', qid, 0x8185, 1, 0, 0, 0) + question, peer)
+        elif '.'.join(name) == 'kubernetes.default.svc.cluster.local':
+            answer = b'\xc0\x0c' + struct.pack('!HHIH', 1, 1, 30, 4) + socket.inet_aton('10.96.0.1')
+            s.sendto(struct.pack('!HHHHHH', qid, 0x8180, 1, 1, 0, 0) + question + answer, peer)
+        else:
+            s.sendto(struct.pack('!HHHHHH', qid, 0x8183, 1, 0, 0, 0) + question, peer)
+threading.Thread(target=serve, args=('127.0.0.1', False), daemon=True).start()
+threading.Thread(target=serve, args=('127.0.0.2', True), daemon=True).start()
+l6 = socket.socket(socket.AF_INET6); l6.bind(('::', 8080)); l6.listen()
+l4 = socket.socket(); l4.bind(('0.0.0.0', 7070)); l4.listen()
+print('ready', flush=True)
+sys.stdin.read()
+'''
+
+
+def test_d5_d11_listeners_and_real_dns_queries_in_a_namespace(run, netns):
+    """D-5 and D-11 for real: the kernel's socket tables and UDP queries answered by a live server."""
+    netns.run('ip', 'link', 'set', 'lo', 'up')
+    netns.run('ip', 'addr', 'add', '127.0.0.2/8', 'dev', 'lo')
+    server = subprocess.Popen(['ip', 'netns', 'exec', netns.name, 'python3', '-c', _DNS_SERVER],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == 'ready'
+        result = run('node_network_facts', {
+            'probes': ['dns', 'listeners'], 'ipv6_ports': [7070, 8080], 'dns_timeout': 1,
+            'dns_servers': ['127.0.0.1', '127.0.0.2', '127.0.0.3'],
+            'dns_names': ['kubernetes.default.svc.cluster.local', 'nope.default.svc.cluster.local'],
+        }, wrapper=netns.wrapper)
+    finally:
+        server.stdin.close()
+        server.kill()
+        server.wait(10)
+    assert not result.failed, result.output
+    facts = result['netmedic']
+    got = {(q['server'], q['name'].split('.')[0]): q['result'] for q in facts['dns']['queries']}
+    assert got == {
+        ('127.0.0.1', 'kubernetes'): 'noerror', ('127.0.0.1', 'nope'): 'nxdomain',
+        ('127.0.0.2', 'kubernetes'): 'refused', ('127.0.0.2', 'nope'): 'refused',
+        ('127.0.0.3', 'kubernetes'): 'unreachable', ('127.0.0.3', 'nope'): 'unreachable',
+    }
+    assert [q['answers'] for q in facts['dns']['queries'] if q['result'] == 'noerror'] == [1]
+    ls = facts['listeners']
+    assert (ls['ipv4_only'], ls['ipv6'], ls['ipv6_ports_ipv4_only']) == ([7070], [8080], [7070])
+    found = {(f['id'], f['severity']) for f in facts['findings']}
+    assert found == {('D-5', 'warning'), ('D-11', 'critical')}

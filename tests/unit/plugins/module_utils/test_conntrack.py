@@ -95,3 +95,25 @@ def test_breakdown_extended_format_and_udp_advice():
     assert len(conntrack.advice(counts)) == 1 and 'NodeLocal DNSCache' in conntrack.advice(counts)[0]
     assert conntrack.breakdown('') == {'total': 0, 'by_protocol': {}, 'tcp_states': {}, 'dns': 0, 'top_dports': []}
     assert conntrack.advice(conntrack.breakdown('')) == []
+
+
+def test_nat_usage_counts_masqueraded_entries_per_destination():
+    """D-9: entries whose reply goes to another address than the original source were source-NATed."""
+    nat = conntrack.nat_usage((FIXTURES / 'conntrack-L-snat.txt').read_text())
+    # 92 NATed (80 TCP to 8443 in every state, 12 UDP to 53); the 4 loopback entries are not NATed.
+    assert nat['total'] == 92 and nat['max_per_destination'] == 80
+    assert nat['destinations'] == [
+        {'protocol': 'tcp', 'nat_address': '10.98.0.1', 'dst': '10.98.0.2', 'dport': '8443', 'count': 80},
+        {'protocol': 'udp', 'nat_address': '10.98.0.1', 'dst': '10.98.0.2', 'dport': '53', 'count': 12}]
+
+
+def test_nat_usage_of_a_listing_without_nat_is_empty():
+    nat = conntrack.nat_usage((FIXTURES / 'conntrack-L.txt').read_text())
+    assert nat == {'total': 0, 'max_per_destination': 0, 'destinations': []}
+
+
+def test_nat_usage_reads_the_extended_format():
+    line = ('ipv4     2 tcp      6 431999 ESTABLISHED src=10.99.0.2 dst=10.98.0.2 sport=1 dport=443 '
+            'src=10.98.0.2 dst=10.98.0.1 sport=443 dport=1 [ASSURED] mark=0 use=1\n')
+    assert conntrack.nat_usage(line * 3)['destinations'] == [
+        {'protocol': 'tcp', 'nat_address': '10.98.0.1', 'dst': '10.98.0.2', 'dport': '443', 'count': 3}]

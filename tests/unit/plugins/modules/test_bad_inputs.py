@@ -49,6 +49,7 @@ from ansible_collections.netmedic.k8s.plugins.modules import (
     ipvs_modules,
     ipvs_timeouts,
     neighbor_flush,
+    node_network_facts,
     pod_bridge,
     port_range,
     stale_pod_process,
@@ -65,6 +66,7 @@ MODULES = {
     'pod_bridge': pod_bridge,
     'cilium_lb_maps': cilium_lb_maps,
     'stale_pod_process': stale_pod_process,
+    'node_network_facts': node_network_facts,
 }
 
 # (module, arguments, words the failure message must contain)
@@ -141,6 +143,16 @@ CASES = [
     ('stale_pod_process', {'pod_uid': '3f1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8', 'signal': 'HUP'}, 'signal'),
     ('stale_pod_process', {'pod_uid': '3f1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8', 'state': 'killed'}, 'nothing was changed'),
     # cni_ipam_gc (N-1): its owner adds its cases here when the module lands.
+    # node_network_facts (read-only; D-5, D-9, D-11 inputs)
+    ('node_network_facts', {'ipv6_ports': [0]}, 'ipv6_ports'),
+    ('node_network_facts', {'ipv6_ports': [65536]}, 'ipv6_ports'),
+    ('node_network_facts', {'dns_servers': ['kube-dns.kube-system']}, 'not an IP address'),
+    ('node_network_facts', {'dns_servers': ['10.96.0.10:53']}, 'not an IP address'),
+    ('node_network_facts', {'dns_names': ['bad..name']}, 'not a valid DNS name'),
+    ('node_network_facts', {'dns_timeout': 0}, 'dns_timeout'),
+    ('node_network_facts', {'dns_timeout': 60}, 'dns_timeout'),
+    ('node_network_facts', {'nat_port_capacity': 0}, 'nat_port_capacity'),
+    ('node_network_facts', {'nat_warn_percent': 150}, 'nat_warn_percent'),
 ]
 
 POD = '3f1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8'

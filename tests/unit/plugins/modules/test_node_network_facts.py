@@ -345,3 +345,83 @@ def test_conntrack_breakdown_opt_in(node, make_runner):
     ct = gather(node, runner, conntrack_breakdown=True)['conntrack']
     assert ct['breakdown']['available'] is False and 'conntrack-tools' in ct['breakdown']['reason']
     assert ct['max'] == 16
+
+
+def test_d9_nat_port_usage_per_destination(node, make_runner):
+    """D-9: a destination using 80 of 100 NAT ports warns; at the capacity it is critical."""
+    replies = standard_replies()
+    replies[('conntrack', '-L')] = (0, fixture_text('conntrack/conntrack-L-snat.txt'), '')
+
+    def run(**params):
+        runner = make_runner(binaries=dict(STANDARD_BINARIES, conntrack='/usr/sbin/conntrack'), replies=replies)
+        return gather(node, runner, probes=['conntrack'], kernel_log=False, conntrack_breakdown=True, **params)
+
+    facts = run()
+    assert facts['conntrack']['breakdown']['nat']['max_per_destination'] == 80
+    assert 'D-9' not in [f['id'] for f in facts['findings']]  # 80 of 32767
+    (d9,) = [f for f in run(nat_port_capacity=100)['findings'] if f['id'] == 'D-9']
+    assert d9['severity'] == 'warning' and d9['evidence']['usage_percent'] == 80.0
+    assert '10.98.0.2:8443' in d9['summary'] and '10.98.0.1' in d9['summary']
+    assert [f['severity'] for f in run(nat_port_capacity=80)['findings'] if f['id'] == 'D-9'] == ['critical']
+    assert 'D-9' not in [f['id'] for f in run(nat_port_capacity=100, nat_warn_percent=81)['findings']]
+
+
+def test_d5_ipv4_only_listener_for_a_dual_stack_port(node, make_runner):
+    node.copy('proc/net-tcp-listeners.txt', '/proc/net/tcp')
+    node.copy('proc/net-tcp6-listeners.txt', '/proc/net/tcp6')
+    facts = gather(node, make_runner(), probes=['listeners'], ipv6_ports=[7070, 8080, 1234])
+    ls = facts['listeners']
+    assert (ls['ipv4_only'], ls['ipv6'], ls['loopback_only']) == ([7070], [8080, 9090], [5050, 6060])
+    assert (ls['ipv6_ports_ipv4_only'], ls['ipv6_ports_not_listening']) == ([7070], [1234])
+    (d5,) = facts['findings']
+    assert (d5['id'], d5['severity'], d5['evidence']['ipv4_only']) == ('D-5', 'warning', [7070])
+    # Without ports to check: facts only, no finding.
+    assert gather(node, make_runner(), probes=['listeners'])['findings'] == []
+
+
+def test_d5_without_proc_net_tcp_is_unavailable_not_empty(node, make_runner):
+    facts = gather(node, make_runner(), probes=['listeners'], ipv6_ports=[80])
+    assert facts['listeners']['available'] is False and '/proc/net/tcp' in facts['listeners']['reason']
+    assert facts['findings'] == []
+
+
+def test_d11_queries_each_server_and_classifies(node, make_runner):
+    asked = []
+    answers = {'10.96.0.10': 'noerror', '10.244.1.5': 'nxdomain', '10.244.2.7': 'timeout'}
+
+    def fake_query(server, name, qtype, timeout):
+        asked.append((server, name, qtype, timeout))
+        return {'server': server, 'name': name, 'type': qtype, 'result': answers[server], 'rcode': None,
+                'answers': 0, 'truncated': False, 'ms': 1}
+
+    facts = node_facts.gather(make_runner(), {'probes': ['dns'], 'dns_servers': list(answers), 'dns_timeout': 1.5},
+                              root=str(node.root), kernel_release='6.1.0-56-amd64', dns_query=fake_query)
+    assert asked == [(s, 'kubernetes.default.svc.cluster.local', 'A', 1.5) for s in answers]
+    assert [q['result'] for q in facts['dns']['queries']] == ['noerror', 'nxdomain', 'timeout']
+    (d11,) = [f for f in facts['findings'] if f['id'] == 'D-11' and 'queries' in f['evidence']]
+    assert d11['severity'] == 'critical'
+    assert '10.244.2.7: TIMEOUT' in d11['summary'] and '10.244.1.5: NXDOMAIN' in d11['summary']
+    # No servers given: no query is sent at all.
+    asked.clear()
+    facts = node_facts.gather(make_runner(), {'probes': ['dns']}, root=str(node.root), dns_query=fake_query)
+    assert asked == [] and 'queries' not in facts['dns']
+
+
+@pytest.mark.parametrize('params,match', [
+    ({'ipv6_ports': [0]}, 'ipv6_ports'),
+    ({'ipv6_ports': [70000]}, 'ipv6_ports'),
+    ({'dns_servers': ['kube-dns']}, 'not an IP address'),
+    ({'dns_servers': ['10.0.0.1'] * 33}, 'at most 32'),
+    ({'dns_names': []}, 'dns_names'),
+    ({'dns_names': ['a..b']}, 'not a valid DNS name'),
+    ({'dns_query_type': 'TXT'}, 'query type'),
+    ({'dns_timeout': 0}, 'dns_timeout'),
+    ({'nat_port_capacity': 0}, 'nat_port_capacity'),
+    ({'nat_port_capacity': 70000}, 'nat_port_capacity'),
+    ({'nat_warn_percent': 0}, 'nat_warn_percent'),
+])
+def test_new_inputs_refused_before_any_probe(params, match, make_runner):
+    runner = make_runner(binaries={}, replies={})
+    with pytest.raises(node_facts.ParamError, match=match):
+        node_facts.gather(runner, params, root='/nonexistent')
+    assert runner.fake.calls == []
