@@ -153,6 +153,20 @@ apidouble: setup
 	@pytest tests/lab tests/cluster --junitxml=tests/output/junit/apidouble.xml $(PYTEST_ARGS) || { \
 	  rc=$$?; [ $$rc -eq 5 ] && echo 'apidouble: pytest collected no tests (exit 5): failing'; exit $$rc; }
 
+# tests/cluster against the lab's real control plane (lab/k8s/k8sctl, issue 15): build the
+# binaries if missing, up (clean state), seed + simulated nodes, pytest, down. Not in TEST_STAGES.
+K8SCTL := $(ROOT)/lab/k8s/k8sctl
+K8S_KUBECONFIG := $(or $(NETMEDIC_K8S_KUBECONFIG),$(or $(NETMEDIC_LAB_STATE),/run/netmedic-lab)/k8s/admin.kubeconfig)
+.PHONY: realcluster-test
+realcluster-test: setup
+	@$(K8SCTL) build
+	@mkdir -p tests/output/junit
+	@$(K8SCTL) locked -- bash -c 'rc=0; $(K8SCTL) up && $(K8SCTL) seed || rc=$$?; \
+	  if [ $$rc -eq 0 ]; then NETMEDIC_TEST_KUBECONFIG=$(K8S_KUBECONFIG) pytest tests/cluster \
+	    --junitxml=tests/output/junit/realcluster.xml $(PYTEST_ARGS) || rc=$$?; fi; \
+	  [ $$rc -eq 5 ] && echo "realcluster-test: pytest collected no tests (exit 5): failing"; \
+	  $(K8SCTL) down; exit $$rc'
+
 build: setup
 	@rm -rf build && mkdir -p build
 	ansible-galaxy collection build --force --output-path build .

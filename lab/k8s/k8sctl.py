@@ -1,0 +1,787 @@
+"""k8sctl: a real Kubernetes control plane on 127.0.0.1 for the netmedic.k8s lab (issue 15).
+
+Commands:
+  build [--force]   build etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+                    kube-proxy, kubelet and crictl from Go modules (lab/k8s/go) into
+                    $CACHE/k8s/<version>/bin; a no-op when the cache matches the key
+                    (Kubernetes version + go.sum + our sources), prints how long it took
+  up [--build]      start etcd, kube-apiserver, kube-controller-manager and kube-scheduler
+                    from the clean snapshot (taken after the first bootstrap), wait until ready
+  reset             stop, restore the clean etcd data dir, start again, wait until ready
+  seed [--seed F]   create the objects of a lab seed (default lab/seed/cluster.yaml) and run
+                    simulated nodes for its pods (lab/k8s/nodesim.py: no kubelets yet)
+  down              stop every process of ours (each runs in its own process group)
+  status            what runs, readiness, the binary cache
+  kubeconfig        print the admin kubeconfig path (rewrite it if it went missing)
+  locked -- CMD...  run CMD holding the control plane's lock (up/reset/down inside it do not
+                    wait for themselves)
+
+One control plane per machine: build, up, reset and down hold an exclusive flock on
+/tmp/netmedic-k8s.lock (NETMEDIC_K8S_LOCK overrides), the VM lab's locking code (imported from
+lab/vm/labctl.py), so two test runs never restart the cluster under each other.
+
+Environment:
+  NETMEDIC_LAB_CACHE      cache root (default /var/cache/netmedic-lab); binaries in k8s/<version>/bin
+  NETMEDIC_K8S_STATE      runtime dir: PKI, etcd data, clean snapshot, logs, pids
+                          (default /run/netmedic-k8s: outside the VM lab's runtime dir, which
+                          `labctl down` removes as a whole)
+  NETMEDIC_K8S_KUBECONFIG the admin kubeconfig written by `up`
+                          (default $NETMEDIC_LAB_STATE/k8s/admin.kubeconfig = /run/netmedic-lab/k8s/...)
+  NETMEDIC_K8S_PORT_BASE  first of the loopback ports (default 16440): apiserver +3 (16443),
+                          etcd client +4, etcd peer +5, controller-manager +6, scheduler +7
+  NETMEDIC_K8S_LOCK       lock file (default /tmp/netmedic-k8s.lock)
+  GOTOOLCHAIN             passed to go; default `local` (go.mod needs Go 1.26.6, 1.26.8 is installed).
+                          Set e.g. go1.27.3 when a newer pin needs it (fetched from the proxy).
+
+Python 3 standard library plus the openssl and go commands.
+"""
+
+import argparse
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'vm'))
+import labctl  # noqa: E402  the VM lab: log/step/LabError and the flock with ancestor detection
+from labctl import LabError, log, step  # noqa: E402
+
+GO_DIR = os.path.join(HERE, 'go')
+CACHE = os.path.join(os.environ.get('NETMEDIC_LAB_CACHE') or '/var/cache/netmedic-lab', 'k8s')
+STATE = os.environ.get('NETMEDIC_K8S_STATE') or '/run/netmedic-k8s'
+KUBECONFIG = os.environ.get('NETMEDIC_K8S_KUBECONFIG') or os.path.join(
+    os.environ.get('NETMEDIC_LAB_STATE') or '/run/netmedic-lab', 'k8s', 'admin.kubeconfig'
+)
+LOCK = os.environ.get('NETMEDIC_K8S_LOCK') or '/tmp/netmedic-k8s.lock'
+PORT_BASE = int(os.environ.get('NETMEDIC_K8S_PORT_BASE') or 16440)
+API_PORT = PORT_BASE + 3
+ETCD_PORT = PORT_BASE + 4
+ETCD_PEER_PORT = PORT_BASE + 5
+KCM_PORT = PORT_BASE + 6
+SCHED_PORT = PORT_BASE + 7
+HOST = '127.0.0.1'
+SERVICE_CIDR = '10.96.0.0/16'
+CLUSTER_NAME = 'netmedic-real'
+
+# Bump when the build steps change in a way the key's inputs do not show.
+BUILD_FORMAT = 1
+BINARIES = {
+    'etcd': './cmd/etcd',
+    'kube-apiserver': './cmd/kube-apiserver',
+    'kube-controller-manager': './cmd/kube-controller-manager',
+    'kube-scheduler': './cmd/kube-scheduler',
+    'kube-proxy': './cmd/kube-proxy',
+    'kubelet': './cmd/kubelet',
+    'crictl': 'sigs.k8s.io/cri-tools/cmd/crictl',  # upstream main package, built from our module
+}
+CONTROL_PLANE = ('etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler')
+# build has its own lock in the cache (a long build must not keep test runs from the cluster)
+LOCKED_COMMANDS = ('up', 'reset', 'down', 'seed')
+
+READY_TIMEOUT = 180  # s per component, on two shared cores
+STOP_TIMEOUT = 20
+
+# --------------------------------------------------------------------------
+# build
+
+
+def kube_version():
+    with open(os.path.join(GO_DIR, 'go.mod')) as fh:
+        for line in fh:
+            f = line.split()
+            if len(f) >= 2 and f[0] == 'k8s.io/kubernetes':
+                return f[1]
+    raise LabError('lab/k8s/go/go.mod does not require k8s.io/kubernetes')
+
+
+def build_key():
+    """Version + go.sum hash (+ go.mod, our mains, the build format): what the binaries depend on."""
+    h = hashlib.sha256(f'format={BUILD_FORMAT}\n'.encode())
+    for root, dirs, files in os.walk(GO_DIR):
+        dirs.sort()
+        for name in sorted(files):
+            if name in ('go.mod', 'go.sum') or name.endswith('.go'):
+                path = os.path.join(root, name)
+                h.update(os.path.relpath(path, GO_DIR).encode() + b'\0')
+                with open(path, 'rb') as fh:
+                    h.update(fh.read())
+    with open(os.path.join(GO_DIR, 'go.sum'), 'rb') as fh:
+        gosum = hashlib.sha256(fh.read()).hexdigest()
+    return {'version': kube_version(), 'go_sum_sha256': gosum, 'key': h.hexdigest()[:16]}
+
+
+def version_dir(version=None):
+    return os.path.join(CACHE, version or kube_version())
+
+
+def bin_dir(version=None):
+    return os.path.join(version_dir(version), 'bin')
+
+
+def bin_path(name):
+    return os.path.join(bin_dir(), name)
+
+
+def cached_build():
+    """The recorded build (build.json) when it matches the current key and every binary exists."""
+    try:
+        with open(os.path.join(version_dir(), 'build.json')) as fh:
+            rec = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if rec.get('key') != build_key()['key']:
+        return None
+    if not all(os.access(bin_path(b), os.X_OK) for b in BINARIES):
+        return None
+    return rec
+
+
+def go_env():
+    env = dict(os.environ)
+    env.setdefault('GOTOOLCHAIN', 'local')
+    env['GOFLAGS'] = '-mod=readonly -buildvcs=false'
+    env['CGO_ENABLED'] = '0'
+    return env
+
+
+def ldflags(version):
+    major, minor = version.lstrip('v').split('.')[:2]
+    x = []
+    for pkg in ('k8s.io/component-base/version', 'k8s.io/client-go/pkg/version'):
+        x += [f'-X {pkg}.gitVersion={version}', f'-X {pkg}.gitMajor={major}', f'-X {pkg}.gitMinor={minor}',
+              f'-X {pkg}.gitTreeState=clean']
+    return ' '.join(['-s', '-w', *x])
+
+
+def run_timed(cmd, env, logfile, timeout):
+    start = time.monotonic()
+    with open(logfile, 'w') as fh:
+        try:
+            proc = subprocess.run(cmd, cwd=GO_DIR, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                  timeout=timeout, check=False)
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            rc = 'timeout'
+    return rc, time.monotonic() - start
+
+
+def cmd_build(args):
+    key = build_key()
+    rec = cached_build()
+    if rec and not args.force:
+        log(f'binaries {key["version"]} cached (key {key["key"]}) in {bin_dir()}: nothing to build '
+            f'(the cold build took {rec.get("total_s", 0):.0f}s)')
+        return rec
+    if not shutil.which('go'):
+        raise LabError('go: not found (Debian package golang-go is too old; the lab expects Go >= 1.26)')
+    env = go_env()
+    os.makedirs(os.path.join(CACHE, 'logs'), exist_ok=True)
+    with labctl.flock(os.path.join(CACHE, '.build.lock')):
+        rec = cached_build()
+        if rec and not args.force:
+            log('built meanwhile by another run: nothing to do')
+            return rec
+        start = time.monotonic()
+        tmp = bin_dir() + '.tmp'
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        times = {}
+        with step(f'go mod download (Kubernetes {key["version"]}; offline when the module cache has it)'):
+            rc, dt = run_timed(['go', 'mod', 'download'], env, os.path.join(CACHE, 'logs', 'download.log'), 1800)
+            times['download'] = round(dt, 1)
+            if rc != 0:
+                raise LabError(f'go mod download failed ({rc}) after {dt:.0f}s: see {CACHE}/logs/download.log')
+        failed = {}
+        for name, pkg in BINARIES.items():
+            logfile = os.path.join(CACHE, 'logs', f'build-{name}.log')
+            cmd = ['go', 'build', '-trimpath', '-ldflags', ldflags(key['version']), '-o', os.path.join(tmp, name), pkg]
+            with step(f'go build {name}'):
+                rc, dt = run_timed(cmd, env, logfile, 3600)
+            times[name] = round(dt, 1)
+            if rc != 0:
+                with open(logfile) as fh:
+                    failed[name] = {'cmd': cmd, 'rc': rc, 'seconds': round(dt, 1), 'error': fh.read()[-2000:]}
+                log(f'    FAILED ({rc}) after {dt:.0f}s: {failed[name]["error"][-500:]}')
+        total = time.monotonic() - start
+        rec = dict(key, go=subprocess.run(['go', 'version'], env=env, capture_output=True, text=True,
+                                          check=False, timeout=60).stdout.strip(),
+                   seconds=times, total_s=round(total, 1), failed=failed,
+                   built_at=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+        if failed:
+            with open(os.path.join(version_dir(), 'build-failed.json'), 'w') as fh:
+                json.dump(rec, fh, indent=2)
+            raise LabError(f'could not build {", ".join(failed)} (see {version_dir()}/build-failed.json)')
+        shutil.rmtree(bin_dir(), ignore_errors=True)
+        os.rename(tmp, bin_dir())
+        with open(os.path.join(version_dir(), 'build.json'), 'w') as fh:
+            json.dump(rec, fh, indent=2)
+    log('built ' + ', '.join(f'{n} {s:.0f}s' for n, s in times.items()))
+    log(f'build of Kubernetes {key["version"]} took {total:.0f}s ({total / 60:.1f} min) -> {bin_dir()}')
+    return rec
+
+
+# --------------------------------------------------------------------------
+# PKI (openssl, argument lists)
+
+
+def pki(*parts):
+    return os.path.join(STATE, 'pki', *parts)
+
+
+def openssl(*args):
+    labctl.run(['openssl', *args], capture=True, timeout=60)
+
+
+def genkey(path):
+    # ECDSA P-256: ~50x faster to make than RSA 2048 on two shared cores; every component takes it
+    openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', path)
+    os.chmod(path, 0o600)
+
+
+def make_cert(name, cn, org=None, sans=(), client=False, server=False):
+    key, crt, csr = pki(f'{name}.key'), pki(f'{name}.crt'), pki(f'{name}.csr')
+    if os.path.exists(crt):
+        return
+    genkey(key)
+    subj = f'/CN={cn}' + (f'/O={org}' if org else '')
+    openssl('req', '-new', '-key', key, '-subj', subj, '-out', csr)
+    usage = ','.join(u for u, on in (('serverAuth', server), ('clientAuth', client)) if on)
+    ext = ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment',
+           f'extendedKeyUsage={usage}']
+    if sans:
+        ext.append('subjectAltName=' + ','.join(sans))
+    extfile = pki(f'{name}.ext')
+    with open(extfile, 'w') as fh:
+        fh.write('\n'.join(ext) + '\n')
+    openssl('x509', '-req', '-in', csr, '-CA', pki('ca.crt'), '-CAkey', pki('ca.key'), '-CAcreateserial',
+            '-days', '3650', '-sha256', '-extfile', extfile, '-out', crt)
+    os.unlink(csr)
+    os.unlink(extfile)
+
+
+def ensure_pki():
+    os.makedirs(pki(), mode=0o700, exist_ok=True)
+    if not os.path.exists(pki('ca.crt')):
+        genkey(pki('ca.key'))
+        openssl('req', '-x509', '-new', '-key', pki('ca.key'), '-subj',
+                f'/CN={CLUSTER_NAME}-ca', '-days', '3650', '-sha256', '-addext',
+                'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+                '-out', pki('ca.crt'))
+    if not os.path.exists(pki('sa.pub')):
+        genkey(pki('sa.key'))  # service-account tokens: ES256
+        openssl('pkey', '-in', pki('sa.key'), '-pubout', '-out', pki('sa.pub'))
+    make_cert('apiserver', 'kube-apiserver', server=True,
+              sans=('IP:127.0.0.1', 'IP:10.96.0.1', 'DNS:localhost', 'DNS:kubernetes', 'DNS:kubernetes.default',
+                    'DNS:kubernetes.default.svc', 'DNS:kubernetes.default.svc.cluster.local'))
+    make_cert('apiserver-kubelet-client', 'kube-apiserver-kubelet-client', org='system:masters', client=True)
+    make_cert('admin', 'netmedic-admin', org='system:masters', client=True)
+    make_cert('controller-manager', 'system:kube-controller-manager', client=True)
+    make_cert('scheduler', 'system:kube-scheduler', client=True)
+    make_cert('front-proxy-client', 'front-proxy-client', client=True)
+
+
+def b64file(path):
+    with open(path, 'rb') as fh:
+        return base64.b64encode(fh.read()).decode()
+
+
+def write_kubeconfig(path, user):
+    """A kubeconfig with the certificates embedded (no path into the state dir)."""
+    doc = {
+        'apiVersion': 'v1',
+        'kind': 'Config',
+        'clusters': [{'name': CLUSTER_NAME, 'cluster': {
+            'server': f'https://{HOST}:{API_PORT}', 'certificate-authority-data': b64file(pki('ca.crt'))}}],
+        'users': [{'name': user, 'user': {
+            'client-certificate-data': b64file(pki(f'{user}.crt')), 'client-key-data': b64file(pki(f'{user}.key'))}}],
+        'contexts': [{'name': f'{user}@{CLUSTER_NAME}', 'context': {'cluster': CLUSTER_NAME, 'user': user}}],
+        'current-context': f'{user}@{CLUSTER_NAME}',
+    }
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + '.tmp'
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w') as fh:
+        json.dump(doc, fh, indent=2)  # JSON is YAML: every kubeconfig reader takes it
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------
+# processes
+
+
+def procs_file():
+    return os.path.join(STATE, 'procs.json')
+
+
+def load_procs():
+    try:
+        with open(procs_file()) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def save_procs(procs):
+    tmp = procs_file() + '.tmp'
+    with open(tmp, 'w') as fh:
+        json.dump(procs, fh, indent=2)
+    os.replace(tmp, procs_file())
+
+
+def ours(pid, match):
+    """pid still runs our program (its command line contains match), not a reused pid."""
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as fh:
+            return match.encode() in fh.read()
+    except OSError:
+        return False
+
+
+def alive(pid):
+    if not isinstance(pid, int) or pid <= 1:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f'/proc/{pid}/stat') as fh:
+            return fh.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+def component_args(name):
+    data = os.path.join(STATE, 'etcd-data')
+    kc = os.path.join(STATE, 'kubeconfigs')
+    if name == 'etcd':
+        return ['--name', 'netmedic', '--data-dir', data,
+                '--listen-client-urls', f'http://{HOST}:{ETCD_PORT}', '--advertise-client-urls', f'http://{HOST}:{ETCD_PORT}',
+                '--listen-peer-urls', f'http://{HOST}:{ETCD_PEER_PORT}',
+                '--initial-advertise-peer-urls', f'http://{HOST}:{ETCD_PEER_PORT}',
+                '--initial-cluster', f'netmedic=http://{HOST}:{ETCD_PEER_PORT}',
+                '--listen-metrics-urls', '', '--log-level', 'warn',
+                '--unsafe-no-fsync',  # tmpfs-backed lab data; a clean copy is kept for reset
+                '--snapshot-count', '10000', '--quota-backend-bytes', str(2 * 1024**3)]
+    if name == 'kube-apiserver':
+        return ['--etcd-servers', f'http://{HOST}:{ETCD_PORT}',
+                '--bind-address', HOST, '--advertise-address', HOST, '--secure-port', str(API_PORT),
+                # the reconciler would publish 127.0.0.1 as the kubernetes Endpoints, which validation
+                # refuses (loopback): no reconciler on a one-member loopback control plane
+                '--endpoint-reconciler-type', 'none',
+                '--tls-cert-file', pki('apiserver.crt'), '--tls-private-key-file', pki('apiserver.key'),
+                '--client-ca-file', pki('ca.crt'),
+                '--kubelet-client-certificate', pki('apiserver-kubelet-client.crt'),
+                '--kubelet-client-key', pki('apiserver-kubelet-client.key'),
+                '--kubelet-certificate-authority', pki('ca.crt'),
+                '--proxy-client-cert-file', pki('front-proxy-client.crt'),
+                '--proxy-client-key-file', pki('front-proxy-client.key'),
+                '--requestheader-client-ca-file', pki('ca.crt'),
+                '--requestheader-allowed-names', 'front-proxy-client',
+                '--requestheader-username-headers', 'X-Remote-User',
+                '--requestheader-group-headers', 'X-Remote-Group',
+                '--requestheader-extra-headers-prefix', 'X-Remote-Extra-',
+                '--service-account-issuer', 'https://kubernetes.default.svc.cluster.local',
+                '--service-account-key-file', pki('sa.pub'),
+                '--service-account-signing-key-file', pki('sa.key'),
+                '--service-cluster-ip-range', SERVICE_CIDR,
+                '--authorization-mode', 'Node,RBAC',  # the default admission chain: no --enable/--disable
+                '--allow-privileged', 'true', '--profiling', 'false', '--v', '1']
+    common = ['--bind-address', HOST, '--profiling', 'false', '--v', '1']
+    if name == 'kube-controller-manager':
+        k = os.path.join(kc, 'controller-manager.kubeconfig')
+        return ['--kubeconfig', k, '--authentication-kubeconfig', k, '--authorization-kubeconfig', k,
+                '--secure-port', str(KCM_PORT), '--use-service-account-credentials', 'true',
+                '--service-account-private-key-file', pki('sa.key'), '--root-ca-file', pki('ca.crt'),
+                '--cluster-signing-cert-file', pki('ca.crt'), '--cluster-signing-key-file', pki('ca.key'),
+                '--cluster-name', CLUSTER_NAME, '--service-cluster-ip-range', SERVICE_CIDR,
+                '--controllers', '*', '--leader-elect', 'true', *common]
+    if name == 'kube-scheduler':
+        k = os.path.join(kc, 'scheduler.kubeconfig')
+        return ['--kubeconfig', k, '--authentication-kubeconfig', k, '--authorization-kubeconfig', k,
+                '--secure-port', str(SCHED_PORT), '--leader-elect', 'true', *common]
+    raise LabError(f'unknown component {name}')
+
+
+def start(name, argv=None):
+    """Start a component in its own session and process group, log to STATE/logs/NAME.log."""
+    exe = bin_path(name) if argv is None else argv[1]
+    argv = argv or [exe, *component_args(name)]
+    logfile = os.path.join(STATE, 'logs', f'{name}.log')
+    os.makedirs(os.path.dirname(logfile), exist_ok=True)
+    with open(logfile, 'ab') as fh:
+        fh.write(f'\n==== {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} start\n'.encode())
+        fh.flush()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    procs = load_procs()
+    procs[name] = {'pid': proc.pid, 'exe': exe, 'log': logfile}
+    save_procs(procs)
+    return proc.pid
+
+
+def stop_all():
+    """SIGTERM each process group of ours (reverse start order), SIGKILL after STOP_TIMEOUT."""
+    procs = load_procs()
+    order = [n for n in procs if n not in CONTROL_PLANE] + [n for n in reversed(CONTROL_PLANE) if n in procs]
+    stopped = []
+    for name in order:
+        pid, exe = procs[name]['pid'], procs[name]['exe']
+        if alive(pid) and ours(pid, exe):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if alive(pid):
+                log(f'    {name} (pid {pid}) ignored SIGTERM for {STOP_TIMEOUT}s: SIGKILL')
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                time.sleep(0.5)
+            stopped.append(name)
+        # reap when it is our child (reset/up in the same process)
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+        if alive(pid) and ours(pid, exe):
+            raise LabError(f'{name} (pid {pid}) still running after SIGKILL')
+        procs.pop(name)
+        save_procs(procs)
+    return stopped
+
+
+# --------------------------------------------------------------------------
+# readiness
+
+
+def _ctx(client_cert=True):
+    ctx = ssl.create_default_context(cafile=pki('ca.crt'))
+    if client_cert:
+        ctx.load_cert_chain(pki('admin.crt'), pki('admin.key'))
+    return ctx
+
+
+def _insecure_ctx():
+    # kube-controller-manager and kube-scheduler serve /healthz with a self-signed certificate of
+    # their own (no --tls-cert-file given): checked on loopback only, no identity to verify.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def http_get(url, ctx=None, timeout=5):
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=timeout) as resp:
+            return resp.status, resp.read().decode(errors='replace')
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors='replace')
+    except (urllib.error.URLError, OSError) as exc:
+        return None, str(exc)
+
+
+_CTX = {}
+
+
+def api(path, method='GET', body=None, timeout=10, content_type='application/json'):
+    """(HTTP status or None when unreachable, decoded body) as the admin user."""
+    if 'admin' not in _CTX:
+        _CTX['admin'] = _ctx()
+    req = urllib.request.Request(f'https://{HOST}:{API_PORT}{path}', method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={'Content-Type': content_type, 'Accept': 'application/json'})
+    try:
+        with urllib.request.urlopen(req, context=_CTX['admin'], timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b'{}')
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b'{}')
+        except ValueError:
+            return exc.code, {}
+    except (urllib.error.URLError, OSError, ValueError):
+        return None, {}
+
+
+def wait_for(what, check, timeout=READY_TIMEOUT, name=None):
+    start, last = time.monotonic(), None
+    while time.monotonic() - start < timeout:
+        if name:
+            pid = load_procs().get(name, {}).get('pid')
+            if pid and not alive(pid):
+                raise LabError(f'{name} exited while waiting for {what}: see {STATE}/logs/{name}.log\n'
+                               + tail(os.path.join(STATE, 'logs', f'{name}.log')))
+        ok, last = check()
+        if ok:
+            return time.monotonic() - start
+        time.sleep(0.3)
+    raise LabError(f'timed out after {timeout}s waiting for {what}: {last}')
+
+
+def tail(path, n=15):
+    try:
+        with open(path, errors='replace') as fh:
+            return ''.join(fh.readlines()[-n:])
+    except OSError:
+        return ''
+
+
+def etcd_ready():
+    code, body = http_get(f'http://{HOST}:{ETCD_PORT}/health')
+    return code == 200 and '"true"' in body, f'{code} {body[:200]}'
+
+
+def api_ready():
+    code, body = http_get(f'https://{HOST}:{API_PORT}/readyz', _ctx())
+    return code == 200, f'{code} {body[-300:]}'
+
+
+def healthz(port):
+    def check():
+        code, body = http_get(f'https://{HOST}:{port}/healthz', _insecure_ctx())
+        return code == 200, f'{code} {body[:200]}'
+    return check
+
+
+def bootstrapped():
+    """What the controllers create once: default/default ServiceAccount and kube-root-ca.crt."""
+    sa, _ = api('/api/v1/namespaces/default/serviceaccounts/default')
+    cm, _ = api('/api/v1/namespaces/kube-system/configmaps/kube-root-ca.crt')
+    return sa == 200 and cm == 200, f'serviceaccount {sa}, kube-root-ca.crt {cm}'
+
+
+def start_control_plane():
+    times = {}
+    for name, check in (('etcd', etcd_ready), ('kube-apiserver', api_ready),
+                        ('kube-controller-manager', healthz(KCM_PORT)), ('kube-scheduler', healthz(SCHED_PORT))):
+        with step(f'start {name}'):
+            pid = start(name)
+            log(f'    pid {pid} (own process group), log {STATE}/logs/{name}.log')
+            times[name] = round(wait_for(f'{name} ready', check, name=name), 1)
+    return times
+
+
+# --------------------------------------------------------------------------
+# commands
+
+
+def require_binaries(args):
+    if cached_build():
+        return
+    if getattr(args, 'build', False):
+        cmd_build(argparse.Namespace(force=False))
+        return
+    raise LabError(f'binaries for {kube_version()} not built (or stale): run `lab/k8s/k8sctl build` '
+                   '(or `up --build`)')
+
+
+def clean_dir():
+    return os.path.join(STATE, 'etcd-clean')
+
+
+def running():
+    procs = load_procs()
+    return {n: p['pid'] for n, p in procs.items() if alive(p['pid']) and ours(p['pid'], p['exe'])}
+
+
+def cmd_up(args):
+    require_binaries(args)
+    t0 = time.monotonic()
+    os.makedirs(STATE, mode=0o700, exist_ok=True)
+    if running():
+        stop_all()
+    with step('PKI and kubeconfigs'):
+        ensure_pki()
+        kc = os.path.join(STATE, 'kubeconfigs')
+        write_kubeconfig(os.path.join(kc, 'controller-manager.kubeconfig'), 'controller-manager')
+        write_kubeconfig(os.path.join(kc, 'scheduler.kubeconfig'), 'scheduler')
+        write_kubeconfig(os.path.join(STATE, 'admin.kubeconfig'), 'admin')
+    data = os.path.join(STATE, 'etcd-data')
+    first = not os.path.isdir(clean_dir())
+    if not first:
+        with step('restore the clean etcd data dir'):
+            shutil.rmtree(data, ignore_errors=True)
+            shutil.copytree(clean_dir(), data)
+    try:
+        times = start_control_plane()
+        if first:
+            with step('first bootstrap: wait for the controllers, then save the clean state'):
+                wait_for('default ServiceAccount and kube-root-ca.crt', bootstrapped)
+                stop_all()
+                tmp = clean_dir() + '.tmp'
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(data, tmp)
+                os.rename(tmp, clean_dir())
+            times = start_control_plane()
+        else:
+            wait_for('default ServiceAccount and kube-root-ca.crt', bootstrapped, timeout=60)
+    except BaseException:
+        log('up failed: stopping what was started')
+        stop_all()
+        raise
+    write_kubeconfig(KUBECONFIG, 'admin')
+    total = time.monotonic() - t0
+    with open(os.path.join(STATE, 'up.json'), 'w') as fh:
+        json.dump({'seconds': times, 'total_s': round(total, 1), 'first_bootstrap': first}, fh)
+    log(f'control plane {kube_version()} up in {total:.1f}s ({", ".join(f"{n} {s}s" for n, s in times.items())}); '
+        f'kubeconfig {KUBECONFIG}')
+
+
+def cmd_reset(args):
+    if not os.path.isdir(clean_dir()):
+        raise LabError('no clean state yet: run `k8sctl up` first')
+    t0 = time.monotonic()
+    cmd_up(args)
+    log(f'reset to the clean state in {time.monotonic() - t0:.1f}s')
+
+
+def cmd_down(_args):
+    t0 = time.monotonic()
+    if not os.path.isdir(STATE):
+        log('nothing to stop (no state dir)')
+        return
+    with step('stop the control plane'):
+        stopped = stop_all()
+        log(f'    stopped: {" ".join(stopped) or "nothing was running"}')
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(KUBECONFIG)
+    # the live data dir goes; PKI and the clean copy stay for the next `up`
+    shutil.rmtree(os.path.join(STATE, 'etcd-data'), ignore_errors=True)
+    log(f'down in {time.monotonic() - t0:.1f}s')
+
+
+def cluster_settled():
+    """Every DaemonSet and Deployment reports all its pods ready (the simulated nodes' pods Running)."""
+    _, dss = api('/apis/apps/v1/daemonsets')
+    _, deps = api('/apis/apps/v1/deployments')
+    waiting = []
+    for ds in dss.get('items') or []:
+        st = ds.get('status') or {}
+        if st.get('numberReady', 0) != st.get('desiredNumberScheduled', -1) or \
+                st.get('observedGeneration') != ds['metadata'].get('generation'):
+            waiting.append(f'DaemonSet {ds["metadata"]["name"]} {st.get("numberReady", 0)}/{st.get("desiredNumberScheduled")}')
+    for d in deps.get('items') or []:
+        st, want = d.get('status') or {}, (d.get('spec') or {}).get('replicas', 1)
+        if st.get('readyReplicas', 0) != want:
+            waiting.append(f'Deployment {d["metadata"]["name"]} {st.get("readyReplicas", 0)}/{want}')
+    return not waiting, ', '.join(waiting)
+
+
+def start_nodesim(seed_path):
+    sim = os.path.join(HERE, 'nodesim.py')
+    pid = start('nodesim', [sys.executable, sim, 'run', os.path.abspath(seed_path)])
+    log(f'    nodesim pid {pid} (own process group), log {STATE}/logs/nodesim.log')
+
+
+def cmd_seed(args):
+    """Create the seed's objects and start the simulated nodes (lab/k8s/nodesim.py)."""
+    import nodesim
+
+    if 'kube-apiserver' not in running():
+        raise LabError('the control plane is not up (k8sctl up)')
+    t0 = time.monotonic()
+    with step(f'seed {args.seed}'):
+        nodes, created = nodesim.seed(args.seed)
+        log(f'    {len(nodes)} node(s), {len(created)} object(s) created')
+    if 'nodesim' not in running():
+        with step('start the simulated nodes'):
+            start_nodesim(args.seed)
+    with step('wait for every DaemonSet and Deployment to be ready'):
+        wait_for('DaemonSets and Deployments ready', cluster_settled, name='nodesim')
+    log(f'seeded in {time.monotonic() - t0:.1f}s')
+
+
+def cmd_status(_args):
+    rec = cached_build()
+    print(f'binaries: {bin_dir()} ' + (f'(key {rec["key"]}, built {rec["built_at"]}, cold build {rec["total_s"]}s)'
+                                       if rec else '(not built or stale: k8sctl build)'))
+    print(f'state:    {STATE}' + (' (clean snapshot present)' if os.path.isdir(clean_dir()) else ''))
+    procs = load_procs()
+    up = running()
+    for name in CONTROL_PLANE:
+        pid = procs.get(name, {}).get('pid')
+        print(f'  {name:24} ' + (f'running pid {pid}' if name in up else 'stopped'))
+    if 'kube-apiserver' in up:
+        ok, detail = api_ready()
+        print(f'apiserver https://{HOST}:{API_PORT} readyz: ' + ('ok' if ok else detail))
+        print(f'kubeconfig: {KUBECONFIG}')
+
+
+def cmd_kubeconfig(_args):
+    if 'kube-apiserver' not in running():
+        raise LabError('the control plane is not up (k8sctl up)')
+    if not os.path.exists(KUBECONFIG):
+        write_kubeconfig(KUBECONFIG, 'admin')
+    print(KUBECONFIG)
+
+
+def cmd_locked(args):
+    command = args.command[1:] if args.command[:1] == ['--'] else args.command
+    if not command:
+        raise LabError('usage: k8sctl locked -- COMMAND [ARG...]')
+    fh = labctl.acquire_lab_lock(LOCK)
+    if fh is not None:
+        os.set_inheritable(fh.fileno(), True)  # exec keeps the lock: the command holds it
+    try:
+        os.execvp(command[0], command)
+    except OSError as exc:
+        raise LabError(f'{command[0]}: {exc}') from exc
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='k8sctl', description=__doc__.split('\n', maxsplit=1)[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog='\n'.join(__doc__.split('\n')[1:]))
+    sub = parser.add_subparsers(dest='cmd', required=True)
+    p = sub.add_parser('build', help='build the binaries from Go modules (cached)')
+    p.add_argument('--force', action='store_true', help='rebuild even when cached')
+    p.set_defaults(fn=cmd_build)
+    for name, fn, hlp in (('up', cmd_up, 'start the control plane from the clean state'),
+                          ('reset', cmd_reset, 'restore the clean state and start again')):
+        p = sub.add_parser(name, help=hlp)
+        p.add_argument('--build', action='store_true', help='build the binaries first when missing')
+        p.set_defaults(fn=fn)
+    p = sub.add_parser('seed', help='create a lab seed\'s objects, run simulated nodes for its pods')
+    p.add_argument('--seed', default=os.path.join(HERE, '..', 'seed', 'cluster.yaml'), help='seed file (lab/seed/cluster.yaml)')
+    p.set_defaults(fn=cmd_seed)
+    sub.add_parser('down', help='stop every process of the control plane').set_defaults(fn=cmd_down)
+    sub.add_parser('status', help='processes, readiness, cache').set_defaults(fn=cmd_status)
+    sub.add_parser('kubeconfig', help='print the admin kubeconfig path').set_defaults(fn=cmd_kubeconfig)
+    p = sub.add_parser('locked', help='run a command holding the control plane lock')
+    p.add_argument('command', nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_locked)
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd in LOCKED_COMMANDS:
+            fh = labctl.acquire_lab_lock(LOCK)
+            try:
+                args.fn(args)
+            finally:
+                if fh is not None:
+                    fh.close()
+        else:
+            args.fn(args)
+    except LabError as exc:
+        log(f'ERROR: {exc}')
+        return 1
+    except KeyboardInterrupt:
+        log('interrupted')
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
