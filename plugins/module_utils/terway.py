@@ -12,8 +12,13 @@ its own vSwitches for a labelled, tainted node pool.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import OrderedDict
+
+# One reader of a version from an image tag (shared with ip-masq-agent, C-4).
+from ansible_collections.netmedic.k8s.plugins.module_utils.ip_masq import image_version
+from ansible_collections.netmedic.k8s.plugins.module_utils.versions import Version
 
 CONFIGMAPS = ('eni-config', 'eni-config-fixed')
 ENI_CONF = 'eni_conf'
@@ -21,6 +26,8 @@ CNI_CONF = '10-terway.conf'
 FLAGS = ('disable_network_policy', 'in_cluster_loadbalance')
 # Pods to recreate after a change (seed 002): -l app=terway-eniip (ENI multi-IP), -l app=terway-eni (ENI single-IP).
 POD_LABEL = ('app', ('terway-eniip', 'terway-eni'))
+# Catalog C-6: IPvlan in-cluster load balancing needs Terway v1.2.0 or later.
+LB_FIRST_VERSION = 'v1.2.0'
 # Catalog C-6 verification: the policy container's log line.
 LB_LINE = 'enable-in-cluster-loadbalance=%s'
 # Keys of eni_conf that are JSON objects/lists/strings in the documented examples.
@@ -83,6 +90,23 @@ def _flag(value):
     return 'true' if value else 'false'
 
 
+def merge(current, wanted):
+    """``wanted`` deep-merged into ``current`` (neither is modified): maps merge key by key, at any depth
+    (a partial ``vswitches`` map keeps the zones it does not name: issue 10, C-6); any other value (a zone's
+    list of vSwitch IDs, a string, a number) replaces the current one as a whole."""
+    if not isinstance(current, dict) or not isinstance(wanted, dict):
+        return copy.deepcopy(wanted)
+    out = OrderedDict((k, copy.deepcopy(v)) for k, v in current.items())
+    for key, value in wanted.items():
+        out[key] = merge(current.get(key), value) if key in current else copy.deepcopy(value)
+    return out
+
+
+def _plain(value):
+    """OrderedDicts as dicts (for comparisons and results)."""
+    return json.loads(json.dumps(value))
+
+
 def plan(data, settings):
     """``(new_data, changes)``.  ``data`` is the ConfigMap's data dict (not modified)."""
     wanted = validate(settings)
@@ -102,9 +126,10 @@ def plan(data, settings):
     if 'eni_conf' in wanted:
         edited = False
         for key, value in wanted['eni_conf'].items():
-            if conf.get(key) != value:
-                changes.append({'path': '%s.%s' % (ENI_CONF, key), 'before': conf.get(key), 'after': value})
-                conf[key] = value
+            merged = merge(conf.get(key), value) if key in conf else copy.deepcopy(value)
+            if key not in conf or _plain(conf[key]) != _plain(merged):
+                changes.append({'path': '%s.%s' % (ENI_CONF, key), 'before': _plain(conf.get(key)), 'after': _plain(merged)})
+                conf[key] = merged
                 edited = True
         if edited:
             new[ENI_CONF] = json.dumps(conf, indent=_indent(eni_text or ''), ensure_ascii=False, separators=(',', ': ')) + '\n'
@@ -143,6 +168,35 @@ def warnings(data, settings):
             out.append('in_cluster_loadbalance only has an effect with Terway >= v1.2.0 in IPvlan mode; %s says '
                        'eniip_virtual_type=%s' % (CNI_CONF, vtype))
     return out
+
+
+def terway_version(daemonsets):
+    """The lowest Terway version among the Terway DaemonSets' ``terway`` containers (image tag), or None
+    when there is none or any one of them carries no readable version (never a guess)."""
+    found = []
+    for ds in daemonsets:
+        containers = (((ds.get('spec') or {}).get('template') or {}).get('spec') or {}).get('containers') or []
+        agents = [c for c in containers if c.get('name') == 'terway'] or \
+                 [c for c in containers if (c.get('image') or '').split('@')[0].rsplit(':', 1)[0].endswith('/terway')]
+        if not agents:
+            return None
+        for container in agents:
+            version = image_version(container.get('image'))
+            if version is None:
+                return None
+            found.append(version)
+    return min(found) if found else None
+
+
+def lb_version_problem(version):
+    """A refusal message when ``in_cluster_loadbalance`` cannot work with Terway ``version`` (None = unknown)."""
+    if version is None:
+        return ('cannot read the Terway version from the image tag of its DaemonSets (container terway); '
+                'in_cluster_loadbalance needs Terway %s or later: give terway_version if you know it' % LB_FIRST_VERSION)
+    if version < Version(LB_FIRST_VERSION):
+        return 'Terway %s is older than %s, the first with IPvlan in-cluster load balancing; upgrade Terway first' % (
+            version, LB_FIRST_VERSION)
+    return None
 
 
 def verify_hint(settings):

@@ -15,9 +15,14 @@ description:
   - O(in_cluster_loadbalance) sets the data key C(in_cluster_loadbalance), at the same level as C(eni_conf) as the seed
     requires (IPvlan in-cluster load balancing, Terway v1.2.0 or later in IPvlan mode; new clusters have it on). A
     warning is returned when C(10-terway.conf) does not say C(eniip_virtual_type) IPVlan.
-  - O(eni_conf) sets top-level keys of the C(eni_conf) JSON document (for example C(vswitches) after adding a vSwitch
+  - O(eni_conf) is deep-merged into the C(eni_conf) JSON document (for example C(vswitches) after adding a vSwitch
     in the same zone, or the dedicated vSwitches of C(eni-config-fixed)); keys not named keep their value and order.
+    Maps merge key by key at any depth, so a partial C(vswitches) map keeps the zones it does not name (issue 10,
+    C-6); any other value, such as one zone's list of vSwitch IDs, replaces the current one as a whole.
     An C(eni_conf) that is not valid JSON fails with nothing written (Terway would crash-loop on it).
+  - O(in_cluster_loadbalance=true) is refused, before anything is written, unless every Terway DaemonSet's
+    C(terway) container runs Terway v1.2.0 or later, read from its image tag. An image without a readable version
+    (a digest, C(latest)) is refused too unless O(terway_version) says which version it is.
   - With O(name=eni-config-fixed) and O(create=true) the ConfigMap is created when missing. The node pool that uses it
     must be labelled C(terway-config=eni-config-fixed) and tainted C(fixed=true:NoSchedule), and pods that should get
     those IPs need the toleration and the node selector C(terway-config=eni-config-fixed); this module does not label
@@ -55,9 +60,17 @@ options:
     type: bool
   eni_conf:
     description:
-      - 'Top-level keys of the C(eni_conf) JSON to set, each replaced as a whole (V({vswitches: {cn-hangzhou-i: [vsw-1, vsw-2]}})).'
+      - 'Keys of the C(eni_conf) JSON to set, deep-merged (V({vswitches: {cn-hangzhou-i: [vsw-1, vsw-2]}}) changes
+        that zone only; the list of one zone is replaced as a whole).'
       - C(vswitches) must map zones to non-empty lists of C(vsw-) IDs.
+      - The option is C(no_log) (it may hold C(access_key)/C(access_secret)), so its value never reaches the node's
+        syslog; in the result and the diff only values under credential-like keys are masked.
     type: dict
+  terway_version:
+    description:
+      - The Terway version (V(v1.2.0)), used only when the image tag of a Terway DaemonSet carries none, for the
+        O(in_cluster_loadbalance) gate.
+    type: str
   name:
     description: Name of the ConfigMap.
     type: str
@@ -180,6 +193,11 @@ verify:
   returned: always
   type: dict
   sample: {"container": "policy", "success_patterns": ["enable-in-cluster-loadbalance=true"]}
+terway_version:
+  description: The Terway version the O(in_cluster_loadbalance) gate used (when it turned the flag on).
+  returned: when O(in_cluster_loadbalance=true) changes the ConfigMap
+  type: str
+  sample: v1.2.0
 catalog:
   description: Catalog IDs this module implements.
   returned: always
@@ -191,7 +209,7 @@ catalog:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
-from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client, redact
 from ansible_collections.netmedic.k8s.plugins.module_utils import terway as tw
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
@@ -204,7 +222,8 @@ def main():
     argument_spec.update(
         disable_network_policy=dict(type='bool'),
         in_cluster_loadbalance=dict(type='bool'),
-        eni_conf=dict(type='dict'),
+        eni_conf=dict(type='dict', no_log=True),
+        terway_version=dict(type='str'),
         name=dict(type='str', default='eni-config'),
         namespace=dict(type='str', default='kube-system'),
         create=dict(type='bool', default=False),
@@ -214,6 +233,8 @@ def main():
     if not k8s_client.HAS_K8S:
         module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
     p = module.params
+    # eni_conf is no_log (the whole option stays out of syslog); mask only its credential-like values in the result.
+    redact.narrow_kubeconfig_no_log(module, 'eni_conf')
     result = Result(module, ['C-6'])
     settings = {k: p[k] for k in SETTINGS}
     result.extra.update({'restart_needed': [], 'verify': tw.verify_hint(settings)})
@@ -251,7 +272,8 @@ def main():
     try:
         cluster = k8s_client.Cluster(p)
         state = edit.prepare(cluster, 'ConfigMap', p['namespace'], p['name'], planner, create=skeleton)
-        daemonsets = dsu.names_by_pod_label(k8s_client.list_objects(cluster, 'DaemonSet', p['namespace']), *tw.POD_LABEL)
+        ds_all = k8s_client.list_objects(cluster, 'DaemonSet', p['namespace'])
+        daemonsets = dsu.names_by_pod_label(ds_all, *tw.POD_LABEL)
     except tw.TerwayError as e:
         module.fail_json(msg='ConfigMap %s: %s (nothing was changed)' % (where, e), changed=False)
     except k8s_client.K8sError as e:
@@ -260,6 +282,18 @@ def main():
         module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False)
 
     _entry, new = report(state)
+    if any(c['path'] == 'in_cluster_loadbalance' for c in state['changes']) and p['in_cluster_loadbalance']:
+        # Catalog C-6: Terway v1.2.0 or later (issue 10, C-6 partial); an unreadable version is refused, never guessed.
+        try:
+            version = tw.Version(p['terway_version']) if p['terway_version'] else None
+        except ValueError as e:
+            module.fail_json(msg='terway_version: %s (nothing was changed)' % e, changed=False)
+        ds_objects = [ds for ds in ds_all if ds['metadata']['name'] in daemonsets]
+        found = tw.terway_version(ds_objects) if ds_objects else None
+        problem = tw.lb_version_problem(found or version)
+        if problem:
+            module.fail_json(msg='ConfigMap %s: %s (nothing was changed)' % (where, problem), changed=False)
+        result.extra['terway_version'] = str(found or version)
     for msg in tw.warnings(new, settings):
         result.warn(msg)
     if not state['changes']:

@@ -145,3 +145,59 @@ def test_restart_before_the_change_is_detected_as_failed(double, run):
     assert res['failed'] is True and res['failed_node']['node'] == 'lab-node-1'
     assert 'enable-in-cluster-loadbalance=false' in res['failed_node']['line']
     assert res['remaining'] == ['lab-node-2', 'lab-node-3']
+
+
+def _set_terway_image(double, image):
+    ds = double.store.get('daemonsets', 'kube-system', 'terway-eniip')
+    for container in ds['spec']['template']['spec']['containers']:
+        container['image'] = image
+    double.store.update('daemonsets', 'kube-system', 'terway-eniip', ds)
+
+
+@pytest.mark.parametrize('image, words', [
+    ('registry.lab.invalid/acs/terway:v1.1.9', 'Terway v1.1.9 is older than v1.2.0'),
+    ('registry.lab.invalid/acs/terway@sha256:' + '0' * 64, 'cannot read the Terway version'),
+])
+def test_issue10_c6_in_cluster_loadbalance_refused_below_terway_1_2_or_unknown(double, run, image, words):
+    """Issue 10, C-6 partial: the flag is gated on Terway >= v1.2.0 read from the DaemonSet's image; unknown refuses."""
+    _set_terway_image(double, image)
+    original = stored(double)
+    rc, results, output = run(double, yaml.safe_dump([
+        task('check', {'in_cluster_loadbalance': True}, check_mode=True, ignore_errors=True),
+        task('apply', {'in_cluster_loadbalance': True}, ignore_errors=True),
+        task('other flags still work', {'disable_network_policy': True}, check_mode=True)]))
+    assert rc == 0, output
+    for name in ('check', 'apply'):
+        assert results[name]['failed'] is True and words in results[name]['msg'], results[name]
+        assert 'nothing was changed' in results[name]['msg']
+    assert results['other flags still work']['changed'] is True
+    assert stored(double) == original and backups(double) == []
+
+
+def test_issue10_c6_terway_version_given_for_a_digest_image(double, run):
+    _set_terway_image(double, 'registry.lab.invalid/acs/terway@sha256:' + '0' * 64)
+    rc, results, output = run(double, yaml.safe_dump([
+        task('apply', {'in_cluster_loadbalance': True, 'terway_version': 'v1.2.3'})]))
+    assert rc == 0, output
+    assert results['apply']['changed'] is True and results['apply']['terway_version'] == 'v1.2.3'
+    assert stored(double)['data']['in_cluster_loadbalance'] == 'true'
+
+
+def test_issue10_c6_partial_vswitches_keeps_other_zones_in_the_cluster(double, run):
+    """Issue 10, C-6 partial, against the API: a vSwitch added to a new zone keeps cn-hangzhou-i; secrets masked."""
+    cm = stored(double)
+    conf = json.loads(cm['data']['eni_conf'])
+    conf['access_secret'] = 'lab-access-secret-0123456789'
+    cm['data']['eni_conf'] = json.dumps(conf, indent=2) + '\n'
+    double.store.update('configmaps', 'kube-system', 'eni-config', cm)
+    rc, results, output = run(double, yaml.safe_dump([
+        task('add zone', {'eni_conf': {'vswitches': {'cn-hangzhou-j': ['vsw-lab00000000000000009']}}}, diff=True),
+        task('again', {'eni_conf': {'vswitches': {'cn-hangzhou-j': ['vsw-lab00000000000000009']}}})]))
+    assert rc == 0, output
+    stored_conf = json.loads(stored(double)['data']['eni_conf'])
+    assert stored_conf['vswitches'] == {'cn-hangzhou-i': ['vsw-lab00000000000000001'],
+                                        'cn-hangzhou-j': ['vsw-lab00000000000000009']}
+    assert stored_conf['access_secret'] == 'lab-access-secret-0123456789'     # the backup and the object keep it
+    assert results['add zone']['changed'] is True and results['again']['changed'] is False
+    assert 'lab-access-secret-0123456789' not in output                        # not in results, diff or invocation
+    assert 'vsw-lab00000000000000009' in output                                # what changed is still readable

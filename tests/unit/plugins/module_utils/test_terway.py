@@ -84,3 +84,58 @@ def test_create_from_nothing():
 def test_bad_settings(settings, words):
     with pytest.raises(tw.TerwayError, match=re.escape(words)):
         tw.validate(settings)
+
+
+def test_issue10_c6_partial_vswitches_map_keeps_the_other_zones(eni_config):
+    """Issue 10, C-6 partial: an eni_conf key used to replace the whole value, so adding one zone's vSwitch
+    dropped every other zone (pods there got no IP). eni_conf maps are deep-merged; a zone's list is replaced."""
+    two_zones = json.loads(eni_config['eni_conf'])
+    two_zones['vswitches']['cn-hangzhou-j'] = ['vsw-lab00000000000000002']
+    data = dict(eni_config, eni_conf=json.dumps(two_zones, indent=2) + '\n')
+    new, changes = tw.plan(data, {'eni_conf': {'vswitches': {'cn-hangzhou-i': ['vsw-lab00000000000000001',
+                                                                                'vsw-lab00000000000000003']}}})
+    conf = json.loads(new['eni_conf'])
+    assert conf['vswitches'] == {'cn-hangzhou-i': ['vsw-lab00000000000000001', 'vsw-lab00000000000000003'],
+                                 'cn-hangzhou-j': ['vsw-lab00000000000000002']}
+    assert conf['eni_tags'] == two_zones['eni_tags'] and conf['security_group'] == two_zones['security_group']
+    assert changes == [{'path': 'eni_conf.vswitches', 'before': two_zones['vswitches'], 'after': conf['vswitches']}]
+    # A nested map the user names partly is merged too; idempotent.
+    again, more = tw.plan(new, {'eni_conf': {'vswitches': {'cn-hangzhou-i': ['vsw-lab00000000000000001',
+                                                                             'vsw-lab00000000000000003']}}})
+    assert again is new and more == []
+    tagged, _c = tw.plan(new, {'eni_conf': {'eni_tags': {'team': 'net'}}})
+    assert json.loads(tagged['eni_conf'])['eni_tags'] == {'ack.aliyun.com': 'c0ffee0000000000000000000000000', 'team': 'net'}
+
+
+@pytest.mark.parametrize('images, expected', [
+    (['registry/acs/terway:v1.2.0'], 'v1.2.0'),
+    (['registry/acs/terway:v1.5.5.1-g2c3ad8a-aliyun', 'registry/acs/terway:v1.2.1'], 'v1.2.1'),   # the lowest one counts
+])
+def test_issue10_c6_terway_version_from_the_daemonset_image(images, expected):
+    daemonsets = [{'metadata': {'name': 'terway-%d' % i},
+                   'spec': {'template': {'spec': {'containers': [{'name': 'terway', 'image': image},
+                                                                 {'name': 'policy', 'image': 'calico/node:v3.2.0'}]}}}}
+                  for i, image in enumerate(images)]
+    assert str(tw.terway_version(daemonsets)) == expected
+
+
+@pytest.mark.parametrize('version, problem', [
+    ('v1.2.0', None),
+    ('v1.10.3-gabc-aliyun', None),
+    ('v1.1.9', 'Terway v1.1.9 is older than v1.2.0'),
+    (None, 'cannot read the Terway version'),
+])
+def test_issue10_c6_in_cluster_loadbalance_gated_on_terway_1_2(version, problem):
+    """Issue 10, C-6 partial: in_cluster_loadbalance exists from Terway v1.2.0; older or unknown: refuse."""
+    found = tw.lb_version_problem(tw.Version(version) if version else None)
+    if problem is None:
+        assert found is None
+    else:
+        assert problem in found
+
+
+def test_issue10_c6_unknown_version_when_no_terway_container():
+    daemonsets = [{'metadata': {'name': 'terway-eniip'},
+                   'spec': {'template': {'spec': {'containers': [{'name': 'terway', 'image': 'r/terway@sha256:ab'}]}}}}]
+    assert tw.terway_version(daemonsets) is None
+    assert tw.terway_version([]) is None
