@@ -18,6 +18,9 @@ import re
 from ansible_collections.netmedic.k8s.plugins.module_utils.versions import Version, VersionError
 
 FLAG = '--random-fully'
+# Kubernetes' addon manager re-applies objects labelled mode Reconcile from its own manifests (within a minute),
+# so an edit of such a DaemonSet would be reverted (issue 10, C-4).
+ADDON_MODE_LABEL = 'addonmanager.kubernetes.io/mode'
 FIRST_HONOURED = '2.11'
 _FLAG_RE = re.compile(r'^--?random-fully(?:=(.*))?$')
 _TAG_RE = re.compile(r':(v?\d+(?:\.\d+)+[^@/:]*)(?:@sha256:[0-9a-f]+)?$')
@@ -94,6 +97,12 @@ def container_facts(container):
     version = image_version(container.get('image'))
     return {'container': container.get('name'), 'image': container.get('image'), 'args': list(container.get('args') or []),
             'version': str(version) if version is not None else None}
+
+
+def reconciled(obj):
+    """True when the addon manager reconciles ``obj`` (label ``addonmanager.kubernetes.io/mode: Reconcile``)."""
+    labels = (obj.get('metadata') or {}).get('labels') or {}
+    return str(labels.get(ADDON_MODE_LABEL, '')).strip().lower() == 'reconcile'
 
 
 def version_problem(image):

@@ -24,6 +24,10 @@ description:
     object that was backed up; on HTTP 409 the DaemonSet is read again, the edit re-planned and the backup ConfigMap
     overwritten with the fresh object (so it always holds what the write replaced), up to three times; it is read back
     and must need no further change.
+  - A DaemonSet labelled C(addonmanager.kubernetes.io/mode=Reconcile) is managed by Kubernetes' addon manager, which
+    puts its own manifest back within about a minute, reverting the edit. Such a DaemonSet is refused, in check mode
+    too and before anything is written, unless O(allow_addon_manager_reconcile=true) (change the addon's manifest on
+    the control plane instead, or switch the label to C(EnsureExists) where your platform allows it).
   - Changing the pod template makes the DaemonSet controller replace the agent pods only when its update strategy is
     C(RollingUpdate); RV(rollout) says so. With C(OnDelete) no pod is replaced, so RV(rollout) is false, the DaemonSet is
     named in RV(restart_needed) and a warning says to restart it with M(netmedic.k8s.daemonset_restart) (or role
@@ -54,6 +58,12 @@ options:
     type: str
   allow_old_agent:
     description: Set the flag even when the image is older than 2.11 or its version cannot be read.
+    type: bool
+    default: false
+  allow_addon_manager_reconcile:
+    description:
+      - Edit the DaemonSet even though the addon manager reconciles it (label C(addonmanager.kubernetes.io/mode=Reconcile)).
+        The edit is then expected to be reverted; a warning says so.
     type: bool
     default: false
   name:
@@ -192,6 +202,7 @@ def main():
         random_fully=dict(type='bool', default=False),
         image=dict(type='str'),
         allow_old_agent=dict(type='bool', default=False),
+        allow_addon_manager_reconcile=dict(type='bool', default=False),
         name=dict(type='str', default='ip-masq-agent'),
         namespace=dict(type='str', default='kube-system'),
         container=dict(type='str'),
@@ -210,6 +221,10 @@ def main():
 
     def planner(ds):
         new, changes, facts = im.plan(ds, p['random_fully'], p['container'], p['image'])
+        if changes and im.reconciled(ds) and not p['allow_addon_manager_reconcile']:
+            raise im.MasqError('the addon manager reconciles it (label %s: Reconcile) and would revert the edit; change '
+                               "the addon's manifest instead, or set allow_addon_manager_reconcile=true"
+                               % im.ADDON_MODE_LABEL)
         if changes and not p['allow_old_agent']:
             problem = im.version_problem(facts['image'])
             if problem:
@@ -243,6 +258,9 @@ def main():
         module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False)
     if not state['changes']:
         result.exit()
+    if im.reconciled(state['object']):
+        result.warn('DaemonSet %s is reconciled by the addon manager (label %s: Reconcile): expect it to revert this edit'
+                    % (where, im.ADDON_MODE_LABEL))
 
     # Dry run (check mode stops there), back up the whole DaemonSet, write with the read's resourceVersion, verify.
     try:

@@ -139,3 +139,26 @@ def test_issue10_h10_on_delete_strategy_is_not_reported_as_a_rollout(double, run
     assert any('OnDelete' in w and 'daemonset_restart' in w for w in apply.get('warnings', [])), apply
     pods_after, _rv = double.store.list('pods', 'kube-system', label_selector='k8s-app=ip-masq-agent')
     assert sorted(p['metadata']['uid'] for p in pods_after) == sorted(p['metadata']['uid'] for p in pods_before)
+
+
+def test_issue10_c4_addon_manager_reconcile_refused_unless_overridden(double, run):
+    """Issue 10, C-4 partial: a DaemonSet the addon manager reconciles (label addonmanager.kubernetes.io/mode:
+    Reconcile) gets its edit reverted within a minute; refuse before any write unless explicitly overridden."""
+    obj = ds(double)
+    obj['metadata'].setdefault('labels', {})['addonmanager.kubernetes.io/mode'] = 'Reconcile'
+    double.store.put('daemonsets', obj)
+    before = ds(double)
+    rc, results, output = run(double, yaml.safe_dump([
+        task('check', {'image': NEW_IMAGE}, check_mode=True, ignore_errors=True),
+        task('apply', {'image': NEW_IMAGE}, ignore_errors=True)]))
+    assert rc == 0, output
+    for name in ('check', 'apply'):
+        res = results[name]
+        assert res['failed'] is True and 'Reconcile' in res['msg'] and 'allow_addon_manager_reconcile' in res['msg'], res
+        assert 'nothing was changed' in res['msg']
+    assert ds(double)['spec'] == before['spec'] and backups(double) == []
+    rc, results, output = run(double, yaml.safe_dump([
+        task('override', {'image': NEW_IMAGE, 'allow_addon_manager_reconcile': True})]))
+    assert rc == 0, output
+    assert results['override']['changed'] is True and agent(double)['image'] == NEW_IMAGE
+    assert any('Reconcile' in w for w in results['override'].get('warnings', [])), results['override']
