@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: netmedic contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Read-only cluster network audit (catalog D-1 ... D-7), as pure functions over API dicts.
+"""Read-only cluster network audit (catalog D-1 ... D-7, N-1 versions, C-6 Terway IPs), pure functions over API dicts.
 
 ``audit(snapshot, checks)`` turns what the API returned into findings; it never talks to the
 cluster.  Each finding names its catalog ID, a severity (``info``, ``warning``, ``critical``),
@@ -12,9 +12,25 @@ severity ``unknown`` instead of guessing.
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
 from ansible_collections.netmedic.k8s.plugins.module_utils.versions import Version, VersionError, fixed_in
 
-CHECKS = ('D-1', 'D-2', 'D-3', 'D-4', 'D-5', 'D-6', 'D-7')
+CHECKS = ('D-1', 'D-2', 'D-3', 'D-4', 'D-5', 'D-6', 'D-7', 'N-1', 'C-6')
+# C-6 reads one Terway pod log per node: opt-in.
+DEFAULT_CHECKS = ('D-1', 'D-2', 'D-3', 'D-4', 'D-5', 'D-6', 'D-7', 'N-1')
+# N-1: GKE builds that fixed the leaked host-local allocations (seeds 000/001), per affected minor line.
+N1_FIXED = ['1.22.17-gke.3100', '1.23.16-gke.200', '1.24.9-gke.3200', '1.25.6-gke.200']
+# N-1 on ACK: Kubernetes older than 1.20 (seed 002).
+N1_ACK_FIXED_MINOR = (1, 20)
+# D-7: the anetd (Cilium) setting that makes the agent skip installing its CNI binary (seed 004).
+CUSTOM_CNI_CONF_KEY = 'custom-cni-conf'
+DEFAULT_CNI_AGENT_CONFIG_MAPS = ('kube-system/cilium-config',)
+# C-6: what Terway logs when the vSwitch has no free address (seed 002).
+IP_NOT_ENOUGH_RE = re.compile(r'IpNotEnough')
+VSWITCH_RE = re.compile(r'vsw-[0-9A-Za-z]+')
+TERWAY_LABELS = (('app', 'terway-eniip'), ('app', 'terway-eni'), ('app', 'terway'))
 # First fixed GKE builds, per affected minor line, exactly as seeds 000/001 list them.
 D3_FIXED = ['1.28.3-gke.1090000']
 D4_FIXED = ['1.27.11-gke.1097000', '1.28.3-gke.1090000']
@@ -102,6 +118,12 @@ def _pod_events(events, pod):
             and (e.get('involvedObject') or {}).get('namespace', meta.get('namespace')) == meta.get('namespace')]
 
 
+def _cni_not_ready(node):
+    ready = _condition(node, 'Ready')
+    message = '%s %s' % ((ready or {}).get('reason') or '', (ready or {}).get('message') or '')
+    return bool(ready and ready.get('status') != 'True' and any(m.lower() in message.lower() for m in CNI_NOT_READY_MARKERS))
+
+
 def is_cni_agent(pod):
     labels = _labels(pod)
     return any(labels.get(k) == v for k, v in CNI_AGENT_LABELS)
@@ -127,14 +149,44 @@ def crashlooping_agents(pods):
     return [p for p in pods if is_cni_agent(p) and agent_state(p) == 'CrashLoopBackOff']
 
 
+def terway_agents(pods):
+    """Terway agent pods (C-6 reads their logs)."""
+    return [p for p in pods if any(_labels(p).get(k) == v for k, v in TERWAY_LABELS)]
+
+
+def parse_cidrs(cidrs):
+    """The vSwitch CIDRs of C-6 as networks; raises ValueError naming the bad one."""
+    out = []
+    for c in cidrs or ():
+        try:
+            out.append(ipaddress.ip_network(str(c), strict=True))
+        except ValueError as e:
+            raise ValueError('vswitch_cidrs: %r is not a network in CIDR form (%s)' % (c, e)) from None
+    return out
+
+
+def _n1_state(version):
+    """``(affected?, note)`` for the N-1 version check: GKE fixed builds, ACK < 1.20, else not applicable."""
+    try:
+        parsed = Version(version)
+    except VersionError:
+        return None, 'cannot parse the cluster version %r' % (version,)
+    if parsed.vendor == 'gke' and parsed.build is not None:
+        return not fixed_in(parsed, N1_FIXED), None
+    if parsed.vendor == 'aliyun':
+        return parsed.minor < N1_ACK_FIXED_MINOR, None
+    return None, 'no affected versions are documented for %s' % version
+
+
 def dual_stack(nodes, pods):
     if any(len((n.get('spec') or {}).get('podCIDRs') or []) > 1 for n in nodes):
         return True
     return any(len((p.get('status') or {}).get('podIPs') or []) > 1 for p in pods)
 
 
-def audit(snapshot, checks=CHECKS):
-    """Findings and facts for ``snapshot`` = {version, nodes, pods, services, networkpolicies, events, logs}."""
+def audit(snapshot, checks=DEFAULT_CHECKS):
+    """Findings and facts for ``snapshot`` = {version, nodes, pods, services, networkpolicies, events, logs,
+    cni_agent_configs ({'ns/name': data or None}), terway_logs ({'ns/pod': text}), vswitch_cidrs (networks)}."""
     version = snapshot.get('version')
     nodes = snapshot.get('nodes') or []
     pods = snapshot.get('pods') or []
@@ -226,7 +278,7 @@ def audit(snapshot, checks=CHECKS):
         for node in nodes:
             ready = _condition(node, 'Ready')
             message = '%s %s' % ((ready or {}).get('reason') or '', (ready or {}).get('message') or '')
-            if ready and ready.get('status') != 'True' and any(m.lower() in message.lower() for m in CNI_NOT_READY_MARKERS):
+            if _cni_not_ready(node):
                 agents = [p for p in pods if is_cni_agent(p) and (p.get('spec') or {}).get('nodeName') == node['metadata']['name']]
                 findings.append(finding(
                     'D-7', 'critical', 'Node NotReady: the CNI plugin is not initialised',
@@ -251,5 +303,67 @@ def audit(snapshot, checks=CHECKS):
                 remediation = 'Check the agent logs and configuration (anetd custom-cni-conf: true skips the CNI install).'
             findings.append(finding('D-7', 'critical' if state == 'CrashLoopBackOff' else 'warning',
                                     'CNI agent pod is %s' % state, evidence, remediation))
+        not_ready = sorted(_name(n) for n in nodes if _cni_not_ready(n))
+        for name, data in sorted((snapshot.get('cni_agent_configs') or {}).items()):
+            if data is None:
+                continue
+            value = str(data.get(CUSTOM_CNI_CONF_KEY, '')).strip().lower()
+            if value == 'true':
+                findings.append(finding(
+                    'D-7', 'critical' if not_ready else 'info',
+                    'The CNI agent is configured not to install its CNI binary (%s: true)' % CUSTOM_CNI_CONF_KEY,
+                    {'configmap': name, 'key': CUSTOM_CNI_CONF_KEY, 'value': data.get(CUSTOM_CNI_CONF_KEY),
+                     'nodes_cni_not_ready': not_ready},
+                    'With %s: true anetd leaves the CNI binary and configuration to something else; if nothing installs '
+                    'them the node stays NotReady ("cni plugin not initialized"). Set it to false unless a custom CNI '
+                    'installer is intended.' % CUSTOM_CNI_CONF_KEY))
+
+    if 'N-1' in checks:
+        affected, note = _n1_state(version)
+        if affected is None and note and 'cannot parse' in note:
+            findings.append(finding('N-1', 'unknown', 'Cannot tell whether this version leaks host-local IP allocations',
+                                    {'cluster_version': version, 'note': note},
+                                    'Check the version by hand against the fixed GKE builds %s (ACK: 1.20).' % ', '.join(N1_FIXED)))
+        elif affected:
+            findings.append(finding(
+                'N-1', 'warning', 'This cluster version leaks host-local IP allocations (failed to allocate for range 0)',
+                {'cluster_version': version, 'fixed_in': list(N1_FIXED) if 'gke' in (version or '') else ['1.20']},
+                'Upgrade (GKE %s or later; ACK 1.20 or later); meanwhile run netmedic.k8s.cni_ipam_gc on nodes whose '
+                'range fills up (W-7, or the C-8 cleanup DaemonSet), and N-7 on ACK Flannel.' % ', '.join(N1_FIXED)))
+
+    if 'C-6' in checks:
+        for pod_name, text in sorted((snapshot.get('terway_logs') or {}).items()):
+            lines = [line for line in (text or '').splitlines() if IP_NOT_ENOUGH_RE.search(line)]
+            if lines:
+                findings.append(finding(
+                    'C-6', 'critical', 'Terway cannot get pod IPs: the vSwitch has no free address (IpNotEnough)',
+                    {'pod': pod_name, 'vswitches': sorted({v for line in lines for v in VSWITCH_RE.findall(line)}),
+                     'lines': lines[-5:], 'count': len(lines)},
+                    'Add vSwitches with free addresses to eni-config (netmedic.k8s.terway_config vswitches), restart Terway '
+                    'and check that new pods get IPs; nodes whose ENIs were made on the old vSwitch keep using it until '
+                    'rotated (W-1).'))
+        networks = snapshot.get('vswitch_cidrs') or []
+        if networks:
+            outside = []
+            for pod in pods:
+                spec, status = pod.get('spec') or {}, pod.get('status') or {}
+                if spec.get('hostNetwork') or status.get('phase') not in ('Running', 'Pending'):
+                    continue
+                ips = [x.get('ip') for x in status.get('podIPs') or []] or ([status['podIP']] if status.get('podIP') else [])
+                for ip in ips:
+                    try:
+                        addr = ipaddress.ip_address(ip)
+                    except ValueError:
+                        continue
+                    same_family = [n for n in networks if n.version == addr.version]
+                    if same_family and not any(addr in n for n in same_family):
+                        outside.append({'pod': _name(pod), 'node': spec.get('nodeName'), 'ip': ip})
+            if outside:
+                findings.append(finding(
+                    'C-6', 'warning', 'Pods have IPs outside the configured vSwitch CIDRs',
+                    {'pods': outside[:50], 'count': len(outside), 'vswitch_cidrs': [str(n) for n in networks],
+                     'nodes': sorted({o['node'] for o in outside if o['node']})},
+                    'An ENI keeps allocating from the vSwitch it was created on: rotate those nodes (drain, remove, detach '
+                    'the ENIs, add back; W-1) so new ENIs use the configured vSwitches.'))
 
     return findings, facts

@@ -6,7 +6,7 @@
 DOCUMENTATION = r"""
 ---
 module: network_audit
-short_description: Read-only audit of a cluster for the documented container-network faults (D-1 to D-7)
+short_description: Read-only audit of a cluster for the documented container-network faults (D-1 to D-7, N-1, C-6)
 version_added: 0.1.0
 description:
   - Reads the cluster through the API and returns findings, each with its catalog ID, a severity (C(info), C(warning),
@@ -22,7 +22,13 @@ description:
   - B(D-6) Nodes tainted C(node.kubernetes.io/network-unavailable) (or condition C(NetworkUnavailable)), with their events.
   - B(D-7) Nodes NotReady with C(NetworkPluginNotReady) / C(cni plugin not initialized), and CNI agent pods (anetd/Cilium,
     Flannel, Terway, Calico) that are not Running - crash-looping agents come with their log tail, pending ones with
-    their events.
+    their events. The anetd/Cilium configuration (O(cni_agent_config_maps)) with C(custom-cni-conf=true) is reported -
+    the agent then does not install its CNI binary (critical while a node is NotReady for the CNI, info otherwise).
+  - B(N-1) cluster versions the seeds name as leaking host-local IP allocations - GKE builds before C(1.22.17-gke.3100),
+    C(1.23.16-gke.200), C(1.24.9-gke.3200), C(1.25.6-gke.200) on those lines, ACK (C(-aliyun)) before 1.20.
+  - B(C-6) (opt-in - reads one Terway pod log per node) Terway logs with C(InvalidVSwitchId.IpNotEnough) (the vSwitch has
+    no free address) with the vSwitch IDs, and with O(vswitch_cidrs) running pods whose IP is outside every configured
+    vSwitch CIDR of its family (an ENI created on an old vSwitch; the nodes to rotate are listed).
   - Any API error fails the module; a list that could not be read is never treated as empty.
 author:
   - netmedic maintainers (@netmedic)
@@ -45,12 +51,27 @@ options:
     description: The catalog checks to run.
     type: list
     elements: str
-    choices: [D-1, D-2, D-3, D-4, D-5, D-6, D-7]
-    default: [D-1, D-2, D-3, D-4, D-5, D-6, D-7]
+    choices: [D-1, D-2, D-3, D-4, D-5, D-6, D-7, N-1, C-6]
+    default: [D-1, D-2, D-3, D-4, D-5, D-6, D-7, N-1]
   log_lines:
-    description: How many log lines to read from each crash-looping CNI agent pod (D-7).
+    description: How many log lines to read from each crash-looping CNI agent pod (D-7) and from each Terway pod (C-6).
     type: int
     default: 20
+  cni_agent_config_maps:
+    description:
+      - ConfigMaps (C(namespace/name)) holding the CNI agent's configuration, read for C(custom-cni-conf) (D-7). A
+        ConfigMap that does not exist is skipped; those that exist are returned in RV(facts.cni_agent_configs) (only their
+        C(custom-cni-conf) key). Any other read error fails the module.
+    type: list
+    elements: str
+    default: [kube-system/cilium-config]
+  vswitch_cidrs:
+    description:
+      - The CIDRs of the vSwitches Terway is configured to use (C-6). Running pods with an IP outside all of them (same
+        address family) are reported. Empty skips that check. Each must be a network address in CIDR form.
+    type: list
+    elements: str
+    default: []
   fail_on:
     description: Fail the task when a finding has this severity or a worse one (C(unknown) counts as C(warning)). V(never) only reports.
     type: str
@@ -114,7 +135,8 @@ facts:
   description: What the checks were based on.
   returned: always
   type: dict
-  sample: {"cluster_version": "v1.24.9-gke.3200", "dataplane_v2": true, "dual_stack": false, "fixed": {"D-3": false, "D-4": false}}
+  sample: {"cluster_version": "v1.24.9-gke.3200", "dataplane_v2": true, "dual_stack": false, "fixed": {"D-3": false, "D-4": false},
+           "cni_agent_configs": {"kube-system/cilium-config": {"custom-cni-conf": "false"}}}
 summary:
   description: Number of findings per severity.
   returned: always
@@ -125,7 +147,7 @@ catalog:
   returned: always
   type: list
   elements: str
-  sample: ["D-1", "D-2", "D-3", "D-4", "D-5", "D-6", "D-7"]
+  sample: ["D-1", "D-2", "D-3", "D-4", "D-5", "D-6", "D-7", "N-1"]
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -140,8 +162,10 @@ ORDER = {'critical': 0, 'warning': 1, 'unknown': 2, 'info': 3}
 def main():
     argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
     argument_spec.update(
-        checks=dict(type='list', elements='str', choices=list(au.CHECKS), default=list(au.CHECKS)),
+        checks=dict(type='list', elements='str', choices=list(au.CHECKS), default=list(au.DEFAULT_CHECKS)),
         log_lines=dict(type='int', default=20),
+        cni_agent_config_maps=dict(type='list', elements='str', default=list(au.DEFAULT_CNI_AGENT_CONFIG_MAPS)),
+        vswitch_cidrs=dict(type='list', elements='str', default=[]),
         fail_on=dict(type='str', choices=['never', 'warning', 'critical'], default='never'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -150,6 +174,16 @@ def main():
     p = module.params
     if p['log_lines'] < 1:
         module.fail_json(msg='log_lines must be >= 1')
+    config_maps = []
+    for ref in p['cni_agent_config_maps']:
+        ns, _sep, name = ref.partition('/')
+        if not ns or not name or '/' in name:
+            module.fail_json(msg='cni_agent_config_maps: %r is not namespace/name' % ref)
+        config_maps.append((ns, name))
+    try:
+        vswitch_networks = au.parse_cidrs(p['vswitch_cidrs'])
+    except ValueError as e:
+        module.fail_json(msg=str(e))
     checks = set(p['checks'])
     result = Result(module, sorted(checks))
     try:
@@ -170,10 +204,29 @@ def main():
                 except k8s_client.K8sError as e:
                     text = '(log not readable: %s)' % e.msg
                 snapshot['logs']['%s/%s' % (meta['namespace'], meta['name'])] = text
+            configs = {}
+            for ns, name in config_maps:
+                cm = k8s_client.get_object(cluster, 'ConfigMap', ns, name)
+                configs['%s/%s' % (ns, name)] = None if cm is None else {
+                    k: v for k, v in (cm.get('data') or {}).items() if k == au.CUSTOM_CNI_CONF_KEY}
+            snapshot['cni_agent_configs'] = configs
+        if 'C-6' in checks:
+            snapshot['terway_logs'] = {}
+            snapshot['vswitch_cidrs'] = vswitch_networks
+            for pod in au.terway_agents(snapshot['pods']):
+                meta = pod['metadata']
+                names = [c.get('name') for c in pod['spec'].get('containers') or []]
+                container = 'terway' if 'terway' in names else (names or [None])[0]
+                # An unreadable log fails the audit (K8sError below): "not read" is never "no IpNotEnough".
+                snapshot['terway_logs']['%s/%s' % (meta['namespace'], meta['name'])] = k8s_client.read_pod_log(
+                    cluster, meta['namespace'], meta['name'], container, tail_lines=p['log_lines'])
     except k8s_client.K8sError as e:
         module.fail_json(msg='%s (the audit needs every list; nothing was assumed)' % e.msg, changed=False)
 
     findings, facts = au.audit(snapshot, checks)
+    found_configs = {k: v for k, v in (snapshot.get('cni_agent_configs') or {}).items() if v is not None}
+    if found_configs:
+        facts['cni_agent_configs'] = found_configs
     findings.sort(key=lambda f: (ORDER.get(f['severity'], 9), f['id']))
     summary = {s: sum(1 for f in findings if f['severity'] == s) for s in ORDER}
     result.extra.update({'findings': findings, 'facts': facts, 'summary': summary})

@@ -132,3 +132,73 @@ def test_d7_node_not_ready_with_the_documented_message_and_agent_states():
 def test_d7_a_not_ready_node_for_another_reason_is_not_a_cni_finding():
     findings, _facts = au.audit(snapshot(nodes=[node(ready=False, message='PLEG is not healthy')]), {'D-7'})
     assert findings == []
+
+
+# --- N-1 versions, D-7 custom-cni-conf, C-6 Terway (issue 10, partial entries) --------------
+
+@pytest.mark.parametrize('version,affected', [
+    ('v1.22.17-gke.3000', True), ('v1.22.17-gke.3100', False), ('v1.23.16-gke.100', True), ('v1.23.16-gke.200', False),
+    ('v1.24.9-gke.3199', True), ('v1.24.9-gke.3200', False), ('v1.25.6-gke.100', True), ('v1.25.6-gke.200', False),
+    ('v1.26.1-gke.100', False), ('v1.21.14-gke.100', True),
+    ('v1.18.8-aliyun.1', True), ('v1.19.6-aliyun.1', True), ('v1.20.4-aliyun.1', False),
+])
+def test_n1_cluster_versions_the_seeds_name(version, affected):
+    findings, _facts = au.audit(snapshot(version), ['N-1'])
+    assert [f['id'] for f in findings] == (['N-1'] if affected else [])
+    if affected:
+        assert findings[0]['severity'] == 'warning' and findings[0]['evidence']['cluster_version'] == version
+
+
+def test_n1_upstream_version_is_not_judged_and_garbage_is_unknown():
+    assert au.audit(snapshot('v1.24.3'), ['N-1'])[0] == []
+    (f,) = au.audit(snapshot('not-a-version'), ['N-1'])[0]
+    assert (f['id'], f['severity']) == ('N-1', 'unknown')
+
+
+def test_d7_custom_cni_conf_true_is_critical_while_a_node_waits_for_the_cni():
+    sick = node('n2', ready=False, message='container runtime network not ready: NetworkReady=false '
+                'reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized')
+    cfg = {'kube-system/cilium-config': {'custom-cni-conf': 'true'}}
+    findings, _ = au.audit(snapshot(nodes=[node(), sick], cni_agent_configs=cfg), ['D-7'])
+    (custom,) = [f for f in findings if 'custom-cni-conf' in f['title']]
+    assert custom['severity'] == 'critical' and custom['evidence']['nodes_cni_not_ready'] == ['n2']
+    # All nodes Ready: still reported, as information.
+    findings, _ = au.audit(snapshot(cni_agent_configs=cfg), ['D-7'])
+    assert [(f['id'], f['severity']) for f in findings] == [('D-7', 'info')]
+    # false, absent key or absent ConfigMap: nothing.
+    for configs in ({'kube-system/cilium-config': {'custom-cni-conf': 'false'}}, {'kube-system/cilium-config': {}},
+                    {'kube-system/cilium-config': None}):
+        assert au.audit(snapshot(cni_agent_configs=configs), ['D-7'])[0] == []
+
+
+SEED_IP_NOT_ENOUGH = ('time="2020-03-17T07:03:40Z" level=warning msg="Assign private ip address failed: Aliyun API Error: '
+                      'RequestId: 2095E971-E473-4BA0-853F-0C41CF52651D Status Code: 403 Code: InvalidVSwitchId.IpNotEnough '
+                      'Message: The specified VSwitch \\"vsw-AAA\\" has not enough IpAddress., retrying"')
+
+
+def terway_pod(name, node_name, ip):
+    return {'metadata': {'name': name, 'namespace': 'default'}, 'spec': {'nodeName': node_name, 'containers': [{'name': 'app'}]},
+            'status': {'phase': 'Running', 'podIP': ip, 'podIPs': [{'ip': ip}]}}
+
+
+def test_c6_ip_not_enough_in_the_terway_log_names_the_vswitch():
+    logs = {'kube-system/terway-eniip-abcde': 'level=info msg="started"\n' + SEED_IP_NOT_ENOUGH + '\n'}
+    (f,) = au.audit(snapshot(terway_logs=logs), ['C-6'])[0]
+    assert (f['id'], f['severity'], f['evidence']['vswitches'], f['evidence']['count']) == ('C-6', 'critical', ['vsw-AAA'], 1)
+    assert au.audit(snapshot(terway_logs={'kube-system/terway-eniip-abcde': 'level=info msg="started"'}), ['C-6'])[0] == []
+
+
+def test_c6_pods_outside_the_vswitch_cidrs_name_the_nodes_to_rotate():
+    pods = [terway_pod('a', 'n1', '192.168.1.10'), terway_pod('b', 'n2', '172.16.5.9'), terway_pod('c', 'n2', 'fd00::5')]
+    host = terway_pod('h', 'n3', '10.9.9.9')
+    host['spec']['hostNetwork'] = True
+    nets = au.parse_cidrs(['192.168.0.0/16'])
+    (f,) = au.audit(snapshot(pods=pods + [host], vswitch_cidrs=nets), ['C-6'])[0]
+    assert f['evidence']['pods'] == [{'pod': 'default/b', 'node': 'n2', 'ip': '172.16.5.9'}]
+    assert f['evidence']['nodes'] == ['n2']  # the IPv6 pod has no IPv6 vSwitch to compare with; hostNetwork is skipped
+
+
+@pytest.mark.parametrize('bad', ['192.168.0.1/16', '300.0.0.0/8', 'vsw-AAA', ''])
+def test_c6_bad_cidrs_refused(bad):
+    with pytest.raises(ValueError, match='vswitch_cidrs'):
+        au.parse_cidrs([bad])
