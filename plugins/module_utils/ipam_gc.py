@@ -296,3 +296,45 @@ def run_gc(runner, params, check_mode, fs=None, now=None):
     finally:
         for fd in held:
             ipam.unlock_network(fd)
+
+
+def diffs(data):
+    """Per network, the leaked allocations (before) and where they go (after): the ``--diff`` view."""
+    out = []
+    for res in data['networks']:
+        if not res['leaked']:
+            continue
+        before = ''.join('%s\t%s\t%s\n' % (i['ip'], i['container_id'], i['ifname'] or '-') for i in res['leaked'])
+        out.append({'before': before, 'after': '',
+                    'before_header': '%s (leaked allocations)' % res['path'],
+                    'after_header': '%s (after: moved to %s)' % (res['path'], res['backup_dir'])})
+    return out
+
+
+def finish(data, failed, check_mode, want_diff=False):
+    """The result of one run as reported to the user (cni_ipam_gc and the C-8 pod's entry point).
+
+    ``data``: what :func:`run_gc` returned or GCError carried; ``failed``: the GCError's message
+    or None.  Returns ``(result, warnings)``; a failed result has ``failed: true`` and ``msg``.
+    """
+    data = dict(data)
+    data.setdefault('networks', [])
+    for key in ('moved', 'remaining', 'missing_networks', 'not_networks'):
+        data.setdefault(key, [])
+    data.setdefault('backup_dir', None)
+    data.setdefault('runtime', None)
+    data['summary'] = summary(data['networks'])
+    warnings = data.pop('warnings', [])
+    created = any((n.get('lock') or {}).get('created') for n in data['networks'])
+    data['changed'] = bool(data['moved']) or created or (check_mode and failed is None and bool(data.get('changed')))
+    data['catalog'] = ['N-1']
+    data['before'] = {n['path']: n['allocated'] for n in data['networks']}
+    data['after'] = {n['path']: None if n['allocated'] is None else n['allocated'] - len(n['removed'])
+                     for n in data['networks']}
+    data['backups'] = [{'path': m['backup'], 'of': m['path']} for m in data['moved']]
+    if want_diff:
+        data['diff'] = diffs(data) if failed is None else []
+    if failed:
+        data['failed'] = True
+        data['msg'] = failed
+    return data, warnings

@@ -1,17 +1,21 @@
-"""Role netmedic.k8s.ipam_cleanup_daemonset (catalog C-8) against the API double, and its script on a scratch directory.
+"""Role netmedic.k8s.ipam_cleanup_daemonset (catalog C-8) against the API double.
 
-The role is applied through ansible-playbook (kubernetes.core.k8s): check mode writes nothing,
-present creates the ServiceAccount, script ConfigMap and DaemonSet (whose pods run on every node),
-a second run changes nothing, bad settings fail before any write, absent removes everything.
-The cleanup script itself runs here with bash and a stand-in ``ctr`` that prints a fixed container
-list (or fails), on a directory laid out like host-local's.
+Issue 10 hole 1: the DaemonSet's shell script removed every regular file older than the grace
+period in whatever directory it was given (``/var/lib/kubelet`` lost ``config.yaml``), without an
+IP-name filter, host-local's lock, a backup or a refusal when nothing is live, and its pod mounted
+all of ``/run/containerd`` from a tag-addressed image.  Now the pod runs cni_ipam_gc's own code:
+the ConfigMap holds the collection's module_utils byte for byte (so it cannot drift), only the
+runtime socket, the IPAM directory and the backup directory are mounted, the image is pinned by
+digest, and an IPAM directory outside host-local's data directories is refused before any write.
+
+The role is applied through ansible-playbook (kubernetes.core.k8s); what was stored is read back
+from the double.  The shipped code itself runs in tests/unit/plugins/module_utils/test_ipam_gc_cli.py
+and tests/integration/test_ipam_gc_cli.py (cni_ipam_gc's fault matrix), and on real containerd in
+tests/labvm/test_ipam_cleanup_daemonset.py.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -19,10 +23,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = str(ROOT / 'collections')
-SCRIPT = ROOT / 'roles' / 'ipam_cleanup_daemonset' / 'files' / 'cleanup-ipam.sh'
+MODULE_UTILS = ROOT / 'plugins' / 'module_utils'
 NAME = 'cleanup-ipam-dir'
-LIVE = 'c0ffee' + '0' * 58
-DEAD = 'deadbeef' + '1' * 56
+DIGEST = 'sha256:' + '3f' * 32
+IMAGE = 'registry.example/netmedic/gc-tools@' + DIGEST
+SHIPPED = ('ipam_gc_cli.py', 'ipam_gc.py', 'ipam.py', 'runtime.py', 'runner.py', 'hostfs.py', 'reportfiles.py')
+PACKAGE = 'ansible_collections/netmedic/k8s/plugins/module_utils'
 
 
 @pytest.fixture
@@ -30,10 +36,9 @@ def run(playbook):
     return lambda double, tasks: playbook(double, tasks, extra_env={'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS})
 
 
-def role(_label, variables=None, **extra):
+def role(variables=None, **extra):
     entry = {'ansible.builtin.import_role': {'name': 'netmedic.k8s.ipam_cleanup_daemonset'}}
-    if variables:
-        entry['vars'] = variables
+    entry['vars'] = dict({'ipam_cleanup_daemonset_image': IMAGE}, **(variables or {}))
     entry.update(extra)
     return entry
 
@@ -42,104 +47,153 @@ def objects(double):
     return {kind: double.store.find(kind, 'kube-system', NAME) for kind in ('serviceaccounts', 'configmaps', 'daemonsets')}
 
 
+def pod_spec(double):
+    return objects(double)['daemonsets']['spec']['template']['spec']
+
+
 def test_present_idempotent_check_mode_and_absent(double, run):
-    rc, results, output = run(double, yaml.safe_dump([role('check', check_mode=True)]))
+    rc, results, output = run(double, yaml.safe_dump([role(check_mode=True)]))
     assert rc == 0, output
     assert all(obj is None for obj in objects(double).values()), 'check mode created objects'
 
-    rc, results, output = run(double, yaml.safe_dump([role('present', {'ipam_cleanup_daemonset_grace_minutes': 15})]))
+    rc, results, output = run(double, yaml.safe_dump([role({'ipam_cleanup_daemonset_grace_minutes': 15})]))
     assert rc == 0, output
     made = objects(double)
     assert made['serviceaccounts']['automountServiceAccountToken'] is False
-    assert made['configmaps']['data']['cleanup-ipam.sh'] == SCRIPT.read_text()
     spec = made['daemonsets']['spec']['template']['spec']
     container = spec['containers'][0]
-    assert {e['name']: e['value'] for e in container['env']}['GRACE_MINUTES'] == '15'
+    assert '--grace-period=900' in container['command']
     assert container['securityContext']['capabilities'] == {'drop': ['ALL']}
     assert container['securityContext']['readOnlyRootFilesystem'] is True
+    assert container['securityContext']['allowPrivilegeEscalation'] is False
     assert spec['automountServiceAccountToken'] is False and spec['hostNetwork'] is True
-    assert {v['name']: v for v in spec['volumes']}['host-ctr']['hostPath']['path'] == '/run/containerd'
+    assert not spec.get('hostPID') and not container['securityContext'].get('privileged')
 
     def running(store):
         pods, _rv = store.list('pods', 'kube-system', label_selector='app.kubernetes.io/name=%s' % NAME)
         return pods if len(pods) == 3 and all(p['status'].get('phase') == 'Running' for p in pods) else None
 
     assert sorted(p['spec']['nodeName'] for p in double.wait_for(running)) == ['lab-node-1', 'lab-node-2', 'lab-node-3']
-    rv = double.store.resource_version
-    rc, results, output = run(double, yaml.safe_dump([role('again', {'ipam_cleanup_daemonset_grace_minutes': 15})]))
+    rc, results, output = run(double, yaml.safe_dump([role({'ipam_cleanup_daemonset_grace_minutes': 15})]))
     assert rc == 0, output
     assert not any(r.get('changed') for r in results.values()), 'second run changed something'
     assert objects(double)['daemonsets']['metadata']['resourceVersion'] == made['daemonsets']['metadata']['resourceVersion']
-    assert int(double.store.resource_version) >= int(rv)
 
-    rc, results, output = run(double, yaml.safe_dump([role('absent', {'ipam_cleanup_daemonset_state': 'absent'})]))
+    # A changed setting in check mode: reported as a change, nothing written.
+    rc, results, output = run(double, yaml.safe_dump([role({'ipam_cleanup_daemonset_grace_minutes': 20}, check_mode=True)]))
+    assert rc == 0, output
+    (daemonset,) = [r for name, r in results.items() if name.endswith('DaemonSet')]
+    assert daemonset.get('changed') is True
+    assert '--grace-period=900' in pod_spec(double)['containers'][0]['command']
+
+    rc, results, output = run(double, yaml.safe_dump([role({'ipam_cleanup_daemonset_state': 'absent',
+                                                            'ipam_cleanup_daemonset_image': ''})]))
     assert rc == 0, output
     assert all(obj is None for obj in objects(double).values())
 
 
-@pytest.mark.parametrize('variables', [
-    {'ipam_cleanup_daemonset_ipam_dir': 'var/lib/cni'},
-    {'ipam_cleanup_daemonset_ipam_dir': '/var/lib/../etc'},
-    {'ipam_cleanup_daemonset_interval_seconds': 1},
-    {'ipam_cleanup_daemonset_grace_minutes': 0},
-    {'ipam_cleanup_daemonset_state': 'gone'},
-])
-def test_bad_settings_fail_before_any_write(double, run, variables):
-    rc, results, output = run(double, yaml.safe_dump([role('bad', variables)]))
+def test_issue10_h1_pod_runs_cni_ipam_gc_code_shipped_byte_for_byte(double, run):
+    """Hole 1: the pod ran a second, weaker implementation (a shell loop with rm). Now the ConfigMap
+    holds exactly the module_utils files cni_ipam_gc runs, mounted as their package tree."""
+    rc, _results, output = run(double, yaml.safe_dump([role()]))
+    assert rc == 0, output
+    data = objects(double)['configmaps']['data']
+    assert sorted(data) == sorted(SHIPPED)
+    for name in SHIPPED:
+        assert data[name] == (MODULE_UTILS / name).read_text(), '%s in the ConfigMap differs from the collection' % name
+    spec = pod_spec(double)
+    container = spec['containers'][0]
+    assert container['command'][:6] == ['python3', '-S', '-E', '-B', '-m',
+                                        'ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc_cli']
+    assert container['workingDir'] == '/netmedic'
+    code = {v['name']: v for v in spec['volumes']}['code']['configMap']
+    assert code['items'] == [{'key': n, 'path': '%s/%s' % (PACKAGE, n)} for n in SHIPPED]
+    mounts = {m['name']: m for m in container['volumeMounts']}
+    assert mounts['code'] == {'name': 'code', 'mountPath': '/netmedic', 'readOnly': True}
+    args = container['command'][6:]
+    assert args == ['--data-dir=/var/lib/cni/networks', '--network=gke-pod-network',
+                    '--backup-dir=/var/lib/netmedic/backups/ipam_cleanup_daemonset', '--keep-count=50', '--keep-days=14',
+                    '--runtime=containerd', '--runtime-endpoint=/run/containerd/containerd.sock', '--runtime-cli=auto',
+                    '--namespace=k8s.io', '--runtime-timeout=30', '--lock-timeout=30', '--grace-period=600', '--interval=120']
+    assert '--allow-all' not in args and '--allow-other-data-dir' not in args
+    annotation = objects(double)['daemonsets']['spec']['template']['metadata']['annotations']['netmedic.k8s/code-sha256']
+    assert len(annotation) == 64
+
+
+def test_issue10_h1_only_the_socket_ipam_and_backup_dirs_are_mounted(double, run):
+    """Hole 1: a read-only mount of /run/containerd does not stop connect() on the socket, and exposes
+    containerd's whole state directory. Only the socket file (type Socket) is mounted now."""
+    rc, _results, output = run(double, yaml.safe_dump([role({'ipam_cleanup_daemonset_dry_run': True})]))
+    assert rc == 0, output
+    spec = pod_spec(double)
+    host = {v['name']: v['hostPath'] for v in spec['volumes'] if 'hostPath' in v}
+    assert host == {
+        'host-ipam': {'path': '/var/lib/cni/networks/gke-pod-network', 'type': 'Directory'},
+        'runtime-socket': {'path': '/run/containerd/containerd.sock', 'type': 'Socket'},
+        'backup': {'path': '/var/lib/netmedic/backups/ipam_cleanup_daemonset', 'type': 'DirectoryOrCreate'},
+    }
+    mounts = {m['name']: m['mountPath'] for m in spec['containers'][0]['volumeMounts']}
+    assert mounts['runtime-socket'] == '/run/containerd/containerd.sock'
+    assert mounts['host-ipam'] == '/var/lib/cni/networks/gke-pod-network'
+    assert '--dry-run' in spec['containers'][0]['command']
+    assert spec['containers'][0]['image'] == IMAGE
+
+
+def test_whole_data_dir_and_crio(double, run):
+    rc, _results, output = run(double, yaml.safe_dump([role({
+        'ipam_cleanup_daemonset_ipam_dir': '/var/run/cni/networks/', 'ipam_cleanup_daemonset_runtime': 'crio',
+        'ipam_cleanup_daemonset_runtime_socket': '/var/run/crio/crio.sock'})]))
+    assert rc == 0, output
+    spec = pod_spec(double)
+    args = spec['containers'][0]['command']
+    assert '--data-dir=/var/run/cni/networks' in args and not [a for a in args if a.startswith('--network')]
+    assert '--runtime=crio' in args and '--runtime-endpoint=/var/run/crio/crio.sock' in args
+    host = {v['name']: v['hostPath']['path'] for v in spec['volumes'] if 'hostPath' in v}
+    assert host['host-ipam'] == '/var/run/cni/networks' and host['runtime-socket'] == '/var/run/crio/crio.sock'
+
+
+def test_other_data_dir_needs_the_override(double, run):
+    rc, _results, output = run(double, yaml.safe_dump([role({'ipam_cleanup_daemonset_ipam_dir': '/var/lib/flannel/networks',
+                                                             'ipam_cleanup_daemonset_allow_other_ipam_dir': True})]))
+    assert rc == 0, output
+    args = pod_spec(double)['containers'][0]['command']
+    assert '--data-dir=/var/lib/flannel/networks' in args and '--allow-other-data-dir' in args
+
+
+BAD = [
+    # issue 10 hole 1: the directory whose config.yaml the old script removed
+    ({'ipam_cleanup_daemonset_ipam_dir': '/var/lib/kubelet'}, 'must be a host-local data directory'),
+    ({'ipam_cleanup_daemonset_ipam_dir': '/var/lib/cni'}, 'must be a host-local data directory'),
+    ({'ipam_cleanup_daemonset_ipam_dir': '/var/lib/cni/networks/a/b'}, 'must be a host-local data directory'),
+    ({'ipam_cleanup_daemonset_ipam_dir': '/', 'ipam_cleanup_daemonset_allow_other_ipam_dir': True}, 'host-local'),
+    ({'ipam_cleanup_daemonset_ipam_dir': '/var', 'ipam_cleanup_daemonset_allow_other_ipam_dir': True}, 'host-local'),
+    ({'ipam_cleanup_daemonset_ipam_dir': 'var/lib/cni/networks'}, 'host-local'),
+    ({'ipam_cleanup_daemonset_ipam_dir': '/var/lib/cni/networks/../../kubelet'}, 'host-local'),
+    # issue 10 hole 1: image pinned by digest, tags refused
+    ({'ipam_cleanup_daemonset_image': 'gcr.io/gke-networking-test-images/ubuntu-test:2022'}, 'pinned by digest'),
+    ({'ipam_cleanup_daemonset_image': 'busybox'}, 'pinned by digest'),
+    ({'ipam_cleanup_daemonset_image': 'repo/img:1.0@' + DIGEST}, 'pinned by digest'),
+    ({'ipam_cleanup_daemonset_image': 'repo/img@sha256:abc'}, 'pinned by digest'),
+    ({'ipam_cleanup_daemonset_image': ''}, 'pinned by digest'),
+    ({'ipam_cleanup_daemonset_backup_dir': '/var/lib/cni/networks/backup'}, 'under /var/lib/netmedic/'),
+    ({'ipam_cleanup_daemonset_backup_dir': '/var/lib/netmedic/../kubelet'}, 'under /var/lib/netmedic/'),
+    ({'ipam_cleanup_daemonset_backup_keep_count': -1}, 'keep_count'),
+    ({'ipam_cleanup_daemonset_runtime_socket': '/run/containerd'}, 'runtime_socket'),
+    ({'ipam_cleanup_daemonset_containerd_dir': '/run/containerd'}, 'no longer supported'),
+    ({'ipam_cleanup_daemonset_interval_seconds': 1}, 'interval_seconds'),
+    ({'ipam_cleanup_daemonset_grace_minutes': 0}, 'grace_minutes'),
+    ({'ipam_cleanup_daemonset_runtime_timeout': 0}, 'runtime_timeout'),
+    ({'ipam_cleanup_daemonset_state': 'gone'}, 'argument'),
+    ({'ipam_cleanup_daemonset_runtime': 'rkt'}, 'argument'),
+]
+
+
+@pytest.mark.parametrize('variables, message', BAD, ids=[str(sorted(v.items())) for v, _m in BAD])
+def test_bad_settings_fail_before_any_write(double, run, variables, message):
+    rc, results, output = run(double, yaml.safe_dump([role(variables)]))
     assert rc == 2, output
     failed = [r for r in results.values() if r.get('failed')]
     assert len(failed) == 1, output
+    assert message in failed[0]['msg'], failed[0]['msg']
     assert 'nothing was changed' in failed[0]['msg'] or 'argument' in failed[0]['msg'].lower(), failed[0]['msg']
     assert all(obj is None for obj in objects(double).values())
-
-
-# -- the script ---------------------------------------------------------------------------------
-
-def fake_ctr(tmp_path, listing, rc=0):
-    path = tmp_path / 'bin' / 'ctr'
-    path.parent.mkdir(exist_ok=True)
-    path.write_text('#!/bin/bash\nprintf "%%s" %s\nexit %d\n' % ("'" + listing + "'", rc))
-    path.chmod(0o755)
-    return path
-
-
-def ipam_dir(tmp_path):
-    net = tmp_path / 'gke-pod-network'
-    net.mkdir()
-    old = time.time() - 3600
-    files = {'10.8.3.2': LIVE + '\r\neth0\r\n', 'fd00:10:8:3::2': LIVE + '\r\neth0\r\n',
-             '10.8.3.4': DEAD + '\r\neth0\r\n', 'fd00:10:8:3::4': DEAD + '\r\neth0\r\n',
-             '10.8.3.5': DEAD[:-1] + '2\r\neth0\r\n',          # differs only in the last character: not live
-             'lock': '', 'last_reserved_ip.0': '10.8.3.5'}
-    for name, text in files.items():
-        (net / name).write_text(text)
-        os.utime(net / name, (old, old))
-    young = net / '10.8.3.6'
-    young.write_text(DEAD + '\n')                              # a fresh allocation: inside the grace period
-    return net
-
-
-def run_script(net, ctr):
-    env = dict(os.environ, IPAM_DIR=str(net), CTR=str(ctr), RUN_ONCE='1', GRACE_MINUTES='10')
-    return subprocess.run(['bash', str(SCRIPT)], env=env, capture_output=True, text=True, timeout=30, check=False)
-
-
-def test_script_removes_only_old_allocations_of_dead_containers(tmp_path):
-    net = ipam_dir(tmp_path)
-    proc = run_script(net, fake_ctr(tmp_path, LIVE + '\n' + 'a' * 64 + '\n'))
-    assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in net.iterdir()) == ['10.8.3.2', '10.8.3.6', 'fd00:10:8:3::2', 'last_reserved_ip.0', 'lock']
-    assert 'removed 3, kept 2' in proc.stdout
-
-
-@pytest.mark.parametrize('listing, rc, message', [
-    ('', 1, 'cannot list containers'),
-    ('', 0, 'the runtime listed no containers'),
-])
-def test_script_deletes_nothing_when_the_runtime_cannot_be_listed(tmp_path, listing, rc, message):
-    net = ipam_dir(tmp_path)
-    before = sorted(p.name for p in net.iterdir())
-    proc = run_script(net, fake_ctr(tmp_path, listing, rc))
-    assert proc.returncode == 0, proc.stderr
-    assert message in proc.stdout
-    assert sorted(p.name for p in net.iterdir()) == before
