@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,8 +59,9 @@ def test_report_lists_changes_backups_and_failures(double, tmp_path):
     assert stored['metadata']['labels']['netmedic.k8s/backup-of'] == 'kube-proxy-worker'
     assert 'backup of kube-system/kube-proxy-worker: %s' % backup['configmap'] in md
     bad = next(e for e in report['entries'] if e['task'] == 'bad scheduler')
-    assert bad['status'] == 'failed' and 'scheduler' in bad['msg']
-    assert '**bad scheduler** `netmedic.k8s.kube_proxy_config`: FAILED' in md
+    # ignore_errors: named as such, in agreement with the host counts (issue 11).
+    assert bad['status'] == 'ignored' and 'scheduler' in bad['msg']
+    assert '**bad scheduler** `netmedic.k8s.kube_proxy_config`: failed, ignored (ignore_errors)' in md
     assert report['hosts']['localhost']['changed'] == 1
     assert 'not-logged-anywhere' not in md and 'not-logged-anywhere' not in json.dumps(report)
 
@@ -106,7 +108,7 @@ def test_issue10_h4_terway_secret_not_in_report_diff_or_vvv(double, tmp_path):
     assert conf['max_pool_size'] == 5 and 'vsw-lab00000000000000001' in output      # harmless keys stay visible
     # Reports: 0600 files in a 0700 directory.
     assert report_dir.stat().st_mode & 0o777 == 0o700
-    assert [oct(p.stat().st_mode & 0o777) for p in files if not p.is_symlink()] == ['0o600'] * 2
+    assert [oct(p.stat().st_mode & 0o777) for p in files if not p.is_symlink()] == ['0o600'] * 3      # .html .json .md
 
 
 def test_issue10_h4_inline_kubeconfig_token_masked(double, tmp_path):
@@ -143,3 +145,118 @@ def test_issue10_h12_concurrent_runs_write_two_reports(double, tmp_path):
     assert len(reports) == 2 and len(sorted(p for p in report_dir.glob('change-report-*.md') if not p.is_symlink())) == 2
     assert all(json.loads(p.read_text())['entries'] for p in reports)
     assert not [p for p in report_dir.iterdir() if p.name.startswith('.')]          # no temp file left behind
+
+
+# ---------------------------------------------------------------- issue 11: the report as evidence
+
+AWX_VARS = {'awx_user_name': 'alice', 'awx_job_id': 4711, 'awx_job_template_name': 'netmedic conntrack (check)',
+            'awx_inventory_name': 'prod-eu1', 'netmedic_window': 'sat,sun 22:00-04:00 UTC'}
+EXTRA_SECRET = 'xv-Extra-Secret-Token-0001'
+
+
+def _git_head():
+    return subprocess.run(['git', '-C', str(ROOT), 'rev-parse', 'HEAD'], capture_output=True, text=True, timeout=30,
+                          check=True).stdout.strip()
+
+
+def _diff_lines(text):
+    return [line for line in text.splitlines() if line.startswith(('+', '-', '@@'))]
+
+
+def test_issue11_check_run_report_is_evidence(double, tmp_path):
+    """Issue 11 item 1: a check run's report says WHAT would change (the diff, as the default callback shows it), who
+    ran it where (AWX user, job, template, inventory, limit), with which extra vars (secrets masked), which collection
+    version and git revision, the change window and ticket, and when each entry ran."""
+    extra = dict(AWX_VARS, netmedic_change_id='CHG-1234', netmedic_api_token=EXTRA_SECRET)
+    proc, report, md = _run(double, tmp_path, TASKS, check=True,
+                            extra=['--diff', '--limit', 'localhost', '-e', json.dumps(extra)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    head = report['header']
+    assert head['mode'] == 'check' and head['change_id'] == 'CHG-1234' and head['change_id_missing'] is False
+    assert head['operator'] == 'alice'
+    assert head['awx'] == {'job_id': 4711, 'job_template': 'netmedic conntrack (check)', 'user': 'alice',
+                           'inventory': 'prod-eu1'}
+    assert head['inventory'] == 'prod-eu1' and head['limit'] == 'localhost'
+    assert head['extra_vars']['netmedic_api_token'] == '********'
+    assert head['window']['requested'] == 'sat,sun 22:00-04:00 UTC'
+    galaxy = yaml.safe_load((ROOT / 'galaxy.yml').read_text())
+    assert head['collection'] == {'name': 'netmedic.k8s', 'version': galaxy['version']}
+    assert head['git_revision'] == _git_head()
+    for text in (md, json.dumps(report), proc.stdout):
+        assert EXTRA_SECRET not in text
+    entry = next(e for e in report['entries'] if e['task'] == 'maxPerCore')
+    for key in ('started', 'finished'):
+        assert entry[key].endswith('+00:00') and entry[key] >= report['started']
+    # The diff: the same lines the default callback printed for --diff, here without colours.
+    lines = _diff_lines(entry['diff'])
+    assert any(line.startswith('+') and '65536' in line for line in lines), entry['diff']
+    assert any(line.startswith('-') and 'maxPerCore' in line for line in lines), entry['diff']
+    for line in lines:
+        assert line in proc.stdout, line
+    assert entry['diff'].rstrip('\n') in md
+    for want in ('Mode: **check**', 'alice', '4711', 'prod-eu1', '`localhost`', 'CHG-1234', galaxy['version'], _git_head()):
+        assert want in md, want
+
+
+def test_issue11_check_run_diff_without_diff_flag(double, tmp_path):
+    """Issue 11: without --diff the modules return before/after only; the report still shows the planned change."""
+    proc, report, md = _run(double, tmp_path, TASKS[:1], check=True, extra=['-e', 'netmedic_change_id=CHG-1'])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (entry,) = [e for e in report['entries'] if e['task'] == 'maxPerCore']
+    assert any(line.startswith('+') and '65536' in line for line in _diff_lines(entry['diff'])), entry
+    assert '```diff' in md
+
+
+def test_issue11_ignored_failure_and_rescue_agree_with_host_table(double, tmp_path):
+    """Issue 11: a task failed with ignore_errors showed FAILED while the host table said 0 failed; a rescued
+    failure too. Entries and table now agree: ignored and rescued are counted and named as such."""
+    tasks = TASKS + [{'name': 'guarded', 'block': [
+        {'name': 'bad in block', 'netmedic.k8s.kube_proxy_config': {'settings': {'ipvs.scheduler': 'fastest'}}}],
+        'rescue': [{'name': 'rescue step', 'ansible.builtin.debug': {'msg': 'rescued'}}]}]
+    proc, report, md = _run(double, tmp_path, tasks, check=True, extra=['-e', 'netmedic_change_id=CHG-2'])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    host = report['hosts']['localhost']
+    assert (host['failures'], host['ignored'], host['rescued']) == (0, 1, 1)
+    status = {e['task']: e['status'] for e in report['entries']}
+    assert status['bad scheduler'] == 'ignored' and status['bad in block'] == 'rescued'
+    assert sum(1 for e in report['entries'] if e['status'] == 'failed') == host['failures']
+    assert '| Host | ok | changed | failed | ignored | rescued | skipped | unreachable |' in md
+    assert '**bad scheduler** `netmedic.k8s.kube_proxy_config`: failed, ignored (ignore_errors)' in md
+    assert ': FAILED' not in md
+
+
+def test_issue11_apply_without_change_id_is_marked_missing(double, tmp_path):
+    """Issue 11: an apply run needs netmedic_change_id. A callback cannot fail a run, so the report says it loudly
+    (Markdown, HTML, JSON) and the run prints a warning."""
+    proc, report, md = _run(double, tmp_path, TASKS[:1])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report['header']['mode'] == 'apply' and report['header']['change_id'] is None
+    assert report['header']['change_id_missing'] is True
+    assert 'NO CHANGE TICKET' in md and 'netmedic_change_id' in proc.stderr
+    html = next(p for p in (tmp_path / 'report').glob('change-report-*.html') if not p.is_symlink()).read_text()
+    assert 'id="change-id-missing"' in html
+
+
+def test_issue11_json_schema_html_and_copies(double, tmp_path, monkeypatch):
+    """Issue 11: JSON valid against the published schema; a self-contained 0600 HTML page; copies in the archive
+    directory (outlives an AWX job container) and in ansible-runner's artifact directory."""
+    schema = json.loads((ROOT / 'docs' / 'schemas' / 'change_report.schema.json').read_text())
+    archive, artifacts = tmp_path / 'archive', tmp_path / 'artifacts' / 'ident'
+    artifacts.mkdir(parents=True)
+    monkeypatch.setenv('NETMEDIC_REPORT_ARCHIVE_DIR', str(archive))
+    monkeypatch.setenv('AWX_ISOLATED_DATA_DIR', str(artifacts))
+    proc, report, _md = _run(double, tmp_path, TASKS, extra=['-e', 'netmedic_change_id=CHG-3', '-e', 'x=<script>'])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jsonschema.validate(report, schema)
+    (html_file,) = [p for p in (tmp_path / 'report').glob('change-report-*.html') if not p.is_symlink()]
+    html = html_file.read_text()
+    assert html_file.stat().st_mode & 0o777 == 0o600
+    assert '<script' not in html and '&lt;script&gt;' in html
+    assert not re.search(r'''(src|href)\s*=|@import|url\(''', html)
+    base = html_file.name[:-len('.html')]
+    for directory in (archive, artifacts / 'netmedic'):
+        copies = sorted(p.name for p in directory.iterdir())
+        assert copies == [base + ext for ext in ('.html', '.json', '.md')], copies
+        assert all(p.stat().st_mode & 0o777 == 0o600 for p in directory.iterdir())
+    summary = json.loads((artifacts / 'netmedic' / (base + '.json')).read_text())
+    assert summary == report
