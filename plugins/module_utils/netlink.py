@@ -145,11 +145,14 @@ def validate_mtu(mtu):
     return mtu
 
 
-def plan_bridge(state, mtu=None):
+def plan_bridge(state, mtu=None, port_mtu=False):
     """Commands that bring a pod bridge (``bridge_state`` output) up with ``mtu``.
 
     Raises LinkError when the interface does not exist or is not a bridge (nothing to do
-    safely then). Returns argument lists: the MTU first, then ``up``.
+    safely then). Returns argument lists: the ports' MTU first (with ``port_mtu``: the
+    host side of every veth port whose MTU differs from ``mtu``), then the bridge's MTU,
+    then ``up``. Lowering ports before the bridge keeps the bridge's MTU never above a
+    port's in between (the kernel caps a bridge at its smallest port).
     """
     name = state['name']
     if not state['exists']:
@@ -158,8 +161,38 @@ def plan_bridge(state, mtu=None):
     if not state['is_bridge']:
         raise LinkError('%s is a %s interface, not a bridge; nothing was changed' % (name, state['kind'] or 'plain'))
     commands = []
+    if port_mtu:
+        if mtu is None:
+            raise LinkError('port_mtu needs mtu: the MTU to give the ports; nothing was changed')
+        for port in state['ports']:
+            if port['kind'] == 'veth' and port['mtu'] != mtu:
+                commands.append(['ip', 'link', 'set', 'dev', port['name'], 'mtu', str(mtu)])
     if mtu is not None and state['mtu'] != mtu:
         commands.append(['ip', 'link', 'set', 'dev', name, 'mtu', str(mtu)])
     if not state['admin_up']:
         commands.append(['ip', 'link', 'set', 'dev', name, 'up'])
     return commands
+
+
+# --- learned MACs (catalog N-8 verification: "arp -an should list pod MACs") ----------------
+
+def learned_macs(fdb_text, bridge):
+    """``bridge -j fdb show br <bridge>`` -> ``{port: [MAC, ...]}`` of the MACs the bridge learned.
+
+    Learned entries are the dynamic ones on a port of ``bridge``: not ``self`` (the port's own
+    multicast/unicast entries) and not ``permanent``/``static`` (the port's own address).
+    """
+    out = {}
+    for entry in _load(fdb_text, 'bridge -j fdb show'):
+        if entry.get('master') != bridge or 'self' in (entry.get('flags') or []):
+            continue
+        if (entry.get('state') or '') in ('permanent', 'static', 'noarp'):
+            continue
+        out.setdefault(entry.get('ifname'), []).append(entry.get('mac'))
+    return {port: sorted(set(macs)) for port, macs in sorted(out.items())}
+
+
+def unlearned_ports(state, learned):
+    """Ports of ``state`` that are UP and veth but have no learned MAC yet (their pod sent nothing)."""
+    return [p['name'] for p in state.get('ports') or []
+            if p['kind'] == 'veth' and p['operstate'] in ('UP', 'UNKNOWN') and not learned.get(p['name'])]

@@ -6,7 +6,7 @@
 DOCUMENTATION = r"""
 ---
 module: pod_bridge
-short_description: Bring the node's pod bridge (cbr0) up and check or set its MTU
+short_description: Bring the node's pod bridge (cbr0) up, check or set its MTU, verify pod MACs are learned
 version_added: 0.1.0
 description:
   - >-
@@ -16,7 +16,15 @@ description:
   - Brings the bridge administratively up and, when O(mtu) is given, sets the bridge's MTU first.
   - Reports the bridge's ports (the pods' veth interfaces) and their MTUs; a port whose MTU differs from
     the bridge's (or from O(mtu)) is reported as a warning (the pods' MTU must match the network's
-    MTU, for example 1460 on GKE, minus overlay overhead). Pod interfaces are never changed.
+    MTU, for example 1460 on GKE, minus overlay overhead). With O(port_mtu=true) the host side of each
+    veth port is set to O(mtu) as well; the interface inside the pod is never changed (fix the CNI's MTU
+    and recreate the pods for that).
+  - Reports what the bridge learned, the seed's verification ("C(arp -an) should list pod MACs") -
+    the dynamic MACs per port (C(bridge -j fdb show br NAME)) and the neighbor entries on the bridge
+    (C(ip -j neigh show dev NAME)). With O(verify_learned), waits up to that many seconds for every veth
+    port that is up to have a learned MAC, and fails naming the ports that stay silent.
+  - When a command fails, the MTU changes already made are undone (in reverse order), so the bridge is
+    never left half-changed.
   - Fails before changing anything when the interface does not exist (the CNI plugin creates it; this
     module does not) or is not a bridge.
   - The change is runtime state; the CNI plugin owns the bridge's configuration and re-creates it as it
@@ -45,8 +53,21 @@ options:
     description:
       - Set the bridge's MTU to this value (68-65535). Not given, the MTU is only reported.
     type: int
+  port_mtu:
+    description:
+      - Also set the MTU of the host side of every veth port of the bridge to O(mtu) (requires O(mtu)).
+        Ports are changed before the bridge.
+    type: bool
+    default: false
+  verify_learned:
+    description:
+      - Seconds to wait, after the change (or now, when nothing needs changing), for every veth port that
+        is up to have a learned MAC in the bridge's forwarding database. V(0) only reports. At most 600.
+      - Needs the C(bridge) command (iproute2); without it the module fails before changing anything.
+    type: int
+    default: 0
 requirements:
-  - ip (Debian package iproute2) on the managed node
+  - ip and bridge (Debian package iproute2) on the managed node
 seealso:
   - module: netmedic.k8s.node_network_facts
   - name: Catalog N-8
@@ -65,6 +86,13 @@ EXAMPLES = r"""
   netmedic.k8s.pod_bridge:
     name: cni0
     mtu: 1450
+
+- name: Bring cbr0 up with the GKE MTU on the bridge and its veth ports, then wait for pod MACs
+  netmedic.k8s.pod_bridge:
+    name: cbr0
+    mtu: 1460
+    port_mtu: true
+    verify_learned: 30
 """
 
 RETURN = r"""
@@ -103,6 +131,29 @@ bridge:
   type: dict
   sample: {"name": "cbr0", "exists": true, "kind": "bridge", "mtu": 1460, "port_mtus": [1460, 1500], "mtu_mismatch": true,
            "ports": [{"name": "veth1a2b3c4d", "kind": "veth", "mtu": 1460, "operstate": "UP"}]}
+learned:
+  description:
+    - MACs the bridge learned per port (dynamic forwarding entries), read after the change. V(null) when the
+      C(bridge) command is not installed (then RV(learned_reason) says so).
+  returned: always
+  type: dict
+  sample: {"veth1": ["16:7a:5e:ac:d0:64"], "veth2": ["72:5d:44:13:02:65"]}
+learned_reason:
+  description: Why RV(learned) could not be read.
+  returned: when RV(learned) is null
+  type: str
+unlearned_ports:
+  description: veth ports that are up but have no learned MAC (their pod sent nothing since the bridge came up).
+  returned: when RV(learned) could be read
+  type: list
+  elements: str
+  sample: ["veth3"]
+neighbors:
+  description: Neighbor entries on the bridge (what C(arp -an) shows for it) - C(dst), C(lladdr), C(state).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"dst": "10.60.0.11", "lladdr": "16:7a:5e:ac:d0:64", "state": "DELAY"}]
 catalog:
   description: Catalog IDs this module implements.
   returned: always
@@ -117,6 +168,8 @@ backups:
   sample: []
 """
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import neigh, netlink
@@ -129,8 +182,31 @@ def _read(runner, name, mtu):
     return netlink.bridge_state(links, name, mtu)
 
 
-def _view(state):
-    return {'admin_up': state.get('admin_up'), 'operstate': state.get('operstate'), 'mtu': state.get('mtu')}
+def _view(state, with_ports=False):
+    view = {'admin_up': state.get('admin_up'), 'operstate': state.get('operstate'), 'mtu': state.get('mtu')}
+    if with_ports:
+        view['port_mtus'] = {p['name']: p['mtu'] for p in state.get('ports') or [] if p['kind'] == 'veth'}
+    return view
+
+
+def _learned(runner, name):
+    """``(learned or None, reason, neighbors)``: the seed's check that pod MACs are learned."""
+    neighbors = [{'dst': e['dst'], 'lladdr': e.get('lladdr'), 'state': e['state']}
+                 for e in neigh.parse_neigh_json(runner.run(['ip', '-j', 'neigh', 'show', 'dev', name]).stdout)]
+    if not runner.has('bridge'):
+        return None, 'bridge (iproute2) is not installed', neighbors
+    fdb = runner.run(['bridge', '-j', 'fdb', 'show', 'br', name]).stdout
+    return netlink.learned_macs(fdb, name), None, neighbors
+
+
+def _report_learned(result, runner, name, state):
+    learned, reason, neighbors = _learned(runner, name)
+    result.extra.update({'learned': learned, 'neighbors': neighbors})
+    if learned is None:
+        result.extra['learned_reason'] = reason
+        return None
+    result.extra['unlearned_ports'] = netlink.unlearned_ports(state, learned)
+    return result.extra['unlearned_ports']
 
 
 def main():
@@ -138,6 +214,8 @@ def main():
         argument_spec=dict(
             name=dict(type='str', default='cbr0'),
             mtu=dict(type='int'),
+            port_mtu=dict(type='bool', default=False),
+            verify_learned=dict(type='int', default=0),
         ),
         supports_check_mode=True,
     )
@@ -148,46 +226,109 @@ def main():
     try:
         neigh.validate_device(p['name'])
         netlink.validate_mtu(p['mtu'])
+        if p['port_mtu'] and p['mtu'] is None:
+            raise netlink.LinkError('port_mtu needs mtu: the MTU to give the ports')
+        if isinstance(p['verify_learned'], bool) or not 0 <= p['verify_learned'] <= 600:
+            raise netlink.LinkError('verify_learned must be 0 to 600 seconds, got %r' % (p['verify_learned'],))
     except (neigh.NeighError, netlink.LinkError) as e:
         module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
 
     # 2. Read, 3. plan (pure).
     runner = Runner(module)
+    if p['verify_learned'] and not runner.has('bridge'):
+        module.fail_json(msg='verify_learned needs the bridge command (Debian package iproute2) on the node; '
+                             'nothing was changed', changed=False)
     try:
         state = _read(runner, p['name'], p['mtu'])
-        commands = netlink.plan_bridge(state, p['mtu'])
+        commands = netlink.plan_bridge(state, p['mtu'], p['port_mtu'])
     except (CommandError, netlink.LinkError) as e:
         module.fail_json(msg=str(e), changed=False)
 
-    result.before = _view(state)
+    result.before = _view(state, p['port_mtu'])
     result.after = dict(result.before, admin_up=True, mtu=p['mtu'] if p['mtu'] is not None else state['mtu'])
+    if p['port_mtu']:
+        result.after['port_mtus'] = dict.fromkeys(result.before['port_mtus'], p['mtu'])
     result.add_diff(result.before, result.after, 'bridge %s' % p['name'])
     result.extra.update({'commands': commands, 'bridge': state})
     if state['mtu_mismatch']:
         result.warn('%s: port MTUs %s differ from %s; pod interfaces are not changed by this module (recreate the pods '
                     'after fixing the CNI MTU)' % (p['name'], state['port_mtus'], p['mtu'] if p['mtu'] is not None else 'the bridge MTU %s' % state['mtu']))
 
-    if module.check_mode or not commands:
-        result.exit()
+    try:
+        if module.check_mode or not commands:
+            silent = _report_learned(result, runner, p['name'], state)
+            if not module.check_mode and p['verify_learned']:
+                silent = _wait_learned(result, runner, p, state, silent)
+            result.exit()
+    except CommandError as e:
+        result.fail('reading what the bridge learned failed: %s' % e, error=e.to_dict())
+    except (neigh.NeighError, netlink.LinkError) as e:
+        result.fail('reading what the bridge learned failed: %s' % e)
 
-    # 4. Apply.
+    # 4. Apply; an MTU change is undone when a later command fails.
+    old_mtu = {p_['name']: p_['mtu'] for p_ in state['ports']}
+    old_mtu[p['name']] = state['mtu']
     done = []
     for cmd in commands:
         try:
             runner.run(cmd)
         except CommandError as e:
-            result.changed = bool(done)
+            undone = _undo(runner, done, old_mtu)
+            result.changed = bool(done) and not undone['complete']
             result.extra['commands'] = done
-            result.fail('%s (ran before the failure: %s)' % (e, [' '.join(c) for c in done] or 'nothing'), error=e.to_dict())
+            result.extra['undone'] = undone['commands']
+            result.fail('%s (ran before the failure: %s; MTU changes undone: %s)'
+                        % (e, [' '.join(c) for c in done] or 'nothing',
+                           'all' if undone['complete'] else 'NOT ALL - %s' % undone['error']), error=e.to_dict())
         done.append(cmd)
 
     # 5. Verify by reading back.
     now = _read(runner, p['name'], p['mtu'])
-    result.after = _view(now)
+    result.after = _view(now, p['port_mtu'])
     result.extra['bridge'] = now
     if not now.get('admin_up') or (p['mtu'] is not None and now.get('mtu') != p['mtu']):
         result.fail('ran %s but %s is now %s' % ([' '.join(c) for c in done], p['name'], result.after))
+    if p['port_mtu']:
+        wrong = {port['name']: port['mtu'] for port in now['ports'] if port['kind'] == 'veth' and port['mtu'] != p['mtu']}
+        if wrong:
+            result.fail('ran %s but these ports do not have MTU %s: %s' % ([' '.join(c) for c in done], p['mtu'], wrong))
+    try:
+        silent = _report_learned(result, runner, p['name'], now)
+        if p['verify_learned']:
+            _wait_learned(result, runner, p, now, silent)
+    except CommandError as e:
+        result.fail('the change was made but reading what the bridge learned failed: %s' % e, error=e.to_dict())
+    except (neigh.NeighError, netlink.LinkError) as e:
+        result.fail('the change was made but reading what the bridge learned failed: %s' % e)
     result.exit()
+
+
+def _undo(runner, done, old_mtu):
+    """Put back the MTUs of the commands in ``done`` (newest first); ``up`` is left as is."""
+    undone = []
+    for cmd in reversed(done):
+        if 'mtu' not in cmd:
+            continue
+        dev = cmd[cmd.index('dev') + 1]
+        back = ['ip', 'link', 'set', 'dev', dev, 'mtu', str(old_mtu[dev])]
+        try:
+            runner.run(back)
+        except CommandError as e:
+            return {'complete': False, 'commands': undone, 'error': str(e)}
+        undone.append(back)
+    return {'complete': True, 'commands': undone, 'error': None}
+
+
+def _wait_learned(result, runner, p, state, silent, clock=time.monotonic, sleep=time.sleep):
+    """Poll the forwarding database until every up veth port learned a MAC, or fail naming the silent ones."""
+    deadline = clock() + p['verify_learned']
+    while silent:
+        if clock() >= deadline:
+            result.fail('after %d s no MAC was learned on port(s) %s of %s: their pods sent nothing since the bridge '
+                        'came up (check the pods and the ports\' state)' % (p['verify_learned'], ', '.join(silent), p['name']))
+        sleep(1)
+        silent = _report_learned(result, runner, p['name'], state)
+    return silent
 
 
 if __name__ == '__main__':

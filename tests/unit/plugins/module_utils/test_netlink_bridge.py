@@ -38,3 +38,33 @@ def test_refuses_missing_or_non_bridge(name, words):
 def test_validate_mtu_rejects(bad):
     with pytest.raises(netlink.LinkError, match='mtu must be a whole number between 68 and 65535, got'):
         netlink.validate_mtu(bad)
+
+
+# --- N-8 verification and port MTUs (issue 10, partial N-8) ----------------------------------
+
+def test_port_mtu_sets_veth_ports_before_the_bridge():
+    s = state('link-cbr0-down.json')
+    ports = {p['name']: p['mtu'] for p in s['ports'] if p['kind'] == 'veth'}
+    commands = netlink.plan_bridge(s, 1460, port_mtu=True)
+    port_cmds = [c for c in commands if c[4] != 'cbr0']
+    assert port_cmds == [['ip', 'link', 'set', 'dev', name, 'mtu', '1460'] for name, mtu in sorted(ports.items()) if mtu != 1460]
+    assert port_cmds and commands[-1] == ['ip', 'link', 'set', 'dev', 'cbr0', 'up']
+    assert commands.index(port_cmds[-1]) < commands.index(commands[-1])
+    with pytest.raises(netlink.LinkError, match='port_mtu needs mtu'):
+        netlink.plan_bridge(s, None, port_mtu=True)
+
+
+def test_learned_macs_from_a_recorded_forwarding_database():
+    """Two pods sent traffic (veth1, veth2); veth3's peer is down (LOWERLAYERDOWN), so nothing is expected there."""
+    learned = netlink.learned_macs(fixture_text('bridge/fdb-cbr0-two-pods-one-idle.json'), 'cbr0')
+    assert learned == {'veth1': ['16:7a:5e:ac:d0:64'], 'veth2': ['72:5d:44:13:02:65']}
+    s = netlink.bridge_state(netlink.parse_links(fixture_text('bridge/link-cbr0-three-ports.json')), 'cbr0')
+    assert [(p['name'], p['operstate']) for p in s['ports']] == [('veth1', 'UP'), ('veth2', 'UP'), ('veth3', 'LOWERLAYERDOWN')]
+    assert netlink.unlearned_ports(s, learned) == []
+    assert netlink.unlearned_ports(s, {'veth1': learned['veth1']}) == ['veth2']
+    assert netlink.unlearned_ports(s, {}) == ['veth1', 'veth2']
+
+
+def test_learned_macs_bad_output_raises():
+    with pytest.raises(netlink.LinkError, match='invalid JSON'):
+        netlink.learned_macs('{not json', 'cbr0')

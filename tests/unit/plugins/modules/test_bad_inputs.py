@@ -126,6 +126,9 @@ CASES = [
     ('pod_bridge', {'name': 'a-very-long-bridge-name'}, 'not a network interface name'),
     ('pod_bridge', {'name': 'cbr0', 'mtu': 'big'}, 'mtu'),
     ('pod_bridge', {'name': 'nm-nosuch0'}, 'does not exist'),
+    ('pod_bridge', {'name': 'cbr0', 'port_mtu': True}, 'port_mtu needs mtu'),
+    ('pod_bridge', {'name': 'cbr0', 'verify_learned': 601}, 'verify_learned must be 0 to 600'),
+    ('pod_bridge', {'name': 'cbr0', 'mtu': 1460, 'verify_learned': 5}, 'needs the bridge command'),
     # cilium_lb_maps (N-10)
     ('cilium_lb_maps', {'threshold': 0}, 'between 1 and 100'),
     ('cilium_lb_maps', {'threshold': 150, 'state': 'cleared'}, 'between 1 and 100'),
