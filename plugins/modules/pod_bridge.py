@@ -67,7 +67,8 @@ options:
     type: int
     default: 0
 requirements:
-  - ip and bridge (Debian package iproute2) on the managed node
+  - ip (Debian package iproute2) on the managed node
+  - bridge (Debian package iproute2) on the managed node, for RV(learned) and O(verify_learned)
 seealso:
   - module: netmedic.k8s.node_network_facts
   - name: Catalog N-8

@@ -162,7 +162,7 @@ def test_issue12_1_the_scan_finds_what_the_modules_run():
     assert found['ipvs_modules'] == ['modprobe']  # through kmod.probe_exists / kmod.load
     assert found['ipvs_timeouts'] == ['ipvsadm', 'modprobe', 'systemctl']
     assert found['node_network_facts'] == ['conntrack', 'dmesg', 'ip', 'ipvsadm', 'journalctl']  # through node_facts
-    assert found['pod_bridge'] == ['ip']
+    assert found['pod_bridge'] == ['bridge', 'ip']
 
 
 @pytest.mark.parametrize('module_path', NODE_MODULES, ids=[p.stem for p in NODE_MODULES])
