@@ -178,3 +178,106 @@ def _run_playbook_file(double, tmp_path, playbook, *extra, check=False):
 def playbook_file(tmp_path):
     """``playbook_file(double, playbook_path, *extra_args, check=False)`` -> ``(rc, {task: result}, output)``."""
     return lambda double, playbook, *extra, check=False: _run_playbook_file(double, tmp_path, playbook, *extra, check=check)
+
+
+# -- non-admin identities (issue 10 hole 13: RBAC) -----------------------------------------------
+
+class AsIdentity:
+    """``double`` seen through a non-admin identity: ``kubeconfig_path`` and ``token`` are that identity's,
+    everything else (``store``, ``url``, ...) is the double's, so the runners above take it as a double."""
+
+    def __init__(self, double, token, kubeconfig_path, objects):
+        self._double = double
+        self.token = token
+        self.kubeconfig_path = kubeconfig_path
+        self.objects = objects
+
+    def __getattr__(self, name):
+        return getattr(self._double, name)
+
+
+def apply_manifest(double, path):
+    """Create (as admin) every object of a multi-document manifest, making its namespaces; returns the objects."""
+    objects = [doc for doc in yaml.safe_load_all(Path(path).read_text()) if doc]
+    for doc in objects:
+        namespace = doc['metadata'].get('namespace')
+        if namespace and double.store.find('namespaces', None, namespace) is None:
+            double.store.create('namespaces', None, {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': namespace}})
+        double.store.create(doc['kind'], namespace, doc)
+    return objects
+
+
+@pytest.fixture
+def as_identity(tmp_path):
+    """``as_identity(double, manifest=None, serviceaccount=None, user=None)``: a non-admin identity for ``double``.
+
+    ``manifest`` (a path, e.g. ``rbac/udp_timeout.yml``) is applied as admin and the identity is its
+    ServiceAccount; or give ``serviceaccount=(namespace, name)`` / ``user`` with no grants applied.
+    """
+    count = []
+
+    def _make(double, manifest=None, serviceaccount=None, user=None):
+        objects = apply_manifest(double, manifest) if manifest else []
+        if manifest and serviceaccount is None:
+            sa = next(o for o in objects if o['kind'] == 'ServiceAccount')['metadata']
+            serviceaccount = (sa['namespace'], sa['name'])
+        token = double.add_identity(serviceaccount=serviceaccount) if serviceaccount else double.add_identity(user=user)
+        count.append(token)
+        path = double.write_kubeconfig(tmp_path / ('kubeconfig-identity-%d' % len(count)), token=token)
+        return AsIdentity(double, token, path, objects)
+
+    return _make
+
+
+# -- issue 12: in-process module runs, and temporary paths short enough for ansible-playbook ---------
+
+from tests.harness import run_main, run_tasks  # noqa: E402
+
+# ansible-core (2.21) starts a local RPC server in every ansible-playbook process on an AF_UNIX
+# socket under $TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX; a socket path longer than 107 bytes cannot
+# be bound, the error stays in the server thread and the run dies 5 s later with "Local RPC server
+# did not start." (Python 3.13.0 has no fallback to a shorter directory).  pytest's per-test
+# directories carry up to 31 characters of the test name, and under pytest-xdist another
+# "popen-gwN/": a TMPDIR below tmp_path then runs over.  Keep tmp_path short instead.
+SOCKET_PATH_MAX = 107
+RPC_SOCKET_SUFFIX = len('/pymp-XXXXXXXX/listener-XXXXXXXX')
+
+
+@pytest.fixture
+def tmp_path(request, tmp_path_factory):
+    """A short per-test directory (``<basetemp>/<first 12 chars of the test name>N``), see above."""
+    name = ''.join(c if c.isalnum() else '_' for c in request.node.name)[:12]
+    path = tmp_path_factory.mktemp(name, numbered=True)
+    # Room for the RPC socket under e.g. tmp_path/'tmp-job1' (node_rotation_spine) or tmp_path/'tmp'.
+    if len(str(path)) + len('/tmp-something') + RPC_SOCKET_SUFFIX > SOCKET_PATH_MAX:
+        pytest.fail('temporary directory %s is too long for ansible-core\'s local RPC socket (AF_UNIX, %d bytes): '
+                    'run pytest with a shorter --basetemp' % (path, SOCKET_PATH_MAX))
+    return path
+
+
+@pytest.fixture
+def module_run(private_tmpdir):
+    """``module_run(double, module, args, check_mode=False, diff=False, extra_env=None)`` -> ``(exit code, result, output)``.
+
+    The module's ``main()`` runs in this process (``tests/harness.py``) with the kubeconfig of
+    ``double`` in ``K8S_AUTH_KUBECONFIG``, as the ``playbook`` fixture hands it to Ansible; it talks
+    to the double over HTTP through the real client.  ``result`` is what the task result would be.
+    """
+    def _run(double, module, args, check_mode=False, diff=False, extra_env=None):
+        env = dict(extra_env or {}, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), TMPDIR=str(private_tmpdir))
+        return run_main(module, args, check_mode=check_mode, diff=diff, env=env)
+    return _run
+
+
+@pytest.fixture
+def module_tasks(private_tmpdir):
+    """In-process stand-in for ``playbook`` where a test is about the module, not about Ansible.
+
+    ``module_tasks(double, tasks, extra_env=None)`` -> ``(rc, {task name: result}, output)`` like
+    ``playbook``; tasks may only use name, one module, check_mode, diff, ignore_errors, register
+    (anything else is refused: use ``playbook``).
+    """
+    def _run(double, tasks, extra_env=None):
+        env = dict(extra_env or {}, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), TMPDIR=str(private_tmpdir))
+        return run_tasks(tasks, env=env)
+    return _run

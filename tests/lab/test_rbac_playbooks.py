@@ -1,0 +1,160 @@
+"""Least privilege, proved (issue 10 hole 13): each playbook runs against the API double with a token
+bound to exactly its rbac/<playbook>.yml grants (the double enforces RBAC for non-admin tokens), and a
+writing playbook run with the read-only role gets a 403 and changes nothing (read back as admin)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.kubedouble import StaticNodeState
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sibling(name):
+    """Another test module of this directory (its playbook runner), loaded by path."""
+    spec = importlib.util.spec_from_file_location('_rbac_' + name, Path(__file__).with_name(name + '.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_FLANNEL = _sibling('test_flannel_datadir_migration')
+_IPAM = _sibling('test_ipam_gc_fleet')
+run_flannel_migration, run_ipam_gc_fleet, _fleet, _files = _FLANNEL.run, _IPAM.run_playbook, _IPAM._fleet, _IPAM._files
+RBAC_DIR = ROOT / 'rbac'
+PLAYBOOKS = ROOT / 'playbooks'
+NS = 'kube-system'
+NODES = ('lab-node-1', 'lab-node-2', 'lab-node-3')
+
+
+def denied(double):
+    return [e for e in double.audit if not e['allowed']]
+
+
+def _conf(double, name='kube-proxy-worker'):
+    return yaml.safe_load(double.store.get('configmaps', NS, name)['data']['config.conf'])
+
+
+def _snapshot(double):
+    """Everything a writing playbook could change, as admin reads it."""
+    cms, _rv = double.store.list('configmaps', NS)
+    pods, _rv = double.store.list('pods', NS)
+    leases, _rv = double.store.list('leases', NS)
+    nodes, _rv = double.store.list('nodes')
+    return ({c['metadata']['name']: c['metadata']['resourceVersion'] for c in cms},
+            sorted(p['metadata']['uid'] for p in pods), [lease['metadata']['name'] for lease in leases],
+            {n['metadata']['name']: n['metadata']['resourceVersion'] for n in nodes})
+
+
+@pytest.fixture
+def audited(make_double):
+    return lambda **kwargs: make_double(audit=True, **kwargs)
+
+
+def test_every_cluster_playbook_has_a_manifest():
+    for playbook in PLAYBOOKS.glob('*.yml'):
+        text = playbook.read_text()
+        uses_api = any(m in text for m in ('kubernetes.core.', 'netmedic.k8s.kube_proxy_config', 'netmedic.k8s.flannel_config',
+                                           'netmedic.k8s.node_drain', 'netmedic.k8s.health_gate',
+                                           'netmedic.k8s.ipvs_scheduler', 'netmedic.k8s.change_guard'))
+        assert uses_api == (RBAC_DIR / playbook.name).exists(), playbook.name
+
+
+def test_conntrack_tuning_runs_with_its_role(audited, as_identity, playbook_file):
+    double = audited()
+    sa = as_identity(double, RBAC_DIR / 'conntrack_tuning.yml')
+    rc, _tasks, output = playbook_file(sa, PLAYBOOKS / 'conntrack_tuning.yml', '-e', 'netmedic_conntrack_fix=cluster',
+                                      check=True)
+    assert rc == 0, (output, denied(double))
+    assert _conf(double)['conntrack']['maxPerCore'] == 32768
+    rc, _tasks, output = playbook_file(sa, PLAYBOOKS / 'conntrack_tuning.yml', '-e', 'netmedic_conntrack_fix=cluster')
+    assert rc == 0, (output, denied(double))
+    assert _conf(double)['conntrack']['maxPerCore'] == 65536
+    assert not denied(double)
+    assert {e['user'] for e in double.audit} >= {'system:serviceaccount:netmedic:netmedic-conntrack-tuning'}
+
+
+def test_udp_timeout_runs_with_its_role(audited, as_identity, playbook_file):
+    double = audited()
+    sa = as_identity(double, RBAC_DIR / 'udp_timeout.yml')
+    rc, _tasks, output = playbook_file(sa, PLAYBOOKS / 'udp_timeout.yml')
+    assert rc == 0, (output, denied(double))
+    assert _conf(double)['ipvs']['udpTimeout'] == '10s'
+    assert not denied(double)
+
+
+def test_ipvs_scheduler_change_runs_with_its_role(audited, as_identity, playbook_file):
+    double = audited(node_state=StaticNodeState({n: {'ip_vs', 'ip_vs_rr', 'ip_vs_lc', 'nf_conntrack'} for n in NODES}))
+    sa = as_identity(double, RBAC_DIR / 'ipvs_scheduler_change.yml')
+    rc, _tasks, output = playbook_file(sa, PLAYBOOKS / 'ipvs_scheduler_change.yml', '-e', 'ipvs_scheduler_name=lc')
+    assert rc == 0, (output, denied(double))
+    assert _conf(double)['ipvs']['scheduler'] == 'lc'
+    assert not denied(double)
+
+
+def test_flannel_datadir_migration_runs_with_its_role(audited, as_identity, tmp_path):
+    double = audited()
+    sa = as_identity(double, RBAC_DIR / 'flannel_datadir_migration.yml')
+    rc, results, output, dirs = run_flannel_migration(sa, tmp_path, check=False)
+    # As with the admin (test_flannel_datadir_migration): the double cannot reboot, so the run stops there.
+    assert not denied(double), denied(double)
+    stop = results['Stop the rollout, the node stays cordoned']['lab-node-1']
+    assert rc != 0 and 'reboot' in stop['msg'].lower(), output
+    conf = json.loads(double.store.get('configmaps', NS, 'kube-flannel-cfg')['data']['cni-conf.json'])
+    flannel = next(p for p in conf['plugins'] if p['type'] == 'flannel') if 'plugins' in conf else conf
+    assert flannel['ipam']['dataDir'] == '/var/run/cni/networks'
+    assert double.store.get('nodes', None, 'lab-node-1')['spec'].get('unschedulable') is True
+    assert not any(d.exists() for d in dirs)
+
+
+def test_ipam_gc_fleet_runs_with_its_role(audited, as_identity, tmp_path):
+    double = audited()
+    sa = as_identity(double, RBAC_DIR / 'ipam_gc_fleet.yml')
+    bindir = _fleet(tmp_path)
+    rc, _results, output = run_ipam_gc_fleet(sa, tmp_path, bindir)
+    assert rc == 0, (output, denied(double))
+    assert not denied(double)
+    for index, node in enumerate(NODES, 1):
+        assert '10.0.%d.3' % index not in _files(tmp_path, node)      # the leaked one was collected
+        assert not double.store.get('nodes', None, node)['spec'].get('unschedulable')
+
+
+def test_network_audit_runs_with_the_read_only_role(audited, as_identity, playbook):
+    double = audited()
+    sa = as_identity(double, RBAC_DIR / 'read-only.yml')
+    rc, results, output = playbook(sa, """
+        - name: audit
+          netmedic.k8s.network_audit: {}
+        - name: gate
+          netmedic.k8s.health_gate:
+            daemonsets: [kube-proxy-worker]
+    """)
+    assert rc == 0, (output, denied(double))
+    assert 'findings' in results['audit']
+    assert not denied(double)
+
+
+def test_read_only_role_cannot_run_a_writing_playbook(audited, as_identity, playbook_file):
+    """A writing playbook with the read-only role: 403, nothing changed - also in check mode, whose
+    server-side dry run needs the write verbs (docs/rbac.md says so)."""
+    double = audited()
+    sa = as_identity(double, RBAC_DIR / 'read-only.yml')
+    before = _snapshot(double)
+    for check in (True, False):
+        rc, _tasks, output = playbook_file(sa, PLAYBOOKS / 'conntrack_tuning.yml', '-e', 'netmedic_conntrack_fix=cluster',
+                                           check=check)
+        assert rc != 0, output
+        assert 'HTTP 403 Forbidden' in output and 'system:serviceaccount:netmedic:netmedic-read-only' in output, output
+        assert _snapshot(double) == before
+    assert {(e['verb'], e['resource']) for e in denied(double)} >= {('get', 'leases')}
+    # Without the lock step too: the edit's dry run is refused, nothing is written.
+    rc, _tasks, output = playbook_file(sa, PLAYBOOKS / 'ipvs_scheduler_change.yml', '-e', 'ipvs_scheduler_name=lc')
+    assert rc != 0 and 'dry run' in output and '403' in output, output
+    assert _snapshot(double) == before
+    assert ('update', 'configmaps') in {(e['verb'], e['resource']) for e in denied(double)}
