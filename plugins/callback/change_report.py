@@ -36,7 +36,8 @@ description:
     change window (C(netmedic_window) and every C(netmedic.k8s.change_window) decision) and the change ticket
     C(netmedic_change_id). An apply run without C(netmedic_change_id) is marked C(change_id_missing) in every
     format and warned about at the end of the run (a callback cannot fail a run; a playbook that must refuse such
-    a run does so in a task, see C(docs/change_report.md)).
+    a run does so in a task, see C(docs/change_report.md)). A run whose every play sets the play variable
+    C(netmedic_read_only=true) (C(playbooks/diagnose.yml)) needs no ticket (C(read_only) in the header).
   - Every entry has C(started) / C(finished) (UTC) and, for a change, its C(diff) rendered as the default callback
     renders C(--diff) (unified, C(before:)/C(after:) headers), built from the module's C(diff) or, without C(--diff),
     from its C(before)/C(after); credential-like values are masked first. A failure under C(ignore_errors) is
@@ -290,6 +291,7 @@ class CallbackModule(CallbackBase):
         self.playbook_dir = None
         self.extra_vars = {}
         self.window_checks = []
+        self.read_only_plays = []
         self.starts = {}
         self.started = _now()
 
@@ -303,6 +305,8 @@ class CallbackModule(CallbackBase):
             self.extra_vars = dict(play.get_variable_manager().extra_vars or {})
         except (AttributeError, TypeError):
             self.extra_vars = {}
+        play_vars = getattr(play, 'vars', None) or {}
+        self.read_only_plays.append(str(play_vars.get('netmedic_read_only', '')).lower() in ('true', 'yes', '1'))
 
     def v2_runner_on_start(self, host, task):
         self.starts[(host.get_name(), getattr(task, '_uuid', None))] = _now().isoformat()
@@ -402,11 +406,13 @@ class CallbackModule(CallbackBase):
                 if revision:
                     break
         window = redact.redact(_plain(extra.get('netmedic_window'))) if extra.get('netmedic_window') not in (None, '', {}) else None
+        read_only = bool(self.read_only_plays) and all(self.read_only_plays)
         return {
             'mode': 'check' if check else 'apply',
+            'read_only': read_only,
             'diff_mode': bool(context.CLIARGS.get('diff')),
             'change_id': change_id,
-            'change_id_missing': bool(not check and not change_id),
+            'change_id_missing': bool(not check and not read_only and not change_id),
             'operator': awx.get('user') or _operator(),
             'awx': awx,
             'inventory': inventory,

@@ -35,6 +35,7 @@ pre{background:#f6f8fa;padding:.6em;overflow-x:auto;white-space:pre-wrap;word-br
 .add{color:#116329;background:#dafbe1}.del{color:#82071e;background:#ffebe9}.hunk{color:#0550ae}
 .finding{border:1px solid #d0d7de;border-radius:6px;padding:.5em .8em;margin:.6em 0}
 svg text{font-family:system-ui,sans-serif;font-size:12px}
+.bar{display:flex;align-items:center;gap:.6em;margin:.2em 0}.bar .label{min-width:22em}
 """
 
 SEVERITY_ORDER = ('critical', 'warning', 'info', 'ok', 'unknown')
@@ -107,11 +108,13 @@ def _bar(label, used, total, note=''):
         return '<div class="bar"><span class="muted">%s: not available%s</span></div>' % (esc(label), esc(note and ' (%s)' % note))
     percent = max(0.0, min(100.0, 100.0 * used / total))
     state = 'critical' if percent >= 90 else ('warning' if percent >= 75 else 'ok')
-    return ('<div class="bar"><svg xmlns="http://www.w3.org/2000/svg" width="420" height="22" role="img" aria-label="%s">'
+    return ('<div class="bar" data-label="%s" data-percent="%.1f"><span class="label">%s: %s of %s%s</span>'
+            '<svg xmlns="http://www.w3.org/2000/svg" width="360" height="22" role="img" aria-label="%s">'
             '<rect x="0" y="3" width="300" height="16" fill="#eaeef2" rx="3"/>'
             '<rect class="sev-%s" x="0" y="3" width="%.1f" height="16" rx="3"/>'
-            '<text x="306" y="16">%.1f%%</text></svg> %s: %s of %s%s</div>') % (
-                esc(label), state, 3.0 * percent, percent, esc(label), esc(used), esc(total), esc(note and ' - %s' % note))
+            '<text x="306" y="16">%.1f%%</text></svg></div>') % (
+                esc(label), percent, esc(label), esc(used), esc(total), esc(note and ' - %s' % note), esc(label),
+                state, 3.0 * percent, percent)
 
 
 def _ports_svg(ports):
@@ -128,7 +131,7 @@ def _ports_svg(ports):
     def span(start, end, y, cls, label):
         return '<rect class="%s" x="%.1f" y="%d" width="%.1f" height="12"><title>%s</title></rect>' % (
             cls, 10 + start * scale, y, max(1.0, (end - start + 1) * scale), esc(label))
-    parts = ['<svg xmlns="http://www.w3.org/2000/svg" class="ports" width="520" height="62" role="img" aria-label="port ranges">',
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" class="ports" width="640" height="62" role="img" aria-label="port ranges">',
              '<rect x="10" y="4" width="400" height="12" fill="#eaeef2"/>',
              span(e_start, e_end, 4, 'sev-info', 'ephemeral %d-%d' % (e_start, e_end)),
              '<rect x="10" y="22" width="400" height="12" fill="#eaeef2"/>',
