@@ -319,7 +319,7 @@ catalog:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, runtime
-from ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc import GCError, run_gc, summary
+from ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc import GCError, finish, run_gc
 from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
 
 ARGUMENT_SPEC = dict(
@@ -337,18 +337,6 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def _diffs(data):
-    diffs = []
-    for res in data['networks']:
-        if not res['leaked']:
-            continue
-        before = ''.join('%s\t%s\t%s\n' % (i['ip'], i['container_id'], i['ifname'] or '-') for i in res['leaked'])
-        diffs.append({'before': before, 'after': '',
-                      'before_header': '%s (leaked allocations)' % res['path'],
-                      'after_header': '%s (after: moved to %s)' % (res['path'], res['backup_dir'])})
-    return diffs
-
-
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     runner = Runner(module)
@@ -358,27 +346,14 @@ def main():
     except GCError as e:
         data = e.data
         failed = e.msg
-    data.setdefault('networks', [])
-    for key in ('moved', 'remaining', 'missing_networks', 'not_networks'):
-        data.setdefault(key, [])
-    data.setdefault('backup_dir', None)
-    data.setdefault('runtime', None)
-    data['summary'] = summary(data['networks'])
-    for msg in data.pop('warnings', []):
+    # One mapping of the result for every entry point (this module and the C-8 pod's ipam_gc_cli).
+    result, warnings = finish(data, failed, module.check_mode, want_diff=module._diff)
+    for msg in warnings:
         module.warn(msg)
-    created = any((n.get('lock') or {}).get('created') for n in data['networks'])
-    changed = bool(data['moved']) or created or (module.check_mode and failed is None and bool(data.get('changed')))
-    data['changed'] = changed
-    data['catalog'] = ['N-1']
-    data['before'] = {n['path']: n['allocated'] for n in data['networks']}
-    data['after'] = {n['path']: None if n['allocated'] is None else n['allocated'] - len(n['removed']) for n in data['networks']}
-    data['backups'] = [{'path': m['backup'], 'of': m['path']} for m in data['moved']]
-    if module._diff:
-        data['diff'] = _diffs(data) if failed is None else []
     if failed:
-        data.pop('changed')
-        module.fail_json(msg=failed, changed=changed, **data)
-    module.exit_json(**data)
+        result.pop('failed')
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':
