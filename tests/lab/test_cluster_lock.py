@@ -121,65 +121,65 @@ def _lock_task(state='acquired', **extra):
     return LOCK_TASK.format(state=state, extra=lines)
 
 
-def test_module_acquire_renew_release_cycle(double, playbook):
-    rc, results, output = playbook(double, _lock_task(job_id=4711), extra_env=ENV)
+def test_module_acquire_renew_release_cycle(double, module_tasks):
+    rc, results, output = module_tasks(double, _lock_task(job_id=4711), extra_env=ENV)
     assert rc == 0, output
     got = results['Lock']
     assert got['changed'] and got['holder'] == 'awx-job-4711' and got['lock']['action'] == 'created'
     lease = _lease(double)
     assert lease['spec']['holderIdentity'] == 'awx-job-4711' and lease['spec']['leaseDurationSeconds'] == 3600
     # Again: already ours, more than half the lease left -> no write (idempotent).
-    rc, results, output = playbook(double, _lock_task(job_id=4711), extra_env=ENV)
+    rc, results, output = module_tasks(double, _lock_task(job_id=4711), extra_env=ENV)
     assert rc == 0 and not results['Lock']['changed'], output
     assert _lease(double)['metadata']['resourceVersion'] == lease['metadata']['resourceVersion']
-    rc, results, output = playbook(double, _lock_task('renewed', holder='awx-job-4711', duration=7200), extra_env=ENV)
+    rc, results, output = module_tasks(double, _lock_task('renewed', holder='awx-job-4711', duration=7200), extra_env=ENV)
     assert rc == 0 and results['Lock']['changed'] and results['Lock']['lock']['action'] == 'renewed', output
     assert _lease(double)['spec']['leaseDurationSeconds'] == 7200
-    rc, results, output = playbook(double, _lock_task('released', holder='awx-job-4711'), extra_env=ENV)
+    rc, results, output = module_tasks(double, _lock_task('released', holder='awx-job-4711'), extra_env=ENV)
     assert rc == 0 and results['Lock']['changed'], output
     assert _lease(double) is None
-    rc, results, output = playbook(double, _lock_task('released', holder='awx-job-4711'), extra_env=ENV)
+    rc, results, output = module_tasks(double, _lock_task('released', holder='awx-job-4711'), extra_env=ENV)
     assert rc == 0 and not results['Lock']['changed'], output
 
 
-def test_module_identity_without_job_id_has_a_nonce(double, playbook):
+def test_module_identity_without_job_id_has_a_nonce(double, module_tasks):
     env = dict(ENV, AWX_JOB_ID='')
-    rc, results, output = playbook(double, _lock_task(), extra_env=env)
+    rc, results, output = module_tasks(double, _lock_task(), extra_env=env)
     assert rc == 0, output
     holder = results['Lock']['holder']
     assert '@' in holder and '/' in holder and _lease(double)['spec']['holderIdentity'] == holder
     # A second run from the same controller is another holder: refused, the Lease unchanged.
-    rc, results, output = playbook(double, _lock_task(), extra_env=env)
+    rc, results, output = module_tasks(double, _lock_task(), extra_env=env)
     assert rc != 0 and 'another run is in progress' in results['Lock']['msg'], output
     assert _lease(double)['spec']['holderIdentity'] == holder
 
 
-def test_module_job_id_from_the_awx_environment(double, playbook):
-    rc, results, output = playbook(double, _lock_task(), extra_env=dict(ENV, AWX_JOB_ID='99'))
+def test_module_job_id_from_the_awx_environment(double, module_tasks):
+    rc, results, output = module_tasks(double, _lock_task(), extra_env=dict(ENV, AWX_JOB_ID='99'))
     assert rc == 0 and results['Lock']['holder'] == 'awx-job-99', output
 
 
-def test_module_missing_fields_are_held_and_takeover_is_explicit(double, playbook):
+def test_module_missing_fields_are_held_and_takeover_is_explicit(double, module_tasks):
     _put_lease(double, {'holderIdentity': 'old-run'})                      # no renewTime, no duration
-    rc, results, output = playbook(double, _lock_task(job_id=1), extra_env=ENV)
+    rc, results, output = module_tasks(double, _lock_task(job_id=1), extra_env=ENV)
     assert rc != 0 and 'treated as HELD' in results['Lock']['msg'], output
     assert _lease(double)['spec'] == {'holderIdentity': 'old-run'}
-    rc, results, output = playbook(double, _lock_task(job_id=1, takeover='true'), extra_env=ENV)
+    rc, results, output = module_tasks(double, _lock_task(job_id=1, takeover='true'), extra_env=ENV)
     assert rc == 0 and results['Lock']['lock']['action'] == 'taken_over', output
     assert results['Lock']['lock']['previous_holder'] == 'old-run' and results['Lock']['warnings']
     assert _lease(double)['spec']['holderIdentity'] == 'awx-job-1'
     assert _lease(double)['spec']['leaseTransitions'] == 1
 
 
-def test_module_expired_lease_is_taken_over_live_one_refused(double, playbook):
+def test_module_expired_lease_is_taken_over_live_one_refused(double, module_tasks):
     _put_lease(double, {'holderIdentity': 'awx-job-7', 'leaseDurationSeconds': 60, 'renewTime': _ago(30),
                         'acquireTime': _ago(30)})
-    rc, results, output = playbook(double, _lock_task(job_id=8), extra_env=ENV)
+    rc, results, output = module_tasks(double, _lock_task(job_id=8), extra_env=ENV)
     assert rc != 0 and "held by 'awx-job-7'" in results['Lock']['msg'], output
     lease = _lease(double)
     lease['spec']['renewTime'] = _ago(120)
     double.store.update('leases', NS, NAME, lease)
-    rc, results, output = playbook(double, _lock_task(job_id=8), extra_env=ENV)
+    rc, results, output = module_tasks(double, _lock_task(job_id=8), extra_env=ENV)
     assert rc == 0 and results['Lock']['lock']['action'] == 'taken_over', output
     assert _lease(double)['spec']['holderIdentity'] == 'awx-job-8'
 
@@ -203,11 +203,11 @@ def test_module_check_mode_never_writes(double, playbook):
     (dict(family='x', state='renewed'), 'holder is required'),
     (dict(family='x', namespace='Kube_System'), 'namespace must be a lowercase DNS label'),
 ])
-def test_module_bad_input_fails_before_the_api(double, playbook, extra, message):
+def test_module_bad_input_fails_before_the_api(double, module_tasks, extra, message):
     state = extra.pop('state', 'acquired')
     task = LOCK_TASK.replace('    family: node-rotation\n', '').format(
         state=state, extra='\n    '.join('%s: "%s"' % (k, v) for k, v in extra.items()))
-    rc, results, output = playbook(double, task, extra_env=ENV)
+    rc, results, output = module_tasks(double, task, extra_env=ENV)
     assert rc != 0 and message in results['Lock']['msg'], output
     assert double.store.list('leases')[0] == []
 

@@ -68,8 +68,8 @@ def test_read_check_restore_idempotent(double, run):
     ({'names': ['']}, 'names must list at least one ConfigMap'),
     ({'names': ['no-such-configmap'], 'restore': True}, 'not found'),
 ])
-def test_bad_input_fails_before_anything(double, run, args, message):
+def test_bad_input_fails_before_anything(double, module_tasks, args, message):
     before = _data(double)
-    rc, results, output = run(double, [{'name': 'bad', 'netmedic.k8s.configmap_rollback': args}])
+    rc, results, output = module_tasks(double, [{'name': 'bad', 'netmedic.k8s.configmap_rollback': args}])
     assert rc != 0 and message in results['bad']['msg'], output
     assert results['bad']['changed'] is False and _data(double) == before and _backups(double) == []

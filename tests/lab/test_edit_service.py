@@ -1,5 +1,8 @@
 """The cluster edit service (``module_utils/k8s/edit.py``) and the client's timeouts and retries,
 end to end through the cluster modules against the API double (issue #10 holes 6 and 9, issue #13).
+
+The modules run in the test process (``module_tasks``, tests/harness.py: issue 12) and reach the
+double over HTTP through the real client; their playbook interface is covered in their own files.
 """
 
 from __future__ import annotations
@@ -8,17 +11,8 @@ import json
 import socket
 import threading
 import time
-from pathlib import Path
 
-import pytest
 import yaml
-
-COLLECTIONS = str(Path(__file__).resolve().parents[2] / 'collections')
-
-
-@pytest.fixture
-def run(playbook):
-    return lambda double, tasks: playbook(double, tasks, extra_env={'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS})
 
 
 def edit_after_first_read(double, plural, name, mutate):
@@ -56,12 +50,12 @@ def _only_backup(double, name, result):
     return entry, cm
 
 
-def test_issue10_h6_flannel_backup_holds_the_concurrent_edit_it_overwrote(double, run):
+def test_issue10_h6_flannel_backup_holds_the_concurrent_edit_it_overwrote(double, module_tasks):
     def kubectl_edit(cm):
         cm['data']['net-conf.json'] = cm['data']['net-conf.json'].replace('alloc', 'vxlan')
 
     fired = edit_after_first_read(double, 'configmaps', 'kube-flannel-cfg', kubectl_edit)
-    rc, results, output = run(double, yaml.safe_dump([{'name': 'apply', 'netmedic.k8s.flannel_config': {'cni_version': '0.3.1'}}]))
+    rc, results, output = module_tasks(double, yaml.safe_dump([{'name': 'apply', 'netmedic.k8s.flannel_config': {'cni_version': '0.3.1'}}]))
     assert rc == 0, output
     assert fired, 'the concurrent edit was not injected'
     overwritten = fired[0]
@@ -74,12 +68,12 @@ def test_issue10_h6_flannel_backup_holds_the_concurrent_edit_it_overwrote(double
     assert json.loads(stored['data']['cni-conf.json'])['cniVersion'] == '0.3.1'
 
 
-def test_issue10_h6_terway_backup_holds_the_concurrent_edit_it_overwrote(double, run):
+def test_issue10_h6_terway_backup_holds_the_concurrent_edit_it_overwrote(double, module_tasks):
     def kubectl_edit(cm):
         cm['data']['disable_network_policy'] = 'true'
 
     fired = edit_after_first_read(double, 'configmaps', 'eni-config', kubectl_edit)
-    rc, results, output = run(double, yaml.safe_dump([{'name': 'apply', 'netmedic.k8s.terway_config': {'in_cluster_loadbalance': True}}]))
+    rc, results, output = module_tasks(double, yaml.safe_dump([{'name': 'apply', 'netmedic.k8s.terway_config': {'in_cluster_loadbalance': True}}]))
     assert rc == 0, output
     assert fired, 'the concurrent edit was not injected'
     overwritten = fired[0]
@@ -90,12 +84,12 @@ def test_issue10_h6_terway_backup_holds_the_concurrent_edit_it_overwrote(double,
     assert stored['data']['disable_network_policy'] == 'true' and stored['data']['in_cluster_loadbalance'] == 'true'
 
 
-def test_issue10_h6_ip_masq_agent_backup_holds_the_concurrent_edit_it_overwrote(double, run):
+def test_issue10_h6_ip_masq_agent_backup_holds_the_concurrent_edit_it_overwrote(double, module_tasks):
     def kubectl_edit(ds):
         ds['spec']['template']['spec']['containers'][0]['args'].append('--nomasq-all-reserved-ranges')
 
     fired = edit_after_first_read(double, 'daemonsets', 'ip-masq-agent', kubectl_edit)
-    rc, results, output = run(double, yaml.safe_dump([{'name': 'apply', 'netmedic.k8s.ip_masq_agent': {'allow_old_agent': True}}]))
+    rc, results, output = module_tasks(double, yaml.safe_dump([{'name': 'apply', 'netmedic.k8s.ip_masq_agent': {'allow_old_agent': True}}]))
     assert rc == 0, output
     assert fired, 'the concurrent edit was not injected'
     overwritten = fired[0]
@@ -113,7 +107,7 @@ def _flannel(name, args, **extra):
     return entry
 
 
-def test_issue10_h9_module_reads_retry_429_with_retry_after_and_503(double, run):
+def test_issue10_h9_module_reads_retry_429_with_retry_after_and_503(double, module_tasks):
     from lab.kubedouble import errors
 
     seen = []
@@ -128,14 +122,14 @@ def test_issue10_h9_module_reads_retry_429_with_retry_after_and_503(double, run)
                 raise errors.ApiError(503, 'ServiceUnavailable', 'the server is currently unable to handle the request')
 
     double.inject_fault(fault)
-    rc, results, output = run(double, yaml.safe_dump([_flannel('check', {'cni_version': '0.3.1'}, check_mode=True)]))
+    rc, results, output = module_tasks(double, yaml.safe_dump([_flannel('check', {'cni_version': '0.3.1'}, check_mode=True)]))
     assert rc == 0, output
     assert results['check']['changed'] is True
     assert len(seen) == 3, seen
     assert seen[1] - seen[0] >= 1.0, 'Retry-After was not honoured'
 
 
-def test_issue10_h9_persistent_503_fails_cleanly_after_bounded_retries(double, run):
+def test_issue10_h9_persistent_503_fails_cleanly_after_bounded_retries(double, module_tasks):
     from lab.kubedouble import errors
 
     seen = []
@@ -147,7 +141,7 @@ def test_issue10_h9_persistent_503_fails_cleanly_after_bounded_retries(double, r
 
     before = double.store.find('configmaps', 'kube-system', 'kube-flannel-cfg')
     double.inject_fault(fault)
-    rc, results, _output = run(double, yaml.safe_dump([_flannel("apply", {"cni_version": "0.3.1", "request_retries": 1})]))
+    rc, results, _output = module_tasks(double, yaml.safe_dump([_flannel("apply", {"cni_version": "0.3.1", "request_retries": 1})]))
     assert rc != 0
     msg = results['apply']['msg']
     assert 'HTTP 503' in msg and '(after 1 retries)' in msg and 'nothing was changed' in msg, msg
@@ -157,7 +151,7 @@ def test_issue10_h9_persistent_503_fails_cleanly_after_bounded_retries(double, r
     assert backups_of(double, 'kube-flannel-cfg') == []
 
 
-def test_issue10_h9_hung_api_server_fails_the_module_within_request_timeout(double, run):
+def test_issue10_h9_hung_api_server_fails_the_module_within_request_timeout(double, module_tasks):
     server = socket.socket()
     server.bind(('127.0.0.1', 0))
     server.listen(8)
@@ -166,7 +160,7 @@ def test_issue10_h9_hung_api_server_fails_the_module_within_request_timeout(doub
     try:
         args = {'cni_version': '0.3.1', 'host': 'http://127.0.0.1:%d' % server.getsockname()[1], 'api_key': 'x',
                 'request_timeout': 2}
-        rc, results, _output = run(double, yaml.safe_dump([_flannel("apply", args)]))
+        rc, results, _output = module_tasks(double, yaml.safe_dump([_flannel("apply", args)]))
     finally:
         for conn in accepted:
             conn.close()

@@ -92,12 +92,12 @@ def test_check_mode_apply_idempotence_and_backup(double, run):
     assert apply['backups'][0]['data'] == original['data']
 
 
-def test_conflict_is_retried_on_fresh_data(double, run):
+def test_conflict_is_retried_on_fresh_data(double, module_tasks):
     def other_writer(cm):
         cm['data']['net-conf.json'] = cm['data']['net-conf.json'].replace('alloc', 'vxlan')
 
     fired = conflict_once(double, CM, other_writer)
-    rc, results, output = run(double, yaml.safe_dump([task('apply', {'cni_version': '0.3.1'})]))
+    rc, results, output = module_tasks(double, yaml.safe_dump([task('apply', {'cni_version': '0.3.1'})]))
     assert rc == 0, output
     assert fired, 'the concurrent write was not injected'
     assert results['apply']['changed'] is True
@@ -116,10 +116,10 @@ BAD_INPUT = [
 ]
 
 
-def test_bad_input_is_refused_with_no_write(double, run):
+def test_bad_input_is_refused_with_no_write(double, module_tasks):
     original = stored(double)
     tasks = yaml.safe_dump([task('bad %d' % i, args, ignore_errors=True) for i, (args, _m) in enumerate(BAD_INPUT)])
-    rc, results, output = run(double, tasks)
+    rc, results, output = module_tasks(double, tasks)
     assert rc == 0, output
     for i, (_args, message) in enumerate(BAD_INPUT):
         res = results['bad %d' % i]
@@ -128,12 +128,12 @@ def test_bad_input_is_refused_with_no_write(double, run):
     assert stored(double) == original and backups(double) == []
 
 
-def test_broken_json_in_the_configmap_fails_with_nothing_written(double, run):
+def test_broken_json_in_the_configmap_fails_with_nothing_written(double, module_tasks):
     cm = stored(double)
     cm['data'][KEY] = cm['data'][KEY].replace('"KUBE-MARK-MASQ"', '"KUBE-MARK-MASQ",')   # a trailing comma, as in the seed's example
     double.store.update('configmaps', 'kube-system', CM, cm)
     original = stored(double)
-    rc, results, output = run(double, yaml.safe_dump([task('broken', N7, ignore_errors=True)]))
+    rc, results, output = module_tasks(double, yaml.safe_dump([task('broken', N7, ignore_errors=True)]))
     assert rc == 0, output
     assert results['broken']['failed'] is True
     assert 'is not valid JSON' in results['broken']['msg'] and 'nothing was changed' in results['broken']['msg']

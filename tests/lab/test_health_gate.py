@@ -49,7 +49,7 @@ def test_notready_foreign_cordon_and_percentages(double, playbook, raw):
     assert results['missing ds']['failed'] is True and 'DaemonSet kube-system/nope not found' in results['missing ds']['msg']
 
 
-def test_unhealthy_daemonset_pod_counts_once_per_node(double, playbook):
+def test_unhealthy_daemonset_pod_counts_once_per_node(double, module_tasks):
     node = double.store.get('nodes', None, 'lab-node-3')
     for cond in node['status']['conditions']:
         if cond['type'] == 'Ready':
@@ -64,7 +64,7 @@ def test_unhealthy_daemonset_pod_counts_once_per_node(double, playbook):
     victim = double.wait_for(flannel_unready)[0]
     tasks = yaml.safe_dump([_gate('flannel', daemonsets=['kube-flannel-ds']),
                             _gate('one', daemonsets=['kube-flannel-ds'], max_unhealthy=1)])
-    rc, results, output = playbook(double, tasks, extra_env=ENV)
+    rc, results, output = module_tasks(double, tasks, extra_env=ENV)
     assert rc == 0, output
     gate = results['flannel']
     assert gate['failed'] is True, gate

@@ -1,7 +1,9 @@
 """netmedic.k8s.kube_proxy_config over HTTP against the API double (catalog C-0 ... C-3).
 
-Every scenario runs the module through ``ansible-playbook`` with the real ``kubernetes``
-client; the double stores what a real API server would.  What is asserted is read back
+Every scenario runs the module with the real ``kubernetes`` client over HTTP; the double stores
+what a real API server would.  Check mode with ``--diff`` and the masking of the token in Ansible's
+output go through ``ansible-playbook`` (``playbook``); the other scenarios run the module's
+``main()`` in the test process (``module_tasks``, tests/harness.py: issue 12).  What is asserted is read back
 from the double's store, never taken from the module's own result alone.
 
 Against a real cluster: the same module calls work with ``K8S_AUTH_KUBECONFIG`` pointing at
@@ -103,9 +105,9 @@ def test_check_mode_apply_and_idempotence(double, playbook):
     assert len(_backups(double)) == 3
 
 
-def test_names_limits_the_edit_and_udp_timeout_on_new_cluster(double, playbook):
+def test_names_limits_the_edit_and_udp_timeout_on_new_cluster(double, module_tasks):
     rv_before = _versions(double)
-    rc, results, output = _run(playbook, double, _task('udp', {'mode': 'ipvs', 'ipvs': {'udpTimeout': '10s'}},
+    rc, results, output = _run(module_tasks, double, _task('udp', {'mode': 'ipvs', 'ipvs': {'udpTimeout': '10s'}},
                                                        names=['kube-proxy-worker'], backup=False))
     assert rc == 0, output
     assert results['udp']['changed'] is True, output
@@ -130,9 +132,9 @@ BAD_SETTINGS = [
 
 
 @pytest.mark.parametrize(('settings', 'word'), BAD_SETTINGS, ids=[w + str(i) for i, (_s, w) in enumerate(BAD_SETTINGS)])
-def test_bad_settings_fail_before_any_write(double, playbook, settings, word):
+def test_bad_settings_fail_before_any_write(double, module_tasks, settings, word):
     rv_before = _versions(double)
-    rc, results, output = _run(playbook, double, _task('bad', settings))
+    rc, results, output = _run(module_tasks, double, _task('bad', settings))
     bad = results['bad']
     assert bad['failed'] is True and bad['changed'] is False, output
     assert word in bad['msg'], bad['msg']
@@ -140,13 +142,13 @@ def test_bad_settings_fail_before_any_write(double, playbook, settings, word):
     assert rc == 0   # ignore_errors: the play itself completes
 
 
-def test_broken_configmap_yaml_and_missing_names_write_nothing(double, playbook):
+def test_broken_configmap_yaml_and_missing_names_write_nothing(double, module_tasks):
     cm = _cm(double, 'kube-proxy-master')
     cm['data']['config.conf'] = 'conntrack:\n  maxPerCore: [unclosed\n'
     double.store.update('configmaps', NS, 'kube-proxy-master', cm)
     rv_before = _versions(double)
     rc, results, output = _run(
-        playbook, double,
+        module_tasks, double,
         _task('broken', {'conntrack.maxPerCore': 65536}),
         _task('missing', {'conntrack.maxPerCore': 65536}, names=['kube-proxy-worker', 'no-such-proxy']),
     )
@@ -158,17 +160,17 @@ def test_broken_configmap_yaml_and_missing_names_write_nothing(double, playbook)
     assert _versions(double) == rv_before and _backups(double) == []
 
 
-def test_udp_timeout_refused_on_clusters_older_than_1_18(make_double, playbook):
+def test_udp_timeout_refused_on_clusters_older_than_1_18(make_double, module_tasks):
     old = make_double(version='v1.16.9-aliyun.1')
     rv_before = _versions(old)
-    rc, results, output = _run(playbook, old, _task('old', {'ipvs.udpTimeout': '10s'}))
+    rc, results, output = _run(module_tasks, old, _task('old', {'ipvs.udpTimeout': '10s'}))
     assert rc == 0, output
     assert results['old']['failed'] is True and '1.18' in results['old']['msg'], output
     assert 'ipvs_timeouts' in results['old']['msg']
     assert _versions(old) == rv_before
 
 
-def test_conflict_is_retried_on_fresh_data_and_backup_holds_what_was_replaced(double, playbook):
+def test_conflict_is_retried_on_fresh_data_and_backup_holds_what_was_replaced(double, module_tasks):
     """A concurrent writer changes the worker ConfigMap between the module's read and its write."""
     store = double.store
     original_update = store.update
@@ -194,7 +196,7 @@ def test_conflict_is_retried_on_fresh_data_and_backup_holds_what_was_replaced(do
 
     store.update = racing_update
     try:
-        rc, results, output = _run(playbook, double, _task('race', {'conntrack.maxPerCore': 65536},
+        rc, results, output = _run(module_tasks, double, _task('race', {'conntrack.maxPerCore': 65536},
                                                            names=['kube-proxy-worker']))
     finally:
         store.update = original_update
@@ -228,10 +230,10 @@ def test_api_key_is_not_logged_and_bad_token_fails_cleanly(double, playbook):
     assert results['both']['failed'] is True and '401' in results['both']['msg'], output
 
 
-def test_issue10_h5_fields_the_cluster_kube_proxy_rejects_fail_before_any_write(double, playbook):
+def test_issue10_h5_fields_the_cluster_kube_proxy_rejects_fail_before_any_write(double, module_tasks):
     # The seed cluster is v1.24: conntrack.udpTimeout and mode nftables arrived in kube-proxy 1.29.
     rv_before = _versions(double)
-    rc, results, output = _run(playbook, double, _task('udp', {'conntrack': {'udpTimeout': '30s'}}),
+    rc, results, output = _run(module_tasks, double, _task('udp', {'conntrack': {'udpTimeout': '30s'}}),
                                _task('nft', {'mode': 'nftables'}))
     assert rc == 0, output
     for name in ('udp', 'nft'):

@@ -56,7 +56,7 @@ def test_seed_cluster_findings_read_only(double, run):
     assert double.store.resource_version == rv_before, 'the audit wrote to the cluster'
 
 
-def test_d6_and_d7_when_provoked(double, run):
+def test_d6_and_d7_when_provoked(double, module_tasks):
     store = double.store
     tainted = store.get('nodes', None, 'lab-node-2')
     tainted['spec']['taints'] = [{'key': 'node.kubernetes.io/network-unavailable', 'effect': 'NoSchedule'}]
@@ -79,7 +79,7 @@ def test_d6_and_d7_when_provoked(double, run):
                                     for cs in pods[0]['status'].get('containerStatuses') or []) else None
 
     crashed = double.wait_for(crashing)[0]
-    rc, results, output = run(double, yaml.safe_dump([
+    rc, results, output = module_tasks(double, yaml.safe_dump([
         {'name': 'audit', 'netmedic.k8s.network_audit': {'checks': ['D-6', 'D-7']}},
         {'name': 'gate', 'ignore_errors': True, 'netmedic.k8s.network_audit': {'checks': ['D-7'], 'fail_on': 'critical'}},
     ]))
@@ -97,11 +97,11 @@ def test_d6_and_d7_when_provoked(double, run):
     assert results['gate']['failed'] is True and 'critical' in results['gate']['msg']
 
 
-def test_api_errors_fail_instead_of_reporting_nothing(double, run, tmp_path):
+def test_api_errors_fail_instead_of_reporting_nothing(double, module_tasks, tmp_path):
     # A kubeconfig whose token the server rejects: every list is a 401.
     bad = tmp_path / 'bad.kubeconfig'
     bad.write_text(Path(double.kubeconfig_path).read_text().replace(double.token, 'not-the-token'))
-    rc, results, output = run(double, yaml.safe_dump([
+    rc, results, output = module_tasks(double, yaml.safe_dump([
         {'name': 'bad token', 'ignore_errors': True, 'netmedic.k8s.network_audit': {'kubeconfig': str(bad)}},
     ]))
     assert rc == 0, output

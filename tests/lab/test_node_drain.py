@@ -37,14 +37,14 @@ def _drain(name, **options):
     return dict({'name': name, 'timeout': 20, 'poll_interval': 0.2, 'run_id': 'test-run-1'}, **options)
 
 
-def test_issue9_f3_finalizer_pod_fails_the_drain_and_is_listed(double, playbook):
+def test_issue9_f3_finalizer_pod_fails_the_drain_and_is_listed(double, module_tasks):
     node = _web_node(double)
     pod = next(p for p in _pods_on(double, node) if p['metadata'].get('labels', {}).get('app') == 'web')
     pod['metadata']['finalizers'] = ['example.com/hold']
     double.store.update('pods', 'default', pod['metadata']['name'], pod)
     tasks = yaml.safe_dump([{'name': 'drain', 'ignore_errors': True,
                              'netmedic.k8s.node_drain': _drain(node, timeout=5)}])
-    rc, results, output = playbook(double, tasks, extra_env=ENV)
+    rc, results, output = module_tasks(double, tasks, extra_env=ENV)
     assert rc == 0, output                                   # ignore_errors: the failure is read below
     result = results['drain']
     assert result.get('failed') is True, result
@@ -59,7 +59,7 @@ def test_issue9_f3_finalizer_pod_fails_the_drain_and_is_listed(double, playbook)
     assert held['metadata']['uid'] == pod['metadata']['uid'] and held['metadata'].get('deletionTimestamp')
 
 
-def test_issue9_f3_budget_blocks_until_timeout_then_drains_when_relaxed(double, playbook):
+def test_issue9_f3_budget_blocks_until_timeout_then_drains_when_relaxed(double, module_tasks):
     node = _web_node(double)
     pdb = double.store.get('poddisruptionbudgets', 'default', 'web')
     pdb['spec']['minAvailable'] = 3
@@ -67,7 +67,7 @@ def test_issue9_f3_budget_blocks_until_timeout_then_drains_when_relaxed(double, 
     double.wait_for(lambda s: s.get('poddisruptionbudgets', 'default', 'web')['status'].get('desiredHealthy') == 3)
     web_before = {p['metadata']['uid'] for p in _pods_on(double, node) if p['metadata'].get('labels', {}).get('app') == 'web'}
     tasks = yaml.safe_dump([{'name': 'blocked', 'ignore_errors': True, 'netmedic.k8s.node_drain': _drain(node, timeout=3)}])
-    rc, results, output = playbook(double, tasks, extra_env=ENV)
+    rc, results, output = module_tasks(double, tasks, extra_env=ENV)
     assert rc == 0, output
     blocked = results['blocked']
     assert blocked.get('failed') is True and "disruption budget" in blocked['msg'], blocked
@@ -79,7 +79,7 @@ def test_issue9_f3_budget_blocks_until_timeout_then_drains_when_relaxed(double, 
     double.store.update('poddisruptionbudgets', 'default', 'web', pdb)
     tasks = yaml.safe_dump([{'name': 'drain', 'netmedic.k8s.node_drain': _drain(node)},
                             {'name': 'again', 'netmedic.k8s.node_drain': _drain(node)}])
-    rc, results, output = playbook(double, tasks, extra_env=ENV)
+    rc, results, output = module_tasks(double, tasks, extra_env=ENV)
     assert rc == 0, output
     assert results['drain']['changed'] is True and results['again']['changed'] is False
     left = _pods_on(double, node)
@@ -102,7 +102,7 @@ def test_check_mode_lists_evictions_and_changes_nothing(double, playbook):
     assert {p['metadata']['uid'] for p in _pods_on(double, node)} == pods
 
 
-def test_issue9_f8_uncordon_only_what_netmedic_cordoned(double, playbook, raw):
+def test_issue9_f8_uncordon_only_what_netmedic_cordoned(double, module_tasks, raw):
     status, _ctype, body = raw('PATCH', '/api/v1/nodes/lab-node-3', {'spec': {'unschedulable': True}},
                                content_type='application/merge-patch+json')
     assert status == 200, body
@@ -110,7 +110,7 @@ def test_issue9_f8_uncordon_only_what_netmedic_cordoned(double, playbook, raw):
         {'name': 'cordon 2', 'netmedic.k8s.node_drain': {'name': 'lab-node-2', 'state': 'cordon', 'run_id': 'job-41'}},
         {'name': 'cordon 3', 'netmedic.k8s.node_drain': {'name': 'lab-node-3', 'state': 'cordon', 'run_id': 'job-41'}},
     ])
-    rc, results, output = playbook(double, tasks, extra_env=ENV)
+    rc, results, output = module_tasks(double, tasks, extra_env=ENV)
     assert rc == 0, output
     assert results['cordon 3']['cordon']['by_other'] is True and results['cordon 3']['changed'] is False
     assert ANNOTATION not in (_node(double, 'lab-node-3')['metadata'].get('annotations') or {})
@@ -121,7 +121,7 @@ def test_issue9_f8_uncordon_only_what_netmedic_cordoned(double, playbook, raw):
         {'name': 'uncordon 3', 'netmedic.k8s.node_drain': {'name': 'lab-node-3', 'state': 'uncordon', 'run_id': 'job-42'}},
         {'name': 'uncordon 2 again', 'netmedic.k8s.node_drain': {'name': 'lab-node-2', 'state': 'uncordon'}},
     ])
-    rc, results, output = playbook(double, tasks, extra_env=ENV)
+    rc, results, output = module_tasks(double, tasks, extra_env=ENV)
     assert rc == 0, output
     assert results['uncordon 2']['changed'] is True and results['uncordon 2 again']['changed'] is False
     assert results['uncordon 3']['changed'] is False and results['uncordon 3']['cordon']['by_other'] is True
@@ -130,7 +130,7 @@ def test_issue9_f8_uncordon_only_what_netmedic_cordoned(double, playbook, raw):
     assert three['spec']['unschedulable'] is True
 
 
-def test_unmanaged_and_emptydir_pods_refuse_before_anything_changes(double, playbook):
+def test_unmanaged_and_emptydir_pods_refuse_before_anything_changes(double, module_tasks):
     double.store.create('pods', 'default', {
         'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': 'loose', 'namespace': 'default'},
         'spec': {'nodeName': 'lab-node-1', 'containers': [{'name': 'c', 'image': 'registry.lab.invalid/pause:3.9'}],
@@ -142,7 +142,7 @@ def test_unmanaged_and_emptydir_pods_refuse_before_anything_changes(double, play
          'netmedic.k8s.node_drain': _drain('lab-node-1', allow_unmanaged=True)},
         {'name': 'bad input', 'ignore_errors': True, 'netmedic.k8s.node_drain': _drain('lab-node-1', timeout=0)},
     ])
-    rc, results, output = playbook(double, tasks, extra_env=ENV)
+    rc, results, output = module_tasks(double, tasks, extra_env=ENV)
     assert rc == 0, output
     refused = results['refused']
     assert refused['failed'] is True and 'default/loose not managed by a controller' in refused['msg'], refused
