@@ -1,7 +1,10 @@
 """Cluster lock (issue 9 "Cluster lock"): coordination.k8s.io/v1 Leases in the API double, the
 lease_lock planner's compare-and-swap against it (two racing runs: exactly one wins) and the
-``netmedic.k8s.cluster_lock`` module run through ansible-playbook.  Outcomes are read back from
-the double's store.
+``netmedic.k8s.cluster_lock`` module.  Outcomes are read back from the double's store.
+Check mode through Ansible is a real ``ansible-playbook`` run (``test_module_check_mode_never_writes``); the other cases run the
+module's ``main()`` in the test process (``module_tasks``, tests/harness.py: issue 12), over HTTP
+through the real client as in a playbook run.
+Two real ``ansible-playbook`` processes race in the last test.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""netmedic.k8s.flannel_config (catalog C-5, N-7 step 2) through ansible-playbook against the API double."""
+"""netmedic.k8s.flannel_config (catalog C-5, N-7 step 2) against the API double.
+
+Check mode through Ansible is a real ``ansible-playbook`` run (``test_check_mode_apply_idempotence_and_backup``); the other cases run the
+module's ``main()`` in the test process (``module_tasks``, tests/harness.py: issue 12), over HTTP
+through the real client as in a playbook run.
+"""
 
 from __future__ import annotations
 

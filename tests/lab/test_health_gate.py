@@ -1,4 +1,9 @@
-"""Module netmedic.k8s.health_gate against the API double (issue 9: the health gate of the safety spine)."""
+"""Module netmedic.k8s.health_gate against the API double (issue 9: the health gate of the safety spine).
+
+Check mode through Ansible is a real ``ansible-playbook`` run (``test_notready_foreign_cordon_and_percentages``); the other cases run the
+module's ``main()`` in the test process (``module_tasks``, tests/harness.py: issue 12), over HTTP
+through the real client as in a playbook run.
+"""
 
 from __future__ import annotations
 

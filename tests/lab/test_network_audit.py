@@ -1,4 +1,8 @@
-"""netmedic.k8s.network_audit (catalog D-1 ... D-7) through ansible-playbook against the API double.
+"""netmedic.k8s.network_audit (catalog D-1 ... D-7) against the API double.
+
+Check mode through Ansible is a real ``ansible-playbook`` run (``test_seed_cluster_findings_read_only``); the other cases run the
+module's ``main()`` in the test process (``module_tasks``, tests/harness.py: issue 12), over HTTP
+through the real client as in a playbook run.
 
 The seed is a GKE 1.24.9-gke.3200 cluster with anetd (Dataplane V2), a NetworkPolicy using
 endPort and a Service whose port differs from its target port: D-1 ... D-4 must be reported.

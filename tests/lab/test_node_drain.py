@@ -1,5 +1,8 @@
 """Module netmedic.k8s.node_drain against the API double (catalog W-1, W-2, W-7; issue 9 findings 3 and 8).
 
+Check mode through Ansible is a real ``ansible-playbook`` run (``test_check_mode_lists_evictions_and_changes_nothing``); the other cases run the
+module's ``main()`` in the test process (``module_tasks``, tests/harness.py: issue 12), over HTTP
+through the real client as in a playbook run.
 Evictions go through the double's ``pods/eviction`` (PodDisruptionBudget ``web``: minAvailable 2 of 3).
 What is asserted is read back from the double's store, not from the module's answer alone.
 """
