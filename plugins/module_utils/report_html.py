@@ -91,7 +91,9 @@ def heatmap_svg(report):
         out.append('<text x="%d" y="%d" transform="rotate(-45 %d %d)">%s</text>' % (x, HEAD_H - 6, x, HEAD_H - 6, esc(catalog_id)))
     for row, node in enumerate(nodes):
         y = HEAD_H + row * CELL
-        out.append('<text x="%d" y="%d" text-anchor="end">%s</text>' % (LABEL_W - 6, y + CELL // 2 + 4, esc(node)))
+        label = node if len(node) <= 24 else node[:23] + '\u2026'
+        out.append('<text x="%d" y="%d" text-anchor="end">%s<title>%s</title></text>' % (
+            LABEL_W - 6, y + CELL // 2 + 4, esc(label), esc(node)))
         for col, catalog_id in enumerate(ids):
             state = cells[node][catalog_id]
             out.append('<rect class="cell sev-%s" data-node="%s" data-id="%s" data-state="%s" x="%d" y="%d" '
@@ -290,7 +292,7 @@ def change_report_html(report):
         value = head.get(key)
         rows.append([esc(label), '<code>%s</code>' % esc(value) if value not in (None, '', {}, []) else '<span class="muted">-</span>'])
     rows.append([esc('started / finished'), esc('%s / %s' % (report.get('started'), report.get('finished')))])
-    body += ['<h2>Header</h2>', _table(['', ''], rows, cls='header')]
+    body += ['<h2>Header</h2>', _table(['field', 'value'], rows, cls='header')]
     counters = ('ok', 'changed', 'failures', 'ignored', 'rescued', 'skipped', 'unreachable')
     body += ['<h2>Hosts</h2>', _table(['host'] + list(counters), [
         [esc(host)] + [esc((stats or {}).get(c, 0)) for c in counters] for host, stats in sorted((report.get('hosts') or {}).items())],
