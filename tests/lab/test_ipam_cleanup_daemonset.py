@@ -11,11 +11,17 @@ digest, and an IPAM directory outside host-local's data directories is refused b
 The role is applied through ansible-playbook (kubernetes.core.k8s); what was stored is read back
 from the double.  The shipped code itself runs in tests/unit/plugins/module_utils/test_ipam_gc_cli.py
 and tests/integration/test_ipam_gc_cli.py (cni_ipam_gc's fault matrix), and on real containerd in
-tests/labvm/test_ipam_cleanup_daemonset.py.
+tests/labvm/test_ipam_cleanup_daemonset.py; the last test here runs the rendered pod's own command line
+and ConfigMap files in a mount namespace laid out as its volumes say.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -197,3 +203,69 @@ def test_bad_settings_fail_before_any_write(double, run, variables, message):
     assert message in failed[0]['msg'], failed[0]['msg']
     assert 'nothing was changed' in failed[0]['msg'] or 'argument' in failed[0]['msg'].lower(), failed[0]['msg']
     assert all(obj is None for obj in objects(double).values())
+
+
+# -- the rendered pod, run here ------------------------------------------------------------------
+
+LIVE = 'c0ffee' + '0' * 58
+DEAD = 'deadbeef' + '1' * 56
+POD_SCRIPT = r'''
+set -e
+mount --make-rprivate /
+# The pod's view: tmpfs over /var/lib and /run (nothing of the host's is visible or written), the
+# hostPath volumes as bind mounts at the paths the manifest names.
+mount -t tmpfs tmpfs /var/lib
+mount -t tmpfs tmpfs /run
+mkdir -p "$NET" "$BACKUP" "$(dirname "$SOCK")"
+mount --bind "$SANDBOX/net" "$NET"
+mount --bind "$SANDBOX/backup" "$BACKUP"
+python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$SOCK"
+cd "$SANDBOX/code"
+exec setpriv --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@"
+'''
+
+
+def test_issue10_h1_rendered_pod_runs_the_shipped_code(double, run, tmp_path):
+    """The DaemonSet's own command line (only --interval set to one pass), with the ConfigMap's files laid
+    out as its items say, without capabilities, in a mount namespace where the hostPath volumes are bind
+    mounts at the manifest's paths: old leaked allocations are moved to the backup, live ones stay."""
+    rc, _results, output = run(double, yaml.safe_dump([role()]))
+    assert rc == 0, output
+    spec = pod_spec(double)
+    container = spec['containers'][0]
+    data = objects(double)['configmaps']['data']
+    code = tmp_path / 'code'
+    for item in {v['name']: v for v in spec['volumes']}['code']['configMap']['items']:
+        path = code / item['path']
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(data[item['key']])
+    host = {v['name']: v['hostPath']['path'] for v in spec['volumes'] if 'hostPath' in v}
+    net = tmp_path / 'net'
+    net.mkdir()
+    (tmp_path / 'backup').mkdir()
+    old = time.time() - 3600
+    for name, owner in {'10.8.3.2': LIVE, 'fd00:10:8:3::2': LIVE, '10.8.3.4': DEAD, 'fd00:10:8:3::4': DEAD,
+                        'lock': None, 'last_reserved_ip.0': None}.items():
+        (net / name).write_text(owner + '\r\neth0' if owner else '')
+        os.utime(str(net / name), (old, old))
+    bindir = tmp_path / 'bin'
+    bindir.mkdir()
+    (bindir / 'ctr').write_text('#!/bin/sh\necho %s\n' % LIVE)
+    (bindir / 'ctr').chmod(0o755)
+    argv = [a if not a.startswith('--interval=') else '--interval=0' for a in container['command']]
+    argv[0] = shutil.which('python3', path='/usr/bin:/bin')
+    env = {'PATH': '%s:/usr/sbin:/usr/bin:/sbin:/bin' % bindir, 'SANDBOX': str(tmp_path), 'NET': host['host-ipam'],
+           'BACKUP': host['backup'], 'SOCK': host['runtime-socket']}
+    proc = subprocess.run(['unshare', '-m', 'sh', '-c', POD_SCRIPT, 'pod'] + argv, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (line,) = proc.stdout.splitlines()
+    result = json.loads(line)
+    assert sorted(os.path.basename(m['path']) for m in result['moved']) == ['10.8.3.4', 'fd00:10:8:3::4']
+    assert {m['method'] for m in result['moved']} == {'copy'}          # separate mounts, as hostPath volumes
+    assert all(m['path'].startswith(host['host-ipam'] + '/') for m in result['moved'])
+    assert sorted(p.name for p in net.iterdir()) == ['10.8.3.2', 'fd00:10:8:3::2', 'last_reserved_ip.0', 'lock']
+    (run_dir,) = list((tmp_path / 'backup').iterdir())
+    assert (run_dir / 'manifest.json').is_file()
+    mirrored = run_dir / host['host-ipam'].lstrip('/')
+    assert (mirrored / '10.8.3.4').read_bytes() == (DEAD + '\r\neth0').encode()

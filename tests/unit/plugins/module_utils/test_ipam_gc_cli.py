@@ -270,3 +270,9 @@ def test_retention_prunes_only_owned_pass_directories(tmp_path):
     assert not any(p.exists() for p in old + [new[0]])
     assert new[1].exists() and all(p.exists() for p in foreign) and (backup / '20261001T000000Z-7').exists()
     assert ipam_gc_cli.prune(str(backup), 0, 0, False, now=now) == {'removed': [], 'errors': []}
+
+
+def test_shipped_files_parse_as_python_3_7():
+    """The documented minimum of the image's python3 (``from __future__ import annotations`` needs 3.7)."""
+    for name in ipam_gc_cli.SHIPPED:
+        ast.parse((MODULE_UTILS / name).read_text(), filename=name, feature_version=(3, 7))
