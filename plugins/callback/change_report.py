@@ -351,6 +351,8 @@ class CallbackModule(CallbackBase):
             diff = _entry_diff(item)
             if diff:
                 entry['diff'] = diff
+            elif entry['changed']:
+                entry['diff_unavailable'] = True      # the module returned neither diff nor before/after: run with --diff
             entry = redact.redact(entry)
             entry['state'] = self._state(entry)
             self.entries.append(entry)
@@ -560,6 +562,8 @@ class CallbackModule(CallbackBase):
                     lines.append('  - error: %s' % e['msg'])
                 if e.get('remaining'):
                     lines.append('  - not done: %s' % ', '.join(str(r) for r in e['remaining']))
+                if e.get('diff_unavailable'):
+                    lines.append('  - diff: not returned by the module (run with --diff to record it)')
                 if e.get('diff'):
                     lines += ['', '```diff', e['diff'].rstrip('\n').replace('```', "'''"), '```', '']
             lines.append('')

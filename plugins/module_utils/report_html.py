@@ -317,6 +317,8 @@ def change_report_html(report):
             body.append('<div>warning: %s</div>' % esc(warning))
         if e.get('status') != 'ok' and e.get('msg'):
             body.append('<div class="loud">error: %s</div>' % esc(e.get('msg')))
+        if e.get('diff_unavailable'):
+            body.append('<div class="muted">diff: not returned by the module (run with --diff to record it)</div>')
         if e.get('diff'):
             body.append(diff_html(e['diff']))
         body.append('</div>')
