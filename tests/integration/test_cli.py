@@ -1,4 +1,4 @@
-"""bin/netmedic (cli/netmedic.py): list, run through ansible-runner, exit codes, run records."""
+"""bin/netmedic: list, run through ansible-runner (one private data dir, artifacts per run), exit codes, runs, prune."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _cli(tmp_path, *args):
 
 
 def _records(tmp_path):
-    return [json.loads(p.read_text()) for p in sorted((tmp_path / 'runs').glob('*/netmedic.json'))]
+    return [json.loads(p.read_text()) for p in sorted((tmp_path / 'runs' / 'artifacts').glob('*/netmedic.json'))]
 
 
 def test_list_names_every_playbook(tmp_path):
@@ -40,7 +40,36 @@ def test_check_run_records_summary_and_report(tmp_path):
     assert record['stats']['ok']['localhost'] > 0 and not record['stats'].get('failures')
     assert Path(record['report']).is_file() and 'netmedic change report' in Path(record['report']).read_text()
     assert (tmp_path / 'diag' / 'diagnose.json').is_file()
-    assert 'diagnose' in _cli(tmp_path, 'runs').stdout
+    runs = _cli(tmp_path, 'runs').stdout
+    assert 'diagnose' in runs and 'successful' in runs and 'rc=0' in runs and '(check mode)' in runs
+
+
+def test_issue11_6_extra_vars_with_spaces_reach_ansible_unchanged(tmp_path):
+    """-e is handed to ansible-playbook as is: a JSON value and a quoted KEY=VALUE, both with spaces."""
+    as_json = tmp_path / 'diag json' / 'with spaces'
+    as_kv = tmp_path / 'diag kv'
+    for value, where in ((json.dumps({'netmedic_report_dir': str(as_json)}), as_json),
+                         ('netmedic_report_dir="%s"' % as_kv, as_kv)):
+        proc = _cli(tmp_path, 'run', 'diagnose', '-i', str(ROOT / 'inventories' / 'localhost.yml'), '--check', '-q', '-e', value)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert (where / 'diagnose.json').is_file(), value
+    command = [json.loads(p.read_text()) for p in sorted((tmp_path / 'runs' / 'artifacts').glob('*/command'))]
+    assert [c['command'][c['command'].index('-e') + 1] for c in command] == [
+        json.dumps({'netmedic_report_dir': str(as_json)}), 'netmedic_report_dir="%s"' % as_kv]
+
+
+def test_issue11_6_ee_without_a_container_engine_is_refused_clearly(tmp_path):
+    fake = tmp_path / 'bin'
+    fake.mkdir()
+    for engine in ('docker', 'podman'):
+        (fake / engine).write_text('#!/bin/sh\necho "Cannot connect to the %s daemon" >&2\nexit 1\n' % engine)
+        (fake / engine).chmod(0o755)
+    env = dict(os.environ, NETMEDIC_RUNS_DIR=str(tmp_path / 'runs'), PATH='%s:%s' % (fake, os.environ['PATH']))
+    proc = subprocess.run([str(CLI), 'run', 'diagnose', '-i', str(ROOT / 'inventories' / 'localhost.yml'),
+                           '--ee', 'registry.example/netmedic-ee:1'], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert 'needs a container engine' in proc.stderr and 'Cannot connect to the docker daemon' in proc.stderr
+    assert not (tmp_path / 'runs' / 'artifacts').exists() or not list((tmp_path / 'runs' / 'artifacts').iterdir())
 
 
 def test_failed_host_and_bad_invocations_exit_codes(tmp_path):
@@ -65,30 +94,33 @@ def test_issue10_h11_extravars_removed_and_command_env_masked(tmp_path):
                            '-e', 'netmedic_udp_timeout_method=sometimes', '-e', 'vault_password=%s' % var_secret],
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    (run,) = (tmp_path / 'runs').iterdir()
-    assert not (run / 'env' / 'extravars').exists()
+    runs = tmp_path / 'runs'
+    (run,) = (runs / 'artifacts').iterdir()
+    assert not (runs / 'env').exists(), 'no env/ file is written (suppress_env_files)'
     (record,) = _records(tmp_path)
-    assert str(run / 'env' / 'extravars') in record['scrubbed']
-    command = json.loads((run / 'artifacts' / 'run' / 'command').read_text())
+    assert str(run / 'command') in record['scrubbed']
+    command = json.loads((run / 'command').read_text())
     assert command['env']['K8S_AUTH_API_KEY'] == '********' and command['env']['NETMEDIC_REPORT_DIR']
-    for path in run.rglob('*'):
+    masked = [a for a in command['command'] if a.startswith('vault_password=')]
+    assert len(masked) == 1 and '********' in masked[0]
+    for path in runs.rglob('*'):
         if path.is_file():
             text = path.read_text(errors='replace')
             assert env_secret not in text and var_secret not in text, path
-    assert [oct(p.stat().st_mode & 0o777) for p in (tmp_path / 'runs', run, run / 'netmedic.json')] == ['0o700', '0o700', '0o600']
+    assert [oct(p.stat().st_mode & 0o777) for p in (runs, runs / 'artifacts', run / 'netmedic.json')] == ['0o700', '0o700', '0o600']
 
 
 def _fake_runs(tmp_path, days):
-    runs = tmp_path / 'runs'
+    runs = tmp_path / 'runs' / 'artifacts'
     now = datetime.datetime.now(datetime.timezone.utc)
     names = []
     for day in days:
         name = '%s-diagnose' % (now - datetime.timedelta(days=day)).strftime('%Y%m%dT%H%M%S.%fZ')
         (runs / name).mkdir(parents=True)
-        (runs / name / 'netmedic.json').write_text('{}')
+        (runs / name / 'status').write_text('successful')
         names.append(name)
     in_progress = (now - datetime.timedelta(days=99)).strftime('%Y%m%dT%H%M%S.%fZ') + '-udp_timeout'
-    (runs / in_progress).mkdir()                # no record yet: a run in progress, never pruned
+    (runs / in_progress).mkdir()                # no status yet: a run in progress, never pruned
     (runs / 'notes').mkdir()
     return runs, names, in_progress
 
