@@ -134,7 +134,7 @@ def test_network_audit_runs_with_the_read_only_role(audited, as_identity, playbo
         - name: gate
           netmedic.k8s.health_gate:
             daemonsets: [kube-proxy-worker]
-    """)
+    """, extra_env={'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')})
     assert rc == 0, (output, denied(double))
     assert 'findings' in results['audit']
     assert not denied(double)
