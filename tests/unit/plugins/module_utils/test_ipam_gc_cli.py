@@ -276,3 +276,10 @@ def test_shipped_files_parse_as_python_3_7():
     """The documented minimum of the image's python3 (``from __future__ import annotations`` needs 3.7)."""
     for name in ipam_gc_cli.SHIPPED:
         ast.parse((MODULE_UTILS / name).read_text(), filename=name, feature_version=(3, 7))
+
+
+def test_shipped_code_fits_the_last_applied_annotation():
+    """kubernetes.core.k8s apply keeps the whole ConfigMap in its last-applied-configuration annotation,
+    and a resource's annotations may hold 256 KiB in total: keep headroom (the JSON is what is stored)."""
+    data = {name: (MODULE_UTILS / name).read_text() for name in ipam_gc_cli.SHIPPED}
+    assert len(json.dumps({'data': data})) < 200 * 1024
