@@ -39,3 +39,35 @@ def test_rbac_dir_ships_in_the_build():
     ignored = yaml.safe_load((ROOT / 'galaxy.yml').read_text())['build_ignore']
     assert not any(p in ('rbac', 'rbac/*', 'rbac/**') for p in ignored)
     assert 'scripts' in ignored      # the generator stays out; its output ships
+
+
+def _cluster_modules():
+    """Modules that call the Kubernetes API: those taking the shared k8s_auth options."""
+    return {p.stem for p in (ROOT / 'plugins' / 'modules').glob('*.py') if 'netmedic.k8s.k8s_auth' in p.read_text()}
+
+
+def _used(path, seen):
+    """Every netmedic.k8s module or role name a playbook uses, following roles into their tasks."""
+    import re
+    names = set(re.findall(r'netmedic\.k8s\.([a-z_]+)', path.read_text()))
+    for name in sorted(names):
+        role = ROOT / 'roles' / name / 'tasks'
+        if role.is_dir() and name not in seen:
+            seen.add(name)
+            for task in role.glob('*.yml'):
+                names |= _used(task, seen)
+    return names
+
+
+def test_each_playbooks_table_entry_covers_every_cluster_module_it_uses():
+    """A playbook that starts calling another cluster module must get its grants in the table (no drift)."""
+    cluster = _cluster_modules()
+    assert {'kube_proxy_config', 'cluster_lock', 'node_drain'} <= cluster
+    for playbook in sorted((ROOT / 'playbooks').glob('*.yml')):
+        used = _used(playbook, set()) & cluster
+        name = playbook.stem
+        if name in rbac_manifests.NODE_ONLY:
+            assert not used, (name, used)
+            continue
+        assert name in rbac_manifests.PLAYBOOKS, 'playbooks/%s.yml has no entry in scripts/rbac_manifests.py' % name
+        assert used <= set(rbac_manifests.PLAYBOOKS[name]['modules']), (name, used - set(rbac_manifests.PLAYBOOKS[name]['modules']))
