@@ -29,6 +29,8 @@ Environment:
                           (default $NETMEDIC_LAB_STATE/k8s/admin.kubeconfig = /run/netmedic-lab/k8s/...)
   NETMEDIC_K8S_PORT_BASE  first of the loopback ports (default 16440): apiserver +3 (16443),
                           etcd client +4, etcd peer +5, controller-manager +6, scheduler +7
+  NETMEDIC_K8S_BIN        run the binaries of this dir instead of the cache's (e.g. a partial build;
+                          up/reset check only the control plane's four)
   NETMEDIC_K8S_LOCK       lock file (default /tmp/netmedic-k8s.lock)
   GOTOOLCHAIN             passed to go; default `local` (go.mod needs Go 1.26.6, 1.26.8 is installed).
                           Set e.g. go1.27.3 when a newer pin needs it (fetched from the proxy).
@@ -129,7 +131,7 @@ def bin_dir(version=None):
 
 
 def bin_path(name):
-    return os.path.join(bin_dir(), name)
+    return os.path.join(os.environ.get('NETMEDIC_K8S_BIN') or bin_dir(), name)
 
 
 def cached_build():
@@ -141,7 +143,7 @@ def cached_build():
         return None
     if rec.get('key') != build_key()['key']:
         return None
-    if not all(os.access(bin_path(b), os.X_OK) for b in BINARIES):
+    if not all(os.access(os.path.join(bin_dir(), b), os.X_OK) for b in BINARIES):
         return None
     return rec
 
@@ -387,6 +389,7 @@ def component_args(name):
                 '--kubelet-client-certificate', pki('apiserver-kubelet-client.crt'),
                 '--kubelet-client-key', pki('apiserver-kubelet-client.key'),
                 '--kubelet-certificate-authority', pki('ca.crt'),
+                '--kubelet-preferred-address-types', 'InternalIP',  # never a DNS lookup of a node name
                 '--proxy-client-cert-file', pki('front-proxy-client.crt'),
                 '--proxy-client-key-file', pki('front-proxy-client.key'),
                 '--requestheader-client-ca-file', pki('ca.crt'),
@@ -577,6 +580,11 @@ def start_control_plane():
 
 
 def require_binaries(args):
+    if os.environ.get('NETMEDIC_K8S_BIN'):
+        missing = [b for b in CONTROL_PLANE if not os.access(bin_path(b), os.X_OK)]
+        if missing:
+            raise LabError(f'NETMEDIC_K8S_BIN={os.environ["NETMEDIC_K8S_BIN"]} lacks {" ".join(missing)}')
+        return
     if cached_build():
         return
     if getattr(args, 'build', False):

@@ -63,10 +63,19 @@ def collection(kind, namespace):
 
 
 def load_seed(path):
+    """The seed; each node's address replaced by a loopback one (127.0.100.N).
+
+    The API server dials a node's address for pods/log, exec and port-forward: on this machine
+    nothing may be sent to the seed's 10.77.0.x addresses unless the VM lab put them there, and no
+    kubelet listens anyway. A loopback address fails at once (connection refused).
+    """
     import yaml  # Debian's python3-yaml; only the seed needs it
 
     with open(path) as fh:
-        return yaml.safe_load(fh)
+        data = yaml.safe_load(fh)
+    for i, node in enumerate(data.get('nodes') or []):
+        node['seed_ip'], node['ip'] = node.get('ip'), f'127.0.100.{i + 1}'
+    return data
 
 
 def node_object(node):

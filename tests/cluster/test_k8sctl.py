@@ -1,0 +1,104 @@
+"""lab/k8s/k8sctl (issue 15): the build cache key, the no-op when cached, and the control plane's flags.
+
+Offline and fast (no Go, no server): what makes the cache trustworthy and the control plane a real
+one (RBAC, the default admission chain, loopback only) is checked on the code that decides it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def k8sctl(tmp_path, monkeypatch):
+    """k8sctl imported with its cache and state in tmp_path, on a copy of lab/k8s/go's key files."""
+    monkeypatch.setenv('NETMEDIC_LAB_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.setenv('NETMEDIC_K8S_STATE', str(tmp_path / 'state'))
+    monkeypatch.delenv('NETMEDIC_K8S_BIN', raising=False)
+    monkeypatch.syspath_prepend(str(ROOT / 'lab' / 'k8s'))
+    sys.modules.pop('k8sctl', None)
+    mod = importlib.import_module('k8sctl')
+    go = tmp_path / 'go'
+    shutil.copytree(ROOT / 'lab' / 'k8s' / 'go', go)
+    monkeypatch.setattr(mod, 'GO_DIR', str(go))
+    yield mod
+    sys.modules.pop('k8sctl', None)
+
+
+def _fake_build(mod):
+    bindir = Path(mod.bin_dir())
+    bindir.mkdir(parents=True)
+    for name in mod.BINARIES:
+        (bindir / name).write_text('#!/bin/sh\n')
+        (bindir / name).chmod(0o755)
+    rec = dict(mod.build_key(), total_s=1.0, built_at='now')
+    (bindir.parent / 'build.json').write_text(json.dumps(rec))
+    return rec
+
+
+def test_issue15_pins_one_kubernetes_version_and_every_staging_module(k8sctl):
+    """go.mod: k8s.io/kubernetes at one version; every k8s.io staging module replaced by the matching v0.x."""
+    text = Path(k8sctl.GO_DIR, 'go.mod').read_text()
+    version = k8sctl.kube_version()
+    assert version == 'v1.37.2'  # still has kube-proxy's IPVS mode (KubeProxyIPVS, deprecated, on by default)
+    replaces = [line.split() for line in text.splitlines() if '=>' in line]
+    assert len(replaces) >= 30
+    for left, _arrow, right, ver in replaces:
+        assert left == right and left.startswith('k8s.io/') and ver == 'v0.' + version[3:], (left, right, ver)
+
+
+def test_issue15_build_key_follows_go_sum_and_build_is_a_noop_when_cached(k8sctl, capsys):
+    rec = _fake_build(k8sctl)
+    assert k8sctl.cached_build()['key'] == rec['key']
+    # cached: `build` does not run go at all (no go on PATH would fail otherwise)
+    out = k8sctl.cmd_build(type('A', (), {'force': False})())
+    assert out['key'] == rec['key'] and 'nothing to build' in capsys.readouterr().out
+    # another go.sum is another key: the cache no longer matches
+    with open(Path(k8sctl.GO_DIR, 'go.sum'), 'a') as fh:
+        fh.write('example.invalid/x v1.0.0 h1:AAAA=\n')
+    assert k8sctl.build_key()['key'] != rec['key']
+    assert k8sctl.cached_build() is None
+
+
+def test_issue15_missing_binary_is_not_cached(k8sctl):
+    _fake_build(k8sctl)
+    Path(k8sctl.bin_dir(), 'kubelet').unlink()
+    assert k8sctl.cached_build() is None
+
+
+def test_issue15_ldflags_stamp_the_version(k8sctl):
+    flags = k8sctl.ldflags('v1.37.2')
+    assert '-X k8s.io/component-base/version.gitVersion=v1.37.2' in flags
+    assert '-X k8s.io/component-base/version.gitMinor=37' in flags
+
+
+def test_issue15_apiserver_is_rbac_with_the_default_admission_chain_on_loopback(k8sctl):
+    args = k8sctl.component_args('kube-apiserver')
+    opts = dict(zip(args[::2], args[1::2]))
+    assert opts['--authorization-mode'] == 'Node,RBAC'
+    assert not any(a.startswith(('--enable-admission-plugins', '--disable-admission-plugins', '--admission-control')) for a in args)
+    assert opts['--bind-address'] == '127.0.0.1' and opts['--etcd-servers'].startswith('http://127.0.0.1:')
+    assert opts['--service-account-key-file'].endswith('sa.pub') and opts['--service-account-signing-key-file'].endswith('sa.key')
+    assert opts['--kubelet-preferred-address-types'] == 'InternalIP'
+    for name in ('etcd', 'kube-controller-manager', 'kube-scheduler'):
+        flat = ' '.join(k8sctl.component_args(name))
+        assert '0.0.0.0' not in flat, name
+
+
+def test_issue15_simulated_nodes_use_loopback_addresses():
+    """The API server dials a node's InternalIP for logs/exec: simulated nodes must never name another host."""
+    sys.path.insert(0, str(ROOT / 'lab' / 'k8s'))
+    try:
+        import nodesim
+    finally:
+        sys.path.remove(str(ROOT / 'lab' / 'k8s'))
+    data = nodesim.load_seed(ROOT / 'lab' / 'seed' / 'cluster.yaml')
+    assert data['nodes'] and all(n['ip'].startswith('127.') for n in data['nodes'])
