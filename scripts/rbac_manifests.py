@@ -137,6 +137,13 @@ READ_VERBS = ('get', 'list', 'watch')
 VERB_ORDER = ('get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection')
 
 
+class _Dumper(yaml.SafeDumper):
+    """Block sequences indented under their key (what yamllint and ansible-lint expect)."""
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)
+
+
 def rules_for(name):
     """``{'cluster': [PolicyRule], 'namespace': [PolicyRule]}`` for one entry of PLAYBOOKS."""
     spec = PLAYBOOKS[name]
@@ -204,7 +211,7 @@ def render(name):
                              if name in PROVED else 'Derived from the modules it calls; not yet proved by a run with these grants.'))
     if spec.get('read_only'):
         header.append('# Read-only: check mode of a writing playbook FAILS with it (server-side dry runs need the write verbs).')
-    body = ''.join('---\n' + yaml.safe_dump(doc, default_flow_style=False, sort_keys=False) for doc in documents(name))
+    body = ''.join('---\n' + yaml.dump(doc, Dumper=_Dumper, default_flow_style=False, sort_keys=False) for doc in documents(name))
     return '\n'.join(header) + '\n' + body
 
 
