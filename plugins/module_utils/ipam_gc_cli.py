@@ -205,4 +205,4 @@ def main(argv=None, out=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(main())
