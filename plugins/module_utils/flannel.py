@@ -330,12 +330,14 @@ def _network_names(data_dir):
                   if e.is_dir(follow_symlinks=False) and ipam.looks_like_network(e.path))
 
 
-def share_ipam_dir(old, new, lock_timeout, check_mode=False):
+def share_ipam_dir(old, new, lock_timeout, check_mode=False, link_absent=True):
     """host-local's disk dataDir ``old`` made one with the tmpfs dataDir ``new`` (see above).  Returns a report.
 
     The dataDir itself becomes the link (not each network directory): host-local finds a container's
     addresses (GetByID, ReleaseByID on DEL) with ``filepath.Walk(<dataDir>/<network>)``, which does not
     descend into a root that is itself a symbolic link, while a link further up the path is resolved.
+    ``link_absent``: without a disk store, create the link alone (a first allocation with the old configuration
+    then cannot start a second store); false leaves an absent path absent (a node already migrated).
     """
     report = {'path': old, 'shared_with': new, 'state_before': link_state(old, new), 'networks': [], 'copied': [],
               'identical': [], 'conflicts': [], 'kept': None}
@@ -344,6 +346,9 @@ def share_ipam_dir(old, new, lock_timeout, check_mode=False):
         return report
     if _exchange_function() is None:
         raise FlannelError('renameat2 is not available in this C library (glibc 2.28 or later is needed); nothing was changed')
+    if report['state_before'] == 'absent' and not link_absent:
+        report['state_after'] = 'absent'
+        return report
     if report['state_before'] == 'absent':
         # No disk store yet: the link alone keeps a first allocation with the old configuration from starting one.
         if not check_mode:
@@ -354,7 +359,7 @@ def share_ipam_dir(old, new, lock_timeout, check_mode=False):
             except OSError as e:
                 if e.errno != errno.EEXIST:
                     raise
-                return share_ipam_dir(old, new, lock_timeout, check_mode)   # created meanwhile: share it
+                return share_ipam_dir(old, new, lock_timeout, check_mode, link_absent)   # created meanwhile: share it
         report['state_after'] = 'shared'
         return report
     report['networks'] = _network_names(old)

@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 ---
 module: flannel_ipam_store
 short_description: Share a node's host-local store between Flannel's disk and tmpfs dataDirs, or verify the tmpfs store
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - The node half of catalog B(N-7) (Flannel IPAM C(dataDir) to tmpfs), used by workflow B(W-2)
     (C(playbooks/flannel_datadir_migration.yml)).
@@ -75,6 +75,14 @@ options:
     description: The flannel plugin's tmpfs dataDir (catalog N-7 step 2).
     type: path
     default: /var/run/cni/flannel
+  link_absent:
+    description:
+      - For O(state=shared) when O(old_ipam_dir) does not exist - V(true) creates the link alone (a node that has no
+        disk store yet, before the ConfigMap changes - its first pod with the old configuration then cannot start a
+        second store); V(false) leaves it absent (a node already migrated; W-2 passes V(false) once
+        C(kube-flannel-cfg) names the tmpfs dataDir).
+    type: bool
+    default: true
   lock_timeout:
     description: Seconds to wait for each of host-local's locks before failing (nothing changed then).
     type: int
@@ -149,6 +157,7 @@ ARGUMENT_SPEC = dict(
     new_ipam_dir=dict(type='path', default='/var/run/cni/networks'),
     old_flannel_dir=dict(type='path', default='/var/lib/cni/flannel'),
     new_flannel_dir=dict(type='path', default='/var/run/cni/flannel'),
+    link_absent=dict(type='bool', default=True),
     lock_timeout=dict(type='int', default=60),
     expect_ips=dict(type='list', elements='str', default=[]),
 )
@@ -169,12 +178,13 @@ def _validate(params):
 def _share(module, result):
     params = module.params
     result.extra['ipam_dir'] = flannel.share_ipam_dir(params['old_ipam_dir'], params['new_ipam_dir'],
-                                                      params['lock_timeout'], module.check_mode)
+                                                      params['lock_timeout'], module.check_mode,
+                                                      link_absent=params['link_absent'])
     flannel_dir = None
     if os.path.lexists(params['old_flannel_dir']):
         flannel_dir = flannel.share_dir(params['old_flannel_dir'], params['new_flannel_dir'], module.check_mode)
     for rep in [result.extra['ipam_dir']] + ([flannel_dir] if flannel_dir else []):
-        if rep['state_before'] != 'shared':
+        if rep['state_before'] != rep['state_after']:
             result.add_diff({'path': rep['path'], 'is': 'directory on disk' if rep['state_before'] == 'disk' else 'absent'},
                             {'path': rep['path'], 'is': 'link to %s' % rep['shared_with'], 'copied': rep['copied'],
                              'disk directory kept as': rep['kept'] or (rep['path'] + flannel.STORE_SUFFIX
