@@ -147,10 +147,13 @@ integration: setup
 	@pytest tests/integration --junitxml=tests/output/junit/integration.xml $(PYTEST_ARGS) || { \
 	  rc=$$?; [ $$rc -eq 5 ] && echo 'integration: pytest collected no tests (exit 5): failing'; exit $$rc; }
 
+# APIDOUBLE_JOBS: pytest-xdist workers (each starts its own API doubles on OS-chosen ports);
+# 0 = one process. Module tests run in-process (tests/harness.py), playbooks as ansible-playbook.
+APIDOUBLE_JOBS ?= 2
 apidouble: setup
 	@mkdir -p tests/output/junit
-	@echo 'pytest tests/lab tests/cluster $(PYTEST_ARGS)'
-	@pytest tests/lab tests/cluster --junitxml=tests/output/junit/apidouble.xml $(PYTEST_ARGS) || { \
+	@echo 'pytest -n $(APIDOUBLE_JOBS) tests/lab tests/cluster $(PYTEST_ARGS)'
+	@pytest -n $(APIDOUBLE_JOBS) tests/lab tests/cluster --junitxml=tests/output/junit/apidouble.xml $(PYTEST_ARGS) || { \
 	  rc=$$?; [ $$rc -eq 5 ] && echo 'apidouble: pytest collected no tests (exit 5): failing'; exit $$rc; }
 
 # tests/cluster against the lab's real control plane (lab/k8s/k8sctl, issue 15): build the
