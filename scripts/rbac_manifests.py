@@ -116,6 +116,10 @@ PLAYBOOKS = {
         'catalog': 'W-1',
         'modules': CHANGE_GUARD + ['health_gate', 'node_drain', 'k8s_info_node', 'k8s_delete_node', 'k8s_info_pdb'],
     },
+    'arp_flush': {
+        'catalog': 'W-6 (N-6)',
+        'modules': CHANGE_GUARD + ['health_gate'],
+    },
     'backup_retention': {
         'catalog': 'issue 10 hole 11',
         'what': 'module netmedic.k8s.backup_retention',
@@ -132,7 +136,7 @@ PLAYBOOKS = {
 # tests/lab/test_backup_retention.py); the others are derived from the modules they call, not yet proved by a run.
 PROVED = ('conntrack_tuning', 'udp_timeout', 'ipvs_scheduler_change', 'ipam_gc_fleet', 'backup_retention', 'read-only')
 # Playbooks that never call the Kubernetes API (node plays over SSH only): no manifest.
-NODE_ONLY = ('diagnose', 'remediate_node', 'arp_flush')
+NODE_ONLY = ('diagnose', 'remediate_node')
 READ_VERBS = ('get', 'list', 'watch')
 VERB_ORDER = ('get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection')
 

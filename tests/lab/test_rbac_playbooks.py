@@ -57,7 +57,7 @@ def audited(make_double):
 
 def test_every_cluster_playbook_has_a_manifest():
     names = {p.stem for p in PLAYBOOKS.glob('*.yml')}
-    node_only = {'diagnose', 'remediate_node', 'arp_flush'}
+    node_only = {'diagnose', 'remediate_node'}
     assert {p.stem for p in RBAC_DIR.glob('*.yml')} >= names - node_only
 
 
