@@ -147,8 +147,15 @@ def _executable(root, path):
 
 
 def find_program(program, root='/'):
-    """Path of ``program`` under ``root`` (absolute paths as given; names on PATH, then sbin)."""
+    """Path of ``program`` under ``root`` (absolute paths as given; names on PATH, then sbin; ``*.py``: a module file)."""
     if program.startswith('/'):
+        if program.endswith('.py'):
+            # A Python module a Debian package provides (python3-yaml for the lab's /usr/bin/python3 scripts):
+            # a regular file, not a program.
+            try:
+                return program if os.path.isfile(_in_root(root, program)) else None
+            except OSError:
+                return None
         return program if _executable(root, program) else None
     dirs = os.environ.get('PATH', '').split(os.pathsep) if root == '/' else list(DEFAULT_PATH)
     for d in [d for d in dirs if d] + list(SBIN_DIRS):

@@ -264,3 +264,17 @@ def test_issue12_1_an_empty_selection_is_an_error_not_nothing_to_do(capsys):
     """No entry for the profiles (or the platform): fail, never "all 0 programs present"."""
     assert hostdeps.main(['check', 'nm-no-such-profile']) == 1
     assert 'no bindep.txt entry applies to profiles nm-no-such-profile' in capsys.readouterr().err
+
+
+def test_issue12_a_python_module_path_is_provided_by_a_regular_file(tmp_path):
+    """bindep.txt's python3-yaml provides /usr/lib/python3/dist-packages/yaml/__init__.py: not executable, still present."""
+    root = tmp_path / 'root'
+    module = root / 'usr/lib/python3/dist-packages/yaml/__init__.py'
+    module.parent.mkdir(parents=True)
+    assert hostdeps.find_program('/usr/lib/python3/dist-packages/yaml/__init__.py', str(root)) is None
+    module.write_text('')
+    assert hostdeps.find_program('/usr/lib/python3/dist-packages/yaml/__init__.py', str(root)) == \
+        '/usr/lib/python3/dist-packages/yaml/__init__.py'
+    (root / 'usr/lib/cni').mkdir(parents=True)
+    (root / 'usr/lib/cni/host-local').write_text('')          # a program must still be executable
+    assert hostdeps.find_program('/usr/lib/cni/host-local', str(root)) is None
