@@ -140,7 +140,7 @@ def playbook(tmp_path, private_tmpdir):
         env.pop('ANSIBLE_CONFIG', None)
         proc = subprocess.run([str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,',
                                '-c', 'local', str(path)], check=False, env=env, cwd=str(tmp_path), capture_output=True,
-                              text=True, timeout=120)
+                              text=True, timeout=300)   # as playbook_file: a hang guard, not a speed limit (2 xdist workers on a loaded host)
         try:
             data = json.loads(proc.stdout)
         except ValueError as exc:
