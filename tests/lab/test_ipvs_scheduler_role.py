@@ -40,6 +40,53 @@ def _task(results, name):
 RESTART = 'Restart the DaemonSets node by node, verifying each new pod (C-7)'
 
 
+@pytest.fixture
+def playbook(tmp_path, private_tmpdir):
+    """conftest's ``playbook`` with a longer limit: the role now restarts one node per task (issue 9 finding 13)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    def _run(double, tasks, extra_env=None):
+        play = [{'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': sys.executable},
+                 'tasks': yaml.safe_load(textwrap.dedent(tasks))}]
+        path = tmp_path / 'play.yml'
+        path.write_text(yaml.safe_dump(play))
+        env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), TMPDIR=str(private_tmpdir),
+                   ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1',
+                   ANSIBLE_NOCOLOR='1', ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
+                   ANSIBLE_DEPRECATION_WARNINGS='0', ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+        env.update(extra_env or {})
+        env.pop('ANSIBLE_CONFIG', None)
+        proc = subprocess.run([str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,',
+                               '-c', 'local', str(path)], check=False, env=env, cwd=str(tmp_path), capture_output=True,
+                              text=True, timeout=900)
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError as exc:
+            raise AssertionError('no JSON from ansible-playbook (rc=%s)\n%s\n%s'
+                                 % (proc.returncode, proc.stdout, proc.stderr)) from exc
+        results = {t['task']['name']: t['hosts']['localhost'] for t in data['plays'][0]['tasks']}
+        return proc.returncode, results, proc.stdout + proc.stderr
+
+    return _run
+
+
+def _failed_step(results):
+    """The node step that failed: role verified_rollout restarts one node per task (issue 9 finding 13)."""
+    failed = [r for key, r in results.items() if ' : Restart and verify (C-7) - kube-proxy-worker on ' in key and r.get('failed')]
+    assert len(failed) == 1, sorted(results)
+    return failed[0]
+
+
+def _step_nodes(results):
+    """Nodes restarted and verified by the node steps, in order."""
+    return [e['node'] for key, r in results.items() if ' : Restart and verify (C-7) - kube-proxy-worker on ' in key
+            for e in r.get('restarted') or []]
+
+
 def _worker(task):
     """The kube-proxy-worker item of a task looping over the discovered DaemonSets."""
     found = [r for r in task['results'] if r['item'] in ('kube-proxy-worker', {'item': 'kube-proxy-worker'})
@@ -88,6 +135,15 @@ def test_check_mode_then_change_then_idempotent(make_double, playbook, lc_everyw
     assert all('Using ipvs Proxier.' in _logs(double, pods[n]) for n in NODES)
     restart = _worker(_task(results, RESTART))
     assert [r['node'] for r in restart['restarted']] == list(NODES)
+    # Issue 9 finding 13: one task per node, each saying "node i/N <name>" before it runs, and a summary.
+    assert _step_nodes(results) == list(NODES)
+    for i, node in enumerate(NODES, 1):
+        label = 'kube-proxy-worker node %d/3 %s' % (i, node)
+        assert _task(results, 'Progress - ' + label)['msg'].startswith(label + ': restarting'), sorted(results)
+        assert _task(results, 'Progress, step done - ' + label)['msg'].startswith(label + ': restarted, verified')
+    summary = _task(results, 'Summary (W-3)')['msg']
+    assert any('changed ipvs.scheduler rr lc' in line for line in summary), summary
+    assert any('3 node(s) restarted and verified in this run' in line for line in summary), summary
 
     again_uids = {n: p['metadata']['uid'] for n, p in pods.items()}
     rc, results, output = playbook(double, _role(), extra_env=ENV)
@@ -102,10 +158,13 @@ def test_missing_module_is_detected_and_rolled_back(make_double, playbook, lc_mi
 
     rc, results, output = playbook(double, _role(), extra_env=ENV)
     assert rc != 0, output                                                               # the play stops
-    failed = _worker(_task(results, RESTART))
+    failed = _failed_step(results)
     assert failed['failed_node']['node'] == 'lab-node-3'
     assert "Can't use the IPVS proxier" in failed['failed_node']['line'] and 'ip_vs_lc' in failed['failed_node']['line']
-    assert [r['node'] for r in failed['restarted']] == ['lab-node-1', 'lab-node-2']
+    assert _step_nodes(results) == ['lab-node-1', 'lab-node-2']
+    assert not any(k.endswith(RESTART) for k in results), 'the whole-DaemonSet task must not run after a failed step'
+    report = _task(results, 'Report the failed node')['msg']
+    assert any(line.startswith('kube-proxy-worker node 3/3 lab-node-3: FAILED (failure line)') for line in report), report
     # Rollback: the ConfigMap holds exactly the old text again ...
     assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf'] == text
     # ... and every node's kube-proxy runs it: rr, which every node has.

@@ -70,11 +70,13 @@ def test_scheduler_change_follows_the_real_kernels_and_rolls_back(lab, ssh, lab_
         lab_reset()
     assert rc != 0, output                                                      # the workflow stops ...
     assert loaded == {first: True, second: True, third: False}                 # N-4 ran on nodes 1 and 2 only
-    restart = next(r for r in tasks['Restart the DaemonSets node by node, verifying each new pod (C-7)']['localhost']['results']
-                   if r['item'] == 'kube-proxy-worker')                    # role verified_rollout, discovered DaemonSets
-    assert [r['node'] for r in restart['restarted']] == [first, second]         # ... success where lc is loaded,
-    assert restart['failed_node']['node'] == third                              # ... failure where it is not,
-    assert 'ip_vs_lc' in restart['failed_node']['line'], restart['failed_node']
+    # Role verified_rollout restarts one node per task (issue 9 finding 13): 'Restart and verify (C-7) - <ds> on <node>'.
+    steps = [hosts['localhost'] for name, hosts in tasks.items()
+             if name.startswith('Restart and verify (C-7) - kube-proxy-worker on ') and 'localhost' in hosts]
+    assert [e['node'] for r in steps for e in r.get('restarted') or []] == [first, second]   # ... success where lc is loaded,
+    failed = [r for r in steps if r.get('failed')]
+    assert len(failed) == 1 and failed[0]['failed_node']['node'] == third     # ... failure where it is not,
+    assert 'ip_vs_lc' in failed[0]['failed_node']['line'], failed[0]['failed_node']
     assert restored == text                                                     # ... and the caller rolled back
     assert all('Using ipvs Proxier.' in logs[n] for n in (first, second, third)), logs
     assert 'rolled back' in tasks['Stop the workflow']['localhost']['msg']
