@@ -1,0 +1,123 @@
+"""playbooks/arp_flush.yml (catalog W-6, N-6) under the safety spine (issue 9 findings 4, 9, 13), API double.
+
+Three inventory hosts are the double's Nodes ``lab-node-1..3``; their node side runs on this machine (connection
+local). The VIP is in TEST-NET-1 (192.0.2.0/24), which no neighbor table here holds, so ``neighbor_flush`` only
+reads (the real removal of a stale entry is tested on the VM lab, tests/labvm/test_arp_flush_playbook.py). What the
+spine must guarantee is read back from the double (the Lease kube-system/netmedic-arp-flush) and from which node
+tasks ran at all; a device that does not exist makes ``neighbor_flush`` fail before it changes anything.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / 'playbooks' / 'arp_flush.yml'
+NODES = ('lab-node-1', 'lab-node-2', 'lab-node-3')
+NS = 'kube-system'
+LEASE = (NS, 'netmedic-arp-flush')
+VIP = '192.0.2.10'
+REAL_MAC = '02:00:00:00:00:0a'
+WINDOW = {'days': ['mon'], 'start': '02:00', 'end': '03:00', 'timezone': 'UTC'}
+OUTSIDE = '2026-12-01T12:00:00+00:00'          # a Tuesday noon
+FLUSH = "Remove entries whose MAC differs from the VIP's real MAC"
+
+
+def run(double, tmp_path, check=False, args=(), job=None, vips=None, **variables):
+    hosts = {n: {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable} for n in NODES}
+    inventory = tmp_path / 'inventory.yml'
+    inventory.write_text(yaml.safe_dump({'all': {'hosts': hosts}}))
+    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
+               ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1',
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'), ANSIBLE_DEPRECATION_WARNINGS='0',
+               ANSIBLE_CALLBACKS_ENABLED='netmedic.k8s.change_report', NETMEDIC_REPORT_DIR=str(tmp_path / 'report'))
+    env.pop('ANSIBLE_CONFIG', None)
+    if job:
+        env['AWX_JOB_ID'] = str(job)
+    extra = dict({'netmedic_vips': vips or [{'address': VIP, 'expected_mac': REAL_MAC}]}, **variables)
+    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', str(inventory), str(PLAYBOOK), '--diff',
+           '-e', json.dumps(extra), *args]
+    if check:
+        cmd.append('--check')
+    proc = subprocess.run(cmd, check=False, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=900)
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise AssertionError('no JSON (rc=%s)\n%s\n%s' % (proc.returncode, proc.stdout, proc.stderr)) from exc
+    results = {}
+    for play in data['plays']:
+        for task in play['tasks']:
+            results.setdefault(task['task']['name'], {}).update(task['hosts'])
+    return proc.returncode, results, proc.stdout + proc.stderr
+
+
+def _ago(seconds):
+    t = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+    return t.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+def _holder(double):
+    lease = double.store.find('leases', *LEASE)
+    return None if lease is None else (lease.get('spec') or {}).get('holderIdentity')
+
+
+def test_issue9_f4_w6_lock_held_by_another_run_stops_with_nothing_changed(double, tmp_path):
+    """Issue 9 finding 4 (W-6 had no lock): another run (or AWX slice) holds the Lease; this one, limited to one node
+    (--limit lab-node-2, localhost not in the limit: the lock is taken from the node play), runs no node task."""
+    double.store.create('leases', NS, {'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease',
+                                       'metadata': {'name': LEASE[1], 'namespace': NS},
+                                       'spec': {'holderIdentity': 'awx-job-200', 'leaseDurationSeconds': 3600,
+                                                'renewTime': _ago(5), 'acquireTime': _ago(5)}})
+    rc, results, output = run(double, tmp_path, args=('--limit', 'lab-node-2'), job=201)
+    assert rc != 0 and "held by 'awx-job-200'" in output, output
+    assert FLUSH not in results and 'Health gate before the node' not in results
+    assert _holder(double) == 'awx-job-200'
+
+
+def test_issue9_f4_w6_outside_the_window_changes_nothing_then_override_is_recorded(double, tmp_path):
+    rc, results, output = run(double, tmp_path, netmedic_window=WINDOW, netmedic_now=OUTSIDE)
+    assert rc != 0 and 'outside the change window' in output, output
+    assert FLUSH not in results
+    assert double.store.find('leases', *LEASE) is None
+
+    rc, results, output = run(double, tmp_path, job=202, netmedic_window=WINDOW, netmedic_now=OUTSIDE,
+                              netmedic_window_override=True)
+    assert rc == 0, output
+    assert set(results[FLUSH]) == set(NODES) and not any(r.get('failed') for r in results[FLUSH].values())
+    assert set(results['Health gate before the node']) == set(NODES)        # a gate before every node
+    reports = [json.loads(p.read_text()) for p in (tmp_path / 'report').glob('change-report-*.json')]
+    assert any('OVERRIDDEN' in w for r in reports for e in r['entries'] for w in e.get('warnings') or []), reports
+    assert double.store.find('leases', *LEASE) is None                          # released after the last node
+    released = next(r for k, r in results.items() if k.endswith(' : Release the cluster lock arp-flush'))['lab-node-3']
+    assert released['lock']['action'] == 'released', released
+    # Issue 9 finding 13: one line per node while it runs, and a summary.
+    for index, node in enumerate(NODES, 1):
+        label = 'node %d/3 %s' % (index, node)
+        assert results['Progress'][node]['msg'].startswith(label + ': window and lock'), sorted(results)
+        assert results['Progress, node done'][node]['msg'].startswith(label + ': 0 stale entries removed')
+    summary = results['Summary (W-6)']['lab-node-3']['msg']
+    assert len(summary) == 4 and summary[-1] == 'W-6 finished.', summary
+
+
+def test_issue9_f4_w6_lock_released_after_a_failure(double, tmp_path):
+    """neighbor_flush fails on the first node (its device does not exist): the run stops there, the later nodes are not
+    touched, and the Lease is released on that failure path; the re-run (a new job) is not blocked and finishes."""
+    rc, results, output = run(double, tmp_path, job=203,
+                              vips=[{'address': VIP, 'expected_mac': REAL_MAC, 'device': 'nmtest-nodev0'}])
+    assert rc != 0, output
+    assert set(results[FLUSH]) == {'lab-node-1'} and results[FLUSH]['lab-node-1']['failed'] is True
+    stop = results['Stop - summary of where the run was left']['lab-node-1']
+    assert stop['msg'].startswith('node 1/3 lab-node-1: FAILED') and 'Not touched: lab-node-2, lab-node-3' in stop['msg']
+    assert double.store.find('leases', *LEASE) is None
+    released = next(r for k, r in results.items() if k.endswith(' : Release the cluster lock arp-flush'))['lab-node-1']
+    assert released['lock']['action'] == 'released', released                 # this run held it and let it go
+    rc, results, output = run(double, tmp_path, job=204)
+    assert rc == 0, output
+    assert set(results[FLUSH]) == set(NODES) and double.store.find('leases', *LEASE) is None
