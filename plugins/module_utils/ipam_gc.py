@@ -346,19 +346,57 @@ def finish(data, failed, check_mode, want_diff=False):
 RUN_DIR_NAME = r'^(?P<stamp>\d{8}T\d{6}Z)-\d+$'     # <backup_dir>/<UTC time>-<pid>/ as run_gc names them
 
 
-def prune_run_dirs(backup_dir, keep_count=0, keep_days=0, protect=(), check_mode=False, now=None):
-    """Retention for the per-run backup directories under ``backup_dir`` (issue 10 hole 11).
+def is_owned_run(path):
+    """A run directory :func:`run_gc` made: it holds run_gc's manifest of catalog N-1."""
+    try:
+        with open(os.path.join(path, 'manifest.json')) as f:
+            return json.load(f).get('catalog') == 'N-1'
+    except (IOError, OSError, ValueError, AttributeError):
+        return False
 
-    Only real directories named as :func:`run_gc` names them are candidates (never a symlink, a file or
-    another name); the newest one is always kept, as is anything in ``protect`` (the run being written).
-    Removes the others beyond ``keep_count`` newest or older than ``keep_days`` (``reportfiles.plan_retention``;
-    0 disables either, both 0 removes nothing).  Returns ``{'removed': [paths], 'kept': [paths]}``; in
-    check mode ``removed`` is what would go.  OSError propagates (the caller fails cleanly).
+
+def prune_run_dirs(backup_dir, keep_count=0, keep_days=0, protect=(), check_mode=False, now=None):
+    """Retention for the per-run backup directories under ``backup_dir`` (issue 10 hole 11), for every entry point.
+
+    Only real directories named as :func:`run_gc` names them and holding its manifest are candidates (never a
+    symlink, a file, another name or a directory without run_gc's manifest); the newest one is always kept, as is
+    anything in ``protect`` (paths or names, e.g. the run being written). Removes the others beyond ``keep_count``
+    newest or older than ``keep_days`` (``reportfiles.plan_retention``; 0 disables either, both 0 removes nothing).
+    Returns ``{'removed': [paths], 'kept': [paths], 'errors': ['path: reason']}``; in check mode ``removed`` is what
+    would go. A directory that cannot be removed is an error entry, the others are still pruned.
     """
     pattern = re.compile(RUN_DIR_NAME)
-    out = {'removed': [], 'kept': []}
+    out = {'removed': [], 'kept': [], 'errors': []}
     if not os.path.isdir(backup_dir) or os.path.islink(backup_dir):
         return out
+    runs = []
+    for name in sorted(os.listdir(backup_dir)):
+        path = os.path.join(backup_dir, name)
+        match = pattern.match(name)
+        if not match or os.path.islink(path) or not os.path.isdir(path) or not is_owned_run(path):
+            continue
+        when = datetime.datetime.strptime(match.group('stamp'), '%Y%m%dT%H%M%SZ').replace(tzinfo=datetime.timezone.utc)
+        runs.append((name, when))
+    if not runs or (not keep_count and not keep_days):
+        out['kept'] = [os.path.join(backup_dir, n) for n, _w in runs]
+        return out
+    newest = max(runs, key=lambda r: (r[1], r[0]))[0]
+    keep = {newest} | {os.path.basename(str(p).rstrip('/')) for p in protect}
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    remove = reportfiles.plan_retention(runs, now, keep_count=keep_count, keep_days=keep_days, protect=keep)
+    gone = set()
+    for name in remove:
+        path = os.path.join(backup_dir, name)
+        if not check_mode:
+            try:
+                shutil.rmtree(path)
+            except OSError as e:
+                out['errors'].append('%s: %s' % (path, e))
+                continue
+        gone.add(name)
+        out['removed'].append(path)
+    out['kept'] = [os.path.join(backup_dir, n) for n, _w in runs if n not in gone]
+    return out
     runs = []
     for name in sorted(os.listdir(backup_dir)):
         path = os.path.join(backup_dir, name)

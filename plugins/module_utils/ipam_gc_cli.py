@@ -27,7 +27,6 @@ The data directories are restricted to host-local's (:data:`HOST_LOCAL_DATA_DIRS
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import re
@@ -37,7 +36,7 @@ import sys
 import threading
 import time
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, ipam_gc, reportfiles
+from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, ipam_gc
 from ansible_collections.netmedic.k8s.plugins.module_utils.runner import SBIN_DIRS, Runner, execute
 
 # This file and everything it imports, in the order the ConfigMap lists them.  The unit tests
@@ -48,7 +47,6 @@ PACKAGE_PATH = 'ansible_collections/netmedic/k8s/plugins/module_utils'
 MODULE = 'ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc_cli'
 HOST_LOCAL_DATA_DIRS = ipam.DEFAULT_DATA_DIRS
 # The run directories run_gc creates: <UTC time>-<pid>, holding manifest.json.
-RUN_DIR_RE = re.compile(r'^\d{8}T\d{6}Z-\d+$')
 
 
 class BadInput(Exception):
@@ -121,40 +119,11 @@ def params_of(args):
     return params
 
 
-def _is_owned_run(path):
-    """A run directory run_gc made: its name, and a manifest of catalog N-1."""
-    try:
-        with open(os.path.join(path, 'manifest.json')) as f:
-            return json.load(f).get('catalog') == 'N-1'
-    except (IOError, OSError, ValueError, AttributeError):
-        return False
-
-
 def prune(backup_dir, keep_count, keep_days, dry_run, now=None, protect=()):
-    """Retention of run directories in ``backup_dir``: ``{'removed': [...], 'errors': [...]}``.
-
-    Only directories named as run_gc names them and holding its manifest are candidates
-    (anything else in the directory is never removed); 0 for both limits keeps everything.
-    """
-    out = {'removed': [], 'errors': []}
-    if not (keep_count or keep_days) or not os.path.isdir(backup_dir):
-        return out
-    runs = []
-    for name in sorted(os.listdir(backup_dir)):
-        path = os.path.join(backup_dir, name)
-        if RUN_DIR_RE.match(name) and os.path.isdir(path) and not os.path.islink(path) and _is_owned_run(path):
-            runs.append((name, reportfiles.parse_time(name)))
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    for name in reportfiles.plan_retention(runs, now, keep_count, keep_days, protect):
-        path = os.path.join(backup_dir, name)
-        if not dry_run:
-            try:
-                shutil.rmtree(path)
-            except OSError as e:
-                out['errors'].append('%s: %s' % (path, e))
-                continue
-        out['removed'].append(path)
-    return out
+    """Retention of run directories in ``backup_dir`` (:func:`ipam_gc.prune_run_dirs`, shared with the module):
+    ``{'removed': [...], 'errors': [...]}``."""
+    done = ipam_gc.prune_run_dirs(backup_dir, keep_count, keep_days, protect=protect, check_mode=dry_run, now=now)
+    return {'removed': done['removed'], 'errors': done['errors']}
 
 
 def one_pass(params, args, runner):

@@ -123,6 +123,21 @@ options:
       - Must not be inside a O(data_dir).
     type: path
     default: /var/lib/netmedic/backups/cni_ipam_gc
+  backup_keep_days:
+    description:
+      - Retention of the backups - after the run, per-run directories in O(backup_dir) older than this many days
+        are removed. V(0) keeps them by age.
+      - Only directories this module made (named C(<UTC time>-<pid>) and holding its C(manifest.json)) are ever
+        removed, never the newest one nor this run's; anything else in O(backup_dir) is left alone. In check mode
+        RV(pruned) lists what would be removed and nothing is.
+    type: int
+    default: 30
+  backup_keep_count:
+    description:
+      - Retention of the backups - keep at most this many newest per-run directories in O(backup_dir). V(0) keeps
+        them by count. Applied together with O(backup_keep_days) (a directory goes when either says so).
+    type: int
+    default: 0
   allow_all:
     description:
       - Collect even in a network where no allocation belongs to a listed container.
@@ -271,6 +286,13 @@ runtime:
     namespace: k8s.io
     listed: 7
     commands: [{cmd: [/usr/bin/ctr, --address, /run/containerd/containerd.sock, --timeout, 30s, --namespace, k8s.io, containers, ls, -q], rc: 0, count: 7}]
+pruned:
+  description:
+    - Backup directories of earlier runs removed by the retention (O(backup_keep_days), O(backup_keep_count)); in
+      check mode, what would be removed. C(errors) lists directories that could not be removed (the run still succeeds).
+  returned: always
+  type: dict
+  sample: {"removed": ["/var/lib/netmedic/backups/cni_ipam_gc/20261001T020000Z-4242"], "errors": []}
 backup_dir:
   description: This run's backup directory (created only when something was moved), or null when nothing is to be moved.
   returned: always
@@ -319,7 +341,7 @@ catalog:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, runtime
-from ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc import GCError, finish, run_gc
+from ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc import GCError, finish, prune_run_dirs, run_gc
 from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
 
 ARGUMENT_SPEC = dict(
@@ -332,6 +354,8 @@ ARGUMENT_SPEC = dict(
     runtime_timeout=dict(type='int', default=30),
     grace_period=dict(type='int', default=600),
     backup_dir=dict(type='path', default='/var/lib/netmedic/backups/cni_ipam_gc'),
+    backup_keep_days=dict(type='int', default=30),
+    backup_keep_count=dict(type='int', default=0),
     allow_all=dict(type='bool', default=False),
     lock_timeout=dict(type='int', default=30),
 )
@@ -339,6 +363,10 @@ ARGUMENT_SPEC = dict(
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    for key in ('backup_keep_days', 'backup_keep_count'):
+        if module.params[key] < 0:
+            module.fail_json(msg='%s must be 0 (no limit) or more, got %d; nothing was changed' % (key, module.params[key]),
+                             changed=False)
     runner = Runner(module)
     try:
         data = run_gc(runner, module.params, module.check_mode)
@@ -353,6 +381,18 @@ def main():
     if failed:
         result.pop('failed')
         module.fail_json(**result)
+    # Retention after a successful run only: a failed run leaves every backup where it is.
+    protect = [result['backup_dir']] if result.get('backup_dir') else []
+    try:
+        done = prune_run_dirs(module.params['backup_dir'], module.params['backup_keep_count'], module.params['backup_keep_days'],
+                              protect=protect, check_mode=module.check_mode)
+    except OSError as e:
+        done = {'removed': [], 'errors': ['%s: %s' % (module.params['backup_dir'], e)]}
+    result['pruned'] = {'removed': done['removed'], 'errors': done['errors']}
+    if done['removed'] and not module.check_mode:
+        result['changed'] = True
+    for err in done['errors']:
+        module.warn('backup retention: could not remove %s' % err)
     module.exit_json(**result)
 
 

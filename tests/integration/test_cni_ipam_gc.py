@@ -436,3 +436,36 @@ def test_issue10_h3_hung_listing_under_the_lock_is_bounded_and_releases_it(node,
     assert _wait_dead(docker.hung_pid())
     assert node.files() == before and result.get('moved') == []
     assert len(docker.calls()) == 2
+
+
+def test_issue10_backup_retention_prunes_only_old_runs_of_this_module(run_module_in, node, runtime, tmp_path):
+    """Backups have a retention: old per-run directories go (check mode only lists them); foreign ones stay."""
+    backups = tmp_path / 'backups'
+    old = []
+    for days in (90, 60):
+        stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(time.time() - days * 86400))
+        run = backups / ('%s-%d' % (stamp, days))
+        (run / 'var').mkdir(parents=True)
+        (run / 'manifest.json').write_text(json.dumps({'catalog': 'N-1', 'module': 'netmedic.k8s.cni_ipam_gc'}))
+        old.append(run)
+    stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(time.time() - 90 * 86400))
+    foreign = [backups / ('%s-7' % stamp), backups / 'notes']
+    for path in foreign:
+        path.mkdir()
+    node.age(node.add(cid(1)), OLD)
+    runtime.set_live([cid(1)])
+
+    checked = run_module_in(runtime, 'cni_ipam_gc', args(node, tmp_path, backup_keep_days=30), check=True)
+    assert not checked.failed, checked.output
+    assert checked['pruned'] == {'removed': [str(old[0])], 'errors': []}   # the newest of this module's runs stays
+    assert checked['changed'] is False and all(p.is_dir() for p in old + foreign)
+
+    applied = run_module_in(runtime, 'cni_ipam_gc', args(node, tmp_path, backup_keep_days=30))
+    assert not applied.failed, applied.output
+    assert applied['changed'] is True and applied['pruned']['removed'] == [str(old[0])]
+    assert not old[0].exists() and old[1].is_dir() and all(p.is_dir() for p in foreign)
+    again = run_module_in(runtime, 'cni_ipam_gc', args(node, tmp_path, backup_keep_days=30))
+    assert again['changed'] is False and again['pruned']['removed'] == []
+
+    bad = run_module_in(runtime, 'cni_ipam_gc', args(node, tmp_path, backup_keep_days=-1))
+    assert bad.failed and 'backup_keep_days must be 0' in bad['msg'] and old[1].is_dir()

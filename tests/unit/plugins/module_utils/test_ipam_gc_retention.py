@@ -18,7 +18,7 @@ def _runs(tmp_path, days):
     for d in days:
         name = '%s-%d' % ((NOW - datetime.timedelta(days=d)).strftime('%Y%m%dT%H%M%SZ'), 100 + d)
         (tmp_path / name / 'var' / 'lib' / 'cni').mkdir(parents=True)
-        (tmp_path / name / 'manifest.json').write_text('{}')
+        (tmp_path / name / 'manifest.json').write_text('{"catalog": "N-1"}')
         names.append(name)
     return names
 
@@ -50,8 +50,32 @@ def test_keep_days_never_removes_the_newest_nor_protected_nor_foreign(tmp_path):
 def test_no_limit_removes_nothing_and_missing_dir_is_empty(tmp_path, limits):
     names = _runs(tmp_path, (400, 300))
     assert ipam_gc.prune_run_dirs(str(tmp_path), now=NOW, **limits) == {
-        'removed': [], 'kept': [str(tmp_path / n) for n in names]}
-    assert ipam_gc.prune_run_dirs(str(tmp_path / 'absent'), keep_count=1) == {'removed': [], 'kept': []}
+        'removed': [], 'kept': [str(tmp_path / n) for n in names], 'errors': []}
+    assert ipam_gc.prune_run_dirs(str(tmp_path / 'absent'), keep_count=1) == {'removed': [], 'kept': [], 'errors': []}
+
+
+def test_a_directory_without_run_gcs_manifest_is_never_a_candidate(tmp_path):
+    """One retention for the module and the C-8 pod: ownership is run_gc's manifest, not the name alone."""
+    names = _runs(tmp_path, (40, 30, 1))
+    (tmp_path / names[0] / 'manifest.json').write_text('{"catalog": "X"}')
+    (tmp_path / names[1] / 'manifest.json').unlink()
+    assert ipam_gc.prune_run_dirs(str(tmp_path), keep_days=7, now=NOW)['removed'] == []
+
+
+def test_a_directory_that_cannot_be_removed_is_an_error_not_a_stop(tmp_path, monkeypatch):
+    names = _runs(tmp_path, (40, 30, 1))
+    real = ipam_gc.shutil.rmtree
+
+    def rmtree(path, *a, **kw):
+        if path.endswith(names[0]):
+            raise OSError(16, 'Device or resource busy')
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(ipam_gc.shutil, 'rmtree', rmtree)
+    done = ipam_gc.prune_run_dirs(str(tmp_path), keep_days=7, now=NOW)
+    assert done['removed'] == [str(tmp_path / names[1])]
+    assert len(done['errors']) == 1 and 'busy' in done['errors'][0]
+    assert str(tmp_path / names[0]) in done['kept']
 
 
 def test_bad_limits_raise(tmp_path):
