@@ -92,16 +92,15 @@ def test_issue10_c6_partial_vswitches_map_keeps_the_other_zones(eni_config):
     two_zones = json.loads(eni_config['eni_conf'])
     two_zones['vswitches']['cn-hangzhou-j'] = ['vsw-lab00000000000000002']
     data = dict(eni_config, eni_conf=json.dumps(two_zones, indent=2) + '\n')
-    new, changes = tw.plan(data, {'eni_conf': {'vswitches': {'cn-hangzhou-i': ['vsw-lab00000000000000001',
-                                                                                'vsw-lab00000000000000003']}}})
+    zone_i = ['vsw-lab00000000000000001', 'vsw-lab00000000000000003']
+    new, changes = tw.plan(data, {'eni_conf': {'vswitches': {'cn-hangzhou-i': zone_i}}})
     conf = json.loads(new['eni_conf'])
     assert conf['vswitches'] == {'cn-hangzhou-i': ['vsw-lab00000000000000001', 'vsw-lab00000000000000003'],
                                  'cn-hangzhou-j': ['vsw-lab00000000000000002']}
     assert conf['eni_tags'] == two_zones['eni_tags'] and conf['security_group'] == two_zones['security_group']
     assert changes == [{'path': 'eni_conf.vswitches', 'before': two_zones['vswitches'], 'after': conf['vswitches']}]
     # A nested map the user names partly is merged too; idempotent.
-    again, more = tw.plan(new, {'eni_conf': {'vswitches': {'cn-hangzhou-i': ['vsw-lab00000000000000001',
-                                                                             'vsw-lab00000000000000003']}}})
+    again, more = tw.plan(new, {'eni_conf': {'vswitches': {'cn-hangzhou-i': zone_i}}})
     assert again is new and more == []
     tagged, _c = tw.plan(new, {'eni_conf': {'eni_tags': {'team': 'net'}}})
     assert json.loads(tagged['eni_conf'])['eni_tags'] == {'ack.aliyun.com': 'c0ffee0000000000000000000000000', 'team': 'net'}
