@@ -367,6 +367,7 @@ def alive(pid):
 
 
 def component_args(name):
+    """Each component's flags (booleans as --flag=value: pflag takes no separate value for them)."""
     data = os.path.join(STATE, 'etcd-data')
     kc = os.path.join(STATE, 'kubeconfigs')
     if name == 'etcd':
@@ -402,20 +403,20 @@ def component_args(name):
                 '--service-account-signing-key-file', pki('sa.key'),
                 '--service-cluster-ip-range', SERVICE_CIDR,
                 '--authorization-mode', 'Node,RBAC',  # the default admission chain: no --enable/--disable
-                '--allow-privileged', 'true', '--profiling', 'false', '--v', '1']
-    common = ['--bind-address', HOST, '--profiling', 'false', '--v', '1']
+                '--allow-privileged=true', '--profiling=false', '--v=1']
+    common = ['--bind-address', HOST, '--profiling=false', '--v=1']
     if name == 'kube-controller-manager':
         k = os.path.join(kc, 'controller-manager.kubeconfig')
         return ['--kubeconfig', k, '--authentication-kubeconfig', k, '--authorization-kubeconfig', k,
-                '--secure-port', str(KCM_PORT), '--use-service-account-credentials', 'true',
+                '--secure-port', str(KCM_PORT), '--use-service-account-credentials=true',
                 '--service-account-private-key-file', pki('sa.key'), '--root-ca-file', pki('ca.crt'),
                 '--cluster-signing-cert-file', pki('ca.crt'), '--cluster-signing-key-file', pki('ca.key'),
                 '--cluster-name', CLUSTER_NAME, '--service-cluster-ip-range', SERVICE_CIDR,
-                '--controllers', '*', '--leader-elect', 'true', *common]
+                '--controllers', '*', '--leader-elect=true', *common]
     if name == 'kube-scheduler':
         k = os.path.join(kc, 'scheduler.kubeconfig')
         return ['--kubeconfig', k, '--authentication-kubeconfig', k, '--authorization-kubeconfig', k,
-                '--secure-port', str(SCHED_PORT), '--leader-elect', 'true', *common]
+                '--secure-port', str(SCHED_PORT), '--leader-elect=true', *common]
     raise LabError(f'unknown component {name}')
 
 

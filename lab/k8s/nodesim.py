@@ -109,14 +109,14 @@ def ensure_node(node):
         call('/api/v1/nodes', 'POST', node_object(node))
     elif code != 200:
         raise k8sctl.LabError(f'GET node {node["name"]}: HTTP {code}')
-    call(f'/api/v1/nodes/{node["name"]}/status', 'PATCH', node_status(node), 'application/merge-patch+json')
+    call(f'/api/v1/nodes/{node["name"]}/status', 'PATCH', node_status(node), content_type='application/merge-patch+json')
 
 
 def renew_lease(name):
     body = {'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease', 'metadata': {'name': name, 'namespace': LEASE_NS},
             'spec': {'holderIdentity': name, 'leaseDurationSeconds': 40, 'renewTime': now(micro=True)}}
     path = f'/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases'
-    code, _ = k8sctl.api(f'{path}/{name}', 'PATCH', {'spec': body['spec']}, 'application/merge-patch+json')
+    code, _ = k8sctl.api(f'{path}/{name}', 'PATCH', {'spec': body['spec']}, content_type='application/merge-patch+json')
     if code == 404:
         call(path, 'POST', body, ok=(201, 409))
     elif code != 200:
@@ -146,9 +146,13 @@ def seed(path):
                                  {'apiVersion': 'v1', 'kind': 'ServiceAccount', 'metadata': {'name': sa, 'namespace': ns}})
             if code not in (201, 409):
                 raise k8sctl.LabError(f'seed: ServiceAccount {ns}/{sa}: HTTP {code}')
+        if k8sctl.api(f'{collection(kind, ns)}/{meta["name"]}')[0] == 200:
+            # already there (the API server's own `kubernetes` Service; a second seed). Checked first: a
+            # real server answers a create of an existing Service with a taken clusterIP 422, not 409
+            continue
         code, body = k8sctl.api(collection(kind, ns), 'POST', obj)
         if code == 409:
-            continue  # already there (seed twice)
+            continue
         if code != 201:
             raise k8sctl.LabError(f'seed: {kind} {ns}/{meta["name"]}: HTTP {code} {json.dumps(body)[:600]}')
         created.append(f'{kind} {ns}/{meta["name"]}')
@@ -189,7 +193,7 @@ def step_pods(nodes):
             k8sctl.api(path, 'DELETE', {'gracePeriodSeconds': 0, 'preconditions': {'uid': meta['uid']}})
             continue
         if (pod.get('status') or {}).get('phase') != 'Running':
-            k8sctl.api(f'{path}/status', 'PATCH', running_status(node, pod, index), 'application/merge-patch+json')
+            k8sctl.api(f'{path}/status', 'PATCH', running_status(node, pod, index), content_type='application/merge-patch+json')
 
 
 def run(path):

@@ -82,7 +82,10 @@ def test_issue15_ldflags_stamp_the_version(k8sctl):
 
 def test_issue15_apiserver_is_rbac_with_the_default_admission_chain_on_loopback(k8sctl):
     args = k8sctl.component_args('kube-apiserver')
-    opts = dict(zip(args[::2], args[1::2]))
+    opts, it = {}, iter(args)
+    for arg in it:  # --flag value, or --flag=value (booleans)
+        key, eq, value = arg.partition('=')
+        opts[key] = value if eq else next(it)
     assert opts['--authorization-mode'] == 'Node,RBAC'
     assert not any(a.startswith(('--enable-admission-plugins', '--disable-admission-plugins', '--admission-control')) for a in args)
     assert opts['--bind-address'] == '127.0.0.1' and opts['--etcd-servers'].startswith('http://127.0.0.1:')
