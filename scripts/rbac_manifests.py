@@ -211,8 +211,9 @@ def render(name):
               '# ServiceAccount %s/%s; Role in %s (change it if your kube-proxy/Flannel/Terway'
               % (SA_NAMESPACE, service_account(name), TARGET_NAMESPACE),
               '# objects or lock Lease live elsewhere). Create the namespace %s first. See docs/rbac.md.' % SA_NAMESPACE]
-    header.append('# %s' % ('Proved: ran with exactly these grants against the RBAC-enforcing API double (tests/lab).'
-                             if name in PROVED else 'Derived from the modules it calls; not yet proved by a run with these grants.'))
+    proved = ('Proved: ran with exactly these grants against the RBAC-enforcing API double (tests/lab).' if name in PROVED
+              else 'Derived from the modules it calls; not yet proved by a run with these grants.')
+    header.append('# %s' % proved)
     if spec.get('read_only'):
         header.append('# Read-only: check mode of a writing playbook FAILS with it (server-side dry runs need the write verbs).')
     body = ''.join('---\n' + yaml.dump(doc, Dumper=_Dumper, default_flow_style=False, sort_keys=False) for doc in documents(name))

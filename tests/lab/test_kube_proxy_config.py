@@ -107,8 +107,8 @@ def test_check_mode_apply_and_idempotence(double, playbook):
 
 def test_names_limits_the_edit_and_udp_timeout_on_new_cluster(double, module_tasks):
     rv_before = _versions(double)
-    rc, results, output = _run(module_tasks, double, _task('udp', {'mode': 'ipvs', 'ipvs': {'udpTimeout': '10s'}},
-                                                       names=['kube-proxy-worker'], backup=False))
+    task = _task('udp', {'mode': 'ipvs', 'ipvs': {'udpTimeout': '10s'}}, names=['kube-proxy-worker'], backup=False)
+    rc, results, output = _run(module_tasks, double, task)
     assert rc == 0, output
     assert results['udp']['changed'] is True, output
     assert _conf(double, 'kube-proxy-worker')['ipvs']['udpTimeout'] == '10s'
@@ -196,8 +196,8 @@ def test_conflict_is_retried_on_fresh_data_and_backup_holds_what_was_replaced(do
 
     store.update = racing_update
     try:
-        rc, results, output = _run(module_tasks, double, _task('race', {'conntrack.maxPerCore': 65536},
-                                                           names=['kube-proxy-worker']))
+        task = _task('race', {'conntrack.maxPerCore': 65536}, names=['kube-proxy-worker'])
+        rc, results, output = _run(module_tasks, double, task)
     finally:
         store.update = original_update
     assert rc == 0, output

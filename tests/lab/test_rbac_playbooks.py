@@ -64,8 +64,7 @@ def test_every_cluster_playbook_has_a_manifest():
 def test_conntrack_tuning_runs_with_its_role(audited, as_identity, playbook_file):
     double = audited()
     sa = as_identity(double, RBAC_DIR / 'conntrack_tuning.yml')
-    rc, _tasks, output = playbook_file(sa, PLAYBOOKS / 'conntrack_tuning.yml', '-e', 'netmedic_conntrack_fix=cluster',
-                                      check=True)
+    rc, _tasks, output = playbook_file(sa, PLAYBOOKS / 'conntrack_tuning.yml', '-e', 'netmedic_conntrack_fix=cluster', check=True)
     assert rc == 0, (output, denied(double))
     assert _conf(double)['conntrack']['maxPerCore'] == 32768
     rc, _tasks, output = playbook_file(sa, PLAYBOOKS / 'conntrack_tuning.yml', '-e', 'netmedic_conntrack_fix=cluster')

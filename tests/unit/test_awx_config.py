@@ -54,8 +54,8 @@ def test_survey_questions_follow_the_spec_types():
     assert by_var['netmedic_token']['type'] == 'password'
     assert by_var['netmedic_max_unhealthy'] == dict(by_var['netmedic_max_unhealthy'], type='text', default='10%')
     assert awx.validate_survey(survey) == []
-    assert awx.extra_vars_from_defaults(survey) == {'netmedic_flag': 'false', 'netmedic_count': 3, 'netmedic_mode': 'b',
-                                                   'netmedic_max_unhealthy': '10%'}
+    expected = {'netmedic_flag': 'false', 'netmedic_count': 3, 'netmedic_mode': 'b', 'netmedic_max_unhealthy': '10%'}
+    assert awx.extra_vars_from_defaults(survey) == expected
 
 
 def base():
