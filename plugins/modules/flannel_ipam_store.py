@@ -93,8 +93,8 @@ options:
     elements: str
     default: []
 notes:
-  - Nothing is deleted. The disk directories stay, renamed C(*.netmedic-disk-store) (RV(ipam_dir.kept),
-    RV(flannel_dir.kept)); W-2 archives them with the rest of the old paths before it removes them.
+  - Nothing is deleted. The disk directories stay, renamed C(*.netmedic-disk-store) (C(kept) in RV(ipam_dir) and
+    RV(flannel_dir)); W-2 archives them with the rest of the old paths before it removes them.
 seealso:
   - module: netmedic.k8s.flannel_config
   - module: netmedic.k8s.node_network_facts
