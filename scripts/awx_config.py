@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """AWX configuration as code for netmedic (issue 11 item 5), generated from the playbooks' argument specs.
 
     scripts/awx_config.py            write awx/netmedic.yml (what awx/configure.yml applies with awx.awx)

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Generate rbac/*.yml, the least-privilege RBAC manifests per playbook (issue 10 hole 13), from one table.
 
 Each module's API calls are listed once (MODULES: what plugins/module_utils/k8s_client.py, k8s/edit.py,

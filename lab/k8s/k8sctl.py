@@ -560,8 +560,8 @@ def healthz(port):
 
 def bootstrapped():
     """What the controllers create once: default/default ServiceAccount and kube-root-ca.crt."""
-    sa, _ = api('/api/v1/namespaces/default/serviceaccounts/default')
-    cm, _ = api('/api/v1/namespaces/kube-system/configmaps/kube-root-ca.crt')
+    sa, _body = api('/api/v1/namespaces/default/serviceaccounts/default')
+    cm, _body = api('/api/v1/namespaces/kube-system/configmaps/kube-root-ca.crt')
     return sa == 200 and cm == 200, f'serviceaccount {sa}, kube-root-ca.crt {cm}'
 
 
@@ -672,8 +672,8 @@ def cmd_down(_args):
 
 def cluster_settled():
     """Every DaemonSet and Deployment reports all its pods ready (the simulated nodes' pods Running)."""
-    _, dss = api('/apis/apps/v1/daemonsets')
-    _, deps = api('/apis/apps/v1/deployments')
+    _code, dss = api('/apis/apps/v1/daemonsets')
+    _code, deps = api('/apis/apps/v1/deployments')
     waiting = []
     for ds in dss.get('items') or []:
         st = ds.get('status') or {}

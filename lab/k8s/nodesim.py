@@ -104,7 +104,7 @@ def node_status(node):
 
 
 def ensure_node(node):
-    code, _ = k8sctl.api(f'/api/v1/nodes/{node["name"]}')
+    code, _body = k8sctl.api(f'/api/v1/nodes/{node["name"]}')
     if code == 404:
         call('/api/v1/nodes', 'POST', node_object(node))
     elif code != 200:
@@ -116,7 +116,7 @@ def renew_lease(name):
     body = {'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease', 'metadata': {'name': name, 'namespace': LEASE_NS},
             'spec': {'holderIdentity': name, 'leaseDurationSeconds': 40, 'renewTime': now(micro=True)}}
     path = f'/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases'
-    code, _ = k8sctl.api(f'{path}/{name}', 'PATCH', {'spec': body['spec']}, content_type='application/merge-patch+json')
+    code, _body = k8sctl.api(f'{path}/{name}', 'PATCH', {'spec': body['spec']}, content_type='application/merge-patch+json')
     if code == 404:
         call(path, 'POST', body, ok=(201, 409))
     elif code != 200:
@@ -142,8 +142,8 @@ def seed(path):
         if kind not in KINDS:
             raise k8sctl.LabError(f'seed: kind {kind} not known to nodesim.KINDS')
         for sa in template_accounts(obj):
-            code, _ = k8sctl.api(collection('ServiceAccount', ns), 'POST',
-                                 {'apiVersion': 'v1', 'kind': 'ServiceAccount', 'metadata': {'name': sa, 'namespace': ns}})
+            account = {'apiVersion': 'v1', 'kind': 'ServiceAccount', 'metadata': {'name': sa, 'namespace': ns}}
+            code, _body = k8sctl.api(collection('ServiceAccount', ns), 'POST', account)
             if code not in (201, 409):
                 raise k8sctl.LabError(f'seed: ServiceAccount {ns}/{sa}: HTTP {code}')
         if k8sctl.api(f'{collection(kind, ns)}/{meta["name"]}')[0] == 200:
@@ -182,7 +182,7 @@ def running_status(node, pod, index):
 
 def step_pods(nodes):
     by_name = {n['name']: (i, n) for i, n in enumerate(nodes)}
-    _, data = call('/api/v1/pods')
+    _code, data = call('/api/v1/pods')
     for pod in data.get('items') or []:
         meta, spec = pod['metadata'], pod['spec']
         if spec.get('nodeName') not in by_name:

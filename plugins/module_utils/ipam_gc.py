@@ -397,25 +397,3 @@ def prune_run_dirs(backup_dir, keep_count=0, keep_days=0, protect=(), check_mode
         out['removed'].append(path)
     out['kept'] = [os.path.join(backup_dir, n) for n, _w in runs if n not in gone]
     return out
-    runs = []
-    for name in sorted(os.listdir(backup_dir)):
-        path = os.path.join(backup_dir, name)
-        match = pattern.match(name)
-        if not match or os.path.islink(path) or not os.path.isdir(path):
-            continue
-        when = datetime.datetime.strptime(match.group('stamp'), '%Y%m%dT%H%M%SZ').replace(tzinfo=datetime.timezone.utc)
-        runs.append((name, when))
-    if not runs or (not keep_count and not keep_days):
-        out['kept'] = [os.path.join(backup_dir, n) for n, _w in runs]
-        return out
-    newest = max(runs, key=lambda r: (r[1], r[0]))[0]
-    keep = {newest} | {os.path.basename(p.rstrip('/')) for p in protect}
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    remove = reportfiles.plan_retention(runs, now, keep_count=keep_count, keep_days=keep_days, protect=keep)
-    for name in remove:
-        path = os.path.join(backup_dir, name)
-        if not check_mode:
-            shutil.rmtree(path)
-        out['removed'].append(path)
-    out['kept'] = [os.path.join(backup_dir, n) for n, _w in runs if n not in remove]
-    return out

@@ -183,8 +183,8 @@ def test_issue9_f5_w3_job_killed_midway_is_rerun_and_finishes(make_double, lc_ev
     assert double.store.find('leases', *LEASE) is None
 
 
-def test_issue9_f5_w3_job_killed_midway_rerun_rolls_back_where_it_cannot_finish(make_double, lc_missing_on_node_3,
-                                                                                 tmp_path, playbook):
+def test_issue9_f5_w3_job_killed_midway_rerun_rolls_back_where_it_cannot_finish(
+        make_double, lc_missing_on_node_3, tmp_path, playbook):
     """Killed after C-2 (backup present, no pod restarted); the re-run cannot finish (lab-node-3 lacks ip_vs_lc):
     although the ConfigMap does not change in the re-run, it rolls back to the exact backed-up bytes."""
     double = make_double(node_state=lc_missing_on_node_3)

@@ -72,8 +72,8 @@ def test_issue9_f4_w7_lock_held_by_another_run_or_slice_stops_with_nothing_chang
 def test_issue9_f4_w7_outside_the_window_changes_nothing_then_override_is_recorded(double, tmp_path):
     bindir = fleet._fleet(tmp_path)
     before = _state(double, tmp_path)
-    rc, results, output = fleet.run_playbook(double, tmp_path, bindir, extra_vars={'netmedic_window': WINDOW,
-                                                                                  'netmedic_now': OUTSIDE})
+    outside = {'netmedic_window': WINDOW, 'netmedic_now': OUTSIDE}
+    rc, results, output = fleet.run_playbook(double, tmp_path, bindir, extra_vars=outside)
     assert rc != 0 and 'outside the change window' in output, output
     assert GC not in results and _state(double, tmp_path) == before
     assert double.store.find('leases', *LEASE) is None

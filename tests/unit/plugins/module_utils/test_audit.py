@@ -159,11 +159,11 @@ def test_d7_custom_cni_conf_true_is_critical_while_a_node_waits_for_the_cni():
     sick = node('n2', ready=False, message='container runtime network not ready: NetworkReady=false '
                 'reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized')
     cfg = {'kube-system/cilium-config': {'custom-cni-conf': 'true'}}
-    findings, _ = au.audit(snapshot(nodes=[node(), sick], cni_agent_configs=cfg), ['D-7'])
+    findings, _facts = au.audit(snapshot(nodes=[node(), sick], cni_agent_configs=cfg), ['D-7'])
     (custom,) = [f for f in findings if 'custom-cni-conf' in f['title']]
     assert custom['severity'] == 'critical' and custom['evidence']['nodes_cni_not_ready'] == ['n2']
     # All nodes Ready: still reported, as information.
-    findings, _ = au.audit(snapshot(cni_agent_configs=cfg), ['D-7'])
+    findings, _facts = au.audit(snapshot(cni_agent_configs=cfg), ['D-7'])
     assert [(f['id'], f['severity']) for f in findings] == [('D-7', 'info')]
     # false, absent key or absent ConfigMap: nothing.
     for configs in ({'kube-system/cilium-config': {'custom-cni-conf': 'false'}}, {'kube-system/cilium-config': {}},
