@@ -216,7 +216,9 @@ def render(name):
     header.append('# %s' % proved)
     if spec.get('read_only'):
         header.append('# Read-only: check mode of a writing playbook FAILS with it (server-side dry runs need the write verbs).')
-    body = ''.join('---\n' + yaml.dump(doc, Dumper=_Dumper, default_flow_style=False, sort_keys=False) for doc in documents(name))
+    # One YAML document (a v1 List, as `kubectl apply -f` takes it): yamllint's single-document rule holds.
+    listing = {'apiVersion': 'v1', 'kind': 'List', 'items': documents(name)}
+    body = '---\n' + yaml.dump(listing, Dumper=_Dumper, default_flow_style=False, sort_keys=False)
     return '\n'.join(header) + '\n' + body
 
 

@@ -60,7 +60,7 @@ options:
   cni_agent_config_maps:
     description:
       - ConfigMaps (C(namespace/name)) holding the CNI agent's configuration, read for C(custom-cni-conf) (D-7). A
-        ConfigMap that does not exist is skipped; those that exist are returned in RV(facts.cni_agent_configs) (only their
+        ConfigMap that does not exist is skipped; those that exist are returned in RV(facts) as C(cni_agent_configs) (only their
         C(custom-cni-conf) key). Any other read error fails the module.
     type: list
     elements: str

@@ -197,8 +197,11 @@ class AsIdentity:
 
 
 def apply_manifest(double, path):
-    """Create (as admin) every object of a multi-document manifest, making its namespaces; returns the objects."""
-    objects = [doc for doc in yaml.safe_load_all(Path(path).read_text()) if doc]
+    """Create (as admin) every object of a manifest (documents, or a v1 List), making its namespaces; returns them."""
+    objects = []
+    for doc in yaml.safe_load_all(Path(path).read_text()):
+        if doc:
+            objects += doc['items'] if doc.get('kind') == 'List' else [doc]
     for doc in objects:
         namespace = doc['metadata'].get('namespace')
         if namespace and double.store.find('namespaces', None, namespace) is None:

@@ -23,7 +23,9 @@ def test_committed_manifests_equal_the_generated_ones():
 
 def test_read_only_role_has_no_write_verb_and_names_are_dns_labels():
     for path in sorted((ROOT / 'rbac').glob('*.yml')):
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        (listing,) = [d for d in yaml.safe_load_all(path.read_text()) if d]     # one document: a v1 List
+        assert (listing['apiVersion'], listing['kind']) == ('v1', 'List'), path
+        docs = listing['items']
         kinds = [d['kind'] for d in docs]
         assert kinds[0] == 'ServiceAccount' and ('Role' in kinds or 'ClusterRole' in kinds), path
         sa = docs[0]['metadata']['name']
