@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 from pathlib import Path
 
@@ -96,12 +97,13 @@ def question(variable, option):
         if default is not None:
             q['default'] = float(default)
     elif kind in ('dict', 'list'):
-        # AWX hands the answer over as a string; validate_argument_spec turns a JSON/YAML mapping (dict) or a
-        # comma-separated string (list) into the type, so the spec still decides.
+        # AWX hands the answer over as text: it is asked as <option>_text, which playbooks/tasks/validate_spec.yml
+        # converts with Ansible's own converters (netmedic.k8s.spec_value) before the spec checks it.
         q['type'] = 'textarea'
+        q['variable'] = variable + '_text'
+        q['question_description'] = (desc + (' (JSON mapping)' if kind == 'dict' else ' (comma-separated)'))[:1000]
         if default not in (None, {}, []):
-            q['default'] = yaml.safe_dump(default, default_flow_style=True).strip() if kind == 'dict' else ','.join(
-                str(d) for d in default)
+            q['default'] = json.dumps(default, sort_keys=True) if kind == 'dict' else ','.join(str(d) for d in default)
     elif kind in ('str', 'raw', 'path'):
         q['type'] = 'text'
         if default not in (None, ''):
