@@ -75,9 +75,13 @@ def question(variable, option):
          'question_description': desc[:1000], 'variable': variable, 'required': required}
     default = option.get('default')
     if option.get('no_log'):
-        # A secret, whatever its type: a password question (AWX stores it encrypted, never shows it back).
+        # A secret, whatever its type: a password question (AWX stores it encrypted, never shows it back); a list or
+        # mapping is given as text (<option>_text, converted by playbooks/tasks/validate_spec.yml).
         q['type'] = 'password'
         q['default'] = ''
+        if kind in ('dict', 'list'):
+            q['variable'] = variable + '_text'
+            q['question_description'] = (desc + (' (JSON mapping)' if kind == 'dict' else ' (comma-separated)'))[:1000]
     elif option.get('choices'):
         # An empty choice means "leave it": not answering the (not required) question gives the same.
         choices = [str(c) for c in option['choices'] if c != '']
