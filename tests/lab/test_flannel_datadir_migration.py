@@ -230,9 +230,11 @@ def _start_pod(double, node, name):
     """A pod pinned to ``node`` (its address comes from host-local on that node); returns its address."""
     double.store.create('pods', 'default', {'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': name, 'namespace': 'default'},
                                             'spec': {'nodeName': node, 'containers': [{'name': 'c', 'image': 'pause'}]}})
-    pod = double.wait_for(lambda s: (lambda p: p if p and p['status'].get('podIP') else None)(s.find('pods', 'default', name)),
-                          timeout=20)
-    return pod['status']['podIP']
+    def running(store):
+        pod = store.find('pods', 'default', name)
+        return pod if pod and pod['status'].get('podIP') else None
+
+    return double.wait_for(running, timeout=20)['status']['podIP']
 
 
 # --------------------------------------------------------------------------------------------------
