@@ -55,6 +55,9 @@ MODULES = {
     ],
     'k8s_info_node': [('cluster', '', 'nodes', ('get', 'list'))],    # kubernetes.core.k8s_info kind=Node
     'k8s_info_daemonset': [('namespace', 'apps', 'daemonsets', ('get', 'list'))],
+    # playbooks/tasks/flannel_hairpin_pod(s).yml: kubernetes.core.k8s_info / k8s state=absent on the pods the user
+    # selects, in the user's namespace (cluster-wide here; narrow it to a Role in that namespace if you can).
+    'k8s_hairpin_pods': [('cluster', '', 'pods', ('get', 'list', 'delete'))],
     'k8s_info_configmap': [('namespace', '', 'configmaps', ('get', 'list'))],
     'k8s_info_pdb': [('cluster', 'policy', 'poddisruptionbudgets', ('get', 'list'))],
     'k8s_patch_daemonset': [('namespace', 'apps', 'daemonsets', ('get', 'patch'))],   # kubernetes.core.k8s state=patched
@@ -101,7 +104,7 @@ PLAYBOOKS = {
     },
     'flannel_config': {
         'catalog': 'C-5',
-        'modules': CHANGE_GUARD + ['health_gate', 'flannel_config', 'k8s_info_daemonset'] + VERIFIED_ROLLOUT,
+        'modules': CHANGE_GUARD + ['health_gate', 'flannel_config', 'k8s_info_daemonset', 'k8s_hairpin_pods'] + VERIFIED_ROLLOUT,
     },
     'terway_config': {
         'catalog': 'C-6',
