@@ -230,6 +230,7 @@ def _start_pod(double, node, name):
     """A pod pinned to ``node`` (its address comes from host-local on that node); returns its address."""
     double.store.create('pods', 'default', {'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': name, 'namespace': 'default'},
                                             'spec': {'nodeName': node, 'containers': [{'name': 'c', 'image': 'pause'}]}})
+
     def running(store):
         pod = store.find('pods', 'default', name)
         return pod if pod and pod['status'].get('podIP') else None
