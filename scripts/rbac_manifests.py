@@ -137,7 +137,8 @@ PLAYBOOKS = {
 }
 # Entries run against the RBAC-enforcing API double with exactly their grants (tests/lab/test_rbac_playbooks.py,
 # tests/lab/test_backup_retention.py); the others are derived from the modules they call, not yet proved by a run.
-PROVED = ('conntrack_tuning', 'udp_timeout', 'ipvs_scheduler_change', 'ipam_gc_fleet', 'backup_retention', 'read-only')
+PROVED = ('conntrack_tuning', 'udp_timeout', 'ipvs_scheduler_change', 'ipam_gc_fleet', 'backup_retention', 'read-only',
+          'flannel_config', 'terway_config', 'ip_masq_agent', 'node_rotation')
 # Playbooks that never call the Kubernetes API (node plays over SSH only): no manifest.
 NODE_ONLY = ('diagnose', 'remediate_node')
 READ_VERBS = ('get', 'list', 'watch')

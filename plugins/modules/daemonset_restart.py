@@ -320,6 +320,8 @@ def _wait_batch(cluster, p, ds, selector, batch, old_pods, patterns, deadline):
 def _await_log(cluster, p, node, name, patterns, deadline):
     """Wait until pod ``name``'s log has a success line (or none is required); the matched line, or raises Stop."""
     success, failure, container = patterns
+    if not success and not failure:
+        return None        # nothing to look for (preset none): the log is not read (a multi-container pod would need a container)
 
     def read_log():
         text = k8s_client.read_pod_log(cluster, p['namespace'], name, container)

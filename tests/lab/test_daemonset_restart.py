@@ -252,3 +252,18 @@ def test_issue9_f13_restarted_in_run_reports_node_steps_and_deletes_nothing(doub
     rc, results, output = run(double, tasks)
     assert rc == 0, output
     assert uids(double) == after
+
+
+def test_preset_none_reads_no_log_so_a_multi_container_pod_restarts(double, module_tasks):
+    """Found by the RBAC run of terway_config.yml: with no pattern to look for, the module still read each new pod's
+    log without a container, which the API refuses for Terway's two-container pods (terway, policy)."""
+    pods, _rv = double.store.list('pods', 'kube-system', label_selector='app=terway-eniip')
+    assert pods and len(pods[0]['spec']['containers']) > 1
+    before = {p['spec']['nodeName']: p['metadata']['uid'] for p in pods}
+    tasks = yaml.safe_dump([{'name': 'terway', 'netmedic.k8s.daemonset_restart': dict(
+        FAST, name='terway-eniip', nodes=['lab-node-1'], patterns_preset='none')}])
+    rc, results, output = module_tasks(double, tasks)
+    assert rc == 0, output
+    assert [(r['node'], r['matched']) for r in results['terway']['restarted']] == [('lab-node-1', None)]
+    after, _rv = double.store.list('pods', 'kube-system', label_selector='app=terway-eniip')
+    assert {p['spec']['nodeName']: p['metadata']['uid'] for p in after}['lab-node-1'] != before['lab-node-1']

@@ -144,3 +144,30 @@ def test_read_only_role_cannot_run_a_writing_playbook(audited, as_identity, play
     msg = results['plan only']['msg']
     assert rc != 0 and 'dry run' in msg and 'HTTP 403' in msg and 'cannot update resource "configmaps"' in msg, output
     assert _snapshot(double) == before
+
+
+# The fix playbooks (issue 9) with exactly their grants: check mode, then the change (W-1 in check mode only: an
+# apply rotates nodes), with the one answer each needs (as tests/lab/test_awx_surveys.py gives it). The seed's
+# ip-masq-agent is 2.10 (allow_old_agent) and its DaemonSets are OnDelete or RollingUpdate as the double seeds them.
+FIX_PLAYBOOKS = {
+    'flannel_config': (['-e', 'netmedic_flannel_cni_version=0.3.1'], True),
+    'terway_config': (['-e', 'netmedic_terway_disable_network_policy=true'], True),
+    'ip_masq_agent': (['-e', 'netmedic_masq_allow_old_agent=true'], True),
+    'node_rotation': (['-e', '{"netmedic_rotation_nodes": ["lab-node-1"], "netmedic_rotation_external_replacement": true}'], False),
+}
+
+
+@pytest.mark.parametrize('name', sorted(FIX_PLAYBOOKS))
+def test_fix_playbook_runs_with_its_role(name, audited, as_identity, playbook_file):
+    extra, apply = FIX_PLAYBOOKS[name]
+    double = audited()
+    sa = as_identity(double, RBAC_DIR / ('%s.yml' % name))
+    rc, _tasks, output = playbook_file(sa, PLAYBOOKS / ('%s.yml' % name), *extra, check=True)
+    assert rc == 0, (output, denied(double))
+    if apply:
+        rc, tasks, output = playbook_file(sa, PLAYBOOKS / ('%s.yml' % name), *extra)
+        failed = {task: r.get('msg') for task, r in tasks.items() if r.get('failed')}
+        assert rc == 0, (failed, denied(double))
+    assert not denied(double)
+    user = 'system:serviceaccount:netmedic:netmedic-%s' % name.replace('_', '-')
+    assert {e['user'] for e in double.audit if e['verb'] not in ('get', 'list', 'watch')} == {user}
