@@ -26,7 +26,7 @@ if [[ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]]; then
     # and the newest ansible-core stay out: this venv is about the oldest ansible-core).
     mapfile -t deps < <("$py" - <<'PY'
 import re, tomllib
-wanted = {'kubernetes', 'ruamel.yaml', 'pytest', 'jsonpatch', 'packaging', 'bindep'}
+wanted = {'kubernetes', 'ruamel.yaml', 'pytest', 'jsonpatch', 'jsonschema', 'packaging', 'bindep'}
 with open('pyproject.toml', 'rb') as f:
     for dep in tomllib.load(f)['dependency-groups']['dev']:
         if re.split(r'[<>=!~ \[]', dep, maxsplit=1)[0].lower() in wanted:
@@ -37,7 +37,7 @@ PY
         "ansible-core==$floor.*" 'PyYAML>=6' "${deps[@]}"
     echo "$want" > "$STAMP"
 fi
-say "$("$VENV/bin/ansible" --version | head -n1)"
+say "$("$VENV/bin/ansible" --version | sed -n 1p)"   # sed reads it all: no broken pipe
 
 say "unit tests"
 "$VENV/bin/python" -m pytest tests/unit -q -p no:cacheprovider || { rc=$?; [[ $rc -eq 5 ]] && say 'no tests collected'; exit "$rc"; }
