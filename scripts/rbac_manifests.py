@@ -58,6 +58,10 @@ MODULES = {
     # playbooks/tasks/flannel_hairpin_pod(s).yml: kubernetes.core.k8s_info / k8s state=absent on the pods the user
     # selects, in the user's namespace (cluster-wide here; narrow it to a Role in that namespace if you can).
     'k8s_hairpin_pods': [('cluster', '', 'pods', ('get', 'list', 'delete'))],
+    # W-2's Flannel pod lookup and its probe pod (kubernetes.core k8s_info / k8s, kube-system by default): found
+    # missing when the playbook first ran with its grants (issue 10 hole 13).
+    'k8s_w2_pods': [('namespace', '', 'pods', ('get', 'list', 'create', 'delete')),
+                    ('namespace', 'apps', 'daemonsets', ('get', 'list'))],
     'k8s_info_configmap': [('namespace', '', 'configmaps', ('get', 'list'))],
     'k8s_info_pdb': [('cluster', 'policy', 'poddisruptionbudgets', ('get', 'list'))],
     'k8s_patch_daemonset': [('namespace', 'apps', 'daemonsets', ('get', 'patch'))],   # kubernetes.core.k8s state=patched
@@ -92,7 +96,8 @@ PLAYBOOKS = {
     },
     'flannel_datadir_migration': {
         'catalog': 'W-2 (C-5, N-7)',
-        'modules': CHANGE_GUARD + ['flannel_config'] + VERIFIED_ROLLOUT + ['health_gate', 'node_drain', 'k8s_info_node'],
+        'modules': CHANGE_GUARD + ['flannel_config'] + VERIFIED_ROLLOUT + ['health_gate', 'node_drain', 'k8s_info_node',
+                                                                             'k8s_w2_pods'],
     },
     'cilium_lb_maps': {
         'catalog': 'W-6 (N-10)',
@@ -138,7 +143,8 @@ PLAYBOOKS = {
 # Entries run against the RBAC-enforcing API double with exactly their grants (tests/lab/test_rbac_playbooks.py,
 # tests/lab/test_backup_retention.py); the others are derived from the modules they call, not yet proved by a run.
 PROVED = ('conntrack_tuning', 'udp_timeout', 'ipvs_scheduler_change', 'ipam_gc_fleet', 'backup_retention', 'read-only',
-          'flannel_config', 'terway_config', 'ip_masq_agent', 'node_rotation')
+          'flannel_config', 'terway_config', 'ip_masq_agent', 'node_rotation', 'flannel_datadir_migration', 'cilium_lb_maps',
+          'arp_flush')
 # Playbooks that never call the Kubernetes API (node plays over SSH only): no manifest.
 NODE_ONLY = ('diagnose', 'remediate_node')
 READ_VERBS = ('get', 'list', 'watch')

@@ -162,3 +162,17 @@ def test_issue9_f4_lock_held_by_another_run_stops_before_any_node(double, run, n
     assert rc != 0 and "held by 'awx-job-7'" in output, output
     assert counts(nodes) == dict.fromkeys(NODES, (60, 10)) and agent_uids(double) == uids
     assert double.store.get('leases', NS, 'netmedic-cilium')['spec']['holderIdentity'] == 'awx-job-7'
+
+
+def test_issue10_h13_runs_with_exactly_its_rbac_grants(make_double, as_identity, run, nodes):
+    """rbac/cilium_lb_maps.yml is enough: the lock, the health gate and the agent restart, all as its ServiceAccount."""
+    double = make_double(audit=True)
+    sa = as_identity(double, ROOT / 'rbac' / 'cilium_lb_maps.yml')
+    rc, _tasks, output = run(sa, check=True)
+    assert rc == 0, output
+    rc, _tasks, output = run(sa)
+    assert rc == 0, output
+    assert counts(nodes) == dict.fromkeys(NODES, (0, 10))
+    assert not [e for e in double.audit if not e['allowed']]
+    writes = {e['user'] for e in double.audit if e['verb'] not in ('get', 'list', 'watch')}
+    assert writes == {'system:serviceaccount:netmedic:netmedic-cilium-lb-maps'}

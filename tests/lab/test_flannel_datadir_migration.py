@@ -557,3 +557,24 @@ def test_issue9_f10_w2_flannel_restart_failure_rolls_back_and_stops(make_double,
     stop = next(r for name, r in results.items() if name.endswith('Stop the workflow'))['localhost']
     assert 'rolled back' in stop['msg'] and 'lab-node-2' in stop['msg'], stop['msg']
     assert _lease(double) is None
+
+
+def test_issue10_h13_w2_runs_with_exactly_its_rbac_grants(double, cni, tmp_path, as_identity):
+    """rbac/flannel_datadir_migration.yml is enough for W-2: check mode, the run up to the first reboot (lock, health
+    gate, ConfigMap with backup, verified Flannel restart, cordon, drain), and the re-run that finishes the node (probe
+    pod, verification, uncordon) - all as its ServiceAccount, with no request refused."""
+    double.audit = []                                  # the double's request audit, switched on for this test
+    double._httpd.api.audit = double.audit
+    sa = as_identity(double, ROOT / 'rbac' / 'flannel_datadir_migration.yml')
+    rc, _results, output = run(sa, cni, tmp_path, check=True, name='check')
+    assert rc == 0, output
+    rc, results, output = run(sa, cni, tmp_path, check=False)
+    assert rc != 0 and 'reboot' in results['Stop the rollout']['lab-node-1']['msg'].lower(), output
+    shutil.rmtree(cni.dirs['lab-node-1']['new_ipam'])
+    shutil.rmtree(cni.dirs['lab-node-1']['new_flannel'])
+    cni.installed['lab-node-1'] = cni._configmap()
+    rc, results, output = run(sa, cni, tmp_path, check=False, name='rerun')
+    assert _cordon(double, 'lab-node-1') == (False, None), output          # finished and uncordoned
+    assert not [e for e in double.audit if not e['allowed']]
+    writes = {e['user'] for e in double.audit if e['verb'] not in ('get', 'list', 'watch')}
+    assert writes == {'system:serviceaccount:netmedic:netmedic-flannel-datadir-migration'}

@@ -171,3 +171,18 @@ def test_fix_playbook_runs_with_its_role(name, audited, as_identity, playbook_fi
     assert not denied(double)
     user = 'system:serviceaccount:netmedic:netmedic-%s' % name.replace('_', '-')
     assert {e['user'] for e in double.audit if e['verb'] not in ('get', 'list', 'watch')} == {user}
+
+
+def test_arp_flush_runs_with_its_role(audited, as_identity, tmp_path):
+    """W-6 with exactly its grants: the lock and the health gate run from the node play on the controller
+    (tests/lab/test_w6_spine.py's runner: three local 'nodes', a VIP no neighbor table here holds)."""
+    w6 = _sibling('test_w6_spine')
+    double = audited()
+    sa = as_identity(double, RBAC_DIR / 'arp_flush.yml')
+    rc, _results, output = w6.run(sa, tmp_path, check=True, job=301)
+    assert rc == 0, (output, denied(double))
+    rc, _results, output = w6.run(sa, tmp_path, job=302)
+    assert rc == 0, (output, denied(double))
+    assert not denied(double) and double.store.find('leases', *w6.LEASE) is None
+    writes = {e['user'] for e in double.audit if e['verb'] not in ('get', 'list', 'watch')}
+    assert writes == {'system:serviceaccount:netmedic:netmedic-arp-flush'}
