@@ -230,7 +230,7 @@ def test_issue9_f4_w3_lock_lost_between_nodes_stops_cleanly_and_the_rerun_goes_o
         stop.set()
         thief.join(5)
     assert rc != 0 and 'stopped before kube-proxy-worker node 2/3 lab-node-2' in output, output
-    assert 'Nothing was rolled back' in output and 'rolled back:' not in output
+    assert 'Nothing was rolled back' in output and 'It was rolled back' not in output
     after = _uids(double)
     assert after['lab-node-1'] != before['lab-node-1']
     assert after['lab-node-2'] == before['lab-node-2'] and after['lab-node-3'] == before['lab-node-3']
