@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lab.kubedouble import KubeDouble, StaticNodeState  # noqa: E402
+from tests.lab.playbook_run import run_playbook  # noqa: E402
 
 SEED = ROOT / 'lab' / 'seed' / 'cluster.yaml'
 FAST = {'tick': 0.02, 'start_delay': 0.02}
@@ -155,23 +156,9 @@ def playbook(tmp_path, private_tmpdir):
 def _run_playbook_file(double, tmp_path, playbook, *extra, check=False):
     """Run one of the collection's playbooks on localhost against ``double`` (node plays match no host).
 
-    Returns ``(rc, {task name: localhost result}, output)``.
+    Returns ``(rc, {task name: localhost result}, output)``; tests/lab/playbook_run.py is the one runner.
     """
-    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_STDOUT_CALLBACK='ansible.posix.json',
-               ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1', ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'), ANSIBLE_DEPRECATION_WARNINGS='0',
-               NETMEDIC_REPORT_DIR=str(tmp_path / 'report'))
-    env.pop('ANSIBLE_CONFIG', None)
-    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local',
-           '-e', 'ansible_python_interpreter=%s' % sys.executable, '-e', 'netmedic_targets=no_nodes_here',
-           str(playbook), *extra]
-    if check:
-        cmd += ['--check', '--diff']
-    proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300, check=False)
-    data = json.loads(proc.stdout)
-    tasks = {t['task']['name']: t['hosts']['localhost'] for play in data['plays'] for t in play['tasks']
-             if 'localhost' in t['hosts']}
-    return proc.returncode, tasks, proc.stdout + proc.stderr
+    return run_playbook(double, tmp_path, playbook, *extra, check=check, timeout=300)
 
 
 @pytest.fixture

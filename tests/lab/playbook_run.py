@@ -1,6 +1,6 @@
 """Run one of the collection's playbooks against the API double with a node inventory (the tests of the per-fix
-playbooks, issue 9). Like conftest's ``playbook_file`` but with extra inventories and a longer limit: a playbook run
-takes minutes on a loaded 2-core machine. Returns ``(rc, {task name: localhost result}, output)``."""
+playbooks, issue 9; conftest's ``playbook_file`` fixture calls it with a 300 s limit). The default limit is long: a
+playbook run takes minutes on a loaded 2-core machine. Returns ``(rc, {task name: localhost result}, output)``."""
 
 from __future__ import annotations
 
