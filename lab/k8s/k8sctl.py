@@ -736,16 +736,7 @@ def cmd_kubeconfig(_args):
 
 
 def cmd_locked(args):
-    command = args.command[1:] if args.command[:1] == ['--'] else args.command
-    if not command:
-        raise LabError('usage: k8sctl locked -- COMMAND [ARG...]')
-    fh = labctl.acquire_lab_lock(LOCK)
-    if fh is not None:
-        os.set_inheritable(fh.fileno(), True)  # exec keeps the lock: the command holds it
-    try:
-        os.execvp(command[0], command)
-    except OSError as exc:
-        raise LabError(f'{command[0]}: {exc}') from exc
+    labctl.exec_locked(args.command, LOCK, 'k8sctl')
 
 
 def main(argv=None):

@@ -1585,10 +1585,15 @@ def cmd_inject(args):
 
 
 def cmd_locked(args):
-    command = args.command[1:] if args.command[:1] == ['--'] else args.command
+    exec_locked(args.command, LAB_LOCK, 'labctl')
+
+
+def exec_locked(command, lock_path, prog):
+    """``PROG locked -- COMMAND``: take the lock at ``lock_path`` and exec COMMAND holding it (labctl and k8sctl)."""
+    command = command[1:] if command[:1] == ['--'] else command
     if not command:
-        raise LabError('usage: labctl locked -- COMMAND [ARG...]')
-    fh = acquire_lab_lock()
+        raise LabError('usage: %s locked -- COMMAND [ARG...]' % prog)
+    fh = acquire_lab_lock(lock_path)
     if fh is not None:
         os.set_inheritable(fh.fileno(), True)  # exec keeps the lock: the command holds it
     try:
