@@ -96,8 +96,8 @@ PLAYBOOKS = {
     },
     'flannel_datadir_migration': {
         'catalog': 'W-2 (C-5, N-7)',
-        'modules': CHANGE_GUARD + ['flannel_config'] + VERIFIED_ROLLOUT + ['health_gate', 'node_drain', 'k8s_info_node',
-                                                                             'k8s_w2_pods'],
+        'modules': (CHANGE_GUARD + ['flannel_config'] + VERIFIED_ROLLOUT
+                    + ['health_gate', 'node_drain', 'k8s_info_node', 'k8s_w2_pods']),
     },
     'cilium_lb_maps': {
         'catalog': 'W-6 (N-10)',
