@@ -71,7 +71,7 @@ FAIL_FAST ?= 0
 SANITY_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup test compat lint ruff ansible-lint changelog-lint sanity units integration apidouble build ee-context demo clean distclean
+.PHONY: help setup test compat lint ruff pep8 ansible-lint changelog-lint sanity units integration apidouble build ee-context demo clean distclean
 .PHONY: lab-test lab-test-locked lab-up lab-down lab-inject demo-local demo-locked molecule molecule-locked
 
 # The VM lab (lab/vm/labctl). One lab per machine, shared by everyone on it: whatever
@@ -108,11 +108,17 @@ test:
 
 # -k: run all three linters, fail if any failed.
 lint: setup
-	@$(MAKE) -k ruff ansible-lint changelog-lint NETMEDIC_SETUP_DONE=1
+	@$(MAKE) -k ruff pep8 ansible-lint changelog-lint NETMEDIC_SETUP_DONE=1
 
 ruff: setup
 	@echo '--- ruff check'
 	ruff check --output-format concise .
+
+# The pep8 rules of ansible-test sanity (its own ignore list, max 160), without the 2-minute sanity run.
+pep8: setup
+	@echo '--- pycodestyle (ansible-test sanity pep8 rules)'
+	git ls-files -z '*.py' | xargs -0 pycodestyle --max-line-length 160 \
+	  --ignore "$$(grep -v '^\#' $$(python -c 'import ansible_test, os; print(os.path.join(os.path.dirname(ansible_test.__file__), "_util/controller/sanity/pep8/current-ignore.txt"))') | grep . | paste -sd,)"
 
 # ansible-lint writes .ansible/ (gitignored, build_ignored).
 ansible-lint: setup

@@ -65,6 +65,7 @@ mapfile -t yml < <(pick '^(playbooks|roles|extensions)/.*\.ya?ml$')
 mapfile -t frag < <(pick '^changelogs/')
 mapfile -t mods < <(pick '^plugins/modules/[^/]+\.py$')
 [[ ${#py[@]} -eq 0 ]] || step ruff ruff check --output-format concise "${py[@]}"
+[[ ${#py[@]} -eq 0 ]] || step pep8 make -s pep8 NETMEDIC_SETUP_DONE=1
 [[ ${#sh[@]} -eq 0 ]] || step shellcheck shellcheck "${sh[@]}"
 [[ ${#yml[@]} -eq 0 ]] || step ansible-lint ansible-lint --offline --nocolor "${yml[@]}"
 [[ ${#frag[@]} -eq 0 ]] || step changelog-lint antsibull-changelog lint
