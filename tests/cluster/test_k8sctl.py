@@ -105,3 +105,39 @@ def test_issue15_simulated_nodes_use_loopback_addresses():
         sys.path.remove(str(ROOT / 'lab' / 'k8s'))
     data = nodesim.load_seed(ROOT / 'lab' / 'seed' / 'cluster.yaml')
     assert data['nodes'] and all(n['ip'].startswith('127.') for n in data['nodes'])
+
+
+def _fake_bins(path, version='v1.37.2'):
+    path.mkdir(parents=True)
+    for name in ('etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy', 'kubelet', 'crictl'):
+        (path / name).write_text('#!/bin/sh\necho "Kubernetes %s"\n' % version)
+        (path / name).chmod(0o755)
+    return path
+
+
+def test_issue15_if_missing_adopts_an_earlier_build_of_the_same_version(k8sctl, tmp_path, capsys):
+    """make setup / labctl deps: a manual build of this version is copied into the keyed cache, not rebuilt."""
+    _fake_bins(Path(k8sctl.CACHE) / 'manual' / 'bin')
+    rec = k8sctl.cmd_build(type('A', (), {'force': False, 'if_missing': True, 'adopt': None})())
+    assert rec['key'] == k8sctl.build_key()['key'] and 'adopted from' in rec['source']
+    assert k8sctl.cached_build()['key'] == rec['key']
+    assert Path(k8sctl.bin_dir(), 'kube-apiserver').read_text().startswith('#!/bin/sh')
+    # the second call is the cached no-op, and says how long the check took
+    k8sctl.cmd_build(type('A', (), {'force': False, 'if_missing': True, 'adopt': None})())
+    assert 'nothing to build (checked in' in capsys.readouterr().out
+
+
+def test_issue15_adopt_refuses_another_version(k8sctl, tmp_path):
+    src = _fake_bins(tmp_path / 'old', version='v1.36.0')
+    with pytest.raises(k8sctl.LabError, match=r'not Kubernetes v1\.37\.2'):
+        k8sctl.adopt(str(src), k8sctl.build_key())
+    assert k8sctl.cached_build() is None
+
+
+def test_issue15_if_missing_with_a_cold_go_cache_builds_nothing(k8sctl, tmp_path, monkeypatch, capsys):
+    """A cold build (70 min here) is never started by make setup: it says so and returns without go."""
+    monkeypatch.setenv('GOCACHE', str(tmp_path / 'empty-gocache'))
+    monkeypatch.setenv('PATH', str(tmp_path / 'no-go'))   # would fail if it tried to run go
+    assert k8sctl.cmd_build(type('A', (), {'force': False, 'if_missing': True, 'adopt': None})()) is None
+    assert 'Go build cache is cold: not building now' in capsys.readouterr().out
+    assert k8sctl.cached_build() is None
