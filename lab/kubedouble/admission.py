@@ -63,6 +63,24 @@ def _default_template(obj):
     default_pod_spec(template.setdefault('spec', {}))
 
 
+def check_cluster_ip_free(store, rt, obj):
+    """A create asking for a clusterIP some Service holds: 422 on spec.clusterIPs, as the real server says.
+
+    The real kube-apiserver allocates the IP before it stores the object, so this comes before the
+    name check: re-creating an existing Service with its own clusterIP is a 422 too, not a 409
+    (measured against v1.37.2, issue 15; tests/cluster/test_behaviour.py).
+    """
+    if rt.key != 'services':
+        return
+    wanted = (obj.get('spec') or {}).get('clusterIP')
+    if not wanted or wanted == 'None':
+        return
+    if any(s['spec'].get('clusterIP') == wanted for s in store.iter_objects('services')):
+        raise errors.invalid(rt, obj['metadata'].get('name', ''), [
+            ('spec.clusterIPs', 'Invalid value: ["%s"]: failed to allocate IP %s: provided IP is already allocated'
+             % (wanted, wanted))])
+
+
 def _allocate_service(store, obj, old):
     spec = obj.setdefault('spec', {})
     spec.setdefault('type', 'ClusterIP')

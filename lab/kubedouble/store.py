@@ -125,6 +125,7 @@ class Store:
                     raise errors.invalid(rt, '', [('metadata.name', 'Required value: name or generateName is required')])
                 meta['name'] = meta['generateName'] + random_suffix()
             admission.check_name(rt, meta['name'])
+            admission.check_cluster_ip_free(self, rt, obj)   # before the name check, as the real server
             if (meta.get('namespace'), meta['name']) in self._objects[rt.key]:
                 raise errors.already_exists(rt, meta['name'])
             for key in ('resourceVersion', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'managedFields'):

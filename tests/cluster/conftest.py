@@ -2,8 +2,10 @@
 
 ``cluster`` is either the cluster named by ``NETMEDIC_TEST_KUBECONFIG`` (and optionally
 ``NETMEDIC_TEST_CONTEXT``), or, when that variable is unset, the lab's Kubernetes API double
-started from ``lab/seed/cluster.yaml`` (so CI runs the same suite).  Nothing here writes to the
-cluster: the probes and snapshots only read, and the playbook runs in check mode.
+started from ``lab/seed/cluster.yaml`` (so CI runs the same suite).  The check-mode suite only
+reads; the behaviour and apply tests (test_behaviour.py, test_apply_real.py) write, so they run on
+the double and on a real cluster only when ``NETMEDIC_TEST_WRITABLE=1`` says it is a disposable
+one (the lab's own control plane, lab/k8s/k8sctl; `make realcluster-test` sets it).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -39,6 +43,19 @@ class Cluster:
     @property
     def apps(self):
         return k8s.AppsV1Api(self.api)
+
+    @property
+    def policy(self):
+        return k8s.PolicyV1Api(self.api)
+
+    @property
+    def writable(self):
+        """May tests write here: the double, or a real cluster declared disposable (NETMEDIC_TEST_WRITABLE=1)."""
+        return self.is_double or os.environ.get('NETMEDIC_TEST_WRITABLE') == '1'
+
+    @property
+    def server(self):
+        return 'double' if self.is_double else 'real'
 
 
 def _all_pods_running(store):
@@ -73,3 +90,27 @@ def cluster(tmp_path_factory):
     finally:
         double.stop()
     assert not double.failures, 'the double hit unexpected exceptions: %r' % double.failures
+
+
+@pytest.fixture
+def writable(cluster):
+    """The cluster, when tests may write to it; a skip that names why otherwise (never a pass)."""
+    if not cluster.writable:
+        pytest.skip('writes to a real cluster need NETMEDIC_TEST_WRITABLE=1 (a disposable one: lab/k8s/k8sctl)')
+    return cluster
+
+
+@pytest.fixture
+def scratch(writable):
+    """A fresh namespace of the test's own (deleted afterwards, waiting for it to go on a real server)."""
+    name = 'netmedic-test-' + uuid.uuid4().hex[:8]
+    core = writable.core
+    core.create_namespace({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': name}})
+    if not writable.is_double:
+        # the ServiceAccount admission plugin refuses pods until the controller made `default`
+        deadline = time.monotonic() + 30
+        while not core.list_namespaced_service_account(name, field_selector='metadata.name=default').items:
+            assert time.monotonic() < deadline, 'no default ServiceAccount in %s after 30 s' % name
+            time.sleep(0.2)
+    yield name
+    core.delete_namespace(name)

@@ -1,0 +1,95 @@
+"""API behaviour the modules rely on, run against the double and the real kube-apiserver alike (issue 15).
+
+Each test states what a real v1.37 kube-apiserver answers (measured against the lab's own control
+plane, lab/k8s/k8sctl) and asserts it on whichever server ``cluster`` is (tests/cluster/conftest.py):
+the API double when no kubeconfig is given, the real one under ``make realcluster-test``. Where
+the double answered otherwise, the double was fixed (lab/kubedouble) and the test names the
+divergence. They write only into a namespace of their own (``scratch``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kubernetes.client.rest import ApiException
+
+
+def _service(name, cluster_ip=None):
+    spec = {'selector': {'app': name}, 'ports': [{'name': 'http', 'port': 80, 'protocol': 'TCP', 'targetPort': 80}]}
+    if cluster_ip:
+        spec['clusterIP'] = cluster_ip
+    return {'apiVersion': 'v1', 'kind': 'Service', 'metadata': {'name': name}, 'spec': spec}
+
+
+def _error(exc):
+    body = json.loads(exc.body or '{}')
+    return exc.status, body.get('reason'), body.get('message', ''), [c.get('field') for c in (body.get('details') or {}).get('causes') or []]
+
+
+def test_issue15_taken_cluster_ip_is_invalid_422(cluster, scratch):
+    """A Service asking for a clusterIP another Service holds: 422 Invalid on spec.clusterIPs, nothing stored.
+
+    Divergence found by issue 15: the double stored a second Service with the same clusterIP.
+    """
+    core = cluster.core
+    first = core.create_namespaced_service(scratch, _service('first'))
+    taken = first.spec.cluster_ip
+    with pytest.raises(ApiException) as info:
+        core.create_namespaced_service(scratch, _service('second', taken))
+    status, reason, message, fields = _error(info.value)
+    assert (status, reason) == (422, 'Invalid'), (cluster.server, status, reason, message)
+    assert 'spec.clusterIPs' in fields and 'already allocated' in message, (cluster.server, message, fields)
+    names = [s.metadata.name for s in core.list_namespaced_service(scratch).items]
+    assert names == ['first'], names
+
+
+def test_issue15_recreating_an_existing_service_with_its_cluster_ip_is_422_not_409(cluster, scratch):
+    """POST of a Service that exists, with its own clusterIP: the IP allocation fails before the name check.
+
+    A real server answers 422 (seen when lab/k8s/nodesim.py seeded the `kubernetes` Service); the
+    double answered 409 AlreadyExists. Without a clusterIP the same POST is a 409 on both.
+    """
+    core = cluster.core
+    first = core.create_namespaced_service(scratch, _service('web'))
+    with pytest.raises(ApiException) as info:
+        core.create_namespaced_service(scratch, _service('web', first.spec.cluster_ip))
+    status, reason, message, _fields = _error(info.value)
+    assert (status, reason) == (422, 'Invalid') and 'already allocated' in message, (cluster.server, status, reason, message)
+    with pytest.raises(ApiException) as info:
+        core.create_namespaced_service(scratch, _service('web'))
+    status, reason, message, _fields = _error(info.value)
+    assert (status, reason) == (409, 'AlreadyExists'), (cluster.server, status, reason, message)
+    stored = core.read_namespaced_service('web', scratch)
+    assert stored.metadata.uid == first.metadata.uid and stored.spec.cluster_ip == first.spec.cluster_ip
+
+
+def test_issue15_stale_resource_version_update_is_409_conflict(cluster, scratch):
+    """The edit service's optimistic concurrency: an update with an old resourceVersion is a 409 Conflict."""
+    core = cluster.core
+    cm = core.create_namespaced_config_map(scratch, {'apiVersion': 'v1', 'kind': 'ConfigMap',
+                                                     'metadata': {'name': 'cfg'}, 'data': {'k': '1'}})
+    fresh = core.replace_namespaced_config_map('cfg', scratch, {
+        'apiVersion': 'v1', 'kind': 'ConfigMap', 'data': {'k': '2'},
+        'metadata': {'name': 'cfg', 'resourceVersion': cm.metadata.resource_version}})
+    with pytest.raises(ApiException) as info:
+        core.replace_namespaced_config_map('cfg', scratch, {
+            'apiVersion': 'v1', 'kind': 'ConfigMap', 'data': {'k': '3'},
+            'metadata': {'name': 'cfg', 'resourceVersion': cm.metadata.resource_version}})
+    status, reason, _message, _fields = _error(info.value)
+    assert (status, reason) == (409, 'Conflict'), (cluster.server, status, reason)
+    assert core.read_namespaced_config_map('cfg', scratch).data == {'k': '2'}
+    assert fresh.metadata.resource_version != cm.metadata.resource_version
+
+
+def test_issue15_dry_run_update_answers_the_new_object_and_stores_nothing(cluster, scratch):
+    """Check mode's dryRun=All: the answer carries the change, the stored object keeps its resourceVersion and data."""
+    core = cluster.core
+    cm = core.create_namespaced_config_map(scratch, {'apiVersion': 'v1', 'kind': 'ConfigMap',
+                                                     'metadata': {'name': 'cfg'}, 'data': {'k': '1'}})
+    answer = core.replace_namespaced_config_map('cfg', scratch, {
+        'apiVersion': 'v1', 'kind': 'ConfigMap', 'data': {'k': '2'},
+        'metadata': {'name': 'cfg', 'resourceVersion': cm.metadata.resource_version}}, dry_run='All')
+    assert answer.data == {'k': '2'}
+    stored = core.read_namespaced_config_map('cfg', scratch)
+    assert stored.data == {'k': '1'} and stored.metadata.resource_version == cm.metadata.resource_version
