@@ -161,7 +161,7 @@ class _Shim(object):
 
 def run_in_process(node, work):
     sys.path.insert(0, str(COLLECTIONS))
-    from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
+    from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import Runner
     from ansible_collections.netmedic.k8s.plugins.modules import cni_ipam_gc
 
     net = fresh_copy(node, work)

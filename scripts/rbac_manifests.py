@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Generate rbac/*.yml, the least-privilege RBAC manifests per playbook (issue 10 hole 13), from one table.
 
-Each module's API calls are listed once (MODULES: what plugins/module_utils/k8s_client.py, k8s/edit.py,
-lease_lock.py and the module itself request, by RBAC verb, API group and resource); each playbook names
+Each module's API calls are listed once (MODULES: what plugins/module_utils/k8s/client.py, k8s/edit.py,
+k8s/lock.py and the module itself request, by RBAC verb, API group and resource); each playbook names
 the modules it runs (PLAYBOOKS); the manifests are the union.  ``--check`` fails when the committed
 files differ from what this table generates (tests/lab/test_rbac_manifests.py runs it), and
 tests/lab/test_rbac_playbooks.py runs every playbook against the API double with exactly these grants.

@@ -95,7 +95,7 @@ import re
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 
 ROLE_PREFIX = 'node-role.kubernetes.io/'
 

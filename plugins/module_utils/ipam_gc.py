@@ -20,7 +20,7 @@ import shutil
 import time
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, reportfiles, runtime
-from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
 
 
 class GCError(Exception):

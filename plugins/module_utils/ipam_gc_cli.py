@@ -36,12 +36,13 @@ import threading
 import time
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, ipam_gc
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import SBIN_DIRS, Runner, execute
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import SBIN_DIRS, Runner, execute
 
 # This file and everything it imports, in the order the ConfigMap lists them.  The unit tests
 # run the entry point from a directory holding only these files with site-packages disabled,
-# so a new import that is not shipped fails there, not in a pod.
-SHIPPED = ('ipam_gc_cli.py', 'ipam_gc.py', 'ipam.py', 'runtime.py', 'runner.py', 'hostfs.py', 'reportfiles.py')
+# so a new import that is not shipped fails there, not in a pod.  ConfigMap keys allow no '/':
+# the role names node/runner.py's key node.runner.py (the mount path keeps the folder).
+SHIPPED = ('ipam_gc_cli.py', 'ipam_gc.py', 'ipam.py', 'runtime.py', 'node/runner.py', 'node/hostfs.py', 'reportfiles.py')
 PACKAGE_PATH = 'ansible_collections/netmedic/k8s/plugins/module_utils'
 MODULE = 'ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc_cli'
 HOST_LOCAL_DATA_DIRS = ipam.DEFAULT_DATA_DIRS

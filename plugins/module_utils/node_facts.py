@@ -21,9 +21,9 @@ import os
 import posixpath
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import cni, conntrack, dnsquery, ipam, ipvs, listeners, neigh, netlink, ports, resolv, runtime
-from ansible_collections.netmedic.k8s.plugins.module_utils import sysctl as sysctl_utils
-from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError, CommandNotFound
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import sysctl as sysctl_utils
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError, CommandNotFound
 
 PROBES = ('conntrack', 'ports', 'ipvs', 'cni', 'ipam', 'bridges', 'neighbors', 'dns', 'runtime', 'listeners')
 CATALOG = ['N-1', 'N-2', 'N-3', 'N-4', 'N-5', 'N-6', 'N-7', 'N-8', 'C-5', 'D-5', 'D-7', 'D-9', 'D-11']

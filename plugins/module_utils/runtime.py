@@ -219,7 +219,7 @@ def list_live_ids(runner, name, cli, endpoint=None, namespace=DEFAULT_CONTAINERD
     or prints something that is not an ID: "could not list" is never "nothing listed".
     """
     # Imported here: runner has no dependency on this module and unit tests use both.
-    from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError
+    from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError
 
     deadline = clock() + timeout
     ids = set()

@@ -152,9 +152,10 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import bpfmap, sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils import bpfmap
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import files as node_files
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError, Runner
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError, Runner
 
 
 def _dump(runner, path):
@@ -239,7 +240,7 @@ def main():
         info, entries = contents[m['path']]
         backup = os.path.join(p['backup_dir'], '%s.%s.json' % (os.path.basename(m['path']), stamp))
         try:
-            sysctl.write_file_atomic(module, backup, json.dumps({'path': m['path'], 'map': info, 'entries': entries}) + '\n', mode=0o600)
+            node_files.write_file_atomic(module, backup, json.dumps({'path': m['path'], 'map': info, 'entries': entries}) + '\n', mode=0o600)
         except (IOError, OSError) as e:
             result.changed = bool(result.backups)
             result.fail('could not save %s to %s: %s; it was not cleared' % (m['path'], backup, e))

@@ -229,8 +229,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
-from ansible_collections.netmedic.k8s.plugins.module_utils import lease_lock as ll
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import lock as ll
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 CATALOG = ['W-1', 'W-2', 'W-3', 'W-4', 'W-5', 'W-6', 'W-7']

@@ -342,7 +342,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, runtime
 from ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc import GCError, finish, prune_run_dirs, run_gc
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import Runner
 
 ARGUMENT_SPEC = dict(
     data_dir=dict(type='list', elements='path', default=list(ipam.DEFAULT_DATA_DIRS)),

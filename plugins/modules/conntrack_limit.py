@@ -236,7 +236,9 @@ catalog:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import conntrack, kmod, persisted, sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils import conntrack, kmod
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import files as node_files
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import settings, sysctl
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 MEMINFO = '/proc/meminfo'
@@ -273,9 +275,9 @@ def main():
     try:
         requested = conntrack.parse_max(p['max'])
         if p['persist']:
-            persisted.check_name(p['persist_file'], '.conf', 'systemd-sysctl')
-            persisted.check_name(p['module_load_file'], '.conf', 'systemd-modules-load', 'module_load_file')
-    except (conntrack.LimitError, persisted.PersistError) as e:
+            settings.check_name(p['persist_file'], '.conf', 'systemd-sysctl')
+            settings.check_name(p['module_load_file'], '.conf', 'systemd-modules-load', 'module_load_file')
+    except (conntrack.LimitError, settings.PersistError) as e:
         module.fail_json(msg=str(e), changed=False)
 
     # 2. Read the current state.
@@ -286,32 +288,32 @@ def main():
                          changed=False)
     if requested == 'auto':
         try:
-            meminfo = conntrack.parse_meminfo(sysctl.read_text(MEMINFO) or '')
+            meminfo = conntrack.parse_meminfo(node_files.read_text(MEMINFO) or '')
             desired = conntrack.auto_max(meminfo.get('MemTotal', 0))
         except conntrack.LimitError as e:
             module.fail_json(msg=str(e), changed=False)
     else:
         desired = requested
     try:
-        file_text = persisted.read_file(p['persist_file'])
+        file_text = settings.read_file(p['persist_file'])
         # nf_conntrack_max exists, so nf_conntrack is in the kernel: listed in /proc/modules
         # when it is a loadable module, otherwise built in (also without module support).
-        loaded = kmod.loaded_names(persisted.read_file(kmod.PROC_MODULES))
+        loaded = kmod.loaded_names(settings.read_file(kmod.PROC_MODULES))
         nf_kind = 'module' if loaded and NF_CONNTRACK in loaded else 'built_in'
-        load_text = persisted.read_file(p['module_load_file']) if p['persist'] and nf_kind == 'module' else None
-    except persisted.PersistError as e:
+        load_text = settings.read_file(p['module_load_file']) if p['persist'] and nf_kind == 'module' else None
+    except settings.PersistError as e:
         module.fail_json(msg=str(e), changed=False)
     persisted_value = _int_or_none(sysctl.parse_conf(file_text or '').get(conntrack.MAX_KEY))
 
     # 3. Plan (pure).
     action, target = conntrack.plan_limit(current, desired, p['allow_decrease'])
-    new_text, file_mode = persisted.plan_sysctl_file(file_text, [(conntrack.MAX_KEY, target)], 'conntrack_limit', 'N-2')
+    new_text, file_mode = settings.plan_sysctl_file(file_text, [(conntrack.MAX_KEY, target)], 'conntrack_limit', 'N-2')
     write_file = p['persist'] and action != 'refuse_lower' and file_text != new_text
     # N-2: systemd-sysctl applies the drop-in at boot only to keys that exist then, so a
     # loadable nf_conntrack must be loaded before it (systemd-modules-load runs first).
     new_load = None
     if p['persist'] and nf_kind == 'module':
-        new_load, _mode = persisted.plan_modules_load_file(load_text, [NF_CONNTRACK], 'conntrack_limit', 'N-2')
+        new_load, _mode = settings.plan_modules_load_file(load_text, [NF_CONNTRACK], 'conntrack_limit', 'N-2')
     write_load = new_load is not None and action != 'refuse_lower' and load_text != new_load
 
     result.before = {'max': current, 'persisted': persisted_value}
@@ -347,9 +349,9 @@ def main():
         result.warn('%s sets %s = %s and is applied after %s at boot: the persisted fix would be undone'
                     % (item['path'], conntrack.MAX_KEY, item['value'], p['persist_file']))
     if p['persist']:
-        for warning in (persisted.boot_warning(p['persist_file'], sysctl.SYSCTL_DIRS, [sysctl.SYSCTL_CONF], 'systemd-sysctl'),
-                        persisted.boot_warning(p['module_load_file'], kmod.MODULES_LOAD_DIRS, [kmod.MODULES_FILE],
-                                               'systemd-modules-load') if new_load is not None else None):
+        for warning in (settings.boot_warning(p['persist_file'], sysctl.SYSCTL_DIRS, [sysctl.SYSCTL_CONF], 'systemd-sysctl'),
+                        settings.boot_warning(p['module_load_file'], kmod.MODULES_LOAD_DIRS, [kmod.MODULES_FILE],
+                                              'systemd-modules-load') if new_load is not None else None):
             if warning:
                 result.warn(warning)
     if not p['persist'] and persisted_value is not None and persisted_value != target:
@@ -361,15 +363,15 @@ def main():
     # 4. Apply: kernel first, then the files (backed up); undone on failure.
     kernel = []
     if target != current:
-        kernel.append(persisted.KernelStep(conntrack.MAX_KEY, current, target,
-                                           lambda: sysctl.write_value(conntrack.MAX_KEY, target),
-                                           lambda: sysctl.write_value(conntrack.MAX_KEY, current)))
+        kernel.append(settings.KernelStep(conntrack.MAX_KEY, current, target,
+                                          lambda: sysctl.write_value(conntrack.MAX_KEY, target),
+                                          lambda: sysctl.write_value(conntrack.MAX_KEY, current)))
     files = []
     if write_file:
-        files.append(persisted.FileStep(p['persist_file'], file_text, new_text))
+        files.append(settings.FileStep(p['persist_file'], file_text, new_text))
     if write_load:
-        files.append(persisted.FileStep(p['module_load_file'], load_text, new_load))
-    persisted.commit(result, kernel, files, persisted.Files(module))
+        files.append(settings.FileStep(p['module_load_file'], load_text, new_load))
+    settings.commit(result, kernel, files, settings.Files(module))
 
     # 5. Verify by reading back.
     now = _int_or_none(sysctl.read_value(conntrack.MAX_KEY))
@@ -378,7 +380,7 @@ def main():
     if now != target:
         result.fail('wrote %s = %d but the kernel reports %s' % (conntrack.MAX_KEY, target, now))
     if write_load:
-        listed = kmod.parse_modules_load(sysctl.read_text(p['module_load_file']))
+        listed = kmod.parse_modules_load(node_files.read_text(p['module_load_file']))
         result.extra['module_load']['after'] = listed
         if NF_CONNTRACK not in listed:
             result.fail('wrote %s but it does not list %s' % (p['module_load_file'], NF_CONNTRACK))

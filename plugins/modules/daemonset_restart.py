@@ -267,8 +267,8 @@ catalog:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
-from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils import kube_proxy as kp
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import waiter
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 

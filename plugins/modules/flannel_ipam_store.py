@@ -148,7 +148,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import flannel, ipam
-from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 ARGUMENT_SPEC = dict(

@@ -137,7 +137,8 @@ catalog:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
-from ansible_collections.netmedic.k8s.plugins.module_utils import health, k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils import health
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 

@@ -171,13 +171,15 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, kmod, persisted, sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, kmod
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import files as node_files
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import settings
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import Runner
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
 
 
 def _state(builtin, listed):
-    loaded = kmod.loaded_names(sysctl.read_text(kmod.PROC_MODULES))
+    loaded = kmod.loaded_names(node_files.read_text(kmod.PROC_MODULES))
     return {
         'modules_loaded': ipvs.ipvs_module_names(loaded or []),
         'modules_builtin': ipvs.ipvs_module_names(builtin),
@@ -201,16 +203,16 @@ def main():
     try:
         wanted = ipvs.validate_schedulers(p['schedulers'])
         if p['persist']:
-            persisted.check_name(p['persist_file'], '.conf', 'systemd-modules-load')
-    except (ipvs.SchedulerError, persisted.PersistError) as e:
+            settings.check_name(p['persist_file'], '.conf', 'systemd-modules-load')
+    except (ipvs.SchedulerError, settings.PersistError) as e:
         module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
 
     # 2. Read the current state.
-    builtin_text = sysctl.read_text(kmod.builtin_path(os.uname()[2]))
+    builtin_text = node_files.read_text(kmod.builtin_path(os.uname()[2]))
     builtin = ipvs.parse_modules_builtin(builtin_text) if builtin_text is not None else []
     try:
-        file_text = persisted.read_file(p['persist_file']) if p['persist'] else None
-    except persisted.PersistError as e:
+        file_text = settings.read_file(p['persist_file']) if p['persist'] else None
+    except settings.PersistError as e:
         module.fail_json(msg=str(e), changed=False)
     listed = kmod.parse_modules_load(file_text)
     before, loaded = _state(builtin, listed)
@@ -240,7 +242,7 @@ def main():
                                  % (os.uname()[2], '; '.join(absent)), changed=False, before=before)
 
     # 3. Plan (pure).
-    new_text, file_mode = persisted.plan_modules_load_file(file_text, wanted, 'ipvs_modules', 'N-4')
+    new_text, file_mode = settings.plan_modules_load_file(file_text, wanted, 'ipvs_modules', 'N-4')
     names = kmod.parse_modules_load(new_text)
     write_file = p['persist'] and file_text != new_text
     result.before = before
@@ -252,8 +254,8 @@ def main():
     result.add_diff('\n'.join(before['modules_loaded']), '\n'.join(result.after['modules_loaded']), 'loaded IPVS modules')
     if write_file:
         result.add_diff(file_text or '', new_text, p['persist_file'])
-    warning = persisted.boot_warning(p['persist_file'], kmod.MODULES_LOAD_DIRS, [kmod.MODULES_FILE],
-                                     'systemd-modules-load') if p['persist'] else None
+    warning = settings.boot_warning(p['persist_file'], kmod.MODULES_LOAD_DIRS, [kmod.MODULES_FILE],
+                                    'systemd-modules-load') if p['persist'] else None
     if warning:
         result.warn(warning)
     result.extra.update({'modules': wanted, 'loaded': to_load, 'persist_file': p['persist_file'],
@@ -264,13 +266,13 @@ def main():
 
     # 4. Apply: load in order (ip_vs first), then write the boot file (backed up). Nothing is
     # ever unloaded: a failure reports the modules loaded so far as still changed.
-    kernel = [persisted.KernelStep(name, 'not loaded', 'loaded', (lambda n=name: kmod.load(runner, n)), None,
-                                   doing='modprobe %s' % name) for name in to_load]
-    files = [persisted.FileStep(p['persist_file'], file_text, new_text)] if write_file else []
-    persisted.commit(result, kernel, files, persisted.Files(module))
+    kernel = [settings.KernelStep(name, 'not loaded', 'loaded', (lambda n=name: kmod.load(runner, n)), None,
+                                  doing='modprobe %s' % name) for name in to_load]
+    files = [settings.FileStep(p['persist_file'], file_text, new_text)] if write_file else []
+    settings.commit(result, kernel, files, settings.Files(module))
 
     # 5. Verify by reading back.
-    after, loaded = _state(builtin, kmod.parse_modules_load(sysctl.read_text(p['persist_file'])) if p['persist'] else listed)
+    after, loaded = _state(builtin, kmod.parse_modules_load(node_files.read_text(p['persist_file'])) if p['persist'] else listed)
     result.after = after
     still = kmod.plan_load(wanted, loaded or [], builtin)
     if still:

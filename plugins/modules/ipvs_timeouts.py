@@ -189,9 +189,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, persisted, versions
+from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, versions
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import settings
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError, Runner
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError, Runner
 
 
 def _read_timeouts(runner):
@@ -237,8 +238,8 @@ def main():
     unit = os.path.basename(p['unit_file'])
     if p['persist']:
         try:
-            persisted.check_name(p['unit_file'], '.service', 'systemd', 'unit_file')
-        except persisted.PersistError as e:
+            settings.check_name(p['unit_file'], '.service', 'systemd', 'unit_file')
+        except settings.PersistError as e:
             module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
 
     # 2. Read the current state.
@@ -255,8 +256,8 @@ def main():
     except CommandError as e:
         module.fail_json(msg=str(e), changed=False, error=e.to_dict())
     try:
-        unit_text = persisted.read_file(p['unit_file']) if p['persist'] else None
-    except persisted.PersistError as e:
+        unit_text = settings.read_file(p['unit_file']) if p['persist'] else None
+    except settings.PersistError as e:
         module.fail_json(msg=str(e), changed=False)
     enabled = _enabled(runner, unit) if p['persist'] else None
 
@@ -266,10 +267,10 @@ def main():
     new_unit = None
     if p['persist']:
         try:
-            new_unit, _mode = persisted.plan_unit_file(
+            new_unit, _mode = settings.plan_unit_file(
                 unit_text, ipvs.render_timeout_unit(wanted, runner.which('ipvsadm'), runner.which('modprobe')),
                 'ipvs_timeouts', p['unit_file'])
-        except persisted.PersistError as e:
+        except settings.PersistError as e:
             module.fail_json(msg=str(e), changed=False)
     write_unit = p['persist'] and unit_text != new_unit
     enable = p['persist'] and not enabled
@@ -301,16 +302,16 @@ def main():
     # 4. Apply: kernel first, then the unit (backed up), daemon-reload and enable; undone on failure.
     kernel = []
     if target != current:
-        kernel.append(persisted.KernelStep('ipvs timeouts (tcp tcpfin udp)', '%(tcp)d %(tcpfin)d %(udp)d' % current,
-                                           '%(tcp)d %(tcpfin)d %(udp)d' % target, lambda: runner.run(command),
-                                           lambda: runner.run(ipvs.set_args(current)), doing=' '.join(command)))
-    files = [persisted.FileStep(p['unit_file'], unit_text, new_unit)] if write_unit else []
+        kernel.append(settings.KernelStep('ipvs timeouts (tcp tcpfin udp)', '%(tcp)d %(tcpfin)d %(udp)d' % current,
+                                          '%(tcp)d %(tcpfin)d %(udp)d' % target, lambda: runner.run(command),
+                                          lambda: runner.run(ipvs.set_args(current)), doing=' '.join(command)))
+    files = [settings.FileStep(p['unit_file'], unit_text, new_unit)] if write_unit else []
     followups = []
     if write_unit:
         followups.append(('systemctl daemon-reload', lambda: runner.run(['systemctl', 'daemon-reload'])))
     if enable:
         followups.append(('systemctl enable %s' % unit, lambda: runner.run(['systemctl', 'enable', unit])))
-    persisted.commit(result, kernel, files, persisted.Files(module), followups)
+    settings.commit(result, kernel, files, settings.Files(module), followups)
 
     # 5. Verify by reading back.
     try:

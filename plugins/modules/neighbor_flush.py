@@ -160,8 +160,8 @@ backups:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import neigh
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError, Runner
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError, Runner
 
 READ = ['ip', '-j', 'neigh', 'show', 'nud', 'all']
 

@@ -153,7 +153,7 @@ catalog:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import audit as au
-from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 ORDER = {'critical': 0, 'warning': 1, 'unknown': 2, 'info': 3}

@@ -419,7 +419,7 @@ netmedic:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import node_facts
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import Runner
 
 
 def main():

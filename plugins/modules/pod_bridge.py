@@ -174,8 +174,8 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import neigh, netlink
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError, Runner
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError, Runner
 
 
 def _read(runner, name, mtu):

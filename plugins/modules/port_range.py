@@ -215,7 +215,8 @@ catalog:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import persisted, ports, sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils import ports
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import settings, sysctl
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 
@@ -242,8 +243,8 @@ def main():
         nodeport = ports.parse_strict_range(p['nodeport_range'], 'nodeport_range')
         move_to = ports.parse_strict_range(p['move_to'], 'move_to') if p['move_to'] is not None else None
         if p['persist']:
-            persisted.check_name(p['persist_file'], '.conf', 'systemd-sysctl')
-    except (ports.PortRangeError, persisted.PersistError) as e:
+            settings.check_name(p['persist_file'], '.conf', 'systemd-sysctl')
+    except (ports.PortRangeError, settings.PersistError) as e:
         _fail(module, '%s (nothing was changed)' % e)
     if move_to is not None and p['method'] != 'move':
         result.warn('move_to is only used with method=move; ignored')
@@ -263,8 +264,8 @@ def main():
     unpriv_text = sysctl.read_value(ports.UNPRIVILEGED_PORT_START_KEY)
     unprivileged = int(unpriv_text) if unpriv_text and unpriv_text.isdigit() else None
     try:
-        file_text = persisted.read_file(p['persist_file'])
-    except persisted.PersistError as e:
+        file_text = settings.read_file(p['persist_file'])
+    except settings.PersistError as e:
         _fail(module, str(e))
     in_file = sysctl.parse_conf(file_text or '')
 
@@ -285,7 +286,7 @@ def main():
     after = ports.analyze(ports.format_local_port_range(plan['local_port_range']), ports.format_ranges(plan['reserved']),
                           ports.format_range(nodeport))
     change_kernel = target_value != before_value
-    new_text, file_mode = persisted.plan_sysctl_file(file_text, [(key, target_value)], 'port_range', 'N-3')
+    new_text, file_mode = settings.plan_sysctl_file(file_text, [(key, target_value)], 'port_range', 'N-3')
     write_file = p['persist'] and file_text != new_text
 
     result.before = {
@@ -317,11 +318,11 @@ def main():
     for item in overridden:
         result.warn('%s sets %s = %s and is applied after %s at boot: the persisted fix would be undone'
                     % (item['path'], key, item['value'], p['persist_file']))
-    warning = persisted.boot_warning(p['persist_file'], sysctl.SYSCTL_DIRS, [sysctl.SYSCTL_CONF], 'systemd-sysctl') if p['persist'] else None
+    warning = settings.boot_warning(p['persist_file'], sysctl.SYSCTL_DIRS, [sysctl.SYSCTL_CONF], 'systemd-sysctl') if p['persist'] else None
     if warning:
         result.warn(warning)
     other = ports.LOCAL_PORT_RANGE_KEY if key == ports.RESERVED_PORTS_KEY else ports.RESERVED_PORTS_KEY
-    if write_file and file_mode == persisted.OWNED and other in in_file:
+    if write_file and file_mode == settings.OWNED and other in in_file:
         result.warn('%s also set %s = %s (an earlier run with the other method); the new file sets only %s, so that value is '
                     'no longer applied at boot' % (p['persist_file'], other, in_file[other], key))
     if not p['persist']:
@@ -335,10 +336,10 @@ def main():
     # 4. Apply: kernel first, then the file (backed up); undone on failure.
     kernel = []
     if change_kernel:
-        kernel.append(persisted.KernelStep(key, before_value, target_value, lambda: sysctl.write_value(key, target_value),
-                                           lambda: sysctl.write_value(key, before_value)))
-    files = [persisted.FileStep(p['persist_file'], file_text, new_text)] if write_file else []
-    persisted.commit(result, kernel, files, persisted.Files(module))
+        kernel.append(settings.KernelStep(key, before_value, target_value, lambda: sysctl.write_value(key, target_value),
+                                          lambda: sysctl.write_value(key, before_value)))
+    files = [settings.FileStep(p['persist_file'], file_text, new_text)] if write_file else []
+    settings.commit(result, kernel, files, settings.Files(module))
 
     # 5. Verify by reading back (the kernel normalizes both values).
     now_local = sysctl.read_value(ports.LOCAL_PORT_RANGE_KEY)

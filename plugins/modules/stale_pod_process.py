@@ -189,9 +189,9 @@ backups:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import podproc
-from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import Runner
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
 
 ARGUMENT_SPEC = dict(
     pod_uid=dict(type='str', required=True),

@@ -66,6 +66,7 @@ def pod_code(tmp_path):
     pkg = code / ipam_gc_cli.PACKAGE_PATH
     pkg.mkdir(parents=True)
     for name in ipam_gc_cli.SHIPPED:
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(str(MODULE_UTILS / name), str(pkg / name))
     return code
 

@@ -22,8 +22,8 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
-from ansible_collections.netmedic.k8s.plugins.module_utils import lease_lock as ll
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import lock as ll
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')}

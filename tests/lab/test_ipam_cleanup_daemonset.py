@@ -33,7 +33,7 @@ MODULE_UTILS = ROOT / 'plugins' / 'module_utils'
 NAME = 'cleanup-ipam-dir'
 DIGEST = 'sha256:' + '3f' * 32
 IMAGE = 'registry.example/netmedic/gc-tools@' + DIGEST
-SHIPPED = ('ipam_gc_cli.py', 'ipam_gc.py', 'ipam.py', 'runtime.py', 'runner.py', 'hostfs.py', 'reportfiles.py')
+SHIPPED = ('ipam_gc_cli.py', 'ipam_gc.py', 'ipam.py', 'runtime.py', 'node/runner.py', 'node/hostfs.py', 'reportfiles.py')
 PACKAGE = 'ansible_collections/netmedic/k8s/plugins/module_utils'
 
 
@@ -104,16 +104,16 @@ def test_issue10_h1_pod_runs_cni_ipam_gc_code_shipped_byte_for_byte(double, run)
     rc, _results, output = run(double, yaml.safe_dump([role()]))
     assert rc == 0, output
     data = objects(double)['configmaps']['data']
-    assert sorted(data) == sorted(SHIPPED)
+    assert sorted(data) == sorted(n.replace('/', '.') for n in SHIPPED)
     for name in SHIPPED:
-        assert data[name] == (MODULE_UTILS / name).read_text(), '%s in the ConfigMap differs from the collection' % name
+        assert data[name.replace('/', '.')] == (MODULE_UTILS / name).read_text(), '%s in the ConfigMap differs from the collection' % name
     spec = pod_spec(double)
     container = spec['containers'][0]
     assert container['command'][:6] == ['python3', '-S', '-E', '-B', '-m',
                                         'ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc_cli']
     assert container['workingDir'] == '/netmedic'
     code = {v['name']: v for v in spec['volumes']}['code']['configMap']
-    assert code['items'] == [{'key': n, 'path': '%s/%s' % (PACKAGE, n)} for n in SHIPPED]
+    assert code['items'] == [{'key': n.replace('/', '.'), 'path': '%s/%s' % (PACKAGE, n)} for n in SHIPPED]
     mounts = {m['name']: m for m in container['volumeMounts']}
     assert mounts['code'] == {'name': 'code', 'mountPath': '/netmedic', 'readOnly': True}
     args = container['command'][6:]

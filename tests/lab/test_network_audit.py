@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 
 COLLECTIONS = str(Path(__file__).resolve().parents[2] / 'collections')
 CNI_MESSAGE = ('container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady '

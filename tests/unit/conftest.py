@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import Runner
 
 FIXTURES = Path(__file__).resolve().parent / 'fixtures'
 

@@ -254,7 +254,7 @@ def test_issue12_2_unit_tests_cannot_look_up_a_host_binary():
     """tests/unit/conftest.py: a unit test whose Runner would search this machine fails (no host dependency)."""
     from ansible.module_utils.basic import AnsibleModule
 
-    from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
+    from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import Runner
 
     with pytest.raises(AssertionError, match=r"unit test looked up the host binary 'bpftool'"):
         Runner(AnsibleModule.__new__(AnsibleModule)).which('bpftool')

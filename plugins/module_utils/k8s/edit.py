@@ -24,7 +24,7 @@ import hashlib
 import json
 import time
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 
 BACKUP_LABEL = 'netmedic.k8s/backup-of'
 RV_ANNOTATION = 'netmedic.k8s/resource-version'

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import Runner
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import Runner
 
 FIXTURES = Path(__file__).resolve().parents[1] / 'fixtures'
 

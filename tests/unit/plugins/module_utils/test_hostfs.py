@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import hostfs
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import hostfs
 
 
 def test_parse_mounts_real_table(fixture_text):

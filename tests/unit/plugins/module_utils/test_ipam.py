@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipam
-from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures'
 

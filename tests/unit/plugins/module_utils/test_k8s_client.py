@@ -11,7 +11,7 @@ import time
 import pytest
 from kubernetes.client.rest import ApiException
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 
 
 class FakeApi(object):

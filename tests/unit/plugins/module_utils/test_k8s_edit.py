@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit
 
 NOW = datetime.datetime(2026, 11, 25, 20, 15, 0, tzinfo=datetime.timezone.utc)

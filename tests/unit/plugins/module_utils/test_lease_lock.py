@@ -7,7 +7,7 @@ import datetime
 
 import pytest
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import lease_lock as ll
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import lock as ll
 
 NOW = datetime.datetime(2026, 12, 1, 22, 0, 0, tzinfo=datetime.timezone.utc)
 NS, NAME, FAMILY = 'kube-system', 'netmedic-node-rotation', 'node-rotation'

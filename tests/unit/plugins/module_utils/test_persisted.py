@@ -1,7 +1,7 @@
 """The persisted kernel setting transaction and its file rules (issue #10 hole 8, issue #13).
 
 File rules are pure functions; the transaction runs against a temporary root (real file
-I/O through ``persisted.Files``) with kernel steps that record what they did and can be
+I/O through ``settings.Files``) with kernel steps that record what they did and can be
 made to fail.
 """
 
@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import persisted, sysctl
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import settings, sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError
 
 KEY = 'net.netfilter.nf_conntrack_max'
 SYSCTL_CONF = ('# /etc/sysctl.conf - Configuration file for setting system variables\n'
@@ -81,65 +81,65 @@ def env(tmp_path):
             if fail_undo:
                 raise OSError(5, 'Input/output error')
             kernel[KEY] = before
-        return persisted.KernelStep(KEY, before, value, apply, undo)
+        return settings.KernelStep(KEY, before, value, apply, undo)
 
     class Env(object):
         pass
     e = Env()
     e.module, e.root, e.kernel, e.step = module, root, kernel, step
     e.result = Result(module, ['N-2'])
-    e.files = persisted.Files(module, root=str(root))
+    e.files = settings.Files(module, root=str(root))
     return e
 
 
 # --- file rules -----------------------------------------------------------------------
 
 def test_issue10_h8_foreign_sysctl_file_only_owned_key_edited_byte_for_byte():
-    new, mode = persisted.plan_sysctl_file(SYSCTL_CONF, [(KEY, 200000)], 'conntrack_limit', 'N-2')
-    assert mode == persisted.EDIT
+    new, mode = settings.plan_sysctl_file(SYSCTL_CONF, [(KEY, 200000)], 'conntrack_limit', 'N-2')
+    assert mode == settings.EDIT
     assert new == SYSCTL_CONF.replace('=\t70000\r\n', '=\t200000\r\n').replace('max=80000', 'max=200000')
     # every other key is still set, and the file now sets ours
     values = sysctl.parse_conf(new)
     assert values == {'net.ipv4.ip_forward': '1', 'net.bridge.bridge-nf-call-iptables': '1',
                       KEY: '200000', 'fs.inotify.max_user_watches': '524288'}
     # idempotent: planning again changes nothing
-    assert persisted.plan_sysctl_file(new, [(KEY, 200000)], 'conntrack_limit', 'N-2') == (new, persisted.EDIT)
+    assert settings.plan_sysctl_file(new, [(KEY, 200000)], 'conntrack_limit', 'N-2') == (new, settings.EDIT)
 
 
 def test_issue10_h8_foreign_sysctl_file_without_the_key_gets_it_appended():
-    new, mode = persisted.plan_sysctl_file('net.ipv4.ip_forward = 1', [(KEY, 5)], 'conntrack_limit', 'N-2')
-    assert (new, mode) == ('net.ipv4.ip_forward = 1\n%s = 5\n' % KEY, persisted.EDIT)
+    new, mode = settings.plan_sysctl_file('net.ipv4.ip_forward = 1', [(KEY, 5)], 'conntrack_limit', 'N-2')
+    assert (new, mode) == ('net.ipv4.ip_forward = 1\n%s = 5\n' % KEY, settings.EDIT)
 
 
 def test_issue10_h8_another_netmedic_modules_file_is_not_owned():
     ports_file = sysctl.render_dropin([('net.ipv4.ip_local_reserved_ports', '30000-32767')], 'port_range', 'N-3')
-    new, mode = persisted.plan_sysctl_file(ports_file, [(KEY, 5)], 'conntrack_limit', 'N-2')
-    assert mode == persisted.EDIT
+    new, mode = settings.plan_sysctl_file(ports_file, [(KEY, 5)], 'conntrack_limit', 'N-2')
+    assert mode == settings.EDIT
     assert new == ports_file + '%s = 5\n' % KEY
 
 
 def test_owned_or_missing_sysctl_file_is_generated_whole():
     own = sysctl.render_dropin([(KEY, 1)], 'conntrack_limit', 'N-2') + 'hand.edit = 1\n'
-    new, mode = persisted.plan_sysctl_file(own, [(KEY, 7)], 'conntrack_limit', 'N-2')
-    assert (new, mode) == (sysctl.render_dropin([(KEY, 7)], 'conntrack_limit', 'N-2'), persisted.OWNED)
-    assert persisted.plan_sysctl_file(None, [(KEY, 7)], 'conntrack_limit', 'N-2') == (new, persisted.CREATE)
+    new, mode = settings.plan_sysctl_file(own, [(KEY, 7)], 'conntrack_limit', 'N-2')
+    assert (new, mode) == (sysctl.render_dropin([(KEY, 7)], 'conntrack_limit', 'N-2'), settings.OWNED)
+    assert settings.plan_sysctl_file(None, [(KEY, 7)], 'conntrack_limit', 'N-2') == (new, settings.CREATE)
 
 
 def test_issue10_h8_foreign_modules_load_file_gets_only_missing_names_appended():
     ack = '# ACK\nip_vs\n; comment\nip-vs-rr\n'
-    new, mode = persisted.plan_modules_load_file(ack, ['ip_vs', 'ip_vs_rr', 'ip_vs_lc'], 'ipvs_modules', 'N-4')
-    assert (new, mode) == (ack + 'ip_vs_lc\n', persisted.EDIT)
-    assert persisted.plan_modules_load_file(new, ['ip_vs_lc'], 'ipvs_modules', 'N-4') == (new, persisted.EDIT)
-    own, mode = persisted.plan_modules_load_file(None, ['nf_conntrack'], 'conntrack_limit', 'N-2')
-    assert mode == persisted.CREATE and own.startswith('# Managed by netmedic.k8s (conntrack_limit); catalog N-2.\n')
+    new, mode = settings.plan_modules_load_file(ack, ['ip_vs', 'ip_vs_rr', 'ip_vs_lc'], 'ipvs_modules', 'N-4')
+    assert (new, mode) == (ack + 'ip_vs_lc\n', settings.EDIT)
+    assert settings.plan_modules_load_file(new, ['ip_vs_lc'], 'ipvs_modules', 'N-4') == (new, settings.EDIT)
+    own, mode = settings.plan_modules_load_file(None, ['nf_conntrack'], 'conntrack_limit', 'N-2')
+    assert mode == settings.CREATE and own.startswith('# Managed by netmedic.k8s (conntrack_limit); catalog N-2.\n')
     assert own.endswith('\nnf_conntrack\n')
 
 
 def test_issue10_h8_foreign_unit_file_is_refused():
-    with pytest.raises(persisted.PersistError, match=r'was not written by netmedic.k8s \(ipvs_timeouts\).*nothing was changed'):
-        persisted.plan_unit_file('[Service]\nExecStart=/bin/true\n', 'new', 'ipvs_timeouts', '/etc/systemd/system/x.service')
+    with pytest.raises(settings.PersistError, match=r'was not written by netmedic.k8s \(ipvs_timeouts\).*nothing was changed'):
+        settings.plan_unit_file('[Service]\nExecStart=/bin/true\n', 'new', 'ipvs_timeouts', '/etc/systemd/system/x.service')
     own = '# Managed by netmedic.k8s (ipvs_timeouts); catalog N-5.\n[Service]\n'
-    assert persisted.plan_unit_file(own, 'new', 'ipvs_timeouts', 'x') == ('new', persisted.OWNED)
+    assert settings.plan_unit_file(own, 'new', 'ipvs_timeouts', 'x') == ('new', settings.OWNED)
 
 
 @pytest.mark.parametrize('path, words', [
@@ -150,9 +150,9 @@ def test_issue10_h8_foreign_unit_file_is_refused():
     ('', 'absolute path'),
 ])
 def test_issue13_one_name_check_for_every_boot_file(path, words):
-    with pytest.raises(persisted.PersistError, match=words.replace('.', r'\.')):
-        persisted.check_name(path, '.conf', 'systemd-sysctl')
-    persisted.check_name('/etc/sysctl.d/90-netmedic-conntrack.conf', '.conf', 'systemd-sysctl')
+    with pytest.raises(settings.PersistError, match=words.replace('.', r'\.')):
+        settings.check_name(path, '.conf', 'systemd-sysctl')
+    settings.check_name('/etc/sysctl.d/90-netmedic-conntrack.conf', '.conf', 'systemd-sysctl')
 
 
 # --- the transaction --------------------------------------------------------------------
@@ -161,9 +161,9 @@ def test_issue13_commit_sets_kernel_then_writes_files_with_backups(env):
     dropin = env.root / 'etc/sysctl.d/90-x.conf'
     dropin.write_text('old\n')
     steps = [env.step('200000')]
-    files = [persisted.FileStep('/etc/sysctl.d/90-x.conf', 'old\n', 'new\n'),
-             persisted.FileStep('/etc/modules-load.d/netmedic-nf_conntrack.conf', None, 'nf_conntrack\n')]
-    assert persisted.commit(env.result, steps, files, env.files) is None
+    files = [settings.FileStep('/etc/sysctl.d/90-x.conf', 'old\n', 'new\n'),
+             settings.FileStep('/etc/modules-load.d/netmedic-nf_conntrack.conf', None, 'nf_conntrack\n')]
+    assert settings.commit(env.result, steps, files, env.files) is None
     assert env.kernel[KEY] == '200000'
     assert dropin.read_text() == 'new\n'
     assert (env.root / 'etc/modules-load.d/netmedic-nf_conntrack.conf').read_text() == 'nf_conntrack\n'
@@ -174,8 +174,8 @@ def test_issue13_commit_sets_kernel_then_writes_files_with_backups(env):
 def test_issue13_file_write_fails_after_kernel_set_kernel_value_restored(env):
     env.module.fail_move_for = ('90-x.conf',)
     with pytest.raises(Exit, match=r'could not write /etc/sysctl.d/90-x.conf: .*No space left'):
-        persisted.commit(env.result, [env.step('200000')], [persisted.FileStep('/etc/sysctl.d/90-x.conf', None, 'new\n')],
-                         env.files)
+        settings.commit(env.result, [env.step('200000')], [settings.FileStep('/etc/sysctl.d/90-x.conf', None, 'new\n')],
+                        env.files)
     assert env.kernel[KEY] == '65536'  # read back: restored
     assert os.listdir(env.root / 'etc/sysctl.d') == []
     failed = env.module.failed
@@ -189,10 +189,10 @@ def test_issue13_second_file_fails_first_file_put_back_and_kernel_restored(env):
     dropin = env.root / 'etc/sysctl.d/90-x.conf'
     dropin.write_text('old\n')
     env.module.fail_move_for = ('netmedic-nf_conntrack.conf',)
-    files = [persisted.FileStep('/etc/sysctl.d/90-x.conf', 'old\n', 'new\n'),
-             persisted.FileStep('/etc/modules-load.d/netmedic-nf_conntrack.conf', None, 'nf_conntrack\n')]
+    files = [settings.FileStep('/etc/sysctl.d/90-x.conf', 'old\n', 'new\n'),
+             settings.FileStep('/etc/modules-load.d/netmedic-nf_conntrack.conf', None, 'nf_conntrack\n')]
     with pytest.raises(Exit, match=r'could not write /etc/modules-load.d/netmedic-nf_conntrack.conf'):
-        persisted.commit(env.result, [env.step('200000')], files, env.files)
+        settings.commit(env.result, [env.step('200000')], files, env.files)
     assert dropin.read_text() == 'old\n'
     assert env.kernel[KEY] == '65536'
     assert os.listdir(env.root / 'etc/modules-load.d') == []
@@ -204,31 +204,31 @@ def test_issue13_second_file_fails_first_file_put_back_and_kernel_restored(env):
 def test_issue13_restore_failure_is_reported_as_still_changed(env):
     env.module.fail_move_for = ('90-x.conf',)
     with pytest.raises(Exit, match=r'still changed: %s is still 200000 \(restoring 65536 failed' % KEY):
-        persisted.commit(env.result, [env.step('200000', fail_undo=True)],
-                         [persisted.FileStep('/etc/sysctl.d/90-x.conf', None, 'new\n')], env.files)
+        settings.commit(env.result, [env.step('200000', fail_undo=True)],
+                        [settings.FileStep('/etc/sysctl.d/90-x.conf', None, 'new\n')], env.files)
     assert env.kernel[KEY] == '200000'
     assert env.module.failed['changed'] is True
 
 
 def test_issue13_kernel_write_fails_nothing_written(env):
     with pytest.raises(Exit, match='could not set %s = 200000: .*not permitted; nothing was left changed' % KEY):
-        persisted.commit(env.result, [env.step('200000', fail_apply=True)],
-                         [persisted.FileStep('/etc/sysctl.d/90-x.conf', None, 'new\n')], env.files)
+        settings.commit(env.result, [env.step('200000', fail_apply=True)],
+                        [settings.FileStep('/etc/sysctl.d/90-x.conf', None, 'new\n')], env.files)
     assert env.kernel[KEY] == '65536'
     assert os.listdir(env.root / 'etc/sysctl.d') == []
 
 
 def test_issue13_irreversible_step_and_failed_followup_reported(env):
     loaded = []
-    step = persisted.KernelStep('ip_vs_lc', 'not loaded', 'loaded', lambda: loaded.append('ip_vs_lc'), None,
-                                doing='modprobe ip_vs_lc')
+    step = settings.KernelStep('ip_vs_lc', 'not loaded', 'loaded', lambda: loaded.append('ip_vs_lc'), None,
+                               doing='modprobe ip_vs_lc')
 
     def reload():
         raise CommandError(['systemctl', 'daemon-reload'], 1, '', 'Failed to connect to bus')
     unit = env.root / 'etc/systemd/system/x.service'
     with pytest.raises(Exit, match=r'systemctl daemon-reload failed: .*Failed to connect to bus'):
-        persisted.commit(env.result, [step], [persisted.FileStep('/etc/systemd/system/x.service', None, 'unit\n')],
-                         env.files, followups=[('systemctl daemon-reload', reload)])
+        settings.commit(env.result, [step], [settings.FileStep('/etc/systemd/system/x.service', None, 'unit\n')],
+                        env.files, followups=[('systemctl daemon-reload', reload)])
     assert not unit.exists()  # the new unit was removed again
     assert 'still changed: ip_vs_lc = loaded (cannot be undone)' in env.module.failed['msg']
     assert env.module.failed['changed'] is True
@@ -240,10 +240,10 @@ def test_issue10_h8_symlinked_file_is_written_through_the_link(env):
     conf = env.root / 'etc/sysctl.conf'
     conf.write_bytes(SYSCTL_CONF.encode())
     os.symlink('../sysctl.conf', str(env.root / 'etc/sysctl.d/99-sysctl.conf'))
-    text = persisted.read_file(str(env.root / 'etc/sysctl.d/99-sysctl.conf'))
+    text = settings.read_file(str(env.root / 'etc/sysctl.d/99-sysctl.conf'))
     assert text == SYSCTL_CONF  # CRLF kept as it is
-    new, _mode = persisted.plan_sysctl_file(text, [(KEY, 5)], 'conntrack_limit', 'N-2')
-    persisted.commit(env.result, [], [persisted.FileStep('/etc/sysctl.d/99-sysctl.conf', SYSCTL_CONF, new)], env.files)
+    new, _mode = settings.plan_sysctl_file(text, [(KEY, 5)], 'conntrack_limit', 'N-2')
+    settings.commit(env.result, [], [settings.FileStep('/etc/sysctl.d/99-sysctl.conf', SYSCTL_CONF, new)], env.files)
     assert os.path.islink(str(env.root / 'etc/sysctl.d/99-sysctl.conf'))
     assert conf.read_bytes() == new.encode()
     assert env.result.backups[0]['path'] == str(conf) + '.backup~'
@@ -258,8 +258,8 @@ def test_issue13_every_generated_file_is_recognised_as_owned():
         'ipvs_timeouts': ipvs.render_timeout_unit({'tcp': 1, 'tcpfin': 2, 'udp': 3}, '/usr/sbin/ipvsadm', '/usr/sbin/modprobe'),
     }
     for owner, text in generated.items():
-        assert persisted.owner_of(text, owner)
-        assert not persisted.owner_of(text, 'port_range')
+        assert settings.owner_of(text, owner)
+        assert not settings.owner_of(text, 'port_range')
 
 
 def test_issue10_h8_persist_file_itself_is_not_its_own_overrider(tmp_path):
@@ -281,9 +281,9 @@ def test_issue10_h8_persist_file_itself_is_not_its_own_overrider(tmp_path):
 def test_a_file_outside_the_boot_directories_is_warned_about():
     from ansible_collections.netmedic.k8s.plugins.module_utils import kmod
     dirs, files = sysctl.SYSCTL_DIRS, [sysctl.SYSCTL_CONF]
-    assert persisted.boot_warning('/etc/sysctl.d/90-netmedic-conntrack.conf', dirs, files, 'systemd-sysctl') is None
-    assert persisted.boot_warning('/etc/sysctl.conf', dirs, files, 'systemd-sysctl') is None
-    assert persisted.boot_warning('/etc/modules', kmod.MODULES_LOAD_DIRS, [kmod.MODULES_FILE], 'systemd-modules-load') is None
-    warning = persisted.boot_warning('/tmp/netmedic.conf', dirs, files, 'systemd-sysctl')
+    assert settings.boot_warning('/etc/sysctl.d/90-netmedic-conntrack.conf', dirs, files, 'systemd-sysctl') is None
+    assert settings.boot_warning('/etc/sysctl.conf', dirs, files, 'systemd-sysctl') is None
+    assert settings.boot_warning('/etc/modules', kmod.MODULES_LOAD_DIRS, [kmod.MODULES_FILE], 'systemd-modules-load') is None
+    warning = settings.boot_warning('/tmp/netmedic.conf', dirs, files, 'systemd-sysctl')
     assert warning.startswith('/tmp/netmedic.conf is not in a directory systemd-sysctl reads at boot (/etc/sysctl.d, ')
     assert 'does not apply after a reboot' in warning

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import runner as runner_mod
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError, CommandNotFound, Runner
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import runner as runner_mod
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError, CommandNotFound, Runner
 
 
 class FakeModule(object):

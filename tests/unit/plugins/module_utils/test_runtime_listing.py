@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import runtime
-from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
 
 from ..conftest import FIXTURES, NodeTree
 

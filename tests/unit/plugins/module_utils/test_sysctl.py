@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import files as node_files
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import sysctl
 
 
 class FakeModule(object):
@@ -116,10 +117,10 @@ def test_persisted_values_and_overriders(tmp_path):
 def test_write_file_atomic_backs_up_what_it_replaces(tmp_path):
     module = FakeModule()
     path = tmp_path / 'sysctl.d' / '90-x.conf'
-    assert sysctl.write_file_atomic(module, str(path), 'a = 1\n') is None  # creates the directory
+    assert node_files.write_file_atomic(module, str(path), 'a = 1\n') is None  # creates the directory
     assert path.read_text() == 'a = 1\n'
     assert oct(path.stat().st_mode & 0o777) == '0o644'
-    backup = sysctl.write_file_atomic(module, str(path), 'a = 2\n')
+    backup = node_files.write_file_atomic(module, str(path), 'a = 2\n')
     assert backup == str(path) + '.bak~'
     assert Path(backup).read_text() == 'a = 1\n'
     assert path.read_text() == 'a = 2\n'
@@ -132,5 +133,5 @@ def test_write_file_atomic_cleans_up_on_failure(tmp_path):
         def atomic_move(self, src, dest):
             raise OSError('disk full')
     with pytest.raises(OSError, match='disk full'):
-        sysctl.write_file_atomic(Broken(), str(tmp_path / 'x.conf'), 'a = 1\n')
+        node_files.write_file_atomic(Broken(), str(tmp_path / 'x.conf'), 'a = 1\n')
     assert os.listdir(tmp_path) == []

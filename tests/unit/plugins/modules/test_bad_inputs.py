@@ -11,9 +11,9 @@ no real process is ever involved, whatever machine runs the suite):
   from ``REPLIES`` (recorded output, tests/unit/fixtures); any other command is recorded
   as a change and refused; ``subprocess.Popen`` and ``AnsibleModule.run_command`` are
   refused outright (nothing may bypass the runner);
-- kernel values and files: ``sysctl.read_value`` / ``sysctl.read_text`` answer from
+- kernel values and files: ``sysctl.read_value`` / ``files.read_text`` answer from
   ``SYSCTL`` / ``FILES``; ``sysctl.boot_order`` lists no boot files; writes
-  (``sysctl.write_value``, ``sysctl.write_file_atomic``, ``open()`` for writing,
+  (``sysctl.write_value``, ``files.write_file_atomic``, ``open()`` for writing,
   ``os.replace``/``rename``/``unlink``/``remove``/``mkdir``/``makedirs``/``symlink``/``chmod``,
   ``shutil.move``/``copy*``, ``AnsibleModule.atomic_move``) are recorded;
 - processes: ``podproc`` reads a fake ``/proc`` holding one process of pod ``POD``
@@ -40,9 +40,11 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import podproc, sysctl
-from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError, CommandNotFound, CommandResult, Runner
+from ansible_collections.netmedic.k8s.plugins.module_utils import podproc
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import files as node_files
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError, CommandNotFound, CommandResult, Runner
 from ansible_collections.netmedic.k8s.plugins.modules import (
     cilium_lb_maps,
     conntrack_limit,
@@ -275,10 +277,10 @@ def host(monkeypatch, tmp_path):
 
     # kernel values and files
     monkeypatch.setattr(sysctl, 'read_value', lambda key, root=None: h.sysctl.get(key))
-    monkeypatch.setattr(sysctl, 'read_text', h.files.get)
+    monkeypatch.setattr(node_files, 'read_text', h.files.get)
     monkeypatch.setattr(sysctl, 'boot_order', lambda dirs=None, conf=None: [])
     monkeypatch.setattr(sysctl, 'write_value', lambda key, value, root=None: h.changes.append(('sysctl', key, value)))
-    monkeypatch.setattr(sysctl, 'write_file_atomic', lambda module, path, content, mode=0o644: h.changes.append(('file', path)))
+    monkeypatch.setattr(node_files, 'write_file_atomic', lambda module, path, content, mode=0o644: h.changes.append(('file', path)))
     real_open = builtins.open
 
     def guarded_open(file, mode='r', *args, **kwargs):

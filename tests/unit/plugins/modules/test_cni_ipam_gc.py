@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
 from ansible_collections.netmedic.k8s.plugins.modules import cni_ipam_gc
 
 from ..conftest import FIXTURES, NodeTree
@@ -280,7 +280,7 @@ def _lock_free(path):
 
 def _record_lock_state(runner, lock_path, hang_on=None):
     """Wrap the fake's run_command: note whether host-local's lock was free at each call."""
-    from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandTimeout
+    from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandTimeout
     seen = []
     replay = runner.fake.run_command
 

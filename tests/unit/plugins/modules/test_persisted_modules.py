@@ -17,8 +17,9 @@ import os
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, kmod, sysctl
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandResult, Runner
+from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, kmod
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandResult, Runner
 from ansible_collections.netmedic.k8s.plugins.modules import conntrack_limit, ipvs_modules, ipvs_timeouts
 
 from ..conftest import FIXTURES
@@ -167,7 +168,7 @@ def test_issue10_h8_ipvs_timeouts_refuses_a_unit_it_did_not_write(node, capsys, 
 
 def test_issue13_ipvs_modules_modprobe_fails_midway_reports_what_stays_loaded(node, capsys, monkeypatch):
     """Through the shared transaction: ip_vs_mh loaded, ip_vs_nq fails; nothing unloaded, no boot file written."""
-    from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError
+    from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError
     real_run = Runner.run
 
     def run(self, args, check=True, data=None):

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import podproc
-from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
 from ansible_collections.netmedic.k8s.plugins.modules import stale_pod_process
 
 from ..conftest import NodeTree

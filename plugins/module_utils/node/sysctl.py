@@ -7,7 +7,7 @@ Like ``ansible.posix.sysctl`` the caller first computes whether anything would
 change and only then writes.  Unlike it, values are written straight to
 ``/proc/sys`` (no ``sysctl`` binary, no shell), persisted to a drop-in file
 under ``/etc/sysctl.d/`` (the rules for files netmedic does not own, such as
-``/etc/sysctl.conf``, are in ``persisted.py``), and the files that would override the
+``/etc/sysctl.conf``, are in ``settings.py``; file I/O in ``files.py``), and the files that would override the
 drop-in at boot are reported.
 """
 
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import files as node_files
 
 PROC_SYS = '/proc/sys'
 
@@ -78,17 +79,6 @@ def render_dropin(settings, module_name, catalog):
     return ''.join(lines)
 
 
-def read_text(path):
-    """File content, line endings as on disk (CRLF kept), or None when it does not exist."""
-    try:
-        with open(path, newline='') as f:
-            return f.read()
-    except (IOError, OSError) as e:
-        if e.errno == errno.ENOENT:
-            return None
-        raise
-
-
 def boot_order(dirs=None, conf=SYSCTL_CONF):
     """Files applied at boot, in the order they are applied (later wins)."""
     dirs = SYSCTL_DIRS if dirs is None else dirs
@@ -101,11 +91,11 @@ def boot_order(dirs=None, conf=SYSCTL_CONF):
         for name in names:
             if name.endswith('.conf') and name not in chosen:
                 chosen[name] = os.path.join(d, name)
-    files = [chosen[n] for n in sorted(chosen)]
-    seen = {os.path.realpath(p) for p in files}
+    order = [chosen[n] for n in sorted(chosen)]
+    seen = {os.path.realpath(p) for p in order}
     if conf and os.path.exists(conf) and os.path.realpath(conf) not in seen:
-        files.append(conf)
-    return files
+        order.append(conf)
+    return order
 
 
 def persisted_values(key, dirs=None, conf=SYSCTL_CONF):
@@ -113,7 +103,7 @@ def persisted_values(key, dirs=None, conf=SYSCTL_CONF):
     found = []
     for path in boot_order(dirs, conf):
         try:
-            text = read_text(path)
+            text = node_files.read_text(path)
         except (IOError, OSError):
             continue
         if text is None:
@@ -132,51 +122,21 @@ def overriders(key, own_path, value, dirs=None, conf=SYSCTL_CONF):
     """
     own = os.path.basename(own_path)
     own_real = os.path.realpath(own_path)
-    files = boot_order(dirs, conf)
-    reals = [os.path.realpath(p) for p in files]
+    ordered = boot_order(dirs, conf)
+    reals = [os.path.realpath(p) for p in ordered]
     if own_real in reals:
-        later_files = files[reals.index(own_real) + 1:]
+        later_files = ordered[reals.index(own_real) + 1:]
     else:
-        later_files = [p for p in files if p == conf or os.path.basename(p) > own]
+        later_files = [p for p in ordered if p == conf or os.path.basename(p) > own]
     result = []
     for path in later_files:
         if os.path.realpath(path) == own_real:
             continue
         try:
-            text = read_text(path)
+            text = node_files.read_text(path)
         except (IOError, OSError):
             continue
         values = parse_conf(text or '')
         if key in values and values[key] != normalize(value):
             result.append({'path': path, 'value': values[key]})
     return result
-
-
-def write_file_atomic(module, path, content, mode=0o644):
-    """Write ``content`` to ``path`` atomically, keeping a backup of a replaced file.
-
-    Returns the backup path (or None when nothing was replaced).
-    """
-    backup = None
-    if os.path.exists(path):
-        backup = module.backup_local(path)
-    replace_file(module, path, content, mode)
-    return backup
-
-
-def replace_file(module, path, content, mode=0o644):
-    """Write ``content`` to ``path`` atomically (temporary file + rename), no backup."""
-    directory = os.path.dirname(path) or '.'
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(prefix='.netmedic-', dir=directory)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        module.atomic_move(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -264,7 +264,7 @@ class LeaseApi(object):
     def __init__(self, cluster, timeout):
         from kubernetes import client as k8s
 
-        from ansible_collections.netmedic.k8s.plugins.module_utils import k8s_client
+        from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 
         self._k8s = k8s_client
         self._api = k8s.CoordinationV1Api(cluster.api)

@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import kmod, sysctl
-from ansible_collections.netmedic.k8s.plugins.module_utils.hostfs import HostFS
-from ansible_collections.netmedic.k8s.plugins.module_utils.runner import CommandError
+from ansible_collections.netmedic.k8s.plugins.module_utils import kmod
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import files as node_files
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import sysctl
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError
 
 OWNER_PREFIX = '# Managed by netmedic.k8s (%s);'
 
@@ -150,7 +152,7 @@ def plan_unit_file(text, new_unit, owner, path):
 def read_file(path):
     """Content of a boot-time file, None when it does not exist; PersistError when it cannot be read."""
     try:
-        return sysctl.read_text(path)
+        return node_files.read_text(path)
     except (IOError, OSError, UnicodeDecodeError) as e:
         raise PersistError('cannot read %s: %s (nothing was changed)' % (path, e))
 
@@ -196,7 +198,7 @@ class Files(object):
 
     def write(self, path, text, mode=0o644):
         """Returns the backup path, or None when nothing was replaced."""
-        return sysctl.write_file_atomic(self.module, self.real(path), text, mode=mode)
+        return node_files.write_file_atomic(self.module, self.real(path), text, mode=mode)
 
     def restore(self, path, text, mode=0o644):
         """Put ``path`` back to ``text`` (None: remove it); no new backup."""
@@ -205,7 +207,7 @@ class Files(object):
             if os.path.lexists(real):
                 os.unlink(real)
         else:
-            sysctl.replace_file(self.module, real, text, mode=mode)
+            node_files.replace_file(self.module, real, text, mode=mode)
 
 
 ERRORS = (EnvironmentError, CommandError)
