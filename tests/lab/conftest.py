@@ -140,7 +140,8 @@ def playbook(tmp_path, private_tmpdir):
         env.update(extra_env or {})
         env.pop('ANSIBLE_CONFIG', None)
         proc = subprocess.run([str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,',
-                               '-c', 'local', str(path)], check=False, env=env, cwd=str(tmp_path), capture_output=True,
+                               '-c', 'local', '-e', 'netmedic_change_id=CHG-TEST-0001',   # issue 11: the ticket
+                               str(path)], check=False, env=env, cwd=str(tmp_path), capture_output=True,
                               text=True, timeout=300)   # as playbook_file: a hang guard, not a speed limit (2 xdist workers on a loaded host)
         try:
             data = json.loads(proc.stdout)

@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# Issue 11: an apply run needs a change ticket (role change_guard refuses one without). Every run here carries this
+# test ticket; a test that needs a run without one adds '-e netmedic_change_id=' (a later -e wins).
+TEST_CHANGE_ID = 'CHG-TEST-0001'
 
 
 def run_playbook(double, tmp_path, playbook, *extra, check=False, timeout=1200):
@@ -21,7 +24,7 @@ def run_playbook(double, tmp_path, playbook, *extra, check=False, timeout=1200):
     env.pop('ANSIBLE_CONFIG', None)
     cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local',
            '-e', 'ansible_python_interpreter=%s' % sys.executable, '-e', 'netmedic_targets=no_nodes_here',
-           str(playbook), *extra]
+           '-e', 'netmedic_change_id=%s' % TEST_CHANGE_ID, str(playbook), *extra]
     if check:
         cmd += ['--check', '--diff']
     proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=timeout, check=False)
