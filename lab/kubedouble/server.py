@@ -28,6 +28,19 @@ def _dry_run(query, options=None):
     return bool(values)
 
 
+def _delete_options(query, body):
+    """DeleteOptions as the real kube-apiserver reads them: from the body when there is one, else from the query.
+
+    A DELETE with a body (even ``{}``) ignores the query's ``dryRun``/``propagationPolicy`` (measured against
+    v1.37.2, issue 15: ``delete_namespaced_pod(body=..., dry_run='All')`` deletes the pod).
+    """
+    if body:
+        options = Api._json(body)
+        return options, _dry_run({}, options)
+    options = {key: query[key] for key in ('propagationPolicy', 'gracePeriodSeconds') if key in query}
+    return options, _dry_run(query)
+
+
 def _strip_type(obj):
     obj = dict(obj)
     obj.pop('kind', None)
@@ -130,11 +143,10 @@ class Api:
                 raise errors.method_not_allowed()
             return 201, self.store.create(rt, namespace, self._json(body), dry_run=_dry_run(query)), JSON
         if method == 'DELETE':
-            options = self._json(body)
-            dry_run = _dry_run(query, options)
+            options, dry_run = _delete_options(query, body)
             items, _rest = self.store.list(rt, namespace, query.get('labelSelector'), query.get('fieldSelector'))
             deleted = [self.store.delete(rt, i['metadata'].get('namespace'), i['metadata']['name'], dry_run=dry_run,
-                                         propagation=query.get('propagationPolicy') or options.get('propagationPolicy'))
+                                         propagation=options.get('propagationPolicy'))
                        for i in items]
             return 200, {'kind': rt.kind + 'List', 'apiVersion': rt.api_version,
                          'metadata': {'resourceVersion': self.store.resource_version},
@@ -161,9 +173,8 @@ class Api:
                                       field_manager=query.get('fieldManager'))
             return (201 if ctype == APPLY_PATCH and not existed else 200), result, JSON
         if method == 'DELETE' and sub is None:
-            options = self._json(body)
-            deleted = self.store.delete(rt, namespace, name, dry_run=_dry_run(query, options),
-                                        propagation=query.get('propagationPolicy') or options.get('propagationPolicy'),
+            options, dry_run = _delete_options(query, body)
+            deleted = self.store.delete(rt, namespace, name, dry_run=dry_run, propagation=options.get('propagationPolicy'),
                                         preconditions=options.get('preconditions'))
             if rt is POD or deleted['metadata'].get('deletionTimestamp'):
                 return 200, deleted, JSON

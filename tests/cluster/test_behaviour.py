@@ -93,3 +93,36 @@ def test_issue15_dry_run_update_answers_the_new_object_and_stores_nothing(cluste
     assert answer.data == {'k': '2'}
     stored = core.read_namespaced_config_map('cfg', scratch)
     assert stored.data == {'k': '1'} and stored.metadata.resource_version == cm.metadata.resource_version
+
+
+def test_issue15_delete_with_a_body_ignores_the_query_dry_run(cluster, scratch):
+    """DELETE takes its DeleteOptions from the body when there is one; the query's ``dryRun=All`` is then ignored.
+
+    Found by the real v1.37.2 kube-apiserver (issue 15): the kubernetes client's
+    ``delete_namespaced_pod(body=DeleteOptions, dry_run='All')`` sends both, and the object IS deleted.
+    The double honoured the query, so the cluster modules' check mode (daemonset_restart's dry-run pod
+    deletes, module_utils/k8s/client.py delete_pod) looked safe on the double while deleting every
+    planned pod on a real cluster. Only ``dryRun`` inside the body (or a DELETE without a body) is a dry run.
+    """
+    core = cluster.core
+
+    def configmap(name):
+        core.create_namespaced_config_map(scratch, {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': name}})
+
+    def exists(name):
+        return bool(core.list_namespaced_config_map(scratch, field_selector='metadata.name=%s' % name).items)
+
+    options = {'apiVersion': 'v1', 'kind': 'DeleteOptions'}
+    configmap('query-and-body')
+    core.delete_namespaced_config_map('query-and-body', scratch, body=options, dry_run='All')
+    assert not exists('query-and-body'), '%s: the query dryRun was honoured although a body was sent' % cluster.server
+    configmap('in-body')
+    core.delete_namespaced_config_map('in-body', scratch, body=dict(options, dryRun=['All']))
+    assert exists('in-body'), cluster.server
+    configmap('query-only')
+    method, url, headers, body, post = cluster.api.param_serialize(
+        'DELETE', '/api/v1/namespaces/{namespace}/configmaps/{name}', path_params={'namespace': scratch, 'name': 'query-only'},
+        query_params=[('dryRun', 'All')], header_params={'Accept': 'application/json'}, auth_settings=['BearerToken'])
+    assert body is None                                                    # no DeleteOptions body at all
+    assert cluster.api.call_api(method, url, headers, body, post).status == 200
+    assert exists('query-only'), cluster.server
