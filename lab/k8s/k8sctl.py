@@ -26,8 +26,8 @@ Environment:
   NETMEDIC_K8S_STATE      runtime dir: PKI, etcd data, clean snapshot, logs, pids
                           (default /run/netmedic-k8s: outside the VM lab's runtime dir, which
                           `labctl down` removes as a whole)
-  NETMEDIC_K8S_KUBECONFIG the admin kubeconfig written by `up`
-                          (default $NETMEDIC_LAB_STATE/k8s/admin.kubeconfig = /run/netmedic-lab/k8s/...)
+  NETMEDIC_K8S_KUBECONFIG the admin kubeconfig written by `up` (default $NETMEDIC_K8S_STATE/admin.kubeconfig:
+                          not under the VM lab's /run/netmedic-lab, which `labctl down` removes)
   NETMEDIC_K8S_PORT_BASE  first of the loopback ports (default 16440): apiserver +3 (16443),
                           etcd client +4, etcd peer +5, controller-manager +6, scheduler +7
   NETMEDIC_K8S_BIN        run the binaries of this dir instead of the cache's (e.g. a partial build;
@@ -62,9 +62,9 @@ from labctl import LabError, log, step  # noqa: E402
 GO_DIR = os.path.join(HERE, 'go')
 CACHE = os.path.join(os.environ.get('NETMEDIC_LAB_CACHE') or '/var/cache/netmedic-lab', 'k8s')
 STATE = os.environ.get('NETMEDIC_K8S_STATE') or '/run/netmedic-k8s'
-KUBECONFIG = os.environ.get('NETMEDIC_K8S_KUBECONFIG') or os.path.join(
-    os.environ.get('NETMEDIC_LAB_STATE') or '/run/netmedic-lab', 'k8s', 'admin.kubeconfig'
-)
+# In the control plane's own state dir: the VM lab's `labctl down` removes /run/netmedic-lab whole
+# (a kubeconfig there vanished in the middle of a test run, issue 15).
+KUBECONFIG = os.environ.get('NETMEDIC_K8S_KUBECONFIG') or os.path.join(STATE, 'admin.kubeconfig')
 LOCK = os.environ.get('NETMEDIC_K8S_LOCK') or '/tmp/netmedic-k8s.lock'
 PORT_BASE = int(os.environ.get('NETMEDIC_K8S_PORT_BASE') or 16440)
 API_PORT = PORT_BASE + 3
