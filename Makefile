@@ -18,8 +18,9 @@
 #                     (.venv-compat, scripts/compat.sh)
 #   make units        pytest tests/unit
 #   make integration  pytest tests/integration (modules run for real in a sandbox)
-#   make apidouble    pytest tests/lab tests/cluster (the lab's Kubernetes API double: behaviour
-#                     suite, cluster modules/roles/playbooks over HTTP through the real client;
+#   make apidouble    pytest tests/lab tests/cluster tests/double (the lab's Kubernetes API double:
+#                     cluster modules/roles/playbooks over HTTP through the real client, the
+#                     double's own behaviour suite in tests/double;
 #                     tests/cluster also runs against a real cluster: tests/cluster/README.md)
 #   make build        ansible-galaxy collection build -> build/, tarball content checked
 #   make lab-test     VM lab: deps, up, pytest tests/labvm (real kernels), then down
@@ -158,8 +159,8 @@ integration: setup
 APIDOUBLE_JOBS ?= 2
 apidouble: setup
 	@mkdir -p tests/output/junit
-	@echo 'pytest -n $(APIDOUBLE_JOBS) tests/lab tests/cluster $(PYTEST_ARGS)'
-	@pytest -n $(APIDOUBLE_JOBS) tests/lab tests/cluster --junitxml=tests/output/junit/apidouble.xml $(PYTEST_ARGS) || { \
+	@echo 'pytest -n $(APIDOUBLE_JOBS) tests/lab tests/cluster tests/double $(PYTEST_ARGS)'
+	@pytest -n $(APIDOUBLE_JOBS) tests/lab tests/cluster tests/double --junitxml=tests/output/junit/apidouble.xml $(PYTEST_ARGS) || { \
 	  rc=$$?; [ $$rc -eq 5 ] && echo 'apidouble: pytest collected no tests (exit 5): failing'; exit $$rc; }
 
 # tests/cluster against the lab's real control plane (lab/k8s/k8sctl, issue 15): build the

@@ -13,7 +13,7 @@
 #          changed playbooks/roles/extensions YAML, antsibull-changelog lint when a
 #          fragment changed, ansible-doc for each changed module
 #   units  pytest tests/unit (all of it: seconds)
-#   tests  pytest on the tests/integration, tests/lab and tests/cluster files that are
+#   tests  pytest on the tests/integration, tests/lab, tests/cluster and tests/double files that are
 #          changed themselves, are named after a changed module/module_utils/role/
 #          playbook, or (for module_utils) are named after a module that imports it,
 #          or import or name it themselves
@@ -79,7 +79,7 @@ done
 step units pytest tests/unit -q -p no:cacheprovider
 
 # 3. the tests of what changed -------------------------------------------------------------
-test_dirs=(tests/integration tests/lab tests/cluster)
+test_dirs=(tests/integration tests/lab tests/cluster tests/double)
 selected=()
 add() { local t; for t in "$@"; do [[ -f "$t" && " ${selected[*]-} " != *" $t "* ]] && selected+=("$t"); done; }
 named() {  # test files named after $1
@@ -87,7 +87,7 @@ named() {  # test files named after $1
 }
 for f in "${files[@]+"${files[@]}"}"; do
     case "$f" in
-        tests/integration/test_*.py|tests/lab/test_*.py|tests/cluster/test_*.py) add "$f" ;;
+        tests/integration/test_*.py|tests/lab/test_*.py|tests/cluster/test_*.py|tests/double/test_*.py) add "$f" ;;
         plugins/modules/*.py|plugins/inventory/*.py|plugins/callback/*.py|playbooks/*.yml)
             stem="$(basename "${f%.*}")"
             mapfile -t hits < <(named "$stem"; grep -rlE "netmedic\.k8s\.$stem\b|playbooks/$stem\.yml|'$stem\.yml'" "${test_dirs[@]}" --include='test_*.py' || true)
