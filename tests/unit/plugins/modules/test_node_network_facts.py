@@ -133,6 +133,28 @@ def test_gke_node_with_kubelet_endpoint(node, make_runner):
     assert (rt['name'], rt['source'], rt['endpoint_source']) == ('containerd', 'kubelet', 'kubelet command line (pid 4242)')
 
 
+def test_issue13_one_kubelet_endpoint_lookup_survives_an_unreadable_kubelet_config(node, make_runner):
+    """Issue 13: node_facts had its own copy of the kubelet endpoint lookup, which broke the runtime
+    probe when /var/lib/kubelet/config.yaml could not be read; runtime.kubelet_endpoint (also used by
+    cni_ipam_gc and stale_pod_process) goes on to the sockets.  The probe now answers as that one lookup."""
+    from ansible_collections.netmedic.k8s.plugins.module_utils import runtime
+    from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
+
+    node.socket('/run/containerd/containerd.sock')
+    (node.root / 'var/lib/kubelet/config.yaml').mkdir(parents=True)  # read -> EISDIR, not "missing"
+    facts = gather(node, make_runner(), probes=['runtime'])
+    assert facts['errors'] == []
+    rt = facts['runtime']
+    assert (rt['available'], rt['name'], rt['source'], rt['endpoint_source']) == (True, 'containerd', 'socket', None)
+    assert runtime.kubelet_endpoint(HostFS(str(node.root))) == (rt['endpoint'], rt['endpoint_source']) == (None, None)
+    # The kubelet's command line still decides, through the same lookup.
+    node.write('/proc/4242/comm', 'kubelet\n')
+    node.write('/proc/4242/cmdline', 'kubelet\0--container-runtime-endpoint=unix:///var/run/crio/crio.sock\0')
+    rt = gather(node, make_runner(), probes=['runtime'])['runtime']
+    assert (rt['name'], rt['source'], rt['endpoint_source']) == ('crio', 'kubelet', 'kubelet command line (pid 4242)')
+    assert runtime.kubelet_endpoint(HostFS(str(node.root))) == (rt['endpoint'], rt['endpoint_source'])
+
+
 def test_bare_node_reports_unavailable_and_never_runs_ipvsadm(tmp_path, make_runner):
     bare = NodeTree(tmp_path / 'bare')
     bare.copy('proc/mounts-host.txt', '/proc/mounts')
