@@ -126,6 +126,23 @@ _FAMILIES = ('ipv4', 'ipv6')
 DNS_PORT = '53'
 
 
+def _entries(listing):
+    """The fields of each entry of a ``conntrack -L`` listing, from the protocol name on.
+
+    The trailer line ("conntrack v1.4.7 (conntrack-tools): N flow entries have been shown")
+    and the ``-o extended`` family columns (``ipv4 2``) are dropped, and so are lines too short
+    to be an entry.
+    """
+    for line in (listing or '').splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith('conntrack'):
+            continue
+        if fields[0] in _FAMILIES:
+            fields = fields[2:]
+        if len(fields) >= 3:
+            yield fields
+
+
 def breakdown(listing, top=5):
     """Counts of a ``conntrack -L`` listing (plain or ``-o extended``), the N-2 diagnosis step.
 
@@ -136,14 +153,7 @@ def breakdown(listing, top=5):
     """
     by_protocol, states, dports = {}, {}, {}
     total = dns = 0
-    for line in (listing or '').splitlines():
-        fields = line.split()
-        if not fields or fields[0].startswith('conntrack'):
-            continue
-        if fields[0] in _FAMILIES:
-            fields = fields[2:]
-        if len(fields) < 3:
-            continue
+    for fields in _entries(listing):
         proto = fields[0]
         total += 1
         by_protocol[proto] = by_protocol.get(proto, 0) + 1
@@ -189,13 +199,8 @@ def nat_usage(listing, top=5):
     """
     groups = {}
     total = 0
-    for line in (listing or '').splitlines():
-        fields = line.split()
-        if not fields or fields[0].startswith('conntrack'):
-            continue
-        if fields[0] in _FAMILIES:
-            fields = fields[2:]
-        if len(fields) < 3 or fields[0] not in ('tcp', 'udp', 'sctp', 'dccp'):
+    for fields in _entries(listing):
+        if fields[0] not in ('tcp', 'udp', 'sctp', 'dccp'):
             continue
         dirs = _directions(fields)
         if len(dirs) < 2:

@@ -13,8 +13,9 @@ entries.
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
+
+from ansible_collections.netmedic.k8s.plugins.module_utils import netlink
 
 # Entries that point to nothing (resolution failed or in progress).
 UNRESOLVED_STATES = ('FAILED', 'INCOMPLETE')
@@ -54,18 +55,9 @@ def parse_neigh_json(text):
     Each entry: ``{'dst', 'dev', 'lladdr' (or None), 'state' (first state word or
     None), 'states' (all), 'router' (bool)}``.
     """
-    text = (text or '').strip()
-    if not text:
-        return []
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        raise NeighError('ip -j neigh printed invalid JSON: %s' % e) from None
-    if not isinstance(data, list):
-        raise NeighError('ip -j neigh printed %s, expected a list' % type(data).__name__)
     entries = []
-    for item in data:
-        if not isinstance(item, dict) or 'dst' not in item:
+    for item in netlink.load_json_list(text, 'ip -j neigh', NeighError):
+        if 'dst' not in item:
             continue
         states = item.get('state') or []
         if isinstance(states, str):

@@ -18,16 +18,21 @@ class LinkError(ValueError):
     pass
 
 
-def _load(text, what):
+def load_json_list(text, what, error=LinkError):
+    """The objects of an iproute2 ``-j`` listing (``ip -j link``, ``ip -j neigh``, ``bridge -j fdb``).
+
+    Empty output is an empty list; invalid JSON or anything but a list raises ``error`` naming
+    ``what`` printed it; items that are not objects are dropped.
+    """
     text = (text or '').strip()
     if not text:
         return []
     try:
         data = json.loads(text)
     except ValueError as e:
-        raise LinkError('%s printed invalid JSON: %s' % (what, e)) from None
+        raise error('%s printed invalid JSON: %s' % (what, e)) from None
     if not isinstance(data, list):
-        raise LinkError('%s printed %s, expected a list' % (what, type(data).__name__))
+        raise error('%s printed %s, expected a list' % (what, type(data).__name__))
     return [d for d in data if isinstance(d, dict)]
 
 
@@ -38,7 +43,7 @@ def parse_links(text):
     'operstate', 'admin_up', 'lower_up', 'flags', 'address'}``.
     """
     links = {}
-    for item in _load(text, 'ip -j link show'):
+    for item in load_json_list(text, 'ip -j link show'):
         name = item.get('ifname')
         if not name:
             continue
@@ -117,7 +122,7 @@ def parse_addresses(text):
     One row per IP address; used to find the interface (and MAC) holding a VIP.
     """
     rows = []
-    for item in _load(text, 'ip -j addr show'):
+    for item in load_json_list(text, 'ip -j addr show'):
         for addr in item.get('addr_info') or []:
             if 'local' not in addr:
                 continue
@@ -183,7 +188,7 @@ def learned_macs(fdb_text, bridge):
     multicast/unicast entries) and not ``permanent``/``static`` (the port's own address).
     """
     out = {}
-    for entry in _load(fdb_text, 'bridge -j fdb show'):
+    for entry in load_json_list(fdb_text, 'bridge -j fdb show'):
         if entry.get('master') != bridge or 'self' in (entry.get('flags') or []):
             continue
         if (entry.get('state') or '') in ('permanent', 'static', 'noarp'):
