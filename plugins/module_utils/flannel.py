@@ -262,20 +262,12 @@ def _read(path):
 
 def _copy_exclusive(src, dst):
     """Create ``dst`` with ``src``'s bytes and times; False when ``dst`` already exists."""
-    data = _read(src)
-    st = os.lstat(src)
     try:
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o644)
+        ipam.copy_exclusive(src, dst, 0o644)
     except OSError as e:
         if e.errno == errno.EEXIST:
             return False
         raise
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.utime(dst, (st.st_atime, st.st_mtime))
     return True
 
 

@@ -412,6 +412,23 @@ def fsync_dir(path):
         os.close(fd)
 
 
+def copy_exclusive(src, dst, mode):
+    """Create ``dst`` (``mode``, never following a link) with ``src``'s bytes and times, fsynced.
+
+    Raises OSError ``EEXIST`` when ``dst`` already exists: nothing is ever overwritten.
+    """
+    st = os.lstat(src)
+    with open(src, 'rb') as f:
+        data = f.read()
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.utime(dst, (st.st_atime, st.st_mtime))
+
+
 def move_to_backup(src, dst, sync_dirs=True):
     """Move one file so that it always exists in at least one of the two places.
 
@@ -432,16 +449,7 @@ def move_to_backup(src, dst, sync_dirs=True):
             raise
         method = 'copy'
         tmp = dst + '.partial'
-        st = os.lstat(src)
-        with open(src, 'rb') as f:
-            data = f.read()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.utime(tmp, (st.st_atime, st.st_mtime))
+        copy_exclusive(src, tmp, 0o600)
         os.rename(tmp, dst)
         fsync_dir(os.path.dirname(dst))
         os.unlink(src)
