@@ -83,7 +83,7 @@ def test_issue11_check_mode_needs_no_change_id(make_double, tmp_path):
 
 def test_issue11_apply_with_change_id_runs(make_double, tmp_path):
     double = make_double()
-    rc, results, output = _run(double, tmp_path, '-e', 'netmedic_change_id=CHG-4711')
+    rc, _results, output = _run(double, tmp_path, '-e', 'netmedic_change_id=CHG-4711')
     assert rc == 0, output
     assert _max_per_core(double) == 65536
     assert double.store.find('leases', NS, LEASE) is None      # released

@@ -123,6 +123,7 @@ def _play(lab, tmp_path, double, targets, name):
                ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
                NETMEDIC_REPORT_DIR=str(tmp_path / 'report'), TMPDIR=str(tmp_path))
     cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', lab['inventory'], '-i', str(local),
+           '-e', 'netmedic_change_id=CHG-LABVM-TEST',
            '-e', 'netmedic_targets=%s' % ','.join(targets), '-e', 'netmedic_reboot_timeout=900',
            '-e', 'netmedic_drain_timeout=120', '-e', 'netmedic_flannel_restart_timeout=120',
            str(ROOT / 'playbooks' / 'flannel_datadir_migration.yml')]

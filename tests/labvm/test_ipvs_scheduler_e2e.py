@@ -37,7 +37,7 @@ def _play(lab, tmp_path, double):
                ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
                NETMEDIC_REPORT_DIR=str(tmp_path / 'report'), TMPDIR=str(tmp_path))
     cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', lab['inventory'], '-i', str(local),
-           '-e', 'ipvs_scheduler_name=lc', '-e', 'ipvs_scheduler_timeout=120',
+           '-e', 'netmedic_change_id=CHG-LABVM-TEST', '-e', 'ipvs_scheduler_name=lc', '-e', 'ipvs_scheduler_timeout=120',
            '-e', 'netmedic_targets=%s:%s' % (lab['nodes'][0], lab['nodes'][1]),
            str(ROOT / 'playbooks' / 'ipvs_scheduler_change.yml')]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
