@@ -30,6 +30,7 @@ description:
 author:
   - netmedic maintainers (@netmedic)
 extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
   - netmedic.k8s.k8s_auth
   - ansible.builtin.action_common_attributes
 attributes:
@@ -229,7 +230,7 @@ def _apply_patch(cluster, name, make_patch, timeout, dry_run, retries=3):
 def _evict(cluster, pod, p, dry_run):
     """'evicted', 'gone' or ('blocked', message); any other API answer raises."""
     meta = pod['metadata']
-    body = du.eviction_body(pod, p['grace_period'])
+    body = du.eviction_body(pod, p['grace_period'], dry_run=dry_run)
     kwargs = {'_request_timeout': p['request_timeout']}
     if dry_run:
         kwargs['dry_run'] = 'All'
