@@ -413,11 +413,11 @@ def delete_pod(cluster, namespace, name, uid=None, dry_run=False):
     body = {'apiVersion': 'v1', 'kind': 'DeleteOptions'}
     if uid:
         body['preconditions'] = {'uid': uid}
+    kwargs = {'body': body}
+    if dry_run:
         # In the body: with a DeleteOptions body the kube-apiserver reads the options from the body
         # only and ignores ?dryRun= (measured on v1.37.2, issue 15): a query-only dry run deleted.
         body['dryRun'] = ['All']
-    kwargs = {'body': body}
-    if dry_run:
         kwargs['dry_run'] = 'All'
     try:
         return _json_call('deleting Pod %s/%s' % (namespace, name), cluster.core.delete_namespaced_pod, name, namespace, **kwargs)
