@@ -6,76 +6,12 @@ from __future__ import annotations
 
 
 class ModuleDocFragment(object):
-    # The same connection options and K8S_AUTH_* variables as kubernetes.core, so an
-    # inventory or AWX credential written for kubernetes.core works unchanged.
+    # Only what netmedic adds to kubernetes.core's connection options: the modules also extend
+    # kubernetes.core.k8s_auth_options (the options, their K8S_AUTH_* variables and the client
+    # configuration are kubernetes.core's own), so an inventory, module_defaults or AWX credential
+    # written for kubernetes.core works unchanged.
     DOCUMENTATION = r"""
 options:
-  kubeconfig:
-    description:
-      - Path to a kubeconfig file, or the kubeconfig content as a dictionary.
-      - Without it (and without O(host)) the in-cluster service account is used when the module runs
-        in a pod, else C(~/.kube/config).
-      - Can also be set with E(K8S_AUTH_KUBECONFIG).
-      - Never logged to syslog (it is C(no_log)); in task results only the credentials of an inline kubeconfig
-        (C(token), C(client-key-data), C(password), ...) are masked, the rest (and a path) stays readable.
-    type: raw
-  context:
-    description:
-      - The kubeconfig context to use. Can also be set with E(K8S_AUTH_CONTEXT).
-    type: str
-  host:
-    description:
-      - The Kubernetes API URL. Can also be set with E(K8S_AUTH_HOST).
-    type: str
-  api_key:
-    description:
-      - A bearer token for the API. Can also be set with E(K8S_AUTH_API_KEY). Never logged.
-    type: str
-  username:
-    description:
-      - User name for basic authentication. Can also be set with E(K8S_AUTH_USERNAME).
-    type: str
-  password:
-    description:
-      - Password for basic authentication. Can also be set with E(K8S_AUTH_PASSWORD). Never logged.
-    type: str
-  client_cert:
-    description:
-      - Path to a client certificate file. Can also be set with E(K8S_AUTH_CERT_FILE).
-    type: path
-    aliases: [cert_file]
-  client_key:
-    description:
-      - Path to the client certificate's key file. Can also be set with E(K8S_AUTH_KEY_FILE).
-    type: path
-    aliases: [key_file]
-  ca_cert:
-    description:
-      - Path to a CA bundle to verify the API server with. Can also be set with E(K8S_AUTH_SSL_CA_CERT).
-    type: path
-    aliases: [ssl_ca_cert]
-  validate_certs:
-    description:
-      - Whether to verify the API server's TLS certificate. Can also be set with E(K8S_AUTH_VERIFY_SSL).
-    type: bool
-    aliases: [verify_ssl]
-  proxy:
-    description:
-      - An HTTP proxy URL for API requests. Can also be set with E(K8S_AUTH_PROXY).
-    type: str
-  no_proxy:
-    description:
-      - Comma-separated hosts/domains/IPs/CIDRs that bypass O(proxy). Can also be set with E(K8S_AUTH_NO_PROXY).
-    type: str
-  impersonate_user:
-    description:
-      - User to impersonate. Can also be set with E(K8S_AUTH_IMPERSONATE_USER).
-    type: str
-  impersonate_groups:
-    description:
-      - Groups to impersonate. Can also be set with E(K8S_AUTH_IMPERSONATE_GROUPS) (comma separated).
-    type: list
-    elements: str
   request_timeout:
     description:
       - Seconds every single request to the API server may take (connect, send, answer), above 0 and at most 3600.
@@ -91,8 +27,17 @@ options:
     type: int
     default: 3
 requirements:
+  - the C(kubernetes.core) collection (6.x), whose auth options and client configuration are used
   - kubernetes >= 24.2.0 (the official Python client), on the host that runs the module (usually the controller)
 notes:
+  - >-
+    The connection options (O(kubeconfig), O(context), O(host), O(api_key), ..., O(proxy_headers), O(persist_config),
+    O(impersonate_user), O(impersonate_groups)) and their C(K8S_AUTH_*) variables are those of C(kubernetes.core),
+    read by its own code. An explicit O(api_key) (or O(username)/O(password)) replaces the kubeconfig's credentials,
+    including a token refresh hook.
+  - >-
+    O(kubeconfig) is never logged to syslog (it is C(no_log)); in task results only the credentials of an inline
+    kubeconfig (C(token), C(client-key-data), C(password), ...) are masked, the rest (and a path) stays readable.
   - >-
     Run cluster modules on the controller (C(delegate_to: localhost) or a play on localhost) with an
     interpreter that has the C(kubernetes) package; netmedic's venv has it.

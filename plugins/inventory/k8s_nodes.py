@@ -17,51 +17,27 @@ description:
   - Groups - C(k8s_nodes) (all), C(k8s_ready) / C(k8s_not_ready), C(k8s_cordoned), C(k8s_role_<role>) from the
     C(node-role.kubernetes.io/<role>) labels, plus O(keyed_groups)/O(groups)/O(compose) as in C(constructed).
   - If the API cannot be read, the inventory fails to load; it is never silently empty.
-  - Connection settings are those of the netmedic and C(kubernetes.core) modules, with the same C(K8S_AUTH_*)
-    environment variables.
+  - Connection settings are C(kubernetes.core)'s auth options with the same C(K8S_AUTH_*) environment variables
+    (an option left unset falls back to its variable, read by C(kubernetes.core)'s own code), plus netmedic's
+    O(request_timeout)/O(request_retries) - the same set the netmedic cluster modules take.
+  - With O(cache) on, the Node list is kept in the configured inventory cache, under a key per inventory source
+    and per connection (the resolved connection settings, hashed, and O(label_selector)), so two sources or two
+    clusters never share an entry. A failed read is never cached.
 author:
   - netmedic maintainers (@netmedic)
 requirements:
   - kubernetes (Python client)
+  - the C(kubernetes.core) collection
 extends_documentation_fragment:
   - constructed
+  - inventory_cache
+  - kubernetes.core.k8s_auth_options
+  - netmedic.k8s.k8s_auth
 options:
   plugin:
     description: Marks the file as this plugin's.
     required: true
     choices: [netmedic.k8s.k8s_nodes]
-  kubeconfig:
-    description: Path to a kubeconfig file.
-    type: path
-    env:
-      - name: K8S_AUTH_KUBECONFIG
-  context:
-    description: Kubeconfig context.
-    type: str
-    env:
-      - name: K8S_AUTH_CONTEXT
-  host:
-    description: API URL.
-    type: str
-    env:
-      - name: K8S_AUTH_HOST
-  api_key:
-    description: Bearer token.
-    type: str
-    env:
-      - name: K8S_AUTH_API_KEY
-  ca_cert:
-    description: CA bundle for the API server certificate.
-    type: path
-    aliases: [ssl_ca_cert]
-    env:
-      - name: K8S_AUTH_SSL_CA_CERT
-  validate_certs:
-    description: Verify the API server certificate.
-    type: bool
-    aliases: [verify_ssl]
-    env:
-      - name: K8S_AUTH_VERIFY_SSL
   label_selector:
     description: Only Nodes matching this label selector (V(node-role.kubernetes.io/worker), V(pool=blue)).
     type: str
@@ -88,12 +64,22 @@ compose:
   ansible_user: "'root'"
 
 # then: ansible-playbook -i inventories/cluster.k8s_nodes.yml playbooks/diagnose.yml
+
+# Token and API URL from the environment (K8S_AUTH_HOST, K8S_AUTH_API_KEY, K8S_AUTH_SSL_CA_CERT), the Node list
+# cached for 10 minutes in JSON files:
+plugin: netmedic.k8s.k8s_nodes
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: ~/.cache/netmedic-inventory
+cache_timeout: 600
 """
 
+import hashlib
+import json
 import re
 
 from ansible.errors import AnsibleParserError
-from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 
@@ -135,40 +121,57 @@ def node_vars(node, address_types):
     }
 
 
-class InventoryModule(BaseInventoryPlugin, Constructable):
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = 'netmedic.k8s.k8s_nodes'
 
     def verify_file(self, path):
         return super(InventoryModule, self).verify_file(path) and path.endswith(('k8s_nodes.yml', 'k8s_nodes.yaml'))
 
-    def _list_nodes(self):
+    def _params(self):
+        return {key: self.get_option(key) for key in k8s_client.AUTH_ARG_SPEC}
+
+    def _connection_digest(self, params):
+        """A hash of the resolved connection (options, else K8S_AUTH_* variables) and the selector, for the cache key."""
+        auth = k8s_client.core_client._create_auth_spec(None, **k8s_client._core_kwargs(params))
+        headers = k8s_client.core_client._create_headers(None, **k8s_client._core_kwargs(params))
+        data = json.dumps([auth, headers, self.get_option('label_selector')], sort_keys=True, default=str)
+        return hashlib.sha256(data.encode('utf-8')).hexdigest()[:16]
+
+    def _list_nodes(self, params):
         if not k8s_client.HAS_K8S:
             raise AnsibleParserError('netmedic.k8s.k8s_nodes needs the kubernetes Python package: %s' % k8s_client.K8S_IMPORT_ERROR)
-        params = {key: self.get_option(key) for key in ('kubeconfig', 'context', 'host', 'api_key', 'ca_cert', 'validate_certs')}
         try:
-            api = k8s_client.api_client(params)
-            core = k8s_client.k8s.CoreV1Api(api)
-            items, token = [], None
-            while True:
-                kwargs = {'limit': 500}
-                if token:
-                    kwargs['_continue'] = token
-                if self.get_option('label_selector'):
-                    kwargs['label_selector'] = self.get_option('label_selector')
-                page = core.list_node(**kwargs)
-                items.extend(api.sanitize_for_serialization(n) for n in page.items)
-                token = page.metadata._continue if page.metadata else None
-                if not token:
-                    return items
-        except k8s_client.K8sError as e:
-            raise AnsibleParserError('netmedic.k8s.k8s_nodes: %s' % e.msg)
-        except Exception as e:  # ApiException, connection errors: never an empty inventory
+            cluster = k8s_client.Cluster(params)
+            return k8s_client.list_objects(cluster, 'Node', label_selector=self.get_option('label_selector'))
+        except k8s_client.K8sError as e:  # API errors, timeouts, bad connection settings: never an empty inventory
+            raise AnsibleParserError('netmedic.k8s.k8s_nodes: cannot list Nodes: %s' % e.msg)
+        except Exception as e:  # connection errors and the like
             raise AnsibleParserError('netmedic.k8s.k8s_nodes: cannot list Nodes: %s' % k8s_client.api_error(e, 'listing Nodes').msg)
+
+    def _nodes(self, path, cache):
+        """The Node list, from the inventory cache when it is on and holds this source's entry."""
+        if not k8s_client.HAS_K8S_CORE:
+            raise AnsibleParserError('netmedic.k8s.k8s_nodes needs the kubernetes.core collection: %s' % k8s_client.K8S_CORE_IMPORT_ERROR)
+        params = self._params()
+        use_cache = bool(self.get_option('cache'))
+        if not use_cache:
+            return self._list_nodes(params)
+        key = '%s_%s' % (self.get_cache_key(path), self._connection_digest(params))
+        if cache:
+            try:
+                cached = self._cache[key]
+            except KeyError:
+                cached = None
+            if isinstance(cached, list):
+                return cached
+        nodes = self._list_nodes(params)
+        self._cache[key] = nodes
+        return nodes
 
     def parse(self, inventory, loader, path, cache=True):
         super(InventoryModule, self).parse(inventory, loader, path, cache)
         self._read_config_data(path)
-        nodes = self._list_nodes()
+        nodes = self._nodes(path, cache)
         strict = self.get_option('strict')
         self.inventory.add_group('k8s_nodes')
         for node in sorted(nodes, key=lambda n: n['metadata']['name']):

@@ -23,6 +23,7 @@ description:
 author:
   - netmedic maintainers (@netmedic)
 extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
   - netmedic.k8s.k8s_auth
   - ansible.builtin.action_common_attributes
 attributes:

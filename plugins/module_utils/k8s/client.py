@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The Kubernetes API client for cluster modules (catalog C-*, D-*).
 
-Connection options and ``K8S_AUTH_*`` variables match kubernetes.core (see the
-``netmedic.k8s.k8s_auth`` doc fragment).  Errors are turned into one message that
+Connection options, ``K8S_AUTH_*`` variables and the client configuration are kubernetes.core's,
+imported from it (doc fragment ``kubernetes.core.k8s_auth_options``); netmedic adds only
+``request_timeout``/``request_retries`` (doc fragment ``netmedic.k8s.k8s_auth``).  Errors are turned into one message that
 names the verb, the object and the API's own reason.  "Not found" is the only
 error a caller may read as "absent"; anything else fails, so a read that could not
 be made is never mistaken for an empty result.
@@ -17,6 +18,7 @@ own urllib3 retries are off, so a hung API server fails once, within the timeout
 
 from __future__ import annotations
 
+import copy
 import datetime
 import email.utils
 import json
@@ -24,11 +26,8 @@ import random
 import time
 import traceback
 
-from ansible.module_utils.basic import env_fallback
-
 try:
     from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
     from kubernetes.client.rest import ApiException
     from kubernetes.config.config_exception import ConfigException
     HAS_K8S = True
@@ -44,28 +43,33 @@ except ImportError:  # pragma: no cover - reported through missing_required_lib
         """Stand-in so ``except ConfigException`` stays valid without the client."""
 
 
-def _env(name):
-    return dict(fallback=(env_fallback, [name]))
+try:
+    # The auth options, their K8S_AUTH_* variables and the Configuration they build are kubernetes.core's,
+    # imported (not copied), so they behave exactly as in kubernetes.core's own modules.
+    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC as CORE_AUTH_ARG_SPEC
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s import client as core_client
+    HAS_K8S_CORE = True
+    K8S_CORE_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - the collection declares kubernetes.core as a dependency
+    CORE_AUTH_ARG_SPEC = {}
+    core_client = None
+    HAS_K8S_CORE = False
+    K8S_CORE_IMPORT_ERROR = traceback.format_exc()
 
 
-AUTH_ARG_SPEC = dict(
-    kubeconfig=dict(type='raw', no_log=True, **_env('K8S_AUTH_KUBECONFIG')),  # may be an inline dict with a token (#10 h4)
-    context=dict(type='str', **_env('K8S_AUTH_CONTEXT')),
-    host=dict(type='str', **_env('K8S_AUTH_HOST')),
-    api_key=dict(type='str', no_log=True, **_env('K8S_AUTH_API_KEY')),
-    username=dict(type='str', **_env('K8S_AUTH_USERNAME')),
-    password=dict(type='str', no_log=True, **_env('K8S_AUTH_PASSWORD')),
-    client_cert=dict(type='path', aliases=['cert_file'], **_env('K8S_AUTH_CERT_FILE')),
-    client_key=dict(type='path', aliases=['key_file'], no_log=False, **_env('K8S_AUTH_KEY_FILE')),
-    ca_cert=dict(type='path', aliases=['ssl_ca_cert'], **_env('K8S_AUTH_SSL_CA_CERT')),
-    validate_certs=dict(type='bool', aliases=['verify_ssl'], **_env('K8S_AUTH_VERIFY_SSL')),
-    proxy=dict(type='str', **_env('K8S_AUTH_PROXY')),
-    no_proxy=dict(type='str', **_env('K8S_AUTH_NO_PROXY')),
-    impersonate_user=dict(type='str', **_env('K8S_AUTH_IMPERSONATE_USER')),
-    impersonate_groups=dict(type='list', elements='str', **_env('K8S_AUTH_IMPERSONATE_GROUPS')),
-    request_timeout=dict(type='float', default=30.0),
-    request_retries=dict(type='int', default=3),
-)
+def _auth_arg_spec():
+    spec = copy.deepcopy(CORE_AUTH_ARG_SPEC)
+    if 'kubeconfig' in spec:
+        # An inline kubeconfig may carry a token: never in syslog (issue 10 hole 4); Result masks its credentials.
+        spec['kubeconfig']['no_log'] = True
+    spec['request_timeout'] = dict(type='float', default=30.0)
+    spec['request_retries'] = dict(type='int', default=3)
+    return spec
+
+
+# kubernetes.core's auth options (doc fragment kubernetes.core.k8s_auth_options) plus netmedic's
+# request_timeout/request_retries (doc fragment netmedic.k8s.k8s_auth).
+AUTH_ARG_SPEC = _auth_arg_spec()
 
 DEFAULT_POLICY = {'timeout': 30.0, 'retries': 3}
 MAX_TIMEOUT = 3600.0
@@ -154,66 +158,60 @@ def api_error(exc, doing):
                     status=status, reason=reason)
 
 
+def _core_kwargs(params):
+    return {name: params.get(name) for name in CORE_AUTH_ARG_SPEC}
+
+
 def configuration(params):
-    """A ``kubernetes.client.Configuration`` from the module's connection options."""
-    cfg = k8s.Configuration()
-    kubeconfig = params.get('kubeconfig')
-    context = params.get('context')
+    """A ``kubernetes.client.Configuration`` from the module's connection options.
+
+    kubernetes.core builds it (``_create_auth_spec``: options, else ``K8S_AUTH_*`` variables;
+    ``_create_configuration``: in-cluster, kubeconfig, ``persist_config``, proxy headers), then
+    netmedic's fixes are applied to that object: no urllib3 retries, and an explicit token or basic
+    login replaces the kubeconfig's refresh hook instead of being overwritten by it.
+    """
+    if not HAS_K8S_CORE:
+        raise K8sError('the kubernetes.core collection is required for the connection options: %s' % K8S_CORE_IMPORT_ERROR)
+    auth = core_client._create_auth_spec(None, **_core_kwargs(params))
+    # kubernetes.core loads the kubeconfig into the client's process-wide default Configuration and
+    # copies it; start from a clean default and restore it, so two sources (inventory files, tests)
+    # in one process never inherit each other's credentials.
+    saved = k8s.Configuration._default
+    k8s.Configuration._default = None
     try:
-        if isinstance(kubeconfig, dict):
-            k8s_config.load_kube_config_from_dict(kubeconfig, context=context, client_configuration=cfg)
-        elif kubeconfig:
-            k8s_config.load_kube_config(config_file=str(kubeconfig), context=context, client_configuration=cfg)
-        elif not params.get('host'):
-            try:
-                k8s_config.load_incluster_config(client_configuration=cfg)
-            except ConfigException:
-                k8s_config.load_kube_config(context=context, client_configuration=cfg)
-    except (ConfigException, IOError, OSError) as e:
+        cfg = core_client._create_configuration(auth)
+    except (ConfigException, IOError, OSError, TypeError, ValueError, KeyError) as e:
         raise K8sError('could not load the Kubernetes connection configuration: %s' % (e,))
+    finally:
+        k8s.Configuration._default = saved
     # No hidden urllib3 retries: _raw_call retries what is safe to retry, so a hung server fails once.
     cfg.retries = False
-    if params.get('host'):
-        cfg.host = params['host']
-    if params.get('api_key'):
+    if auth.get('api_key'):
         # An explicit token wins over the kubeconfig's: drop the kubeconfig's refresh hook (it would
         # put its own token back on every request) and its BearerToken entry.
         cfg.refresh_api_key_hook = None
         cfg.api_key_prefix = {}
-        cfg.api_key = {'authorization': 'Bearer %s' % params['api_key']}
-    if params.get('username'):
-        cfg.username = params['username']
-    if params.get('password'):
-        cfg.password = params['password']
-    if params.get('username') and params.get('password'):
+        cfg.api_key = {'authorization': 'Bearer %s' % auth['api_key']}
+    elif auth.get('username') and auth.get('password'):
         cfg.refresh_api_key_hook = None
         cfg.api_key_prefix = {}
         cfg.api_key = {'authorization': cfg.get_basic_auth_token()}
-    if params.get('client_cert'):
-        cfg.cert_file = params['client_cert']
-    if params.get('client_key'):
-        cfg.key_file = params['client_key']
-    if params.get('ca_cert'):
-        cfg.ssl_ca_cert = params['ca_cert']
-    if params.get('validate_certs') is not None:
-        cfg.verify_ssl = params['validate_certs']
-    if params.get('proxy'):
-        cfg.proxy = params['proxy']
-    if params.get('no_proxy'):
-        cfg.no_proxy = params['no_proxy']
     return cfg
 
 
 def api_client(params):
-    """An ApiClient for the module options; ``_raw_call`` takes its timeout and retries from ``netmedic_policy``."""
+    """An ApiClient for the module options; ``_raw_call`` takes its timeout and retries from ``netmedic_policy``.
+
+    The impersonation headers are kubernetes.core's (``impersonate_user``/``impersonate_groups`` or
+    their ``K8S_AUTH_*`` variables; one ``Impersonate-Group`` header per group).
+    """
     policy = request_policy(params)
     api = k8s.ApiClient(configuration(params))
     api.netmedic_policy = policy
-    if params.get('impersonate_user'):
-        api.set_default_header('Impersonate-User', params['impersonate_user'])
-    if params.get('impersonate_groups'):
-        # One header carrying a comma-joined list (RFC 7230 list syntax).
-        api.set_default_header('Impersonate-Group', ','.join(params['impersonate_groups']))
+    headers = core_client._create_headers(None, **_core_kwargs(params))
+    for header in ('Impersonate-User', 'Impersonate-Group'):
+        if headers.get(header):
+            core_client._set_header(api, header, headers[header])
     return api
 
 
