@@ -10,6 +10,7 @@ divergence. They write only into a namespace of their own (``scratch``).
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from kubernetes.client.rest import ApiException
@@ -126,3 +127,33 @@ def test_issue15_delete_with_a_body_ignores_the_query_dry_run(cluster, scratch):
     assert body is None                                                    # no DeleteOptions body at all
     assert cluster.api.call_api(method, url, headers, body, post).status == 200
     assert exists('query-only'), cluster.server
+
+
+def test_issue15_eviction_that_would_break_the_budget_is_429(cluster, scratch):
+    """node_drain's retry loop rests on this: an eviction the PDB forbids is a 429 naming the budget, and the pod stays.
+
+    On the real server the disruption controller computes the budget from the pod's readiness (the pod
+    is scheduled onto a simulated node and made Ready by lab/k8s/nodesim.py, so this needs ``k8sctl seed``).
+    """
+    core = cluster.core
+    pod = core.create_namespaced_pod(scratch, {'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': 'only', 'labels': {'app': 'only'}},
+                                               'spec': {'containers': [{'name': 'c', 'image': 'registry.lab.invalid/pause:3.10'}]}})
+    cluster.policy.create_namespaced_pod_disruption_budget(scratch, {
+        'apiVersion': 'policy/v1', 'kind': 'PodDisruptionBudget', 'metadata': {'name': 'only'},
+        'spec': {'minAvailable': 1, 'selector': {'matchLabels': {'app': 'only'}}}})
+    deadline = time.monotonic() + 90
+    while True:
+        pdb = cluster.policy.read_namespaced_pod_disruption_budget('only', scratch)
+        if pdb.status and pdb.status.observed_generation == pdb.metadata.generation and pdb.status.current_healthy == 1:
+            break
+        assert time.monotonic() < deadline, ('%s: the budget never counted the pod healthy' % cluster.server, pdb.status,
+                                             core.read_namespaced_pod('only', scratch).status.phase)
+        time.sleep(0.5)
+    assert pdb.status.disruptions_allowed == 0
+    with pytest.raises(ApiException) as info:
+        core.create_namespaced_pod_eviction('only', scratch, {'apiVersion': 'policy/v1', 'kind': 'Eviction',
+                                                              'metadata': {'name': 'only', 'namespace': scratch}})
+    status, reason, message, _fields = _error(info.value)
+    assert (status, reason) == (429, 'TooManyRequests') and 'disruption budget' in message, (cluster.server, status, reason, message)
+    stored = core.read_namespaced_pod('only', scratch)
+    assert stored.metadata.uid == pod.metadata.uid and not stored.metadata.deletion_timestamp
