@@ -67,6 +67,12 @@ MODULES = {
     'k8s_patch_daemonset': [('namespace', 'apps', 'daemonsets', ('get', 'patch'))],   # kubernetes.core.k8s state=patched
     'k8s_delete_node': [('cluster', '', 'nodes', ('get', 'delete'))],                  # kubernetes.core.k8s state=absent
     'backup_retention': [('namespace', '', 'configmaps', ('list', 'delete'))],
+    # role ipam_cleanup_daemonset (kubernetes.core.k8s apply / state=absent) and the playbook's rollout wait (k8s_info).
+    'k8s_ipam_cleanup_objects': [
+        ('namespace', '', 'serviceaccounts', ('get', 'create', 'patch', 'delete')),
+        ('namespace', '', 'configmaps', ('get', 'create', 'patch', 'delete')),
+        ('namespace', 'apps', 'daemonsets', ('get', 'list', 'create', 'patch', 'delete')),
+    ],
     'network_audit': [
         ('cluster', '', 'nodes', ('list',)),
         ('cluster', '', 'pods', ('list',)),
@@ -102,6 +108,14 @@ PLAYBOOKS = {
     'cilium_lb_maps': {
         'catalog': 'W-6 (N-10)',
         'modules': CHANGE_GUARD + ['health_gate', 'daemonset_restart', 'k8s_info_daemonset'],
+    },
+    'daemonset_restart': {
+        'catalog': 'C-7',
+        'modules': CHANGE_GUARD + ['health_gate', 'daemonset_restart'],
+    },
+    'ipam_cleanup_daemonset': {
+        'catalog': 'C-8 (N-1)',
+        'modules': CHANGE_GUARD + ['health_gate', 'k8s_ipam_cleanup_objects'],
     },
     'ipam_gc_fleet': {
         'catalog': 'W-7 (N-1)',
@@ -144,7 +158,7 @@ PLAYBOOKS = {
 # tests/lab/test_backup_retention.py); the others are derived from the modules they call, not yet proved by a run.
 PROVED = ('conntrack_tuning', 'udp_timeout', 'ipvs_scheduler_change', 'ipam_gc_fleet', 'backup_retention', 'read-only',
           'flannel_config', 'terway_config', 'ip_masq_agent', 'node_rotation', 'flannel_datadir_migration', 'cilium_lb_maps',
-          'arp_flush')
+          'arp_flush', 'daemonset_restart', 'ipam_cleanup_daemonset')
 # Playbooks that never call the Kubernetes API (node plays over SSH only): no manifest.
 NODE_ONLY = ('diagnose', 'remediate_node')
 READ_VERBS = ('get', 'list', 'watch')

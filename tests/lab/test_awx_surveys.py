@@ -29,6 +29,8 @@ ANSWERS = {
     'flannel_config': {'netmedic_flannel_cni_version': '0.3.1'},
     'ip_masq_agent': {'netmedic_masq_allow_old_agent': 'true'},
     'terway_config': {'netmedic_terway_disable_network_policy': 'true'},
+    'daemonset_restart': {'netmedic_ds_name': 'kube-proxy-worker'},
+    'ipam_cleanup_daemonset': {'netmedic_ipam_cleanup_image': 'registry.example/netmedic/ipam-gc@sha256:' + '0' * 64},
 }
 READS = {'get', 'list', 'watch'}
 

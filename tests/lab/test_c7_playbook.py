@@ -1,0 +1,96 @@
+"""playbooks/daemonset_restart.yml (catalog C-7, issue 9: every cluster fix is one AWX job template) against the API
+double: the spine (change ticket, window, Lease, health gate) around netmedic.k8s.daemonset_restart; check mode
+changes nothing and lists the plan, apply restarts every pod verified, a re-run with the same restart time is
+changed=false, bad input / a held lock / outside the window stop before any pod is deleted."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / 'playbooks' / 'daemonset_restart.yml'
+NS = 'kube-system'
+DS = 'kube-proxy-worker'
+LEASE = 'netmedic-kube-proxy'      # the family of a kube-proxy DaemonSet: shared with W-3, W-4, W-5
+RESTART = 'Restart node by node, verifying each new pod (C-7)'
+
+
+@pytest.fixture
+def run(playbook_file):
+    return lambda double, *extra, check=False: playbook_file(double, PLAYBOOK, '-e', 'netmedic_ds_name=%s' % DS, *extra,
+                                                             check=check)
+
+
+def _uids(double):
+    pods, _rv = double.store.list('pods', NS, label_selector='k8s-app=%s' % DS)
+    return {p['spec']['nodeName']: p['metadata']['uid'] for p in pods}
+
+
+def _since():
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def _ago(seconds):
+    t = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+    return t.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+def test_c7_check_apply_and_rerun(double, run):
+    before = _uids(double)
+    assert len(before) == 3
+    since = ['-e', 'netmedic_ds_restarted_since=%s' % _since()]
+
+    rc, tasks, output = run(double, *since, check=True)
+    assert rc == 0, output
+    assert tasks[RESTART]['changed'] is True and sorted(n for batch in tasks[RESTART]['plan'] for n in batch) == sorted(before), output
+    assert 'would restart' in tasks['Summary']['msg']
+    assert _uids(double) == before                                   # check mode deleted nothing
+    assert double.store.find('leases', NS, LEASE) is None
+
+    rc, tasks, output = run(double, *since)
+    assert rc == 0, output
+    after = _uids(double)
+    assert tasks[RESTART]['changed'] is True
+    assert sorted(r['node'] for r in tasks[RESTART]['restarted']) == sorted(before)
+    assert set(after) == set(before) and all(after[n] != before[n] for n in before), (before, after)
+    assert all(r['matched'] for r in tasks[RESTART]['restarted'])     # kube-proxy's log line verified
+    assert double.store.find('leases', NS, LEASE) is None             # released
+
+    rc, tasks, output = run(double, *since)                          # re-run with the same restart time
+    assert rc == 0, output
+    assert not [name for name, r in tasks.items() if r.get('changed')], output
+    assert _uids(double) == after
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['-e', 'netmedic_ds_restarted_since=yesterday'], 'netmedic_ds_restarted_since'),
+    (['-e', 'netmedic_ds_name=Kube_Proxy'], 'DNS-1123'),
+])
+def test_c7_bad_input_fails_before_any_change(double, run, extra, message):
+    before = _uids(double)
+    rc, _tasks, output = run(double, *extra)
+    assert rc != 0 and message in output and 'Nothing was changed' in output, output
+    assert _uids(double) == before and double.store.find('leases', NS, LEASE) is None
+
+
+def test_c7_refuses_while_another_run_holds_the_lock(double, run):
+    spec = {'holderIdentity': 'awx-job-41', 'leaseDurationSeconds': 3600, 'renewTime': _ago(10), 'acquireTime': _ago(10)}
+    double.store.create('leases', NS, {'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease',
+                                       'metadata': {'name': LEASE, 'namespace': NS}, 'spec': spec})
+    before = _uids(double)
+    rc, _tasks, output = run(double)
+    assert rc != 0 and "held by 'awx-job-41'" in output, output
+    assert _uids(double) == before
+    assert double.store.get('leases', NS, LEASE)['spec']['holderIdentity'] == 'awx-job-41'
+
+
+def test_c7_refuses_outside_the_window(double, run):
+    before = _uids(double)
+    window = json.dumps({'netmedic_window': {'days': ['mon'], 'start': '02:00', 'end': '03:00', 'timezone': 'UTC'}})
+    rc, _tasks, output = run(double, '-e', window, '-e', 'netmedic_now=2026-12-01T12:00:00+00:00')
+    assert rc != 0 and 'outside' in output, output
+    assert _uids(double) == before and double.store.find('leases', NS, LEASE) is None
