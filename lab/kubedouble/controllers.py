@@ -22,7 +22,7 @@ import uuid
 from .logs import CrashLoop
 from .policy import budget_state, pod_active, pod_ready
 from .resources import CONFIGMAP, DAEMONSET, DEPLOYMENT, NAMESPACE, NODE, PDB, POD, REPLICASET, SERVICEACCOUNT
-from .store import now, owner_reference, random_suffix
+from .store import now, owner_reference
 
 LOG = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class Controllers:
         if node_name:
             spec['nodeName'] = node_name
         pod = {'apiVersion': 'v1', 'kind': 'Pod', 'spec': spec, 'metadata': {
-            'name': '%s-%s' % (prefix, random_suffix()), 'namespace': owner['metadata']['namespace'],
+            'generateName': '%s-' % prefix, 'namespace': owner['metadata']['namespace'],
             'labels': dict(meta.get('labels') or {}, **labels), 'ownerReferences': [owner_reference(owner)]}}
         if meta.get('annotations'):
             pod['metadata']['annotations'] = dict(meta['annotations'])

@@ -124,6 +124,11 @@ class Store:
                 if not meta.get('generateName'):
                     raise errors.invalid(rt, '', [('metadata.name', 'Required value: name or generateName is required')])
                 meta['name'] = meta['generateName'] + random_suffix()
+                # As kube-apiserver >= 1.32 (RetryGenerateName): a generated name that is taken is drawn again.
+                for _attempt in range(7):
+                    if (meta.get('namespace'), meta['name']) not in self._objects[rt.key]:
+                        break
+                    meta['name'] = meta['generateName'] + random_suffix()
             admission.check_name(rt, meta['name'])
             admission.check_cluster_ip_free(self, rt, obj)   # before the name check, as the real server
             if (meta.get('namespace'), meta['name']) in self._objects[rt.key]:

@@ -221,3 +221,21 @@ def test_taints_and_tolerations():
     cordoned = {'metadata': {}, 'spec': {'unschedulable': True}}
     assert not fits({}, cordoned) and fits({}, cordoned, respect_cordon=False)
     assert fits(daemonset_pod_spec({}), cordoned)                                     # DaemonSets tolerate it
+
+
+def test_generated_name_taken_is_drawn_again(monkeypatch):
+    """As kube-apiserver >= 1.32 (RetryGenerateName): a generateName collision is retried, not a 409.
+    Found by bench/bench_cluster_scale.py: 6,000 DaemonSet pods in kube-system drew a taken name and the
+    double's controller pass failed with AlreadyExists (issue 14)."""
+    from lab.kubedouble import store as store_mod
+    draws = iter(['aaaaa', 'aaaaa', 'bbbbb'])
+    monkeypatch.setattr(store_mod, 'random_suffix', lambda length=5: next(draws))
+    store = Store(validate=False)
+    populate(store, [])
+    pod = {'metadata': {'generateName': 'kube-proxy-'}, 'spec': {'containers': [{'name': 'c', 'image': 'i'}]}}
+    first = store.create('pods', 'default', dict(pod, metadata=dict(pod['metadata'])), system=True)
+    second = store.create('pods', 'default', dict(pod, metadata=dict(pod['metadata'])), system=True)
+    assert (first['metadata']['name'], second['metadata']['name']) == ('kube-proxy-aaaaa', 'kube-proxy-bbbbb')
+    with pytest.raises(ApiError, match='already exists'):
+        store.create('pods', 'default', {'metadata': {'name': 'kube-proxy-aaaaa'},
+                                         'spec': {'containers': [{'name': 'c', 'image': 'i'}]}}, system=True)
