@@ -71,7 +71,7 @@ def test_check_mode_plans_and_deletes_nothing(double, run):
     assert uids(double) == before
 
 
-def test_success_on_node_with_module_failure_detected_where_missing(double, run):
+def test_success_on_node_with_module_failure_detected_where_missing(double, module_tasks):
     switch_scheduler(double)
     before = uids(double)
     names = {node: pod['metadata']['name'] for node, pod in proxy_pods(double).items()}
@@ -80,7 +80,7 @@ def test_success_on_node_with_module_failure_detected_where_missing(double, run)
         task('rollout', dict(FAST, node_order=['lab-node-1', 'lab-node-2']), ignore_errors=True),
         task('resume node 1', dict(FAST, nodes=['lab-node-1'], restarted_since=started)),
     ])
-    rc, results, output = run(double, tasks)
+    rc, results, output = module_tasks(double, tasks)
     assert rc == 0, output
     res = results['rollout']
     assert res['failed'] is True and res['changed'] is True
@@ -103,7 +103,7 @@ def test_success_on_node_with_module_failure_detected_where_missing(double, run)
     assert uids(double)['lab-node-1'] == after['lab-node-1']
 
 
-def test_health_gate_refuses_when_pods_are_not_ready(double, run):
+def test_health_gate_refuses_when_pods_are_not_ready(double, module_tasks):
     node = double.store.get('nodes', None, 'lab-node-3')
     for cond in node['status']['conditions']:
         if cond['type'] == 'Ready':
@@ -116,7 +116,7 @@ def test_health_gate_refuses_when_pods_are_not_ready(double, run):
         task('gate', dict(FAST, nodes=['lab-node-1']), ignore_errors=True),
         task('allowed', dict(FAST, nodes=['lab-node-1'], max_unhealthy=1, patterns_preset='none')),
     ])
-    rc, results, output = run(double, tasks)
+    rc, results, output = module_tasks(double, tasks)
     assert rc == 0, output
     gate = results['gate']
     assert gate['failed'] is True and gate['changed'] is False
@@ -141,10 +141,10 @@ BAD_INPUT = [
 ]
 
 
-def test_bad_input_is_refused_before_any_deletion(double, run):
+def test_bad_input_is_refused_before_any_deletion(double, module_tasks):
     before = uids(double)
     tasks = yaml.safe_dump([task('bad %d' % i, dict(FAST, **args), ignore_errors=True) for i, (args, _m) in enumerate(BAD_INPUT)])
-    rc, results, output = run(double, tasks)
+    rc, results, output = module_tasks(double, tasks)
     assert rc == 0, output
     for i, (_args, message) in enumerate(BAD_INPUT):
         res = results['bad %d' % i]
@@ -155,14 +155,14 @@ def test_bad_input_is_refused_before_any_deletion(double, run):
     assert uids(double) == before
 
 
-def test_selector_and_batches_restart_every_matching_node(double, run):
+def test_selector_and_batches_restart_every_matching_node(double, module_tasks):
     for name in ('lab-node-2', 'lab-node-3'):
         node = double.store.get('nodes', None, name)
         node['metadata'].setdefault('labels', {})['pool'] = 'blue'
         double.store.update('nodes', None, name, node)
     before = uids(double)
     tasks = yaml.safe_dump([task('blue', dict(FAST, selector='pool=blue', batch_size=2, patterns_preset='none'))])
-    rc, results, output = run(double, tasks)
+    rc, results, output = module_tasks(double, tasks)
     assert rc == 0, output
     res = results['blue']
     assert res['plan'] == [['lab-node-2', 'lab-node-3']]
@@ -172,14 +172,14 @@ def test_selector_and_batches_restart_every_matching_node(double, run):
     assert after['lab-node-2'] != before['lab-node-2'] and after['lab-node-3'] != before['lab-node-3']
 
 
-def test_crash_looping_replacement_stops_the_rollout_at_the_timeout(double, run):
+def test_crash_looping_replacement_stops_the_rollout_at_the_timeout(double, module_tasks):
     # A config kube-proxy rejects (a Go duration without a unit): the new pod crash-loops, never Ready.
     cm = double.store.get('configmaps', 'kube-system', DS)
     cm['data']['config.conf'] = cm['data']['config.conf'].replace('syncPeriod: 30s', 'syncPeriod: 30')
     double.store.update('configmaps', 'kube-system', DS, cm)
     before = uids(double)
     tasks = yaml.safe_dump([task('rollout', {'poll_interval': 0.1, 'timeout': 3}, ignore_errors=True)])
-    rc, results, output = run(double, tasks)
+    rc, results, output = module_tasks(double, tasks)
     assert rc == 0, output
     res = results['rollout']
     assert res['failed'] is True and res['restarted'] == []
@@ -192,12 +192,12 @@ def test_crash_looping_replacement_stops_the_rollout_at_the_timeout(double, run)
     assert after['lab-node-2'] == before['lab-node-2'] and after['lab-node-3'] == before['lab-node-3']
 
 
-def test_issue9_f6_auto_preset_follows_an_iptables_configmap(double, run):
+def test_issue9_f6_auto_preset_follows_an_iptables_configmap(double, module_tasks):
     cm = double.store.get('configmaps', 'kube-system', DS)
     cm['data']['config.conf'] = cm['data']['config.conf'].replace('mode: ipvs\n', 'mode: iptables\n')
     double.store.update('configmaps', 'kube-system', DS, cm)
     before = uids(double)
-    rc, results, output = run(double, yaml.safe_dump([task('restart', dict(FAST))]))
+    rc, results, output = module_tasks(double, yaml.safe_dump([task('restart', dict(FAST))]))
     assert rc == 0, output
     res = results['restart']
     assert res['patterns']['preset'] == 'kube-proxy-iptables'
@@ -207,12 +207,12 @@ def test_issue9_f6_auto_preset_follows_an_iptables_configmap(double, run):
     assert set(after) == set(before) and all(after[n] != before[n] for n in before)   # every pod replaced
 
 
-def test_issue9_f6_auto_preset_refuses_when_the_mode_cannot_be_read(double, run):
+def test_issue9_f6_auto_preset_refuses_when_the_mode_cannot_be_read(double, module_tasks):
     cm = double.store.get('configmaps', 'kube-system', DS)
     cm['data']['config.conf'] = 'mode: [unclosed\n'
     double.store.update('configmaps', 'kube-system', DS, cm)
     before = uids(double)
-    _rc, results, _output = run(double, yaml.safe_dump([task('restart', dict(FAST), ignore_errors=True)]))
+    _rc, results, _output = module_tasks(double, yaml.safe_dump([task('restart', dict(FAST), ignore_errors=True)]))
     res = results['restart']
     assert res['failed'] is True and res['changed'] is False, res
     assert "cannot read kube-proxy's proxy mode" in res['msg'] and 'nothing was restarted' in res['msg']
@@ -220,7 +220,7 @@ def test_issue9_f6_auto_preset_refuses_when_the_mode_cannot_be_read(double, run)
     assert uids(double) == before
 
 
-def test_issue9_f13_restarted_in_run_reports_node_steps_and_deletes_nothing(double, run):
+def test_issue9_f13_restarted_in_run_reports_node_steps_and_deletes_nothing(double, module_tasks):
     """Issue 9 finding 13: role verified_rollout restarts one node per task (progress per node), then calls the
     module once over the whole DaemonSet. That last call must verify every pod, delete nothing, and report the
     pods the node steps created as ``restarted`` (changed), the others as ``already_restarted``."""
@@ -230,13 +230,13 @@ def test_issue9_f13_restarted_in_run_reports_node_steps_and_deletes_nothing(doub
         task('step 1', dict(FAST, nodes=['lab-node-1'], restarted_since=started)),
         task('step 2', dict(FAST, nodes=['lab-node-2'], restarted_since=started)),
     ])
-    rc, results, output = run(double, tasks)
+    rc, results, output = module_tasks(double, tasks)
     assert rc == 0, output
     step_pods = [results['step %d' % i]['restarted'][0]['pod'] for i in (1, 2)]
     before = uids(double)
     tasks = yaml.safe_dump([task('all', dict(FAST, restarted_since=started, restarted_in_run=step_pods[:1],
                                              node_order=['lab-node-3']))])
-    rc, results, output = run(double, tasks)
+    rc, results, output = module_tasks(double, tasks)
     assert rc == 0, output
     res = results['all']
     assert res['changed'] is True
@@ -249,7 +249,7 @@ def test_issue9_f13_restarted_in_run_reports_node_steps_and_deletes_nothing(doub
     assert after['lab-node-1'] == before['lab-node-1'] and after['lab-node-2'] == before['lab-node-2']
     assert after['lab-node-3'] != before['lab-node-3']
     # Nothing left: the same call again reports this run's pods and deletes nothing.
-    rc, results, output = run(double, tasks)
+    rc, results, output = module_tasks(double, tasks)
     assert rc == 0, output
     assert uids(double) == after
 

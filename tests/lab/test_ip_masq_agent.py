@@ -83,7 +83,7 @@ def test_old_agent_refused_check_mode_apply_idempotent(double, run):
         assert '--random-fully=false' in double.store.logs[pod['metadata']['uid']]['ip-masq-agent']
 
 
-def test_allow_old_agent_and_conflict_retry(double, run):
+def test_allow_old_agent_and_conflict_retry(double, module_tasks):
     store = double.store
     original_update = store.update
     fired = []
@@ -97,7 +97,7 @@ def test_allow_old_agent_and_conflict_retry(double, run):
         return original_update(rt, namespace, name, obj, **kwargs)
 
     store.update = update
-    rc, results, output = run(double, yaml.safe_dump([task('apply', {'allow_old_agent': True})]))
+    rc, results, output = module_tasks(double, yaml.safe_dump([task('apply', {'allow_old_agent': True})]))
     assert rc == 0, output
     assert fired and results['apply']['changed'] is True
     assert agent(double)['args'][-1] == '--random-fully=false'
@@ -112,10 +112,10 @@ BAD_INPUT = [
 ]
 
 
-def test_bad_input_refused(double, run):
+def test_bad_input_refused(double, module_tasks):
     original = ds(double)
     tasks = yaml.safe_dump([task('bad %d' % i, args, ignore_errors=True) for i, (args, _m) in enumerate(BAD_INPUT)])
-    rc, results, output = run(double, tasks)
+    rc, results, output = module_tasks(double, tasks)
     assert rc == 0, output
     for i, (_args, message) in enumerate(BAD_INPUT):
         res = results['bad %d' % i]
@@ -123,14 +123,14 @@ def test_bad_input_refused(double, run):
     assert ds(double) == original and backups(double) == []
 
 
-def test_issue10_h10_on_delete_strategy_is_not_reported_as_a_rollout(double, run):
+def test_issue10_h10_on_delete_strategy_is_not_reported_as_a_rollout(double, module_tasks):
     """updateStrategy OnDelete: a template change replaces no pod, so the module must not claim a rollout;
     it names the DaemonSet to restart (netmedic.k8s.daemonset_restart / role verified_rollout)."""
     obj = ds(double)
     obj['spec']['updateStrategy'] = {'type': 'OnDelete'}
     double.store.put('daemonsets', obj)
     pods_before, _rv = double.store.list('pods', 'kube-system', label_selector='k8s-app=ip-masq-agent')
-    rc, results, output = run(double, yaml.safe_dump([task('apply', {'image': NEW_IMAGE})]))
+    rc, results, output = module_tasks(double, yaml.safe_dump([task('apply', {'image': NEW_IMAGE})]))
     assert rc == 0, output
     apply = results['apply']
     assert apply['changed'] is True and agent(double)['image'] == NEW_IMAGE
@@ -141,14 +141,14 @@ def test_issue10_h10_on_delete_strategy_is_not_reported_as_a_rollout(double, run
     assert sorted(p['metadata']['uid'] for p in pods_after) == sorted(p['metadata']['uid'] for p in pods_before)
 
 
-def test_issue10_c4_addon_manager_reconcile_refused_unless_overridden(double, run):
+def test_issue10_c4_addon_manager_reconcile_refused_unless_overridden(double, module_tasks):
     """Issue 10, C-4 partial: a DaemonSet the addon manager reconciles (label addonmanager.kubernetes.io/mode:
     Reconcile) gets its edit reverted within a minute; refuse before any write unless explicitly overridden."""
     obj = ds(double)
     obj['metadata'].setdefault('labels', {})['addonmanager.kubernetes.io/mode'] = 'Reconcile'
     double.store.put('daemonsets', obj)
     before = ds(double)
-    rc, results, output = run(double, yaml.safe_dump([
+    rc, results, output = module_tasks(double, yaml.safe_dump([
         task('check', {'image': NEW_IMAGE}, check_mode=True, ignore_errors=True),
         task('apply', {'image': NEW_IMAGE}, ignore_errors=True)]))
     assert rc == 0, output
@@ -157,7 +157,7 @@ def test_issue10_c4_addon_manager_reconcile_refused_unless_overridden(double, ru
         assert res['failed'] is True and 'Reconcile' in res['msg'] and 'allow_addon_manager_reconcile' in res['msg'], res
         assert 'nothing was changed' in res['msg']
     assert ds(double)['spec'] == before['spec'] and backups(double) == []
-    rc, results, output = run(double, yaml.safe_dump([
+    rc, results, output = module_tasks(double, yaml.safe_dump([
         task('override', {'image': NEW_IMAGE, 'allow_addon_manager_reconcile': True})]))
     assert rc == 0, output
     assert results['override']['changed'] is True and agent(double)['image'] == NEW_IMAGE

@@ -70,7 +70,7 @@ def test_apply_idempotent_then_verified_by_the_policy_log(double, run):
     assert all('enable-in-cluster-loadbalance=true' in r['matched'] for r in restart['restarted'])
 
 
-def test_conflict_is_retried(double, run):
+def test_conflict_is_retried(double, module_tasks):
     store = double.store
     original_update = store.update
     fired = []
@@ -84,16 +84,16 @@ def test_conflict_is_retried(double, run):
         return original_update(rt, namespace, name, obj, **kwargs)
 
     store.update = update
-    rc, results, output = run(double, yaml.safe_dump([task('apply', {'in_cluster_loadbalance': True})]))
+    rc, results, output = module_tasks(double, yaml.safe_dump([task('apply', {'in_cluster_loadbalance': True})]))
     assert rc == 0, output
     assert fired and results['apply']['changed'] is True
     data = stored(double)['data']
     assert data['in_cluster_loadbalance'] == 'true' and data['disable_network_policy'] == 'true'
 
 
-def test_eni_config_fixed_created_then_extended(double, run):
+def test_eni_config_fixed_created_then_extended(double, module_tasks):
     vsw = {'cn-hangzhou-i': ['vsw-fixed0000000000001']}
-    rc, results, output = run(double, yaml.safe_dump([
+    rc, results, output = module_tasks(double, yaml.safe_dump([
         task('missing', {'name': 'eni-config-fixed', 'eni_conf': {'vswitches': vsw}}, ignore_errors=True),
         task('create check', {'name': 'eni-config-fixed', 'create': True, 'eni_conf': {'vswitches': vsw}}, check_mode=True),
         task('create', {'name': 'eni-config-fixed', 'create': True, 'eni_conf': {'vswitches': vsw}}),
@@ -113,10 +113,10 @@ BAD_INPUT = [
 ]
 
 
-def test_bad_input_refused(double, run):
+def test_bad_input_refused(double, module_tasks):
     original = stored(double)
     tasks = yaml.safe_dump([task('bad %d' % i, args, ignore_errors=True) for i, (args, _m) in enumerate(BAD_INPUT)])
-    rc, results, output = run(double, tasks)
+    rc, results, output = module_tasks(double, tasks)
     assert rc == 0, output
     for i, (_args, message) in enumerate(BAD_INPUT):
         res = results['bad %d' % i]
@@ -124,20 +124,20 @@ def test_bad_input_refused(double, run):
     assert stored(double) == original and backups(double) == []
 
 
-def test_broken_eni_conf_refused_with_nothing_written(double, run):
+def test_broken_eni_conf_refused_with_nothing_written(double, module_tasks):
     cm = stored(double)
     cm['data']['eni_conf'] = cm['data']['eni_conf'].replace('"ordered"', '"ordered",')
     double.store.update('configmaps', 'kube-system', 'eni-config', cm)
     original = stored(double)
-    rc, results, output = run(double, yaml.safe_dump([task('bad', {'disable_network_policy': True}, ignore_errors=True)]))
+    rc, results, output = module_tasks(double, yaml.safe_dump([task('bad', {'disable_network_policy': True}, ignore_errors=True)]))
     assert rc == 0, output
     assert results['bad']['failed'] is True and 'eni_conf is not valid JSON' in results['bad']['msg']
     assert stored(double) == original and backups(double) == []
 
 
-def test_restart_before_the_change_is_detected_as_failed(double, run):
+def test_restart_before_the_change_is_detected_as_failed(double, module_tasks):
     # Without in_cluster_loadbalance the policy container logs =false: the preset stops at the first node.
-    rc, results, output = run(double, yaml.safe_dump([
+    rc, results, output = module_tasks(double, yaml.safe_dump([
         {'name': 'restart', 'ignore_errors': True, 'netmedic.k8s.daemonset_restart': {
             'name': 'terway-eniip', 'patterns_preset': 'terway-in-cluster-lb', 'poll_interval': 0.05, 'timeout': 20}}]))
     assert rc == 0, output
@@ -158,11 +158,11 @@ def _set_terway_image(double, image):
     ('registry.lab.invalid/acs/terway:v1.1.9', 'Terway v1.1.9 is older than v1.2.0'),
     ('registry.lab.invalid/acs/terway@sha256:' + '0' * 64, 'cannot read the Terway version'),
 ])
-def test_issue10_c6_in_cluster_loadbalance_refused_below_terway_1_2_or_unknown(double, run, image, words):
+def test_issue10_c6_in_cluster_loadbalance_refused_below_terway_1_2_or_unknown(double, module_tasks, image, words):
     """Issue 10, C-6 partial: the flag is gated on Terway >= v1.2.0 read from the DaemonSet's image; unknown refuses."""
     _set_terway_image(double, image)
     original = stored(double)
-    rc, results, output = run(double, yaml.safe_dump([
+    rc, results, output = module_tasks(double, yaml.safe_dump([
         task('check', {'in_cluster_loadbalance': True}, check_mode=True, ignore_errors=True),
         task('apply', {'in_cluster_loadbalance': True}, ignore_errors=True),
         task('other flags still work', {'disable_network_policy': True}, check_mode=True)]))
@@ -174,23 +174,23 @@ def test_issue10_c6_in_cluster_loadbalance_refused_below_terway_1_2_or_unknown(d
     assert stored(double) == original and backups(double) == []
 
 
-def test_issue10_c6_terway_version_given_for_a_digest_image(double, run):
+def test_issue10_c6_terway_version_given_for_a_digest_image(double, module_tasks):
     _set_terway_image(double, 'registry.lab.invalid/acs/terway@sha256:' + '0' * 64)
-    rc, results, output = run(double, yaml.safe_dump([
+    rc, results, output = module_tasks(double, yaml.safe_dump([
         task('apply', {'in_cluster_loadbalance': True, 'terway_version': 'v1.2.3'})]))
     assert rc == 0, output
     assert results['apply']['changed'] is True and results['apply']['terway_version'] == 'v1.2.3'
     assert stored(double)['data']['in_cluster_loadbalance'] == 'true'
 
 
-def test_issue10_c6_partial_vswitches_keeps_other_zones_in_the_cluster(double, run):
+def test_issue10_c6_partial_vswitches_keeps_other_zones_in_the_cluster(double, module_tasks):
     """Issue 10, C-6 partial, against the API: a vSwitch added to a new zone keeps cn-hangzhou-i; secrets masked."""
     cm = stored(double)
     conf = json.loads(cm['data']['eni_conf'])
     conf['access_secret'] = 'lab-access-secret-0123456789'
     cm['data']['eni_conf'] = json.dumps(conf, indent=2) + '\n'
     double.store.update('configmaps', 'kube-system', 'eni-config', cm)
-    rc, results, output = run(double, yaml.safe_dump([
+    rc, results, output = module_tasks(double, yaml.safe_dump([
         task('add zone', {'eni_conf': {'vswitches': {'cn-hangzhou-j': ['vsw-lab00000000000000009']}}}, diff=True),
         task('again', {'eni_conf': {'vswitches': {'cn-hangzhou-j': ['vsw-lab00000000000000009']}}})]))
     assert rc == 0, output
