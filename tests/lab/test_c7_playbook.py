@@ -31,7 +31,9 @@ def _uids(double):
 
 
 def _since():
-    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+    # The next whole second: the double's pods were created this second (creationTimestamp has second resolution).
+    t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=1)
+    return t.strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
 def _ago(seconds):

@@ -44,7 +44,7 @@ def test_c8_check_apply_rerun_and_absent(make_double, run):
     double = make_double(audit=True)
     rc, tasks, output = run(double, check=True)
     assert rc == 0, output
-    (ds_task,) = [r for name, r in tasks.items() if name.endswith('DaemonSet')]
+    (ds_task,) = [r for name, r in tasks.items() if name.split(' : ')[-1] == 'DaemonSet']
     assert ds_task['changed'] is True                                  # says what would change
     assert all(obj is None for obj in objects(double).values()), 'check mode created objects'
     assert not [e for e in writes(double) if not e.get('dryRun')]
