@@ -102,6 +102,14 @@ done | tar --null -T - -cf - | tar -xf - -C "$dest"
 # Outside a git work tree ansible-test walks the copy, which holds exactly the
 # files git would list (so ignored junk like .venv never reaches the tests).
 echo "sanity: $(find "$dest" -type f | wc -l) files copied to $dest"
+# Collections this one depends on (galaxy.yml: kubernetes.core, whose auth doc fragment and
+# module_utils the cluster modules use) are found by ansible-test next to it, under the same
+# ansible_collections root: copy the installed ones there.
+for dep in kubernetes.core; do
+    src="$("$PY" -c "import ansible_collections.$dep as m; print(m.__path__[0])")"
+    mkdir -p "$tmp/ansible_collections/${dep%%.*}"
+    cp -a "$src" "$tmp/ansible_collections/${dep/.//}"
+done
 
 # 3. run ---------------------------------------------------------------------
 case "$MODE" in
