@@ -39,6 +39,16 @@ PY
 fi
 say "$("$VENV/bin/ansible" --version | sed -n 1p)"   # sed reads it all: no broken pipe
 
+# kubernetes.core (a galaxy.yml dependency: the cluster modules' auth options, client configuration
+# and doc fragment) comes with the ansible package in .venv; this ansible-core-only venv gets the same copy.
+if ! "$VENV/bin/python" -c 'import ansible_collections.kubernetes.core' 2>/dev/null; then
+    src="$("$ROOT/.venv/bin/python" -c 'import ansible_collections.kubernetes.core as m; print(m.__path__[0])')"
+    site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    mkdir -p "$site/ansible_collections/kubernetes"
+    cp -a "$src" "$site/ansible_collections/kubernetes/core"
+    say "kubernetes.core copied from .venv into $VENV"
+fi
+
 say "unit tests"
 "$VENV/bin/python" -m pytest tests/unit -q -p no:cacheprovider || { rc=$?; [[ $rc -eq 5 ]] && say 'no tests collected'; exit "$rc"; }
 

@@ -106,7 +106,8 @@ echo "sanity: $(find "$dest" -type f | wc -l) files copied to $dest"
 # module_utils the cluster modules use) are found by ansible-test next to it, under the same
 # ansible_collections root: copy the installed ones there.
 for dep in kubernetes.core; do
-    src="$("$PY" -c "import ansible_collections.$dep as m; print(m.__path__[0])")"
+    src="$("$PY" -c "import ansible_collections.$dep as m; print(m.__path__[0])" 2>/dev/null ||
+           "$ROOT/.venv/bin/python" -c "import ansible_collections.$dep as m; print(m.__path__[0])")"
     mkdir -p "$tmp/ansible_collections/${dep%%.*}"
     cp -a "$src" "$tmp/ansible_collections/${dep/.//}"
 done
