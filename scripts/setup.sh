@@ -3,6 +3,8 @@
 # the host packages the tests need (bindep.txt, profile `test`; apt-get, as root).
 #
 #   scripts/setup.sh                  (called by `make setup`)
+#   scripts/setup.sh --python         print the interpreter it would create .venv with
+#                                     (scripts/fresh-check.sh models a new machine with it)
 #
 # Re-runnable and fast when nothing changed (~0.1 s): pip runs only when the
 # stamp .venv/.netmedic-deps.stamp does not match the sha256 of pyproject.toml.
@@ -10,14 +12,16 @@
 # ~90-110 s and ~700 MB from PyPI.
 #
 # Interpreter choice: ansible-core 2.21 needs Python >= 3.12 on the controller.
-# Debian 12 has only 3.11, so prefer pyenv's 3.13.x, then 3.12.x, else python3
-# (which gets an older ansible-core and will likely fail the pins).
+# Debian 12 has only 3.11, so prefer pyenv's 3.13.x, then 3.12.x (this project's machines
+# come with both in /root/.pyenv/versions), else python3 if it is >= 3.12; anything older
+# fails here, naming the cause (pip would only say "no matching distribution").
 # Never use /root/.pyenv/shims/*: the shims exit 127 outside a pyenv context.
 set -euo pipefail
+PYTHON_FLOOR=3.12
 
 # make test runs setup once as its first stage, then exports this so the
 # per-target `setup` prerequisites stay silent.
-if [[ -n "${NETMEDIC_SETUP_DONE:-}" ]]; then exit 0; fi
+if [[ -n "${NETMEDIC_SETUP_DONE:-}" && "${1:-}" != --python ]]; then exit 0; fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -56,7 +60,18 @@ venv_ok() {
 }
 
 # 1. virtualenv -------------------------------------------------------------
-PY="$(pick_python)"
+PY="$(pick_python || true)"
+if [[ "${1:-}" == --python ]]; then
+    [[ -n "$PY" ]] && echo "$PY"; [[ -n "$PY" ]]; exit
+fi
+have_py=""
+if [[ -n "$PY" ]]; then have_py="$(pyver "$PY" || true)"; fi
+if [[ -z "$have_py" || "$(printf '%s\n%s\n' "$have_py" "$PYTHON_FLOOR" | sort -V | head -n1)" != "$PYTHON_FLOOR" ]]; then
+    say "ERROR: no Python >= $PYTHON_FLOOR found (ansible-core 2.21 needs it; found: ${PY:-no python3}${have_py:+ $have_py})."
+    say "       Debian 12 ships 3.11 only. Looked in ${PYENV_ROOT:-/root/.pyenv}/versions/3.1[2-9].* and python3 on PATH;"
+    say "       point NETMEDIC_PYTHON at a CPython >= $PYTHON_FLOOR (with its venv/ensurepip module)."
+    exit 1
+fi
 if venv_ok; then
     say "reusing $VENV ($("$VENV/bin/python" -V 2>&1))"
 else
