@@ -9,9 +9,10 @@
 #                     the one list of host packages: scripts/hostdeps.py)
 #   make check        the edit loop: lint of changed files, all units, the integration and
 #                     API-double tests of what changed (scripts/check.sh; CHECK_BASE=<commit>)
-#   make fresh-check  bindep.txt is complete: a bare Debian 12 root (mmdebstrap, never cached)
-#                     lacks the programs, gets exactly the node+test packages, then has them all
-#                     (scripts/fresh-check.sh; root; needs deb.debian.org or NETMEDIC_FRESH_MIRROR)
+#   make fresh-check  make setup + the fast stages (units ruff pep8 changelog-lint build) in a clean
+#                     Debian 12 root (mmdebstrap; a clean copy of the checkout; private mount namespace),
+#                     then bindep.txt's node+test programs all present (scripts/fresh-check.sh; root;
+#                     deb.debian.org or NETMEDIC_FRESH_MIRROR; caches: /var/cache/netmedic-fresh)
 #   make lint         ruff + ansible-lint (production) + antsibull-changelog lint
 #   make sanity       ansible-test sanity, offline, on a copy (scripts/sanity.sh)
 #   make compat       units + sanity again with the lowest ansible-core meta/runtime.yml claims
