@@ -2,35 +2,40 @@
 # `make fresh-check`: `make setup` and the fast stages pass on a clean Debian 12 root (issue 12).
 #
 #   1. mmdebstrap (bindep.txt, profile ci; apt-get installed here when missing) builds a bare
-#      bookworm root (--variant=apt: Essential packages and apt) in a temporary directory,
-#      never a cached one, plus only what a new machine of this project's kind has before
-#      `make setup` can start (see "The machine" below);
+#      bookworm root (--variant=apt: Essential packages and apt) plus only what a new machine of
+#      this project's kind has before `make setup` can start (see "The machine" below); it is
+#      stored as a tarball for the ISO week and each later run extracts a new copy of it;
 #   2. in that root the programs of bindep.txt's profiles node and test must be absent (at
 #      least one: a root that already has them all would prove nothing);
 #   3. a clean clone of this checkout (its tracked and untracked, not ignored files: no .venv,
-#      no collections/ link) is copied to /root/netmedic in the root, and there, in a chroot,
-#      `scripts/stages.sh setup units ruff pep8 changelog-lint build` runs: `make setup` creates
-#      the venv from PyPI and apt-get installs bindep.txt's test profile itself;
+#      no collections/ link) is copied to /root/netmedic in the root, and there, in a chroot in
+#      a private mount namespace, `scripts/stages.sh setup units ruff pep8 changelog-lint build`
+#      runs: `make setup` creates the venv from PyPI and apt-get installs bindep.txt's test
+#      profile itself;
 #   4. apt-get installs the node profile (what managed nodes need), then every program of the
 #      node and test profiles must be present (hostdeps check --root).
 # A host package that `make setup` or a fast stage needs and bindep.txt forgets fails step 3
 # here, whatever the machine running it has installed: the stage's log is scanned for
 # "command not found" / "No such file" and the missing programs are named with the Debian
-# package that provides them on this machine (dpkg -S); a package that does not provide a
-# program it is declared for fails step 4, naming both.
+# package that provides them on this machine (dpkg -S) - this is how git was found missing;
+# a package that does not provide a program it is declared for fails step 4, naming both.
 #
 # The machine: Debian 12 has no Python >= 3.12 (ansible-core 2.21 needs it; bookworm has
-# 3.11), and no registry this project reaches ships one for it. This project's machines come
-# with pyenv's CPython 3.12/3.13 in /root/.pyenv/versions (the machine image, like Debian's
-# Essential packages): the interpreter `scripts/setup.sh --python` picks here is bind-mounted
-# READ-ONLY into the root at the same path, and the Debian libraries it links (ldd of the
-# interpreter and its lib-dynload modules, mapped to packages with dpkg -S) plus make and git
-# (the two commands of the README) are the root's only additions. Nothing else of this machine
-# is visible in the root.
+# 3.11), and no registry this project reaches ships a binary one for it (building CPython 3.13
+# from Debian 13's source package works, but took 338 s here at load 8: past this check's
+# budget). This project's machines come with pyenv's CPython 3.12/3.13 in /root/.pyenv/versions
+# (the machine image, like Debian's Essential packages): the interpreter `scripts/setup.sh
+# --python` picks here is bind-mounted READ-ONLY into the root at the same path, and the Debian
+# libraries it links (ldd of the interpreter and its lib-dynload modules but tkinter, mapped to
+# packages with dpkg -S) plus make (to type `make setup`) are the root's only additions, besides
+# this machine's network set-up (resolv.conf, its trusted CA certificates, the pip/SSL/proxy
+# environment variables). Nothing else of this machine is visible in the root.
 #
 # Caches (kept between runs, never inside the root): NETMEDIC_FRESH_CACHE (default
-# /var/cache/netmedic-fresh) holds apt's downloaded .deb files (apt/) and pip's cache (pip/).
-# They only save downloads: every package is still installed into the new root each run.
+# /var/cache/netmedic-fresh) holds the week's bare root (bookworm-base-KEY.tar), apt's
+# downloaded .deb files (apt/) and pip's cache (pip/; it stays empty behind this machine's
+# registry proxy, whose answers pip does not cache). They only save downloads and the bare
+# root's dpkg runs: `make setup` installs everything into the new root each run.
 # NETMEDIC_FRESH_CACHE=none runs without them (cold). Root needed (mmdebstrap --mode=root, chroot).
 # NETMEDIC_FRESH_MIRROR: Debian mirror URL (default: mmdebstrap's own, deb.debian.org).
 # NETMEDIC_FRESH_STAGES: the stages run in the root (default below).
