@@ -1,6 +1,26 @@
-"""Run one of the collection's playbooks against the API double with a node inventory (the tests of the per-fix
-playbooks, issue 9; conftest's ``playbook_file`` fixture calls it with a 300 s limit). The default limit is long: a
-playbook run takes minutes on a loaded 2-core machine. Returns ``(rc, {task name: localhost result}, output)``."""
+"""The one ``ansible-playbook`` runner of the API-double suite (issue 13: no test file keeps its own copy).
+
+``run_playbook(double, tmp_path, playbook, *extra, ...)`` runs a playbook (one of the collection's, or one a test
+wrote) against ``double`` and returns ``(rc, results, output)``:
+
+- ``inventory=None`` (default): ``-i localhost, -c local`` with ``netmedic_targets=no_nodes_here`` (the node plays
+  match no host); ``inventory=<path>``: that inventory, nothing added (the test's hosts are its "nodes").
+- ``results``: ``{task name: localhost result}`` (``by_host=False``, default) or ``{task name: {host: result}}``
+  merged over every play and serial batch (``by_host=True``); ``None`` with ``callback=None`` (Ansible's default
+  stdout callback, for tests that read the human output).
+- ``check=True`` adds ``--check --diff``; ``diff=True`` adds ``--diff`` alone.
+- ``env`` is merged last into the environment (``None`` removes a variable); ``extra_vars`` become ``-e`` JSON.
+- every run carries the test change ticket ``TEST_CHANGE_ID`` (issue 11); ``change_id=None`` runs without one.
+- ``timeout`` (s) is a hang guard, not a speed limit: a playbook run takes minutes on a loaded 2-core machine.
+
+``run_process`` returns the ``CompletedProcess`` instead (stdout and stderr apart); ``playbook_command``/``playbook_env``
+build the same command and environment for a test that starts the process
+itself (``subprocess.Popen``: two jobs at once).
+
+Speed (issue 12): every run is one ``ansible-playbook`` process; the environment turns off what a test never needs
+(fact gathering where a play does not ask for it, retry files, deprecation output) and uses pipelining, so a module
+runs as one process per task with no temporary files copied over the local connection.
+"""
 
 from __future__ import annotations
 
@@ -11,27 +31,88 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name('ansible-playbook'))
+JSON_CALLBACK = 'ansible.posix.json'
 # Issue 11: an apply run needs a change ticket (role change_guard refuses one without). Every run here carries this
 # test ticket; a test that needs a run without one adds '-e netmedic_change_id=' (a later -e wins).
 TEST_CHANGE_ID = 'CHG-TEST-0001'
 
+# Settings for speed only; none changes what a play does (every playbook of the collection states gather_facts).
+SPEED_ENV = {
+    'ANSIBLE_GATHERING': 'explicit',
+    'ANSIBLE_PIPELINING': '1',
+    'ANSIBLE_RETRY_FILES_ENABLED': '0',
+    'ANSIBLE_DEPRECATION_WARNINGS': '0',
+    'ANSIBLE_NOCOLOR': '1',
+}
 
-def run_playbook(double, tmp_path, playbook, *extra, check=False, timeout=1200):
-    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_STDOUT_CALLBACK='ansible.posix.json',
-               ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1', ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'), ANSIBLE_DEPRECATION_WARNINGS='0',
-               NETMEDIC_REPORT_DIR=str(tmp_path / 'report'))
-    env.pop('ANSIBLE_CONFIG', None)
-    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local',
-           '-e', 'ansible_python_interpreter=%s' % sys.executable, '-e', 'netmedic_targets=no_nodes_here',
-           '-e', 'netmedic_change_id=%s' % TEST_CHANGE_ID, str(playbook), *extra]
+
+def playbook_env(double, tmp_path, env=None, callback=JSON_CALLBACK):
+    """The environment of a run: ``double``'s kubeconfig, this checkout as netmedic.k8s, the change report (if the
+    test enables its callback) under ``tmp_path/report``, no ansible.cfg (the test states what it needs)."""
+    environ = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path),
+                   ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
+                   ANSIBLE_PYTHON_INTERPRETER=sys.executable, NETMEDIC_REPORT_DIR=str(tmp_path / 'report'), **SPEED_ENV)
+    if callback:
+        environ.update(ANSIBLE_STDOUT_CALLBACK=callback, ANSIBLE_LOAD_CALLBACK_PLUGINS='1')
+    environ.pop('ANSIBLE_CONFIG', None)
+    for key, value in (env or {}).items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = str(value)
+    return environ
+
+
+def playbook_command(playbook, *extra, inventory=None, check=False, diff=False, extra_vars=None, change_id=TEST_CHANGE_ID):
+    """The ``ansible-playbook`` argument list (see the module docstring); ``change_id=None`` passes no ticket."""
+    if inventory is None:
+        cmd = [ANSIBLE_PLAYBOOK, '-i', 'localhost,', '-c', 'local', '-e', 'ansible_python_interpreter=%s' % sys.executable,
+               '-e', 'netmedic_targets=no_nodes_here']
+    else:
+        cmd = [ANSIBLE_PLAYBOOK, '-i', str(inventory)]
+    if change_id is not None:
+        cmd += ['-e', 'netmedic_change_id=%s' % change_id]
+    if extra_vars:
+        cmd += ['-e', json.dumps(extra_vars)]
+    cmd += [str(playbook), *[str(a) for a in extra]]
     if check:
         cmd += ['--check', '--diff']
-    proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=timeout, check=False)
+    elif diff:
+        cmd.append('--diff')
+    return cmd
+
+
+def parse_results(stdout, by_host=False):
+    """``{task name: localhost result}`` or ``{task name: {host: result}}`` from the json callback's output."""
+    data = json.loads(stdout)
+    results = {}
+    for play in data['plays']:
+        for task in play['tasks']:
+            if by_host:
+                results.setdefault(task['task']['name'], {}).update(task['hosts'])
+            elif 'localhost' in task['hosts']:
+                results[task['task']['name']] = task['hosts']['localhost']
+    return results
+
+
+def run_process(double, tmp_path, playbook, *extra, check=False, diff=False, timeout=1200, inventory=None, env=None,
+                extra_vars=None, callback=JSON_CALLBACK, cwd=None, change_id=TEST_CHANGE_ID):
+    """One ``ansible-playbook`` run to its end; the ``subprocess.CompletedProcess`` (stdout and stderr apart)."""
+    cmd = playbook_command(playbook, *extra, inventory=inventory, check=check, diff=diff, extra_vars=extra_vars,
+                           change_id=change_id)
+    return subprocess.run(cmd, env=playbook_env(double, tmp_path, env, callback), cwd=str(cwd or tmp_path),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def run_playbook(double, tmp_path, playbook, *extra, by_host=False, callback=JSON_CALLBACK, **kwargs):
+    """``(rc, results, output)`` of one run (see the module docstring); ``kwargs`` as ``run_process`` takes them."""
+    proc = run_process(double, tmp_path, playbook, *extra, callback=callback, **kwargs)
+    output = proc.stdout + proc.stderr
+    if callback != JSON_CALLBACK:
+        return proc.returncode, None, output
     try:
-        data = json.loads(proc.stdout)
+        results = parse_results(proc.stdout, by_host=by_host)
     except ValueError as exc:
         raise AssertionError('no JSON from ansible-playbook (rc=%s)\n%s\n%s' % (proc.returncode, proc.stdout, proc.stderr)) from exc
-    tasks = {t['task']['name']: t['hosts']['localhost'] for play in data['plays'] for t in play['tasks']
-             if 'localhost' in t['hosts']}
-    return proc.returncode, tasks, proc.stdout + proc.stderr
+    return proc.returncode, results, output

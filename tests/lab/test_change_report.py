@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -11,6 +10,8 @@ from pathlib import Path
 
 import jsonschema
 import yaml
+
+from tests.lab.playbook_run import playbook_command, playbook_env, run_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,15 +22,9 @@ def _run(double, tmp_path, tasks, check=False, extra=(), report_dir=None):
     path = tmp_path / 'play.yml'
     path.write_text(yaml.safe_dump(play))
     report_dir = report_dir or tmp_path / ('report-check' if check else 'report')
-    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
-               ANSIBLE_CALLBACKS_ENABLED='netmedic.k8s.change_report', NETMEDIC_REPORT_DIR=str(report_dir),
-               ANSIBLE_NOCOLOR='1', ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'))
-    env.pop('ANSIBLE_CONFIG', None)
-    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local', str(path)]
-    if check:
-        cmd.append('--check')
-    cmd += list(extra)
-    proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300, check=False)
+    extra = (['--check'] if check else []) + list(extra)
+    proc = run_process(double, tmp_path, path, *extra, timeout=300, callback=None, change_id=None,
+                       env={'ANSIBLE_CALLBACKS_ENABLED': 'netmedic.k8s.change_report', 'NETMEDIC_REPORT_DIR': str(report_dir)})
     (json_file,) = sorted(p for p in report_dir.glob('change-report-*.json') if not p.is_symlink())
     (md_file,) = sorted(p for p in report_dir.glob('change-report-*.md') if not p.is_symlink())
     return proc, json.loads(json_file.read_text()), md_file.read_text()
@@ -132,13 +127,10 @@ def test_issue10_h12_concurrent_runs_write_two_reports(double, tmp_path):
     play = tmp_path / 'play.yml'
     play.write_text(yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False,
                                      'vars': {'ansible_python_interpreter': sys.executable}, 'tasks': tasks}]))
-    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
-               ANSIBLE_CALLBACKS_ENABLED='netmedic.k8s.change_report', NETMEDIC_REPORT_DIR=str(report_dir),
-               ANSIBLE_NOCOLOR='1')
-    env.pop('ANSIBLE_CONFIG', None)
-    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local', str(play)]
-    procs = [subprocess.Popen(cmd, env=dict(env, ANSIBLE_LOCAL_TEMP=str(tmp_path / ('t%d' % i))), cwd=str(tmp_path),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    env = {'ANSIBLE_CALLBACKS_ENABLED': 'netmedic.k8s.change_report', 'NETMEDIC_REPORT_DIR': str(report_dir)}
+    procs = [subprocess.Popen(playbook_command(play, change_id=None), cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=playbook_env(double, tmp_path, dict(env, ANSIBLE_LOCAL_TEMP=str(tmp_path / ('t%d' % i))), callback=None))
+             for i in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     reports = sorted(p for p in report_dir.glob('change-report-*.json') if not p.is_symlink())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from kubernetes.client.rest import ApiException
 
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import lock as ll
+from tests.lab.playbook_run import playbook_command, playbook_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')}
@@ -225,12 +225,8 @@ def test_two_jobs_or_awx_slices_racing_through_ansible_exactly_one_wins(double, 
     for job in ('101', '102'):
         tmp = tmp_path / ('tmp-%s' % job)
         tmp.mkdir()
-        env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), TMPDIR=str(tmp), AWX_JOB_ID=job,
-                   ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1',
-                   ANSIBLE_PYTHON_INTERPRETER=sys.executable, **ENV)
-        env.pop('ANSIBLE_CONFIG', None)
-        procs[job] = subprocess.Popen([str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,',
-                                       '-c', 'local', str(path)], env=env, cwd=str(tmp_path), text=True,
+        env = playbook_env(double, tmp_path, dict(ENV, TMPDIR=str(tmp), AWX_JOB_ID=job, ANSIBLE_LOCAL_TEMP=str(tmp / 'ansible-tmp')))
+        procs[job] = subprocess.Popen(playbook_command(path), env=env, cwd=str(tmp_path), text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     outcome = {}
     for job, proc in procs.items():

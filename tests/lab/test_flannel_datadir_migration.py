@@ -32,6 +32,7 @@ import yaml
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import flannel
 from lab.kubedouble import CrashLoop, StaticNodeState, make_log_provider
+from tests.lab.playbook_run import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 # NETMEDIC_W2_PLAYBOOK runs these tests against another copy (e.g. the playbook before issue 9, to see them fail).
@@ -178,20 +179,8 @@ def run(double, cni, tmp_path, check, args=(), hosts=NODES, name='run'):
                  'localhost': {'hosts': {'localhost': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}}}}
     inv = tmp_path / ('%s-inventory.yml' % name)
     inv.write_text(yaml.safe_dump(inventory))
-    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
-               ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1',
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'), ANSIBLE_DEPRECATION_WARNINGS='0',
-               NETMEDIC_REPORT_DIR=str(tmp_path / 'report'))
-    env.pop('ANSIBLE_CONFIG', None)
-    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', str(inv), str(PLAYBOOK), '--diff',
-           '-e', 'netmedic_ready_timeout=60', '-e', 'netmedic_flannel_probe_timeout=60'] + (['--check'] if check else []) + list(args)
-    proc = subprocess.run(cmd, check=False, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
-    data = json.loads(proc.stdout)
-    results = {}
-    for play in data['plays']:
-        for task in play['tasks']:
-            results.setdefault(task['task']['name'], {}).update(task['hosts'])
-    return proc.returncode, results, proc.stdout + proc.stderr
+    return run_playbook(double, tmp_path, PLAYBOOK, '-e', 'netmedic_ready_timeout=60', '-e', 'netmedic_flannel_probe_timeout=60',
+                        *args, inventory=inv, diff=True, check=check, by_host=True, timeout=600)
 
 
 def _pods_on(double, node):

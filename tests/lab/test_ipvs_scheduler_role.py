@@ -41,37 +41,9 @@ RESTART = 'Restart the DaemonSets node by node, verifying each new pod (C-7)'
 
 
 @pytest.fixture
-def playbook(tmp_path, private_tmpdir):
+def playbook(playbook):
     """conftest's ``playbook`` with a longer limit: the role now restarts one node per task (issue 9 finding 13)."""
-    import json
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
-    def _run(double, tasks, extra_env=None):
-        play = [{'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': sys.executable},
-                 'tasks': yaml.safe_load(textwrap.dedent(tasks))}]
-        path = tmp_path / 'play.yml'
-        path.write_text(yaml.safe_dump(play))
-        env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), TMPDIR=str(private_tmpdir),
-                   ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1',
-                   ANSIBLE_NOCOLOR='1', ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
-                   ANSIBLE_DEPRECATION_WARNINGS='0', ANSIBLE_PYTHON_INTERPRETER=sys.executable)
-        env.update(extra_env or {})
-        env.pop('ANSIBLE_CONFIG', None)
-        proc = subprocess.run([str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,',
-                               '-c', 'local', str(path)], check=False, env=env, cwd=str(tmp_path), capture_output=True,
-                              text=True, timeout=900)
-        try:
-            data = json.loads(proc.stdout)
-        except ValueError as exc:
-            raise AssertionError('no JSON from ansible-playbook (rc=%s)\n%s\n%s'
-                                 % (proc.returncode, proc.stdout, proc.stderr)) from exc
-        results = {t['task']['name']: t['hosts']['localhost'] for t in data['plays'][0]['tasks']}
-        return proc.returncode, results, proc.stdout + proc.stderr
-
-    return _run
+    return lambda double, tasks, extra_env=None: playbook(double, tasks, extra_env=extra_env, timeout=900)
 
 
 def _failed_step(results):

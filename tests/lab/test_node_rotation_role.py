@@ -8,10 +8,6 @@ PodDisruptionBudget ``web`` (minAvailable 2 of 3). What is asserted is read from
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -38,27 +34,10 @@ HOOK = """\
 
 
 @pytest.fixture
-def check_playbook(tmp_path, private_tmpdir):
-    """Like conftest's ``playbook`` fixture, but ``ansible-playbook --check --diff`` (the role reads ansible_check_mode)
-    by default, and a 600 s limit: rotating three nodes takes long on a loaded machine."""
-
-    def _run(double, tasks, check=True):
-        play = [{'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': sys.executable},
-                 'tasks': yaml.safe_load(tasks)}]
-        path = tmp_path / 'check.yml'
-        path.write_text(yaml.safe_dump(play))
-        env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), TMPDIR=str(private_tmpdir),
-                   ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1',
-                   ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'), ANSIBLE_DEPRECATION_WARNINGS='0',
-                   ANSIBLE_PYTHON_INTERPRETER=sys.executable, **ENV)
-        env.pop('ANSIBLE_CONFIG', None)
-        proc = subprocess.run([str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local']
-                              + (['--check', '--diff'] if check else []) + [str(path)], check=False, env=env,
-                              cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
-        data = json.loads(proc.stdout)
-        return proc.returncode, {t['task']['name']: t['hosts']['localhost'] for t in data['plays'][0]['tasks']}, proc.stdout + proc.stderr
-
-    return _run
+def check_playbook(playbook):
+    """conftest's ``playbook``, but ``ansible-playbook --check --diff`` (the role reads ansible_check_mode) by default,
+    and a 600 s limit: rotating three nodes takes long on a loaded machine."""
+    return lambda double, tasks, check=True: playbook(double, tasks, extra_env=ENV, check=check, timeout=600)
 
 
 def _role(double, tmp_path, hook=True, **extra):

@@ -7,13 +7,14 @@ Every assertion reads the double's store (Nodes cordoned, pods evicted, the Leas
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
+
+from tests.lab.playbook_run import playbook_command, playbook_env, run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 NODES = ['lab-node-1', 'lab-node-2', 'lab-node-3']
@@ -57,17 +58,12 @@ WAIT_FLAG = """\
 
 
 def _env(double, tmp_path, **extra):
-    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_STDOUT_CALLBACK='ansible.posix.json',
-               ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1', ANSIBLE_DEPRECATION_WARNINGS='0',
-               ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
-               ANSIBLE_CALLBACKS_ENABLED='netmedic.k8s.change_report', NETMEDIC_REPORT_DIR=str(tmp_path / 'report'))
-    for key in ('ANSIBLE_CONFIG', 'AWX_JOB_ID'):
-        env.pop(key, None)
-    env.update(extra)
-    return env
+    return playbook_env(double, tmp_path, dict({'ANSIBLE_CALLBACKS_ENABLED': 'netmedic.k8s.change_report', 'AWX_JOB_ID': None},
+                                               **extra))
 
 
-def _command(double, tmp_path, label, hook, check=False, **variables):
+def _play(double, tmp_path, label, hook, **variables):
+    """The role in a one-play playbook, with the provider ``hook``; returns its path."""
     hook_path = tmp_path / ('hook-%s.yml' % label)
     hook_path.write_text(hook)
     merged = {'node_rotation_nodes': NODES, 'node_rotation_poll_interval': 1, 'node_rotation_ready_timeout': 30,
@@ -80,17 +76,20 @@ def _command(double, tmp_path, label, hook, check=False, **variables):
                         'vars': merged}]}]
     path = tmp_path / ('play-%s.yml' % label)
     path.write_text(yaml.safe_dump(play))
-    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local', str(path)]
-    return cmd + (['--check', '--diff'] if check else [])
+    return path
+
+
+def _command(double, tmp_path, label, hook, check=False, **variables):
+    return playbook_command(_play(double, tmp_path, label, hook, **variables), check=check)
 
 
 def _run(double, tmp_path, label, hook=BOOT, env=None, check=False, **variables):
     tmp = tmp_path / ('tmp-%s' % label)
     tmp.mkdir(exist_ok=True)
-    proc = subprocess.run(_command(double, tmp_path, label, hook, check=check, **variables), check=False, capture_output=True,
-                          text=True, timeout=600, cwd=str(tmp_path),
-                          env=_env(double, tmp_path, TMPDIR=str(tmp), **(env or {})))
-    return proc.returncode, proc.stdout + proc.stderr
+    rc, _results, output = run_playbook(double, tmp_path, _play(double, tmp_path, label, hook, **variables), check=check,
+                                        timeout=600, env=dict({'ANSIBLE_CALLBACKS_ENABLED': 'netmedic.k8s.change_report',
+                                                               'AWX_JOB_ID': None, 'TMPDIR': str(tmp)}, **(env or {})))
+    return rc, output
 
 
 def _cordoned(double):

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from lab.kubedouble import StaticNodeState
+from tests.lab.playbook_run import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'ipvs_scheduler_change.yml'
@@ -32,26 +30,17 @@ OUTSIDE = '2026-12-01T12:00:00+00:00'
 
 def run(double, tmp_path, label, *args, check=False, env=None, **variables):
     """The playbook on localhost against ``double``, with the change report; ``(rc, output)``."""
-    environ = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_NOCOLOR='1',
-                   ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
-                   ANSIBLE_DEPRECATION_WARNINGS='0', ANSIBLE_CALLBACKS_ENABLED='netmedic.k8s.change_report',
-                   NETMEDIC_REPORT_DIR=str(tmp_path / 'report'))
-    environ.pop('ANSIBLE_CONFIG', None)
-    environ.update(env or {})
     play = tmp_path / ('play-%s.yml' % label)
     play.write_text(PLAYBOOK.read_text())
     # The playbook imports tasks/require_cluster_play.yml relative to itself.
     (tmp_path / 'tasks').mkdir(exist_ok=True)
     (tmp_path / 'tasks' / 'require_cluster_play.yml').write_text(
         (ROOT / 'playbooks' / 'tasks' / 'require_cluster_play.yml').read_text())
-    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local',
-           '-e', 'ansible_python_interpreter=%s' % sys.executable, '-e', 'netmedic_targets=no_nodes_here',
-           '-e', json.dumps(dict({'ipvs_scheduler_name': 'lc', 'ipvs_scheduler_timeout': 60}, **variables)),
-           str(play), *args]
-    if check:
-        cmd += ['--check', '--diff']
-    proc = subprocess.run(cmd, env=environ, cwd=str(tmp_path), capture_output=True, text=True, timeout=900, check=False)
-    return proc.returncode, proc.stdout + proc.stderr
+    rc, _results, output = run_playbook(
+        double, tmp_path, play, *args, check=check, timeout=900, callback=None,
+        extra_vars=dict({'ipvs_scheduler_name': 'lc', 'ipvs_scheduler_timeout': 60}, **variables),
+        env=dict({'ANSIBLE_CALLBACKS_ENABLED': 'netmedic.k8s.change_report'}, **(env or {})))
+    return rc, output
 
 
 def _ago(seconds):

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+
+from tests.lab.playbook_run import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'arp_flush.yml'
@@ -34,28 +34,10 @@ def run(double, tmp_path, check=False, args=(), job=None, vips=None, **variables
     hosts = {n: {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable} for n in NODES}
     inventory = tmp_path / 'inventory.yml'
     inventory.write_text(yaml.safe_dump({'all': {'hosts': hosts}}))
-    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
-               ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1',
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'), ANSIBLE_DEPRECATION_WARNINGS='0',
-               ANSIBLE_CALLBACKS_ENABLED='netmedic.k8s.change_report', NETMEDIC_REPORT_DIR=str(tmp_path / 'report'))
-    env.pop('ANSIBLE_CONFIG', None)
-    if job:
-        env['AWX_JOB_ID'] = str(job)
     extra = dict({'netmedic_vips': vips or [{'address': VIP, 'expected_mac': REAL_MAC}]}, **variables)
-    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', str(inventory), str(PLAYBOOK), '--diff',
-           '-e', json.dumps(extra), *args]
-    if check:
-        cmd.append('--check')
-    proc = subprocess.run(cmd, check=False, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=900)
-    try:
-        data = json.loads(proc.stdout)
-    except ValueError as exc:
-        raise AssertionError('no JSON (rc=%s)\n%s\n%s' % (proc.returncode, proc.stdout, proc.stderr)) from exc
-    results = {}
-    for play in data['plays']:
-        for task in play['tasks']:
-            results.setdefault(task['task']['name'], {}).update(task['hosts'])
-    return proc.returncode, results, proc.stdout + proc.stderr
+    env = {'ANSIBLE_CALLBACKS_ENABLED': 'netmedic.k8s.change_report', 'AWX_JOB_ID': str(job) if job else None}
+    return run_playbook(double, tmp_path, PLAYBOOK, *args, inventory=inventory, diff=True, check=check, extra_vars=extra,
+                        env=env, by_host=True, timeout=900)
 
 
 def _ago(seconds):
