@@ -119,6 +119,7 @@ class Controllers:
         self.tick = tick
         self.start_delay = start_delay
         self._bound_at = {}   # pod uid -> monotonic time the kubelet first saw it
+        self._used_ips = None   # pod IPs in use during one pass of starting pods (see reconcile)
         self._stop = threading.Event()
         self._thread = None
         self.after_tick = []
@@ -159,10 +160,16 @@ class Controllers:
                 self._replicaset(rs)
             self._schedule()
             starting = self._kubelet()
-        for pod in starting:
-            logs, crash = self._run_provider(pod)
-            with self.store.lock:
-                self._start(pod, logs, crash)
+        # Pod IPs in use, read once per pass (one scan per started pod made a 30,000-pod start quadratic).
+        with self.store.lock:
+            self._used_ips = {p['status'].get('podIP') for p in self.store.iter_objects(POD)}
+        try:
+            for pod in starting:
+                logs, crash = self._run_provider(pod)
+                with self.store.lock:
+                    self._start(pod, logs, crash)
+        finally:
+            self._used_ips = None
         with self.store.lock:
             self._statuses()
 
@@ -352,8 +359,12 @@ class Controllers:
         if pod['spec'].get('hostNetwork'):
             return node_ip(node)
         cidr = ipaddress.ip_network(node['spec'].get('podCIDR') or '172.20.0.0/16')
-        used = {p['status'].get('podIP') for p in self.store.iter_objects(POD)}
-        return next(str(ip) for ip in cidr.hosts() if str(ip) not in used and not str(ip).endswith('.1'))
+        used = self._used_ips
+        if used is None:
+            used = {p['status'].get('podIP') for p in self.store.iter_objects(POD)}
+        ip = next(str(ip) for ip in cidr.hosts() if str(ip) not in used and not str(ip).endswith('.1'))
+        used.add(ip)
+        return ip
 
     def _run_provider(self, pod):
         try:
