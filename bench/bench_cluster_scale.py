@@ -108,7 +108,7 @@ def module(double, name, args, env):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     ap.add_argument('--nodes', type=int, default=1000)
     ap.add_argument('--pods', type=int, default=30000, help='pods in total, DaemonSet pods included')
     ap.add_argument('--services', type=int, default=3000)

@@ -14,4 +14,22 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.lab.conftest import *  # noqa: E402, F403  every fixture of tests/lab, by its name
+# Every fixture of tests/lab, by its name (pytest finds them in this module's namespace).
+# pylint: disable=unused-import
+from tests.lab.conftest import (  # noqa: E402, F401
+    api_client,
+    apps,
+    as_identity,
+    core,
+    double,
+    make_double,
+    module_run,
+    module_tasks,
+    node_state,
+    playbook,
+    playbook_file,
+    policy,
+    private_tmpdir,
+    raw,
+    tmp_path,
+)
