@@ -77,9 +77,8 @@ options:
   archive_dir:
     description:
       - A second directory that receives a copy of the three report files (created 0700 if missing), for a report
-        that must outlive the job's container (AWX). Retention does not touch it. Empty (the default) writes no copy.
+        that must outlive the job's container (AWX). Retention does not touch it. Unset (the default) writes no copy.
     type: path
-    default: ''
     version_added: 0.2.0
     env:
       - name: NETMEDIC_REPORT_ARCHIVE_DIR
