@@ -4,6 +4,7 @@
 #
 #   scripts/setup.sh                  (called by `make setup`)
 #   scripts/setup.sh --python         print the interpreter it would create .venv with
+#   scripts/setup.sh --print-deps     print the pip requirements it installs (fresh-check's wheelhouse)
 #                                     (scripts/fresh-check.sh models a new machine with it)
 #
 # Re-runnable and fast when nothing changed (~0.1 s): pip runs only when the
@@ -21,7 +22,7 @@ PYTHON_FLOOR=3.12
 
 # make test runs setup once as its first stage, then exports this so the
 # per-target `setup` prerequisites stay silent.
-if [[ -n "${NETMEDIC_SETUP_DONE:-}" && "${1:-}" != --python ]]; then exit 0; fi
+if [[ -n "${NETMEDIC_SETUP_DONE:-}" && "${1:-}" != --python && "${1:-}" != --print-deps ]]; then exit 0; fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -59,10 +60,24 @@ venv_ok() {
     [[ "$(printf '%s\n%s\n' "$have" "$want" | sort -V | head -n1)" == "$want" ]]
 }
 
+# The dev dependency list, one per line: pyproject.toml [dependency-groups].dev (tomllib, Python >= 3.11).
+print_deps() {
+    "$1" - <<'EOF'
+import tomllib
+with open('pyproject.toml', 'rb') as f:
+    data = tomllib.load(f)
+for dep in data['dependency-groups']['dev']:
+    print(dep)
+EOF
+}
+
 # 1. virtualenv -------------------------------------------------------------
 PY="$(pick_python || true)"
 if [[ "${1:-}" == --python ]]; then
     [[ -n "$PY" ]] && echo "$PY"; [[ -n "$PY" ]]; exit
+fi
+if [[ "${1:-}" == --print-deps ]]; then
+    print_deps "${PY:-python3}"; exit
 fi
 have_py=""
 if [[ -n "$PY" ]]; then have_py="$(pyver "$PY" || true)"; fi
@@ -87,14 +102,7 @@ have="$(cat "$STAMP" 2>/dev/null || true)"
 if [[ "$want" == "$have" ]]; then
     say "dependencies up to date (pyproject.toml unchanged)"
 else
-    mapfile -t deps < <("$VENV/bin/python" - <<'EOF'
-import tomllib
-with open('pyproject.toml', 'rb') as f:
-    data = tomllib.load(f)
-for dep in data['dependency-groups']['dev']:
-    print(dep)
-EOF
-)
+    mapfile -t deps < <(print_deps "$VENV/bin/python")
     say "pip install ${#deps[@]} pinned dev dependencies from pyproject.toml [dependency-groups].dev"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${deps[@]}"
