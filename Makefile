@@ -160,8 +160,8 @@ integration: setup
 APIDOUBLE_JOBS ?= 2
 apidouble: setup
 	@mkdir -p tests/output/junit
-	@echo 'pytest -n $(APIDOUBLE_JOBS) tests/lab tests/cluster tests/double $(PYTEST_ARGS)'
-	@pytest -n $(APIDOUBLE_JOBS) tests/lab tests/cluster tests/double --junitxml=tests/output/junit/apidouble.xml $(PYTEST_ARGS) || { \
+	@echo 'pytest -n $(APIDOUBLE_JOBS) --dist worksteal tests/lab tests/cluster tests/double $(PYTEST_ARGS)'
+	@pytest -n $(APIDOUBLE_JOBS) --dist worksteal tests/lab tests/cluster tests/double --junitxml=tests/output/junit/apidouble.xml $(PYTEST_ARGS) || { \
 	  rc=$$?; [ $$rc -eq 5 ] && echo 'apidouble: pytest collected no tests (exit 5): failing'; exit $$rc; }
 
 # tests/cluster against the lab's real control plane (lab/k8s/k8sctl, issue 15): build the
