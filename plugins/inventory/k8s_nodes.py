@@ -66,12 +66,12 @@ compose:
 # then: ansible-playbook -i inventories/cluster.k8s_nodes.yml playbooks/diagnose.yml
 
 # Token and API URL from the environment (K8S_AUTH_HOST, K8S_AUTH_API_KEY, K8S_AUTH_SSL_CA_CERT), the Node list
-# cached for 10 minutes in JSON files:
-plugin: netmedic.k8s.k8s_nodes
-cache: true
-cache_plugin: ansible.builtin.jsonfile
-cache_connection: ~/.cache/netmedic-inventory
-cache_timeout: 600
+# cached for 10 minutes in JSON files (a second inventory file, e.g. inventories/env.k8s_nodes.yml):
+# plugin: netmedic.k8s.k8s_nodes
+# cache: true
+# cache_plugin: ansible.builtin.jsonfile
+# cache_connection: ~/.cache/netmedic-inventory
+# cache_timeout: 600
 """
 
 import hashlib
