@@ -834,25 +834,16 @@ def main(argv=None):
     p.add_argument('command', nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_locked)
     args = parser.parse_args(argv)
-    try:
-        if args.cmd in LOCKED_COMMANDS:
+    if args.cmd in LOCKED_COMMANDS:
+        def locked(args):
             fh = labctl.acquire_lab_lock(LOCK)
             try:
                 args.fn(args)
             finally:
                 if fh is not None:
                     fh.close()
-        else:
-            args.fn(args)
-    except LabError as exc:
-        log(f'ERROR: {exc}')
-        return 1
-    except KeyboardInterrupt:
-        log('interrupted')
-        return 130
-    except BrokenPipeError:
-        return 0
-    return 0
+        return labctl.run_command(locked, args)
+    return labctl.run_command(args.fn, args)
 
 
 if __name__ == '__main__':

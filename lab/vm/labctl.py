@@ -4,7 +4,7 @@ The code is the package vmlab beside this file, one module per concern (vmlab/__
 lists them); the commands and options are in vmlab/cli.py (`labctl --help`).
 
 This file is the entry point lab/vm/labctl runs, and the import name other tools use:
-lab/k8s/k8sctl.py (`import labctl`: log/step/LabError/run, flock, acquire_lab_lock,
+lab/k8s/k8sctl.py (`import labctl`: log/step/LabError/run/run_command, flock, acquire_lab_lock,
 exec_locked) and tests/labvm/conftest.py (loads this file: lock_holders, _ancestor_pids).
 """
 
@@ -16,7 +16,7 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from vmlab.cli import main  # noqa: E402
-from vmlab.common import LabError, log, out, run, step  # noqa: E402
+from vmlab.common import LabError, log, out, run, run_command, step  # noqa: E402
 from vmlab.config import CACHE, LAB_LOCK, STATE  # noqa: E402
 from vmlab.lock import _ancestor_pids, acquire_lab_lock, exec_locked, flock, lab_lock, lock_holders  # noqa: E402
 
@@ -35,6 +35,7 @@ __all__ = [
     'main',
     'out',
     'run',
+    'run_command',
     'step',
 ]
 

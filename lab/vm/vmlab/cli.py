@@ -39,7 +39,7 @@ import argparse
 import os
 import sys
 
-from .common import LabError, log
+from .common import run_command
 from .faults import cmd_inject
 from .image import cmd_build, cmd_deps
 from .lifecycle import cmd_down, cmd_inventory, cmd_reset, cmd_status, cmd_up, cmd_wipe_cache
@@ -87,18 +87,9 @@ def main(argv=None):
     if os.geteuid() != 0 and args.cmd not in ('status', 'ssh'):
         print('labctl: needs root (qemu taps, bridge, apt, mmdebstrap)', file=sys.stderr)
         return 2
-    try:
-        if args.cmd in LOCKED_COMMANDS and not (args.cmd == 'inject' and args.list):
+    if args.cmd in LOCKED_COMMANDS and not (args.cmd == 'inject' and args.list):
+        def locked(args):
             with lab_lock():
                 args.fn(args)
-        else:
-            args.fn(args)
-    except LabError as exc:
-        log(f'ERROR: {exc}')
-        return 1
-    except KeyboardInterrupt:
-        log('interrupted')
-        return 130
-    except BrokenPipeError:  # e.g. `labctl status | head`
-        return 0
-    return 0
+        return run_command(locked, args)
+    return run_command(args.fn, args)

@@ -24,6 +24,21 @@ class LabError(Exception):
 
 
 @contextlib.contextmanager
+def run_command(fn, args):
+    """Run one CLI command: its LabError, an interrupt and a closed pipe become exit codes (labctl, k8sctl)."""
+    try:
+        fn(args)
+    except LabError as exc:
+        log(f'ERROR: {exc}')
+        return 1
+    except KeyboardInterrupt:
+        log('interrupted')
+        return 130
+    except BrokenPipeError:  # e.g. `labctl status | head`
+        return 0
+    return 0
+
+
 def step(title):
     log(f'==> {title}')
     start = time.monotonic()
