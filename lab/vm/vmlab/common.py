@@ -23,7 +23,6 @@ class LabError(Exception):
     pass
 
 
-@contextlib.contextmanager
 def run_command(fn, args):
     """Run one CLI command: its LabError, an interrupt and a closed pipe become exit codes (labctl, k8sctl)."""
     try:
@@ -39,6 +38,7 @@ def run_command(fn, args):
     return 0
 
 
+@contextlib.contextmanager
 def step(title):
     log(f'==> {title}')
     start = time.monotonic()
