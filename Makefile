@@ -73,7 +73,7 @@ FAIL_FAST ?= 0
 SANITY_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup test compat lint ruff pep8 ansible-lint changelog-lint sanity units integration apidouble build ee-context demo clean distclean
+.PHONY: help setup test compat lint ruff pep8 shellcheck ansible-lint changelog-lint sanity units integration apidouble build ee-context demo clean distclean
 .PHONY: lab-test lab-test-locked lab-up lab-down lab-inject demo-local demo-locked molecule molecule-locked
 
 # The VM lab (lab/vm/labctl). One lab per machine, shared by everyone on it: whatever
@@ -110,11 +110,16 @@ test:
 
 # -k: run all three linters, fail if any failed.
 lint: setup
-	@$(MAKE) -k ruff pep8 ansible-lint changelog-lint NETMEDIC_SETUP_DONE=1
+	@$(MAKE) -k ruff pep8 shellcheck ansible-lint changelog-lint NETMEDIC_SETUP_DONE=1
 
 ruff: setup
 	@echo '--- ruff check'
 	ruff check --output-format concise .
+
+# ansible-test sanity's shellcheck, in a second: every tracked shell script.
+shellcheck: setup
+	@echo '--- shellcheck'
+	git ls-files -z --cached --others --exclude-standard '*.sh' | xargs -0 shellcheck
 
 # The pep8 rules of ansible-test sanity (its own ignore list, max 160), without the 2-minute sanity run.
 pep8: setup

@@ -105,7 +105,8 @@ echo "sanity: $(find "$dest" -type f | wc -l) files copied to $dest"
 # Collections this one depends on (galaxy.yml: kubernetes.core, whose auth doc fragment and
 # module_utils the cluster modules use) are found by ansible-test next to it, under the same
 # ansible_collections root: copy the installed ones there.
-for dep in kubernetes.core; do
+deps=(kubernetes.core)
+for dep in "${deps[@]}"; do
     src="$("$PY" -c "import ansible_collections.$dep as m; print(m.__path__[0])" 2>/dev/null ||
            "$ROOT/.venv/bin/python" -c "import ansible_collections.$dep as m; print(m.__path__[0])")"
     mkdir -p "$tmp/ansible_collections/${dep%%.*}"
