@@ -3,6 +3,12 @@
 #
 #   scripts/stages.sh [--fail-fast] STAGE...      (called by `make test`)
 #
+# A STAGE written `bg:a,b` is a background chain: `make a` then `make b` start at that point and run
+# beside the stages that follow (their output goes to tests/output/stages/<stage>.log and is printed
+# once the foreground stages are done); the summary waits for them. `make test` runs the VM lab's
+# stages (lab-test, molecule: qemu guests, mostly waiting on SSH and reboots) this way beside the
+# controller-side stages, so CI's wall time is not their sum.
+#
 # Default: every stage runs even after a failure, so one CI run reports all
 # problems; exit status is non-zero if any stage failed. The last line is
 #   stages: N passed, N failed
@@ -15,19 +21,52 @@ if [[ "${1:-}" == --fail-fast ]]; then fail_fast=1; shift; fi
 [[ $# -gt 0 ]] || { echo "usage: $0 [--fail-fast] STAGE..." >&2; exit 2; }
 
 names=() results=() times=()
-passed=0 failed=0
-t_all=$(date +%s.%N)
+passed=0 failed=0 total_stages=0
 for stage in "$@"; do
+    IFS=',' read -r -a parts <<<"${stage#bg:}"
+    total_stages=$((total_stages + ${#parts[@]}))
+done
+t_all=$(date +%s.%N)
+logdir="tests/output/stages"
+bg_pids=() bg_chains=()
+
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# One stage in the background chain: its log, and a result line "<stage> <rc> <seconds>" in <chain>.results.
+run_chain() {
+    local chain="$1" stage t0 rc
+    IFS=',' read -r -a stages_of <<<"$chain"
+    for stage in "${stages_of[@]}"; do
+        t0=$(date +%s.%N)
+        { printf '\n==================== [%s] %s (background) ====================\n' "$(date +%H:%M:%S)" "$stage"
+          make --no-print-directory "$stage"; } > "$logdir/$stage.log" 2>&1 < /dev/null
+        rc=$?
+        echo "$stage $rc $(elapsed "$t0")" >> "$logdir/${chain//,/+}.results"
+    done
+}
+
+for stage in "$@"; do
+    if [[ "$stage" == bg:* ]]; then
+        chain="${stage#bg:}"
+        mkdir -p "$logdir"
+        rm -f "$logdir/${chain//,/+}.results"
+        IFS=',' read -r -a parts <<<"$chain"
+        printf '\n==================== [%s] %s: started in the background ====================\n' "$(date +%H:%M:%S)" "${parts[*]}"
+        run_chain "$chain" &
+        bg_pids+=($!) bg_chains+=("$chain")
+        continue
+    fi
     printf '\n==================== [%s] %s ====================\n' "$(date +%H:%M:%S)" "$stage"
     t0=$(date +%s.%N)
     make --no-print-directory "$stage"
     rc=$?
-    dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    dt=$(elapsed "$t0")
     names+=("$stage") times+=("$dt")
     if [[ $rc -eq 0 ]]; then
         results+=(PASS); passed=$((passed + 1))
         printf '==================== %s: PASS (%ss)\n' "$stage" "$dt"
-        # Later stages' `setup` prerequisites become no-ops (scripts/setup.sh).
+        # Later stages' `setup` prerequisites become no-ops (scripts/setup.sh); background chains
+        # started after setup inherit it.
         if [[ "$stage" == setup ]]; then export NETMEDIC_SETUP_DONE=1; fi
     else
         results+=("FAIL(rc=$rc)"); failed=$((failed + 1))
@@ -36,13 +75,34 @@ for stage in "$@"; do
         if [[ $fail_fast -eq 1 || "$stage" == setup ]]; then break; fi
     fi
 done
-total=$(awk -v a="$t_all" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+
+for i in "${!bg_pids[@]}"; do
+    chain="${bg_chains[$i]}"
+    printf '\n==================== [%s] waiting for the background stages %s ====================\n' "$(date +%H:%M:%S)" "${chain//,/ }"
+    wait "${bg_pids[$i]}"
+    IFS=',' read -r -a parts <<<"$chain"
+    for stage in "${parts[@]}"; do
+        [[ -f "$logdir/$stage.log" ]] && cat "$logdir/$stage.log"
+        line="$(grep -E "^$stage " "$logdir/${chain//,/+}.results" 2>/dev/null | tail -n 1)"
+        [[ -n "$line" ]] || continue
+        read -r _name rc dt <<<"$line"
+        names+=("$stage (bg)") times+=("$dt")
+        if [[ "$rc" -eq 0 ]]; then
+            results+=(PASS); passed=$((passed + 1))
+            printf '==================== %s: PASS (%ss, in the background)\n' "$stage" "$dt"
+        else
+            results+=("FAIL(rc=$rc)"); failed=$((failed + 1))
+            printf '==================== %s: FAIL rc=%s (%ss, in the background)\n' "$stage" "$rc" "$dt"
+        fi
+    done
+done
+total=$(elapsed "$t_all")
 
 printf '\n==================== summary ====================\n'
 for i in "${!names[@]}"; do
     printf '  %-14s %-12s %8ss\n' "${names[$i]}" "${results[$i]}" "${times[$i]}"
 done
-skipped=$(($# - passed - failed))
+skipped=$((total_stages - passed - failed))
 if [[ $skipped -gt 0 ]]; then printf '  (%d stage(s) not run after the failure)\n' "$skipped"; fi
 echo "  total ${total}s"
 echo "stages: $passed passed, $failed failed"
