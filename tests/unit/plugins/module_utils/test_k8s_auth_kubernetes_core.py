@@ -9,14 +9,13 @@ import ast
 import copy
 from pathlib import Path
 
+import kubernetes
 import pytest
 import yaml
 from ansible_collections.kubernetes.core.plugins.module_utils import args_common as core_args
 from ansible_collections.kubernetes.core.plugins.module_utils.k8s import client as core_client
 
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
-
-kubernetes = pytest.importorskip('kubernetes')
 
 ROOT = Path(__file__).resolve().parents[4]
 KUBECONFIG_TOKEN = 'kubeconfig-token-abc'
