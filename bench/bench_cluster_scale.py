@@ -49,11 +49,11 @@ def build_seed(nodes, pods, services):
     objects = [o for o in base.objects if o.get('kind') not in ('Node', 'Pod')]
     daemonsets = sum(1 for o in objects if o.get('kind') == 'DaemonSet')
     names = []
-    net = ipaddress.ip_network('10.64.0.0/10')
+    cidrs = ipaddress.ip_network('10.64.0.0/10').subnets(new_prefix=24)   # one /24 per node, in order
     for i in range(nodes):
         name = 'node-%04d' % (i + 1)
         node = make_node(name, str(ipaddress.ip_address('10.32.0.0') + i + 1), i + 1, base.version)
-        cidr = str(list(net.subnets(new_prefix=24))[i]) if i < 4096 else None
+        cidr = str(next(cidrs))
         node['spec'] = {'podCIDR': cidr, 'podCIDRs': [cidr]}
         objects.append(node)
         names.append(name)
