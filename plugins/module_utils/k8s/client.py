@@ -262,9 +262,7 @@ class Cluster(object):
 
     def delete(self, kind, namespace, name, uid=None):
         """Delete one object, only while it still has ``uid``; None when it was already gone."""
-        body = {'apiVersion': 'v1', 'kind': 'DeleteOptions'}
-        if uid:
-            body['preconditions'] = {'uid': uid}
+        body = delete_options(uid)
         try:
             return _json_call('deleting %s %s/%s' % (kind, namespace, name), self._method('delete', kind), name, namespace, body=body)
         except K8sError as e:
@@ -403,19 +401,27 @@ def list_objects(cluster, kind, namespace=None, label_selector=None, field_selec
             return items
 
 
+def delete_options(uid=None, dry_run=False):
+    """The DeleteOptions body of every delete: a uid precondition, and the dry run in the body itself.
+
+    With a DeleteOptions body the kube-apiserver reads the options from the body only and ignores
+    ``?dryRun=`` (measured on v1.37.2, issue 15): a query-only dry run deleted.
+    """
+    body = {'apiVersion': 'v1', 'kind': 'DeleteOptions'}
+    if uid:
+        body['preconditions'] = {'uid': uid}
+    if dry_run:
+        body['dryRun'] = ['All']
+    return body
+
+
 def delete_pod(cluster, namespace, name, uid=None, dry_run=False):
     """Delete one pod, only if it still has ``uid`` (a replacement with the same name is left alone).
 
     Returns the API's answer, or None when the pod was already gone.
     """
-    body = {'apiVersion': 'v1', 'kind': 'DeleteOptions'}
-    if uid:
-        body['preconditions'] = {'uid': uid}
-    kwargs = {'body': body}
+    kwargs = {'body': delete_options(uid, dry_run)}
     if dry_run:
-        # In the body: with a DeleteOptions body the kube-apiserver reads the options from the body
-        # only and ignores ?dryRun= (measured on v1.37.2, issue 15): a query-only dry run deleted.
-        body['dryRun'] = ['All']
         kwargs['dry_run'] = 'All'
     try:
         return _json_call('deleting Pod %s/%s' % (namespace, name), cluster.core.delete_namespaced_pod, name, namespace, **kwargs)
