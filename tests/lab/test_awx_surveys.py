@@ -58,3 +58,25 @@ def test_survey_defaults_pass_the_playbooks_own_check_in_check_mode(name, make_d
     assert validated and all(not r.get('failed') for r in validated), 'the spec check ran and passed'
     writes = [e for e in double.audit if e['verb'] not in READS and not e['dryRun']]
     assert all(e['resource'] == 'leases' for e in writes), writes
+
+
+GUARD = "netmedic_targets 'no_nodes_here' matches no node of the inventory (after --limit). Nothing was changed."
+
+
+@pytest.mark.parametrize('name, extra', [
+    ('ipvs_scheduler_change', {'ipvs_scheduler_name': 'lc'}),
+    ('udp_timeout', {}),
+    ('conntrack_tuning', {}),
+])
+def test_kube_proxy_workflows_refuse_targets_that_match_no_node(name, extra, make_double, playbook_file, tmp_path):
+    """Issue 11 item 5: W-3/W-4/W-5 with a netmedic_targets that matches no node took the kube-proxy Lease (and W-4/W-5
+    went on to the cluster) while the node half did nothing; they stop at the shared guard
+    (playbooks/tasks/require_targets.yml) before the Lease, with nothing written."""
+    answers = tmp_path / 'extra.json'
+    answers.write_text(json.dumps(extra))
+    double = make_double(audit=True)
+    del double.audit[:]
+    rc, tasks, output = playbook_file(double, ROOT / 'playbooks' / (name + '.yml'), '-e', '@%s' % answers, check=True)
+    failed = [r['msg'] for r in tasks.values() if r.get('failed')]
+    assert rc != 0 and failed == [GUARD], output
+    assert [e for e in double.audit if e['verb'] not in READS] == [], 'nothing written, not even the Lease'
