@@ -234,15 +234,13 @@ catalog:
   sample: ["N-2"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import conntrack, kmod
 from ansible_collections.netmedic.k8s.plugins.module_utils.node import files as node_files
 from ansible_collections.netmedic.k8s.plugins.module_utils.node import settings, sysctl
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 MEMINFO = '/proc/meminfo'
 NF_CONNTRACK = 'nf_conntrack'
+KEY = conntrack.MAX_KEY
 
 
 def _int_or_none(value):
@@ -257,134 +255,120 @@ def _usage(maximum):
     return {'count': count, 'max': maximum, 'percent': conntrack.usage_percent(count, maximum)}
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            max=dict(type='raw', required=True),
-            allow_decrease=dict(type='bool', default=False),
-            persist=dict(type='bool', default=True),
-            persist_file=dict(type='path', default='/etc/sysctl.d/90-netmedic-conntrack.conf'),
-            module_load_file=dict(type='path', default='/etc/modules-load.d/netmedic-nf_conntrack.conf'),
-        ),
-        supports_check_mode=True,
+class ConntrackLimit(settings.SettingModule):
+    catalog = ['N-2']
+    options = dict(
+        max=dict(type='raw', required=True),
+        allow_decrease=dict(type='bool', default=False),
+        module_load_file=dict(type='path', default='/etc/modules-load.d/netmedic-nf_conntrack.conf'),
+        **settings.persist_options('/etc/sysctl.d/90-netmedic-conntrack.conf')
     )
-    p = module.params
-    result = Result(module, ['N-2'])
+    boot_files = [('persist_file', '.conf', 'systemd-sysctl'), ('module_load_file', '.conf', 'systemd-modules-load')]
+    refusals = (conntrack.LimitError, settings.PersistError)
 
-    # 1. Validate input before reading or touching anything.
-    try:
-        requested = conntrack.parse_max(p['max'])
-        if p['persist']:
-            settings.check_name(p['persist_file'], '.conf', 'systemd-sysctl')
-            settings.check_name(p['module_load_file'], '.conf', 'systemd-modules-load', 'module_load_file')
-    except (conntrack.LimitError, settings.PersistError) as e:
-        module.fail_json(msg=str(e), changed=False)
+    def validate(self):
+        self.requested = conntrack.parse_max(self.params['max'])
+        settings.SettingModule.validate(self)
 
-    # 2. Read the current state.
-    current = _int_or_none(sysctl.read_value(conntrack.MAX_KEY))
-    if current is None:
-        module.fail_json(msg='%s does not exist: the nf_conntrack kernel module is not loaded on this node, '
-                             'so there is no table to size (nothing was changed)' % sysctl.key_to_path(conntrack.MAX_KEY),
-                         changed=False)
-    if requested == 'auto':
-        try:
+    def read(self):
+        p = self.params
+        self.current = _int_or_none(sysctl.read_value(KEY))
+        if self.current is None:
+            self.refuse('%s does not exist: the nf_conntrack kernel module is not loaded on this node, so there is no '
+                        'table to size' % sysctl.key_to_path(KEY))
+        if self.requested == 'auto':
             meminfo = conntrack.parse_meminfo(node_files.read_text(MEMINFO) or '')
-            desired = conntrack.auto_max(meminfo.get('MemTotal', 0))
-        except conntrack.LimitError as e:
-            module.fail_json(msg=str(e), changed=False)
-    else:
-        desired = requested
-    try:
-        file_text = settings.read_file(p['persist_file'])
+            self.desired = conntrack.auto_max(meminfo.get('MemTotal', 0))
+        else:
+            self.desired = self.requested
+        self.file_text = text = settings.read_file(p['persist_file'])
         # nf_conntrack_max exists, so nf_conntrack is in the kernel: listed in /proc/modules
         # when it is a loadable module, otherwise built in (also without module support).
         loaded = kmod.loaded_names(settings.read_file(kmod.PROC_MODULES))
-        nf_kind = 'module' if loaded and NF_CONNTRACK in loaded else 'built_in'
-        load_text = settings.read_file(p['module_load_file']) if p['persist'] and nf_kind == 'module' else None
-    except settings.PersistError as e:
-        module.fail_json(msg=str(e), changed=False)
-    persisted_value = _int_or_none(sysctl.parse_conf(file_text or '').get(conntrack.MAX_KEY))
+        self.nf_kind = 'module' if loaded and NF_CONNTRACK in loaded else 'built_in'
+        self.load_text = self.read_boot_file('module_load_file') if self.nf_kind == 'module' else None
+        self.persisted_value = _int_or_none(sysctl.parse_conf(text or '').get(KEY))
 
-    # 3. Plan (pure).
-    action, target = conntrack.plan_limit(current, desired, p['allow_decrease'])
-    new_text, file_mode = settings.plan_sysctl_file(file_text, [(conntrack.MAX_KEY, target)], 'conntrack_limit', 'N-2')
-    write_file = p['persist'] and action != 'refuse_lower' and file_text != new_text
-    # N-2: systemd-sysctl applies the drop-in at boot only to keys that exist then, so a
-    # loadable nf_conntrack must be loaded before it (systemd-modules-load runs first).
-    new_load = None
-    if p['persist'] and nf_kind == 'module':
-        new_load, _mode = settings.plan_modules_load_file(load_text, [NF_CONNTRACK], 'conntrack_limit', 'N-2')
-    write_load = new_load is not None and action != 'refuse_lower' and load_text != new_load
+    def plan(self):
+        p = self.params
+        self.action, self.target = conntrack.plan_limit(self.current, self.desired, p['allow_decrease'])
+        self.new_text, self.file_mode = settings.plan_sysctl_file(self.file_text, [(KEY, self.target)], 'conntrack_limit', 'N-2')
+        refused = self.action == 'refuse_lower'
+        self.write_file = p['persist'] and not refused and self.file_text != self.new_text
+        # N-2: systemd-sysctl applies the drop-in at boot only to keys that exist then, so a
+        # loadable nf_conntrack must be loaded before it (systemd-modules-load runs first).
+        self.new_load = None
+        if p['persist'] and self.nf_kind == 'module':
+            self.new_load, _mode = settings.plan_modules_load_file(self.load_text, [NF_CONNTRACK], 'conntrack_limit', 'N-2')
+        self.write_load = self.new_load is not None and not refused and self.load_text != self.new_load
 
-    result.before = {'max': current, 'persisted': persisted_value}
-    result.after = {'max': target, 'persisted': target if write_file else persisted_value}
-    result.add_diff('%s = %s' % (conntrack.MAX_KEY, current), '%s = %s' % (conntrack.MAX_KEY, target),
-                    'kernel %s' % conntrack.MAX_KEY)
-    if write_file:
-        result.add_diff(file_text or '', new_text, p['persist_file'])
-    if write_load:
-        result.add_diff(load_text or '', new_load, p['module_load_file'])
+    def report(self):
+        p, result, current, target = self.params, self.result, self.current, self.target
+        result.before = {'max': current, 'persisted': self.persisted_value}
+        result.after = {'max': target, 'persisted': target if self.write_file else self.persisted_value}
+        result.add_diff('%s = %s' % (KEY, current), '%s = %s' % (KEY, target), 'kernel %s' % KEY)
+        if self.write_file:
+            result.add_diff(self.file_text or '', self.new_text, p['persist_file'])
+        if self.write_load:
+            result.add_diff(self.load_text or '', self.new_load, p['module_load_file'])
 
-    kube_proxy = conntrack.processes_named(('kube-proxy',))
-    overridden = sysctl.overriders(conntrack.MAX_KEY, p['persist_file'], target) if p['persist'] else []
-    listed_before = kmod.parse_modules_load(load_text) if new_load is not None else None
-    result.extra.update({
-        'decision': action,
-        'desired': desired,
-        'persist_file': p['persist_file'],
-        'persist_mode': file_mode if p['persist'] else None,
-        'module_load': {'nf_conntrack': nf_kind, 'file': p['module_load_file'], 'before': listed_before,
-                        'after': kmod.parse_modules_load(new_load) if write_load else listed_before},
-        'overridden_by': overridden,
-        'kube_proxy_running': bool(kube_proxy),
-        'usage': _usage(current),
-    })
-    if action == 'refuse_lower':
-        result.warn('nf_conntrack_max is %d, higher than the requested %d; left unchanged (set allow_decrease=true to lower it)'
-                    % (current, desired))
-    if kube_proxy:
-        result.warn('kube-proxy runs on this node and resets nf_conntrack_max from conntrack.maxPerCore x cores when it '
-                    'starts (catalog C-1); make the cluster-side change too (netmedic.k8s.kube_proxy_config)')
-    for item in overridden:
-        result.warn('%s sets %s = %s and is applied after %s at boot: the persisted fix would be undone'
-                    % (item['path'], conntrack.MAX_KEY, item['value'], p['persist_file']))
-    if p['persist']:
-        for warning in (settings.boot_warning(p['persist_file'], sysctl.SYSCTL_DIRS, [sysctl.SYSCTL_CONF], 'systemd-sysctl'),
-                        settings.boot_warning(p['module_load_file'], kmod.MODULES_LOAD_DIRS, [kmod.MODULES_FILE],
-                                              'systemd-modules-load') if new_load is not None else None):
-            if warning:
-                result.warn(warning)
-    if not p['persist'] and persisted_value is not None and persisted_value != target:
-        result.warn('%s still sets %s at boot' % (p['persist_file'], persisted_value))
+        kube_proxy = conntrack.processes_named(('kube-proxy',))
+        overridden = sysctl.overriders(KEY, p['persist_file'], target) if p['persist'] else []
+        listed_before = kmod.parse_modules_load(self.load_text) if self.new_load is not None else None
+        result.extra.update({
+            'decision': self.action,
+            'desired': self.desired,
+            'persist_file': p['persist_file'],
+            'persist_mode': self.file_mode if p['persist'] else None,
+            'module_load': {'nf_conntrack': self.nf_kind, 'file': p['module_load_file'], 'before': listed_before,
+                            'after': kmod.parse_modules_load(self.new_load) if self.write_load else listed_before},
+            'overridden_by': overridden,
+            'kube_proxy_running': bool(kube_proxy),
+            'usage': _usage(current),
+        })
+        if self.action == 'refuse_lower':
+            result.warn('nf_conntrack_max is %d, higher than the requested %d; left unchanged (set allow_decrease=true to '
+                        'lower it)' % (current, self.desired))
+        if kube_proxy:
+            result.warn('kube-proxy runs on this node and resets nf_conntrack_max from conntrack.maxPerCore x cores when it '
+                        'starts (catalog C-1); make the cluster-side change too (netmedic.k8s.kube_proxy_config)')
+        self.warn_overridden(KEY, overridden)
+        self.warn_boot_order('persist_file')
+        if self.new_load is not None:
+            self.warn_boot_order('module_load_file')
+        if not p['persist'] and self.persisted_value is not None and self.persisted_value != target:
+            result.warn('%s still sets %s at boot' % (p['persist_file'], self.persisted_value))
 
-    if module.check_mode or not result.changed:
-        result.exit()
+    def transaction(self):
+        """Kernel first, then the files (backed up); undone on failure."""
+        current, target = self.current, self.target
+        kernel = []
+        if target != current:
+            kernel.append(settings.KernelStep(KEY, current, target, lambda: sysctl.write_value(KEY, target),
+                                              lambda: sysctl.write_value(KEY, current)))
+        files = []
+        if self.write_file:
+            files.append(settings.FileStep(self.params['persist_file'], self.file_text, self.new_text))
+        if self.write_load:
+            files.append(settings.FileStep(self.params['module_load_file'], self.load_text, self.new_load))
+        return kernel, files, []
 
-    # 4. Apply: kernel first, then the files (backed up); undone on failure.
-    kernel = []
-    if target != current:
-        kernel.append(settings.KernelStep(conntrack.MAX_KEY, current, target,
-                                          lambda: sysctl.write_value(conntrack.MAX_KEY, target),
-                                          lambda: sysctl.write_value(conntrack.MAX_KEY, current)))
-    files = []
-    if write_file:
-        files.append(settings.FileStep(p['persist_file'], file_text, new_text))
-    if write_load:
-        files.append(settings.FileStep(p['module_load_file'], load_text, new_load))
-    settings.commit(result, kernel, files, settings.Files(module))
+    def verify(self):
+        result = self.result
+        now = _int_or_none(sysctl.read_value(KEY))
+        result.after['max'] = now
+        result.extra['usage'] = _usage(now)
+        if now != self.target:
+            result.fail('wrote %s = %d but the kernel reports %s' % (KEY, self.target, now))
+        if self.write_load:
+            listed = kmod.parse_modules_load(node_files.read_text(self.params['module_load_file']))
+            result.extra['module_load']['after'] = listed
+            if NF_CONNTRACK not in listed:
+                result.fail('wrote %s but it does not list %s' % (self.params['module_load_file'], NF_CONNTRACK))
 
-    # 5. Verify by reading back.
-    now = _int_or_none(sysctl.read_value(conntrack.MAX_KEY))
-    result.after['max'] = now
-    result.extra['usage'] = _usage(now)
-    if now != target:
-        result.fail('wrote %s = %d but the kernel reports %s' % (conntrack.MAX_KEY, target, now))
-    if write_load:
-        listed = kmod.parse_modules_load(node_files.read_text(p['module_load_file']))
-        result.extra['module_load']['after'] = listed
-        if NF_CONNTRACK not in listed:
-            result.fail('wrote %s but it does not list %s' % (p['module_load_file'], NF_CONNTRACK))
-    result.exit()
+
+def main():
+    ConntrackLimit().run()
 
 
 if __name__ == '__main__':

@@ -28,13 +28,16 @@ put back to their previous text or removed, kernel values restored) where it can
 and the failure says what was restored, what is still changed and where the backups
 are. A kernel step without ``undo`` (a loaded module: nothing is ever unloaded) is
 reported as left in place.
+
+The module kind, :class:`SettingModule`: the module lifecycle (``module_utils/lifecycle.py``)
+with the boot-file name checks, the boot-order warnings and :func:`commit` as its apply step.
 """
 
 from __future__ import annotations
 
 import os
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import kmod
+from ansible_collections.netmedic.k8s.plugins.module_utils import kmod, lifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.node import files as node_files
 from ansible_collections.netmedic.k8s.plugins.module_utils.node import sysctl
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
@@ -273,3 +276,61 @@ def _rollback(result, failed, applied, written, files):
     result.extra['rolled_back'] = restored
     result.extra['left_changed'] = remaining
     result.fail('; '.join(parts))
+
+
+# --- the module kind -----------------------------------------------------------------
+
+READERS = {
+    'systemd-sysctl': (sysctl.SYSCTL_DIRS, [sysctl.SYSCTL_CONF]),
+    'systemd-modules-load': (kmod.MODULES_LOAD_DIRS, [kmod.MODULES_FILE]),
+}
+
+
+def persist_options(default, option='persist_file'):
+    """``persist`` and the boot-time file option of a persisted setting."""
+    return {'persist': dict(type='bool', default=True), option: dict(type='path', default=default)}
+
+
+class SettingModule(lifecycle.ModuleLifecycle):
+    """A persisted kernel setting (``conntrack_limit``, ``port_range``, ``ipvs_modules``, ``ipvs_timeouts``).
+
+    ``boot_files``: ``[(option, suffix, reader)]``, the boot-time files the module may write; with
+    ``persist`` their names are checked in :meth:`validate` before anything is read. :meth:`apply`
+    is :func:`commit` of what :meth:`transaction` returns.
+    """
+
+    boot_files = ()
+    refusals = (PersistError,)
+
+    def validate(self):
+        if self.params['persist']:
+            for option, suffix, reader in self.boot_files:
+                check_name(self.params[option], suffix, reader, option)
+
+    def read_boot_file(self, option):
+        """The current text of a boot-time file (None: absent or ``persist=false``)."""
+        return read_file(self.params[option]) if self.params['persist'] else None
+
+    def warn_boot_order(self, option):
+        """Warn when the boot-time file ``option`` would be read before files that may override it."""
+        if not self.params['persist']:
+            return
+        reader = next(r for o, _s, r in self.boot_files if o == option)
+        dirs, files = READERS[reader]
+        warning = boot_warning(self.params[option], dirs, files, reader)
+        if warning:
+            self.result.warn(warning)
+
+    def warn_overridden(self, key, overridden, option='persist_file'):
+        """Warn for each later sysctl file (``sysctl.overriders``) that sets ``key`` to another value."""
+        for item in overridden:
+            self.result.warn('%s sets %s = %s and is applied after %s at boot: the persisted fix would be undone'
+                             % (item['path'], key, item['value'], self.params[option]))
+
+    def transaction(self):
+        """``(kernel_steps, file_steps, followups)`` to :func:`commit`."""
+        return [], [], []
+
+    def apply(self):
+        kernel, file_steps, followups = self.transaction()
+        commit(self.result, kernel, file_steps, Files(self.module), followups)

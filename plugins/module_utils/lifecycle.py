@@ -1,0 +1,120 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmedic contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The module lifecycle: one order of steps for every netmedic module that changes something.
+
+``validate -> read -> plan -> report (before/after, diff) -> check-mode stop -> apply -> verify -> Result``
+
+A module is a subclass of :class:`ModuleLifecycle` that names its catalog IDs and options and
+fills in the steps; ``main()`` is ``TheModule().run()``. What the lifecycle does once for all:
+
+- builds the ``AnsibleModule`` (check mode always supported) from the class's ``options`` plus
+  the options its kind shares (``base_options``: kubernetes.core's auth for cluster modules);
+- fails with ``missing_required_lib`` for a Python library that is missing, before anything;
+- turns a refusal (an exception listed in ``refusals``, or :meth:`refuse`) raised by validate,
+  read or plan into a failure that says ``nothing was changed`` with ``changed=false``;
+- ends unchanged when the plan changes nothing, and in check mode before :meth:`apply`
+  (``apply_in_check_mode``: the cluster edit service, whose server-side dry run is the check-mode
+  stop, because its 409 loop spans dry run to write);
+- runs :meth:`verify` (read back independently) after a real apply;
+- returns through :class:`Result` (one result shape, credentials masked).
+
+Two kinds build on it: ``node/settings.SettingModule`` (a persisted kernel setting: kernel value
+plus boot-time file as one transaction) and ``k8s/edit.EditModule`` (one object through the
+cluster edit service).
+"""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+
+NOTHING_CHANGED = 'nothing was changed'
+
+
+def refusal_text(msg):
+    """``msg`` ending in ``(nothing was changed)`` unless it already says so."""
+    msg = str(msg)
+    return msg if NOTHING_CHANGED in msg else '%s (%s)' % (msg, NOTHING_CHANGED)
+
+
+class ModuleLifecycle(object):
+    """Base class of a module; see the module docstring for the order of the steps."""
+
+    catalog = ()
+    """Catalog IDs the module implements (``catalog`` in the result)."""
+    base_options = None
+    """Options every module of this kind takes (a dict), before ``options``."""
+    options = {}
+    """The module's own argument spec."""
+    module_kwargs = {}
+    """More ``AnsibleModule`` keywords (``required_one_of`` ...)."""
+    refusals = ()
+    """Exceptions validate/read/plan raise for bad input or a state that must not be changed."""
+    apply_in_check_mode = False
+    """True when :meth:`apply` itself stops after a dry run in check mode."""
+
+    def __init__(self):
+        spec = dict(self.base_options or {})
+        spec.update(self.options)
+        self.module = AnsibleModule(argument_spec=spec, supports_check_mode=True, **self.module_kwargs)
+        self.params = self.module.params
+        self.check_mode = self.module.check_mode
+        self.result = Result(self.module, self.catalog)
+
+    # --- the steps a module fills in ----------------------------------------------------
+
+    def requirements(self):
+        """``[(available, library name, import traceback)]`` checked before any step."""
+        return ()
+
+    def validate(self):
+        """Check the input (pure) before reading anything."""
+
+    def read(self):
+        """Read the current state (timeouts everywhere; an unreadable state is a refusal)."""
+
+    def plan(self):
+        """Decide what to change (pure planners in module_utils)."""
+
+    def report(self):
+        """Fill ``result`` from the plan: before/after, diff, warnings, extra keys."""
+
+    def will_change(self):
+        """Whether the plan changes anything (default: a diff was recorded)."""
+        return self.result.changed
+
+    def apply(self):
+        """Make the change (backups first; undo or report what stays changed on failure)."""
+
+    def verify(self):
+        """Read the state back and fail when it is not what was planned."""
+
+    # --- the shared parts ---------------------------------------------------------------
+
+    def refuse(self, msg, **details):
+        """Fail before any change: ``changed=false`` and a message that says nothing was changed."""
+        self.module.fail_json(msg=refusal_text(msg), changed=False, **details)
+
+    def refusal(self, error):
+        """The message for a ``refusals`` exception."""
+        return str(error)
+
+    def run(self):
+        for available, library, error in self.requirements():
+            if not available:
+                self.module.fail_json(msg=missing_required_lib(library), exception=error)
+        try:
+            self.validate()
+            self.read()
+            self.plan()
+        except self.refusals as e:
+            self.refuse(self.refusal(e))
+        self.report()
+        if not self.will_change() or (self.check_mode and not self.apply_in_check_mode):
+            self.result.exit()
+        self.apply()
+        if not self.check_mode:
+            self.verify()
+        self.result.exit()
