@@ -15,11 +15,12 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.netmedic.k8s.plugins.module_utils import kube_proxy as kp
 from ansible_collections.netmedic.k8s.plugins.module_utils.versions import Version, VersionError, fixed_in
 
-CHECKS = ('D-1', 'D-2', 'D-3', 'D-4', 'D-5', 'D-6', 'D-7', 'N-1', 'C-6')
+CHECKS = ('D-1', 'D-2', 'D-3', 'D-4', 'D-5', 'D-6', 'D-7', 'N-1', 'C-0', 'C-6')
 # C-6 reads one Terway pod log per node: opt-in.
-DEFAULT_CHECKS = ('D-1', 'D-2', 'D-3', 'D-4', 'D-5', 'D-6', 'D-7', 'N-1')
+DEFAULT_CHECKS = ('D-1', 'D-2', 'D-3', 'D-4', 'D-5', 'D-6', 'D-7', 'N-1', 'C-0')
 # N-1: GKE builds that fixed the leaked host-local allocations (seeds 000/001), per affected minor line.
 N1_FIXED = ['1.22.17-gke.3100', '1.23.16-gke.200', '1.24.9-gke.3200', '1.25.6-gke.200']
 # N-1 on ACK: Kubernetes older than 1.20 (seed 002).
@@ -184,9 +185,67 @@ def dual_stack(nodes, pods):
     return any(len((p.get('status') or {}).get('podIPs') or []) > 1 for p in pods)
 
 
+def kube_proxy_modes(configs):
+    """``({'ns/name': mode}, {'ns/name': error})`` for the kube-proxy ConfigMaps read (``{'ns/name': config.conf text or None}``)."""
+    modes, errors = {}, {}
+    for name, text in sorted((configs or {}).items()):
+        if text is None:
+            continue
+        try:
+            modes[name] = kp.effective_mode(text)
+        except kp.ConfigError as e:
+            errors[name] = str(e)
+    return modes, errors
+
+
+def _c0_findings(version, nodes, events, configs):
+    """C-0 (issue 15 item 5): kube-proxy in IPVS mode on Kubernetes >= 1.35 is deprecated; the way off it."""
+    modes, errors = kube_proxy_modes(configs)
+    out = []
+    for name, error in sorted(errors.items()):
+        out.append(finding('C-0', 'unknown', 'Cannot tell the kube-proxy mode: its configuration does not parse',
+                           {'configmap': name, 'error': error},
+                           'Fix %s in the ConfigMap by hand (kube-proxy parses it strictly).' % kp.CONFIG_KEY))
+    ipvs = sorted(n for n, m in modes.items() if m == 'ipvs')
+    warned = sorted({((e.get('involvedObject') or e.get('regarding') or {}).get('name'))
+                     for e in events if e.get('reason') == kp.IPVS_DEPRECATION_EVENT_REASON} - {None})
+    # A kube-proxy ConfigMap that was read decides; the events (kept an hour) only when none was found.
+    if not ipvs and (modes or errors or not warned):
+        return out
+    deprecated = kp.ipvs_deprecated(version)
+    if deprecated is None and not warned:
+        out.append(finding('C-0', 'unknown', 'kube-proxy runs in IPVS mode; cannot tell whether this version deprecates it',
+                           {'configmaps': ipvs, 'cluster_version': version},
+                           'IPVS mode is deprecated since Kubernetes %s: check the version by hand.' % kp.IPVS_DEPRECATED_SINCE))
+        return out
+    if not deprecated and not warned:
+        return out
+    kernels = {n['metadata']['name']: ((n.get('status') or {}).get('nodeInfo') or {}).get('kernelVersion') for n in nodes}
+    way = kp.ipvs_way_off(kernels)
+    if way['mode'] == 'nftables':
+        how = ("set mode: nftables in the kube-proxy ConfigMap (every node's kernel is 5.13 or newer, which nftables mode "
+               "needs), then restart kube-proxy with verification (C-7, preset kube-proxy-nftables); kube-proxy removes the "
+               "IPVS and iptables rules itself when it starts in nftables mode.")
+    elif way['mode'] == 'iptables':
+        how = ('set mode: iptables in the kube-proxy ConfigMap (nftables mode needs kernel 5.13, older on %s), then restart '
+               'kube-proxy with verification (C-7, preset kube-proxy-iptables); iptables mode does not remove the IPVS virtual '
+               'servers and kube-ipvs0: run kube-proxy --cleanup or reboot each node afterwards.'
+               % ', '.join(way['kernels_older_than_5_13']))
+    else:
+        how = ('choose nftables (every node on kernel 5.13 or newer) or iptables: the kernel of %s is not readable from the '
+               'Node status, read it on the node (uname -r).' % ', '.join(way['kernel_unknown']))
+    out.append(finding(
+        'C-0', 'warning', 'kube-proxy runs in IPVS mode, deprecated since Kubernetes %s' % kp.IPVS_DEPRECATED_SINCE,
+        {'configmaps': ipvs, 'cluster_version': version, 'nodes_with_deprecation_event': warned, 'way_off': way},
+        'IPVS mode is deprecated (kube-proxy 1.37 says it will be disabled by default in 1.40 and removed in 1.43). To '
+        'leave it, ' + how + ' IPVS-only settings (C-2 scheduler, C-3 udpTimeout) no longer apply after the switch.'))
+    return out
+
+
 def audit(snapshot, checks=DEFAULT_CHECKS):
     """Findings and facts for ``snapshot`` = {version, nodes, pods, services, networkpolicies, events, logs,
-    cni_agent_configs ({'ns/name': data or None}), terway_logs ({'ns/pod': text}), vswitch_cidrs (networks)}."""
+    cni_agent_configs ({'ns/name': data or None}), terway_logs ({'ns/pod': text}), vswitch_cidrs (networks),
+    kube_proxy_configs ({'ns/name': config.conf text or None})}."""
     version = snapshot.get('version')
     nodes = snapshot.get('nodes') or []
     pods = snapshot.get('pods') or []
@@ -330,6 +389,12 @@ def audit(snapshot, checks=DEFAULT_CHECKS):
                 {'cluster_version': version, 'fixed_in': list(N1_FIXED) if 'gke' in (version or '') else ['1.20']},
                 'Upgrade (GKE %s or later; ACK 1.20 or later); meanwhile run netmedic.k8s.cni_ipam_gc on nodes whose '
                 'range fills up (W-7, or the C-8 cleanup DaemonSet), and N-7 on ACK Flannel.' % ', '.join(N1_FIXED)))
+
+    if 'C-0' in checks:
+        modes = kube_proxy_modes(snapshot.get('kube_proxy_configs'))[0]
+        if modes:
+            facts['kube_proxy_modes'] = modes
+        findings.extend(_c0_findings(version, nodes, events, snapshot.get('kube_proxy_configs')))
 
     if 'C-6' in checks:
         for pod_name, text in sorted((snapshot.get('terway_logs') or {}).items()):

@@ -40,6 +40,47 @@ IPVS_SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sh', 'sed',
 # Linux kube-proxy's modes ("" = the default, iptables); kernelspace is Windows-only and would crash these DaemonSets.
 PROXY_MODES = ['', 'iptables', 'ipvs', 'nftables']
 
+# IPVS mode is deprecated since Kubernetes 1.35 (issue 15 item 5). Right after "Using ipvs Proxier" kube-proxy logs
+# one of these at error level and records a Warning event (reason IPVSDeprecation) on its Node; it keeps running
+# in IPVS mode, so a restart verification must not read them as a failure (k8s.io/kubernetes
+# cmd/kube-proxy/app/server_linux.go, createProxier).
+IPVS_DEPRECATED_SINCE = '1.35'
+IPVS_DEPRECATION_MESSAGES = {
+    '1.35': "The ipvs proxier is now deprecated and may be removed in a future release. Please use 'nftables' instead.",
+    '1.37': "The ipvs proxier has been deprecated and will be disabled by default in Kubernetes 1.40 and removed in "
+            "Kubernetes 1.43. Migrate to the 'nftables' proxier instead.",
+}
+IPVS_DEPRECATION_RE = r'(?i)the ipvs proxier (is now|has been) deprecated'
+IPVS_DEPRECATION_EVENT_REASON = 'IPVSDeprecation'
+# kube-proxy's nftables mode refuses older kernels (pkg/util/kernel NFTablesKubeProxyKernelVersion).
+NFTABLES_MIN_KERNEL = (5, 13)
+
+
+def ipvs_deprecated(version):
+    """True when kube-proxy of this Kubernetes ``version`` deprecates IPVS mode, None when it cannot be parsed."""
+    try:
+        return Version(version).minor >= Version(IPVS_DEPRECATED_SINCE).minor
+    except ValueError:
+        return None
+
+
+def ipvs_way_off(kernels):
+    """The mode to leave IPVS for, given ``{node: status.nodeInfo.kernelVersion}``.
+
+    nftables when every node's kernel is at least 5.13 (what kube-proxy's nftables mode requires), iptables when
+    one is older; ``unknown`` lists nodes whose kernel is unreadable (then the answer is None: never a guess).
+    """
+    old, unknown = [], []
+    for node, kernel in sorted(kernels.items()):
+        try:
+            if Version(str(kernel or '').split('-')[0]).minor < NFTABLES_MIN_KERNEL:
+                old.append(node)
+        except ValueError:
+            unknown.append(node)
+    mode = None if unknown else ('iptables' if old else 'nftables')
+    return {'mode': mode, 'kernels_older_than_5_13': old, 'kernel_unknown': unknown}
+
+
 # kube-proxy's int32 fields (conntrack.maxPerCore, conntrack.min are *int32 in KubeProxyConntrackConfiguration).
 INT32_MAX = 2 ** 31 - 1
 # Go's time.Duration is an int64 count of nanoseconds.

@@ -6,7 +6,7 @@
 DOCUMENTATION = r"""
 ---
 module: network_audit
-short_description: Read-only audit of a cluster for the documented container-network faults (D-1 to D-7, N-1, C-6)
+short_description: Read-only audit of a cluster for the documented container-network faults (D-1 to D-7, N-1, C-0, C-6)
 version_added: 0.1.0
 description:
   - Reads the cluster through the API and returns findings, each with its catalog ID, a severity (C(info), C(warning),
@@ -26,6 +26,13 @@ description:
     the agent then does not install its CNI binary (critical while a node is NotReady for the CNI, info otherwise).
   - B(N-1) cluster versions the seeds name as leaking host-local IP allocations - GKE builds before C(1.22.17-gke.3100),
     C(1.23.16-gke.200), C(1.24.9-gke.3200), C(1.25.6-gke.200) on those lines, ACK (C(-aliyun)) before 1.20.
+  - B(C-0) kube-proxy in IPVS mode on Kubernetes 1.35 or later - IPVS mode is deprecated since 1.35 (kube-proxy logs it at
+    start and records a C(IPVSDeprecation) Warning event on its Node; 1.37 says it will be disabled by default in 1.40 and
+    removed in 1.43). The mode is read from the C(config.conf) of the kube-system ConfigMaps C(kube-proxy-worker),
+    C(kube-proxy-master) and C(kube-proxy) (those that exist); when none exists, C(IPVSDeprecation) events decide. The
+    finding names the way off - C(nftables) when every node's kernel (C(status.nodeInfo.kernelVersion)) is 5.13 or newer,
+    else C(iptables) (plus C(kube-proxy --cleanup) or a reboot, which iptables mode needs to drop the IPVS rules). An
+    unparseable configuration or cluster version gives an C(unknown) finding.
   - B(C-6) (opt-in - reads one Terway pod log per node) Terway logs with C(InvalidVSwitchId.IpNotEnough) (the vSwitch has
     no free address) with the vSwitch IDs, and with O(vswitch_cidrs) running pods whose IP is outside every configured
     vSwitch CIDR of its family (an ENI created on an old vSwitch; the nodes to rotate are listed).
@@ -52,8 +59,8 @@ options:
     description: The catalog checks to run.
     type: list
     elements: str
-    choices: [D-1, D-2, D-3, D-4, D-5, D-6, D-7, N-1, C-6]
-    default: [D-1, D-2, D-3, D-4, D-5, D-6, D-7, N-1]
+    choices: [D-1, D-2, D-3, D-4, D-5, D-6, D-7, N-1, C-0, C-6]
+    default: [D-1, D-2, D-3, D-4, D-5, D-6, D-7, N-1, C-0]
   log_lines:
     description: How many log lines to read from each crash-looping CNI agent pod (D-7) and from each Terway pod (C-6).
     type: int
@@ -137,7 +144,8 @@ facts:
   returned: always
   type: dict
   sample: {"cluster_version": "v1.24.9-gke.3200", "dataplane_v2": true, "dual_stack": false, "fixed": {"D-3": false, "D-4": false},
-           "cni_agent_configs": {"kube-system/cilium-config": {"custom-cni-conf": "false"}}}
+           "cni_agent_configs": {"kube-system/cilium-config": {"custom-cni-conf": "false"}},
+           "kube_proxy_modes": {"kube-system/kube-proxy": "ipvs"}}
 summary:
   description: Number of findings per severity.
   returned: always
@@ -148,12 +156,13 @@ catalog:
   returned: always
   type: list
   elements: str
-  sample: ["D-1", "D-2", "D-3", "D-4", "D-5", "D-6", "D-7", "N-1"]
+  sample: ["C-0", "D-1", "D-2", "D-3", "D-4", "D-5", "D-6", "D-7", "N-1"]
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import audit as au
+from ansible_collections.netmedic.k8s.plugins.module_utils import kube_proxy as kp
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
@@ -173,6 +182,9 @@ def main():
     if not k8s_client.HAS_K8S:
         module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
     p = module.params
+    checks = set(p['checks'])
+    if 'C-0' in checks and not kp.HAS_RUAMEL:
+        module.fail_json(msg=missing_required_lib('ruamel.yaml'), exception=kp.RUAMEL_IMPORT_ERROR)
     if p['log_lines'] < 1:
         module.fail_json(msg='log_lines must be >= 1')
     config_maps = []
@@ -185,7 +197,6 @@ def main():
         vswitch_networks = au.parse_cidrs(p['vswitch_cidrs'])
     except ValueError as e:
         module.fail_json(msg=str(e))
-    checks = set(p['checks'])
     result = Result(module, sorted(checks))
     try:
         cluster = k8s_client.Cluster(p)
@@ -194,7 +205,7 @@ def main():
                     'pods': k8s_client.list_objects(cluster, 'Pod'),
                     'services': k8s_client.list_objects(cluster, 'Service') if checks & {'D-3', 'D-5'} else [],
                     'networkpolicies': k8s_client.list_objects(cluster, 'NetworkPolicy') if 'D-2' in checks else [],
-                    'events': k8s_client.list_objects(cluster, 'Event') if checks & {'D-6', 'D-7'} else [],
+                    'events': k8s_client.list_objects(cluster, 'Event') if checks & {'D-6', 'D-7', 'C-0'} else [],
                     'logs': {}}
         if 'D-7' in checks:
             for pod in au.crashlooping_agents(snapshot['pods']):
@@ -211,6 +222,12 @@ def main():
                 configs['%s/%s' % (ns, name)] = None if cm is None else {
                     k: v for k, v in (cm.get('data') or {}).items() if k == au.CUSTOM_CNI_CONF_KEY}
             snapshot['cni_agent_configs'] = configs
+        if 'C-0' in checks:
+            snapshot['kube_proxy_configs'] = {}
+            for name in kp.CONFIGMAP_NAMES:
+                cm = k8s_client.get_object(cluster, 'ConfigMap', 'kube-system', name)
+                if cm is not None:
+                    snapshot['kube_proxy_configs']['kube-system/%s' % name] = (cm.get('data') or {}).get(kp.CONFIG_KEY)
         if 'C-6' in checks:
             snapshot['terway_logs'] = {}
             snapshot['vswitch_cidrs'] = vswitch_networks

@@ -46,8 +46,11 @@ def test_seed_cluster_findings_read_only(double, run):
     assert rc == 0, output
     audit = results['audit']
     assert audit['changed'] is False
+    # the seed's kube-proxy ConfigMaps are in IPVS mode, which 1.24 does not deprecate (C-0 reads them, no finding)
     assert audit['facts'] == {'cluster_version': 'v1.24.9-gke.3200', 'dataplane_v2': True, 'dual_stack': False,
-                              'fixed': {'D-3': False, 'D-4': False}}
+                              'fixed': {'D-3': False, 'D-4': False},
+                              'kube_proxy_modes': {'kube-system/kube-proxy': 'ipvs', 'kube-system/kube-proxy-master': 'ipvs',
+                                                   'kube-system/kube-proxy-worker': 'ipvs'}}
     found = by_id(audit['findings'])
     assert sorted(found) == ['D-1', 'D-2', 'D-3', 'D-4']
     assert len(found['D-1'][0]['evidence']['pods']) == 3
