@@ -31,6 +31,8 @@ ANSWERS = {
     'terway_config': {'netmedic_terway_disable_network_policy': 'true'},
     'daemonset_restart': {'netmedic_ds_name': 'kube-proxy-worker'},
     'ipam_cleanup_daemonset': {'netmedic_ipam_cleanup_image': 'registry.example/netmedic/ipam-gc@sha256:' + '0' * 64},
+    'ipvs_scheduler_change': {'ipvs_scheduler_name': 'lc'},
+    'arp_flush': {'netmedic_vips_text': '[{"address": "10.200.0.10", "device": "eth1"}]'},
 }
 READS = {'get', 'list', 'watch'}
 
