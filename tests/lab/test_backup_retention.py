@@ -1,5 +1,9 @@
 """netmedic.k8s.backup_retention against the API double (issue 10 hole 11: backup ConfigMaps in kube-system
-were never pruned).  State is read back as admin from the double's store."""
+were never pruned).  State is read back as admin from the double's store.
+
+Check mode with ``--diff`` goes through ``ansible-playbook`` (``playbook``); the other cases are about the
+module alone and run its ``main()`` in the test process (``module_tasks``, tests/harness.py: issue 12), over
+HTTP through the real client as in a playbook run."""
 
 from __future__ import annotations
 
@@ -57,12 +61,13 @@ def seeded(make_double):
     return double
 
 
-def _run(playbook, double, check=False, **options):
+def _run(runner, double, check=False, **options):
+    """One ``prune`` task through ``runner``: the ``playbook`` fixture (ansible-playbook) or ``module_tasks``."""
     task = {'name': 'prune', 'netmedic.k8s.backup_retention': options}
     if check:
         task['check_mode'] = True
         task['diff'] = True
-    return playbook(double, yaml.safe_dump([task]), extra_env={'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')})
+    return runner(double, yaml.safe_dump([task]), extra_env={'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')})
 
 
 def test_issue10_h11_check_mode_lists_what_would_go_and_deletes_nothing(seeded, playbook):
@@ -81,8 +86,8 @@ def test_issue10_h11_check_mode_lists_what_would_go_and_deletes_nothing(seeded, 
     assert _names(seeded) == before
 
 
-def test_issue10_h11_apply_keeps_newest_rollback_target_and_foreign_then_idempotent(seeded, playbook):
-    rc, results, output = _run(playbook, seeded, keep_count=1)
+def test_issue10_h11_apply_keeps_newest_rollback_target_and_foreign_then_idempotent(seeded, module_tasks):
+    rc, results, output = _run(module_tasks, seeded, keep_count=1)
     assert rc == 0, output
     w, m = seeded.seeded['worker'], seeded.seeded['master']
     names = _names(seeded)
@@ -91,12 +96,12 @@ def test_issue10_h11_apply_keeps_newest_rollback_target_and_foreign_then_idempot
     assert m[1] in names and m[0] not in names
     assert set(seeded.seeded['foreign']) <= names                # never a candidate
     assert SRC in names                                          # the live ConfigMap itself
-    rc, results, output = _run(playbook, seeded, keep_count=1)
+    rc, results, output = _run(module_tasks, seeded, keep_count=1)
     assert rc == 0 and results['prune']['changed'] is False and results['prune']['deleted'] == [], output
 
 
-def test_issue10_h11_age_limit_and_names_filter(seeded, playbook):
-    rc, _results, output = _run(playbook, seeded, keep_days=15, names=[SRC])
+def test_issue10_h11_age_limit_and_names_filter(seeded, module_tasks):
+    rc, _results, output = _run(module_tasks, seeded, keep_days=15, names=[SRC])
     assert rc == 0, output
     names = _names(seeded)
     w = seeded.seeded['worker']
@@ -110,20 +115,20 @@ def test_issue10_h11_age_limit_and_names_filter(seeded, playbook):
     ({'keep_count': 0, 'keep_days': 0}, 'set keep_count and/or keep_days'),
     ({'keep_count': 2, 'names': ['']}, 'names, when given'),
 ])
-def test_bad_input_fails_before_any_api_call(seeded, playbook, options, message):
+def test_bad_input_fails_before_any_api_call(seeded, module_tasks, options, message):
     before = len(seeded.audit)
-    rc, results, output = _run(playbook, seeded, **options)
+    rc, results, output = _run(module_tasks, seeded, **options)
     assert rc != 0 and message in results['prune']['msg'], output
     assert [e for e in seeded.audit[before:] if e['resource'] == 'configmaps'] == []
 
 
-def test_runs_with_its_rbac_role_and_read_only_role_gets_403(seeded, playbook, as_identity):
+def test_runs_with_its_rbac_role_and_read_only_role_gets_403(seeded, module_tasks, as_identity):
     before = _names(seeded)
     reader = as_identity(seeded, ROOT / 'rbac' / 'read-only.yml')
-    rc, results, output = _run(playbook, reader, keep_count=1)
+    rc, results, output = _run(module_tasks, reader, keep_count=1)
     assert rc != 0 and 'HTTP 403' in results['prune']['msg'], output
     assert _names(seeded) == before
     pruner = as_identity(seeded, ROOT / 'rbac' / 'backup_retention.yml')
-    rc, results, output = _run(playbook, pruner, keep_count=1)
+    rc, results, output = _run(module_tasks, pruner, keep_count=1)
     assert rc == 0, (output, [e for e in seeded.audit if not e['allowed']])
     assert len(results['prune']['deleted']) == 4
