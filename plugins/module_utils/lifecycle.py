@@ -12,7 +12,7 @@ fills in the steps; ``main()`` is ``TheModule().run()``. What the lifecycle does
   the options its kind shares (``base_options``: kubernetes.core's auth for cluster modules);
 - fails with ``missing_required_lib`` for a Python library that is missing, before anything;
 - turns a refusal (an exception listed in ``refusals``, or :meth:`refuse`) raised by validate,
-  read or plan into a failure that says ``nothing was changed`` with ``changed=false``;
+  read, plan or report into a failure that says ``nothing was changed`` with ``changed=false``;
 - ends unchanged when the plan changes nothing, and in check mode before :meth:`apply`
   (``apply_in_check_mode``: the cluster edit service, whose server-side dry run is the check-mode
   stop, because its 409 loop spans dry run to write);
@@ -31,6 +31,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 NOTHING_CHANGED = 'nothing was changed'
+WORKFLOWS = ['W-1', 'W-2', 'W-3', 'W-4', 'W-5', 'W-6', 'W-7']
+"""The catalog IDs of the spine modules every workflow uses (``change_window``, ``cluster_lock``)."""
 
 
 def refusal_text(msg):
@@ -52,6 +54,8 @@ class ModuleLifecycle(object):
     """More ``AnsibleModule`` keywords (``required_one_of`` ...)."""
     refusals = ()
     """Exceptions validate/read/plan raise for bad input or a state that must not be changed."""
+    kind_refusals = ()
+    """The same, shared by every module of a kind (``refusals`` adds the module's own)."""
     apply_in_check_mode = False
     """True when :meth:`apply` itself stops after a dry run in check mode."""
 
@@ -109,9 +113,9 @@ class ModuleLifecycle(object):
             self.validate()
             self.read()
             self.plan()
-        except self.refusals as e:
+            self.report()
+        except tuple(self.kind_refusals) + tuple(self.refusals) as e:
             self.refuse(self.refusal(e))
-        self.report()
         if not self.will_change() or (self.check_mode and not self.apply_in_check_mode):
             self.result.exit()
         self.apply()

@@ -264,11 +264,10 @@ class ConntrackLimit(settings.SettingModule):
         **settings.persist_options('/etc/sysctl.d/90-netmedic-conntrack.conf')
     )
     boot_files = [('persist_file', '.conf', 'systemd-sysctl'), ('module_load_file', '.conf', 'systemd-modules-load')]
-    refusals = (conntrack.LimitError, settings.PersistError)
+    refusals = (conntrack.LimitError,)
 
-    def validate(self):
+    def check_setting(self):
         self.requested = conntrack.parse_max(self.params['max'])
-        settings.SettingModule.validate(self)
 
     def read(self):
         p = self.params

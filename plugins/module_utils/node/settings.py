@@ -300,9 +300,13 @@ class SettingModule(lifecycle.ModuleLifecycle):
     """
 
     boot_files = ()
-    refusals = (PersistError,)
+    kind_refusals = (PersistError,)
+
+    def check_setting(self):
+        """Check the module's own options (pure); the boot-file names are checked after it."""
 
     def validate(self):
+        self.check_setting()
         if self.params['persist']:
             for option, suffix, reader in self.boot_files:
                 check_name(self.params[option], suffix, reader, option)
