@@ -213,149 +213,135 @@ catalog:
   sample: ["N-3"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import ports
 from ansible_collections.netmedic.k8s.plugins.module_utils.node import settings, sysctl
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 
-def _fail(module, msg):
-    module.fail_json(msg=msg, changed=False)
+class PortRange(settings.SettingModule):
+    catalog = ['N-3']
+    options = dict(
+        nodeport_range=dict(type='str', default=ports.DEFAULT_NODEPORT_RANGE),
+        method=dict(type='str', choices=['reserve', 'move'], default='reserve'),
+        move_to=dict(type='str'),
+        **settings.persist_options('/etc/sysctl.d/90-netmedic-ports.conf')
+    )
+    boot_files = [('persist_file', '.conf', 'systemd-sysctl')]
+    refusals = (ports.PortRangeError,)
+
+    def check_setting(self):
+        p = self.params
+        self.nodeport = ports.parse_strict_range(p['nodeport_range'], 'nodeport_range')
+        self.move_to = ports.parse_strict_range(p['move_to'], 'move_to') if p['move_to'] is not None else None
+        if self.move_to is not None and p['method'] != 'move':
+            self.result.warn('move_to is only used with method=move; ignored')
+            self.move_to = None
+
+    def read(self):
+        self.local_text = sysctl.read_value(ports.LOCAL_PORT_RANGE_KEY)
+        self.reserved_text = sysctl.read_value(ports.RESERVED_PORTS_KEY)
+        if self.local_text is None or self.reserved_text is None:
+            self.refuse('%s or %s does not exist on this kernel'
+                        % (sysctl.key_to_path(ports.LOCAL_PORT_RANGE_KEY), sysctl.key_to_path(ports.RESERVED_PORTS_KEY)))
+        try:
+            self.ephemeral = ports.parse_local_port_range(self.local_text)
+            self.reserved = ports.parse_port_ranges(self.reserved_text)
+        except ports.PortRangeError as e:
+            self.refuse('cannot parse the kernel value: %s' % e)
+        unpriv_text = sysctl.read_value(ports.UNPRIVILEGED_PORT_START_KEY)
+        self.unprivileged = int(unpriv_text) if unpriv_text and unpriv_text.isdigit() else None
+        self.file_text = settings.read_file(self.params['persist_file'])
+        self.in_file = sysctl.parse_conf(self.file_text or '')
+
+    def plan(self):
+        p = self.params
+        if p['method'] == 'reserve':
+            self.planned = ports.plan_reserve(self.ephemeral, self.reserved, self.nodeport)
+            self.key, self.before_value = ports.RESERVED_PORTS_KEY, ports.format_ranges(self.reserved)
+            self.target_value = ports.format_ranges(self.planned['reserved'])
+        else:
+            self.planned = ports.plan_move(self.ephemeral, self.reserved, self.nodeport, self.move_to, self.unprivileged)
+            self.key, self.before_value = ports.LOCAL_PORT_RANGE_KEY, ports.format_local_port_range(self.ephemeral)
+            self.target_value = ports.format_local_port_range(self.planned['local_port_range'])
+        self.change_kernel = self.target_value != self.before_value
+        self.new_text, self.file_mode = settings.plan_sysctl_file(self.file_text, [(self.key, self.target_value)],
+                                                                  'port_range', 'N-3')
+        self.write_file = p['persist'] and self.file_text != self.new_text
+
+    def report(self):
+        p, result, plan, key, in_file = self.params, self.result, self.planned, self.key, self.in_file
+        nodeport = ports.format_range(self.nodeport)
+        before = ports.analyze(self.local_text, self.reserved_text, nodeport)
+        after = ports.analyze(ports.format_local_port_range(plan['local_port_range']), ports.format_ranges(plan['reserved']),
+                              nodeport)
+        result.before = {
+            'ip_local_port_range': ports.format_local_port_range(self.ephemeral),
+            'ip_local_reserved_ports': ports.format_ranges(self.reserved),
+            'persisted': in_file,
+        }
+        result.after = {
+            'ip_local_port_range': ports.format_local_port_range(plan['local_port_range']),
+            'ip_local_reserved_ports': ports.format_ranges(plan['reserved']),
+            'persisted': sysctl.parse_conf(self.new_text) if self.write_file else in_file,
+        }
+        result.add_diff('%s = %s' % (key, self.before_value), '%s = %s' % (key, self.target_value), 'kernel %s' % key)
+        if self.write_file:
+            result.add_diff(self.file_text or '', self.new_text, p['persist_file'])
+        overridden = sysctl.overriders(key, p['persist_file'], self.target_value) if p['persist'] else []
+        result.extra.update({
+            'decision': p['method'] if self.change_kernel else 'keep',
+            'nodeport_range': nodeport,
+            'overlap': before['overlap'],
+            'overlap_ports': before['overlap_ports'],
+            'conflict_before': before['conflict'],
+            'conflict_after': after['conflict'],
+            'free_ephemeral_ports': plan['free_ephemeral'],
+            'persist_file': p['persist_file'],
+            'persist_mode': self.file_mode if p['persist'] else None,
+            'overridden_by': overridden,
+        })
+        self.warn_overridden(key, overridden)
+        self.warn_boot_order('persist_file')
+        other = ports.LOCAL_PORT_RANGE_KEY if key == ports.RESERVED_PORTS_KEY else ports.RESERVED_PORTS_KEY
+        if self.write_file and self.file_mode == settings.OWNED and other in in_file:
+            result.warn('%s also set %s = %s (an earlier run with the other method); the new file sets only %s, so that '
+                        'value is no longer applied at boot' % (p['persist_file'], other, in_file[other], key))
+        if not p['persist']:
+            for path, value in sysctl.persisted_values(key)[-1:]:
+                if value != sysctl.normalize(self.target_value):
+                    result.warn('%s sets %s = %s at boot (persist=false): the fix lasts until the next reboot'
+                                % (path, key, value))
+
+    def transaction(self):
+        """Kernel first, then the file (backed up); undone on failure."""
+        key, before_value, target_value = self.key, self.before_value, self.target_value
+        kernel = []
+        if self.change_kernel:
+            kernel.append(settings.KernelStep(key, before_value, target_value, lambda: sysctl.write_value(key, target_value),
+                                              lambda: sysctl.write_value(key, before_value)))
+        files = [settings.FileStep(self.params['persist_file'], self.file_text, self.new_text)] if self.write_file else []
+        return kernel, files, []
+
+    def verify(self):
+        """Read back (the kernel normalizes both values)."""
+        result, key = self.result, self.key
+        now_local = sysctl.read_value(ports.LOCAL_PORT_RANGE_KEY)
+        now_reserved = sysctl.read_value(ports.RESERVED_PORTS_KEY)
+        result.after['ip_local_port_range'] = now_local
+        result.after['ip_local_reserved_ports'] = now_reserved
+        now = ports.analyze(now_local, now_reserved, ports.format_range(self.nodeport))
+        result.extra['conflict_after'] = now['conflict']
+        if key == ports.RESERVED_PORTS_KEY:
+            got = now_reserved
+            matches = ports.parse_port_ranges(got) == self.planned['reserved']
+        else:
+            got = now_local
+            matches = sysctl.normalize(got) == self.target_value
+        if not matches:
+            result.fail('wrote %s = %s but the kernel reports %s' % (key, self.target_value, got))
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            nodeport_range=dict(type='str', default=ports.DEFAULT_NODEPORT_RANGE),
-            method=dict(type='str', choices=['reserve', 'move'], default='reserve'),
-            move_to=dict(type='str'),
-            persist=dict(type='bool', default=True),
-            persist_file=dict(type='path', default='/etc/sysctl.d/90-netmedic-ports.conf'),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    result = Result(module, ['N-3'])
-
-    # 1. Validate input before reading or touching anything.
-    try:
-        nodeport = ports.parse_strict_range(p['nodeport_range'], 'nodeport_range')
-        move_to = ports.parse_strict_range(p['move_to'], 'move_to') if p['move_to'] is not None else None
-        if p['persist']:
-            settings.check_name(p['persist_file'], '.conf', 'systemd-sysctl')
-    except (ports.PortRangeError, settings.PersistError) as e:
-        _fail(module, '%s (nothing was changed)' % e)
-    if move_to is not None and p['method'] != 'move':
-        result.warn('move_to is only used with method=move; ignored')
-        move_to = None
-
-    # 2. Read the current state.
-    local_text = sysctl.read_value(ports.LOCAL_PORT_RANGE_KEY)
-    reserved_text = sysctl.read_value(ports.RESERVED_PORTS_KEY)
-    if local_text is None or reserved_text is None:
-        _fail(module, '%s or %s does not exist on this kernel; nothing was changed'
-              % (sysctl.key_to_path(ports.LOCAL_PORT_RANGE_KEY), sysctl.key_to_path(ports.RESERVED_PORTS_KEY)))
-    try:
-        ephemeral = ports.parse_local_port_range(local_text)
-        reserved = ports.parse_port_ranges(reserved_text)
-    except ports.PortRangeError as e:
-        _fail(module, 'cannot parse the kernel value: %s (nothing was changed)' % e)
-    unpriv_text = sysctl.read_value(ports.UNPRIVILEGED_PORT_START_KEY)
-    unprivileged = int(unpriv_text) if unpriv_text and unpriv_text.isdigit() else None
-    try:
-        file_text = settings.read_file(p['persist_file'])
-    except settings.PersistError as e:
-        _fail(module, str(e))
-    in_file = sysctl.parse_conf(file_text or '')
-
-    # 3. Plan (pure).
-    try:
-        if p['method'] == 'reserve':
-            plan = ports.plan_reserve(ephemeral, reserved, nodeport)
-            key, before_value = ports.RESERVED_PORTS_KEY, ports.format_ranges(reserved)
-            target_value = ports.format_ranges(plan['reserved'])
-        else:
-            plan = ports.plan_move(ephemeral, reserved, nodeport, move_to, unprivileged)
-            key, before_value = ports.LOCAL_PORT_RANGE_KEY, ports.format_local_port_range(ephemeral)
-            target_value = ports.format_local_port_range(plan['local_port_range'])
-    except ports.PortRangeError as e:
-        _fail(module, str(e))
-
-    before = ports.analyze(local_text, reserved_text, ports.format_range(nodeport))
-    after = ports.analyze(ports.format_local_port_range(plan['local_port_range']), ports.format_ranges(plan['reserved']),
-                          ports.format_range(nodeport))
-    change_kernel = target_value != before_value
-    new_text, file_mode = settings.plan_sysctl_file(file_text, [(key, target_value)], 'port_range', 'N-3')
-    write_file = p['persist'] and file_text != new_text
-
-    result.before = {
-        'ip_local_port_range': ports.format_local_port_range(ephemeral),
-        'ip_local_reserved_ports': ports.format_ranges(reserved),
-        'persisted': in_file,
-    }
-    result.after = {
-        'ip_local_port_range': ports.format_local_port_range(plan['local_port_range']),
-        'ip_local_reserved_ports': ports.format_ranges(plan['reserved']),
-        'persisted': sysctl.parse_conf(new_text) if write_file else in_file,
-    }
-    result.add_diff('%s = %s' % (key, before_value), '%s = %s' % (key, target_value), 'kernel %s' % key)
-    if write_file:
-        result.add_diff(file_text or '', new_text, p['persist_file'])
-    overridden = sysctl.overriders(key, p['persist_file'], target_value) if p['persist'] else []
-    result.extra.update({
-        'decision': p['method'] if change_kernel else 'keep',
-        'nodeport_range': ports.format_range(nodeport),
-        'overlap': before['overlap'],
-        'overlap_ports': before['overlap_ports'],
-        'conflict_before': before['conflict'],
-        'conflict_after': after['conflict'],
-        'free_ephemeral_ports': plan['free_ephemeral'],
-        'persist_file': p['persist_file'],
-        'persist_mode': file_mode if p['persist'] else None,
-        'overridden_by': overridden,
-    })
-    for item in overridden:
-        result.warn('%s sets %s = %s and is applied after %s at boot: the persisted fix would be undone'
-                    % (item['path'], key, item['value'], p['persist_file']))
-    warning = settings.boot_warning(p['persist_file'], sysctl.SYSCTL_DIRS, [sysctl.SYSCTL_CONF], 'systemd-sysctl') if p['persist'] else None
-    if warning:
-        result.warn(warning)
-    other = ports.LOCAL_PORT_RANGE_KEY if key == ports.RESERVED_PORTS_KEY else ports.RESERVED_PORTS_KEY
-    if write_file and file_mode == settings.OWNED and other in in_file:
-        result.warn('%s also set %s = %s (an earlier run with the other method); the new file sets only %s, so that value is '
-                    'no longer applied at boot' % (p['persist_file'], other, in_file[other], key))
-    if not p['persist']:
-        for path, value in sysctl.persisted_values(key)[-1:]:
-            if value != sysctl.normalize(target_value):
-                result.warn('%s sets %s = %s at boot (persist=false): the fix lasts until the next reboot' % (path, key, value))
-
-    if module.check_mode or not result.changed:
-        result.exit()
-
-    # 4. Apply: kernel first, then the file (backed up); undone on failure.
-    kernel = []
-    if change_kernel:
-        kernel.append(settings.KernelStep(key, before_value, target_value, lambda: sysctl.write_value(key, target_value),
-                                          lambda: sysctl.write_value(key, before_value)))
-    files = [settings.FileStep(p['persist_file'], file_text, new_text)] if write_file else []
-    settings.commit(result, kernel, files, settings.Files(module))
-
-    # 5. Verify by reading back (the kernel normalizes both values).
-    now_local = sysctl.read_value(ports.LOCAL_PORT_RANGE_KEY)
-    now_reserved = sysctl.read_value(ports.RESERVED_PORTS_KEY)
-    result.after['ip_local_port_range'] = now_local
-    result.after['ip_local_reserved_ports'] = now_reserved
-    now = ports.analyze(now_local, now_reserved, ports.format_range(nodeport))
-    result.extra['conflict_after'] = now['conflict']
-    got = now_reserved if key == ports.RESERVED_PORTS_KEY else now_local
-    if key == ports.RESERVED_PORTS_KEY:
-        matches = ports.parse_port_ranges(got) == plan['reserved']
-    else:
-        matches = sysctl.normalize(got) == target_value
-    if not matches:
-        result.fail('wrote %s = %s but the kernel reports %s' % (key, target_value, got))
-    result.exit()
+    PortRange().run()
 
 
 if __name__ == '__main__':
