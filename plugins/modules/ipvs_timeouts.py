@@ -187,12 +187,9 @@ catalog:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, versions
 from ansible_collections.netmedic.k8s.plugins.module_utils.node import settings
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError, Runner
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 
 def _read_timeouts(runner):
@@ -209,122 +206,120 @@ def _enabled(runner, unit):
     return result.rc == 0 and result.stdout.strip() == 'enabled'
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            tcp=dict(type='int', default=0),
-            tcpfin=dict(type='int', default=0),
-            udp=dict(type='int', default=0),
-            cluster_version=dict(type='str'),
-            persist=dict(type='bool', default=True),
-            unit_file=dict(type='path', default='/etc/systemd/system/netmedic-ipvs-timeouts.service'),
-        ),
-        supports_check_mode=True,
+def _triple(values):
+    return '%(tcp)d %(tcpfin)d %(udp)d' % values
+
+
+class IpvsTimeouts(settings.SettingModule):
+    catalog = ['N-5']
+    options = dict(
+        tcp=dict(type='int', default=0),
+        tcpfin=dict(type='int', default=0),
+        udp=dict(type='int', default=0),
+        cluster_version=dict(type='str'),
+        **settings.persist_options('/etc/systemd/system/netmedic-ipvs-timeouts.service', 'unit_file')
     )
-    p = module.params
-    result = Result(module, ['N-5'])
+    boot_files = [('unit_file', '.service', 'systemd')]
+    refusals = (ipvs.TimeoutError_,)
 
-    # 1. Validate input before reading or touching anything.
-    try:
-        wanted = ipvs.validate_timeouts(p)
-    except ipvs.TimeoutError_ as e:
-        module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
-    version = None
-    if p['cluster_version'] is not None:
-        try:
-            version = versions.parse(p['cluster_version'])
-        except versions.VersionError as e:
-            module.fail_json(msg='cluster_version: %s (nothing was changed)' % e, changed=False)
-    unit = os.path.basename(p['unit_file'])
-    if p['persist']:
-        try:
-            settings.check_name(p['unit_file'], '.service', 'systemd', 'unit_file')
-        except settings.PersistError as e:
-            module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
+    def check_setting(self):
+        p = self.params
+        self.wanted = ipvs.validate_timeouts(p)
+        self.version = None
+        if p['cluster_version'] is not None:
+            try:
+                self.version = versions.parse(p['cluster_version'])
+            except versions.VersionError as e:
+                self.refuse('cluster_version: %s' % e)
+        self.unit = os.path.basename(p['unit_file'])
 
-    # 2. Read the current state.
-    runner = Runner(module)
-    if not os.path.exists(ipvs.PROC_IP_VS):
-        module.fail_json(msg='%s does not exist: ip_vs is not loaded on this node; load it first '
-                             '(netmedic.k8s.ipvs_modules) - nothing was changed' % ipvs.PROC_IP_VS, changed=False)
-    for tool in ['ipvsadm'] + (['systemctl', 'modprobe'] if p['persist'] else []):
-        if not runner.has(tool):
-            module.fail_json(msg='%s is not installed on this node%s (nothing was changed)'
-                                 % (tool, ' (persist=true needs systemd and kmod)' if tool != 'ipvsadm' else ''), changed=False)
-    try:
-        current, line_before = _read_timeouts(runner)
-    except CommandError as e:
-        module.fail_json(msg=str(e), changed=False, error=e.to_dict())
-    try:
-        unit_text = settings.read_file(p['unit_file']) if p['persist'] else None
-    except settings.PersistError as e:
-        module.fail_json(msg=str(e), changed=False)
-    enabled = _enabled(runner, unit) if p['persist'] else None
-
-    # 3. Plan (pure). A unit file netmedic did not write is refused, never replaced.
-    target = ipvs.plan_timeouts(current, wanted)
-    command = ipvs.set_args(wanted)
-    new_unit = None
-    if p['persist']:
+    def read(self):
+        p = self.params
+        self.runner = runner = Runner(self.module)
+        if not os.path.exists(ipvs.PROC_IP_VS):
+            self.refuse('%s does not exist: ip_vs is not loaded on this node; load it first (netmedic.k8s.ipvs_modules) - '
+                        'nothing was changed' % ipvs.PROC_IP_VS)
+        for tool in ['ipvsadm'] + (['systemctl', 'modprobe'] if p['persist'] else []):
+            if not runner.has(tool):
+                self.refuse('%s is not installed on this node%s'
+                            % (tool, ' (persist=true needs systemd and kmod)' if tool != 'ipvsadm' else ''))
         try:
-            new_unit, _mode = settings.plan_unit_file(
-                unit_text, ipvs.render_timeout_unit(wanted, runner.which('ipvsadm'), runner.which('modprobe')),
+            self.current, self.line_before = _read_timeouts(runner)
+        except CommandError as e:
+            self.refuse(str(e), error=e.to_dict())
+        self.unit_text = self.read_boot_file('unit_file')
+        self.enabled = _enabled(runner, self.unit) if p['persist'] else None
+
+    def plan(self):
+        """A unit file netmedic did not write is refused, never replaced."""
+        p = self.params
+        self.target = ipvs.plan_timeouts(self.current, self.wanted)
+        self.command = ipvs.set_args(self.wanted)
+        self.new_unit = None
+        if p['persist']:
+            self.new_unit, _mode = settings.plan_unit_file(
+                self.unit_text, ipvs.render_timeout_unit(self.wanted, self.runner.which('ipvsadm'), self.runner.which('modprobe')),
                 'ipvs_timeouts', p['unit_file'])
-        except settings.PersistError as e:
-            module.fail_json(msg=str(e), changed=False)
-    write_unit = p['persist'] and unit_text != new_unit
-    enable = p['persist'] and not enabled
-    advice = ipvs.udp_timeout_advice(version)
+        self.write_unit = p['persist'] and self.unit_text != self.new_unit
+        self.enable = p['persist'] and not self.enabled
 
-    result.before = dict(current, unit_enabled=enabled)
-    result.after = dict(target, unit_enabled=True if p['persist'] else None)
-    result.add_diff(line_before, 'Timeout (tcp tcpfin udp): %(tcp)d %(tcpfin)d %(udp)d' % target, 'ipvsadm -L --timeout')
-    if write_unit:
-        result.add_diff(unit_text or '', new_unit, p['unit_file'])
-    if enable:
-        result.add_diff('%s: %s' % (unit, 'enabled' if enabled else 'not enabled'), '%s: enabled' % unit, 'systemctl is-enabled')
-    result.extra.update({
-        'ipvsadm_before': line_before,
-        'ipvsadm_after': line_before,
-        'command': command,
-        'recommended_fix': advice,
-        'unit_file': p['unit_file'],
-    })
-    if advice == 'C-3':
-        result.warn('Kubernetes %s: use kube-proxy ipvs.udpTimeout (catalog C-3, netmedic.k8s.kube_proxy_config) instead; '
-                    'kube-proxy in IPVS mode sets these timeouts itself when it starts' % version)
-    elif version is not None and advice is None:
-        result.warn('Kubernetes %s: the catalog documents ipvsadm --set for <= 1.16 and kube-proxy ipvs.udpTimeout for >= 1.18' % version)
+    def report(self):
+        p, result, unit, version = self.params, self.result, self.unit, self.version
+        advice = ipvs.udp_timeout_advice(version)
+        result.before = dict(self.current, unit_enabled=self.enabled)
+        result.after = dict(self.target, unit_enabled=True if p['persist'] else None)
+        result.add_diff(self.line_before, 'Timeout (tcp tcpfin udp): %s' % _triple(self.target), 'ipvsadm -L --timeout')
+        if self.write_unit:
+            result.add_diff(self.unit_text or '', self.new_unit, p['unit_file'])
+        if self.enable:
+            result.add_diff('%s: %s' % (unit, 'enabled' if self.enabled else 'not enabled'), '%s: enabled' % unit,
+                            'systemctl is-enabled')
+        result.extra.update({
+            'ipvsadm_before': self.line_before,
+            'ipvsadm_after': self.line_before,
+            'command': self.command,
+            'recommended_fix': advice,
+            'unit_file': p['unit_file'],
+        })
+        if advice == 'C-3':
+            result.warn('Kubernetes %s: use kube-proxy ipvs.udpTimeout (catalog C-3, netmedic.k8s.kube_proxy_config) instead; '
+                        'kube-proxy in IPVS mode sets these timeouts itself when it starts' % version)
+        elif version is not None and advice is None:
+            result.warn('Kubernetes %s: the catalog documents ipvsadm --set for <= 1.16 and kube-proxy ipvs.udpTimeout for '
+                        '>= 1.18' % version)
 
-    if module.check_mode or not result.changed:
-        result.exit()
+    def transaction(self):
+        """Kernel first, then the unit (backed up), daemon-reload and enable; undone on failure."""
+        runner, command, current, unit = self.runner, self.command, self.current, self.unit
+        kernel = []
+        if self.target != current:
+            kernel.append(settings.KernelStep('ipvs timeouts (tcp tcpfin udp)', _triple(current), _triple(self.target),
+                                              lambda: runner.run(command), lambda: runner.run(ipvs.set_args(current)),
+                                              doing=' '.join(command)))
+        files = [settings.FileStep(self.params['unit_file'], self.unit_text, self.new_unit)] if self.write_unit else []
+        followups = []
+        if self.write_unit:
+            followups.append(('systemctl daemon-reload', lambda: runner.run(['systemctl', 'daemon-reload'])))
+        if self.enable:
+            followups.append(('systemctl enable %s' % unit, lambda: runner.run(['systemctl', 'enable', unit])))
+        return kernel, files, followups
 
-    # 4. Apply: kernel first, then the unit (backed up), daemon-reload and enable; undone on failure.
-    kernel = []
-    if target != current:
-        kernel.append(settings.KernelStep('ipvs timeouts (tcp tcpfin udp)', '%(tcp)d %(tcpfin)d %(udp)d' % current,
-                                          '%(tcp)d %(tcpfin)d %(udp)d' % target, lambda: runner.run(command),
-                                          lambda: runner.run(ipvs.set_args(current)), doing=' '.join(command)))
-    files = [settings.FileStep(p['unit_file'], unit_text, new_unit)] if write_unit else []
-    followups = []
-    if write_unit:
-        followups.append(('systemctl daemon-reload', lambda: runner.run(['systemctl', 'daemon-reload'])))
-    if enable:
-        followups.append(('systemctl enable %s' % unit, lambda: runner.run(['systemctl', 'enable', unit])))
-    settings.commit(result, kernel, files, settings.Files(module), followups)
+    def verify(self):
+        result, runner, persist = self.result, self.runner, self.params['persist']
+        try:
+            now, line_after = _read_timeouts(runner)
+        except CommandError as e:
+            result.fail('set the timeouts but cannot read them back: %s' % e)
+        result.after = dict(now, unit_enabled=_enabled(runner, self.unit) if persist else None)
+        result.extra['ipvsadm_after'] = line_after
+        if now != self.target:
+            result.fail('ran %s but ipvsadm reports %s' % (' '.join(self.command), line_after))
+        if persist and not result.after['unit_enabled']:
+            result.fail('systemctl enable %s ran but the unit is not enabled' % self.unit)
 
-    # 5. Verify by reading back.
-    try:
-        now, line_after = _read_timeouts(runner)
-    except CommandError as e:
-        result.fail('set the timeouts but cannot read them back: %s' % e)
-    result.after = dict(now, unit_enabled=_enabled(runner, unit) if p['persist'] else None)
-    result.extra['ipvsadm_after'] = line_after
-    if now != target:
-        result.fail('ran %s but ipvsadm reports %s' % (' '.join(command), line_after))
-    if p['persist'] and not result.after['unit_enabled']:
-        result.fail('systemctl enable %s ran but the unit is not enabled' % unit)
-    result.exit()
+
+def main():
+    IpvsTimeouts().run()
 
 
 if __name__ == '__main__':
