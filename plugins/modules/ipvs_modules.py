@@ -169,13 +169,10 @@ catalog:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipvs, kmod
 from ansible_collections.netmedic.k8s.plugins.module_utils.node import files as node_files
 from ansible_collections.netmedic.k8s.plugins.module_utils.node import settings
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import Runner
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 
 def _state(builtin, listed):
@@ -187,97 +184,90 @@ def _state(builtin, listed):
     }, loaded
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            schedulers=dict(type='list', elements='str', default=['rr']),
-            persist=dict(type='bool', default=True),
-            persist_file=dict(type='path', default='/etc/modules-load.d/netmedic-ipvs.conf'),
-        ),
-        supports_check_mode=True,
+def _are(names):
+    return '%s %s' % (', '.join(names), 'is' if len(names) == 1 else 'are')
+
+
+class IpvsModules(settings.SettingModule):
+    catalog = ['N-4']
+    options = dict(
+        schedulers=dict(type='list', elements='str', default=['rr']),
+        **settings.persist_options('/etc/modules-load.d/netmedic-ipvs.conf')
     )
-    p = module.params
-    result = Result(module, ['N-4'])
+    boot_files = [('persist_file', '.conf', 'systemd-modules-load')]
+    refusals = (ipvs.SchedulerError,)
 
-    # 1. Validate input before reading or touching anything.
-    try:
-        wanted = ipvs.validate_schedulers(p['schedulers'])
-        if p['persist']:
-            settings.check_name(p['persist_file'], '.conf', 'systemd-modules-load')
-    except (ipvs.SchedulerError, settings.PersistError) as e:
-        module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
+    def check_setting(self):
+        self.wanted = ipvs.validate_schedulers(self.params['schedulers'])
 
-    # 2. Read the current state.
-    builtin_text = node_files.read_text(kmod.builtin_path(os.uname()[2]))
-    builtin = ipvs.parse_modules_builtin(builtin_text) if builtin_text is not None else []
-    try:
-        file_text = settings.read_file(p['persist_file']) if p['persist'] else None
-    except settings.PersistError as e:
-        module.fail_json(msg=str(e), changed=False)
-    listed = kmod.parse_modules_load(file_text)
-    before, loaded = _state(builtin, listed)
-    if loaded is None:
-        missing = kmod.plan_load(wanted, [], builtin)
-        if missing:
-            module.fail_json(msg='%s does not exist: this kernel has no loadable module support and %s %s not built in; '
-                                 'IPVS cannot be enabled on this node (nothing was changed)'
-                                 % (kmod.PROC_MODULES, ', '.join(missing), 'is' if len(missing) == 1 else 'are'),
-                             changed=False, before=before)
-        loaded = []
-    to_load = kmod.plan_load(wanted, loaded, builtin)
+    def read(self):
+        wanted = self.wanted
+        builtin_text = node_files.read_text(kmod.builtin_path(os.uname()[2]))
+        self.builtin = builtin = ipvs.parse_modules_builtin(builtin_text) if builtin_text is not None else []
+        self.file_text = self.read_boot_file('persist_file')
+        self.listed = kmod.parse_modules_load(self.file_text)
+        self.before, loaded = _state(builtin, self.listed)
+        before = self.before
+        if loaded is None:
+            missing = kmod.plan_load(wanted, [], builtin)
+            if missing:
+                self.refuse('%s does not exist: this kernel has no loadable module support and %s not built in; IPVS cannot '
+                            'be enabled on this node' % (kmod.PROC_MODULES, _are(missing)), before=before)
+            loaded = []
+        self.to_load = to_load = kmod.plan_load(wanted, loaded, builtin)
+        # Every module to load must exist before anything is loaded (read-only, also in check mode).
+        self.runner = runner = Runner(self.module)
+        if to_load:
+            if not runner.has('modprobe'):
+                self.refuse('modprobe (kmod) is not installed; cannot load %s' % ', '.join(to_load), before=before)
+            absent = []
+            for name in to_load:
+                ok, reason = kmod.probe_exists(runner, name)
+                if not ok:
+                    absent.append('%s (%s)' % (name, reason))
+            if absent:
+                self.refuse('the kernel (%s) has no module %s; nothing was loaded or written'
+                            % (os.uname()[2], '; '.join(absent)), before=before)
 
-    # Every module to load must exist before anything is loaded (read-only, also in check mode).
-    runner = Runner(module)
-    if to_load:
-        if not runner.has('modprobe'):
-            module.fail_json(msg='modprobe (kmod) is not installed; cannot load %s (nothing was changed)' % ', '.join(to_load),
-                             changed=False, before=before)
-        absent = []
-        for name in to_load:
-            ok, reason = kmod.probe_exists(runner, name)
-            if not ok:
-                absent.append('%s (%s)' % (name, reason))
-        if absent:
-            module.fail_json(msg='the kernel (%s) has no module %s; nothing was loaded or written'
-                                 % (os.uname()[2], '; '.join(absent)), changed=False, before=before)
+    def plan(self):
+        self.new_text, self.file_mode = settings.plan_modules_load_file(self.file_text, self.wanted, 'ipvs_modules', 'N-4')
+        self.write_file = self.params['persist'] and self.file_text != self.new_text
 
-    # 3. Plan (pure).
-    new_text, file_mode = settings.plan_modules_load_file(file_text, wanted, 'ipvs_modules', 'N-4')
-    names = kmod.parse_modules_load(new_text)
-    write_file = p['persist'] and file_text != new_text
-    result.before = before
-    result.after = {
-        'modules_loaded': sorted(set(before['modules_loaded']) | set(to_load)),
-        'modules_builtin': before['modules_builtin'],
-        'persisted': names if p['persist'] else listed,
-    }
-    result.add_diff('\n'.join(before['modules_loaded']), '\n'.join(result.after['modules_loaded']), 'loaded IPVS modules')
-    if write_file:
-        result.add_diff(file_text or '', new_text, p['persist_file'])
-    warning = settings.boot_warning(p['persist_file'], kmod.MODULES_LOAD_DIRS, [kmod.MODULES_FILE],
-                                    'systemd-modules-load') if p['persist'] else None
-    if warning:
-        result.warn(warning)
-    result.extra.update({'modules': wanted, 'loaded': to_load, 'persist_file': p['persist_file'],
-                         'persist_mode': file_mode if p['persist'] else None})
+    def report(self):
+        p, result, before = self.params, self.result, self.before
+        result.before = before
+        result.after = {
+            'modules_loaded': sorted(set(before['modules_loaded']) | set(self.to_load)),
+            'modules_builtin': before['modules_builtin'],
+            'persisted': kmod.parse_modules_load(self.new_text) if p['persist'] else self.listed,
+        }
+        result.add_diff('\n'.join(before['modules_loaded']), '\n'.join(result.after['modules_loaded']), 'loaded IPVS modules')
+        if self.write_file:
+            result.add_diff(self.file_text or '', self.new_text, p['persist_file'])
+        self.warn_boot_order('persist_file')
+        result.extra.update({'modules': self.wanted, 'loaded': self.to_load, 'persist_file': p['persist_file'],
+                             'persist_mode': self.file_mode if p['persist'] else None})
 
-    if module.check_mode or not result.changed:
-        result.exit()
+    def transaction(self):
+        """Load in order (ip_vs first), then write the boot file (backed up). Nothing is ever
+        unloaded: a failure reports the modules loaded so far as still changed."""
+        runner = self.runner
+        kernel = [settings.KernelStep(name, 'not loaded', 'loaded', (lambda n=name: kmod.load(runner, n)), None,
+                                      doing='modprobe %s' % name) for name in self.to_load]
+        files = [settings.FileStep(self.params['persist_file'], self.file_text, self.new_text)] if self.write_file else []
+        return kernel, files, []
 
-    # 4. Apply: load in order (ip_vs first), then write the boot file (backed up). Nothing is
-    # ever unloaded: a failure reports the modules loaded so far as still changed.
-    kernel = [settings.KernelStep(name, 'not loaded', 'loaded', (lambda n=name: kmod.load(runner, n)), None,
-                                  doing='modprobe %s' % name) for name in to_load]
-    files = [settings.FileStep(p['persist_file'], file_text, new_text)] if write_file else []
-    settings.commit(result, kernel, files, settings.Files(module))
+    def verify(self):
+        p, result = self.params, self.result
+        listed = kmod.parse_modules_load(node_files.read_text(p['persist_file'])) if p['persist'] else self.listed
+        result.after, loaded = _state(self.builtin, listed)
+        still = kmod.plan_load(self.wanted, loaded or [], self.builtin)
+        if still:
+            result.fail('modprobe reported success but %s not in %s' % (_are(still), kmod.PROC_MODULES))
 
-    # 5. Verify by reading back.
-    after, loaded = _state(builtin, kmod.parse_modules_load(node_files.read_text(p['persist_file'])) if p['persist'] else listed)
-    result.after = after
-    still = kmod.plan_load(wanted, loaded or [], builtin)
-    if still:
-        result.fail('modprobe reported success but %s %s not in %s' % (', '.join(still), 'is' if len(still) == 1 else 'are', kmod.PROC_MODULES))
-    result.exit()
+
+def main():
+    IpvsModules().run()
 
 
 if __name__ == '__main__':
