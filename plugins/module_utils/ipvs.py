@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import proc_rows
+
 PROC_IP_VS = '/proc/net/ip_vs'
 PROC_MODULES = '/proc/modules'
 MODULE_PREFIX = 'ip_vs'
@@ -88,22 +90,15 @@ def parse_proc_ip_vs(text):
     return result
 
 
+def _count(field):
+    return int(field) if field.isdigit() else None
+
+
 def parse_modules(text):
     """``/proc/modules`` -> ``[{'name', 'size', 'refcount', 'used_by', 'state'}]``."""
-    modules = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 5:
-            continue
-        used_by = [m for m in parts[3].split(',') if m and m != '-']
-        modules.append({
-            'name': parts[0],
-            'size': int(parts[1]) if parts[1].isdigit() else None,
-            'refcount': int(parts[2]) if parts[2].isdigit() else None,
-            'used_by': used_by,
-            'state': parts[4],
-        })
-    return modules
+    return [{'name': parts[0], 'size': _count(parts[1]), 'refcount': _count(parts[2]),
+             'used_by': [m for m in parts[3].split(',') if m and m != '-'], 'state': parts[4]}
+            for parts in proc_rows(text, 5)]
 
 
 def parse_modules_builtin(text):

@@ -31,20 +31,16 @@ def _unescape(field):
     return ''.join(out)
 
 
+def proc_rows(text, fields):
+    """The white-space separated fields of each line of a ``/proc`` table that has at least ``fields`` of them."""
+    rows = (line.split() for line in text.splitlines())
+    return [parts for parts in rows if len(parts) >= fields]
+
+
 def parse_mounts(text):
     """``/proc/mounts`` -> ``[{'device', 'mount_point', 'fstype', 'options'}]`` in order."""
-    mounts = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        mounts.append({
-            'device': _unescape(parts[0]),
-            'mount_point': _unescape(parts[1]),
-            'fstype': parts[2],
-            'options': parts[3].split(','),
-        })
-    return mounts
+    return [{'device': _unescape(parts[0]), 'mount_point': _unescape(parts[1]), 'fstype': parts[2],
+             'options': parts[3].split(',')} for parts in proc_rows(text, 4)]
 
 
 def _under(path, mount_point):
