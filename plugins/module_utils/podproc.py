@@ -25,8 +25,8 @@ import errno
 import os
 import re
 import signal
+import uuid
 
-_UID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
 _ID_RE = re.compile(r'^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$')
 _PREFIXES = ('cri-containerd-', 'docker-', 'crio-', 'libpod-')
 # Runtime monitors that live in the pod's cgroup (CRI-O's conmon_cgroup "pod"): never a container.
@@ -39,9 +39,13 @@ class PodProcError(ValueError):
 
 
 def validate_uid(uid):
-    """A pod UID (``metadata.uid``): lower-case UUID."""
+    """A pod UID (``metadata.uid``): a UUID in its canonical lower-case form."""
     text = str(uid or '').strip()
-    if not _UID_RE.match(text):
+    try:
+        canonical = str(uuid.UUID(text))
+    except ValueError:
+        canonical = None
+    if canonical != text:
         raise PodProcError('pod_uid must be a pod UID like 3f1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8, got %r' % (uid,))
     return text
 
