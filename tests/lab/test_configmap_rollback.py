@@ -4,6 +4,10 @@ The workflows exercise it end to end (tests/lab/test_ipvs_scheduler_role.py and 
 playbook tests); this file checks the module itself: read-only by default, check mode writes
 nothing, restore puts the backed-up bytes back, a second restore changes nothing, bad input
 fails before anything is read.
+
+The first run (an edit, a read and a restore in check mode) goes through ``ansible-playbook`` (``playbook``);
+the restore, its repeat and the bad inputs are about the module alone and run its ``main()`` in the test
+process (``module_tasks``, tests/harness.py: issue 12).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def _rollback(name, args, **extra):
     return dict({'name': name, 'netmedic.k8s.configmap_rollback': dict({'names': [CM]}, **args)}, **extra)
 
 
-def test_read_check_restore_idempotent(double, run):
+def test_read_check_restore_idempotent(double, run, module_tasks):
     original = _data(double)
     rc, results, output = run(double, [
         {'name': 'edit', 'netmedic.k8s.kube_proxy_config': {'names': [CM], 'settings': {'conntrack.maxPerCore': 131072}}},
@@ -53,12 +57,12 @@ def test_read_check_restore_idempotent(double, run):
     assert check['changed'] is True and [r['name'] for r in check['restored']] == [CM]
     assert _data(double) == edited and _backups(double) == backups            # check mode wrote nothing
 
-    rc, results, output = run(double, [_rollback('restore', {'restore': True})])
+    rc, results, output = module_tasks(double, [_rollback('restore', {'restore': True})])
     assert rc == 0, output
     assert results['restore']['changed'] is True and _data(double) == original   # the exact backed-up bytes
     assert len(_backups(double)) == 2                                          # what the restore replaced is kept too
 
-    rc, results, output = run(double, [_rollback('again', {'restore': True})])
+    rc, results, output = module_tasks(double, [_rollback('again', {'restore': True})])
     assert rc == 0, output
     assert results['again']['changed'] is False and _data(double) == original
 
