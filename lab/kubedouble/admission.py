@@ -81,6 +81,10 @@ def check_cluster_ip_free(store, rt, obj):
              % (wanted, wanted))])
 
 
+def _dotted(value):
+    return '%d.%d.%d.%d' % (value >> 24, (value >> 16) & 255, (value >> 8) & 255, value & 255)
+
+
 def _allocate_service(store, obj, old):
     spec = obj.setdefault('spec', {})
     spec.setdefault('type', 'ClusterIP')
@@ -90,9 +94,10 @@ def _allocate_service(store, obj, old):
         spec['clusterIP'] = old['spec'].get('clusterIP')
     if not spec.get('clusterIP'):
         used = {s['spec'].get('clusterIP') for s in store.iter_objects('services')}
-        hosts = SERVICE_CIDR.hosts()
-        next(hosts)  # 10.96.0.1 is the kubernetes Service
-        spec['clusterIP'] = next(str(ip) for ip in hosts if str(ip) not in used)
+        # The lowest free host address after 10.96.0.1 (the kubernetes Service); candidates are formatted
+        # without ipaddress objects (one object per candidate made creating N Services slow, issue 14).
+        first, last = int(SERVICE_CIDR.network_address) + 2, int(SERVICE_CIDR.broadcast_address) - 1
+        spec['clusterIP'] = next(ip for ip in map(_dotted, range(first, last + 1)) if ip not in used)
     if spec['clusterIP'] != 'None':
         spec.setdefault('clusterIPs', [spec['clusterIP']])
         spec.setdefault('ipFamilies', ['IPv4'])

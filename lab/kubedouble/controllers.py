@@ -10,7 +10,6 @@ something changed, so an idle cluster keeps its resourceVersion.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import ipaddress
 import json
@@ -22,7 +21,7 @@ import uuid
 from .logs import CrashLoop
 from .policy import budget_state, pod_active, pod_ready
 from .resources import CONFIGMAP, DAEMONSET, DEPLOYMENT, NAMESPACE, NODE, PDB, POD, REPLICASET, SERVICEACCOUNT
-from .store import now, owner_reference
+from .store import clone, now, owner_reference
 
 LOG = logging.getLogger(__name__)
 
@@ -182,7 +181,7 @@ class Controllers:
 
     def _new_pod(self, owner, template, prefix, labels, node_name=None, tolerations=()):
         meta = template.get('metadata') or {}
-        spec = copy.deepcopy(template.get('spec') or {})
+        spec = clone(template.get('spec') or {})
         own = spec.get('tolerations') or []
         spec['tolerations'] = own + [t for t in tolerations if t not in own]
         if not spec['tolerations']:
@@ -258,9 +257,9 @@ class Controllers:
                  if any(r.get('uid') == deploy['metadata']['uid'] for r in rs['metadata'].get('ownerReferences') or [])]
         current = next((rs for rs in owned if rs['metadata']['name'] == name), None)
         if current is None:
-            template = copy.deepcopy(spec['template'])
+            template = clone(spec['template'])
             template.setdefault('metadata', {}).setdefault('labels', {})['pod-template-hash'] = revision
-            selector = copy.deepcopy(spec['selector'])
+            selector = clone(spec['selector'])
             selector.setdefault('matchLabels', {})['pod-template-hash'] = revision
             current = self.store.create(REPLICASET, deploy['metadata']['namespace'], {
                 'metadata': {'name': name, 'labels': template['metadata']['labels'],
@@ -272,7 +271,7 @@ class Controllers:
         for ref in {rs['metadata']['name']: rs for rs in [*owned, current]}.values():
             want = replicas if ref['metadata']['name'] == name else max(0, replicas - ready_new)
             if ref['spec'].get('replicas') != want:
-                rs = copy.deepcopy(ref)
+                rs = clone(ref)
                 rs['spec']['replicas'] = want
                 self.store.put(REPLICASET, rs)
 
@@ -294,7 +293,7 @@ class Controllers:
         for ref in self.store.iter_objects(POD):
             if ref['spec'].get('nodeName') or not pod_active(ref) or ref['status'].get('phase') != 'Pending':
                 continue
-            pod = copy.deepcopy(ref)
+            pod = clone(ref)
             conditions = pod['status'].setdefault('conditions', [])
             candidates = [n for n in nodes if fits(pod['spec'], n)]
             if not candidates:
@@ -323,7 +322,7 @@ class Controllers:
             if ref['status'].get('phase') == 'Pending':
                 if not node_ready(node):
                     continue
-                pod = copy.deepcopy(ref)
+                pod = clone(ref)
                 missing = self._missing_configmaps(pod)
                 since = self._bound_at.setdefault(pod['metadata']['uid'], clock)
                 if missing:
@@ -340,7 +339,7 @@ class Controllers:
                                                                for c in statuses) else 'False'
                 current = {c['type']: c['status'] for c in ref['status'].get('conditions') or []}
                 if current.get('Ready') != ready or current.get('ContainersReady') != ready:
-                    pod = copy.deepcopy(ref)
+                    pod = clone(ref)
                     for ctype in ('Ready', 'ContainersReady'):
                         set_condition(pod['status'].setdefault('conditions', []), ctype, ready)
                     self.store.put(POD, pod)
@@ -422,7 +421,7 @@ class Controllers:
 
     def _put_status(self, rt, ref, status):
         if ref.get('status') != status:
-            obj = copy.deepcopy(ref)
+            obj = clone(ref)
             obj['status'] = status
             self.store.put(rt, obj)
 
@@ -451,7 +450,7 @@ class Controllers:
             self._deployment_status(deploy)
         for pdb in self.store.iter_objects(PDB):
             state = budget_state(self.store, pdb)
-            conditions = copy.deepcopy((pdb.get('status') or {}).get('conditions') or [])
+            conditions = clone((pdb.get('status') or {}).get('conditions') or [])
             allowed = state['disruptionsAllowed'] > 0
             set_condition(conditions, 'DisruptionAllowed', 'True' if allowed else 'False',
                           'SufficientPods' if allowed else 'InsufficientPods', '')
@@ -471,7 +470,7 @@ class Controllers:
                   'readyReplicas': ready, 'availableReplicas': ready}
         if want - ready > 0:
             status['unavailableReplicas'] = want - ready
-        conditions = copy.deepcopy((deploy.get('status') or {}).get('conditions') or [])
+        conditions = clone((deploy.get('status') or {}).get('conditions') or [])
         available = ready >= want
         set_condition(conditions, 'Available', 'True' if available else 'False',
                       'MinimumReplicasAvailable' if available else 'MinimumReplicasUnavailable',

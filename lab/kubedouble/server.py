@@ -127,15 +127,14 @@ class Api:
         if method == 'GET':
             if query.get('watch') in ('true', '1'):
                 raise errors.bad_request('watch is not supported by the kubedouble API server double')
-            items, rv = self.store.list(rt, namespace, query.get('labelSelector'), query.get('fieldSelector'))
-            meta = {'resourceVersion': rv}
             limit = int(query.get('limit') or 0)
-            start = int(query.get('continue') or 0)
-            if limit:
-                if start + limit < len(items):
-                    meta['continue'] = str(start + limit)
-                    meta['remainingItemCount'] = len(items) - start - limit
-                items = items[start:start + limit]
+            start = int(query.get('continue') or 0) if limit else 0
+            items, rv, total = self.store.list_page(rt, namespace, query.get('labelSelector'),
+                                                    query.get('fieldSelector'), start, limit)
+            meta = {'resourceVersion': rv}
+            if limit and start + limit < total:
+                meta['continue'] = str(start + limit)
+                meta['remainingItemCount'] = total - start - limit
             return 200, {'kind': rt.kind + 'List', 'apiVersion': rt.api_version, 'metadata': meta,
                          'items': [_strip_type(i) for i in items]}, JSON
         if method == 'POST':

@@ -3,6 +3,10 @@
 Objects are plain dicts (the JSON the API returns). Every method that takes a resource type
 accepts a ResourceType, a key (``pods``, ``apps/daemonsets``) or a kind (``DaemonSet``).
 Reads return deep copies; writes raise ``ApiError`` with the status the real server would give.
+
+Scale (issue 14): copies are made by ``clone`` (a copier for JSON-shaped data, several times faster
+than ``copy.deepcopy``), each type's sorted key order is cached until a key is added or removed,
+and a paged list copies only the page it returns.
 """
 
 from __future__ import annotations
@@ -29,6 +33,21 @@ def random_suffix(length=5):
     return ''.join(random.choices('bcdfghjklmnpqrstvwxz2456789', k=length))
 
 
+_ATOMIC = frozenset((str, int, float, bool, type(None)))
+
+
+def clone(obj):
+    """A deep copy of JSON-shaped data (dicts, lists, str, numbers, bool, None); anything else via ``copy.deepcopy``."""
+    kind = type(obj)
+    if kind is dict:
+        return {k: v if type(v) in _ATOMIC else clone(v) for k, v in obj.items()}
+    if kind is list:
+        return [v if type(v) in _ATOMIC else clone(v) for v in obj]
+    if kind in _ATOMIC:
+        return obj
+    return copy.deepcopy(obj)
+
+
 def owner_reference(obj, controller=True):
     return {'apiVersion': obj['apiVersion'], 'kind': obj['kind'], 'name': obj['metadata']['name'],
             'uid': obj['metadata']['uid'], 'controller': controller, 'blockOwnerDeletion': True}
@@ -41,6 +60,7 @@ class Store:
         self.validate = validate and validation.available()
         self._objects = {rt.key: {} for rt in RESOURCE_TYPES}
         self._rv = 0
+        self._order = {}   # resource key -> its keys sorted as iter_objects returns them (dropped on add/remove)
         self.logs = {}   # pod uid -> {container: text}
 
     # -- reads ---------------------------------------------------------------------------------
@@ -53,7 +73,7 @@ class Store:
         rt = lookup(rt)
         with self.lock:
             obj = self._objects[rt.key].get((namespace if rt.namespaced else None, name))
-            return copy.deepcopy(obj)
+            return clone(obj)
 
     def get(self, rt, namespace, name):
         rt = lookup(rt)
@@ -65,17 +85,30 @@ class Store:
     def iter_objects(self, rt, namespace=None):
         """Stored objects themselves (no copies): for use under ``self.lock`` by trusted code."""
         rt = lookup(rt)
-        return [obj for (ns, _name), obj in sorted(self._objects[rt.key].items(), key=lambda kv: (kv[0][0] or '', kv[0][1]))
-                if namespace is None or ns == namespace]
+        objects = self._objects[rt.key]
+        order = self._order.get(rt.key)
+        if order is None:
+            order = self._order[rt.key] = sorted(objects, key=lambda key: (key[0] or '', key[1]))
+        return [objects[key] for key in order if namespace is None or key[0] == namespace]
+
+    def _objects_changed(self, rt_key):
+        self._order.pop(rt_key, None)
 
     def list(self, rt, namespace=None, label_selector=None, field_selector=None):
+        items, rv, _total = self.list_page(rt, namespace, label_selector, field_selector)
+        return items, rv
+
+    def list_page(self, rt, namespace=None, label_selector=None, field_selector=None, start=0, limit=0):
+        """Copies of the matching objects ``[start:start + limit]`` (all when ``limit`` is 0), the
+        resourceVersion and the number of matching objects: a page costs one scan, not one copy per object."""
         rt = lookup(rt)
         labels = parse_label_selector(label_selector) if label_selector else []
         fields = parse_field_selector(field_selector, rt.kind) if field_selector else []
         with self.lock:
-            items = [copy.deepcopy(o) for o in self.iter_objects(rt, namespace)
-                     if labels_match(labels, o['metadata'].get('labels')) and match_fields(fields, o)]
-            return items, self.resource_version
+            matching = [o for o in self.iter_objects(rt, namespace)
+                        if labels_match(labels, o['metadata'].get('labels')) and match_fields(fields, o)]
+            page = matching[start:start + limit] if limit else matching[start:]
+            return [clone(o) for o in page], self.resource_version, len(matching)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -102,13 +135,17 @@ class Store:
         self._rv += 1
         obj['metadata']['resourceVersion'] = str(self._rv)
         meta = obj['metadata']
-        self._objects[rt.key][(meta.get('namespace'), meta['name'])] = obj
-        return copy.deepcopy(obj)
+        objects = self._objects[rt.key]
+        key = (meta.get('namespace'), meta['name'])
+        if key not in objects:
+            self._objects_changed(rt.key)
+        objects[key] = obj
+        return clone(obj)
 
     def create(self, rt, namespace, obj, dry_run=False, system=False):
         rt = lookup(rt)
         with self.lock:
-            obj = copy.deepcopy(obj)
+            obj = clone(obj)
             self._check_type(rt, obj)
             meta = obj['metadata']
             if rt.namespaced:
@@ -156,14 +193,14 @@ class Store:
     def _merge_update(self, rt, old, new, subresource):
         """Carry over what a client cannot change through this endpoint."""
         if subresource == 'status':
-            merged = copy.deepcopy(old)
+            merged = clone(old)
             if 'status' in new:
                 merged['status'] = new['status']
             return merged
-        merged = copy.deepcopy(new)
+        merged = clone(new)
         if rt.status:
             if 'status' in old:
-                merged['status'] = copy.deepcopy(old['status'])
+                merged['status'] = clone(old['status'])
             else:
                 merged.pop('status', None)
         meta = merged['metadata']
@@ -183,12 +220,12 @@ class Store:
             self._validate(rt, new)
         new['metadata']['resourceVersion'] = old['metadata']['resourceVersion']
         if new == old:
-            return copy.deepcopy(old)
+            return clone(old)
         if dry_run:
             return new
         if new['metadata'].get('deletionTimestamp') and not new['metadata'].get('finalizers'):
             self._remove(rt, new)
-            return copy.deepcopy(new)
+            return clone(new)
         return self._commit(rt, new)
 
     def update(self, rt, namespace, name, obj, dry_run=False, subresource=None, system=False):
@@ -196,7 +233,7 @@ class Store:
         rt = lookup(rt)
         with self.lock:
             old = self._current(rt, namespace, name)
-            obj = copy.deepcopy(obj)
+            obj = clone(obj)
             self._check_type(rt, obj)
             meta = obj['metadata']
             if meta.get('name', name) != name:
@@ -243,21 +280,22 @@ class Store:
                     raise errors.conflict(rt, name, 'Precondition failed: %s in precondition: %s, %s in object meta: %s'
                                           % (key, wanted, key, old['metadata'][key]))
             if dry_run:
-                return copy.deepcopy(old)
+                return clone(old)
             if old['metadata'].get('finalizers'):
                 if not old['metadata'].get('deletionTimestamp'):
-                    marked = copy.deepcopy(old)
+                    marked = clone(old)
                     marked['metadata']['deletionTimestamp'] = now()
                     marked['metadata']['deletionGracePeriodSeconds'] = 0
                     return self._commit(rt, marked)
-                return copy.deepcopy(old)
+                return clone(old)
             self._remove(rt, old, propagation)
-            return copy.deepcopy(old)
+            return clone(old)
 
     def _remove(self, rt, obj, propagation=None):
         meta = obj['metadata']
         if self._objects[rt.key].pop((meta.get('namespace'), meta['name']), None) is None:
             return
+        self._objects_changed(rt.key)
         self._rv += 1
         self.logs.pop(meta['uid'], None)
         if rt.kind == 'Namespace':
@@ -285,10 +323,10 @@ class Store:
             old = self._objects[rt.key].get((meta.get('namespace'), meta['name']))
             if old is None:
                 return self.create(rt, meta.get('namespace'), obj, system=True)
-            new = copy.deepcopy(obj)
+            new = clone(obj)
             new['metadata']['resourceVersion'] = old['metadata']['resourceVersion']
             if new == old:
-                return copy.deepcopy(old)
+                return clone(old)
             return self._commit(rt, new)
 
     def remove(self, rt, namespace, name):
@@ -318,13 +356,14 @@ class Store:
     def dump(self):
         with self.lock:
             objects = [obj for rt in RESOURCE_TYPES for obj in self.iter_objects(rt)]
-            return {'version': self.version, 'resourceVersion': self._rv, 'objects': copy.deepcopy(objects),
-                    'logs': copy.deepcopy(self.logs)}
+            return {'version': self.version, 'resourceVersion': self._rv, 'objects': clone(objects),
+                    'logs': clone(self.logs)}
 
     def load(self, data):
         with self.lock:
             self.version = data.get('version', self.version)
             self._objects = {rt.key: {} for rt in RESOURCE_TYPES}
+            self._order = {}
             for obj in data['objects']:
                 rt = lookup(obj['kind'])
                 self._objects[rt.key][(obj['metadata'].get('namespace'), obj['metadata']['name'])] = obj
