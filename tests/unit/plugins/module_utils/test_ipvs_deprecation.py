@@ -5,8 +5,8 @@ Warning event, reason ``IPVSDeprecation``, on its Node) and keeps running in IPV
 must read that start-up as a success, and network_audit reports IPVS-mode clusters on >= 1.35 with the way off it.
 
 The messages are the ones in k8s.io/kubernetes cmd/kube-proxy/app/server_linux.go (createProxier): v1.35.0 and
-v1.36.0 carry the first, v1.37.2 the second (read from the Go module cache). The log lines are in klog's text
-format, as the real kube-proxy v1.37.2 prints them (lab/k8s/README.md, "Real kube-proxy log lines").
+v1.36.0 carry the first, v1.37.2 the second (read from the Go module cache). ``real-v1.37.2-ipvs-start.log`` is the
+unedited start of the real kube-proxy v1.37.2 in IPVS mode on a VM lab node (tests/unit/fixtures/kube_proxy_logs/README.md).
 """
 
 from __future__ import annotations
@@ -31,6 +31,16 @@ def start_log(message, version_line='I1202 10:31:07.512093     912 server.go:530
         'E1202 10:31:08.208232     912 server_linux.go:193] "%s"' % message,
         'I1202 10:31:08.301655     912 proxier.go:332] "IPVS scheduler not specified, use rr by default" ipFamily="IPv4"',
     ])
+
+
+def test_issue15_item5_real_kube_proxy_137_ipvs_start_is_success(fixture_text):
+    """The captured log: the deprecation line follows 'Using ipvs Proxier' and must not fail the C-2/C-7 check."""
+    text = fixture_text('kube_proxy_logs/real-v1.37.2-ipvs-start.log')
+    assert 'E1202 10:24:07.119935     403 server_linux.go:193] "%s"' % MSG_137 in text.splitlines()
+    preset = dsu.PRESETS['kube-proxy-ipvs']
+    verdict, line = dsu.check_log(text, dsu.compile_patterns(preset['success'], 'success'),
+                                  dsu.compile_patterns(preset['failure'], 'failure'))
+    assert (verdict, line) == ('ok', 'I1202 10:24:07.049810     403 server_linux.go:191] "Using ipvs Proxier"')
 
 
 def test_the_module_knows_both_real_messages():
