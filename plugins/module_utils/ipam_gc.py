@@ -19,7 +19,7 @@ import re
 import shutil
 import time
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, reportfiles, runtime
+from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, runtime
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
 
 
@@ -355,6 +355,16 @@ def is_owned_run(path):
         return False
 
 
+def _stamp_time(stamp):
+    """``YYYYmmddTHHMMSSZ`` as an aware UTC datetime; ValueError when it is no date.
+
+    Built field by field instead of ``datetime.strptime``, whose first call imports ``_strptime``
+    (calendar, locale, its regular expressions): start-up time of every module run (issue 14).
+    """
+    return datetime.datetime(int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[9:11]), int(stamp[11:13]),
+                             int(stamp[13:15]), tzinfo=datetime.timezone.utc)
+
+
 def prune_run_dirs(backup_dir, keep_count=0, keep_days=0, protect=(), check_mode=False, now=None):
     """Retention for the per-run backup directories under ``backup_dir`` (issue 10 hole 11), for every entry point.
 
@@ -375,13 +385,17 @@ def prune_run_dirs(backup_dir, keep_count=0, keep_days=0, protect=(), check_mode
         match = pattern.match(name)
         if not match or os.path.islink(path) or not os.path.isdir(path) or not is_owned_run(path):
             continue
-        when = datetime.datetime.strptime(match.group('stamp'), '%Y%m%dT%H%M%SZ').replace(tzinfo=datetime.timezone.utc)
+        when = _stamp_time(match.group('stamp'))
         runs.append((name, when))
-    if not runs or (not keep_count and not keep_days):
+    if len(runs) < 2 or (not keep_count and not keep_days):
+        # The newest run is always kept: with fewer than two there is nothing to weigh.
         out['kept'] = [os.path.join(backup_dir, n) for n, _w in runs]
         return out
     newest = max(runs, key=lambda r: (r[1], r[0]))[0]
     keep = {newest} | {os.path.basename(str(p).rstrip('/')) for p in protect}
+    # Imported here: only a run that has backups to weigh needs it (module start-up, issue 14).
+    from ansible_collections.netmedic.k8s.plugins.module_utils import reportfiles
+
     now = now or datetime.datetime.now(datetime.timezone.utc)
     remove = reportfiles.plan_retention(runs, now, keep_count=keep_count, keep_days=keep_days, protect=keep)
     gone = set()
