@@ -89,10 +89,12 @@ def node_prepare(size, ctr_mode, leak_percent=2.0):
         if not images:
             image = subprocess.run(['ctr', '-n', 'k8s.io', 'images', 'ls', '-q'], capture_output=True, text=True,
                                    timeout=60, check=True).stdout.split()[0]
-            export = subprocess.Popen(['ctr', '-n', 'k8s.io', 'images', 'export', '-', image], stdout=subprocess.PIPE)
-            subprocess.run(['ctr', '--namespace', NAMESPACE, 'images', 'import', '-'], stdin=export.stdout,
-                           capture_output=True, timeout=300, check=True)
-            export.wait(timeout=60)
+            archive = os.path.join(NODE_DIR, 'image.tar')
+            subprocess.run(['ctr', '-n', 'k8s.io', 'images', 'export', archive, image], capture_output=True,
+                           timeout=300, check=True)
+            subprocess.run(['ctr', '--namespace', NAMESPACE, 'images', 'import', archive], capture_output=True,
+                           timeout=300, check=True)
+            os.unlink(archive)
             images = [image]
         for cid in live:
             if cid not in existing:
@@ -164,6 +166,8 @@ def node_cleanup(ctr_mode):
     if ctr_mode == 'real':
         for cid in _ctr('containers', 'ls', '-q').split():
             _ctr('containers', 'delete', cid)
+        for image in _ctr('images', 'ls', '-q').split():
+            _ctr('images', 'remove', image)
     shutil.rmtree(NODE_DIR, ignore_errors=True)
 
 
