@@ -96,6 +96,10 @@ def question(variable, option):
         q['type'] = 'integer'
         if default is not None:
             q['default'] = int(default)
+        # The spec's bounds (checked by playbooks/tasks/validate_spec.yml too): AWX refuses an answer outside them.
+        for key, bound in (('min', 'minimum'), ('max', 'maximum')):
+            if option.get(bound) is not None:
+                q[key] = int(option[bound])
     elif kind == 'float':
         q['type'] = 'float'
         if default is not None:
@@ -103,11 +107,14 @@ def question(variable, option):
     elif kind in ('dict', 'list'):
         # AWX hands the answer over as text: it is asked as <option>_text, which playbooks/tasks/validate_spec.yml
         # converts with Ansible's own converters (netmedic.k8s.spec_value) before the spec checks it.
+        # A list of mappings is given as a JSON list (validate_spec reads a list answer starting with "[" as JSON).
+        as_json = kind == 'dict' or option.get('elements') == 'dict'
         q['type'] = 'textarea'
         q['variable'] = variable + '_text'
-        q['question_description'] = (desc + (' (JSON mapping)' if kind == 'dict' else ' (comma-separated)'))[:1000]
+        q['question_description'] = (desc + (' (JSON mapping)' if kind == 'dict' else ' (JSON list)' if as_json
+                                             else ' (comma-separated)'))[:1000]
         if default not in (None, {}, []):
-            q['default'] = json.dumps(default, sort_keys=True) if kind == 'dict' else ','.join(str(d) for d in default)
+            q['default'] = json.dumps(default, sort_keys=True) if as_json else ','.join(str(d) for d in default)
     elif kind in ('str', 'raw', 'path'):
         q['type'] = 'text'
         if default not in (None, ''):
@@ -158,6 +165,11 @@ def validate_survey(data):
         for key in ('min', 'max'):
             if item.get(key) is not None and (not isinstance(item[key], int) or isinstance(item[key], bool)):
                 errors.append('%s: %s is not an integer' % (where, key))
+        if qtype == 'integer' and isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(item.get('min'), int) and default < item['min']:
+                errors.append('%s: default %d is below min %d' % (where, default, item['min']))
+            if isinstance(item.get('max'), int) and default > item['max']:
+                errors.append('%s: default %d is above max %d' % (where, default, item['max']))
         if qtype in ('multiplechoice', 'multiselect'):
             choices = item.get('choices')
             if not choices:
@@ -207,11 +219,15 @@ def build():
         node = name in NODE_PLAYBOOKS
         common = {'name': None, 'job_type': None, 'project': 'netmedic', 'playbook': 'playbooks/%s.yml' % name, 'inventory': 'netmedic',
                   'credentials': ['netmedic kubeconfig'], 'ask_limit_on_launch': True, 'ask_variables_on_launch': False,
-                  'become_enabled': node, 'allow_simultaneous': False, 'survey_enabled': True}
+                  'become_enabled': node, 'allow_simultaneous': name in READ_ONLY, 'survey_enabled': True}
         check = dict(common, name='netmedic %s (check)' % name, job_type='check', survey_spec=copy.deepcopy(base))
         check['survey_spec']['name'] = check['name']
         job_templates.append(check)
         if name in READ_ONLY:
+            # Read-only: a run template too (the workflows' last step), same survey, no change ticket, no approval.
+            run = dict(common, name='netmedic %s' % name, job_type='run', survey_spec=copy.deepcopy(base))
+            run['survey_spec']['name'] = run['name']
+            job_templates.append(run)
             continue
         apply = dict(common, name='netmedic %s' % name, job_type='run', survey_spec=copy.deepcopy(base))
         apply['survey_spec']['name'] = apply['name']
@@ -228,19 +244,17 @@ def build():
             'workflow_nodes': [
                 {'identifier': 'check', 'unified_job_template': {'name': check['name'], 'type': 'job_template'},
                  'related': {'success_nodes': [{'identifier': 'approve'}]}},
-                {'identifier': 'approve', 'approval_node': {'name': 'Approve netmedic %s' % name, 'timeout': 86400,
-                                                            'description': 'Read the check run\'s change report first.'},
+                # awx.awx.workflow_job_template makes an approval node from a unified_job_template of type
+                # workflow_approval (name, description, timeout); every node needs unified_job_template.name and .type.
+                {'identifier': 'approve',
+                 'unified_job_template': {'name': 'Approve netmedic %s' % name, 'type': 'workflow_approval', 'timeout': 86400,
+                                          'description': 'Read the check run\'s change report first.'},
                  'related': {'success_nodes': [{'identifier': 'apply'}]}},
                 {'identifier': 'apply', 'unified_job_template': {'name': apply['name'], 'type': 'job_template'},
                  'related': {'always_nodes': [{'identifier': 'diagnose'}]}},
                 {'identifier': 'diagnose', 'unified_job_template': {'name': 'netmedic diagnose', 'type': 'job_template'}},
             ],
         })
-    # diagnose has no spec of its own (read-only, no variables needed): a plain template for the workflows' last step.
-    job_templates.append({'name': 'netmedic diagnose', 'project': 'netmedic', 'playbook': 'playbooks/diagnose.yml',
-                          'inventory': 'netmedic', 'credentials': ['netmedic kubeconfig'], 'job_type': 'run',
-                          'ask_limit_on_launch': True, 'become_enabled': True, 'allow_simultaneous': True,
-                          'survey_enabled': False})
     return {'credential_types': [CREDENTIAL_TYPE], 'job_templates': job_templates, 'workflow_job_templates': workflows}
 
 
