@@ -85,11 +85,18 @@ def all_running(store):
 
 
 def requests(audit):
+    """Requests by verb and resource; objects listed by resource, and lists that were not paged."""
     by = collections.Counter()
+    listed = collections.Counter()
+    unpaged = collections.Counter()
     for entry in audit:
         by['%s %s%s' % (entry.get('verb'), entry.get('resource'),
                         '/' + entry['subresource'] if entry.get('subresource') else '')] += 1
-    return dict(sorted(by.items())), sum(by.values())
+        if entry.get('verb') == 'list':
+            listed[entry.get('resource')] += entry.get('items', 0)
+            if not entry.get('limit') and not entry.get('selector') and entry.get('items', 0) > 500:
+                unpaged[entry.get('resource')] += 1
+    return dict(sorted(by.items())), sum(by.values()), dict(sorted(listed.items())), dict(sorted(unpaged.items()))
 
 
 def step(double, rows, name, fn):
@@ -97,11 +104,13 @@ def step(double, rows, name, fn):
     t0 = time.monotonic()
     ok, detail = fn()
     seconds = time.monotonic() - t0
-    by, total = requests(list(double.audit))
+    by, total, listed, unpaged = requests(list(double.audit))
     rows.append({'step': name, 'ok': ok, 'seconds': round(seconds, 2), 'requests': total, 'by': by,
-                 'detail': detail})
+                 'listed': listed, 'unpaged_large_lists': unpaged, 'detail': detail})
     print('%-44s %-4s %8.2f s %6d requests  %s' % (name, 'ok' if ok else 'FAIL', seconds, total, detail), flush=True)
     print('    ' + ', '.join('%s: %d' % kv for kv in by.items()), flush=True)
+    print('    objects listed: ' + (', '.join('%s %d' % kv for kv in listed.items()) or 'none')
+          + ('; unpaged unselected lists over 500 objects: %s' % unpaged if unpaged else ''), flush=True)
     return ok
 
 

@@ -66,6 +66,7 @@ class Api:
             self.audit.append(entry)
         if not allowed:
             raise rbac.forbidden(identity, attrs)
+        return entry if self.audit is not None else None
 
     def handle(self, method, path, query, content_type, body, identity=None):
         parts = [p for p in path.split('/') if p]
@@ -98,9 +99,14 @@ class Api:
             raise errors.path_not_found(path)
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
-        self._authorize(identity, method, rt, namespace, name, sub, query)
+        entry = self._authorize(identity, method, rt, namespace, name, sub, query)
         if name is None:
-            return self._collection(method, rt, namespace, query, body)
+            answer = self._collection(method, rt, namespace, query, body)
+            if entry is not None and method == 'GET':
+                # What a list cost: objects returned, the page size asked for, whether it was selected.
+                entry.update(items=len(answer[1]['items']), limit=int(query.get('limit') or 0),
+                             selector=bool(query.get('labelSelector') or query.get('fieldSelector')))
+            return answer
         if rt.namespaced and namespace is None:
             raise errors.path_not_found(path)
         if sub is None or (sub == 'status' and rt.status):
