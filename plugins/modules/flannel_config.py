@@ -174,20 +174,18 @@ catalog:
   sample: ["C-5", "N-7"]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
 from ansible_collections.netmedic.k8s.plugins.module_utils import flannel as fl
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s.edit_module import EditModule
 
 SETTINGS = ('cni_version', 'hairpin_mode', 'ipam_data_dir', 'flannel_data_dir')
 
 
-def main():
-    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
-    argument_spec.update(
+class FlannelConfig(EditModule):
+    catalog = ['C-5', 'N-7']
+    options = dict(
         cni_version=dict(type='str'),
         hairpin_mode=dict(type='bool'),
         ipam_data_dir=dict(type='path'),
@@ -197,74 +195,57 @@ def main():
         key=dict(type='str', default=fl.KEY, no_log=False),
         backup=dict(type='bool', default=True),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[list(SETTINGS)])
-    if not k8s_client.HAS_K8S:
-        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
-    p = module.params
-    result = Result(module, ['C-5', 'N-7'])
-    settings = {k: p[k] for k in SETTINGS}
-    result.extra['restart_needed'] = []
+    module_kwargs = dict(required_one_of=[list(SETTINGS)])
+    refusals = (fl.FlannelError,)
 
-    # 1. Validate before talking to the cluster.
-    try:
-        fl.validate(settings)
-    except fl.FlannelError as e:
-        module.fail_json(msg='invalid settings: %s (nothing was changed)' % e, changed=False)
+    def validate(self):
+        EditModule.validate(self)
+        self.settings = {k: self.params[k] for k in SETTINGS}
+        self.result.extra['restart_needed'] = []
+        fl.validate(self.settings)
 
-    def plan_data(data):
-        text = data.get(p['key'])
-        if text is None:
-            raise fl.FlannelError('ConfigMap %s/%s has no key %r' % (p['namespace'], p['name'], p['key']))
-        new_text, changes = fl.plan(text, settings)
-        data[p['key']] = new_text
-        return data, changes
+    def planner(self, cm):
+        def plan_data(data):
+            key = self.params['key']
+            text = data.get(key)
+            if text is None:
+                raise fl.FlannelError('ConfigMap %s has no key %r' % (self.where, key))
+            new_text, changes = fl.plan(text, self.settings)
+            data[key] = new_text
+            return data, changes
 
-    planner = edit.data_planner(plan_data)
+        return edit.data_planner(plan_data)(cm)
 
-    def report(state):
-        """Diff and result entry for an edit state (again after a 409 re-planned it)."""
+    def read_more(self):
+        daemonsets = k8s_client.list_objects(self.cluster, 'DaemonSet', self.params['namespace'])
+        self.daemonsets = dsu.names_by_pod_label(daemonsets, *fl.POD_LABEL)
+
+    def describe_state(self, state):
+        key, result = self.params['key'], self.result
         old, new = state['object'].get('data') or {}, state['planned'].get('data') or {}
         result.diffs = []
-        edit.data_diff(result, old, new, 'ConfigMap %s/%s' % (p['namespace'], p['name']))
-        entry = {'name': '%s/%s' % (p['namespace'], p['name']), 'changed': bool(state['changes']),
-                 'changes': state['changes'], 'before': fl.summary(old[p['key']]), 'after': fl.summary(new[p['key']]),
+        edit.data_diff(result, old, new, 'ConfigMap %s' % self.where)
+        entry = {'name': self.where, 'changed': bool(state['changes']), 'changes': state['changes'],
+                 'before': fl.summary(old[key]), 'after': fl.summary(new[key]),
                  'resource_version': state['object']['metadata'].get('resourceVersion')}
         result.extra['configmap'] = entry
         result.before, result.after = entry['before'], entry['after']
         return entry
 
-    # 2. Read and plan.
-    try:
-        cluster = k8s_client.Cluster(p)
-        state = edit.prepare(cluster, 'ConfigMap', p['namespace'], p['name'], planner)
-        daemonsets = dsu.names_by_pod_label(k8s_client.list_objects(cluster, 'DaemonSet', p['namespace']), *fl.POD_LABEL)
-    except fl.FlannelError as e:
-        module.fail_json(msg='ConfigMap %s/%s: %s (nothing was changed)' % (p['namespace'], p['name'], e), changed=False)
-    except k8s_client.K8sError as e:
-        module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False)
-    report(state)
-    if not state['changes']:
-        result.exit()
-    result.extra['restart_needed'] = daemonsets
-    if not daemonsets:
-        result.warn('no DaemonSet with pod label app=flannel in %s; restart the Flannel pods by hand' % p['namespace'])
+    def report(self):
+        EditModule.report(self)
+        if self.state['changes']:
+            self.result.extra['restart_needed'] = self.daemonsets
+            if not self.daemonsets:
+                self.result.warn('no DaemonSet with pod label app=flannel in %s; restart the Flannel pods by hand'
+                                 % self.params['namespace'])
 
-    # 3. Dry run (check mode stops there), back up, write with the read's resourceVersion, verify.
-    try:
-        state = edit.run(cluster, state, planner, check_mode=module.check_mode, backup=p['backup'], backups=result.backups,
-                         describe=lambda cm: {'data': dict(cm.get('data') or {})})
-    except edit.EditFailed as e:
-        result.changed = e.changed
-        result.fail(e.msg)
-    entry = report(state)
-    result.changed = state['changed']
-    if not state['changed']:
-        result.extra['restart_needed'] = []
-    elif not module.check_mode:
-        entry['after'] = result.after = fl.summary(state['stored']['data'][p['key']])
-        entry['resource_version'] = state['stored']['metadata'].get('resourceVersion')
-    result.exit()
+    def summary(self, cm):
+        return fl.summary(cm['data'][self.params['key']])
+
+
+def main():
+    FlannelConfig().run()
 
 
 if __name__ == '__main__':
