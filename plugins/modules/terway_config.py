@@ -207,21 +207,19 @@ catalog:
   sample: ["C-6"]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
 from ansible_collections.netmedic.k8s.plugins.module_utils import redact
 from ansible_collections.netmedic.k8s.plugins.module_utils import terway as tw
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s.edit_module import EditModule
 
 SETTINGS = ('disable_network_policy', 'in_cluster_loadbalance', 'eni_conf')
 
 
-def main():
-    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
-    argument_spec.update(
+class TerwayConfig(EditModule):
+    catalog = ['C-6']
+    options = dict(
         disable_network_policy=dict(type='bool'),
         in_cluster_loadbalance=dict(type='bool'),
         eni_conf=dict(type='dict', no_log=True),
@@ -231,94 +229,86 @@ def main():
         create=dict(type='bool', default=False),
         backup=dict(type='bool', default=True),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, required_one_of=[list(SETTINGS)])
-    if not k8s_client.HAS_K8S:
-        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
-    p = module.params
-    # eni_conf is no_log (the whole option stays out of syslog); mask only its credential-like values in the result.
-    redact.narrow_kubeconfig_no_log(module, 'eni_conf')
-    result = Result(module, ['C-6'])
-    settings = {k: p[k] for k in SETTINGS}
-    result.extra.update({'restart_needed': [], 'verify': tw.verify_hint(settings)})
-    where = '%s/%s' % (p['namespace'], p['name'])
+    module_kwargs = dict(required_one_of=[list(SETTINGS)])
+    refusals = (tw.TerwayError,)
 
-    try:
-        tw.validate(settings)
-    except tw.TerwayError as e:
-        module.fail_json(msg='invalid settings: %s (nothing was changed)' % e, changed=False)
-    if p['name'] not in tw.CONFIGMAPS:
-        result.warn('%s is not one of the documented Terway ConfigMaps (%s)' % (p['name'], ', '.join(tw.CONFIGMAPS)))
+    def __init__(self):
+        EditModule.__init__(self)
+        # eni_conf is no_log (the whole option stays out of syslog); mask only its credential-like values in the result.
+        redact.narrow_kubeconfig_no_log(self.module, 'eni_conf')
 
-    planner = edit.data_planner(lambda data: tw.plan(data, settings))
-    skeleton = None
-    if p['create']:
-        skeleton = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'data': {},
-                    'metadata': {'name': p['name'], 'namespace': p['namespace'],
-                                 'labels': {'app.kubernetes.io/managed-by': 'netmedic'}}}
+    def validate(self):
+        EditModule.validate(self)
+        p = self.params
+        self.settings = {k: p[k] for k in SETTINGS}
+        self.result.extra.update({'restart_needed': [], 'verify': tw.verify_hint(self.settings)})
+        tw.validate(self.settings)
+        if p['name'] not in tw.CONFIGMAPS:
+            self.result.warn('%s is not one of the documented Terway ConfigMaps (%s)' % (p['name'], ', '.join(tw.CONFIGMAPS)))
 
-    def report(state):
-        """Diff and result entry for an edit state (again after a 409 re-planned it)."""
+    def planner(self, cm):
+        return edit.data_planner(lambda data: tw.plan(data, self.settings))(cm)
+
+    def create_from(self):
+        p = self.params
+        if not p['create']:
+            return None
+        return {'apiVersion': 'v1', 'kind': 'ConfigMap', 'data': {},
+                'metadata': {'name': p['name'], 'namespace': p['namespace'],
+                             'labels': {'app.kubernetes.io/managed-by': 'netmedic'}}}
+
+    def read_more(self):
+        self.ds_all = k8s_client.list_objects(self.cluster, 'DaemonSet', self.params['namespace'])
+        self.daemonsets = dsu.names_by_pod_label(self.ds_all, *tw.POD_LABEL)
+
+    def refusal(self, error):
+        if isinstance(error, k8s_client.K8sError) and error.status == 404:
+            return 'ConfigMap %s not found (nothing was changed; create=true creates it)' % self.where
+        return EditModule.refusal(self, error)
+
+    def describe_state(self, state):
+        result = self.result
         old = (state['object'] or {}).get('data') or {}
         new = state['planned'].get('data') or {}
         result.diffs = []
-        edit.data_diff(result, old, new, 'ConfigMap %s' % where)
-        entry = {'name': where, 'created': state['object'] is None, 'changed': bool(state['changes']),
+        edit.data_diff(result, old, new, 'ConfigMap %s' % self.where)
+        entry = {'name': self.where, 'created': state['object'] is None, 'changed': bool(state['changes']),
                  'changes': state['changes'],
                  'before': tw.summary(old), 'after': tw.summary(new),
                  'resource_version': (state['object'] or {}).get('metadata', {}).get('resourceVersion')}
         result.extra['configmap'] = entry
         result.before, result.after = entry['before'], entry['after']
-        return entry, new
+        return entry
 
-    # Read and plan.
-    try:
-        cluster = k8s_client.Cluster(p)
-        state = edit.prepare(cluster, 'ConfigMap', p['namespace'], p['name'], planner, create=skeleton)
-        ds_all = k8s_client.list_objects(cluster, 'DaemonSet', p['namespace'])
-        daemonsets = dsu.names_by_pod_label(ds_all, *tw.POD_LABEL)
-    except tw.TerwayError as e:
-        module.fail_json(msg='ConfigMap %s: %s (nothing was changed)' % (where, e), changed=False)
-    except k8s_client.K8sError as e:
-        if e.status == 404:
-            module.fail_json(msg='ConfigMap %s not found (nothing was changed; create=true creates it)' % where, changed=False)
-        module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False)
+    def report(self):
+        EditModule.report(self)
+        p, result, state = self.params, self.result, self.state
+        if any(c['path'] == 'in_cluster_loadbalance' for c in state['changes']) and p['in_cluster_loadbalance']:
+            # Catalog C-6: Terway v1.2.0 or later (issue 10, C-6 partial); an unreadable version is refused, never guessed.
+            try:
+                version = tw.Version(p['terway_version']) if p['terway_version'] else None
+            except ValueError as e:
+                self.refuse('terway_version: %s' % e)
+            ds_objects = [ds for ds in self.ds_all if ds['metadata']['name'] in self.daemonsets]
+            found = tw.terway_version(ds_objects) if ds_objects else None
+            problem = tw.lb_version_problem(found or version)
+            if problem:
+                self.refuse('ConfigMap %s: %s' % (self.where, problem))
+            result.extra['terway_version'] = str(found or version)
+        for msg in tw.warnings(state['planned'].get('data') or {}, self.settings):
+            result.warn(msg)
+        if state['changes']:
+            if p['name'] != 'eni-config':
+                result.warn('restart the Terway pods on the nodes labelled terway-config=%s for the change to take effect'
+                            % p['name'])
+            result.extra['restart_needed'] = self.daemonsets
 
-    _entry, new = report(state)
-    if any(c['path'] == 'in_cluster_loadbalance' for c in state['changes']) and p['in_cluster_loadbalance']:
-        # Catalog C-6: Terway v1.2.0 or later (issue 10, C-6 partial); an unreadable version is refused, never guessed.
-        try:
-            version = tw.Version(p['terway_version']) if p['terway_version'] else None
-        except ValueError as e:
-            module.fail_json(msg='terway_version: %s (nothing was changed)' % e, changed=False)
-        ds_objects = [ds for ds in ds_all if ds['metadata']['name'] in daemonsets]
-        found = tw.terway_version(ds_objects) if ds_objects else None
-        problem = tw.lb_version_problem(found or version)
-        if problem:
-            module.fail_json(msg='ConfigMap %s: %s (nothing was changed)' % (where, problem), changed=False)
-        result.extra['terway_version'] = str(found or version)
-    for msg in tw.warnings(new, settings):
-        result.warn(msg)
-    if not state['changes']:
-        result.exit()
-    if p['name'] != 'eni-config':
-        result.warn('restart the Terway pods on the nodes labelled terway-config=%s for the change to take effect' % p['name'])
-    result.extra['restart_needed'] = daemonsets
+    def summary(self, cm):
+        return tw.summary(dict(cm.get('data') or {}))
 
-    # Dry run (check mode stops there), back up, write with the read's resourceVersion (or create), verify.
-    try:
-        state = edit.run(cluster, state, planner, check_mode=module.check_mode, backup=p['backup'], backups=result.backups,
-                         describe=lambda cm: {'data': dict(cm.get('data') or {})})
-    except edit.EditFailed as e:
-        result.changed = e.changed
-        result.fail(e.msg)
-    entry, _new = report(state)
-    result.changed = state['changed']
-    if not state['changed']:
-        result.extra['restart_needed'] = []
-    elif not module.check_mode:
-        entry['after'] = result.after = tw.summary(dict(state['stored'].get('data') or {}))
-        entry['resource_version'] = state['stored']['metadata'].get('resourceVersion')
-    result.exit()
+
+def main():
+    TerwayConfig().run()
 
 
 if __name__ == '__main__':
