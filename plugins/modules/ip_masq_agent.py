@@ -185,21 +185,18 @@ catalog:
   sample: ["C-4"]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import ip_masq as im
-from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
-from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s.edit_module import EditModule
 
 
 def _text(facts):
     return 'image: %s\nargs:\n%s' % (facts['image'], ''.join('  - %s\n' % a for a in facts['args']))
 
 
-def main():
-    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
-    argument_spec.update(
+class IpMasqAgent(EditModule):
+    catalog = ['C-4']
+    kind = 'DaemonSet'
+    options = dict(
         random_fully=dict(type='bool', default=False),
         image=dict(type='str'),
         allow_old_agent=dict(type='bool', default=False),
@@ -209,18 +206,17 @@ def main():
         container=dict(type='str'),
         backup=dict(type='bool', default=True),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not k8s_client.HAS_K8S:
-        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
-    p = module.params
-    result = Result(module, ['C-4'])
-    result.extra['rollout'] = False
-    result.extra['restart_needed'] = []
-    where = '%s/%s' % (p['namespace'], p['name'])
-    if p['image'] is not None and (not p['image'].strip() or any(c.isspace() for c in p['image'])):
-        module.fail_json(msg='invalid image %r (nothing was changed)' % p['image'], changed=False)
+    refusals = (im.MasqError,)
 
-    def planner(ds):
+    def validate(self):
+        EditModule.validate(self)
+        image = self.params['image']
+        self.result.extra.update({'rollout': False, 'restart_needed': []})
+        if image is not None and (not image.strip() or any(c.isspace() for c in image)):
+            self.refuse('invalid image %r' % image)
+
+    def planner(self, ds):
+        p = self.params
         new, changes, facts = im.plan(ds, p['random_fully'], p['container'], p['image'])
         if changes and im.reconciled(ds) and not p['allow_addon_manager_reconcile']:
             raise im.MasqError('the addon manager reconciles it (label %s: Reconcile) and would revert the edit; change '
@@ -232,59 +228,49 @@ def main():
                 raise im.MasqError('%s; upgrade it (image=...) or set allow_old_agent=true' % problem)
         return new, changes
 
-    def facts(ds):
-        found = im.container_facts(im.pick_container(ds, p['container']))
+    def summary(self, ds):
+        found = im.container_facts(im.pick_container(ds, self.params['container']))
         return {'image': found['image'], 'args': found['args'], 'version': found['version']}
 
-    def report(state):
-        """Diff and result entry for an edit state (again after a 409 re-planned it)."""
-        before, after = facts(state['object']), facts(state['planned'])
-        container = im.pick_container(state['object'], p['container'])['name']
+    def describe_backup(self, ds):
+        facts = self.summary(ds)
+        return {'image': facts['image'], 'args': facts['args']}
+
+    def describe_state(self, state):
+        result = self.result
+        before, after = self.summary(state['object']), self.summary(state['planned'])
+        container = im.pick_container(state['object'], self.params['container'])['name']
         result.diffs = []
-        result.add_diff(_text(before), _text(after), 'DaemonSet %s container %s' % (where, container))
-        entry = {'name': where, 'container': container, 'changed': bool(state['changes']), 'changes': state['changes'],
+        result.add_diff(_text(before), _text(after), 'DaemonSet %s container %s' % (self.where, container))
+        entry = {'name': self.where, 'container': container, 'changed': bool(state['changes']), 'changes': state['changes'],
                  'before': before, 'after': after, 'resource_version': state['object']['metadata'].get('resourceVersion')}
         result.extra['daemonset'] = entry
         result.extra['rollout'] = bool(state['changes'])
         result.before, result.after = before, after
         return entry
 
-    try:
-        cluster = k8s_client.Cluster(p)
-        state = edit.prepare(cluster, 'DaemonSet', p['namespace'], p['name'], planner)
-        report(state)
-    except im.MasqError as e:
-        module.fail_json(msg='DaemonSet %s: %s (nothing was changed)' % (where, e), changed=False)
-    except k8s_client.K8sError as e:
-        module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False)
-    if not state['changes']:
-        result.exit()
-    if im.reconciled(state['object']):
-        result.warn('DaemonSet %s is reconciled by the addon manager (label %s: Reconcile): expect it to revert this edit'
-                    % (where, im.ADDON_MODE_LABEL))
+    def report(self):
+        EditModule.report(self)
+        if self.state['changes'] and im.reconciled(self.state['object']):
+            self.result.warn('DaemonSet %s is reconciled by the addon manager (label %s: Reconcile): expect it to revert '
+                             'this edit' % (self.where, im.ADDON_MODE_LABEL))
 
-    # Dry run (check mode stops there), back up the whole DaemonSet, write with the read's resourceVersion, verify.
-    try:
-        state = edit.run(cluster, state, planner, check_mode=module.check_mode, backup=p['backup'], backups=result.backups,
-                         describe=lambda ds: {'image': facts(ds)['image'], 'args': facts(ds)['args']})
-    except edit.EditFailed as e:
-        result.changed = e.changed
-        result.fail(e.msg)
-    entry = report(state)
-    result.changed = state['changed']
-    strategy = ((state['object'].get('spec') or {}).get('updateStrategy') or {}).get('type') or 'RollingUpdate'
-    result.extra['update_strategy'] = strategy
-    # Only RollingUpdate makes the controller replace the pods (issue 10 hole 10); OnDelete waits for someone to.
-    result.extra['rollout'] = state['changed'] and strategy == 'RollingUpdate'
-    if state['changed'] and strategy != 'RollingUpdate':
-        result.extra['restart_needed'] = [where]
-        module.warn('DaemonSet %s has updateStrategy %s: %s no agent pod; restart them with netmedic.k8s.daemonset_restart '
-                    '(or role netmedic.k8s.verified_rollout), which verifies each new pod'
-                    % (where, strategy, 'the change would replace' if module.check_mode else 'the change replaced'))
-    if state['changed'] and not module.check_mode:
-        entry['after'] = result.after = facts(state['stored'])
-        entry['resource_version'] = state['stored']['metadata'].get('resourceVersion')
-    result.exit()
+    def applied(self, state):
+        result = self.result
+        strategy = ((state['object'].get('spec') or {}).get('updateStrategy') or {}).get('type') or 'RollingUpdate'
+        result.extra['update_strategy'] = strategy
+        # Only RollingUpdate makes the controller replace the pods (issue 10 hole 10); OnDelete waits for someone to.
+        result.extra['rollout'] = state['changed'] and strategy == 'RollingUpdate'
+        if state['changed'] and strategy != 'RollingUpdate':
+            result.extra['restart_needed'] = [self.where]
+            self.module.warn('DaemonSet %s has updateStrategy %s: %s no agent pod; restart them with '
+                             'netmedic.k8s.daemonset_restart (or role netmedic.k8s.verified_rollout), which verifies each '
+                             'new pod' % (self.where, strategy,
+                                          'the change would replace' if self.check_mode else 'the change replaced'))
+
+
+def main():
+    IpMasqAgent().run()
 
 
 if __name__ == '__main__':
