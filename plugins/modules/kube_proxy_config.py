@@ -238,13 +238,11 @@ catalog:
   sample: ["C-0", "C-1", "C-2", "C-3"]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
 from ansible_collections.netmedic.k8s.plugins.module_utils import kube_proxy as kp
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s.edit_module import ClusterModule
 from ansible_collections.netmedic.k8s.plugins.module_utils.versions import Version, VersionError
 
 
@@ -266,9 +264,9 @@ def _planner(settings, key, namespace, name, rules):
     return edit.data_planner(plan_data)
 
 
-def main():
-    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
-    argument_spec.update(
+class KubeProxyConfig(ClusterModule):
+    catalog = ['C-0', 'C-1', 'C-2', 'C-3']
+    options = dict(
         settings=dict(type='dict', required=True),
         names=dict(type='list', elements='str'),
         namespace=dict(type='str', default='kube-system'),
@@ -277,131 +275,131 @@ def main():
         allow_lower=dict(type='bool', default=False),
         require_mode=dict(type='list', elements='str', choices=['iptables', 'ipvs', 'nftables']),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not kp.HAS_RUAMEL:
-        module.fail_json(msg=missing_required_lib('ruamel.yaml'), exception=kp.RUAMEL_IMPORT_ERROR)
-    if not k8s_client.HAS_K8S:
-        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
-    p = module.params
-    result = Result(module, ['C-0', 'C-1', 'C-2', 'C-3'])
-    rules = {'allow_lower': p['allow_lower'], 'require_mode': p['require_mode']}
-    if p['require_mode'] is not None and not p['require_mode']:
-        module.fail_json(msg='require_mode is an empty list; omit it or name the modes allowed (nothing was changed)', changed=False)
+    apply_in_check_mode = True  # every planned ConfigMap goes through the API server's dry run first
 
-    # 1. Validate the settings before talking to the cluster.
-    try:
-        wanted = kp.validate_settings(p['settings'])
-    except kp.ConfigError as e:
-        module.fail_json(msg='invalid settings: %s' % e, changed=False)
+    def requirements(self):
+        return [(kp.HAS_RUAMEL, 'ruamel.yaml', kp.RUAMEL_IMPORT_ERROR)] + ClusterModule.requirements(self)
 
-    try:
-        cluster = k8s_client.Cluster(p)
-        version = cluster.version()
+    def validate(self):
+        p = self.params
+        self.rules = {'allow_lower': p['allow_lower'], 'require_mode': p['require_mode']}
+        if p['require_mode'] is not None and not p['require_mode']:
+            self.refuse('require_mode is an empty list; omit it or name the modes allowed')
         try:
-            gaps = kp.unsupported(wanted, version)
+            self.wanted = kp.validate_settings(p['settings'])
+        except kp.ConfigError as e:
+            self.refuse('invalid settings: %s' % e)
+
+    def read(self):
+        """The cluster version (refuse settings it does not accept), then every target ConfigMap."""
+        p = self.params
+        self.cluster = cluster = k8s_client.Cluster(p)
+        self.version = version = cluster.version()
+        try:
+            gaps = kp.unsupported(self.wanted, version)
         except VersionError:
             gaps = []
-            result.warn('cannot parse the cluster version %r; kube-proxy needs >= 1.18 for ipvs.udpTimeout and >= 1.29 for '
-                        'conntrack.udpTimeout, conntrack.udpStreamTimeout and mode nftables' % version)
+            self.result.warn('cannot parse the cluster version %r; kube-proxy needs >= 1.18 for ipvs.udpTimeout and >= 1.29 '
+                             'for conntrack.udpTimeout, conntrack.udpStreamTimeout and mode nftables' % version)
         if gaps:
             hint = ('; set the node IPVS timeouts with netmedic.k8s.ipvs_timeouts instead (catalog N-5)'
                     if any(g['path'] == 'ipvs.udpTimeout' for g in gaps) else '')
-            module.fail_json(msg='cluster %s is older than %s: kube-proxy there does not accept %s%s (nothing was changed)'
-                                 % (version, max((g['needs'] for g in gaps), key=Version),
-                                    ', '.join('%s=%s' % (g['path'], g['value']) if g['path'] == 'mode' else g['path']
-                                              for g in gaps), hint),
-                             changed=False)
-
-        # 2. Read every target ConfigMap and plan all edits before writing any.
+            self.refuse('cluster %s is older than %s: kube-proxy there does not accept %s%s'
+                        % (version, max((g['needs'] for g in gaps), key=Version),
+                           ', '.join('%s=%s' % (g['path'], g['value']) if g['path'] == 'mode' else g['path'] for g in gaps),
+                           hint))
         names = p['names'] or kp.CONFIGMAP_NAMES
-        found = []
+        self.found = []
         for name in names:
             cm = cluster.get('ConfigMap', p['namespace'], name)
             if cm is None:
                 if p['names']:
-                    module.fail_json(msg='ConfigMap %s/%s not found (nothing was changed)' % (p['namespace'], name), changed=False)
+                    self.refuse('ConfigMap %s/%s not found' % (p['namespace'], name))
                 continue
-            found.append(cm)
-        if not found:
-            module.fail_json(msg='no kube-proxy ConfigMap in %s (looked for %s); nothing was changed'
-                                 % (p['namespace'], ', '.join(names)), changed=False)
-        plans = []
-        kept = []
-        for cm in found:
+            self.found.append(cm)
+        if not self.found:
+            self.refuse('no kube-proxy ConfigMap in %s (looked for %s); nothing was changed' % (p['namespace'], ', '.join(names)))
+
+    def plan(self):
+        """Plan all edits before writing any; then the DaemonSets that run kube-proxy with them (issue 9 finding 6)."""
+        p = self.params
+        self.plans = []
+        self.kept = []
+        for cm in self.found:
+            where = '%s/%s' % (p['namespace'], cm['metadata']['name'])
             text = (cm.get('data') or {}).get(p['key'])
             if text is None:
-                module.fail_json(msg='ConfigMap %s/%s has no key %r (nothing was changed)' % (p['namespace'], cm['metadata']['name'], p['key']),
-                                 changed=False)
+                self.refuse('ConfigMap %s has no key %r' % (where, p['key']))
             try:
-                planned = kp.plan_edit(text, p['settings'], **rules)
-                new_text, changes = planned['text'], planned['changes']
+                planned = kp.plan_edit(text, p['settings'], **self.rules)
                 before = kp.summary(text)
             except kp.ConfigError as e:
-                module.fail_json(msg='ConfigMap %s/%s: %s (nothing was changed)' % (p['namespace'], cm['metadata']['name'], e), changed=False)
-            plans.append((cm, text, new_text, changes, before))
-            kept.extend(dict(k, configmap=cm['metadata']['name']) for k in planned['kept'])
-        # Discovery (issue 9 finding 6): the DaemonSets that run kube-proxy with these ConfigMaps.
-        mounted = dsu.mounting(k8s_client.list_objects(cluster, 'DaemonSet', p['namespace']),
-                               [cm['metadata']['name'] for cm in found])
-    except k8s_client.K8sError as e:
-        module.fail_json(msg=e.msg, changed=False)
+                self.refuse('ConfigMap %s: %s' % (where, e))
+            self.plans.append((cm, text, planned['text'], planned['changes'], before))
+            self.kept.extend(dict(k, configmap=cm['metadata']['name']) for k in planned['kept'])
+        self.mounted = dsu.mounting(k8s_client.list_objects(self.cluster, 'DaemonSet', p['namespace']),
+                                    [cm['metadata']['name'] for cm in self.found])
 
-    entries = []
-    for cm, text, new_text, changes, before in plans:
-        name = cm['metadata']['name']
-        result.add_diff(text, new_text, 'ConfigMap %s/%s %s' % (p['namespace'], name, p['key']))
-        entries.append({'name': name, 'changed': bool(changes), 'changes': changes, 'before': before,
-                        'after': kp.summary(new_text), 'resource_version': cm['metadata'].get('resourceVersion')})
-    for k in kept:
-        result.warn('ConfigMap %s/%s: %s kept at %s, not lowered to %s (allow_lower=true lowers it)'
-                    % (p['namespace'], k['configmap'], k['path'], k['current'], k['requested']))
-    for name, users in sorted(mounted.items()):
-        if not users:
-            result.warn('no DaemonSet in %s mounts ConfigMap %s; whatever runs kube-proxy from it (static pods?) must be '
-                        'restarted by hand' % (p['namespace'], name))
-    for entry in entries:
-        entry['daemonsets'] = mounted[entry['name']]
-        entry['kept'] = [{kk: vv for kk, vv in k.items() if kk != 'configmap'} for k in kept if k['configmap'] == entry['name']]
-    result.extra.update({'configmaps': entries, 'cluster_version': version, 'kept': kept,
-                         'daemonsets': sorted({d for e in entries for d in e['daemonsets']}),
-                         'restart_needed': sorted({d for e in entries if e['changed'] for d in e['daemonsets']})})
-    result.before = {e['name']: e['before'] for e in entries}
-    result.after = {e['name']: e['after'] for e in entries}
+    def report(self):
+        p, result, kept, mounted = self.params, self.result, self.kept, self.mounted
+        entries = []
+        for cm, text, new_text, changes, before in self.plans:
+            name = cm['metadata']['name']
+            result.add_diff(text, new_text, 'ConfigMap %s/%s %s' % (p['namespace'], name, p['key']))
+            entries.append({'name': name, 'changed': bool(changes), 'changes': changes, 'before': before,
+                            'after': kp.summary(new_text), 'resource_version': cm['metadata'].get('resourceVersion')})
+        for k in kept:
+            result.warn('ConfigMap %s/%s: %s kept at %s, not lowered to %s (allow_lower=true lowers it)'
+                        % (p['namespace'], k['configmap'], k['path'], k['current'], k['requested']))
+        for name, users in sorted(mounted.items()):
+            if not users:
+                result.warn('no DaemonSet in %s mounts ConfigMap %s; whatever runs kube-proxy from it (static pods?) must be '
+                            'restarted by hand' % (p['namespace'], name))
+        for entry in entries:
+            entry['daemonsets'] = mounted[entry['name']]
+            entry['kept'] = [{kk: vv for kk, vv in k.items() if kk != 'configmap'} for k in kept if k['configmap'] == entry['name']]
+        result.extra.update({'configmaps': entries, 'cluster_version': self.version, 'kept': kept,
+                             'daemonsets': sorted({d for e in entries for d in e['daemonsets']}),
+                             'restart_needed': sorted({d for e in entries if e['changed'] for d in e['daemonsets']})})
+        result.before = {e['name']: e['before'] for e in entries}
+        result.after = {e['name']: e['after'] for e in entries}
+        self.entries = {e['name']: e for e in entries}
 
-    # 3. Every planned ConfigMap goes through the API server's dry run before any is written (check mode
-    #    stops there). Then, one at a time, the edit service backs it up, writes it with the resourceVersion
-    #    of what it backed up (a 409 re-reads, re-plans and re-backs-up) and reads it back.
-    if not result.changed:
-        result.exit()
-    states = []
-    try:
-        for cm, _text, _new_text, changes, _before in plans:
-            if changes:
-                name = cm['metadata']['name']
-                planner = _planner(p['settings'], p['key'], p['namespace'], name, rules)
-                state = edit.plan_object(cm, planner, 'ConfigMap', p['namespace'], name)
-                states.append((planner, edit.run(cluster, state, planner, check_mode=True)))
-    except edit.EditFailed as e:
-        module.fail_json(msg=e.msg, changed=False)
-    if module.check_mode:
-        result.exit()
-
-    done = []
-    by_name = {e['name']: e for e in entries}
-    for planner, planned in states:
+    def apply(self):
+        """Every planned ConfigMap goes through the API server's dry run before any is written (check mode stops
+        there). Then, one at a time, the edit service backs it up, writes it with the resourceVersion of what it
+        backed up (a 409 re-reads, re-plans and re-backs-up) and reads it back."""
+        p, result = self.params, self.result
+        states = []
         try:
-            state = edit.run(cluster, planned, planner, backup=p['backup'], backups=result.backups,
-                             describe=lambda obj: {'data': dict(obj.get('data') or {})})
+            for cm, _text, _new_text, changes, _before in self.plans:
+                if changes:
+                    name = cm['metadata']['name']
+                    planner = _planner(p['settings'], p['key'], p['namespace'], name, self.rules)
+                    state = edit.plan_object(cm, planner, 'ConfigMap', p['namespace'], name)
+                    states.append((planner, edit.run(self.cluster, state, planner, check_mode=True)))
         except edit.EditFailed as e:
-            result.changed = bool(done) or e.changed
-            result.fail('%s. Already changed: %s' % (e.msg, ', '.join(done) or 'none'))
-        if state['changed']:
-            entry = by_name[state['name']]
-            entry['after'] = result.after[state['name']] = kp.summary(state['stored']['data'][p['key']])
-            entry['resource_version'] = state['stored']['metadata'].get('resourceVersion')
-            done.append(state['name'])
-    result.changed = bool(done)
-    result.exit()
+            self.refuse(e.msg)
+        if self.check_mode:
+            return
+        done = []
+        for planner, planned in states:
+            try:
+                state = edit.run(self.cluster, planned, planner, backup=p['backup'], backups=result.backups,
+                                 describe=lambda obj: {'data': dict(obj.get('data') or {})})
+            except edit.EditFailed as e:
+                result.changed = bool(done) or e.changed
+                result.fail('%s. Already changed: %s' % (e.msg, ', '.join(done) or 'none'))
+            if state['changed']:
+                entry = self.entries[state['name']]
+                entry['after'] = result.after[state['name']] = kp.summary(state['stored']['data'][p['key']])
+                entry['resource_version'] = state['stored']['metadata'].get('resourceVersion')
+                done.append(state['name'])
+        result.changed = bool(done)
+
+
+def main():
+    KubeProxyConfig().run()
 
 
 if __name__ == '__main__':
