@@ -11,6 +11,7 @@ wrote) against ``double`` and returns ``(rc, results, output)``:
 - ``check=True`` adds ``--check --diff``; ``diff=True`` adds ``--diff`` alone.
 - ``env`` is merged last into the environment (``None`` removes a variable); ``extra_vars`` become ``-e`` JSON.
 - every run carries the test change ticket ``TEST_CHANGE_ID`` (issue 11); ``change_id=None`` runs without one.
+- every run carries ``FAST_VARS`` (the roles' poll intervals, low: issue 12); a test's own ``-e`` wins.
 - ``timeout`` (s) is a hang guard, not a speed limit: a playbook run takes minutes on a loaded 2-core machine.
 
 ``run_process`` returns the ``CompletedProcess`` instead (stdout and stderr apart); ``playbook_command``/``playbook_env``
@@ -47,6 +48,13 @@ SPEED_ENV = {
 }
 
 
+# Poll intervals of the collection's roles, set low for the double (issue 12): how often a wait reads the state, never
+# how long it may take (every timeout keeps its production default). Production defaults: verified_rollout 2 s (the
+# DaemonSet restarts of W-2/W-3/W-4/W-5/C-5/C-6), W-2's wait for the rebooted Node to be Ready 5 s.
+# Passed before the test's own -e values, so a test that sets one itself wins.
+FAST_VARS = {'verified_rollout_poll_interval': 0.2, 'netmedic_ready_poll_interval': 1}
+
+
 def playbook_env(double, tmp_path, env=None, callback=JSON_CALLBACK):
     """The environment of a run: ``double``'s kubeconfig, this checkout as netmedic.k8s, the change report (if the
     test enables its callback) under ``tmp_path/report``, no ansible.cfg (the test states what it needs)."""
@@ -71,6 +79,7 @@ def playbook_command(playbook, *extra, inventory=None, check=False, diff=False, 
                '-e', 'netmedic_targets=no_nodes_here']
     else:
         cmd = [ANSIBLE_PLAYBOOK, '-i', str(inventory)]
+    cmd += ['-e', json.dumps(FAST_VARS)]
     if change_id is not None:
         cmd += ['-e', 'netmedic_change_id=%s' % change_id]
     if extra_vars:
