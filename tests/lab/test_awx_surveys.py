@@ -82,3 +82,27 @@ def test_kube_proxy_workflows_refuse_targets_that_match_no_node(name, extra, mak
     failed = [r['msg'] for r in tasks.values() if r.get('failed')]
     assert rc != 0 and failed == [GUARD], output
     assert [e for e in double.audit if e['verb'] not in READS] == [], 'nothing written, not even the Lease'
+
+
+@pytest.mark.parametrize('name, extra, words', [
+    # ipvsadm --set takes at most 30 days (plugins/module_utils/ipvs.py MAX_TIMEOUT); kube-proxy's udpTimeout is a duration.
+    ('udp_timeout', {'netmedic_udp_timeout': 2592001}, 'netmedic_udp_timeout is 2592001: it must be >= 1, <= 2592000'),
+    # kube-proxy's conntrack.maxPerCore is an *int32: 2^31 would be refused by kube-proxy after the ConfigMap was written.
+    ('conntrack_tuning', {'netmedic_conntrack_max_per_core': 2147483648}, '<= 2147483647'),
+    ('ipvs_scheduler_change', {'ipvs_scheduler_name': 'lc', 'ipvs_scheduler_configmaps': ['Kube_Proxy']}, 'DNS-1123'),
+    ('ipam_gc_fleet', {'netmedic_max_unhealthy': '30 %'}, 'a count or a percentage'),
+])
+def test_values_the_real_consumer_refuses_fail_the_spec_check_before_anything(name, extra, words, make_double,
+                                                                               playbook_file, tmp_path):
+    """Issue 11 item 5: validate_argument_spec checks types only; the spec's minimum/maximum/pattern (checked by
+    playbooks/tasks/validate_spec.yml) refuse what kube-proxy, ipvsadm or the API would refuse, before any read."""
+    answers = tmp_path / 'extra.json'
+    answers.write_text(json.dumps(extra))
+    double = make_double(audit=True)
+    del double.audit[:]
+    rc, tasks, output = playbook_file(double, ROOT / 'playbooks' / (name + '.yml'), '-e', '@%s' % answers, check=True)
+    failed = [task for task, r in tasks.items() if r.get('failed')]
+    assert rc != 0 and failed == ["Check the variables' ranges and forms (minimum, maximum, pattern)"], output
+    # The loop's item result names the one bad option and what its consumer takes (the JSON output holds the items).
+    assert words in output and 'Nothing was changed' in output, output
+    assert double.audit == [], 'nothing read or written'
