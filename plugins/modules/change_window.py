@@ -164,10 +164,9 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.netmedic.k8s.plugins.module_utils import lifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils import window as cw
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
-
-CATALOG = ['W-1', 'W-2', 'W-3', 'W-4', 'W-5', 'W-6', 'W-7']
 
 
 def main():
@@ -184,7 +183,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    result = Result(module, CATALOG)
+    result = Result(module, lifecycle.WORKFLOWS)
     try:
         window = cw.parse(p['days'], p['start'], p['end'], p['timezone'])
         moment = cw.parse_time(p['now']) if p['now'] else datetime.datetime.now(datetime.timezone.utc)

@@ -230,11 +230,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.netmedic.k8s.plugins.module_utils import lifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import lock as ll
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
-
-CATALOG = ['W-1', 'W-2', 'W-3', 'W-4', 'W-5', 'W-6', 'W-7']
 
 
 def main():
@@ -253,7 +252,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    result = Result(module, CATALOG)
+    result = Result(module, lifecycle.WORKFLOWS)
 
     # 1. Inputs, before the API is touched.
     try:
