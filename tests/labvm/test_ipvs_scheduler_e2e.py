@@ -39,6 +39,8 @@ def _play(lab, tmp_path, double):
     cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', lab['inventory'], '-i', str(local),
            '-e', 'netmedic_change_id=CHG-LABVM-TEST', '-e', 'ipvs_scheduler_name=lc', '-e', 'ipvs_scheduler_timeout=120',
            '-e', 'netmedic_targets=%s:%s' % (lab['nodes'][0], lab['nodes'][1]),
+           # The reboot after the fallback is test_w3_fallback_reboot_e2e.py's (it needs a kubelet stand-in for bootID).
+           '-e', 'netmedic_reboot_on_fallback=false',
            str(ROOT / 'playbooks' / 'ipvs_scheduler_change.yml')]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
     data = json.loads(proc.stdout)

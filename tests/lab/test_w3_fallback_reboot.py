@@ -1,0 +1,159 @@
+"""W-3 (role ipvs_scheduler, the cluster half of playbooks/ipvs_scheduler_change.yml): the node restart after an
+iptables fallback, issue 9 finding 5's last sentence (catalog C-2, seed 002: "Using iptables Proxier" - roll back,
+then restart that node), API double.
+
+The role runs as the playbook's cluster play does, under its own kube-proxy Lease (ipvs_scheduler_acquire, default):
+the playbook's node play (N-4 on real hosts) has no place on the double, and the playbook refuses a netmedic_targets
+that matches no node (issue 11 item 5).
+
+The double's kube-proxy on lab-node-3 (no ip_vs_lc) logs "Can't use the IPVS proxier" and "Using iptables Proxier.".
+The reboot is role node_rotation with a provider stand-in (netmedic_reboot_provider_tasks) that gives the Node a new
+boot ID, as a real reboot does. Everything asserted is read back from the double's store (ConfigMap bytes, Node
+cordon/annotation/boot ID, Leases).
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+import yaml
+
+from lab.kubedouble import StaticNodeState
+from tests.lab.playbook_run import run_playbook
+from tests.lab.test_w3_spine import NODES, NS, ROOT, _hold, _text
+
+LEASES = ('netmedic-kube-proxy', 'netmedic-node-rotation', 'netmedic-node-disruption')
+ANNOTATION = 'netmedic.io/cordoned-by'
+
+HOOK = """\
+- name: Provider stand-in - the machine reboots (a new boot ID)
+  ansible.builtin.uri:
+    url: "{{ test_api }}/api/v1/nodes/{{ node_rotation_node }}/status"
+    method: PATCH
+    headers:
+      Authorization: "Bearer {{ test_token }}"
+      Content-Type: application/merge-patch+json
+    body_format: json
+    body: {status: {nodeInfo: {bootID: "rebooted-{{ node_rotation_node }}"}}}
+"""
+
+
+@pytest.fixture
+def lc_missing_on_node_3():
+    return StaticNodeState({'lab-node-1': {'ip_vs', 'ip_vs_rr', 'ip_vs_lc'}, 'lab-node-2': {'ip_vs', 'ip_vs_rr', 'ip_vs_lc'},
+                            'lab-node-3': {'ip_vs', 'ip_vs_rr'}})
+
+
+@pytest.fixture
+def lc_everywhere():
+    return StaticNodeState({n: {'ip_vs', 'ip_vs_rr', 'ip_vs_lc'} for n in NODES})
+
+
+def run(double, tmp_path, label, env=None, **variables):
+    """Role ipvs_scheduler (scheduler lc) on localhost against ``double``; ``(rc, output)``."""
+    play = tmp_path / ('play-%s.yml' % label)
+    play.write_text(yaml.safe_dump([{'name': 'W-3 cluster half', 'hosts': 'localhost', 'connection': 'local',
+                                     'gather_facts': False, 'tasks': [{
+                                         'name': 'W-3', 'ansible.builtin.include_role': {'name': 'netmedic.k8s.ipvs_scheduler'}}]}]))
+    rc, _results, output = run_playbook(
+        double, tmp_path, play, timeout=900, callback=None,
+        extra_vars=dict({'ipvs_scheduler_name': 'lc', 'ipvs_scheduler_timeout': 60}, **variables),
+        env=dict({'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')}, **(env or {})))
+    return rc, output
+
+
+def _reboot_vars(double, tmp_path, **extra):
+    hook = tmp_path / 'reboot.yml'
+    hook.write_text(HOOK)
+    return dict({'netmedic_reboot_provider_tasks': str(hook), 'test_api': double.url, 'test_token': double.token,
+                 'node_rotation_poll_interval': 1, 'node_rotation_ready_timeout': 60, 'node_rotation_health_timeout': 60,
+                 'node_rotation_drain_timeout': 60}, **extra)
+
+
+def _nodes(double):
+    return {n: double.store.get('nodes', None, n) for n in NODES}
+
+
+def _boot(node):
+    return node['status']['nodeInfo'].get('bootID')
+
+
+def _cordoned(node):
+    return bool(node['spec'].get('unschedulable')), (node['metadata'].get('annotations') or {}).get(ANNOTATION)
+
+
+def _leases(double):
+    return {name: double.store.find('leases', NS, name) for name in LEASES}
+
+
+def test_issue9_f5_w3_iptables_fallback_rolls_back_then_reboots_that_node(make_double, lc_missing_on_node_3, tmp_path):
+    """Issue 9 finding 5 (last sentence): after the fallback on lab-node-3 W-3 rolled the ConfigMap back but never
+    restarted the node. Now: exact rollback, then lab-node-3 alone is cordoned, drained, rebooted (new boot ID), back
+    Ready and uncordoned; the run still fails with the rollout's message; every Lease is released."""
+    double = make_double(node_state=lc_missing_on_node_3)
+    text, before = _text(double), _nodes(double)
+    rc, output = run(double, tmp_path, 'fallback', env={'AWX_JOB_ID': '51'}, **_reboot_vars(double, tmp_path))
+    assert rc != 0 and 'rolled back' in output, output
+    assert _text(double) == text                                                     # the exact old bytes
+    after = _nodes(double)
+    assert _boot(after['lab-node-3']) == 'rebooted-lab-node-3', output               # the node was restarted
+    assert all(_boot(after[n]) == _boot(before[n]) for n in ('lab-node-1', 'lab-node-2'))   # only that node
+    assert all(_cordoned(after[n]) == (False, None) for n in NODES)                  # uncordoned, annotation gone
+    assert 'lab-node-3 was rebooted (catalog C-2' in output, output
+    assert _leases(double) == dict.fromkeys(LEASES)                                  # all three released
+
+
+def test_issue9_f5_w3_fallback_reboot_opt_out_only_reports(make_double, lc_missing_on_node_3, tmp_path):
+    """netmedic_reboot_on_fallback=false: rolled back, the node named in the failure, nothing cordoned or rebooted."""
+    double = make_double(node_state=lc_missing_on_node_3)
+    text, before = _text(double), _nodes(double)
+    rc, output = run(double, tmp_path, 'optout', netmedic_reboot_on_fallback=False, **_reboot_vars(double, tmp_path))
+    assert rc != 0 and 'rolled back' in output, output
+    assert 'Not rebooted (netmedic_reboot_on_fallback=false): lab-node-3' in output, output
+    assert _text(double) == text
+    after = _nodes(double)
+    assert all(_boot(after[n]) == _boot(before[n]) and _cordoned(after[n]) == (False, None) for n in NODES)
+    assert _leases(double) == dict.fromkeys(LEASES)
+
+
+def test_issue9_f5_w3_rerun_after_a_kill_mid_reboot_finishes_it(make_double, lc_everywhere, tmp_path):
+    """A job killed during the reboot left lab-node-3 cordoned (annotation w3-fallback/<holder>) and its Leases expired.
+    The re-run (the module loaded meanwhile: the rollout passes) reboots lab-node-3 again and uncordons it."""
+    double = make_double(node_state=lc_everywhere)
+    node = double.store.get('nodes', None, 'lab-node-3')
+    node['spec']['unschedulable'] = True
+    node['metadata'].setdefault('annotations', {})[ANNOTATION] = 'w3-fallback/awx-job-52'
+    double.store.update('nodes', None, 'lab-node-3', node)
+    assert _cordoned(double.store.get('nodes', None, 'lab-node-3')) == (True, 'w3-fallback/awx-job-52')
+    _hold(double, 'awx-job-52', age=7200, duration=3600)                              # the killed job's, expired
+    rc, output = run(double, tmp_path, 'resume', env={'AWX_JOB_ID': '53'}, **_reboot_vars(double, tmp_path))
+    assert rc == 0, output
+    after = _nodes(double)
+    assert _boot(after['lab-node-3']) == 'rebooted-lab-node-3', output
+    assert all(_cordoned(after[n]) == (False, None) for n in NODES)
+    assert 'scheduler: lc' in _text(double)
+    assert _leases(double) == dict.fromkeys(LEASES)
+
+
+def test_issue9_w3_fallback_reboot_waits_for_no_other_node_disruption(make_double, lc_missing_on_node_3, tmp_path):
+    """Issue 9 open question: another workflow (here a W-2 job) holds node-disruption. The reboot after the fallback
+    does not start (no node cordoned), the run fails saying so, W-3's own Leases are released, the other's is kept."""
+    double = make_double(node_state=lc_missing_on_node_3)
+    double.store.create('leases', NS, {'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease',
+                                       'metadata': {'name': 'netmedic-node-disruption', 'namespace': NS},
+                                       'spec': {'holderIdentity': 'awx-job-60', 'leaseDurationSeconds': 3600,
+                                                'renewTime': _now(), 'acquireTime': _now()}})
+    text, before = _text(double), _nodes(double)
+    rc, output = run(double, tmp_path, 'disruption', **_reboot_vars(double, tmp_path))
+    assert rc != 0 and 'node-disruption' in output, output
+    assert _text(double) == text
+    after = _nodes(double)
+    assert all(_boot(after[n]) == _boot(before[n]) and _cordoned(after[n]) == (False, None) for n in NODES)
+    leases = _leases(double)
+    assert leases['netmedic-kube-proxy'] is None and leases['netmedic-node-rotation'] is None
+    assert leases['netmedic-node-disruption']['spec']['holderIdentity'] == 'awx-job-60'
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
