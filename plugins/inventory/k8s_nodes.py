@@ -29,8 +29,9 @@ description:
     reach that node's cluster. Each cluster also becomes one pseudo-host C(netmedic-cluster-<name>) in the group
     C(netmedic_clusters) (the controller's Python, no privilege escalation, and an address ending in C(.invalid) so
     that only a play with a local connection (the play keyword) can run there; a node play reaching it fails as unreachable) with the same
-    variables; the cluster plays of netmedic's playbooks run on the hosts of C(netmedic_clusters) when that group
-    exists (one cluster per batch, C(serial=1)), else on C(localhost) as before - see C(docs/awx_scale.md).
+    variables; the cluster plays of the C-4 to C-8 playbooks run on the hosts of C(netmedic_clusters) when that group
+    exists (one cluster per batch, C(serial=1)), else on C(localhost) as before; C(docs/awx_scale.md) lists the
+    playbooks not converted yet.
   - One cluster that cannot be read fails the whole inventory, naming the cluster (never a partial fleet). Two clusters
     with a Node of the same name are refused (Ansible host names are unique; give each cluster a O(clusters[].label_selector)
     or separate inventories).
