@@ -1,0 +1,3 @@
+module netmedic.lab/pause
+
+go 1.26

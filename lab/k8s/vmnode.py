@@ -1,0 +1,308 @@
+"""vmnode: the real kubelet on a VM lab node, registered with the host's control plane (issue 15 item 3).
+
+Usage (the VM lab and the control plane up; run under both locks, e.g.
+`lab/k8s/k8sctl locked -- lab/vm/labctl locked -- python3 lab/k8s/vmnode.py join 1`):
+
+  vmnode.py prepare           build what a node needs, once, into $CACHE/k8s/<version>/node: a static pause binary
+                              (lab/k8s/pause, standard library only) and its docker-archive image
+                              localhost/netmedic/pause:lab, Debian's ipset packages (kube-proxy's IPVS mode runs
+                              `ipset`, the node image has none)
+  vmnode.py join NODE         copy kubelet + kube-proxy + the pause image to the node (skipped when the same file is
+                              there), give it a client certificate system:node:<name> and a serving certificate
+                              signed by the lab CA, tunnel the apiserver into the node (ssh -R 16443: the guests'
+                              user-mode network reaches nothing outside, the apiserver listens on 127.0.0.1 only),
+                              point containerd's sandbox image at the pause image (systemd cgroups), write a
+                              bridge + host-local CNI config, start kubelet (systemd-run unit netmedic-kubelet) and
+                              wait until the Node is Ready; prints each step's time and kubelet's memory
+  vmnode.py leave NODE        stop kubelet on the node and the tunnel, delete the Node
+
+Every step prints how long it took (lab/k8s/README.md has the figures measured under TCG).
+"""
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path.insert(0, HERE)
+import k8sctl  # noqa: E402  PKI, kubeconfigs, API helper, cache paths
+from k8sctl import LabError, log, step  # noqa: E402
+from vmlab.nodes import find_node  # noqa: E402  (k8sctl put lab/vm on sys.path)
+from vmlab.ssh import ssh_base  # noqa: E402
+
+PAUSE_IMAGE = 'localhost/netmedic/pause:lab'
+POD_CIDR_BASE = '10.244'  # node i gets 10.244.<i>.0/24 (kube-controller-manager does not allocate CIDRs here)
+GUEST_DIR = '/opt/netmedic-k8s'
+DEBS = ('ipset', 'libipset13')
+SSH_TIMEOUT = 900
+
+
+def node_dir():
+    return os.path.join(k8sctl.version_dir(), 'node')
+
+
+def build_pause():
+    dest = os.path.join(node_dir(), 'pause')
+    if os.path.exists(dest):
+        return dest
+    env = dict(os.environ, CGO_ENABLED='0', GOFLAGS='-mod=mod', GOTOOLCHAIN=os.environ.get('GOTOOLCHAIN', 'local'))
+    env['PATH'] = env.get('PATH', '') + ':/usr/local/go/bin'
+    subprocess.run(['go', 'build', '-trimpath', '-ldflags', '-s -w', '-o', dest + '.tmp', '.'],
+                   cwd=os.path.join(HERE, 'pause'), env=env, check=True, timeout=600)
+    os.replace(dest + '.tmp', dest)
+    return dest
+
+
+def pause_image(binary):
+    """A docker-archive (what `ctr image import` reads) with one layer holding /pause."""
+    dest = os.path.join(node_dir(), 'pause-image.tar')
+    if os.path.exists(dest):
+        return dest
+    mtime = 1700000000
+
+    def add(tar, path, data=None, mode=0o755, kind=tarfile.REGTYPE):
+        info = tarfile.TarInfo(path)
+        info.type, info.mode, info.mtime = kind, mode, mtime
+        if data is not None:
+            info.size = len(data)
+        tar.addfile(info, io.BytesIO(data) if data is not None else None)
+
+    layer = io.BytesIO()
+    with open(binary, 'rb') as fh, tarfile.open(fileobj=layer, mode='w', format=tarfile.GNU_FORMAT) as tar:
+        add(tar, 'pause', fh.read())
+    layer_bytes = layer.getvalue()
+    diff_id = hashlib.sha256(layer_bytes).hexdigest()
+    config = json.dumps({'architecture': 'amd64', 'os': 'linux', 'created': '2023-11-14T22:13:20Z',
+                         'config': {'Entrypoint': ['/pause'], 'User': '65535:65535'},
+                         'rootfs': {'type': 'layers', 'diff_ids': ['sha256:' + diff_id]}}, sort_keys=True).encode()
+    config_id = hashlib.sha256(config).hexdigest()
+    manifest = json.dumps([{'Config': config_id + '.json', 'RepoTags': [PAUSE_IMAGE],
+                            'Layers': [diff_id + '/layer.tar']}]).encode()
+    with tarfile.open(dest + '.tmp', mode='w', format=tarfile.GNU_FORMAT) as tar:
+        add(tar, diff_id, kind=tarfile.DIRTYPE)
+        add(tar, diff_id + '/layer.tar', layer_bytes, 0o644)
+        add(tar, config_id + '.json', config, 0o644)
+        add(tar, 'manifest.json', manifest, 0o644)
+    os.replace(dest + '.tmp', dest)
+    return dest
+
+
+def fetch_debs():
+    d = os.path.join(node_dir(), 'debs')
+    os.makedirs(d, exist_ok=True)
+    if not all(any(f.startswith(p + '_') for f in os.listdir(d)) for p in DEBS):
+        subprocess.run(['apt-get', 'download', *DEBS], cwd=d, check=True, timeout=300)
+    return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith('.deb'))
+
+
+def cmd_prepare(_args=None):
+    os.makedirs(node_dir(), exist_ok=True)
+    with step('pause binary and image, ipset packages'):
+        binary = build_pause()
+        image = pause_image(binary)
+        debs = fetch_debs()
+    log(f'{binary} ({os.path.getsize(binary)} bytes), {image}, {", ".join(os.path.basename(d) for d in debs)}')
+    return binary, image, debs
+
+
+def ssh(node, command, timeout=SSH_TIMEOUT, stdin=None):
+    key = os.path.join(node['image'], 'id_ed25519')
+    proc = subprocess.run([*ssh_base(node, key), command], input=stdin, capture_output=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise LabError(f'{node["name"]}: {command[:80]!r} failed ({proc.returncode}): '
+                       f'{(proc.stderr or proc.stdout).decode(errors="replace").strip()[-2000:]}')
+    return proc.stdout.decode(errors='replace')
+
+
+def node_certs(node):
+    name, ip = node['name'], node['l2_ip']
+    k8sctl.make_cert(f'kubelet-{name}', f'system:node:{name}', org='system:nodes', client=True)
+    k8sctl.make_cert(f'kubelet-{name}-serving', f'system:node:{name}', server=True, sans=(f'IP:{ip}', f'DNS:{name}'))
+    return k8sctl.write_kubeconfig(os.path.join(k8sctl.STATE, 'kubeconfigs', f'kubelet-{name}.kubeconfig'),
+                                   f'kubelet-{name}')
+
+
+def tunnel(node):
+    """ssh -R: the node's 127.0.0.1:<apiserver port> is the host's apiserver (own process group, pid recorded)."""
+    pidfile = os.path.join(k8sctl.STATE, f'vmnode-tunnel-{node["name"]}.pid')
+    try:
+        with open(pidfile) as fh:
+            pid = int(fh.read())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        pass
+    key = os.path.join(node['image'], 'id_ed25519')
+    port = k8sctl.API_PORT
+    base = ssh_base(node, key)
+    proc = subprocess.Popen([*base[:-1], '-N', '-o', 'ExitOnForwardFailure=yes', '-R', f'{port}:127.0.0.1:{port}', base[-1]],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    with open(pidfile, 'w') as fh:
+        fh.write(str(proc.pid))
+    return proc.pid
+
+
+def guest_setup_script(node, index):
+    name, ip = node['name'], node['l2_ip']
+    cidr = f'{POD_CIDR_BASE}.{index}.0/24'
+    kubelet_config = {
+        'apiVersion': 'kubelet.config.k8s.io/v1beta1', 'kind': 'KubeletConfiguration',
+        'authentication': {'x509': {'clientCAFile': f'{GUEST_DIR}/ca.crt'}, 'webhook': {'enabled': True},
+                           'anonymous': {'enabled': False}},
+        'authorization': {'mode': 'Webhook'},
+        'tlsCertFile': f'{GUEST_DIR}/kubelet.crt', 'tlsPrivateKeyFile': f'{GUEST_DIR}/kubelet.key',
+        'cgroupDriver': 'systemd', 'containerRuntimeEndpoint': 'unix:///run/containerd/containerd.sock',
+        'podCIDR': cidr, 'clusterDNS': [], 'resolvConf': '/etc/resolv.conf', 'failSwapOn': False,
+        'evictionHard': {'memory.available': '20Mi', 'nodefs.available': '5%', 'imagefs.available': '5%'},
+        'imageGCHighThresholdPercent': 100, 'imageGCLowThresholdPercent': 99,
+        'registerNode': True, 'serializeImagePulls': True, 'maxPods': 20,
+    }
+    cni = {'cniVersion': '0.4.0', 'name': 'netmedic-pods', 'plugins': [
+        {'type': 'bridge', 'bridge': 'cni0', 'isGateway': True, 'ipMasq': True,
+         'ipam': {'type': 'host-local', 'ranges': [[{'subnet': cidr}]], 'routes': [{'dst': '0.0.0.0/0'}]}},
+        {'type': 'portmap', 'capabilities': {'portMappings': True}}]}
+    containerd = f'''version = 2
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "{PAUSE_IMAGE}"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      SystemdCgroup = true
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "/etc/cni/net.d"
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "/var/lib/containerd/opt"
+'''
+    argv = [f'{GUEST_DIR}/bin/kubelet', f'--config={GUEST_DIR}/kubelet.yaml', f'--kubeconfig={GUEST_DIR}/kubelet.kubeconfig',
+            f'--hostname-override={name}', f'--node-ip={ip}', '--v=1']
+    return '\n'.join([
+        'set -e',
+        f'cd {GUEST_DIR}',
+        'dpkg -i debs/*.deb >/dev/null',
+        f'cat > kubelet.yaml <<"EOF"\n{json.dumps(kubelet_config, indent=1)}\nEOF',
+        f'mkdir -p /etc/cni/net.d && cat > /etc/cni/net.d/10-netmedic.conflist <<"EOF"\n{json.dumps(cni, indent=1)}\nEOF',
+        f'cat > /etc/containerd/config.toml <<"EOF"\n{containerd}EOF',
+        'systemctl restart containerd',
+        'for i in $(seq 60); do ctr version >/dev/null 2>&1 && break; sleep 1; done',
+        'ctr -n k8s.io images import --no-unpack pause-image.tar >/dev/null || ctr -n k8s.io images import pause-image.tar',
+        'modprobe br_netfilter overlay || true',
+        'echo 1 > /proc/sys/net/ipv4/ip_forward',
+        'systemctl stop netmedic-kubelet 2>/dev/null || true; systemctl reset-failed netmedic-kubelet 2>/dev/null || true',
+        'systemd-run --unit netmedic-kubelet --property=Restart=on-failure --property=RestartSec=5 '
+        + ' '.join(shlex.quote(a) for a in argv),
+    ])
+
+
+def upload(node, files):
+    """files: {guest relative path: host path or bytes}; one tar over one ssh, existing identical files skipped."""
+    listing = ssh(node, f'mkdir -p {GUEST_DIR}/bin {GUEST_DIR}/debs && cd {GUEST_DIR} && '
+                        f'find . -type f -exec md5sum {{}} + || true')
+    have = {line.split()[1][2:]: line.split()[0] for line in listing.splitlines() if len(line.split()) == 2}
+    buf = io.BytesIO()
+    sent = 0
+    with tarfile.open(fileobj=buf, mode='w') as tar:
+        for rel, src in sorted(files.items()):
+            if isinstance(src, bytes):
+                data = src
+            else:
+                with open(src, 'rb') as fh:
+                    data = fh.read()
+            if have.get(rel) == hashlib.md5(data).hexdigest():  # a transfer check, not security
+                continue
+            info = tarfile.TarInfo(rel)
+            info.size, info.mode = len(data), 0o755 if rel.startswith('bin/') else 0o600
+            tar.addfile(info, io.BytesIO(data))
+            sent += len(data)
+    if sent:
+        ssh(node, f'tar -x -C {GUEST_DIR}', stdin=buf.getvalue())
+    return sent
+
+
+def node_ready(name):
+    status, node = k8sctl.api(f'/api/v1/nodes/{name}')
+    if status != 200:
+        return None
+    conds = {c['type']: c for c in (node.get('status') or {}).get('conditions') or []}
+    return conds.get('Ready')
+
+
+def cmd_join(args):
+    node = find_node(args.node)
+    index = node['index']
+    _binary, image, debs = cmd_prepare()
+    bins = k8sctl.bin_dir()
+    t0 = time.monotonic()
+    with step(f'{node["name"]}: certificates and kubeconfig'):
+        kubeconfig = node_certs(node)
+    with step(f'{node["name"]}: copy kubelet, kube-proxy, pause image, ipset, configs'):
+        files = {'bin/kubelet': os.path.join(bins, 'kubelet'), 'bin/kube-proxy': os.path.join(bins, 'kube-proxy'),
+                 'pause-image.tar': image, 'kubelet.kubeconfig': kubeconfig, 'ca.crt': k8sctl.pki('ca.crt'),
+                 'kubelet.crt': k8sctl.pki(f'kubelet-{node["name"]}-serving.crt'),
+                 'kubelet.key': k8sctl.pki(f'kubelet-{node["name"]}-serving.key')}
+        files.update({'debs/' + os.path.basename(d): d for d in debs})
+        sent = upload(node, files)
+        log(f'{sent / 1e6:.1f} MB sent')
+    with step(f'{node["name"]}: apiserver tunnel (ssh -R {k8sctl.API_PORT})'):
+        log(f'tunnel pid {tunnel(node)}')
+    with step(f'{node["name"]}: containerd sandbox image, CNI bridge + host-local, start kubelet'):
+        ssh(node, 'bash -s', stdin=guest_setup_script(node, index).encode())
+    with step(f'{node["name"]}: wait for the Node to be Ready'):
+        deadline = time.monotonic() + args.timeout
+        while True:
+            ready = node_ready(node['name'])
+            if ready and ready.get('status') == 'True':
+                break
+            if time.monotonic() > deadline:
+                journal = ssh(node, 'journalctl -u netmedic-kubelet --no-pager | tail -40', timeout=120)
+                raise LabError(f'{node["name"]} not Ready after {args.timeout}s: {ready}\n{journal}')
+            time.sleep(5)
+    mem = ssh(node, 'pid=$(systemctl show -p MainPID --value netmedic-kubelet); grep -E "VmRSS|VmHWM" /proc/$pid/status; '
+                    'free -m | sed -n 2p', timeout=120)
+    log(f'{node["name"]}: Ready {time.monotonic() - t0:.0f}s after join started; kubelet {" ".join(mem.split())}')
+
+
+def cmd_leave(args):
+    node = find_node(args.node)
+    pidfile = os.path.join(k8sctl.STATE, f'vmnode-tunnel-{node["name"]}.pid')
+    with step(f'{node["name"]}: stop kubelet and its pods, the tunnel, delete the Node'):
+        ssh(node, 'systemctl stop netmedic-kubelet 2>/dev/null; systemctl reset-failed netmedic-kubelet 2>/dev/null; '
+                  'ctr -n k8s.io tasks ls -q | xargs -r -n1 ctr -n k8s.io tasks kill -s KILL 2>/dev/null; true', timeout=300)
+        status, _body = k8sctl.api(f'/api/v1/nodes/{node["name"]}', method='DELETE')
+        log(f'DELETE Node: {status}')
+        try:
+            with open(pidfile) as fh:
+                os.killpg(int(fh.read()), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+        with contextlib.suppress(OSError):
+            os.unlink(pidfile)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='vmnode', description=__doc__.split('\n', maxsplit=1)[0])
+    sub = parser.add_subparsers(dest='cmd', required=True)
+    sub.add_parser('prepare').set_defaults(fn=cmd_prepare)
+    p = sub.add_parser('join')
+    p.add_argument('node')
+    p.add_argument('--timeout', type=int, default=900)
+    p.set_defaults(fn=cmd_join)
+    p = sub.add_parser('leave')
+    p.add_argument('node')
+    p.set_defaults(fn=cmd_leave)
+    args = parser.parse_args(argv)
+    return k8sctl.labctl.run_command(args.fn, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
