@@ -50,14 +50,14 @@ def lc_everywhere():
     return StaticNodeState({n: {'ip_vs', 'ip_vs_rr', 'ip_vs_lc'} for n in NODES})
 
 
-def run(double, tmp_path, label, env=None, **variables):
+def run(double, tmp_path, label, env=None, check=False, **variables):
     """Role ipvs_scheduler (scheduler lc) on localhost against ``double``; ``(rc, output)``."""
     play = tmp_path / ('play-%s.yml' % label)
     play.write_text(yaml.safe_dump([{'name': 'W-3 cluster half', 'hosts': 'localhost', 'connection': 'local',
                                      'gather_facts': False, 'tasks': [{
                                          'name': 'W-3', 'ansible.builtin.include_role': {'name': 'netmedic.k8s.ipvs_scheduler'}}]}]))
     rc, _results, output = run_playbook(
-        double, tmp_path, play, timeout=900, callback=None,
+        double, tmp_path, play, timeout=900, callback=None, check=check,
         extra_vars=dict({'ipvs_scheduler_name': 'lc', 'ipvs_scheduler_timeout': 60}, **variables),
         env=dict({'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')}, **(env or {})))
     return rc, output
@@ -157,3 +157,22 @@ def test_issue9_w3_fallback_reboot_waits_for_no_other_node_disruption(make_doubl
 
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+def test_issue9_f5_w3_check_mode_says_which_node_it_would_reboot(make_double, lc_everywhere, tmp_path):
+    """Check mode with a node an earlier run left cordoned for its reboot: the run names it ("would reboot"), and
+    nothing is written - the node stays cordoned with its boot ID, no Lease, the ConfigMap unchanged."""
+    double = make_double(node_state=lc_everywhere)
+    node = double.store.get('nodes', None, 'lab-node-3')
+    node['spec']['unschedulable'] = True
+    node['metadata'].setdefault('annotations', {})[ANNOTATION] = 'w3-fallback/awx-job-54'
+    double.store.update('nodes', None, 'lab-node-3', node)
+    text, before = _text(double), _nodes(double)
+    rc, output = run(double, tmp_path, 'check', check=True, **_reboot_vars(double, tmp_path))
+    assert rc == 0, output
+    assert 'would reboot' in output and 'lab-node-3' in output, output
+    after = _nodes(double)
+    assert _cordoned(after['lab-node-3']) == (True, 'w3-fallback/awx-job-54')
+    assert all(_boot(after[n]) == _boot(before[n]) for n in NODES)
+    assert _text(double) == text
+    assert _leases(double) == dict.fromkeys(LEASES)
