@@ -162,7 +162,10 @@ def node_time(base, template, gc, ping, repeat, ctr_mode, python):
             'allocated': sum(n.get('allocated', 0) for n in last.get('networks') or [])}
 
 
-def node_cleanup(ctr_mode):
+def node_cleanup(ctr_mode, kept=()):
+    for path in kept:   # the AnsiballZ wrappers' directories kept for the timing
+        if os.path.basename(os.path.dirname(path)).startswith('ansible-tmp-'):
+            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
     if ctr_mode == 'real':
         for cid in _ctr('containers', 'ls', '-q').split():
             _ctr('containers', 'delete', cid)
@@ -181,6 +184,7 @@ def node_main(argv):
     ap.add_argument('--gc')
     ap.add_argument('--ping')
     ap.add_argument('--repeat', type=int, default=11)
+    ap.add_argument('--kept', nargs='*', default=[])
     args = ap.parse_args(argv)
     if args.action == 'prepare':
         out = node_prepare(args.size, args.ctr)
@@ -190,7 +194,7 @@ def node_main(argv):
     elif args.action == 'time':
         out = node_time(args.base, args.template, args.gc, args.ping, args.repeat, args.ctr, sys.executable)
     else:
-        node_cleanup(args.ctr)
+        node_cleanup(args.ctr, args.kept)
         out = {}
     print(json.dumps(out))
 
@@ -204,7 +208,7 @@ class Target:
         self.host, self.inventory, self.ctr_mode = host, inventory, ctr_mode
         self.bin = os.path.dirname(sys.executable)
         self.env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
-                        ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_KEEP_REMOTE_FILES='1',
+                        ANSIBLE_COLLECTIONS_PATH=collections,
                         ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1',
                         ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_NOCOLOR='1', ANSIBLE_DEPRECATION_WARNINGS='0')
         self.helper = os.path.abspath(__file__) if host == 'localhost' else '%s/bench_gc_process.py' % NODE_DIR
@@ -246,7 +250,7 @@ class Target:
         if bindir and self.ctr_mode == 'standin' and self.host == 'localhost':
             env_path = {'PATH': '%s:%s' % (bindir, os.environ.get('PATH', ''))}
         saved = self.env
-        self.env = dict(self.env, **env_path)
+        self.env = dict(self.env, ANSIBLE_KEEP_REMOTE_FILES='1', **env_path)
         try:
             proc, _result = self.ansible(module, args, verbose=True)
         finally:
@@ -309,6 +313,7 @@ def main(argv=None):
     target = Target(args.target, args.inventory, args.ctr, args.collections)
     target.ship()
     rows = []
+    kept = []
     failed = False
     try:
         for size in args.sizes:
@@ -323,6 +328,7 @@ def main(argv=None):
             else:
                 gc = target.wrapper('netmedic.k8s.cni_ipam_gc', gc_args)
                 ping = target.wrapper('ansible.builtin.ping', {'data': 'pong'})
+                kept += [gc, ping]
             out = target.helper_cmd('time', '--base', base, '--template', prep['template'], '--gc', gc, '--ping', ping,
                                     '--repeat', str(args.repeat), '--ctr', args.ctr)
             if out.get('failed'):
@@ -345,7 +351,7 @@ def main(argv=None):
                      med['trivial_cpu'] * 1000, med['ctr_cpu'] * 1000, row['ratio_cpu'], out['moved']), flush=True)
     finally:
         try:
-            target.helper_cmd('cleanup', '--ctr', args.ctr)
+            target.helper_cmd('cleanup', '--ctr', args.ctr, '--kept', *kept)
         except Exception as exc:  # a measurement: report, do not hide the results
             print('cleanup failed: %s' % exc, flush=True)
     if len(rows) > 1:
