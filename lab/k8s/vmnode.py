@@ -14,6 +14,12 @@ Usage (the VM lab and the control plane up; run under both locks, e.g.
                               point containerd's sandbox image at the pause image (systemd cgroups), write a
                               bridge + host-local CNI config, start kubelet (systemd-run unit netmedic-kubelet) and
                               wait until the Node is Ready; prints each step's time and kubelet's memory
+  vmnode.py kube-proxy NODE   run the real kube-proxy as a DaemonSet in IPVS mode reading its ConfigMap (kube-system/
+                              kube-proxy, key config.conf: scheduler lc, conntrack.maxPerCore 262144); its pod runs
+                              the busybox image and execs the node's kube-proxy binary in a chroot of the node's root
+                              (hostPath /), where ipset/iptables/modprobe are; waits for "Using ipvs Proxier" in the
+                              pod's log (read through the apiserver and the kubelet), prints it with the node's IPVS
+                              table and nf_conntrack_max
   vmnode.py leave NODE        stop kubelet on the node and the tunnel, delete the Node
 
 Every step prints how long it took (lab/k8s/README.md has the figures measured under TCG).
@@ -116,7 +122,12 @@ def cmd_prepare(_args=None):
 
 def ssh(node, command, timeout=SSH_TIMEOUT, stdin=None):
     key = os.path.join(node['image'], 'id_ed25519')
-    proc = subprocess.run([*ssh_base(node, key), command], input=stdin, capture_output=True, timeout=timeout, check=False)
+    base = ssh_base(node, key)
+    base[base.index('ConnectTimeout=10')] = 'ConnectTimeout=60'  # a TCG guest busy with kubelet answers slowly
+    for _attempt in range(3):  # 255: ssh itself failed (banner timeout), the command did not run
+        proc = subprocess.run([*base, command], input=stdin, capture_output=True, timeout=timeout, check=False)
+        if proc.returncode != 255:
+            break
     if proc.returncode != 0:
         raise LabError(f'{node["name"]}: {command[:80]!r} failed ({proc.returncode}): '
                        f'{(proc.stderr or proc.stdout).decode(errors="replace").strip()[-2000:]}')
@@ -176,8 +187,12 @@ def guest_setup_script(node, index):
 [plugins]
   [plugins."io.containerd.grpc.v1.cri"]
     sandbox_image = "{PAUSE_IMAGE}"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-      SystemdCgroup = true
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      default_runtime_name = "runc"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+          SystemdCgroup = true
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = "/usr/lib/cni"
       conf_dir = "/etc/cni/net.d"
@@ -193,6 +208,11 @@ def guest_setup_script(node, index):
         f'cat > kubelet.yaml <<"EOF"\n{json.dumps(kubelet_config, indent=1)}\nEOF',
         f'mkdir -p /etc/cni/net.d && cat > /etc/cni/net.d/10-netmedic.conflist <<"EOF"\n{json.dumps(cni, indent=1)}\nEOF',
         f'cat > /etc/containerd/config.toml <<"EOF"\n{containerd}EOF',
+        # under TCG (and with kubelet busy) containerd needs longer than systemd's 90 s start timeout
+        'systemctl stop netmedic-kubelet 2>/dev/null || true',
+        'mkdir -p /run/systemd/system/containerd.service.d',
+        'printf "[Service]\\nTimeoutStartSec=900\\n" > /run/systemd/system/containerd.service.d/netmedic-timeout.conf',
+        'systemctl daemon-reload',
         'systemctl restart containerd',
         'for i in $(seq 60); do ctr version >/dev/null 2>&1 && break; sleep 1; done',
         'ctr -n k8s.io images import --no-unpack pause-image.tar >/dev/null || ctr -n k8s.io images import pause-image.tar',
@@ -206,9 +226,13 @@ def guest_setup_script(node, index):
 
 def upload(node, files):
     """files: {guest relative path: host path or bytes}; one tar over one ssh, existing identical files skipped."""
-    listing = ssh(node, f'mkdir -p {GUEST_DIR}/bin {GUEST_DIR}/debs && cd {GUEST_DIR} && '
-                        f'find . -type f -exec md5sum {{}} + || true')
-    have = {line.split()[1][2:]: line.split()[0] for line in listing.splitlines() if len(line.split()) == 2}
+    # the guest keeps the md5 of what was sent in .manifest.json: hashing 170 MB under TCG takes minutes
+    listing = ssh(node, f'mkdir -p {GUEST_DIR}/bin {GUEST_DIR}/debs && cat {GUEST_DIR}/.manifest.json 2>/dev/null || true')
+    try:
+        have = json.loads(listing or '{}')
+    except ValueError:
+        have = {}
+    manifest = dict(have)
     buf = io.BytesIO()
     sent = 0
     with tarfile.open(fileobj=buf, mode='w') as tar:
@@ -218,12 +242,19 @@ def upload(node, files):
             else:
                 with open(src, 'rb') as fh:
                     data = fh.read()
-            if have.get(rel) == hashlib.md5(data).hexdigest():  # a transfer check, not security
+            digest = hashlib.md5(data).hexdigest()  # a transfer check, not security
+            if have.get(rel) == digest:
                 continue
+            manifest[rel] = digest
             info = tarfile.TarInfo(rel)
             info.size, info.mode = len(data), 0o755 if rel.startswith('bin/') else 0o600
             tar.addfile(info, io.BytesIO(data))
             sent += len(data)
+        if sent:
+            body = json.dumps(manifest).encode()
+            info = tarfile.TarInfo('.manifest.json')
+            info.size, info.mode = len(body), 0o600
+            tar.addfile(info, io.BytesIO(body))
     if sent:
         ssh(node, f'tar -x -C {GUEST_DIR}', stdin=buf.getvalue())
     return sent
@@ -272,6 +303,99 @@ def cmd_join(args):
     log(f'{node["name"]}: Ready {time.monotonic() - t0:.0f}s after join started; kubelet {" ".join(mem.split())}')
 
 
+KUBE_PROXY_CONFIG = """apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: ipvs
+clusterCIDR: 10.244.0.0/16
+clientConnection:
+  kubeconfig: %s/kube-proxy.kubeconfig
+ipvs:
+  scheduler: lc
+conntrack:
+  maxPerCore: 262144
+""" % GUEST_DIR
+
+
+def kube_proxy_objects():
+    labels = {'k8s-app': 'kube-proxy'}
+    script = ('mkdir -p /host/run/netmedic-kube-proxy && cp /var/lib/kube-proxy/config.conf /host/run/netmedic-kube-proxy/ '
+              f'&& exec chroot /host {GUEST_DIR}/bin/kube-proxy --config=/run/netmedic-kube-proxy/config.conf '
+              '--hostname-override="$NODE_NAME"')
+    cm = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'kube-proxy', 'namespace': 'kube-system', 'labels': labels},
+          'data': {'config.conf': KUBE_PROXY_CONFIG}}
+    ds = {'apiVersion': 'apps/v1', 'kind': 'DaemonSet', 'metadata': {'name': 'kube-proxy', 'namespace': 'kube-system', 'labels': labels},
+          'spec': {'selector': {'matchLabels': labels}, 'updateStrategy': {'type': 'RollingUpdate'},
+                   'template': {'metadata': {'labels': labels}, 'spec': {
+                       'hostNetwork': True, 'priorityClassName': 'system-node-critical',
+                       'tolerations': [{'operator': 'Exists'}],
+                       'nodeSelector': {'netmedic.lab/real-node': 'true'},
+                       'containers': [{'name': 'kube-proxy', 'image': 'localhost/netmedic/busybox:lab', 'imagePullPolicy': 'Never',
+                                       'command': ['sh', '-c', script],
+                                       'env': [{'name': 'NODE_NAME', 'valueFrom': {'fieldRef': {'fieldPath': 'spec.nodeName'}}}],
+                                       'securityContext': {'privileged': True},
+                                       'volumeMounts': [{'name': 'kube-proxy', 'mountPath': '/var/lib/kube-proxy'},
+                                                        {'name': 'host', 'mountPath': '/host'}]}],
+                       'volumes': [{'name': 'kube-proxy', 'configMap': {'name': 'kube-proxy'}},
+                                   {'name': 'host', 'hostPath': {'path': '/'}}]}}}}
+    return cm, ds
+
+
+def put(path, obj):
+    status, body = k8sctl.api(path + '/' + obj['metadata']['name'])
+    if status == 200:
+        obj['metadata']['resourceVersion'] = body['metadata']['resourceVersion']
+        status, body = k8sctl.api(path + '/' + obj['metadata']['name'], method='PUT', body=obj)
+    else:
+        status, body = k8sctl.api(path, method='POST', body=obj)
+    if status not in (200, 201):
+        raise LabError(f'{path}: {status} {body.get("message")}')
+
+
+def cmd_kube_proxy(args):
+    node = find_node(args.node)
+    t0 = time.monotonic()
+    with step(f'{node["name"]}: kube-proxy credentials (system:kube-proxy), label the Node'):
+        k8sctl.make_cert('kube-proxy', 'system:kube-proxy', client=True)
+        kc = k8sctl.write_kubeconfig(os.path.join(k8sctl.STATE, 'kubeconfigs', 'kube-proxy.kubeconfig'), 'kube-proxy')
+        upload(node, {'kube-proxy.kubeconfig': kc})
+        status, body = k8sctl.api(f'/api/v1/nodes/{node["name"]}', method='PATCH',
+                                  body={'metadata': {'labels': {'netmedic.lab/real-node': 'true'}}},
+                                  content_type='application/strategic-merge-patch+json')
+        if status != 200:
+            raise LabError(f'label Node: {status} {body.get("message")}')
+    with step('ConfigMap and DaemonSet kube-system/kube-proxy (IPVS mode)'):
+        cm, ds = kube_proxy_objects()
+        put('/api/v1/namespaces/kube-system/configmaps', cm)
+        put('/apis/apps/v1/namespaces/kube-system/daemonsets', ds)
+    with step(f'{node["name"]}: wait for the kube-proxy pod to log "Using ipvs Proxier"'):
+        deadline = time.monotonic() + args.timeout
+        text = ''
+        while 'Using ipvs Proxier' not in text:
+            if time.monotonic() > deadline:
+                raise LabError(f'no "Using ipvs Proxier" after {args.timeout}s; log so far:\n{text[-3000:]}')
+            time.sleep(10)
+            _status, pods = k8sctl.api('/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dkube-proxy'
+                                       f'&fieldSelector=spec.nodeName%3D{node["name"]}')
+            for pod in pods.get('items') or []:
+                if (pod.get('status') or {}).get('phase') == 'Running':
+                    text = log_text(f'/api/v1/namespaces/kube-system/pods/{pod["metadata"]["name"]}/log')
+    print(text.strip())
+    state = ssh(node, 'ipvsadm -Ln; ipvsadm -L --timeout; echo nf_conntrack_max=$(cat /proc/sys/net/netfilter/nf_conntrack_max); '
+                      'lsmod | grep "^ip_vs"', timeout=300)
+    print(state.strip())
+    log(f'{node["name"]}: kube-proxy in IPVS mode {time.monotonic() - t0:.0f}s after the DaemonSet was applied')
+
+
+def log_text(path):
+    """A pod log through the apiserver (which asks the kubelet): text, not JSON."""
+    req = k8sctl.urllib.request.Request(f'https://{k8sctl.HOST}:{k8sctl.API_PORT}{path}')
+    try:
+        with k8sctl.urllib.request.urlopen(req, context=k8sctl._CTX.get('admin') or k8sctl._ctx(), timeout=30) as resp:
+            return resp.read().decode(errors='replace')
+    except (k8sctl.urllib.error.URLError, OSError) as e:
+        return f'(log not readable: {e})'
+
+
 def cmd_leave(args):
     node = find_node(args.node)
     pidfile = os.path.join(k8sctl.STATE, f'vmnode-tunnel-{node["name"]}.pid')
@@ -297,6 +421,10 @@ def main(argv=None):
     p.add_argument('node')
     p.add_argument('--timeout', type=int, default=900)
     p.set_defaults(fn=cmd_join)
+    p = sub.add_parser('kube-proxy')
+    p.add_argument('node')
+    p.add_argument('--timeout', type=int, default=900)
+    p.set_defaults(fn=cmd_kube_proxy)
     p = sub.add_parser('leave')
     p.add_argument('node')
     p.set_defaults(fn=cmd_leave)
