@@ -16,8 +16,10 @@ applied) against the first N nodes of the fleet lab (``lab/fleet/fleetctl``), fo
   sshd sessions, shells, the module's Python), from ``/proc/<sshd>/stat``;
 - per-host overhead: (wall(N) - wall(1)) / (N - 1) and controller CPU per host.
 
-Knob variants (``--variants``) rerun diagnose with one setting changed (forks, strategy,
-pipelining, ControlPersist, interpreter discovery, fact gathering cost).
+Knob variants (``--variants``) rerun the playbooks with one setting changed (forks, strategy,
+pipelining, ControlPersist) or measure what fact gathering would cost (``facts``). Interpreter
+discovery is not a variant: on this machine it finds the pyenv shim that exits 127 (the nodes
+share the host's /root/.pyenv), so the fleet inventory pins /usr/bin/python3.
 
 Needs root (the fleet lab), the project's .venv, and for ``paramiko_ssh`` the venv of
 ``lab/fleet/fleetctl paramiko-venv`` (ansible-core 2.21 no longer ships that plugin).
@@ -73,7 +75,6 @@ VARIANTS = {
     'forks50-free': {'ANSIBLE_FORKS': '50', 'ANSIBLE_STRATEGY': 'free'},
     'no-pipelining': {'ANSIBLE_PIPELINING': 'False'},
     'no-controlpersist': {'ANSIBLE_SSH_ARGS': '-o ControlMaster=no -o ServerAliveInterval=5 -o ServerAliveCountMax=3'},
-    'discovery': {'_extra': ['-e', 'ansible_python_interpreter=auto_silent']},
     # not a playbook setting: what gathering facts would add (ansible -m setup on the same nodes)
     'facts': {'_adhoc_setup': True},
 }
@@ -185,7 +186,6 @@ def run_one(args, workdir, plugin, n, playbook, variant):
     if not os.path.exists(inv):
         write_inventory(state, n, inv)
     knobs = dict(VARIANTS[variant])
-    extra = knobs.pop('_extra', [])
     adhoc = knobs.pop('_adhoc_setup', False)
     env = dict(os.environ)
     env.update(ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), NETMEDIC_REPORT_DIR=os.path.join(workdir, 'report'),
@@ -204,7 +204,7 @@ def run_one(args, workdir, plugin, n, playbook, variant):
             path = os.path.join(workdir, 'floor.yml')
             with open(path, 'w') as f:
                 f.write(FLOOR_PLAYBOOK)
-        argv = [os.path.join(bindir, 'ansible-playbook'), '-i', inv, path, '-c', plugin] + flags + extra
+        argv = [os.path.join(bindir, 'ansible-playbook'), '-i', inv, path, '-c', plugin] + flags
         if playbook == 'diagnose':
             argv += ['-e', 'netmedic_report_dir=%s' % os.path.join(workdir, 'report')]
         elif playbook != 'floor':
@@ -225,6 +225,7 @@ def run_one(args, workdir, plugin, n, playbook, variant):
         text = f.read()
     recap = [line for line in text.split('\n') if line.startswith('fleet-') and ' : ok=' in line]
     bad = [line for line in recap if ' failed=0 ' not in line or ' unreachable=0 ' not in line]
+    res.update(tree=args.tree, started=time.strftime('%H:%M:%S', time.gmtime(time.time() - res['wall_s'])))
     res.update(plugin=plugin, nodes=n, playbook='setup (ad hoc)' if adhoc else playbook, variant=variant,
                load_before=load, load_after=load_average(), hosts_in_recap=len(recap) if not adhoc else None,
                failed_hosts=len(bad), log=log_path)
@@ -238,10 +239,36 @@ def run_one(args, workdir, plugin, n, playbook, variant):
     return res
 
 
+def print_table(results):
+    """Markdown table; per host = (wall(N) - wall(smallest N)) / (N - smallest N) in the same series;
+    busy = (controller + node CPU) / wall: how many of the machine's cores the run kept busy."""
+    print('\n| plugin | variant | playbook | nodes | wall s | per host s | ctl CPU s | ctl CPU/host s | node CPU s | busy cores '
+          '| max RSS MB | tree RSS MB | load |')
+    print('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
+    first = {}
+    order = {'ssh': 0, 'paramiko_ssh': 1}
+    for r in sorted(results, key=lambda r: (order[r['plugin']], r['variant'], r['playbook'], r['nodes'])):
+        key = (r['plugin'], r['variant'], r['playbook'])
+        first.setdefault(key, r)
+        base = first[key]
+        per_host = ((r['wall_s'] - base['wall_s']) / (r['nodes'] - base['nodes'])) if r['nodes'] > base['nodes'] else None
+        print('| %s | %s | %s | %d | %.1f | %s | %.1f | %.2f | %.1f | %.2f | %.0f | %.0f | %s |%s' % (
+            r['plugin'], r['variant'], r['playbook'], r['nodes'], r['wall_s'], '%.2f' % per_host if per_host is not None else '-',
+            r['ctl_cpu_s'], r['ctl_cpu_s'] / r['nodes'], r['node_cpu_s'], (r['ctl_cpu_s'] + r['node_cpu_s']) / r['wall_s'],
+            r['ctl_maxrss_mb'], r['ctl_tree_rss_peak_mb'], r['load_before'].split()[0], '' if r['ok'] else ' FAILED'))
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == '_measure':
         print(json.dumps(measure(json.loads(argv[2]), json.loads(argv[3]), argv[1])))
+        return 0
+    if argv and argv[0] == '--table':     # tables from earlier --json files, no runs
+        results = []
+        for path in argv[1:]:
+            with open(path) as f:
+                results += [json.loads(line) for line in f if line.strip()]
+        print_table(results)
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--sizes', type=int, nargs='+', default=[1, 10, 50, 100, 200])
@@ -250,7 +277,7 @@ def main(argv=None):
     parser.add_argument('--variants', nargs='+', default=['baseline'], choices=list(VARIANTS),
                         help='knob variants (each with every plugin, size and playbook given; default baseline)')
     parser.add_argument('--fixes', nargs='+', default=DEFAULT_FIXES, help='netmedic_fixes for remediate_node (default: %(default)s)')
-    parser.add_argument('--json', help='append every run as one JSON line to this file')
+    parser.add_argument('--json', help='append every run as one JSON line to this file (tables later: --table FILE...)')
     parser.add_argument('--keep', action='store_true', help='leave the fleet up afterwards (default: fleetctl down)')
     parser.add_argument('--workdir', help='logs, inventories, reports (default: a new temporary directory)')
     args = parser.parse_args(argv)
@@ -259,7 +286,11 @@ def main(argv=None):
         args.paramiko_bin = out.stdout.strip().splitlines()[-1]
     workdir = args.workdir or tempfile.mkdtemp(prefix='netmedic-bench-fleet-')
     os.makedirs(os.path.join(workdir, 'report'), mode=0o700, exist_ok=True)
-    print('bench_fleet: workdir %s, load average %s, %d CPUs' % (workdir, load_average(), os.cpu_count()), flush=True)
+    head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT, check=False).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--short', '--', 'playbooks', 'plugins', 'roles'], capture_output=True, text=True,
+                           cwd=ROOT, check=False).stdout.strip()
+    args.tree = head + ('+uncommitted' if dirty else '')
+    print('bench_fleet: workdir %s, tree %s, load average %s, %d CPUs' % (workdir, args.tree, load_average(), os.cpu_count()), flush=True)
     # never shrinks a fleet that is already bigger (several bench runs in a row with --keep)
     have = len(fleetctl.existing_nodes())
     subprocess.run([FLEETCTL, 'up', '--nodes', str(max(*args.sizes, have))], check=True)
@@ -277,18 +308,7 @@ def main(argv=None):
     finally:
         if not args.keep:
             subprocess.run([FLEETCTL, 'down'], check=False)
-    print('\n| plugin | variant | playbook | nodes | wall s | per host s | ctl CPU s | ctl CPU/host s | node CPU s | max RSS MB | tree RSS MB | load |')
-    print('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
-    first = {}
-    for r in results:
-        key = (r['plugin'], r['variant'], r['playbook'])
-        first.setdefault(key, r)
-        base = first[key]
-        per_host = ((r['wall_s'] - base['wall_s']) / (r['nodes'] - base['nodes'])) if r['nodes'] > base['nodes'] else None
-        print('| %s | %s | %s | %d | %.1f | %s | %.1f | %.3f | %.1f | %.0f | %.0f | %s |%s' % (
-            r['plugin'], r['variant'], r['playbook'], r['nodes'], r['wall_s'], '%.3f' % per_host if per_host is not None else '-',
-            r['ctl_cpu_s'], r['ctl_cpu_s'] / r['nodes'], r['node_cpu_s'], r['ctl_maxrss_mb'], r['ctl_tree_rss_peak_mb'],
-            r['load_before'].split()[0], '' if r['ok'] else ' FAILED'))
+    print_table(results)
     return 0 if all(r['ok'] for r in results) else 1
 
 
