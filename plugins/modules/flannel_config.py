@@ -204,7 +204,7 @@ class FlannelConfig(EditModule):
         self.result.extra['restart_needed'] = []
         fl.validate(self.settings)
 
-    def planner(self, cm):
+    def planner(self, obj):
         def plan_data(data):
             key = self.params['key']
             text = data.get(key)
@@ -214,7 +214,7 @@ class FlannelConfig(EditModule):
             data[key] = new_text
             return data, changes
 
-        return edit.data_planner(plan_data)(cm)
+        return edit.data_planner(plan_data)(obj)
 
     def read_more(self):
         daemonsets = k8s_client.list_objects(self.cluster, 'DaemonSet', self.params['namespace'])
@@ -240,8 +240,8 @@ class FlannelConfig(EditModule):
                 self.result.warn('no DaemonSet with pod label app=flannel in %s; restart the Flannel pods by hand'
                                  % self.params['namespace'])
 
-    def summary(self, cm):
-        return fl.summary(cm['data'][self.params['key']])
+    def summary(self, obj):
+        return fl.summary(obj['data'][self.params['key']])
 
 
 def main():

@@ -215,10 +215,10 @@ class IpMasqAgent(EditModule):
         if image is not None and (not image.strip() or any(c.isspace() for c in image)):
             self.refuse('invalid image %r' % image)
 
-    def planner(self, ds):
+    def planner(self, obj):
         p = self.params
-        new, changes, facts = im.plan(ds, p['random_fully'], p['container'], p['image'])
-        if changes and im.reconciled(ds) and not p['allow_addon_manager_reconcile']:
+        new, changes, facts = im.plan(obj, p['random_fully'], p['container'], p['image'])
+        if changes and im.reconciled(obj) and not p['allow_addon_manager_reconcile']:
             raise im.MasqError('the addon manager reconciles it (label %s: Reconcile) and would revert the edit; change '
                                "the addon's manifest instead, or set allow_addon_manager_reconcile=true"
                                % im.ADDON_MODE_LABEL)
@@ -228,12 +228,12 @@ class IpMasqAgent(EditModule):
                 raise im.MasqError('%s; upgrade it (image=...) or set allow_old_agent=true' % problem)
         return new, changes
 
-    def summary(self, ds):
-        found = im.container_facts(im.pick_container(ds, self.params['container']))
+    def summary(self, obj):
+        found = im.container_facts(im.pick_container(obj, self.params['container']))
         return {'image': found['image'], 'args': found['args'], 'version': found['version']}
 
-    def describe_backup(self, ds):
-        facts = self.summary(ds)
+    def describe_backup(self, obj):
+        facts = self.summary(obj)
         return {'image': facts['image'], 'args': facts['args']}
 
     def describe_state(self, state):

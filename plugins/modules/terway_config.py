@@ -246,8 +246,8 @@ class TerwayConfig(EditModule):
         if p['name'] not in tw.CONFIGMAPS:
             self.result.warn('%s is not one of the documented Terway ConfigMaps (%s)' % (p['name'], ', '.join(tw.CONFIGMAPS)))
 
-    def planner(self, cm):
-        return edit.data_planner(lambda data: tw.plan(data, self.settings))(cm)
+    def planner(self, obj):
+        return edit.data_planner(lambda data: tw.plan(data, self.settings))(obj)
 
     def create_from(self):
         p = self.params
@@ -303,8 +303,8 @@ class TerwayConfig(EditModule):
                             % p['name'])
             result.extra['restart_needed'] = self.daemonsets
 
-    def summary(self, cm):
-        return tw.summary(dict(cm.get('data') or {}))
+    def summary(self, obj):
+        return tw.summary(dict(obj.get('data') or {}))
 
 
 def main():
