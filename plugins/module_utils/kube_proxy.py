@@ -73,7 +73,7 @@ def ipvs_way_off(kernels):
     old, unknown = [], []
     for node, kernel in sorted(kernels.items()):
         try:
-            if Version(str(kernel or '').split('-')[0]).minor < NFTABLES_MIN_KERNEL:
+            if Version(str(kernel or '').split('-', maxsplit=1)[0]).minor < NFTABLES_MIN_KERNEL:
                 old.append(node)
         except ValueError:
             unknown.append(node)
