@@ -150,7 +150,7 @@ def measure(argv, env, log_path):
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid = os.waitpid(-1, os.WNOHANG)[0]
         except ChildProcessError:
             break
         if pid == 0:
@@ -270,7 +270,7 @@ def main(argv=None):
                 results += [json.loads(line) for line in f if line.strip()]
         print_table(results)
         return 0
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--sizes', type=int, nargs='+', default=[1, 10, 50, 100, 200])
     parser.add_argument('--plugins', nargs='+', default=['ssh', 'paramiko_ssh'], choices=['ssh', 'paramiko_ssh'])
     parser.add_argument('--playbooks', nargs='+', default=['diagnose', 'remediate-check', 'remediate-apply'], choices=list(PLAYBOOKS))

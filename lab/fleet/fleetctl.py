@@ -289,7 +289,7 @@ def start_sshd(i):
         except BaseException as exc:  # the child must never return into the parent's code
             print('fleetctl: node %s: %s' % (node_name(i), exc), file=sys.stderr, flush=True)
         os._exit(1)
-    _, status = os.waitpid(pid, 0)   # sshd daemonizes: the first process exits at once
+    status = os.waitpid(pid, 0)[1]   # sshd daemonizes: the first process exits at once
     if os.waitstatus_to_exitcode(status) != 0:
         raise FleetError('node %s: sshd did not start (see %s/sshd.log)' % (node_name(i), node_dir(i)))
     return True
@@ -442,7 +442,7 @@ def reset_nodes(indices):
             print('fleetctl: reset: %s' % exc, file=sys.stderr, flush=True)
             code = 1
         os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     if os.waitstatus_to_exitcode(status) != 0:
         raise FleetError('reset failed')
     for i in indices:
@@ -496,7 +496,7 @@ def cmd_paramiko_venv(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='fleetctl', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='fleetctl', description=__doc__.split('\n\n', maxsplit=1)[0])
     sub = parser.add_subparsers(dest='cmd', required=True)
     p = sub.add_parser('up', help='build nodes 0..N-1 (idempotent), write <state>/inventory.yml')
     p.add_argument('--nodes', type=int, default=3)

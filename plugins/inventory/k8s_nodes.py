@@ -33,7 +33,7 @@ description:
     exists (one cluster per batch, C(serial=1)), else on C(localhost) as before; C(docs/awx_scale.md) lists the
     playbooks not converted yet.
   - One cluster that cannot be read fails the whole inventory, naming the cluster (never a partial fleet). Two clusters
-    with a Node of the same name are refused (Ansible host names are unique; give each cluster a O(clusters[].label_selector)
+    with a Node of the same name are refused (Ansible host names are unique; give each cluster a C(label_selector) in its O(clusters) entry
     or separate inventories).
   - With O(cache) on, the Node list is kept in the configured inventory cache, under a key per inventory source
     and per connection (the resolved connection settings, hashed, and O(label_selector)), so two sources or two

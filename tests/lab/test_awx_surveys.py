@@ -92,8 +92,8 @@ def test_kube_proxy_workflows_refuse_targets_that_match_no_node(name, extra, mak
     ('ipvs_scheduler_change', {'ipvs_scheduler_name': 'lc', 'ipvs_scheduler_configmaps': ['Kube_Proxy']}, 'DNS-1123'),
     ('ipam_gc_fleet', {'netmedic_max_unhealthy': '30 %'}, 'a count or a percentage'),
 ])
-def test_values_the_real_consumer_refuses_fail_the_spec_check_before_anything(name, extra, words, make_double,
-                                                                               playbook_file, tmp_path):
+def test_values_the_real_consumer_refuses_fail_the_spec_check_before_anything(
+        name, extra, words, make_double, playbook_file, tmp_path):
     """Issue 11 item 5: validate_argument_spec checks types only; the spec's minimum/maximum/pattern (checked by
     playbooks/tasks/validate_spec.yml) refuse what kube-proxy, ipvsadm or the API would refuse, before any read."""
     answers = tmp_path / 'extra.json'

@@ -93,7 +93,8 @@ def test_issue9_w1_and_w7_at_once_only_one_drains(double, tmp_path):
     try:
         double.wait_for(lambda store: store.get('nodes', None, 'lab-node-1')['status']['nodeInfo'].get('bootID')
                         == 'rotated-lab-node-1', timeout=240)                 # job 1 is inside its provider hook
-        assert _holder(double, DISRUPTION) == _holder(double, 'netmedic-node-rotation') is not None
+        holder = _holder(double, DISRUPTION)
+        assert holder is not None and holder == _holder(double, 'netmedic-node-rotation')
         rc, _results, output = fleet.run_playbook(double, tmp_path, bindir)
         assert rc != 0 and 'node-disruption' in output, output
         cordoned = fleet._cordoned(double)

@@ -113,7 +113,7 @@ def test_issue15_item5_audit_reports_ipvs_on_137_with_nftables_as_the_way_off():
 
 
 def test_issue15_item5_audit_old_kernel_means_iptables_and_cleanup():
-    found, _ = c0('v1.35.1', IPVS_CONF, kernels=('6.1.0-56-amd64', '4.19.91-26.al7.x86_64'))
+    found = c0('v1.35.1', IPVS_CONF, kernels=('6.1.0-56-amd64', '4.19.91-26.al7.x86_64'))[0]
     assert found[0]['evidence']['way_off'] == {'mode': 'iptables', 'kernels_older_than_5_13': ['n2'], 'kernel_unknown': []}
     assert 'mode: iptables' in found[0]['remediation'] and '--cleanup' in found[0]['remediation']
 
@@ -132,8 +132,8 @@ def test_events_decide_only_when_no_configmap_was_found():
     event = {'reason': 'IPVSDeprecation', 'type': 'Warning', 'involvedObject': {'kind': 'Node', 'name': 'n1'},
              'message': MSG_137}
     for configs in ({}, {'kube-system/kube-proxy': None}):  # none found, or one without config.conf
-        findings, _ = au.audit({'version': 'v1.37.2', 'nodes': nodes('6.1.0'), 'events': [event],
-                                'kube_proxy_configs': configs}, ['C-0'])
+        findings = au.audit({'version': 'v1.37.2', 'nodes': nodes('6.1.0'), 'events': [event],
+                             'kube_proxy_configs': configs}, ['C-0'])[0]
         assert [f['severity'] for f in findings] == ['warning']
         assert findings[0]['evidence']['nodes_with_deprecation_event'] == ['n1']
     # a switched cluster: the ConfigMap says iptables, an old event does not count
