@@ -6,12 +6,14 @@ cluster's own kubeconfig and its own Lease. Three API doubles, each with its own
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.lab.multicluster import DS, LEASE, NS, RESTART, SPLIT, ansible_inventory, ds_pod_uids, fleet_inventory, lease_writes, plain, pod_deletes
-from tests.lab.playbook_run import run_playbook
+from tests.lab.playbook_run import ANSIBLE_PLAYBOOK, run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'daemonset_restart.yml'
@@ -115,3 +117,24 @@ def test_issue14_item4_extra_var_kubeconfig_cannot_redirect_every_cluster(fleet,
     for double in fleet.values():
         assert lease_writes(double) == []
         assert pod_deletes(double) == []
+
+
+NODE_PLAYBOOKS = ('arp_flush', 'cilium_lb_maps', 'conntrack_tuning', 'diagnose', 'ipam_gc_fleet', 'ipvs_scheduler_change',
+                  'remediate_node', 'udp_timeout')
+
+
+@pytest.mark.parametrize('name', NODE_PLAYBOOKS)
+def test_issue14_item4_node_plays_leave_out_the_cluster_pseudo_hosts(name, tmp_path):
+    """Item 4: with a clusters inventory the default netmedic_targets ('all') took the per-cluster pseudo-hosts too, so
+    diagnose.yml / remediate_node.yml ran node modules against netmedic-cluster-* (unreachable: the run failed). The
+    node plays' default is now every host but the group netmedic_clusters; the hosts Ansible resolves are read back
+    with --list-hosts (nothing runs)."""
+    inv = tmp_path / 'inventory.ini'
+    inv.write_text('[netmedic_clusters]\nnetmedic-cluster-a ansible_host=a.invalid\nnetmedic-cluster-b ansible_host=b.invalid\n'
+                   '[k8s_nodes]\nnode-1\nnode-2\nnode-3\n')
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', str(inv), '--list-hosts', str(ROOT / 'playbooks' / ('%s.yml' % name))],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    listed = set(re.findall(r'^\s+(\S+)$', proc.stdout, re.M))
+    assert {'node-1', 'node-2', 'node-3'} <= listed, proc.stdout
+    assert not any(host.startswith('netmedic-cluster-') for host in listed), proc.stdout
