@@ -1,6 +1,6 @@
 """playbooks/ipvs_scheduler_change.yml (catalog W-3) under the safety spine (issue 9 findings 4, 5, 13), API double.
 
-The node play (N-4, ipvs_modules) matches no host here (netmedic_targets=no_nodes_here): the double's simulated
+The node play (N-4, ipvs_modules) runs on stub nodes here (see _stub_nodes): the double's simulated
 kube-proxy logs ``Using ipvs Proxier.`` on a node only where StaticNodeState has ``ip_vs_lc``. Everything asserted is
 read back from the double's store (ConfigMaps, pods, the Lease) and from the change report the callback writes.
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,17 +30,35 @@ WINDOW = {'days': ['mon'], 'start': '02:00', 'end': '03:00', 'timezone': 'UTC'}
 OUTSIDE = '2026-12-01T12:00:00+00:00'
 
 
+def _stub_nodes(tmp_path):
+    """An inventory whose nodes are the double's Nodes, reached on the local connection through a Python interpreter
+    stub that answers the node play's one module (N-4 ipvs_modules) with "nothing to change": the spine under test is
+    the cluster side; loading the modules on real kernels is proved on the VM lab (tests/labvm). A real node is
+    needed since W-3 refuses a netmedic_targets that matches no node (tasks/require_targets.yml, issue 11)."""
+    stub = tmp_path / 'node-python-stub.sh'
+    stub.write_text('#!/bin/sh\ncat >/dev/null 2>&1\n'
+                    'echo \'{"changed": false, "msg": "stub node of tests/lab/test_w3_spine.py"}\'\n')
+    stub.chmod(0o755)
+    inv = tmp_path / 'inventory.ini'
+    inv.write_text('localhost ansible_connection=local ansible_python_interpreter=%s\n[nodes]\n' % sys.executable
+                   + ''.join('%s ansible_connection=local ansible_python_interpreter=%s\n' % (n, stub) for n in NODES))
+    return inv
+
+
 def run(double, tmp_path, label, *args, check=False, env=None, **variables):
-    """The playbook on localhost against ``double``, with the change report; ``(rc, output)``."""
+    """The playbook on localhost against ``double`` (nodes: ``_stub_nodes``), with the change report; ``(rc, output)``.
+
+    The reboot after an iptables fallback is off here (``netmedic_reboot_on_fallback=false``): this file proves the
+    rollback and the lock; the reboot is proved by test_w3_fallback_reboot.py."""
     play = tmp_path / ('play-%s.yml' % label)
     play.write_text(PLAYBOOK.read_text())
-    # The playbook imports tasks/require_cluster_play.yml relative to itself.
-    (tmp_path / 'tasks').mkdir(exist_ok=True)
-    (tmp_path / 'tasks' / 'require_cluster_play.yml').write_text(
-        (ROOT / 'playbooks' / 'tasks' / 'require_cluster_play.yml').read_text())
+    # The playbook imports tasks/*.yml and reads specs/*.yml relative to itself.
+    for folder in ('tasks', 'specs'):
+        shutil.copytree(ROOT / 'playbooks' / folder, tmp_path / folder, dirs_exist_ok=True)
     rc, _results, output = run_playbook(
-        double, tmp_path, play, *args, check=check, timeout=900, callback=None,
-        extra_vars=dict({'ipvs_scheduler_name': 'lc', 'ipvs_scheduler_timeout': 60}, **variables),
+        double, tmp_path, play, *args, check=check, timeout=900, callback=None, inventory=_stub_nodes(tmp_path),
+        extra_vars=dict({'ipvs_scheduler_name': 'lc', 'ipvs_scheduler_timeout': 60, 'netmedic_targets': 'nodes',
+                         'netmedic_reboot_on_fallback': False}, **variables),
         env=dict({'ANSIBLE_CALLBACKS_ENABLED': 'netmedic.k8s.change_report'}, **(env or {})))
     return rc, output
 
