@@ -12,21 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.lab.playbook_run import run_playbook
+from tests.lab.provider_hooks import boot_id_hook
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'node_rotation.yml'
 NS = 'kube-system'
-HOOK = """\
-- name: Provider stand-in - the machine comes back with a new boot ID
-  ansible.builtin.uri:
-    url: "{{ test_api }}/api/v1/nodes/{{ node_rotation_node }}/status"
-    method: PATCH
-    headers:
-      Authorization: "Bearer {{ test_token }}"
-      Content-Type: application/merge-patch+json
-    body_format: json
-    body: {status: {nodeInfo: {bootID: "rotated-{{ node_rotation_node }}"}}}
-"""
+HOOK = boot_id_hook('rotated')
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.lab.provider_hooks import boot_id_hook
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')}
 NODES = ['lab-node-1', 'lab-node-2', 'lab-node-3']
@@ -20,17 +22,7 @@ STOP = 'Stop the rotation, the node stays cordoned - %s'
 DRAIN = 'Drain with evictions, PodDisruptionBudgets honoured - %s'
 UNCORDON = 'Uncordon the node (only if netmedic cordoned it) %s'
 
-HOOK = """\
-- name: Provider stand-in - the machine comes back with a new boot ID
-  ansible.builtin.uri:
-    url: "{{ test_api }}/api/v1/nodes/{{ node_rotation_node }}/status"
-    method: PATCH
-    headers:
-      Authorization: "Bearer {{ test_token }}"
-      Content-Type: application/merge-patch+json
-    body_format: json
-    body: {status: {nodeInfo: {bootID: "rotated-{{ node_rotation_node }}"}}}
-"""
+HOOK = boot_id_hook('rotated')
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from tests.lab.playbook_run import playbook_command, playbook_env, run_playbook
+from tests.lab.provider_hooks import boot_id_hook
 
 ROOT = Path(__file__).resolve().parents[2]
 NODES = ['lab-node-1', 'lab-node-2', 'lab-node-3']
@@ -22,17 +23,7 @@ LEASE = ('kube-system', 'netmedic-node-rotation')
 OLD_CM = ('kube-system', 'netmedic-node-rotation-lock')
 OLD_KEY = 'netmedic.k8s/node-rotation-lock'
 
-BOOT = """\
-- name: Provider stand-in - the machine comes back with a new boot ID
-  ansible.builtin.uri:
-    url: "{{ test_api }}/api/v1/nodes/{{ node_rotation_node }}/status"
-    method: PATCH
-    headers:
-      Authorization: "Bearer {{ test_token }}"
-      Content-Type: application/merge-patch+json
-    body_format: json
-    body: {status: {nodeInfo: {bootID: "rotated-{{ node_rotation_node }}"}}}
-"""
+BOOT = boot_id_hook('rotated')
 
 RECORD_LEASE = """\
 - name: Test probe - read the rotation Lease while the node is being rotated

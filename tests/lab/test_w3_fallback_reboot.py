@@ -21,22 +21,13 @@ import yaml
 
 from lab.kubedouble import StaticNodeState
 from tests.lab.playbook_run import run_playbook
+from tests.lab.provider_hooks import boot_id_hook
 from tests.lab.test_w3_spine import NODES, NS, ROOT, _hold, _text
 
 LEASES = ('netmedic-kube-proxy', 'netmedic-node-rotation', 'netmedic-node-disruption')
 ANNOTATION = 'netmedic.io/cordoned-by'
 
-HOOK = """\
-- name: Provider stand-in - the machine reboots (a new boot ID)
-  ansible.builtin.uri:
-    url: "{{ test_api }}/api/v1/nodes/{{ node_rotation_node }}/status"
-    method: PATCH
-    headers:
-      Authorization: "Bearer {{ test_token }}"
-      Content-Type: application/merge-patch+json
-    body_format: json
-    body: {status: {nodeInfo: {bootID: "rebooted-{{ node_rotation_node }}"}}}
-"""
+HOOK = boot_id_hook('rebooted', 'the machine reboots (a new boot ID)')
 
 
 @pytest.fixture
