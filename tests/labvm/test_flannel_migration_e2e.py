@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lab.kubedouble import KubeDouble  # noqa: E402
+from tests.labvm.vm_playbook import vm_playbook  # noqa: E402
 
 NS = 'kube-system'
 CONF = '/etc/cni/net.d/10-flannel.conflist'
@@ -115,18 +113,10 @@ echo "$out"
 
 
 def _play(lab, tmp_path, double, targets, name):
-    local = tmp_path / 'localhost.yml'
-    local.write_text(yaml.safe_dump({'all': {'hosts': {'localhost': {
-        'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}}}}))
-    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_STDOUT_CALLBACK='ansible.posix.json',
-               ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1', ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
-               ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
-               NETMEDIC_REPORT_DIR=str(tmp_path / 'report'), TMPDIR=str(tmp_path))
-    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', lab['inventory'], '-i', str(local),
-           '-e', 'netmedic_change_id=CHG-LABVM-TEST',
-           '-e', 'netmedic_targets=%s' % ','.join(targets), '-e', 'netmedic_reboot_timeout=900',
-           '-e', 'netmedic_drain_timeout=120', '-e', 'netmedic_flannel_restart_timeout=120',
-           str(ROOT / 'playbooks' / 'flannel_datadir_migration.yml')]
+    cmd, env = vm_playbook(
+        lab, tmp_path, double, 'flannel_datadir_migration.yml',
+        '-e', 'netmedic_targets=%s' % ','.join(targets), '-e', 'netmedic_reboot_timeout=900',
+        '-e', 'netmedic_drain_timeout=120', '-e', 'netmedic_flannel_restart_timeout=120')
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3000, check=False)
     (tmp_path / ('%s.json' % name)).write_text(proc.stdout)
     data = json.loads(proc.stdout)

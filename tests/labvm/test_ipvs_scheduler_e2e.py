@@ -11,12 +11,9 @@ everywhere with the old scheduler.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -24,24 +21,18 @@ if str(ROOT) not in sys.path:
 
 from lab.kubedouble import KubeDouble  # noqa: E402
 from lab.vmstate import VMNodeState  # noqa: E402
+from tests.labvm.vm_playbook import vm_playbook  # noqa: E402
 
 NS = 'kube-system'
 
 
 def _play(lab, tmp_path, double):
-    local = tmp_path / 'localhost.yml'
-    local.write_text(yaml.safe_dump({'all': {'hosts': {'localhost': {
-        'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}}}}))
-    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_STDOUT_CALLBACK='ansible.posix.json',
-               ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1', ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
-               ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
-               NETMEDIC_REPORT_DIR=str(tmp_path / 'report'), TMPDIR=str(tmp_path))
-    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', lab['inventory'], '-i', str(local),
-           '-e', 'netmedic_change_id=CHG-LABVM-TEST', '-e', 'ipvs_scheduler_name=lc', '-e', 'ipvs_scheduler_timeout=120',
-           '-e', 'netmedic_targets=%s:%s' % (lab['nodes'][0], lab['nodes'][1]),
-           # The reboot after the fallback is test_w3_fallback_reboot_e2e.py's (it needs a kubelet stand-in for bootID).
-           '-e', 'netmedic_reboot_on_fallback=false',
-           str(ROOT / 'playbooks' / 'ipvs_scheduler_change.yml')]
+    cmd, env = vm_playbook(
+        lab, tmp_path, double, 'ipvs_scheduler_change.yml',
+        '-e', 'ipvs_scheduler_name=lc', '-e', 'ipvs_scheduler_timeout=120',
+        '-e', 'netmedic_targets=%s:%s' % (lab['nodes'][0], lab['nodes'][1]),
+        # The reboot after the fallback is test_w3_fallback_reboot_e2e.py's (it needs a kubelet stand-in for bootID).
+        '-e', 'netmedic_reboot_on_fallback=false')
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
     data = json.loads(proc.stdout)
     tasks = {}

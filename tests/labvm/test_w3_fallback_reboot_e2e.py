@@ -12,13 +12,10 @@ ID really changed on node 3 only, the node is uncordoned, the ConfigMap holds th
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -26,6 +23,7 @@ if str(ROOT) not in sys.path:
 
 from lab.kubedouble import KubeDouble  # noqa: E402
 from lab.vmstate import VMNodeState  # noqa: E402
+from tests.labvm.vm_playbook import vm_playbook  # noqa: E402
 
 NS = 'kube-system'
 LEASES = ('netmedic-kube-proxy', 'netmedic-node-rotation', 'netmedic-node-disruption')
@@ -49,19 +47,13 @@ def _kubelet_stand_in(double, ssh, nodes, stop):
 
 
 def _play(lab, tmp_path, double):
-    local = tmp_path / 'localhost.yml'
-    local.write_text(yaml.safe_dump({'all': {'hosts': {'localhost': {
-        'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}}}}))
-    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path), ANSIBLE_STDOUT_CALLBACK='ansible.posix.json',
-               ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1', ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'),
-               ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
-               ANSIBLE_HOST_KEY_CHECKING='False', NETMEDIC_REPORT_DIR=str(tmp_path / 'report'), TMPDIR=str(tmp_path))
-    cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', lab['inventory'], '-i', str(local),
-           '-e', 'netmedic_change_id=CHG-LABVM-TEST', '-e', 'ipvs_scheduler_name=lc', '-e', 'ipvs_scheduler_timeout=120',
-           '-e', 'netmedic_targets=%s:%s' % (lab['nodes'][0], lab['nodes'][1]),
-           '-e', '{"node_rotation_poll_interval": 5, "node_rotation_ready_timeout": 600, "node_rotation_provider_timeout": 600,'
-           ' "node_rotation_drain_timeout": 120, "node_rotation_health_timeout": 120}',
-           str(ROOT / 'playbooks' / 'ipvs_scheduler_change.yml')]
+    cmd, env = vm_playbook(
+        lab, tmp_path, double, 'ipvs_scheduler_change.yml',
+        '-e', 'ipvs_scheduler_name=lc', '-e', 'ipvs_scheduler_timeout=120',
+        '-e', 'netmedic_targets=%s:%s' % (lab['nodes'][0], lab['nodes'][1]),
+        '-e', '{"node_rotation_poll_interval": 5, "node_rotation_ready_timeout": 600, "node_rotation_provider_timeout": 600,'
+        ' "node_rotation_drain_timeout": 120, "node_rotation_health_timeout": 120}',
+        env={'ANSIBLE_HOST_KEY_CHECKING': 'False'})
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
     try:
         messages = json.dumps(json.loads(proc.stdout))
