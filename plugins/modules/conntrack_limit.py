@@ -329,7 +329,7 @@ class ConntrackLimit(settings.SettingModule):
             result.warn('nf_conntrack_max is %d, higher than the requested %d; left unchanged (set allow_decrease=true to '
                         'lower it)' % (current, self.desired))
         if kube_proxy:
-            result.warn('kube-proxy runs on this node and resets nf_conntrack_max from conntrack.maxPerCore x cores when it '
+            result.warn('kube-proxy runs on this node and resets nf_conntrack_max from conntrack.maxPerCore x cores (or conntrack.min) when it '
                         'starts (catalog C-1); make the cluster-side change too (netmedic.k8s.kube_proxy_config)')
         self.warn_overridden(KEY, overridden)
         self.warn_boot_order('persist_file')
