@@ -99,6 +99,8 @@ seealso:
     link: https://example.invalid/netmedic/k8s/docs/catalog.md
 notes:
   - Run as root on each node.
+  - Inside a network namespace other than the host's (a container, a node that is a namespace) the kernel makes
+    C(nf_conntrack_max) read-only; a run that would change it there fails before anything, in check mode too.
 """
 
 EXAMPLES = r"""
@@ -293,6 +295,10 @@ class ConntrackLimit(settings.SettingModule):
         self.action, self.target = conntrack.plan_limit(self.current, self.desired, p['allow_decrease'])
         self.new_text, self.file_mode = settings.plan_sysctl_file(self.file_text, [(KEY, self.target)], 'conntrack_limit', 'N-2')
         refused = self.action == 'refuse_lower'
+        if self.target != self.current and not sysctl.writable(KEY):
+            self.refuse('%s is read-only on this node: the kernel lets only the host\'s initial network namespace set it '
+                        '(this node is a container or a network namespace of its own); set it on the host'
+                        % sysctl.key_to_path(KEY))
         self.write_file = p['persist'] and not refused and self.file_text != self.new_text
         # N-2: systemd-sysctl applies the drop-in at boot only to keys that exist then, so a
         # loadable nf_conntrack must be loaded before it (systemd-modules-load runs first).

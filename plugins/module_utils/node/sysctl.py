@@ -51,6 +51,17 @@ def read_value(key, root=PROC_SYS):
         raise
 
 
+def writable(key, root=PROC_SYS):
+    """False when ``key`` exists but this process may not write it; True otherwise (a missing key is the caller's).
+
+    A network namespace other than the host's initial one (a container, a node that is a namespace) sees some net
+    keys read-only, ``net.netfilter.nf_conntrack_max`` among them: the kernel then gives the file mode 0444 and
+    refuses root too, which ``access(2)`` reports before anything is written.
+    """
+    path = key_to_path(key, root)
+    return not os.path.exists(path) or os.access(path, os.W_OK)
+
+
 def write_value(key, value, root=PROC_SYS):
     with open(key_to_path(key, root), 'w') as f:
         f.write(normalize(value) + '\n')

@@ -44,6 +44,8 @@ def node(tmp_path, monkeypatch):
     kernel = {MAX_KEY: '65536', 'net.netfilter.nf_conntrack_count': '10'}
     monkeypatch.setattr(sysctl, 'read_value', lambda key, root=sysctl.PROC_SYS: kernel.get(key))
     monkeypatch.setattr(sysctl, 'write_value', lambda key, value, root=sysctl.PROC_SYS: kernel.__setitem__(key, str(value)))
+    read_only = set()   # keys this fake node's kernel does not let the module write
+    monkeypatch.setattr(sysctl, 'writable', lambda key, root=sysctl.PROC_SYS: key not in read_only, raising=False)
     commands = []
 
     def run(self, args, check=True, data=None):
@@ -64,8 +66,24 @@ def node(tmp_path, monkeypatch):
     class Node(object):
         pass
     n = Node()
-    n.tmp, n.kernel, n.commands, n.proc_modules = tmp_path, kernel, commands, proc_modules
+    n.tmp, n.kernel, n.commands, n.proc_modules, n.read_only = tmp_path, kernel, commands, proc_modules, read_only
     return n
+
+
+def test_issue14_n2_read_only_conntrack_max_in_a_network_namespace_is_refused_in_check_mode_too(node, capsys):
+    """Found on the fleet lab (issue 14 item 1): on a node that is a network namespace of its own (a container, a
+    fleet node) the kernel makes nf_conntrack_max read-only; check mode said it would raise it, the real run then failed
+    on the write (safely). Both now refuse before anything, saying why; an already-right value stays ok."""
+    node.read_only.add(MAX_KEY)
+    dropin = node.tmp / 'sysctl.d' / '90-netmedic-conntrack.conf'
+    args = {'max': 200000, 'persist_file': str(dropin), 'module_load_file': str(node.tmp / 'load.conf')}
+    for check in (True, False):
+        out = run_main(conntrack_limit, args, capsys, check=check)
+        assert out.get('failed') and out['changed'] is False, out
+        assert 'read-only' in out['msg'] and 'nothing was changed' in out['msg'], out['msg']
+        assert node.kernel[MAX_KEY] == '65536' and not dropin.exists()
+    same = run_main(conntrack_limit, dict(args, max=65536, persist=False), capsys)
+    assert not same.get('failed') and same['changed'] is False, same
 
 
 def test_issue10_n2_loadable_nf_conntrack_is_persisted_in_modules_load_d(node, capsys):
