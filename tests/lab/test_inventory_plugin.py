@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.lab.multicluster import plain
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,17 +26,6 @@ def _inventory(tmp_path, body, env_extra=None):
     return proc
 
 
-def _plain(value):
-    """Values from the API are marked unsafe (never templated): unwrap ansible-inventory's JSON form."""
-    if isinstance(value, dict):
-        if set(value) == {'__ansible_unsafe'}:
-            return value['__ansible_unsafe']
-        return {_plain(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def test_nodes_become_hosts_with_groups(double, tmp_path):
     # A cordoned node and a NotReady node, as the workflows leave them.
     node2 = double.store.get('nodes', None, 'lab-node-2')
@@ -45,7 +36,7 @@ def test_nodes_become_hosts_with_groups(double, tmp_path):
                       % double.kubeconfig_path)
     assert proc.returncode == 0, proc.stderr
     inv = json.loads(proc.stdout)
-    hostvars = _plain(inv['_meta']['hostvars'])
+    hostvars = plain(inv['_meta']['hostvars'])
     assert sorted(hostvars) == ['lab-node-1', 'lab-node-2', 'lab-node-3']
     assert [hostvars[n]['ansible_host'] for n in sorted(hostvars)] == ['10.77.0.11', '10.77.0.12', '10.77.0.13']
     assert hostvars['lab-node-1']['k8s_node']['ready'] is True
@@ -113,7 +104,7 @@ def test_issue11_item4_inventory_is_cacheable_per_source_and_flushable(double, t
     assert 'k8s_cordoned' not in _list(tmp_path, everything)
     # Another source (another selector) has its own entry, read from the API.
     blue = _cached_source(tmp_path, double, 'blue', 'label_selector: pool=blue\n')
-    assert sorted(_plain(_list(tmp_path, blue)['_meta']['hostvars'])) == ['lab-node-2']
+    assert sorted(plain(_list(tmp_path, blue)['_meta']['hostvars'])) == ['lab-node-2']
     assert len(list((tmp_path / 'inv-cache').iterdir())) == 2
     # --flush-cache reads the API again and refreshes the entry.
     assert _list(tmp_path, everything, '--flush-cache')['k8s_cordoned']['hosts'] == ['lab-node-2']
@@ -125,7 +116,7 @@ def test_issue11_item4_inventory_takes_kubernetes_core_k8s_auth_variables(double
     path = tmp_path / 'env.k8s_nodes.yml'
     path.write_text('plugin: netmedic.k8s.k8s_nodes\n')
     inv = _list(tmp_path, path, env_extra={'K8S_AUTH_KUBECONFIG': str(double.kubeconfig_path)})
-    assert sorted(_plain(inv['_meta']['hostvars'])) == ['lab-node-1', 'lab-node-2', 'lab-node-3']
+    assert sorted(plain(inv['_meta']['hostvars'])) == ['lab-node-1', 'lab-node-2', 'lab-node-3']
     # A wrong token from K8S_AUTH_API_KEY replaces the kubeconfig's: the API refuses and the inventory fails.
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'), ANSIBLE_INVENTORY_ENABLED='netmedic.k8s.k8s_nodes',
                ANSIBLE_NOCOLOR='1', ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'), ANSIBLE_INVENTORY_UNPARSED_FAILED='1',
