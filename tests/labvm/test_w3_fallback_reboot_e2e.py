@@ -88,7 +88,7 @@ def test_w3_iptables_fallback_reboots_that_vm_for_real(lab, ssh, lab_reset, tmp_
         lab_reset()
     assert rc != 0 and 'rolled back' in output, output                         # the rollout still fails ...
     assert restored == text                                                     # ... after the exact rollback,
-    assert after[third] != boots[third], '%s did not really reboot' % third     # ... and node 3 really rebooted,
+    assert after[third] != boots[third], '%s did not really reboot: %s' % (third, output[-6000:])  # ... node 3 rebooted,
     assert after[first] == boots[first] and after[second] == boots[second]      # ... and no other node
     assert nodes[third]['status']['nodeInfo']['bootID'] == after[third]
     assert all(not nodes[n]['spec'].get('unschedulable') for n in nodes), nodes  # uncordoned
