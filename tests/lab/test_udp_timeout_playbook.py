@@ -65,16 +65,20 @@ def test_old_clusters_go_to_the_nodes(make_double, run):
     old = make_double(version='v1.16.9-aliyun.1')
     rv = old.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion']
     rc, tasks, output = run(old)
-    assert rc == 0, output
+    # N-5 works on the nodes, and this inventory has none: refused before the Lease or any write (the no-node guard;
+    # the CI run of 2026-12-02 found the guard had run before the version was known and refused C-3 runs too).
+    assert rc != 0, output
     assert tasks['Choose the fix']['ansible_facts']['netmedic_udp_timeout_plan']['method'] == 'node'
-    assert tasks['Set ipvs.udpTimeout in the kube-proxy ConfigMaps (C-3)'].get('skipped') is True
+    assert 'matches no node' in tasks['Refuse a run whose netmedic_targets matches no node']['msg'], output
+    assert 'Set ipvs.udpTimeout in the kube-proxy ConfigMaps (C-3)' not in tasks
+    assert old.store.find('leases', NS, 'netmedic-kube-proxy') is None
     assert old.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion'] == rv
 
     # 1.17: kube-proxy has no ipvs.udpTimeout before 1.18, so the nodes it is; forcing C-3 fails before any write.
     odd = make_double(version='v1.17.3')
     rv = odd.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion']
     rc, tasks, output = run(odd)
-    assert rc == 0, output
+    assert rc != 0, output
     assert tasks['Choose the fix']['ansible_facts']['netmedic_udp_timeout_plan']['method'] == 'node'
     rc, tasks, output = run(odd, '-e', 'netmedic_udp_timeout_method=cluster')
     assert rc != 0
