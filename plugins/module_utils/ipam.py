@@ -28,6 +28,8 @@ import posixpath
 import re
 import time
 
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
+
 LOCK = 'lock'
 LAST_RESERVED_PREFIX = 'last_reserved_ip.'
 DEFAULT_DATA_DIRS = ('/var/lib/cni/networks', '/var/run/cni/networks')
@@ -225,7 +227,15 @@ def network_summary(name, data_dir, scan, range_sets, range_source):
 #
 # read_allocations() reads one network directory; plan_gc() is pure: it decides, from the
 # files, one runtime listing and the clock, which allocations are leaked.  lock_network()
-# and move_to_backup() are the only functions here that act on the node.
+# and move_to_backup() are the only functions here that act on the node.  Every file operation
+# of this part goes through a HostFS (``fs``; default the machine's root ``/``), so a test can
+# hand in a fake one.
+
+_LOCAL = HostFS('/')
+
+
+def _fs(fs):
+    return _LOCAL if fs is None else fs
 
 GC_LIVE = 'live'
 GC_YOUNG = 'young'
@@ -236,7 +246,7 @@ READ_LIMIT = 4096
 _CNI_ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 
 
-def looks_like_network(dir_path):
+def looks_like_network(dir_path, fs=None):
     """True when ``dir_path`` holds what host-local writes: a regular file named as an IP
     address or a ``last_reserved_ip.*`` file.
 
@@ -244,7 +254,7 @@ def looks_like_network(dir_path):
     may be locked, read or written (issue #10 hole 7).  Raises OSError when the directory
     cannot be listed.
     """
-    for entry in os.scandir(dir_path):
+    for entry in _fs(fs).scandir(dir_path):
         if not entry.is_file(follow_symlinks=False):
             continue
         if entry.name.startswith(LAST_RESERVED_PREFIX) or is_allocation_name(entry.name):
@@ -252,8 +262,8 @@ def looks_like_network(dir_path):
     return False
 
 
-def read_allocations(dir_path):
-    """The allocation files of one ``<dataDir>/<network>`` directory (node paths, no HostFS).
+def read_allocations(dir_path, fs=None):
+    """The allocation files of one ``<dataDir>/<network>`` directory (through ``fs``, a HostFS).
 
     Returns ``{'allocations': [{'ip', 'path', 'container_id', 'ifname', 'mtime'}],
     'other_files': [names], 'lock': bool, 'last_reserved': [names]}``.  Only regular
@@ -264,7 +274,8 @@ def read_allocations(dir_path):
     other = []
     reserved = []
     has_lock = False
-    for entry in os.scandir(dir_path):
+    fs = _fs(fs)
+    for entry in fs.scandir(dir_path):
         name = entry.name
         if name == LOCK:
             has_lock = True
@@ -280,10 +291,9 @@ def read_allocations(dir_path):
             other.append(name)
             continue
         st = entry.stat(follow_symlinks=False)
-        with open(entry.path, 'rb') as f:
-            data = f.read(READ_LIMIT)
-        item = parse_allocation(data)
-        item.update({'ip': name, 'path': entry.path, 'mtime': st.st_mtime, '_key': (addr.version, int(addr))})
+        path = os.path.join(dir_path, name)     # the path as given (os.scandir's entry.path)
+        item = parse_allocation(fs.read_head(path, READ_LIMIT))
+        item.update({'ip': name, 'path': path, 'mtime': st.st_mtime, '_key': (addr.version, int(addr))})
         allocations.append(item)
     allocations.sort(key=lambda a: a['_key'])
     for item in allocations:
@@ -360,16 +370,18 @@ class LockTimeout(Exception):
     pass
 
 
-def lock_network(dir_path, timeout, create=True, interval=0.1, clock=time.monotonic, sleep=time.sleep):
+def lock_network(dir_path, timeout, create=True, interval=0.1, clock=time.monotonic, sleep=time.sleep, fs=None):
     """Hold host-local's own lock: ``flock(LOCK_EX)`` on ``<dir>/lock``, as the plugin does.
 
     Waits up to ``timeout`` seconds (LockTimeout after).  Returns ``(fd, waited)``;
     ``fd`` is None when there is no lock file and ``create`` is false (check mode never
-    creates it).  The lock file is opened, never written or truncated.
+    creates it).  The lock file is opened, never written or truncated.  Release it with
+    :func:`unlock_network` and the same ``fs``.
     """
+    fs = _fs(fs)
     path = os.path.join(dir_path, LOCK)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0))
+        fd = fs.open_fd(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0))
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise OSError(errno.ELOOP, 'is a symbolic link, not host-local\'s lock file (a regular file)', path)
@@ -378,58 +390,56 @@ def lock_network(dir_path, timeout, create=True, interval=0.1, clock=time.monoto
                 return None, 0.0
             raise
         # host-local opens it with O_RDWR|O_CREATE itself; an empty file either way.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o644)
+        fd = fs.open_fd(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o644)
     start = clock()
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fs.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return fd, clock() - start
         except (IOError, OSError) as e:
             if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                os.close(fd)
+                fs.close(fd)
                 raise
         waited = clock() - start
         if waited >= timeout:
-            os.close(fd)
+            fs.close(fd)
             raise LockTimeout('%s is held by another process (host-local or another cleanup) after waiting %.1f s'
                               % (path, waited))
         sleep(min(interval, max(timeout - waited, 0.001)))
 
 
-def unlock_network(fd):
+def unlock_network(fd, fs=None):
+    """Release what :func:`lock_network` returned (``None``: nothing was held)."""
     if fd is not None:
+        fs = _fs(fs)
         try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            fs.flock(fd, fcntl.LOCK_UN)
         finally:
-            os.close(fd)
+            fs.close(fd)
 
 
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def fsync_dir(path, fs=None):
+    _fs(fs).fsync_dir(path)
 
 
-def copy_exclusive(src, dst, mode):
+def copy_exclusive(src, dst, mode, fs=None):
     """Create ``dst`` (``mode``, never following a link) with ``src``'s bytes and times, fsynced.
 
     Raises OSError ``EEXIST`` when ``dst`` already exists: nothing is ever overwritten.
     """
-    st = os.lstat(src)
-    with open(src, 'rb') as f:
-        data = f.read()
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), mode)
+    fs = _fs(fs)
+    st = fs.lstat(src)
+    data = fs.read_head(src, -1)
+    fd = fs.open_fd(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), mode)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        fs.write_fd(fd, data)
+        fs.fsync(fd)
     finally:
-        os.close(fd)
-    os.utime(dst, (st.st_atime, st.st_mtime))
+        fs.close(fd)
+    fs.utime(dst, (st.st_atime, st.st_mtime))
 
 
-def move_to_backup(src, dst, sync_dirs=True):
+def move_to_backup(src, dst, sync_dirs=True, fs=None):
     """Move one file so that it always exists in at least one of the two places.
 
     Same file system: ``rename`` (atomic; a crash leaves the file in one place or the
@@ -439,22 +449,23 @@ def move_to_backup(src, dst, sync_dirs=True):
     directory, and only then unlink the source (always, whatever ``sync_dirs``).
     Never overwrites ``dst``.  Returns ``'rename'`` or ``'copy'``.
     """
-    if os.path.lexists(dst):
+    fs = _fs(fs)
+    if fs.lexists(dst):
         raise OSError(errno.EEXIST, 'backup target already exists', dst)
     try:
-        os.rename(src, dst)
+        fs.rename(src, dst)
         method = 'rename'
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
         method = 'copy'
         tmp = dst + '.partial'
-        copy_exclusive(src, tmp, 0o600)
-        os.rename(tmp, dst)
-        fsync_dir(os.path.dirname(dst))
-        os.unlink(src)
+        copy_exclusive(src, tmp, 0o600, fs=fs)
+        fs.rename(tmp, dst)
+        fs.fsync_dir(os.path.dirname(dst))
+        fs.unlink(src)
     if sync_dirs:
-        fsync_dir(os.path.dirname(src))
+        fs.fsync_dir(os.path.dirname(src))
         if method == 'rename':
-            fsync_dir(os.path.dirname(dst))
+            fs.fsync_dir(os.path.dirname(dst))
     return method

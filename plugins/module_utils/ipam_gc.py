@@ -6,17 +6,19 @@
 validate -> find the network directories -> choose the runtime -> list it WITHOUT
 host-local's lock -> lock -> (apply) list again under the lock -> read -> plan
 (``ipam.plan_gc``, pure) -> check-mode stop -> move to the backup -> read back ->
-manifest.  :func:`run_gc` returns the result data or raises GCError with the partial
-result.  See docs/cni_ipam_gc.md.
+manifest.  :class:`GCRun` holds these steps (the module's lifecycle steps call them one by
+one, with :meth:`GCRun.locked` as its held resource); :func:`run_gc` runs them in that order
+for every other entry point (the C-8 pod's ``ipam_gc_cli``, the benchmarks) and returns the
+result data or raises GCError with the partial result.  Every file operation goes through a
+HostFS.  See docs/cni_ipam_gc.md.
 """
-
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import re
-import shutil
 import time
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, runtime
@@ -32,14 +34,18 @@ class GCError(Exception):
         self.data = data or {}
 
 
-def _under(path, parent):
-    path = os.path.realpath(path)
-    parent = os.path.realpath(parent)
+_LOCAL = HostFS('/')
+
+
+def _under(path, parent, store):
+    path = store.realpath(path)
+    parent = store.realpath(parent)
     return path == parent or path.startswith(parent.rstrip('/') + '/')
 
 
-def validate(params):
-    """Bad input fails here, before the node is read or changed."""
+def validate(params, store=None):
+    """Bad input fails here, before the node is read or changed (``store``: the HostFS of the paths)."""
+    store = store or _LOCAL
     for key in ('grace_period', 'lock_timeout'):
         if params[key] < 0:
             raise GCError('%s must be 0 or more, got %d' % (key, params[key]))
@@ -54,7 +60,7 @@ def validate(params):
         if not name or name in ('.', '..') or '/' in name or '\0' in name:
             raise GCError('invalid network name %r (a directory name under data_dir is expected)' % (name,))
     for path in params['data_dir']:
-        if _under(params['backup_dir'], path):
+        if _under(params['backup_dir'], path, store):
             raise GCError('backup_dir %s is inside data_dir %s: choose a directory outside the CNI data directories'
                           % (params['backup_dir'], path))
     if params['runtime_endpoint'] and runtime.endpoint_path(params['runtime_endpoint']) is None:
@@ -70,23 +76,24 @@ def validate(params):
         raise GCError('namespace must not be empty')
 
 
-def find_networks(params):
+def find_networks(params, store=None):
     """``[{'name', 'data_dir', 'path'}]`` to examine, the requested names not found, and the
     directories that are not host-local networks (never locked, read further or written)."""
+    store = store or _LOCAL
     found = []
     not_networks = []
     seen = set()
     for data_dir in params['data_dir']:
-        if not os.path.isdir(data_dir):
+        if not store.isdir(data_dir):
             continue
-        real = os.path.realpath(data_dir)
+        real = store.realpath(data_dir)
         if real in seen:
             continue
         seen.add(real)
-        for name in sorted(os.listdir(data_dir)):
+        for name in store.listdir(data_dir):
             path = os.path.join(data_dir, name)
-            if os.path.isdir(path) and not os.path.islink(path) and (not params['networks'] or name in params['networks']):
-                if ipam.looks_like_network(path):
+            if store.isdir(path) and not store.islink(path) and (not params['networks'] or name in params['networks']):
+                if ipam.looks_like_network(path, fs=store):
                     found.append({'name': name, 'data_dir': data_dir, 'path': path})
                 else:
                     not_networks.append(path)
@@ -141,89 +148,118 @@ def _mirror(run_dir, path):
     return os.path.join(run_dir, os.path.normpath(path).lstrip('/'))
 
 
-def _make_run_dir(run_dir):
-    """Create this run's directory; never reuse an existing one."""
-    os.mkdir(run_dir, 0o700)
+class GCRun(object):
+    """One run, step by step; :func:`run_gc` shows the order, and the module drives the same steps.
 
-
-def _write_manifest(run_dir, data):
-    # Informational (the run directory mirrors the original paths): written atomically, not fsynced.
-    tmp = os.path.join(run_dir, '.manifest.json.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.rename(tmp, os.path.join(run_dir, 'manifest.json'))
-
-
-def run_gc(runner, params, check_mode, fs=None, now=None):
-    """The whole module minus AnsibleModule; returns the result data (``changed`` included).
-
-    Raises GCError (with the partial result in ``data``) when the run must fail.
+    ``fs``: the HostFS the runtime is detected through (the node's root); ``store``: the HostFS the
+    data and backup directories are read and written through (their paths are this machine's;
+    default ``/``); ``now``: the clock (seconds since the epoch), default the time of :meth:`plan`.
+    Every step raises GCError with the partial result in its ``data`` when the run must fail.
+    After :meth:`read`, ``nets`` is empty when there is nothing to examine (``data`` is the result).
     """
-    validate(params)
-    fs = fs or HostFS('/')
-    data = {'networks': [], 'runtime': None, 'backup_dir': None, 'moved': [], 'remaining': [],
-            'missing_networks': [], 'not_networks': [], 'summary': summary([]), 'warnings': []}
-    try:
-        nets, missing, not_networks = find_networks(params)
-    except (IOError, OSError) as e:
-        raise GCError('cannot list the network directories: %s; nothing was changed' % e)
-    data['missing_networks'] = missing
-    data['not_networks'] = not_networks
-    for name in missing:
-        data['warnings'].append('network %s was not found in %s (as a directory holding host-local allocations)'
-                                % (name, ', '.join(params['data_dir'])))
-    if params['grace_period'] < 60:
-        data['warnings'].append('grace_period %d s: a pod being created right now can look leaked for a moment '
-                                '(its sandbox is listed only after its network is set up)' % params['grace_period'])
-    if not nets:
-        data['changed'] = False
-        return data
 
-    info = resolve_runtime(runner, params, fs)
-    data['runtime'] = info
-    # 1. List the runtime WITHOUT host-local's lock: a hung or failing runtime fails the run
-    #    (within runtime_timeout) while the plugin can still allocate and release.
-    first = list_runtime(runner, info, params, nets, under_lock=False)
-    live_ids = set(first['ids'])
-    info['commands'] = list(first['commands'])
-    held = []
-    try:
-        # 2. host-local's lock of every network, in a fixed order (the plugin takes one at a time).
-        #    Check mode never creates a lock file.
-        for net in sorted(nets, key=lambda n: n['path']):
-            lock_missing = not os.path.lexists(os.path.join(net['path'], ipam.LOCK))
-            try:
-                fd, waited = ipam.lock_network(net['path'], params['lock_timeout'], create=not check_mode)
-            except ipam.LockTimeout as e:
-                raise GCError('%s; nothing was changed' % e, {'networks': [_net_result(n, None) for n in nets],
-                                                              'runtime': info})
-            except (IOError, OSError) as e:
-                raise GCError('cannot lock %s: %s; nothing was changed' % (os.path.join(net['path'], ipam.LOCK), e),
-                              {'networks': [_net_result(n, None) for n in nets], 'runtime': info})
-            held.append(fd)
-            # A network without host-local's lock file gets one (empty, as the plugin creates it): reported.
-            net['lock'] = {'path': os.path.join(net['path'], ipam.LOCK), 'held': fd is not None, 'waited': round(waited, 3),
-                           'created': lock_missing and not check_mode, 'missing': lock_missing}
+    def __init__(self, runner, params, check_mode, fs=None, now=None, store=None):
+        self.runner = runner
+        self.params = params
+        self.check_mode = check_mode
+        self.fs = fs or HostFS('/')
+        self.store = store or _LOCAL
+        self.now = now
+        self.data = {'networks': [], 'runtime': None, 'backup_dir': None, 'moved': [], 'remaining': [],
+                     'missing_networks': [], 'not_networks': [], 'summary': summary([]), 'warnings': []}
+        self.nets = []
+        self.info = None
+        self.live_ids = set()
+        self.results = []
+        self.todo = []
+        self.run_dir = None
+        self.clock = None
+        self.failure = None
 
+    def validate(self):
+        validate(self.params, self.store)
+
+    def read(self):
+        """Find the networks, choose the runtime and list it WITHOUT host-local's lock."""
+        params, data = self.params, self.data
+        try:
+            nets, missing, not_networks = find_networks(params, self.store)
+        except (IOError, OSError) as e:
+            raise GCError('cannot list the network directories: %s; nothing was changed' % e)
+        data['missing_networks'] = missing
+        data['not_networks'] = not_networks
+        for name in missing:
+            data['warnings'].append('network %s was not found in %s (as a directory holding host-local allocations)'
+                                    % (name, ', '.join(params['data_dir'])))
+        if params['grace_period'] < 60:
+            data['warnings'].append('grace_period %d s: a pod being created right now can look leaked for a moment '
+                                    '(its sandbox is listed only after its network is set up)' % params['grace_period'])
+        if not nets:
+            data['changed'] = False
+            return
+        self.nets = nets
+        self.info = info = resolve_runtime(self.runner, params, self.fs)
+        data['runtime'] = info
+        # 1. List the runtime WITHOUT host-local's lock: a hung or failing runtime fails the run
+        #    (within runtime_timeout) while the plugin can still allocate and release.
+        first = list_runtime(self.runner, info, params, nets, under_lock=False)
+        self.live_ids = set(first['ids'])
+        info['commands'] = list(first['commands'])
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold host-local's lock of every network (a fixed order, as the plugin takes one at a time)
+        while the block runs (:meth:`plan` through :meth:`verify`); every lock taken is released
+        however the block or the locking itself ends.  Check mode never creates a lock file."""
+        nets, info, store = self.nets, self.info, self.store
+        held = []
+        try:
+            for net in sorted(nets, key=lambda n: n['path']):
+                path = os.path.join(net['path'], ipam.LOCK)
+                lock_missing = not store.lexists(path)
+                try:
+                    fd, waited = ipam.lock_network(net['path'], self.params['lock_timeout'], create=not self.check_mode,
+                                                   fs=store)
+                except ipam.LockTimeout as e:
+                    raise GCError('%s; nothing was changed' % e, {'networks': [_net_result(n, None) for n in nets],
+                                                                  'runtime': info})
+                except (IOError, OSError) as e:
+                    raise GCError('cannot lock %s: %s; nothing was changed' % (path, e),
+                                  {'networks': [_net_result(n, None) for n in nets], 'runtime': info})
+                held.append(fd)
+                # A network without host-local's lock file gets one (empty, as the plugin creates it): reported.
+                net['lock'] = {'path': path, 'held': fd is not None, 'waited': round(waited, 3),
+                               'created': lock_missing and not self.check_mode, 'missing': lock_missing}
+            yield
+        finally:
+            for fd in held:
+                ipam.unlock_network(fd, fs=store)
+
+    def plan(self):
+        """Under the lock: list again (apply only), read, plan (pure), refuse, name the backups.
+
+        Ends the run's data when nothing is to be moved or in check mode (``todo`` says what
+        :meth:`apply` would move)."""
+        params, data, nets, info = self.params, self.data, self.nets, self.info
         # 3. Before acting, list again while no allocation can be made or released (bounded by
         #    runtime_timeout: the lock is never held longer for it).  A container listed in either
         #    listing is live.  Check mode acts on nothing, so it does not hold the lock for a listing.
-        if not check_mode:
-            second = list_runtime(runner, info, params, nets, under_lock=True)
-            live_ids |= second['ids']
+        if not self.check_mode:
+            second = list_runtime(self.runner, info, params, nets, under_lock=True)
+            self.live_ids |= second['ids']
             info['commands'] += second['commands']
-        info['listed'] = len(live_ids)
+        info['listed'] = len(self.live_ids)
 
         scans = []
         for net in nets:
             try:
-                scan = ipam.read_allocations(net['path'])
+                scan = ipam.read_allocations(net['path'], fs=self.store)
             except (IOError, OSError) as e:
                 raise GCError('cannot read %s: %s; nothing was changed' % (net['path'], e))
             scans.append({'path': net['path'], 'allocations': scan['allocations']})
-        clock = time.time() if now is None else now
-        plans = ipam.plan_gc(scans, live_ids, clock, params['grace_period'])
-        results = [_net_result(net, plan) for net, plan in zip(nets, plans)]
+        self.clock = clock = time.time() if self.now is None else self.now
+        plans = ipam.plan_gc(scans, self.live_ids, clock, params['grace_period'])
+        self.results = results = [_net_result(net, plan) for net, plan in zip(nets, plans)]
         data['networks'] = results
         if params['allow_all']:
             for res in results:
@@ -236,69 +272,98 @@ def run_gc(runner, params, check_mode, fs=None, now=None):
                           'Check runtime/namespace/runtime_endpoint, or set allow_all=true if those pods are really gone. '
                           'Nothing was changed.' % (', '.join(r['path'] for r in refused), info['listed']), data)
 
-        run_dir = os.path.join(params['backup_dir'], '%s-%d' % (time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(clock)), os.getpid()))
-        todo = []
+        self.run_dir = run_dir = os.path.join(params['backup_dir'], '%s-%d' % (
+            time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(clock)), os.getpid()))
         for res in results:
             if res['leaked']:
                 res['backup_dir'] = _mirror(run_dir, res['path'])
                 for item in res['leaked']:
                     item['backup'] = _mirror(run_dir, item['path'])
-                    todo.append((res, item))
-        if todo:
+                    self.todo.append((res, item))
+        if self.todo:
             data['backup_dir'] = run_dir
-        locks_missing = any(n['lock']['missing'] for n in nets)
-        if check_mode or not todo:
+        if self.check_mode or not self.todo:
             for res in results:
                 res['removed'] = [item['path'] for item in res['leaked']]
             data['summary'] = summary(results)
-            data['changed'] = bool(todo) or locks_missing
-            return data
+            data['changed'] = bool(self.todo) or self._locks_missing()
 
-        # Apply: one file at a time, stop at the first error.
+    def _locks_missing(self):
+        return any(n['lock']['missing'] for n in self.nets)
+
+    def apply(self):
+        """Move the leaked files to this run's backup directory: one file at a time, stop at the first error."""
+        params, data, store = self.params, self.data, self.store
         try:
-            os.makedirs(params['backup_dir'], 0o700, exist_ok=True)
-            _make_run_dir(run_dir)
-            for res in results:
+            store.makedirs(params['backup_dir'], 0o700, exist_ok=True)
+            store.mkdir(self.run_dir, 0o700)        # this run's directory: never reuse an existing one
+            for res in self.results:
                 if res['leaked']:
-                    os.makedirs(res['backup_dir'], 0o700)
+                    store.makedirs(res['backup_dir'], 0o700)
         except (IOError, OSError) as e:
-            raise GCError('cannot create the backup directory %s: %s; nothing was changed' % (run_dir, e), data)
-        failure = None
-        for res, item in todo:
-            if failure:
+            raise GCError('cannot create the backup directory %s: %s; nothing was changed' % (self.run_dir, e), data)
+        for res, item in self.todo:
+            if self.failure:
                 res['remaining'].append(item['path'])
                 continue
             try:
-                method = ipam.move_to_backup(item['path'], item['backup'], sync_dirs=False)
+                method = ipam.move_to_backup(item['path'], item['backup'], sync_dirs=False, fs=store)
             except (IOError, OSError) as e:
-                failure = 'moving %s to %s failed: %s' % (item['path'], item['backup'], e)
+                self.failure = 'moving %s to %s failed: %s' % (item['path'], item['backup'], e)
                 res['remaining'].append(item['path'])
                 continue
             res['removed'].append(item['path'])
             data['moved'].append({'path': item['path'], 'backup': item['backup'], 'method': method})
-        # Read back: every moved file is gone from the network and present in the backup.
+
+    def verify(self):
+        """Read back (every moved file gone from the network, present in the backup), write the manifest;
+        GCError when a move failed or did not hold."""
+        data, store, info = self.data, self.store, self.info
         for m in data['moved']:
-            if os.path.lexists(m['path']) or not os.path.isfile(m['backup']):
-                failure = failure or 'after moving, %s %s and %s %s' % (
-                    m['path'], 'still exists' if os.path.lexists(m['path']) else 'is gone',
-                    m['backup'], 'exists' if os.path.isfile(m['backup']) else 'is missing')
-        data['remaining'] = [p for res in results for p in res['remaining']]
-        data['summary'] = summary(results)
-        data['changed'] = bool(data['moved']) or locks_missing
+            if store.lexists(m['path']) or not store.isfile(m['backup']):
+                self.failure = self.failure or 'after moving, %s %s and %s %s' % (
+                    m['path'], 'still exists' if store.lexists(m['path']) else 'is gone',
+                    m['backup'], 'exists' if store.isfile(m['backup']) else 'is missing')
+        data['remaining'] = [p for res in self.results for p in res['remaining']]
+        data['summary'] = summary(self.results)
+        data['changed'] = bool(data['moved']) or self._locks_missing()
         try:
-            _write_manifest(run_dir, {'catalog': 'N-1', 'module': 'netmedic.k8s.cni_ipam_gc', 'time': int(clock),
-                                      'runtime': {k: info.get(k) for k in ('name', 'cli', 'endpoint', 'namespace', 'listed')},
-                                      'moved': data['moved'], 'remaining': data['remaining'],
-                                      'leaked': [dict(item, network=res['path']) for res, item in todo]})
+            self._write_manifest({'catalog': 'N-1', 'module': 'netmedic.k8s.cni_ipam_gc', 'time': int(self.clock),
+                                  'runtime': {k: info.get(k) for k in ('name', 'cli', 'endpoint', 'namespace', 'listed')},
+                                  'moved': data['moved'], 'remaining': data['remaining'],
+                                  'leaked': [dict(item, network=res['path']) for res, item in self.todo]})
         except (IOError, OSError) as e:
-            data['warnings'].append('could not write %s/manifest.json: %s (the moved files are there)' % (run_dir, e))
-        if failure:
+            data['warnings'].append('could not write %s/manifest.json: %s (the moved files are there)' % (self.run_dir, e))
+        if self.failure:
             raise GCError('%s; %d file(s) moved (listed in moved), %d leaked file(s) remain in place (listed in remaining)'
-                          % (failure, len(data['moved']), len(data['remaining'])), data)
-        return data
-    finally:
-        for fd in held:
-            ipam.unlock_network(fd)
+                          % (self.failure, len(data['moved']), len(data['remaining'])), data)
+
+    def _write_manifest(self, manifest):
+        # Informational (the run directory mirrors the original paths): written atomically, not fsynced.
+        tmp = os.path.join(self.run_dir, '.manifest.json.tmp')
+        self.store.write_text(tmp, json.dumps(manifest, indent=2, sort_keys=True))
+        self.store.rename(tmp, os.path.join(self.run_dir, 'manifest.json'))
+
+
+def run_gc(runner, params, check_mode, fs=None, now=None, store=None):
+    """The whole module minus AnsibleModule; returns the result data (``changed`` included).
+
+    Raises GCError (with the partial result in ``data``) when the run must fail.  host-local's
+    lock is held from before the second listing through the moves and the manifest, and always
+    released (:meth:`GCRun.locked`).
+    """
+    run = GCRun(runner, params, check_mode, fs=fs, now=now, store=store)
+    run.validate()
+    run.read()
+    if not run.nets:
+        return run.data
+    with run.locked():
+        run.plan()
+        if check_mode or not run.todo:
+            return run.data
+        run.apply()
+        run.verify()
+    return run.data
 
 
 def diffs(data):
@@ -346,11 +411,11 @@ def finish(data, failed, check_mode, want_diff=False):
 RUN_DIR_NAME = r'^(?P<stamp>\d{8}T\d{6}Z)-\d+$'     # <backup_dir>/<UTC time>-<pid>/ as run_gc names them
 
 
-def is_owned_run(path):
+def is_owned_run(path, fs=None):
     """A run directory :func:`run_gc` made: it holds run_gc's manifest of catalog N-1."""
     try:
-        with open(os.path.join(path, 'manifest.json')) as f:
-            return json.load(f).get('catalog') == 'N-1'
+        text = (fs or _LOCAL).read_head(os.path.join(path, 'manifest.json'), -1)
+        return json.loads(text).get('catalog') == 'N-1'
     except (IOError, OSError, ValueError, AttributeError):
         return False
 
@@ -365,7 +430,7 @@ def _stamp_time(stamp):
                              int(stamp[13:15]), tzinfo=datetime.timezone.utc)
 
 
-def prune_run_dirs(backup_dir, keep_count=0, keep_days=0, protect=(), check_mode=False, now=None):
+def prune_run_dirs(backup_dir, keep_count=0, keep_days=0, protect=(), check_mode=False, now=None, fs=None):
     """Retention for the per-run backup directories under ``backup_dir`` (issue 10 hole 11), for every entry point.
 
     Only real directories named as :func:`run_gc` names them and holding its manifest are candidates (never a
@@ -374,16 +439,18 @@ def prune_run_dirs(backup_dir, keep_count=0, keep_days=0, protect=(), check_mode
     newest or older than ``keep_days`` (``reportfiles.plan_retention``; 0 disables either, both 0 removes nothing).
     Returns ``{'removed': [paths], 'kept': [paths], 'errors': ['path: reason']}``; in check mode ``removed`` is what
     would go. A directory that cannot be removed is an error entry, the others are still pruned.
+    Every file operation goes through ``fs`` (a HostFS, default ``/``).
     """
+    fs = fs or _LOCAL
     pattern = re.compile(RUN_DIR_NAME)
     out = {'removed': [], 'kept': [], 'errors': []}
-    if not os.path.isdir(backup_dir) or os.path.islink(backup_dir):
+    if not fs.isdir(backup_dir) or fs.islink(backup_dir):
         return out
     runs = []
-    for name in sorted(os.listdir(backup_dir)):
+    for name in fs.listdir(backup_dir):
         path = os.path.join(backup_dir, name)
         match = pattern.match(name)
-        if not match or os.path.islink(path) or not os.path.isdir(path) or not is_owned_run(path):
+        if not match or fs.islink(path) or not fs.isdir(path) or not is_owned_run(path, fs):
             continue
         when = _stamp_time(match.group('stamp'))
         runs.append((name, when))
@@ -403,7 +470,7 @@ def prune_run_dirs(backup_dir, keep_count=0, keep_days=0, protect=(), check_mode
         path = os.path.join(backup_dir, name)
         if not check_mode:
             try:
-                shutil.rmtree(path)
+                fs.rmtree(path)
             except OSError as e:
                 out['errors'].append('%s: %s' % (path, e))
                 continue

@@ -69,7 +69,8 @@ def mount_for(path, mounts):
 
 
 class HostFS(object):
-    """Read-only access to the node's files below ``root``."""
+    """Access to the node's files below ``root``: reading (links resolved inside the root) and,
+    for modules that change files, the low-level methods at the end (paths as given)."""
 
     MAX_LINKS = 40
 
@@ -158,3 +159,100 @@ class HostFS(object):
             return {'path': real, 'mount_point': None, 'fstype': None, 'tmpfs': None}
         return {'path': real, 'mount_point': mount['mount_point'], 'fstype': mount['fstype'],
                 'tmpfs': mount['fstype'] == 'tmpfs'}
+
+    # --- low-level and writing access (catalog N-1's GC, ipam.py) --------------------------------
+    #
+    # The methods below address a path *as given*: on root ``/`` exactly the string the caller
+    # passed (the same call ``os.*`` would get), below ``root`` otherwise; symbolic links are NOT
+    # resolved inside the root (callers that must not follow one use ``lstat``/``O_NOFOLLOW``).
+    # They exist so that every file operation of a module goes through one object a test can
+    # replace with a fake (record the lock, fail a rename).
+
+    def local(self, node_path):
+        """Where ``node_path`` is on this machine, for the methods below (no link resolution)."""
+        if self.root == '/':
+            return str(node_path)
+        return self.path(node_path)
+
+    def lexists(self, node_path):
+        """True when the path exists, also as a dangling symbolic link (``os.path.lexists``)."""
+        return os.path.lexists(self.local(node_path))
+
+    def islink(self, node_path):
+        return os.path.islink(self.local(node_path))
+
+    def isfile(self, node_path):
+        """A regular file, following links as the kernel does (``os.path.isfile``)."""
+        return os.path.isfile(self.local(node_path))
+
+    def lstat(self, node_path):
+        return os.lstat(self.local(node_path))
+
+    def scandir(self, node_path):
+        """``os.scandir`` of the directory: entries' ``name``, ``is_file``, ``stat``; use ``name`` with
+        the node path given (an entry's ``path`` is this machine's)."""
+        return os.scandir(self.local(node_path))
+
+    def read_head(self, node_path, limit):
+        """The first ``limit`` bytes of a file (``open(..., 'rb').read(limit)``; links followed as ``open`` does)."""
+        with open(self.local(node_path), 'rb') as f:
+            return f.read(limit)
+
+    def open_fd(self, node_path, flags, mode=0o777):
+        """``os.open``: a file descriptor to pass to :meth:`flock`, :meth:`write_fd`, :meth:`fsync`, :meth:`close`."""
+        return os.open(self.local(node_path), flags, mode)
+
+    def flock(self, fd, operation):
+        """``fcntl.flock`` on a descriptor from :meth:`open_fd` (imported here: only lockers need fcntl)."""
+        import fcntl
+
+        fcntl.flock(fd, operation)
+
+    def write_fd(self, fd, data):
+        """Write all of ``data`` to the descriptor."""
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+
+    def fsync(self, fd):
+        os.fsync(fd)
+
+    def close(self, fd):
+        os.close(fd)
+
+    def fsync_dir(self, node_path):
+        """``fsync`` a directory (its entries made durable: after a rename into or out of it)."""
+        fd = os.open(self.local(node_path), os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def mkdir(self, node_path, mode=0o777):
+        """Create one directory; OSError ``EEXIST`` when it exists (never reused)."""
+        os.mkdir(self.local(node_path), mode)
+
+    def makedirs(self, node_path, mode=0o777, exist_ok=False):
+        os.makedirs(self.local(node_path), mode, exist_ok=exist_ok)
+
+    def rename(self, src, dst):
+        """``os.rename``: atomic on one file system, OSError ``EXDEV`` across two."""
+        os.rename(self.local(src), self.local(dst))
+
+    def unlink(self, node_path):
+        os.unlink(self.local(node_path))
+
+    def utime(self, node_path, times):
+        os.utime(self.local(node_path), times)
+
+    def write_text(self, node_path, text):
+        """Create or truncate a file and write ``text`` (not fsynced; write a temporary file and
+        :meth:`rename` it for an atomic replacement)."""
+        with open(self.local(node_path), 'w') as f:
+            f.write(text)
+
+    def rmtree(self, node_path):
+        """Remove a directory tree (``shutil.rmtree``, which never follows a link out of the tree)."""
+        import shutil
+
+        shutil.rmtree(self.local(node_path))

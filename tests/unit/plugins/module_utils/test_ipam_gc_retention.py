@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 
 import pytest
 
@@ -64,14 +65,14 @@ def test_a_directory_without_run_gcs_manifest_is_never_a_candidate(tmp_path):
 
 def test_a_directory_that_cannot_be_removed_is_an_error_not_a_stop(tmp_path, monkeypatch):
     names = _runs(tmp_path, (40, 30, 1))
-    real = ipam_gc.shutil.rmtree
+    real = shutil.rmtree
 
     def rmtree(path, *a, **kw):
         if path.endswith(names[0]):
             raise OSError(16, 'Device or resource busy')
         return real(path, *a, **kw)
 
-    monkeypatch.setattr(ipam_gc.shutil, 'rmtree', rmtree)
+    monkeypatch.setattr(shutil, 'rmtree', rmtree)   # HostFS.rmtree calls it
     done = ipam_gc.prune_run_dirs(str(tmp_path), keep_days=7, now=NOW)
     assert done['removed'] == [str(tmp_path / names[1])]
     assert len(done['errors']) == 1 and 'busy' in done['errors'][0]

@@ -246,11 +246,11 @@ def test_failure_mid_way_reports_moved_and_remaining(gcnode, make_runner, monkey
     real = ipam.move_to_backup
     calls = []
 
-    def flaky(src, dst, sync_dirs=True):
+    def flaky(src, dst, sync_dirs=True, fs=None):
         calls.append(src)
         if len(calls) == 2:
             raise OSError(28, 'No space left on device')
-        return real(src, dst, sync_dirs)
+        return real(src, dst, sync_dirs, fs=fs)
 
     monkeypatch.setattr(ipam, 'move_to_backup', flaky)
     runner = make_runner(replies={ctr_args(): listing(GKE_A, CB0[0], CB0[2])})
@@ -383,7 +383,7 @@ def test_issue10_h7_unreadable_network_is_a_clean_failure(gcnode, make_runner, m
     from ansible_collections.netmedic.k8s.plugins.module_utils import ipam
     runner = make_runner(replies={ctr_args(): listing(GKE_A, CB0[0], CB0[2])})
 
-    def denied(path):
+    def denied(path, fs=None):
         raise PermissionError(13, 'Permission denied', path)
     monkeypatch.setattr(ipam, 'read_allocations', denied)
     with pytest.raises(cni_ipam_gc.GCError, match=r'cannot read .*: .*Permission denied.*nothing was changed'):
