@@ -17,6 +17,9 @@ fills in the steps; ``main()`` is ``TheModule().run()``. What the lifecycle does
   (``apply_in_check_mode``: the cluster edit service, whose server-side dry run is the check-mode
   stop, because its 409 loop spans dry run to write);
 - runs :meth:`verify` (read back independently) after a real apply;
+- holds what :meth:`held` returns (a context manager; default: nothing) from :meth:`plan` through
+  :meth:`verify`, released however those steps end (a failure, the check-mode or unchanged stop),
+  and only then runs :meth:`after` (work that must not hold it, such as backup retention);
 - returns through :class:`Result` (one result shape, credentials masked).
 
 Two kinds build on it: ``node/settings.SettingModule`` (a persisted kernel setting: kernel value
@@ -25,6 +28,8 @@ cluster edit service).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -95,6 +100,22 @@ class ModuleLifecycle(object):
     def verify(self):
         """Read the state back and fail when it is not what was planned."""
 
+    def held(self):
+        """A context manager held from :meth:`plan` through :meth:`verify` (default: nothing held).
+
+        For a module whose plan is only valid while it holds a resource that others wait for
+        (cni_ipam_gc: host-local's ``flock`` of each network, taken after :meth:`read`'s first
+        runtime listing). Take it on entering and release it on leaving, whatever the exit: a
+        refusal or failure inside ends the module from within the block, so only a context
+        manager (never a flag) releases it. Called after :meth:`read`; keep :meth:`read` free of
+        anything that may wait (a runtime listing), so the resource is held no longer than needed.
+        """
+        return contextlib.nullcontext()
+
+    def after(self):
+        """After the held resource is released, on every successful end (unchanged, check mode or applied):
+        work that must not hold it, fills ``result`` (default: nothing)."""
+
     # --- the shared parts ---------------------------------------------------------------
 
     def refuse(self, msg, **details):
@@ -109,16 +130,21 @@ class ModuleLifecycle(object):
         for available, library, error in self.requirements():
             if not available:
                 self.module.fail_json(msg=missing_required_lib(library), exception=error)
+        refusals = tuple(self.kind_refusals) + tuple(self.refusals)
         try:
             self.validate()
             self.read()
-            self.plan()
-            self.report()
-        except tuple(self.kind_refusals) + tuple(self.refusals) as e:
+        except refusals as e:
             self.refuse(self.refusal(e))
-        if not self.will_change() or (self.check_mode and not self.apply_in_check_mode):
-            self.result.exit()
-        self.apply()
-        if not self.check_mode:
-            self.verify()
+        with self.held():
+            try:
+                self.plan()
+                self.report()
+            except refusals as e:
+                self.refuse(self.refusal(e))
+            if self.will_change() and not (self.check_mode and not self.apply_in_check_mode):
+                self.apply()
+                if not self.check_mode:
+                    self.verify()
+        self.after()
         self.result.exit()

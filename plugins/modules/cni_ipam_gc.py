@@ -338,10 +338,9 @@ catalog:
   sample: ["N-1"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, runtime
-from ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc import GCError, finish, prune_run_dirs, run_gc
+from ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc import GCError, GCRun, finish, prune_run_dirs, run_gc  # noqa: F401
+from ansible_collections.netmedic.k8s.plugins.module_utils.lifecycle import ModuleLifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import Runner
 
 ARGUMENT_SPEC = dict(
@@ -361,39 +360,87 @@ ARGUMENT_SPEC = dict(
 )
 
 
+class CniIpamGc(ModuleLifecycle):
+    """Catalog N-1 on the lifecycle; the steps are ipam_gc.GCRun's (shared with the C-8 pod's run_gc).
+
+    read: networks, runtime and the first listing, WITHOUT host-local's lock; held: the lock of every
+    network (GCRun.locked); plan: under it, the second listing (apply only), the scan and the plan;
+    apply: the moves; verify: read back and manifest; after (lock released): the result and retention.
+    """
+
+    catalog = ['N-1']
+    options = ARGUMENT_SPEC
+
+    def _step(self, step):
+        try:
+            step()
+        except GCError as e:
+            self._fill(e.data, e.msg)
+
+    def _fill(self, data, failed=None):
+        """The result of the run (ipam_gc.finish, the same mapping as the C-8 pod's); fails when ``failed``."""
+        out, warnings = finish(data, failed, self.check_mode, want_diff=self.module._diff)
+        for msg in warnings:
+            self.module.warn(msg)
+        result = self.result
+        result.changed = out.pop('changed')
+        result.before = out.pop('before')
+        result.after = out.pop('after')
+        result.backups = out.pop('backups')
+        result.diffs = out.pop('diff', [])
+        for key in ('catalog', 'failed', 'msg'):
+            out.pop(key, None)
+        result.extra = out
+        if failed:
+            result.fail(failed)
+
+    def validate(self):
+        for key in ('backup_keep_days', 'backup_keep_count'):
+            if self.params[key] < 0:
+                self.refuse('%s must be 0 (no limit) or more, got %d; nothing was changed' % (key, self.params[key]))
+        self.gc = GCRun(Runner(self.module), self.params, self.check_mode)
+        self._step(self.gc.validate)
+
+    def read(self):
+        self._step(self.gc.read)
+
+    def held(self):
+        # host-local's lock from before the second listing through the moves; nothing to hold without networks.
+        return self.gc.locked() if self.gc.nets else super(CniIpamGc, self).held()
+
+    def plan(self):
+        if self.gc.nets:
+            self._step(self.gc.plan)
+
+    def will_change(self):
+        return bool(self.gc.todo)
+
+    def apply(self):
+        self._step(self.gc.apply)
+
+    def verify(self):
+        self._step(self.gc.verify)
+
+    def after(self):
+        self._fill(self.gc.data)
+        # Retention after a successful run only (a failed run ended above and leaves every backup where it is),
+        # with host-local's lock already released.
+        backup_dir = self.result.extra.get('backup_dir')
+        try:
+            done = prune_run_dirs(self.params['backup_dir'], self.params['backup_keep_count'],
+                                  self.params['backup_keep_days'], protect=[backup_dir] if backup_dir else [],
+                                  check_mode=self.check_mode)
+        except OSError as e:
+            done = {'removed': [], 'errors': ['%s: %s' % (self.params['backup_dir'], e)]}
+        self.result.extra['pruned'] = {'removed': done['removed'], 'errors': done['errors']}
+        if done['removed'] and not self.check_mode:
+            self.result.changed = True
+        for err in done['errors']:
+            self.module.warn('backup retention: could not remove %s' % err)
+
+
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    for key in ('backup_keep_days', 'backup_keep_count'):
-        if module.params[key] < 0:
-            module.fail_json(msg='%s must be 0 (no limit) or more, got %d; nothing was changed' % (key, module.params[key]),
-                             changed=False)
-    runner = Runner(module)
-    try:
-        data = run_gc(runner, module.params, module.check_mode)
-        failed = None
-    except GCError as e:
-        data = e.data
-        failed = e.msg
-    # One mapping of the result for every entry point (this module and the C-8 pod's ipam_gc_cli).
-    result, warnings = finish(data, failed, module.check_mode, want_diff=module._diff)
-    for msg in warnings:
-        module.warn(msg)
-    if failed:
-        result.pop('failed')
-        module.fail_json(**result)
-    # Retention after a successful run only: a failed run leaves every backup where it is.
-    protect = [result['backup_dir']] if result.get('backup_dir') else []
-    try:
-        done = prune_run_dirs(module.params['backup_dir'], module.params['backup_keep_count'], module.params['backup_keep_days'],
-                              protect=protect, check_mode=module.check_mode)
-    except OSError as e:
-        done = {'removed': [], 'errors': ['%s: %s' % (module.params['backup_dir'], e)]}
-    result['pruned'] = {'removed': done['removed'], 'errors': done['errors']}
-    if done['removed'] and not module.check_mode:
-        result['changed'] = True
-    for err in done['errors']:
-        module.warn('backup retention: could not remove %s' % err)
-    module.exit_json(**result)
+    CniIpamGc().run()
 
 
 if __name__ == '__main__':
