@@ -92,3 +92,61 @@ def test_issue13_lifecycle_refusal_fails_unchanged_before_apply(capsys, step):
     assert 'apply' not in calls
     assert result['failed'] is True and result['changed'] is False
     assert result['msg'] == '%s refused (nothing was changed)' % step
+
+
+def make_holding(calls, **kw):
+    """The probe with a held resource (lifecycle.held) and an after step, both written down in ``calls``."""
+    import contextlib
+
+    class Holding(make(calls, **kw)):
+        @contextlib.contextmanager
+        def held(self):
+            calls.append('take')
+            try:
+                yield
+            finally:
+                calls.append('release')
+
+        def after(self):
+            calls.append('after')
+
+    return Holding
+
+
+@pytest.mark.parametrize('check, changes, steps', [
+    (False, True, ['plan', 'report', 'apply', 'verify']),
+    (True, True, ['plan', 'report']),                   # check-mode stop inside the block
+    (False, False, ['plan', 'report']),                 # nothing to change
+])
+def test_issue13_lifecycle_held_spans_plan_to_verify_and_after_runs_released(capsys, check, changes, steps):
+    calls = []
+    run(make_holding(calls, changes=changes), capsys, check=check)
+    assert calls == ['validate', 'read', 'take'] + steps + ['release', 'after']
+
+
+@pytest.mark.parametrize('step', ['plan', 'report'])
+def test_issue13_lifecycle_held_is_released_on_a_refusal_and_after_does_not_run(capsys, step):
+    calls = []
+    result = run(make_holding(calls, refuse_at=step), capsys)
+    assert calls[-1] == 'release' and 'after' not in calls and 'apply' not in calls
+    assert result['failed'] is True and result['changed'] is False
+
+
+@pytest.mark.parametrize('step', ['validate', 'read'])
+def test_issue13_lifecycle_refusal_before_plan_takes_nothing(capsys, step):
+    calls = []
+    run(make_holding(calls, refuse_at=step), capsys)
+    assert 'take' not in calls and 'after' not in calls
+
+
+def test_issue13_lifecycle_held_is_released_when_apply_fails(capsys):
+    calls = []
+
+    class Failing(make_holding(calls)):
+        def apply(self):
+            calls.append('apply')
+            self.result.fail('apply failed')
+
+    result = run(Failing, capsys)
+    assert calls[-2:] == ['apply', 'release'] and 'after' not in calls
+    assert result['failed'] is True
