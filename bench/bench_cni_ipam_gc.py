@@ -152,10 +152,10 @@ class _Shim(object):
     def get_bin_path(self, name, required=False, opt_dirs=None):
         return shutil.which(name, path=self.env['PATH'])
 
-    def run_command(self, cmd, check_rc=False, data=None, environ_update=None, use_unsafe_shell=False):
+    def run_command(self, cmd, check_rc=False, data=None, environ_update=None, use_unsafe_shell=False, timeout=None):
         env = dict(self.env)
         env.update(environ_update or {})
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, timeout=timeout)
         return proc.returncode, proc.stdout, proc.stderr
 
 
