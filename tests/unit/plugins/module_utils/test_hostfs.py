@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import fcntl
 import os
+
+import pytest
 
 from ansible_collections.netmedic.k8s.plugins.module_utils.node import hostfs
 
@@ -51,3 +54,43 @@ def test_hostfs_on_the_real_root():
     with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
         assert fs.read_text('/proc/sys/net/ipv4/ip_local_port_range') == f.read()
     assert fs.realpath('/var/run') == os.path.realpath('/var/run')
+
+
+# --- the low-level and writing methods (issue 13: every file operation of cni_ipam_gc through HostFS) ---
+
+def test_issue13_local_is_the_path_as_given_on_root_and_below_root_otherwise(tmp_path):
+    assert hostfs.HostFS('/').local('/var/lib/cni/networks/') == '/var/lib/cni/networks/'      # exactly what os.* got
+    assert hostfs.HostFS(str(tmp_path)).local('/var/lib/cni') == os.path.join(str(tmp_path), 'var/lib/cni')
+
+
+def test_issue13_writing_methods_act_below_the_root(tmp_path):
+    fs = hostfs.HostFS(str(tmp_path))
+    fs.makedirs('/a/b', 0o700)
+    fs.makedirs('/a/b', 0o700, exist_ok=True)
+    fs.mkdir('/a/run', 0o700)
+    with pytest.raises(FileExistsError):
+        fs.mkdir('/a/run')
+    assert (tmp_path / 'a' / 'b').is_dir() and (tmp_path / 'a' / 'run').stat().st_mode & 0o777 == 0o700
+    fs.write_text('/a/b/.m.tmp', '{"x": 1}')
+    fs.rename('/a/b/.m.tmp', '/a/b/m.json')
+    assert (tmp_path / 'a' / 'b' / 'm.json').read_text() == '{"x": 1}' and fs.isfile('/a/b/m.json')
+    assert fs.read_head('/a/b/m.json', 4) == b'{"x"' and fs.read_head('/a/b/m.json', -1) == b'{"x": 1}'
+    assert [e.name for e in fs.scandir('/a/b')] == ['m.json']
+    os.symlink('/nowhere', str(tmp_path / 'a' / 'dangling'))
+    assert fs.lexists('/a/dangling') and fs.islink('/a/dangling') and not fs.isfile('/a/dangling')
+    fd = fs.open_fd('/a/lock', os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        fs.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fs.write_fd(fd, b'abc' * 1000)
+        fs.fsync(fd)
+        fs.flock(fd, fcntl.LOCK_UN)
+    finally:
+        fs.close(fd)
+    assert (tmp_path / 'a' / 'lock').read_bytes() == b'abc' * 1000
+    fs.utime('/a/lock', (1000, 2000))
+    assert fs.lstat('/a/lock').st_mtime == 2000
+    fs.fsync_dir('/a')
+    fs.unlink('/a/lock')
+    assert not fs.lexists('/a/lock')
+    fs.rmtree('/a/b')
+    assert not (tmp_path / 'a' / 'b').exists() and (tmp_path / 'a' / 'run').is_dir()
