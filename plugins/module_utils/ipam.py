@@ -237,6 +237,7 @@ _LOCAL = HostFS('/')
 def _fs(fs):
     return _LOCAL if fs is None else fs
 
+
 GC_LIVE = 'live'
 GC_YOUNG = 'young'
 GC_LEAKED = 'leaked'

@@ -170,8 +170,8 @@ def test_issue13_a_lock_timeout_releases_the_locks_already_taken(gcnode, make_ru
         store = RecordingFS()
         with pytest.raises(ipam_gc.GCError, match='held by another process'):
             run(gcnode, runner, store, lock_timeout=0)
-        assert store.events == [('lock', os.path.join(gcnode.data_dir, 'cb0', 'lock')),
-                                             ('unlock', os.path.join(gcnode.data_dir, 'cb0', 'lock'))]
+        cb0_lock = os.path.join(gcnode.data_dir, 'cb0', 'lock')
+        assert store.events == [('lock', cb0_lock), ('unlock', cb0_lock)]
         assert store.locked == set() and set(store.lock_fds()) <= store.closed
     finally:
         os.close(other)
