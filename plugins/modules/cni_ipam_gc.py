@@ -366,6 +366,7 @@ class CniIpamGc(ModuleLifecycle):
     read: networks, runtime and the first listing, WITHOUT host-local's lock; held: the lock of every
     network (GCRun.locked); plan: under it, the second listing (apply only), the scan and the plan;
     apply: the moves; verify: read back and manifest; after (lock released): the result and retention.
+    ``run_gc`` (the same steps in one call: the C-8 pod, the benchmarks) stays importable from this module.
     """
 
     catalog = ['N-1']
