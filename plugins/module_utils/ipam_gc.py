@@ -60,7 +60,11 @@ def validate(params, store=None):
         if not name or name in ('.', '..') or '/' in name or '\0' in name:
             raise GCError('invalid network name %r (a directory name under data_dir is expected)' % (name,))
     for path in params['data_dir']:
-        if _under(params['backup_dir'], path, store):
+        try:
+            inside = _under(params['backup_dir'], path, store)
+        except OSError as e:        # a symbolic link loop: where the backup would go is not certain
+            raise GCError('cannot resolve backup_dir %s or data_dir %s: %s' % (params['backup_dir'], path, e))
+        if inside:
             raise GCError('backup_dir %s is inside data_dir %s: choose a directory outside the CNI data directories'
                           % (params['backup_dir'], path))
     if params['runtime_endpoint'] and runtime.endpoint_path(params['runtime_endpoint']) is None:

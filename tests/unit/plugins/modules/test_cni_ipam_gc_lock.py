@@ -175,3 +175,14 @@ def test_issue13_a_lock_timeout_releases_the_locks_already_taken(gcnode, make_ru
         assert store.locked == set() and set(store.lock_fds()) <= store.closed
     finally:
         os.close(other)
+
+
+def test_issue13_backup_dir_through_a_link_loop_fails_before_anything(gcnode, make_runner, tmp_path):
+    # validate resolves backup_dir through HostFS.realpath, which raises ELOOP (os.path.realpath did not).
+    os.symlink(str(tmp_path / 'loop-b'), str(tmp_path / 'loop-a'))
+    os.symlink(str(tmp_path / 'loop-a'), str(tmp_path / 'loop-b'))
+    runner = make_runner(replies={})
+    store = RecordingFS()
+    with pytest.raises(ipam_gc.GCError, match='cannot resolve backup_dir'):
+        run(gcnode, runner, store, backup_dir=str(tmp_path / 'loop-a' / 'backup'))
+    assert runner.fake.calls == [] and store.opened == {}
