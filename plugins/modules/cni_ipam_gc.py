@@ -339,9 +339,12 @@ catalog:
 """
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, runtime
-from ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc import GCError, GCRun, finish, prune_run_dirs, run_gc  # noqa: F401
+from ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc import GCError, GCRun, finish, prune_run_dirs, run_gc
 from ansible_collections.netmedic.k8s.plugins.module_utils.lifecycle import ModuleLifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import Runner
+
+# run_gc: the same steps in one call (the C-8 pod, the benchmarks), importable from here as before.
+__all__ = ['ARGUMENT_SPEC', 'CniIpamGc', 'GCError', 'main', 'run_gc']
 
 ARGUMENT_SPEC = dict(
     data_dir=dict(type='list', elements='path', default=list(ipam.DEFAULT_DATA_DIRS)),
@@ -366,7 +369,6 @@ class CniIpamGc(ModuleLifecycle):
     read: networks, runtime and the first listing, WITHOUT host-local's lock; held: the lock of every
     network (GCRun.locked); plan: under it, the second listing (apply only), the scan and the plan;
     apply: the moves; verify: read back and manifest; after (lock released): the result and retention.
-    ``run_gc`` (the same steps in one call: the C-8 pod, the benchmarks) stays importable from this module.
     """
 
     catalog = ['N-1']
