@@ -98,7 +98,9 @@ PLAYBOOKS = {
     },
     'ipvs_scheduler_change': {
         'catalog': 'W-3 (C-2, C-7)',
-        'modules': CHANGE_GUARD + ['health_gate', 'kube_proxy_config'] + VERIFIED_ROLLOUT,
+        # The reboot after an iptables fallback (catalog C-2) is role node_rotation: drain, Node and PDB reads.
+        'modules': (CHANGE_GUARD + ['health_gate', 'kube_proxy_config'] + VERIFIED_ROLLOUT
+                    + ['node_drain', 'k8s_info_node', 'k8s_info_pdb']),
     },
     'flannel_datadir_migration': {
         'catalog': 'W-2 (C-5, N-7)',
