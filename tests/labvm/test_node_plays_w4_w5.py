@@ -11,7 +11,8 @@ full, and an IPVS UDP service with ``ipvsadm --set 900 120 300``.
   ``900 120 10`` back from ``ipvsadm -L --timeout``, the unit is written and enabled), then a second run that changes
   nothing. The kube-proxy ConfigMaps stay byte for byte (N-5 is not C-3) and no Lease is left.
 - W-5: Fix B (kube-proxy conntrack.maxPerCore, verified restart) against a current-version double and Fix A
-  (nf_conntrack_max = MemTotal kB / 32 now and in /etc/sysctl.d) on the VMs, check mode first, then the apply.
+  (nf_conntrack_max = MemTotal kB / 32 now and in /etc/sysctl.d) on the VMs, applied (its check mode is proved
+  elsewhere: see the w5 fixture).
 
 Every node value is read back over ssh with the kernel's tools and files, never from the modules' reports.
 """
@@ -157,19 +158,27 @@ def test_w4_second_run_changes_nothing(w4):
     assert w4['again']['nodes'] == w4['apply']['nodes']
 
 
+def _all_pods_running(store):
+    pods = store.list('pods')[0]
+    return bool(pods) and all(p['status'].get('phase') == 'Running' for p in pods)
+
+
 @pytest.fixture(scope='module')
 def w5(planted, w4, lab, ssh, tmp_path_factory):
-    """W-5 (both fixes) on a current-version double: check, then apply (after W-4, so the IPVS state is W-4's)."""
+    """W-5 (both fixes) on a current-version double, applied (after W-4, so the IPVS state is W-4's).
+
+    No check-mode run here (CI's VM-lab time is the budget): W-5's check mode is proved on the API double for the
+    cluster half (tests/lab/test_conntrack_tuning_playbook.py) and on the VMs for its node module
+    (tests/labvm/test_conntrack_limit.py); the W-4 phases above prove the node play's --check on these VMs."""
     nodes = planted['nodes']
     node_state = StaticNodeState()
     double = start_double(tmp_path_factory, node_state=node_state)
     phases = {}
     try:
-        double.wait_for(lambda store: (lambda pods: bool(pods) and all(p['status'].get('phase') == 'Running' for p in pods))(
-            store.list('pods')[0]))
+        double.wait_for(_all_pods_running)
         cluster_before = cluster_state(double)
         before = read_all(ssh, nodes)
-        for phase, extra in (('check', ('--check', '--diff')), ('apply', ())):
+        for phase, extra in (('apply', ()),):
             node_state.conntrack_max.clear()
             run = run_vm_playbook(lab, tmp_path_factory.mktemp('w5-' + phase), double, 'conntrack_tuning.yml',
                                   '-e', 'netmedic_targets=lab_nodes', *extra)
@@ -183,17 +192,6 @@ def w5(planted, w4, lab, ssh, tmp_path_factory):
 
 def _max_per_core(cms):
     return yaml.safe_load(cms['kube-proxy-worker']['config.conf'])['conntrack']['maxPerCore']
-
-
-def test_w5_check_mode_changes_nothing(w5):
-    """Issue 12 item 4: conntrack_tuning.yml's node play (Fix A) in check mode: would raise 64 on every node, changes none."""
-    run = w5['check']['run']
-    assert run.rc == 0, run.tail()
-    fix_a = run.results('Size the conntrack table (catalog N-2)')
-    assert sorted(fix_a) == sorted(w5['nodes']), fix_a
-    assert all(r['changed'] and r['before']['max'] == 64 for r in fix_a.values()), fix_a
-    assert w5['check']['nodes'] == w5['before']
-    assert w5['check']['cluster'] == w5['cluster_before'] and w5['check']['kube_proxy_set'] == {}
 
 
 def test_w5_apply_sizes_every_node_and_persists(w5):
