@@ -338,6 +338,8 @@ catalog:
   sample: ["N-1"]
 """
 
+import contextlib
+
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipam, runtime
 from ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc import GCError, GCRun, finish, prune_run_dirs, run_gc
 from ansible_collections.netmedic.k8s.plugins.module_utils.lifecycle import ModuleLifecycle
@@ -409,7 +411,19 @@ class CniIpamGc(ModuleLifecycle):
 
     def held(self):
         # host-local's lock from before the second listing through the moves; nothing to hold without networks.
-        return self.gc.locked() if self.gc.nets else super(CniIpamGc, self).held()
+        return self._locked() if self.gc.nets else super(CniIpamGc, self).held()
+
+    @contextlib.contextmanager
+    def _locked(self):
+        # Taking the locks can fail too (another holder past lock_timeout, an unreadable lock file): that failure
+        # goes through the same result mapping as every other step (the documented keys, nothing changed), and the
+        # locks already taken are released by GCRun.locked itself.
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(self.gc.locked())
+            except GCError as e:
+                self._fill(e.data, e.msg)
+            yield
 
     def plan(self):
         if self.gc.nets:

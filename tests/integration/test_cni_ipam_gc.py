@@ -275,6 +275,10 @@ def test_lock_held_by_another_process(run_module_in, node, runtime, tmp_path):
         blocked = run_module_in(runtime, 'cni_ipam_gc', args(node, tmp_path, lock_timeout=2))
         assert time.monotonic() - start >= 2
         assert blocked.failed and 'held by another process' in blocked['msg']
+        # The whole result, as on every failure (found by tests/labvm/test_cni_ipam_gc.py after the lifecycle move:
+        # the lock's failure escaped the module's result mapping and the documented keys were missing).
+        assert blocked.get('moved') == [] and blocked.get('changed') is False, blocked.output
+        assert blocked.get('summary', {}).get('removed') == 0 and blocked.get('networks'), blocked.output
         assert node.files() == before
         # the runtime is asked before the lock is taken, never while waiting for it (issue #10 hole 3)
         assert runtime.calls() == [' '.join(SOCK_ARGS)]
