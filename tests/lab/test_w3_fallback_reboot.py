@@ -167,3 +167,20 @@ def test_issue9_f5_w3_check_mode_says_which_node_it_would_reboot(make_double, lc
     assert all(_boot(after[n]) == _boot(before[n]) for n in NODES)
     assert _text(double) == text
     assert _leases(double) == dict.fromkeys(LEASES)
+
+
+def test_w3_default_reboot_hook_needs_the_nodes_inventory_host(make_double, lc_missing_on_node_3, tmp_path):
+    """The default reboot hook reboots the node's inventory host, found by the shared filter netmedic.k8s.node_hosts
+    (netmedic_node_name, else the inventory name). This inventory is localhost only: lab-node-3 has no host, so after
+    the exact rollback the run fails naming it, before any cordon; nothing rebooted, every Lease released."""
+    double = make_double(node_state=lc_missing_on_node_3)
+    text, before = _text(double), _nodes(double)
+    variables = _reboot_vars(double, tmp_path)
+    del variables['netmedic_reboot_provider_tasks']                                   # the default hook
+    rc, output = run(double, tmp_path, 'nohost', **variables)
+    assert rc != 0 and 'No inventory host is Node lab-node-3' in output, output
+    assert 'Nothing was cordoned or rebooted' in output, output
+    assert _text(double) == text
+    after = _nodes(double)
+    assert all(_boot(after[n]) == _boot(before[n]) and _cordoned(after[n]) == (False, None) for n in NODES)
+    assert _leases(double) == dict.fromkeys(LEASES)
