@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,9 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.labvm.vm_playbook import run_vm_playbook  # noqa: E402
-
-LABCTL = ROOT / 'lab' / 'vm' / 'labctl'
+from tests.labvm.vm_playbook import labctl, run_vm_playbook, ssh_kv  # noqa: E402
 
 # What an independent reading shows of every planted fault (and of its absence on the clean node).
 READ = r"""
@@ -36,14 +33,8 @@ echo "ct=$(cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null || echo none
 """
 
 
-def labctl(*args):
-    proc = subprocess.run([str(LABCTL), *args], capture_output=True, text=True, timeout=900, check=False)
-    assert proc.returncode == 0, f'labctl {" ".join(args)} failed:\n{proc.stdout}\n{proc.stderr}'
-    return proc.stdout
-
-
 def reads(ssh, node):
-    return dict(line.split('=', 1) for line in ssh(node, READ).stdout.splitlines() if '=' in line)
+    return ssh_kv(ssh, node, READ)
 
 
 @pytest.fixture(scope='module')

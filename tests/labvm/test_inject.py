@@ -8,12 +8,16 @@ changes nothing.
 
 from __future__ import annotations
 
-import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-LABCTL = Path(__file__).resolve().parents[2] / 'lab' / 'vm' / 'labctl'
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.labvm.vm_playbook import labctl, ssh_kv  # noqa: E402
 
 CHECK = r"""
 echo "alloc=$(ls /var/lib/cni/networks/lab-pod-network | grep -v -e '^lock$' -e '^last_reserved_ip' | wc -l)"
@@ -29,14 +33,8 @@ echo "cb0fs=$(stat -f -c %T /var/lib/cni/networks/cb0)"
 """
 
 
-def labctl(*args):
-    proc = subprocess.run([str(LABCTL), *args], capture_output=True, text=True, timeout=900, check=False)
-    assert proc.returncode == 0, f'labctl {" ".join(args)} failed:\n{proc.stdout}\n{proc.stderr}'
-    return proc.stdout
-
-
 def reads(ssh, node):
-    return dict(line.split('=', 1) for line in ssh(node, CHECK).stdout.splitlines() if '=' in line)
+    return ssh_kv(ssh, node, CHECK)
 
 
 @pytest.fixture(scope='module')

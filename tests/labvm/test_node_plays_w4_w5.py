@@ -20,7 +20,6 @@ Every node value is read back over ssh with the kernel's tools and files, never 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,9 +31,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lab.kubedouble import KubeDouble, StaticNodeState  # noqa: E402
-from tests.labvm.vm_playbook import run_vm_playbook  # noqa: E402
+from tests.labvm.vm_playbook import labctl, run_vm_playbook, ssh_kv  # noqa: E402
 
-LABCTL = ROOT / 'lab' / 'vm' / 'labctl'
 SEED = ROOT / 'lab' / 'seed' / 'cluster.yaml'
 NS = 'kube-system'
 UNIT = '/etc/systemd/system/netmedic-ipvs-timeouts.service'
@@ -54,14 +52,8 @@ kv ct_file "$(f %(ct)s)"
 """ % {'unit': UNIT, 'name': UNIT.rsplit('/', 1)[1], 'ct': CT_FILE}
 
 
-def labctl(*args):
-    proc = subprocess.run([str(LABCTL), *args], capture_output=True, text=True, timeout=900, check=False)
-    assert proc.returncode == 0, f'labctl {" ".join(args)} failed:\n{proc.stdout}\n{proc.stderr}'
-    return proc.stdout
-
-
 def read_state(ssh, node):
-    state = dict(line.split('=', 1) for line in ssh(node, READ).stdout.splitlines() if '=' in line)
+    state = ssh_kv(ssh, node, READ)
     for key in ('unit', 'ct_file'):
         state[key] = None if state[key] == 'none' else json.loads(state[key])
     return state

@@ -12,7 +12,6 @@ fixes exactly the planted faults, persists them for the next boot, and leaves th
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,9 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.labvm.vm_playbook import run_vm_playbook  # noqa: E402
+from tests.labvm.vm_playbook import labctl, run_vm_playbook, ssh_kv  # noqa: E402
 
-LABCTL = ROOT / 'lab' / 'vm' / 'labctl'
 FIXES = ['conntrack_limit', 'port_range', 'ipvs_modules', 'pod_bridge']
 
 # The node's state as the kernel and the files show it (key=value lines; files as JSON strings, none when absent).
@@ -44,14 +42,8 @@ kv cbr0 "$(ip -j link show dev cbr0 2>/dev/null || echo none)"
 """
 
 
-def labctl(*args):
-    proc = subprocess.run([str(LABCTL), *args], capture_output=True, text=True, timeout=900, check=False)
-    assert proc.returncode == 0, f'labctl {" ".join(args)} failed:\n{proc.stdout}\n{proc.stderr}'
-    return proc.stdout
-
-
 def read_state(ssh, node):
-    raw = dict(line.split('=', 1) for line in ssh(node, READ).stdout.splitlines() if '=' in line)
+    raw = ssh_kv(ssh, node, READ)
     state = {k: (None if v == 'none' else v) for k, v in raw.items()}
     for key in ('ct_file', 'ct_load', 'ports_file', 'ipvs_file'):
         if state[key] is not None:

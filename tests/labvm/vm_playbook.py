@@ -13,6 +13,19 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+LABCTL = ROOT / 'lab' / 'vm' / 'labctl'
+
+
+def labctl(*args):
+    """``lab/vm/labctl <args>`` (fault injection and the like); its stdout, the test failing with its output otherwise."""
+    proc = subprocess.run([str(LABCTL), *args], capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, f'labctl {" ".join(args)} failed:\n{proc.stdout}\n{proc.stderr}'
+    return proc.stdout
+
+
+def ssh_kv(ssh, node, script):
+    """Run ``script`` on ``node`` (the ``ssh`` fixture) and read its ``key=value`` lines into a dict."""
+    return dict(line.split('=', 1) for line in ssh(node, script).stdout.splitlines() if '=' in line)
 
 
 def vm_playbook(lab, tmp_path, double, playbook, *extra, env=None):
