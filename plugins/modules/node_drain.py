@@ -191,8 +191,6 @@ from ansible_collections.netmedic.k8s.plugins.module_utils import drain as du
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
-MERGE = 'application/merge-patch+json'
-
 
 def _read_node(cluster, name, timeout):
     node = k8s_client.get_object(cluster, 'Node', None, name, timeout=timeout)
@@ -206,10 +204,7 @@ def _node_pods(cluster, name, timeout):
 
 
 def _patch_node(cluster, name, patch, timeout, dry_run):
-    kwargs = {'_content_type': MERGE, '_request_timeout': timeout}
-    if dry_run:
-        kwargs['dry_run'] = 'All'
-    return k8s_client._json_call('patching Node %s' % name, cluster.core.patch_node, name, patch, **kwargs)
+    return cluster.patch('Node', None, name, patch, dry_run=dry_run, timeout=timeout)
 
 
 def _apply_patch(cluster, name, make_patch, timeout, dry_run, retries=3):
@@ -229,14 +224,9 @@ def _apply_patch(cluster, name, make_patch, timeout, dry_run, retries=3):
 
 def _evict(cluster, pod, p, dry_run):
     """'evicted', 'gone' or ('blocked', message); any other API answer raises."""
-    meta = pod['metadata']
     body = du.eviction_body(pod, p['grace_period'], dry_run=dry_run)
-    kwargs = {'_request_timeout': p['request_timeout']}
-    if dry_run:
-        kwargs['dry_run'] = 'All'
     try:
-        k8s_client._json_call('evicting Pod %s' % du.pod_ref(pod), cluster.core.create_namespaced_pod_eviction,
-                              meta['name'], meta['namespace'], body, **kwargs)
+        cluster.evict(pod, body, dry_run=dry_run, timeout=p['request_timeout'])
         return 'evicted', None
     except k8s_client.K8sError as e:
         if e.status == 404:

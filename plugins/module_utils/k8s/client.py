@@ -25,8 +25,12 @@ import json
 import random
 import time
 import traceback
+from urllib.parse import quote
 
 try:
+    # Only the transport (ApiClient, Configuration, ApiException): the typed API classes (CoreV1Api ...)
+    # import every model they name (pydantic classes), about 1.2 s of CPU per module run on this
+    # machine kind, for answers this client never deserialises (issue 12: CI time).
     from kubernetes import client as k8s
     from kubernetes.client.rest import ApiException
     from kubernetes.config.config_exception import ConfigException
@@ -77,7 +81,21 @@ MAX_RETRIES = 10
 BACKOFF_BASE = 0.5          # seconds before the first retry (then doubled), jittered down to half
 BACKOFF_MAX = 30.0          # longest wait between two attempts
 RETRY_AFTER_MAX = 60.0      # a server asking for a longer pause is not waited for: the call fails
-_READ_PREFIXES = ('read_', 'list_', 'get_')
+
+# kind -> (API path prefix, resource, namespaced): every object netmedic reads or writes.
+RESOURCES = {
+    'ConfigMap': ('/api/v1', 'configmaps', True),
+    'Event': ('/api/v1', 'events', True),
+    'Node': ('/api/v1', 'nodes', False),
+    'Pod': ('/api/v1', 'pods', True),
+    'Service': ('/api/v1', 'services', True),
+    'DaemonSet': ('/apis/apps/v1', 'daemonsets', True),
+    'Lease': ('/apis/coordination.k8s.io/v1', 'leases', True),
+    'NetworkPolicy': ('/apis/networking.k8s.io/v1', 'networkpolicies', True),
+}
+WRITABLE = ('ConfigMap', 'DaemonSet')
+"""The kinds ``Cluster.replace``/``create``/``delete`` take (the cluster edit service's objects)."""
+MERGE_PATCH = 'application/merge-patch+json'
 
 
 class K8sError(Exception):
@@ -184,7 +202,7 @@ def configuration(params):
         raise K8sError('could not load the Kubernetes connection configuration: %s' % (e,))
     finally:
         k8s.Configuration._default = saved
-    # No hidden urllib3 retries: _raw_call retries what is safe to retry, so a hung server fails once.
+    # No hidden urllib3 retries: Cluster.call retries what is safe to retry, so a hung server fails once.
     cfg.retries = False
     if auth.get('api_key'):
         # An explicit token wins over the kubeconfig's: drop the kubeconfig's refresh hook (it would
@@ -200,7 +218,7 @@ def configuration(params):
 
 
 def api_client(params):
-    """An ApiClient for the module options; ``_raw_call`` takes its timeout and retries from ``netmedic_policy``.
+    """An ApiClient for the module options; ``Cluster.call`` takes its timeout and retries from ``netmedic_policy``.
 
     The impersonation headers are kubernetes.core's (``impersonate_user``/``impersonate_groups`` or
     their ``K8S_AUTH_*`` variables; one ``Impersonate-Group`` header per group).
@@ -215,70 +233,159 @@ def api_client(params):
     return api
 
 
+def resource_path(kind, namespace=None, name=None, subresource=None):
+    """The API path of ``kind`` (a collection, one object or one object's ``subresource``).
+
+    A namespaced kind without ``namespace`` is its collection across all namespaces. Names are
+    percent-encoded, so no name can reach another path.
+    """
+    if kind not in RESOURCES:
+        raise K8sError('netmedic has no API path for %s (known: %s)' % (kind, ', '.join(sorted(RESOURCES))))
+    prefix, resource, namespaced = RESOURCES[kind]
+    parts = [prefix]
+    if namespaced and namespace:
+        parts += ['namespaces', quote(namespace, safe='')]
+    parts.append(resource)
+    if name:
+        parts.append(quote(name, safe=''))
+    if subresource:
+        parts.append(subresource)
+    return '/'.join(parts)
+
+
+def _ref(kind, namespace, name):
+    return '%s %s' % (kind, '%s/%s' % (namespace, name) if namespace and RESOURCES.get(kind, (0, 0, True))[2] else name)
+
+
 class Cluster(object):
     """The API calls netmedic modules make, on plain dicts (camelCase, as kubectl shows them), with
-    uniform errors, a timeout on every request and bounded retries (see ``_raw_call``)."""
-
-    # kind -> (API group attribute, method suffix, namespaced)
-    KINDS = {
-        'ConfigMap': ('core', 'namespaced_config_map', True),
-        'DaemonSet': ('apps', 'namespaced_daemon_set', True),
-    }
+    uniform errors, a timeout on every request and bounded retries (see :meth:`call`)."""
 
     def __init__(self, params, api=None):
         self.api = api or api_client(params)
-        self.core = k8s.CoreV1Api(self.api)
-        self.apps = k8s.AppsV1Api(self.api)
 
-    def _method(self, verb, kind):
-        if kind not in self.KINDS:
-            raise K8sError('netmedic cannot %s a %s (supported: %s)' % (verb, kind, ', '.join(sorted(self.KINDS))))
-        group, suffix, _namespaced = self.KINDS[kind]
-        return getattr(getattr(self, group), '%s_%s' % (verb, suffix))
+    def call(self, doing, method, path, query=None, body=None, content_type=None, timeout=None, text=False):
+        """One request: the answer's JSON as plain data (``text``: the body as text, for logs).
+
+        ``query`` is a list of ``(name, value)``; ``timeout`` (seconds) replaces the client's
+        ``request_timeout`` for this request. 429 and (for GET) 5xx answers are retried as
+        :func:`retry_delay` says, except an eviction's 429 (a PodDisruptionBudget's "not now", for the
+        caller to decide). A timeout is never retried. Every failure is a :class:`K8sError`.
+        """
+        policy = getattr(self.api, 'netmedic_policy', None) or DEFAULT_POLICY
+        timeout = timeout or policy['timeout']
+        read = method == 'GET'
+        retries = 0 if path.endswith('/eviction') else policy['retries']
+        headers = {'Accept': 'application/json'}
+        if body is not None:
+            headers['Content-Type'] = content_type or 'application/json'
+        attempt = 0
+        while True:
+            try:
+                request = self.api.param_serialize(method=method, resource_path=path, query_params=list(query or ()),
+                                                   header_params=dict(headers), body=body, auth_settings=['BearerToken'])
+                response = self.api.call_api(*request, _request_timeout=timeout)
+                data = response.read()
+                if not 200 <= response.status <= 299:
+                    raise ApiException(http_resp=response)
+                break
+            except ApiException as e:
+                delay = retry_delay(e.status, parse_retry_after(_header(e, 'Retry-After')), attempt, retries, read)
+                if delay is None:
+                    error = api_error(e, doing)
+                    if attempt:
+                        error.msg += ' (after %d retries)' % attempt
+                        error.args = (error.msg,)
+                    raise error
+            except Exception as e:  # urllib3 connection errors, timeouts and the like
+                if 'timeout' in type(e).__name__.lower() or 'timed out' in str(e).lower():
+                    raise K8sError('%s: no answer from the Kubernetes API within request_timeout=%ss (%s)'
+                                   % (doing, timeout, e), reason='Timeout')
+                raise K8sError('cannot reach the Kubernetes API %s: %s' % (doing, e))
+            attempt += 1
+            _sleep(delay)
+        if isinstance(data, bytes):
+            data = data.decode('utf-8', 'replace')
+        if text:
+            return data
+        try:
+            return json.loads(data)
+        except (TypeError, ValueError) as e:
+            raise K8sError('%s: the API answered with something that is not JSON (%s)' % (doing, e))
 
     def version(self):
         """The API server's ``gitVersion`` (for example ``v1.24.9``)."""
-        data = _json_call('reading the cluster version', k8s.VersionApi(self.api).get_code)
+        data = self.call('reading the cluster version', 'GET', '/version')
         if not isinstance(data, dict) or not data.get('gitVersion'):
             raise K8sError('reading the cluster version: the answer has no gitVersion')
         return data['gitVersion']
 
-    def get(self, kind, namespace, name):
+    def get(self, kind, namespace, name, timeout=None):
         """The object as a dict, or None when it does not exist (only a 404 means absent)."""
-        return get_object(self, kind, namespace, name)
-
-    def replace(self, body, dry_run=False):
-        """PUT ``body``; its ``metadata.resourceVersion`` is the precondition (a concurrent writer makes this a 409)."""
-        meta = body['metadata']
-        kwargs = {'dry_run': 'All'} if dry_run else {}
-        return _json_call('replacing %s %s/%s%s' % (body['kind'], meta['namespace'], meta['name'], ' (dry run)' if dry_run else ''),
-                          self._method('replace', body['kind']), meta['name'], meta['namespace'], body, **kwargs)
-
-    def create(self, body, dry_run=False):
-        meta = body['metadata']
-        kwargs = {'dry_run': 'All'} if dry_run else {}
-        return _json_call('creating %s %s/%s%s' % (body['kind'], meta['namespace'], meta['name'], ' (dry run)' if dry_run else ''),
-                          self._method('create', body['kind']), meta['namespace'], body, **kwargs)
-
-    def delete(self, kind, namespace, name, uid=None):
-        """Delete one object, only while it still has ``uid``; None when it was already gone."""
-        body = delete_options(uid)
         try:
-            return _json_call('deleting %s %s/%s' % (kind, namespace, name), self._method('delete', kind), name, namespace, body=body)
+            return self.call('reading %s' % _ref(kind, namespace, name), 'GET', resource_path(kind, namespace, name), timeout=timeout)
         except K8sError as e:
             if e.status == 404:
                 return None
             raise
+
+    def replace(self, body, dry_run=False, timeout=None):
+        """PUT ``body``; its ``metadata.resourceVersion`` is the precondition (a concurrent writer makes this a 409)."""
+        kind, meta = _writable(body)
+        return self.call('replacing %s%s' % (_ref(kind, meta.get('namespace'), meta['name']), ' (dry run)' if dry_run else ''), 'PUT',
+                         resource_path(kind, meta.get('namespace'), meta['name']), query=_dry_run(dry_run), body=body, timeout=timeout)
+
+    def create(self, body, dry_run=False, timeout=None):
+        kind, meta = _writable(body)
+        return self.call('creating %s%s' % (_ref(kind, meta.get('namespace'), meta['name']), ' (dry run)' if dry_run else ''), 'POST',
+                         resource_path(kind, meta.get('namespace')), query=_dry_run(dry_run), body=body, timeout=timeout)
+
+    def delete(self, kind, namespace, name, uid=None, dry_run=False, timeout=None, preconditions=None):
+        """Delete one object, only while it still has ``uid``; None when it was already gone.
+
+        ``preconditions`` replaces the uid precondition (a Lease is deleted only at the
+        ``resourceVersion`` its holder read). A dry run travels in the body (see :func:`delete_options`).
+        """
+        body = delete_options(uid, dry_run)
+        if preconditions:
+            body['preconditions'] = dict(preconditions)
+        try:
+            return self.call('deleting %s%s' % (_ref(kind, namespace, name), ' (dry run)' if dry_run else ''), 'DELETE',
+                             resource_path(kind, namespace, name), query=_dry_run(dry_run), body=body, timeout=timeout)
+        except K8sError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def patch(self, kind, namespace, name, patch, dry_run=False, timeout=None):
+        """A JSON merge patch (RFC 7386) of one object."""
+        return self.call('patching %s%s' % (_ref(kind, namespace, name), ' (dry run)' if dry_run else ''), 'PATCH',
+                         resource_path(kind, namespace, name), query=_dry_run(dry_run), body=patch,
+                         content_type=MERGE_PATCH, timeout=timeout)
+
+    def evict(self, pod, body, dry_run=False, timeout=None):
+        """POST an Eviction of ``pod`` (a dict); a 429 is the budget's answer, raised at once (never retried).
+
+        A dry run is also in ``body``'s ``deleteOptions`` (see :func:`delete_options`)."""
+        meta = pod['metadata']
+        return self.call('evicting Pod %s/%s%s' % (meta['namespace'], meta['name'], ' (dry run)' if dry_run else ''), 'POST',
+                         resource_path('Pod', meta['namespace'], meta['name'], 'eviction'), query=_dry_run(dry_run),
+                         body=body, timeout=timeout)
 
 
 # -- Helpers for the cluster remediation modules (daemonset_restart, flannel_config, terway_config,
 # -- ip_masq_agent, network_audit).  They return the API's JSON as plain dicts (camelCase keys, as
 # -- kubectl shows them), so the planners in module_utils work on the same shapes as the docs.
 
-def _policy(fn):
-    """The timeout/retry policy of the ApiClient behind a bound client method (DEFAULT_POLICY otherwise)."""
-    api = getattr(getattr(fn, '__self__', None), 'api_client', None)
-    return getattr(api, 'netmedic_policy', None) or DEFAULT_POLICY
+def _writable(body):
+    kind = body.get('kind')
+    if kind not in WRITABLE:
+        raise K8sError('netmedic cannot write a %s (supported: %s)' % (kind, ', '.join(WRITABLE)))
+    return kind, body['metadata']
+
+
+def _dry_run(dry_run):
+    return [('dryRun', 'All')] if dry_run else None
 
 
 def _header(exc, name):
@@ -292,107 +399,31 @@ def _header(exc, name):
 _sleep = time.sleep     # replaced by tests
 
 
-def _raw_call(doing, fn, *args, **kwargs):
-    """Call a client method without model deserialisation; the decoded JSON (or text for logs).
-
-    The request gets the client's ``request_timeout`` unless ``_request_timeout`` is given; 429 and
-    (for reads) 5xx answers are retried as ``retry_delay`` says.  A timeout is never retried.
-    """
-    policy = _policy(fn)
-    kwargs['_preload_content'] = False
-    kwargs.setdefault('_request_timeout', policy['timeout'])
-    fn_name = getattr(fn, '__name__', '')
-    read = fn_name.startswith(_READ_PREFIXES)
-    # An eviction's 429 is a PodDisruptionBudget saying "not now", not rate limiting: the caller decides.
-    retries = 0 if fn_name.endswith('_eviction') else policy['retries']
-    attempt = 0
-    while True:
-        try:
-            response = fn(*args, **kwargs)
-            data = response.data
-            break
-        except ApiException as e:
-            delay = retry_delay(e.status, parse_retry_after(_header(e, 'Retry-After')), attempt, retries, read)
-            if delay is None:
-                error = api_error(e, doing)
-                if attempt:
-                    error.msg += ' (after %d retries)' % attempt
-                    error.args = (error.msg,)
-                raise error
-        except Exception as e:  # urllib3 connection errors, timeouts and the like
-            if 'timeout' in type(e).__name__.lower() or 'timed out' in str(e).lower():
-                raise K8sError('%s: no answer from the Kubernetes API within request_timeout=%ss (%s)'
-                               % (doing, kwargs['_request_timeout'], e), reason='Timeout')
-            raise K8sError('cannot reach the Kubernetes API %s: %s' % (doing, e))
-        attempt += 1
-        _sleep(delay)
-    if isinstance(data, bytes):
-        data = data.decode('utf-8', 'replace')
-    return data
-
-
-def _json_call(doing, fn, *args, **kwargs):
-    text = _raw_call(doing, fn, *args, **kwargs)
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError) as e:
-        raise K8sError('%s: the API answered with something that is not JSON (%s)' % (doing, e))
-
-
 def get_object(cluster, kind, namespace, name, timeout=None):
     """A DaemonSet, ConfigMap, Pod or Node as a dict, or None when it does not exist (only a 404 means absent).
 
     ``timeout`` (seconds) bounds the request; None keeps the client's default."""
-    calls = {
-        'DaemonSet': (cluster.apps.read_namespaced_daemon_set, True),
-        'ConfigMap': (cluster.core.read_namespaced_config_map, True),
-        'Pod': (cluster.core.read_namespaced_pod, True),
-        'Node': (cluster.core.read_node, False),
-    }
-    fn, namespaced = calls[kind]
-    args = (name, namespace) if namespaced else (name,)
-    extra = {'_request_timeout': timeout} if timeout else {}
-    try:
-        return _json_call('reading %s %s' % (kind, '%s/%s' % (namespace, name) if namespaced else name), fn, *args, **extra)
-    except K8sError as e:
-        if e.status == 404:
-            return None
-        raise
+    return cluster.get(kind, namespace, name, timeout=timeout)
 
 
 def list_objects(cluster, kind, namespace=None, label_selector=None, field_selector=None, page=500, timeout=None):
     """Every object of ``kind`` (following ``continue`` tokens); any error raises, an empty list is a real answer.
 
     ``timeout`` (seconds) bounds each request; None keeps the client's default."""
-    networking = k8s.NetworkingV1Api(cluster.api)
-    calls = {
-        'Pod': (cluster.core.list_namespaced_pod, cluster.core.list_pod_for_all_namespaces),
-        'Node': (None, cluster.core.list_node),
-        'Service': (cluster.core.list_namespaced_service, cluster.core.list_service_for_all_namespaces),
-        'Event': (cluster.core.list_namespaced_event, cluster.core.list_event_for_all_namespaces),
-        'ConfigMap': (cluster.core.list_namespaced_config_map, cluster.core.list_config_map_for_all_namespaces),
-        'DaemonSet': (cluster.apps.list_namespaced_daemon_set, cluster.apps.list_daemon_set_for_all_namespaces),
-        'NetworkPolicy': (networking.list_namespaced_network_policy, networking.list_network_policy_for_all_namespaces),
-    }
-    namespaced_fn, cluster_fn = calls[kind]
     doing = 'listing %ss%s%s' % (kind, ' in %s' % namespace if namespace else '',
                                  ' (%s)' % label_selector if label_selector else '')
+    path = resource_path(kind, namespace)
     items = []
     token = None
     while True:
-        kwargs = {'limit': page}
-        if timeout:
-            kwargs['_request_timeout'] = timeout
+        query = [('limit', page)]
         if label_selector:
-            kwargs['label_selector'] = label_selector
+            query.append(('labelSelector', label_selector))
         if field_selector:
-            kwargs['field_selector'] = field_selector
+            query.append(('fieldSelector', field_selector))
         if token:
-            kwargs['_continue'] = token
-        if namespace and namespaced_fn is not None:
-            data = _json_call(doing, namespaced_fn, namespace, **kwargs)
-        else:
-            data = _json_call(doing, cluster_fn, **kwargs)
+            query.append(('continue', token))
+        data = cluster.call(doing, 'GET', path, query=query, timeout=timeout)
         if not isinstance(data, dict) or not isinstance(data.get('items'), list):
             raise K8sError('%s: the answer has no items list' % doing)
         items.extend(data['items'])
@@ -420,22 +451,14 @@ def delete_pod(cluster, namespace, name, uid=None, dry_run=False):
 
     Returns the API's answer, or None when the pod was already gone.
     """
-    kwargs = {'body': delete_options(uid, dry_run)}
-    if dry_run:
-        kwargs['dry_run'] = 'All'
-    try:
-        return _json_call('deleting Pod %s/%s' % (namespace, name), cluster.core.delete_namespaced_pod, name, namespace, **kwargs)
-    except K8sError as e:
-        if e.status == 404:
-            return None
-        raise
+    return cluster.delete('Pod', namespace, name, uid=uid, dry_run=dry_run)
 
 
 def read_pod_log(cluster, namespace, name, container=None, tail_lines=None):
-    kwargs = {}
+    query = []
     if container:
-        kwargs['container'] = container
+        query.append(('container', container))
     if tail_lines:
-        kwargs['tail_lines'] = tail_lines
-    return _raw_call('reading the log of Pod %s/%s%s' % (namespace, name, ' container %s' % container if container else ''),
-                     cluster.core.read_namespaced_pod_log, name, namespace, **kwargs)
+        query.append(('tailLines', tail_lines))
+    return cluster.call('reading the log of Pod %s/%s%s' % (namespace, name, ' container %s' % container if container else ''),
+                        'GET', resource_path('Pod', namespace, name, 'log'), query=query, text=True)

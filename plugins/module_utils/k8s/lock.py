@@ -256,40 +256,37 @@ def summary(step, before, after, holder, namespace, name, now):
 
 
 class LeaseApi(object):
-    """The four Lease calls ``run`` needs, through the ``kubernetes`` client, each with a timeout.
+    """The four Lease calls ``run`` needs, through the cluster client, each with a timeout.
 
-    Errors are ``k8s_client.K8sError`` (with ``status``); only a 404 on read means "absent".
+    Errors are ``k8s_client.K8sError`` (with ``status``); only a 404 on read means "absent" (a 404
+    or 409 on a write is a lost race, which ``run`` retries from a fresh read).
     """
 
     def __init__(self, cluster, timeout):
-        from kubernetes import client as k8s
-
         from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 
         self._k8s = k8s_client
-        self._api = k8s.CoordinationV1Api(cluster.api)
+        self._cluster = cluster
         self._timeout = timeout
 
-    def _call(self, doing, fn, *args, **kwargs):
-        kwargs['_request_timeout'] = self._timeout
-        return self._k8s._json_call(doing, fn, *args, **kwargs)
+    def _call(self, doing, method, namespace, name=None, body=None):
+        path = self._k8s.resource_path('Lease', namespace, name)
+        return self._cluster.call(doing, method, path, body=body, timeout=self._timeout)
 
     def get(self, namespace, name):
         try:
-            return self._call('reading Lease %s/%s' % (namespace, name), self._api.read_namespaced_lease, name, namespace)
+            return self._call('reading Lease %s/%s' % (namespace, name), 'GET', namespace, name)
         except self._k8s.K8sError as e:
             if e.status == 404:
                 return None
             raise
 
     def create(self, namespace, body):
-        return self._call('creating Lease %s/%s' % (namespace, body['metadata']['name']),
-                          self._api.create_namespaced_lease, namespace, body)
+        return self._call('creating Lease %s/%s' % (namespace, body['metadata']['name']), 'POST', namespace, body=body)
 
     def replace(self, namespace, name, body):
-        return self._call('replacing Lease %s/%s' % (namespace, name), self._api.replace_namespaced_lease, name, namespace, body)
+        return self._call('replacing Lease %s/%s' % (namespace, name), 'PUT', namespace, name, body=body)
 
     def delete(self, namespace, name, resource_version):
         body = {'apiVersion': 'v1', 'kind': 'DeleteOptions', 'preconditions': {'resourceVersion': resource_version}}
-        return self._call('deleting Lease %s/%s' % (namespace, name), self._api.delete_namespaced_lease, name, namespace,
-                          body=body)
+        return self._call('deleting Lease %s/%s' % (namespace, name), 'DELETE', namespace, name, body=body)

@@ -14,37 +14,34 @@ from ansible_collections.netmedic.k8s.plugins.module_utils import drain as du
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 
 
-class Answer(object):
-    data = b'{"kind": "Status", "status": "Success"}'
+class Api(object):
+    """Stands in for ``kubernetes.client.ApiClient``: records each request, answers 200."""
 
-
-class Core(object):
     def __init__(self):
         self.calls = []
 
-    def delete_namespaced_pod(self, name, namespace, **kwargs):
-        self.calls.append((name, namespace, kwargs))
-        return Answer()
+    def param_serialize(self, method, resource_path, query_params=None, header_params=None, body=None, auth_settings=None):
+        return method, resource_path, header_params, body, query_params
 
-
-class Cluster(object):
-    def __init__(self):
-        self.core = Core()
+    def call_api(self, method, url, headers, body, query, _request_timeout=None):
+        self.calls.append((method, url, body, query))
+        return type('Response', (), {'status': 200, 'data': b'{"kind": "Status", "status": "Success"}', 'read': lambda self: self.data})()
 
 
 def test_issue15_check_mode_pod_delete_carries_dry_run_in_the_body():
-    cluster = Cluster()
-    k8s_client.delete_pod(cluster, 'kube-system', 'kube-proxy-abc', uid='u-1', dry_run=True)
-    (_name, _ns, kwargs), = cluster.core.calls
-    assert kwargs['body']['dryRun'] == ['All']
-    assert kwargs['body']['preconditions'] == {'uid': 'u-1'}
+    api = Api()
+    k8s_client.delete_pod(k8s_client.Cluster({}, api=api), 'kube-system', 'kube-proxy-abc', uid='u-1', dry_run=True)
+    (method, url, body, query), = api.calls
+    assert (method, url) == ('DELETE', '/api/v1/namespaces/kube-system/pods/kube-proxy-abc')
+    assert body['dryRun'] == ['All'] and query == [('dryRun', 'All')]
+    assert body['preconditions'] == {'uid': 'u-1'}
 
 
 def test_real_pod_delete_has_no_dry_run_anywhere():
-    cluster = Cluster()
-    k8s_client.delete_pod(cluster, 'kube-system', 'kube-proxy-abc', uid='u-1')
-    (_name, _ns, kwargs), = cluster.core.calls
-    assert 'dryRun' not in kwargs['body'] and 'dry_run' not in kwargs
+    api = Api()
+    k8s_client.delete_pod(k8s_client.Cluster({}, api=api), 'kube-system', 'kube-proxy-abc', uid='u-1')
+    (_method, _url, body, query), = api.calls
+    assert 'dryRun' not in body and not query
 
 
 def test_issue15_check_mode_eviction_carries_dry_run_in_delete_options():

@@ -15,28 +15,44 @@ from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as 
 
 
 class FakeApi(object):
-    """Stands in for a generated API class: bound methods whose ``__self__.api_client`` carries the policy."""
+    """Stands in for ``kubernetes.client.ApiClient``: records each request, answers from a script.
+
+    An answer is a dict (JSON, status 200), an ``int`` status with an empty JSON body, or an exception to raise.
+    """
 
     def __init__(self, answers, policy=None):
-        self.api_client = type('Client', (), {'netmedic_policy': policy})()
+        self.netmedic_policy = policy
         self.answers = list(answers)
         self.calls = []
 
-    def _answer(self, kwargs):
-        self.calls.append(kwargs)
+    def param_serialize(self, method, resource_path, query_params=None, header_params=None, body=None, auth_settings=None):
+        return method, resource_path, header_params, body, query_params
+
+    def call_api(self, method, url, headers, body, query, _request_timeout=None):
+        self.calls.append({'method': method, 'url': url, 'headers': headers, 'body': body, 'query': query,
+                           '_request_timeout': _request_timeout})
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
-        return type('Response', (), {'data': json.dumps(answer).encode()})()
+        status = answer if isinstance(answer, int) else 200
+        data = json.dumps({} if isinstance(answer, int) else answer).encode()
+        return type('Response', (), {'status': status, 'reason': 'R', 'data': data, 'headers': {}, 'read': lambda self: self.data})()
 
-    def read_namespaced_config_map(self, name, namespace, **kwargs):
-        return self._answer(kwargs)
 
-    def replace_namespaced_config_map(self, name, namespace, body, **kwargs):
-        return self._answer(kwargs)
+def cluster_of(api):
+    return k8s_client.Cluster({}, api=api)
 
-    def create_namespaced_pod_eviction(self, name, namespace, body, **kwargs):
-        return self._answer(kwargs)
+
+def read_cm(api):
+    return cluster_of(api).get('ConfigMap', 'ns', 'x')
+
+
+def replace_cm(api):
+    return cluster_of(api).replace({'kind': 'ConfigMap', 'metadata': {'name': 'x', 'namespace': 'ns'}})
+
+
+def evict(api):
+    return cluster_of(api).evict({'metadata': {'name': 'p', 'namespace': 'ns'}}, {})
 
 
 def api_exception(status, retry_after=None):
@@ -55,17 +71,22 @@ def sleeps(monkeypatch):
 
 def test_issue10_h9_every_request_carries_the_configured_timeout(sleeps):
     api = FakeApi([{'kind': 'ConfigMap'}], policy={'timeout': 7.5, 'retries': 3})
-    assert k8s_client._json_call('reading', api.read_namespaced_config_map, 'x', 'ns') == {'kind': 'ConfigMap'}
-    assert api.calls[0]['_request_timeout'] == 7.5 and api.calls[0]['_preload_content'] is False
+    assert read_cm(api) == {'kind': 'ConfigMap'}
+    assert api.calls[0]['_request_timeout'] == 7.5
+    assert (api.calls[0]['method'], api.calls[0]['url']) == ('GET', '/api/v1/namespaces/ns/configmaps/x')
     # without a policy the default applies: never "no timeout"
     api = FakeApi([{}])
-    k8s_client._json_call('reading', api.read_namespaced_config_map, 'x', 'ns')
+    read_cm(api)
     assert api.calls[0]['_request_timeout'] == k8s_client.DEFAULT_POLICY['timeout']
+    # a per-call timeout wins
+    api = FakeApi([{}])
+    cluster_of(api).get('Node', None, 'n1', timeout=2.0)
+    assert (api.calls[0]['url'], api.calls[0]['_request_timeout']) == ('/api/v1/nodes/n1', 2.0)
 
 
 def test_issue10_h9_read_retries_429_honouring_retry_after_then_5xx_with_backoff(sleeps):
     api = FakeApi([api_exception(429, '3'), api_exception(503), {'ok': True}], policy={'timeout': 5.0, 'retries': 3})
-    assert k8s_client._json_call('reading', api.read_namespaced_config_map, 'x', 'ns') == {'ok': True}
+    assert read_cm(api) == {'ok': True}
     assert len(api.calls) == 3
     assert sleeps[0] == 3.0                                  # Retry-After waited in full
     assert 0.5 <= sleeps[1] <= 1.0                           # second backoff (1 s) with jitter down to half
@@ -73,25 +94,25 @@ def test_issue10_h9_read_retries_429_honouring_retry_after_then_5xx_with_backoff
 
 def test_issue10_h9_persistent_5xx_fails_after_the_bounded_retries(sleeps):
     api = FakeApi([api_exception(503)] * 5, policy={'timeout': 5.0, 'retries': 2})
-    with pytest.raises(k8s_client.K8sError, match=r'reading ConfigMap failed: HTTP 503 Injected: injected 503 \(after 2 retries\)') as info:
-        k8s_client._json_call('reading ConfigMap', api.read_namespaced_config_map, 'x', 'ns')
+    with pytest.raises(k8s_client.K8sError, match=r'reading ConfigMap ns/x failed: HTTP 503 Injected: injected 503 \(after 2 retries\)') as info:
+        read_cm(api)
     assert info.value.status == 503 and len(api.calls) == 3 and len(sleeps) == 2
 
 
 def test_issue10_h9_writes_retry_429_but_never_5xx(sleeps):
     api = FakeApi([api_exception(503), {}], policy={'timeout': 5.0, 'retries': 3})
     with pytest.raises(k8s_client.K8sError, match='HTTP 503') as info:
-        k8s_client._json_call('replacing', api.replace_namespaced_config_map, 'x', 'ns', {})
+        replace_cm(api)
     assert info.value.status == 503 and len(api.calls) == 1 and sleeps == []
     api = FakeApi([api_exception(429, '1'), {'written': True}], policy={'timeout': 5.0, 'retries': 3})
-    assert k8s_client._json_call('replacing', api.replace_namespaced_config_map, 'x', 'ns', {}) == {'written': True}
+    assert replace_cm(api) == {'written': True}
     assert sleeps == [1.0]
 
 
 def test_issue10_h9_an_eviction_429_is_a_budget_answer_left_to_the_caller(sleeps):
     api = FakeApi([api_exception(429), {}], policy={'timeout': 5.0, 'retries': 3})
     with pytest.raises(k8s_client.K8sError, match='HTTP 429') as info:
-        k8s_client._json_call('evicting', api.create_namespaced_pod_eviction, 'p', 'ns', {})
+        evict(api)
     assert info.value.status == 429 and len(api.calls) == 1 and sleeps == []
 
 
@@ -100,8 +121,8 @@ def test_issue10_h9_a_timeout_is_a_clean_failure_and_never_retried(sleeps):
         pass
 
     api = FakeApi([ReadTimeoutError('Read timed out. (read timeout=2)'), {}], policy={'timeout': 2.0, 'retries': 3})
-    with pytest.raises(k8s_client.K8sError, match=r'reading: no answer from the Kubernetes API within request_timeout=2.0s'):
-        k8s_client._json_call('reading', api.read_namespaced_config_map, 'x', 'ns')
+    with pytest.raises(k8s_client.K8sError, match=r'reading ConfigMap ns/x: no answer from the Kubernetes API within request_timeout=2.0s'):
+        read_cm(api)
     assert len(api.calls) == 1 and sleeps == []
 
 
@@ -193,3 +214,58 @@ def test_issue10_h9_hung_api_server_fails_cleanly_within_the_timeout(hung_server
     elapsed = time.monotonic() - started
     assert elapsed < 2.5, 'took %.1fs for a 1s timeout (hidden retries?)' % elapsed
     assert len(accepted) == 1, 'the request was sent %d times' % len(accepted)
+
+
+def test_an_answer_outside_2xx_is_an_error_with_its_status_and_only_404_reads_as_absent(sleeps):
+    api = FakeApi([404])
+    assert read_cm(api) is None
+    api = FakeApi([409])
+    with pytest.raises(k8s_client.K8sError, match=r'replacing ConfigMap ns/x failed: HTTP 409') as info:
+        replace_cm(api)
+    assert info.value.status == 409 and len(api.calls) == 1
+    api = FakeApi([403])
+    with pytest.raises(k8s_client.K8sError, match='HTTP 403') as info:
+        read_cm(api)
+    assert info.value.status == 403 and sleeps == []
+
+
+def test_paths_encode_names_and_know_every_kind():
+    assert k8s_client.resource_path('Pod', 'kube-system', 'a/b', 'eviction') == '/api/v1/namespaces/kube-system/pods/a%2Fb/eviction'
+    assert k8s_client.resource_path('Pod') == '/api/v1/pods'
+    assert k8s_client.resource_path('Node', 'ignored', 'n1') == '/api/v1/nodes/n1'
+    assert k8s_client.resource_path('DaemonSet', 'kube-system') == '/apis/apps/v1/namespaces/kube-system/daemonsets'
+    assert k8s_client.resource_path('Lease', 'netmedic', 'l') == '/apis/coordination.k8s.io/v1/namespaces/netmedic/leases/l'
+    assert k8s_client.resource_path('NetworkPolicy') == '/apis/networking.k8s.io/v1/networkpolicies'
+    with pytest.raises(k8s_client.K8sError, match='no API path for Secret'):
+        k8s_client.resource_path('Secret', 'ns', 'x')
+
+
+def test_writes_are_limited_to_the_edit_service_kinds():
+    api = FakeApi([])
+    with pytest.raises(k8s_client.K8sError, match='cannot write a Secret'):
+        cluster_of(api).replace({'kind': 'Secret', 'metadata': {'name': 'x', 'namespace': 'ns'}})
+    assert api.calls == []
+
+
+def test_a_list_follows_continue_tokens_and_sends_selectors_as_query():
+    api = FakeApi([{'items': [1, 2], 'metadata': {'continue': 't1'}}, {'items': [3], 'metadata': {}}])
+    got = k8s_client.list_objects(cluster_of(api), 'Pod', namespace='kube-system', label_selector='k8s-app=kube-proxy',
+                                  field_selector='spec.nodeName=n1', page=2)
+    assert got == [1, 2, 3]
+    assert api.calls[0]['url'] == '/api/v1/namespaces/kube-system/pods'
+    assert api.calls[0]['query'] == [('limit', 2), ('labelSelector', 'k8s-app=kube-proxy'), ('fieldSelector', 'spec.nodeName=n1')]
+    assert api.calls[1]['query'][-1] == ('continue', 't1')
+
+
+def test_a_list_answer_without_items_is_an_error_never_an_empty_list():
+    with pytest.raises(k8s_client.K8sError, match='the answer has no items list'):
+        k8s_client.list_objects(cluster_of(FakeApi([{'kind': 'Status'}])), 'Node')
+
+
+def test_merge_patch_and_dry_run_reach_the_request():
+    api = FakeApi([{}])
+    cluster_of(api).patch('Node', None, 'n1', {'spec': {'unschedulable': True}}, dry_run=True)
+    call = api.calls[0]
+    assert (call['method'], call['url'], call['query']) == ('PATCH', '/api/v1/nodes/n1', [('dryRun', 'All')])
+    assert call['headers']['Content-Type'] == 'application/merge-patch+json'
+    assert call['body'] == {'spec': {'unschedulable': True}}
