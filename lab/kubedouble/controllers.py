@@ -6,6 +6,12 @@ Deployment -> ReplicaSet -> pods, a scheduler for unbound pods, the kubelet (Pen
 after ``start_delay``, logs from the log provider, readiness following node readiness) and status
 of DaemonSets, Deployments, ReplicaSets and PodDisruptionBudgets. Objects are rewritten only when
 something changed, so an idle cluster keeps its resourceVersion.
+
+A pass depends only on the store and, for pods waiting out ``start_delay``, on the clock. So the
+thread skips a tick when the last pass wrote nothing, left no pod waiting to start and the store's
+resourceVersion has not moved since: that pass would find nothing to do either (an idle double
+used to spend most of its CPU here). ``reconcile()`` called directly always runs. An object edited
+in place (``store.iter_objects``) without a write is seen at the next write, or the next ``reconcile()``.
 """
 
 from __future__ import annotations
@@ -119,6 +125,8 @@ class Controllers:
         self.start_delay = start_delay
         self._bound_at = {}   # pod uid -> monotonic time the kubelet first saw it
         self._used_ips = None   # pod IPs in use during one pass of starting pods (see reconcile)
+        self._settled_rv = None   # resourceVersion after a pass that found nothing to do (see _run)
+        self._revisions = {}   # owner uid -> (its resourceVersion, template_hash of its pod template)
         self._stop = threading.Event()
         self._thread = None
         self.after_tick = []
@@ -139,7 +147,8 @@ class Controllers:
     def _run(self):
         while not self._stop.wait(self.tick):
             try:
-                self.reconcile()
+                if self._settled_rv != self.store.resource_version:
+                    self.reconcile()
                 for hook in self.after_tick:
                     hook()
             except Exception as exc:
@@ -148,7 +157,9 @@ class Controllers:
 
     def reconcile(self):
         """One pass. Log providers run outside the store lock (a node_state may be slow, e.g. SSH)."""
+        self._settled_rv = None
         with self.store.lock:
+            before = self.store.resource_version
             self._service_accounts()
             self._collect_orphans()
             for ds in self.store.iter_objects(DAEMONSET):
@@ -158,7 +169,7 @@ class Controllers:
             for rs in self.store.iter_objects(REPLICASET):
                 self._replicaset(rs)
             self._schedule()
-            starting = self._kubelet()
+            starting, delayed = self._kubelet()
         # Pod IPs in use, read once per pass (one scan per started pod made a 30,000-pod start quadratic).
         with self.store.lock:
             self._used_ips = {p['status'].get('podIP') for p in self.store.iter_objects(POD)}
@@ -171,8 +182,19 @@ class Controllers:
             self._used_ips = None
         with self.store.lock:
             self._statuses()
+            if self.store.resource_version == before and not starting and not delayed:
+                self._settled_rv = before
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _revision(self, owner):
+        """template_hash of a DaemonSet's or Deployment's pod template, computed again only when the owner changed."""
+        meta = owner['metadata']
+        rv, revision = self._revisions.get(meta['uid'], (None, None))
+        if rv != meta['resourceVersion']:
+            revision = template_hash(owner['spec']['template'])
+            self._revisions[meta['uid']] = (meta['resourceVersion'], revision)
+        return revision
 
     def _owned_pods(self, owner):
         uid = owner['metadata']['uid']
@@ -222,7 +244,7 @@ class Controllers:
     def _daemonset(self, ds):
         spec = ds['spec']
         template = spec['template']
-        revision = template_hash(template)
+        revision = self._revision(ds)
         effective = daemonset_pod_spec(template['spec'])
         pods_by_node = {}
         for pod in self._owned_pods(ds):
@@ -251,7 +273,7 @@ class Controllers:
 
     def _deployment(self, deploy):
         spec = deploy['spec']
-        revision = template_hash(spec['template'])
+        revision = self._revision(deploy)
         name = '%s-%s' % (deploy['metadata']['name'], revision)
         owned = [rs for rs in self.store.iter_objects(REPLICASET, deploy['metadata']['namespace'])
                  if any(r.get('uid') == deploy['metadata']['uid'] for r in rs['metadata'].get('ownerReferences') or [])]
@@ -311,10 +333,11 @@ class Controllers:
                 component='default-scheduler')
 
     def _kubelet(self):
-        """Readiness of running pods; returns the Pending pods due to start."""
+        """Readiness of running pods; returns the Pending pods due to start and whether others wait for start_delay."""
         nodes = {n['metadata']['name']: n for n in self.store.iter_objects(NODE)}
         clock = time.monotonic()
         starting = []
+        delayed = False
         for ref in self.store.iter_objects(POD):
             node = nodes.get(ref['spec'].get('nodeName'))
             if node is None or not pod_active(ref):
@@ -333,6 +356,8 @@ class Controllers:
                                                 '"%s" not found' % missing[0], 'Warning')
                 elif clock - since >= self.start_delay:
                     starting.append(pod)
+                else:
+                    delayed = True
             else:
                 statuses = ref['status'].get('containerStatuses') or []
                 ready = 'True' if node_ready(node) and not any('waiting' in (c.get('state') or {})
@@ -343,7 +368,7 @@ class Controllers:
                     for ctype in ('Ready', 'ContainersReady'):
                         set_condition(pod['status'].setdefault('conditions', []), ctype, ready)
                     self.store.put(POD, pod)
-        return starting
+        return starting, delayed
 
     def _missing_configmaps(self, pod):
         missing = []
@@ -428,7 +453,7 @@ class Controllers:
     def _statuses(self):
         nodes = self.store.iter_objects(NODE)
         for ds in self.store.iter_objects(DAEMONSET):
-            revision = template_hash(ds['spec']['template'])
+            revision = self._revision(ds)
             pods = self._owned_pods(ds)
             effective = daemonset_pod_spec(ds['spec']['template']['spec'])
             desired = sum(1 for n in nodes if fits(effective, n, respect_cordon=False))
@@ -459,7 +484,7 @@ class Controllers:
 
     def _deployment_status(self, deploy):
         uid = deploy['metadata']['uid']
-        revision = template_hash(deploy['spec']['template'])
+        revision = self._revision(deploy)
         sets = [rs for rs in self.store.iter_objects(REPLICASET, deploy['metadata']['namespace'])
                 if any(r.get('uid') == uid for r in rs['metadata'].get('ownerReferences') or [])]
         pods = [p for rs in sets for p in self._owned_pods(rs)]
