@@ -8,6 +8,7 @@
 #   PUBKEY        the lab SSH public key (root login by key)
 #   IMAGE_TAR     the local busybox container image (docker-archive)
 #   IMAGE_NAME    its name inside containerd, e.g. localhost/netmedic/busybox:lab
+#   ANSIBLE_MODULE_UTILS  the controller's ansible/module_utils directory (optional)
 # Every change to this file changes the recipe hash (rebuild).
 set -eu
 
@@ -115,6 +116,19 @@ echo lab-node >"$R/etc/hostname"
     done
 } >"$R/etc/hosts"
 : >"$R/etc/resolv.conf"
+
+# --- Python: bytecode of modules run from an AnsiballZ zip is kept (nmlab_zipcache.py
+# says why); every stdlib module has its .pyc already (py3compile at package install).
+PYLIB="$R/usr/lib/python3/dist-packages"
+install -m 0644 "$RECIPE_DIR/nmlab_zipcache.py" "$PYLIB/nmlab_zipcache.py"
+echo 'import nmlab_zipcache' >"$PYLIB/nmlab_zipcache.pth"
+chroot "$R" python3 -m py_compile /usr/lib/python3/dist-packages/nmlab_zipcache.py
+if [ -n "${ANSIBLE_MODULE_UTILS:-}" ] && [ -d "$ANSIBLE_MODULE_UTILS" ]; then
+    mkdir -p "$R/tmp/nmlab-warm/ansible"
+    cp -a "$ANSIBLE_MODULE_UTILS" "$R/tmp/nmlab-warm/ansible/module_utils"
+    chroot "$R" env NMLAB_ZIPCACHE=0 python3 -c \
+        'import nmlab_zipcache as z; print("    bytecode cache:", z.warm("/tmp/nmlab-warm"), "ansible module_utils files")'
+fi
 
 # --- leftovers
 rm -rf "$R/var/cache/apt/"*.bin "$R/var/lib/apt/lists/"* "$R/tmp/"* "$R/var/tmp/"*

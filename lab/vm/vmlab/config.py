@@ -22,7 +22,7 @@ SSH_PORT_BASE = int(os.environ.get('NETMEDIC_LAB_SSH_PORT_BASE') or 22210)
 QEMU = 'qemu-system-x86_64'
 PROC_PREFIX = 'nmlab-node-'  # qemu process name (comm) of every lab VM
 # Bump when the build steps change in a way the hashed sources do not show.
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 
 
 # Host packages (Debian 12) `labctl deps` makes sure of.
@@ -42,5 +42,8 @@ HOST_PACKAGES = [
 ]
 
 # Modules the initramfs loads to reach the root disk (dependencies are added
-# from modules.dep; crc32c is only a soft dependency of ext4, hence listed).
-INITRAMFS_MODULES = ['virtio_pci', 'virtio_blk', 'crc32c_generic', 'ext4']
+# from modules.dep; crc32c is only a soft dependency of ext4, hence listed),
+# and virtio_net: eth0/eth1 then exist before systemd starts. Left to udev, on a
+# busy host it came after the 90 s device wait of lab-node-setup.service, which
+# then failed on the missing eth0 and the node never answered SSH (2026-12-02).
+INITRAMFS_MODULES = ['virtio_pci', 'virtio_blk', 'virtio_net', 'crc32c_generic', 'ext4']

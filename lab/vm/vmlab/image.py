@@ -3,6 +3,7 @@
 The source of BUILD_FUNCTIONS is part of the cache key: changing it rebuilds the image.
 """
 
+import glob
 import hashlib
 import inspect
 import io
@@ -14,7 +15,7 @@ import tarfile
 import time
 
 from .common import LabError, du, human, log, out, run, step
-from .config import BUILD_FORMAT, CACHE, CONTAINER_IMAGE, DISK_SIZE, HOST_PACKAGES, INITRAMFS_MODULES, QEMU, RECIPE_DIR, SUITE
+from .config import BUILD_FORMAT, CACHE, CONTAINER_IMAGE, DISK_SIZE, HERE, HOST_PACKAGES, INITRAMFS_MODULES, QEMU, RECIPE_DIR, SUITE
 from .lock import flock
 from .nodes import load_nodes
 
@@ -86,6 +87,21 @@ def read_packages():
     return [p for p in pkgs if p]
 
 
+def controller_module_utils():
+    """(ansible-core version, its module_utils directory) of the checkout's venv, or ('', '').
+
+    The image build compiles these into the guest's bytecode cache (recipe/nmlab_zipcache.py):
+    every module run ships them in its AnsiballZ zip. A version the image was not built
+    with still works, only its module_utils are compiled on the node at first use."""
+    repo = os.path.dirname(os.path.dirname(HERE))
+    for release in sorted(glob.glob(os.path.join(repo, '.venv', 'lib', 'python3*', 'site-packages', 'ansible', 'release.py'))):
+        with open(release) as fh:
+            match = re.search(r"^__version__ = ['\"]([^'\"]+)", fh.read(), re.M)
+        if match:
+            return match.group(1), os.path.join(os.path.dirname(release), 'module_utils')
+    return '', ''
+
+
 def recipe():
     """Everything the image depends on; its hash is the cache key."""
     cand = apt_candidates('linux-image-amd64', 'busybox-static')
@@ -116,6 +132,7 @@ def recipe():
         'build_code': hashlib.sha256(build_code.encode()).hexdigest(),
         'container_image': CONTAINER_IMAGE,
         'disk_size': DISK_SIZE,
+        'ansible_core_version': controller_module_utils()[0],
     }
     key = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
     return key, data
@@ -279,6 +296,7 @@ def build_image(key, data, dest):
             PUBKEY=os.path.join(dest, 'id_ed25519.pub'),
             IMAGE_TAR=image_tar,
             IMAGE_NAME=CONTAINER_IMAGE,
+            ANSIBLE_MODULE_UTILS=controller_module_utils()[1],
         )
         run(['sh', os.path.join(RECIPE_DIR, 'customize.sh'), rootfs], env=env)
     with step('initramfs'):
