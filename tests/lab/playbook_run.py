@@ -38,6 +38,8 @@ JSON_CALLBACK = 'ansible.posix.json'
 # test ticket; a test that needs a run without one adds '-e netmedic_change_id=' (a later -e wins).
 TEST_CHANGE_ID = 'CHG-TEST-0001'
 
+BYTECODE_CACHE = str(ROOT / 'tests' / 'bytecode_cache')
+
 # Settings for speed only; none changes what a play does (every playbook of the collection states gather_facts).
 SPEED_ENV = {
     'ANSIBLE_GATHERING': 'explicit',
@@ -64,6 +66,8 @@ def playbook_env(double, tmp_path, env=None, callback=JSON_CALLBACK):
     if callback:
         environ.update(ANSIBLE_STDOUT_CALLBACK=callback, ANSIBLE_LOAD_CALLBACK_PLUGINS='1')
     environ.pop('ANSIBLE_CONFIG', None)
+    # The bytecode of AnsiballZ zips is kept between module runs (tests/bytecode_cache/sitecustomize.py).
+    environ['PYTHONPATH'] = os.pathsep.join(p for p in (BYTECODE_CACHE, os.environ.get('PYTHONPATH')) if p)
     for key, value in (env or {}).items():
         if value is None:
             environ.pop(key, None)
