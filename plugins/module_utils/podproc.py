@@ -351,110 +351,161 @@ def _list(runner, info, params):
                                  params.get('runtime_timeout', DEFAULT_RUNTIME_TIMEOUT))['ids']
 
 
+class StaleRun(object):
+    """The N-9 run as the module lifecycle's steps (stale_pod_process calls them one by one; :func:`run_stale`
+    calls them in one go): :meth:`validate`, :meth:`read` (runtime, the pod's processes, the runtime's list),
+    :meth:`plan` (the result data; a refusal raises StaleError), :meth:`apply` (signal ``targets``) and
+    :meth:`verify` (wait, re-scan).  ``data`` is the result data so far.
+
+    ``fs`` (a HostFS) is where the runtime is detected (runtime.resolve, the same
+    detection as cni_ipam_gc); ``root`` the /proc tree; ``pidfd_open``/``send`` replace
+    the pidfd calls in tests.  Every step raises StaleError.
+    """
+
+    def __init__(self, runner, params, check_mode, fs, root='/proc', pidfd_open=None, send=None,
+                 sleep=None, clock=None):
+        import time
+
+        self.runner = runner
+        self.params = params
+        self.check_mode = check_mode
+        self.fs = fs
+        self.root = root
+        self.pidfd_open = pidfd_open
+        self.send = send
+        self.sleep = sleep or time.sleep
+        self.clock = clock or time.monotonic
+        self.uid = None
+        self.info = None
+        self.processes = []
+        self.live = []
+        self.targets = []
+        self.sent = []
+        self.live_now = []
+        self.data = {}
+
+    def validate(self):
+        """Bad input raises PodProcError (not StaleError) before anything is read."""
+        self.uid = validate(self.params)
+
+    def read(self):
+        from ansible_collections.netmedic.k8s.plugins.module_utils import runtime
+
+        params = self.params
+        try:
+            self.info = runtime.resolve(self.runner, self.fs, params['runtime'], params.get('runtime_endpoint'), 'auto',
+                                        params['namespace'])
+        except runtime.ResolveError as e:
+            raise StaleError('%s; without the runtime\'s list no process can be called stale (nothing was changed)' % e.msg)
+        # Read: the pod's processes first, then the runtime's list (a container created in between is listed).
+        self.processes = scan(self.uid, self.root)
+        try:
+            self.live = _list(self.runner, self.info, params)
+        except runtime.ListingError as e:
+            raise StaleError('%s; without the runtime\'s list no process can be called stale (nothing was changed)' % e)
+        for proc in self.processes:
+            proc['sockets'] = sockets_of(proc['pid'], self.root) if proc['container_id'] or proc.get('monitor') else []
+
+    def plan(self):
+        params, uid, info, live = self.params, self.uid, self.info, self.live
+        decided = plan(self.processes, live, params.get('port'))
+        stale = decided['stale']
+        targets = stale if params['state'] == 'killed' else []
+        data = self.data = {
+            'runtime': {k: info.get(k) for k in ('name', 'source', 'cli', 'endpoint', 'namespace')},
+            'stale': [view(s) for s in stale],
+            'owned': [view(s) for s in decided['owned']],
+            'uncertain': [view(s) for s in decided['uncertain']],
+            'monitors': [view(s) for s in decided['monitors']],
+            'signalled': [s['pid'] for s in targets],
+            'runtime_containers': len(live),
+            'before': {'stale': [s['pid'] for s in stale]},
+            'after': {'stale': [s['pid'] for s in stale if s not in targets]},
+            'warnings': [],
+        }
+        if decided['refused']:
+            data['signalled'] = []
+            data['after'] = dict(data['before'])
+            raise StaleError('refusing to call processes of pod %s stale: %s. Nothing was signalled (nothing was changed)'
+                             % (uid, decided['refused']), data)
+        if decided['uncertain']:
+            data['warnings'].append('%d process(es) of the pod have no container ID in their cgroup path and are left alone: %s'
+                                    % (len(decided['uncertain']), [s['pid'] for s in decided['uncertain']]))
+        if stale and params['state'] == 'report':
+            data['warnings'].append('%d process(es) of pod %s belong to containers the runtime does not know: %s '
+                                    '(state=killed stops them)'
+                                    % (len(stale), uid, ', '.join('%d %s' % (s['pid'], s['comm']) for s in stale)))
+        data['changed'] = bool(targets)
+        self.targets = targets
+
+    def apply(self):
+        from ansible_collections.netmedic.k8s.plugins.module_utils import runtime
+
+        params, data = self.params, self.data
+        # Without pidfds a reused PID could be hit: refuse before anything is sent.
+        if (self.pidfd_open is None or self.send is None) and not pidfd_available():
+            raise StaleError(PIDFD_UNAVAILABLE + ' (nothing was changed)', dict(data, signalled=[], after=data['before']))
+        try:
+            self.live_now = _list(self.runner, self.info, params)
+        except runtime.ListingError as e:
+            raise StaleError('%s; nothing was signalled (nothing was changed)' % e, dict(data, signalled=[], after=data['before']))
+        sent = self.sent
+        for proc in self.targets:
+            if proc['container_id'] in self.live_now:
+                data['warnings'].append('pid %d was not signalled: its container is listed now' % proc['pid'])
+                continue
+            try:
+                outcome = signal_planned(proc, _SIGNALS[params['signal']], self.root, self.pidfd_open, self.send)
+            except SignalUnavailable as e:
+                data['signalled'] = [s['pid'] for s in sent]
+                raise StaleError(str(e), data, changed=bool(sent))
+            except OSError as e:
+                data['warnings'].append('pid %d: %s' % (proc['pid'], e))
+                continue
+            if outcome == 'sent':
+                sent.append(proc)
+            else:
+                data['warnings'].append('pid %d was not signalled: it %s' % (
+                    proc['pid'], 'exited' if outcome == 'gone' else 'is another process now (PID reused) or a zombie'))
+        data['signalled'] = [s['pid'] for s in sent]
+        data['changed'] = bool(sent)
+
+    def verify(self):
+        """Wait for the signalled processes to exit, then re-scan."""
+        params, data, sent, root = self.params, self.data, self.sent, self.root
+        deadline = self.clock() + params['wait']
+        while True:
+            alive = [s for s in sent if same_process(s, process(s['pid'], root))]
+            if not alive or self.clock() >= deadline:
+                break
+            self.sleep(0.2)
+        remaining = classify(scan(self.uid, root), self.live_now)['stale']
+        if params.get('port') is not None:
+            for proc in remaining:
+                proc['sockets'] = sockets_of(proc['pid'], root)
+            remaining = [s for s in remaining if holds_port(s, params['port'])]
+        data['after'] = {'stale': [s['pid'] for s in remaining]}
+        if alive:
+            raise StaleError('still running %d s after SIG%s: %s (signal=KILL forces them)'
+                             % (params['wait'], params['signal'], ', '.join('%d %s' % (s['pid'], s['comm']) for s in alive)),
+                             data, changed=bool(sent))
+
+
 def run_stale(runner, params, check_mode, fs, root='/proc', pidfd_open=None, send=None,
               sleep=None, clock=None):
     """Find (and with ``state: killed`` signal) the pod's stale processes; returns the result data.
 
-    ``fs`` (a HostFS) is where the runtime is detected (runtime.resolve, the same
-    detection as cni_ipam_gc); ``root`` the /proc tree; ``pidfd_open``/``send`` replace
-    the pidfd calls in tests.  Raises StaleError.
+    :class:`StaleRun`'s steps in one call (the arguments are its own).  Raises StaleError.
     """
-    import time
-
-    from ansible_collections.netmedic.k8s.plugins.module_utils import runtime
-
-    sleep = sleep or time.sleep
-    clock = clock or time.monotonic
-    uid = validate(params)
-    try:
-        info = runtime.resolve(runner, fs, params['runtime'], params.get('runtime_endpoint'), 'auto', params['namespace'])
-    except runtime.ResolveError as e:
-        raise StaleError('%s; without the runtime\'s list no process can be called stale (nothing was changed)' % e.msg)
-    # Read: the pod's processes first, then the runtime's list (a container created in between is listed).
-    processes = scan(uid, root)
-    try:
-        live = _list(runner, info, params)
-    except runtime.ListingError as e:
-        raise StaleError('%s; without the runtime\'s list no process can be called stale (nothing was changed)' % e)
-    for proc in processes:
-        proc['sockets'] = sockets_of(proc['pid'], root) if proc['container_id'] or proc.get('monitor') else []
-    decided = plan(processes, live, params.get('port'))
-    stale = decided['stale']
-    targets = stale if params['state'] == 'killed' else []
-    data = {
-        'runtime': {k: info.get(k) for k in ('name', 'source', 'cli', 'endpoint', 'namespace')},
-        'stale': [view(s) for s in stale],
-        'owned': [view(s) for s in decided['owned']],
-        'uncertain': [view(s) for s in decided['uncertain']],
-        'monitors': [view(s) for s in decided['monitors']],
-        'signalled': [s['pid'] for s in targets],
-        'runtime_containers': len(live),
-        'before': {'stale': [s['pid'] for s in stale]},
-        'after': {'stale': [s['pid'] for s in stale if s not in targets]},
-        'warnings': [],
-    }
-    if decided['refused']:
-        data['signalled'] = []
-        data['after'] = dict(data['before'])
-        raise StaleError('refusing to call processes of pod %s stale: %s. Nothing was signalled (nothing was changed)'
-                         % (uid, decided['refused']), data)
-    if decided['uncertain']:
-        data['warnings'].append('%d process(es) of the pod have no container ID in their cgroup path and are left alone: %s'
-                                % (len(decided['uncertain']), [s['pid'] for s in decided['uncertain']]))
-    if stale and params['state'] == 'report':
-        data['warnings'].append('%d process(es) of pod %s belong to containers the runtime does not know: %s '
-                                '(state=killed stops them)'
-                                % (len(stale), uid, ', '.join('%d %s' % (s['pid'], s['comm']) for s in stale)))
-    data['changed'] = bool(targets)
-    if check_mode or not targets:
-        return data
-
-    # Apply.  Without pidfds a reused PID could be hit: refuse before anything is sent.
-    if (pidfd_open is None or send is None) and not pidfd_available():
-        raise StaleError(PIDFD_UNAVAILABLE + ' (nothing was changed)', dict(data, signalled=[], after=data['before']))
-    try:
-        live_now = _list(runner, info, params)
-    except runtime.ListingError as e:
-        raise StaleError('%s; nothing was signalled (nothing was changed)' % e, dict(data, signalled=[], after=data['before']))
-    sent = []
-    for proc in targets:
-        if proc['container_id'] in live_now:
-            data['warnings'].append('pid %d was not signalled: its container is listed now' % proc['pid'])
-            continue
-        try:
-            outcome = signal_planned(proc, _SIGNALS[params['signal']], root, pidfd_open, send)
-        except SignalUnavailable as e:
-            data['signalled'] = [s['pid'] for s in sent]
-            raise StaleError(str(e), data, changed=bool(sent))
-        except OSError as e:
-            data['warnings'].append('pid %d: %s' % (proc['pid'], e))
-            continue
-        if outcome == 'sent':
-            sent.append(proc)
-        else:
-            data['warnings'].append('pid %d was not signalled: it %s' % (
-                proc['pid'], 'exited' if outcome == 'gone' else 'is another process now (PID reused) or a zombie'))
-    data['signalled'] = [s['pid'] for s in sent]
-    data['changed'] = bool(sent)
-
-    # Verify: wait for them to exit, then re-scan.
-    deadline = clock() + params['wait']
-    while True:
-        alive = [s for s in sent if same_process(s, process(s['pid'], root))]
-        if not alive or clock() >= deadline:
-            break
-        sleep(0.2)
-    remaining = classify(scan(uid, root), live_now)['stale']
-    if params.get('port') is not None:
-        for proc in remaining:
-            proc['sockets'] = sockets_of(proc['pid'], root)
-        remaining = [s for s in remaining if holds_port(s, params['port'])]
-    data['after'] = {'stale': [s['pid'] for s in remaining]}
-    if alive:
-        raise StaleError('still running %d s after SIG%s: %s (signal=KILL forces them)'
-                         % (params['wait'], params['signal'], ', '.join('%d %s' % (s['pid'], s['comm']) for s in alive)),
-                         data, changed=bool(sent))
-    return data
+    run = StaleRun(runner, params, check_mode, fs, root, pidfd_open, send, sleep, clock)
+    run.validate()
+    run.read()
+    run.plan()
+    if check_mode or not run.targets:
+        return run.data
+    run.apply()
+    run.verify()
+    return run.data
 
 
 _SIGNALS = {'TERM': signal.SIGTERM, 'KILL': signal.SIGKILL}

@@ -186,12 +186,10 @@ backups:
   sample: []
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import podproc
+from ansible_collections.netmedic.k8s.plugins.module_utils.lifecycle import ModuleLifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import Runner
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 ARGUMENT_SPEC = dict(
     pod_uid=dict(type='str', required=True),
@@ -206,39 +204,72 @@ ARGUMENT_SPEC = dict(
 )
 
 
+class StalePodProcess(ModuleLifecycle):
+    """Catalog N-9 on the lifecycle; the steps are podproc.StaleRun's (shared with podproc.run_stale).
+
+    validate: the input (a refusal); read: the runtime, the pod's processes and the runtime's list;
+    plan: classify (a refusal with the partial result); apply: signal through pidfds; verify: wait
+    and re-scan; after: the result (one mapping for every end, failures included).
+    """
+
+    catalog = ['N-9']
+    options = ARGUMENT_SPEC
+    refusals = (podproc.PodProcError,)
+
+    def _step(self, step):
+        try:
+            step()
+        except podproc.StaleError as e:
+            self._fill(e.data, e.msg)
+
+    def _fill(self, data, failed=None):
+        """The result from the run's data; fails when ``failed``."""
+        result = self.result
+        for msg in data.pop('warnings', []):
+            result.warn(msg)
+        result.before = data.pop('before', {'stale': []})
+        result.after = data.pop('after', {'stale': []})
+        changed = data.pop('changed', False)
+        if self.check_mode:
+            changed = bool(changed) and failed is None
+        else:
+            changed = bool(data.get('signalled'))
+        if changed:
+            result.add_diff(result.before, result.after, 'stale processes of pod %s' % self.params['pod_uid'])
+        result.changed = changed
+        for key in ('stale', 'owned', 'uncertain', 'monitors', 'signalled'):
+            data.setdefault(key, [])
+        data.setdefault('runtime_containers', None)
+        data.setdefault('runtime', None)
+        result.extra.update(data)
+        if failed:
+            result.fail(failed)
+
+    def validate(self):
+        self.stale = podproc.StaleRun(Runner(self.module), self.params, self.check_mode, HostFS('/'))
+        self.stale.validate()
+
+    def read(self):
+        self._step(self.stale.read)
+
+    def plan(self):
+        self._step(self.stale.plan)
+
+    def will_change(self):
+        return bool(self.stale.targets)
+
+    def apply(self):
+        self._step(self.stale.apply)
+
+    def verify(self):
+        self._step(self.stale.verify)
+
+    def after(self):
+        self._fill(self.stale.data)
+
+
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    result = Result(module, ['N-9'])
-    try:
-        podproc.validate(module.params)
-    except podproc.PodProcError as e:
-        module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
-    try:
-        data = podproc.run_stale(Runner(module), module.params, module.check_mode, HostFS('/'))
-        failed = None
-    except podproc.StaleError as e:
-        data, failed = e.data, e.msg
-        result.changed = e.changed
-    for msg in data.pop('warnings', []):
-        result.warn(msg)
-    result.before = data.pop('before', {'stale': []})
-    result.after = data.pop('after', {'stale': []})
-    changed = data.pop('changed', result.changed)
-    if module.check_mode:
-        changed = bool(changed) and failed is None
-    else:
-        changed = bool(data.get('signalled'))
-    if changed:
-        result.add_diff(result.before, result.after, 'stale processes of pod %s' % module.params['pod_uid'])
-    result.changed = changed
-    for key in ('stale', 'owned', 'uncertain', 'monitors', 'signalled'):
-        data.setdefault(key, [])
-    data.setdefault('runtime_containers', None)
-    data.setdefault('runtime', None)
-    result.extra.update(data)
-    if failed:
-        result.fail(failed)
-    result.exit()
+    StalePodProcess().run()
 
 
 if __name__ == '__main__':
