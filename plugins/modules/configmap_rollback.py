@@ -132,11 +132,10 @@ catalog:
   sample: ["C-2", "C-7"]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
+from ansible_collections.netmedic.k8s.plugins.module_utils import lifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s.edit_module import ClusterModule
 
 
 def _state(live, newest):
@@ -171,87 +170,114 @@ def _restore_planner(backup):
     return planner
 
 
-def main():
-    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
-    argument_spec.update(
+def _why(entry):
+    """Why a ConfigMap in state ``edited since``/``unknown`` is not restored."""
+    if entry['state'] == 'edited since':
+        return 'was edited after netmedic wrote it (backup %s)' % entry['backup']
+    return ('cannot be proven unchanged since netmedic wrote it (backup %s has no %s annotation)'
+            % (entry['backup'], edit.WRITTEN_ANNOTATION))
+
+
+class ConfigMapRollback(ClusterModule):
+    catalog = ['C-2', 'C-7']
+    options = dict(
         names=dict(type='list', elements='str', required=True),
         namespace=dict(type='str', default='kube-system'),
         restore=dict(type='bool', default=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not k8s_client.HAS_K8S:
-        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
-    p = module.params
-    result = Result(module, ['C-2', 'C-7'])
-    result.extra.update({'configmaps': [], 'newest_backup_time': None, 'restored': [], 'check_mode': module.check_mode})
-    if not p['names'] or any(not n for n in p['names']):
-        module.fail_json(msg='names must list at least one ConfigMap name (nothing was read or changed)', changed=False, **result.extra)
-    ns = p['namespace']
+    apply_in_check_mode = True  # every restore goes through the API server's dry run, also in check mode
 
-    # 1. Read every ConfigMap and its newest backup; decide for all before writing any.
-    entries = []
-    try:
-        cluster = k8s_client.Cluster(p)
+    def refuse(self, msg, **details):
+        """A failure before any change carries the result keys (configmaps, newest_backup_time, restored, check_mode)."""
+        msg = str(msg)
+        self.module.fail_json(msg=msg if 'nothing was read or changed' in msg else lifecycle.refusal_text(msg), changed=False,
+                              **dict(self.result.extra, **details))
+
+    def validate(self):
+        p = self.params
+        self.result.extra.update({'configmaps': [], 'newest_backup_time': None, 'restored': [], 'check_mode': self.check_mode})
+        if not p['names'] or any(not n for n in p['names']):
+            self.refuse('names must list at least one ConfigMap name (nothing was read or changed)')
+
+    def read(self):
+        """Every ConfigMap and its newest backup a rollback may restore; all read before anything is decided."""
+        p = self.params
+        ns = p['namespace']
+        self.cluster = cluster = k8s_client.Cluster(p)
+        self.entries = []
         for name in p['names']:
             live = cluster.get('ConfigMap', ns, name)
             if live is None:
-                module.fail_json(msg='ConfigMap %s/%s not found (nothing was changed)' % (ns, name), changed=False, **result.extra)
+                self.refuse('ConfigMap %s/%s not found (nothing was changed)' % (ns, name))
             live.setdefault('kind', 'ConfigMap')
             # A backup a rollback made holds the change it undid: never a rollback target.
             found = edit.restorable_backups(edit.backups_of(cluster, ns, name))
             newest = found[-1] if found else None
-            entries.append((live, newest, {
+            self.entries.append((live, newest, {
                 'name': name, 'state': _state(live, newest),
                 'backup': '%s/%s' % (ns, newest['metadata']['name']) if newest else None,
                 'backup_time': newest['metadata'].get('creationTimestamp') if newest else None}))
-    except k8s_client.K8sError as e:
-        module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False, **result.extra)
-    result.extra['configmaps'] = [e[2] for e in entries]
-    times = [e[2]['backup_time'] for e in entries if e[2]['backup_time']]
-    result.extra['newest_backup_time'] = max(times) if times else None
-    if not p['restore']:
-        result.exit()
+        self.result.extra['configmaps'] = [e[2] for e in self.entries]
+        times = [e[2]['backup_time'] for e in self.entries if e[2]['backup_time']]
+        self.result.extra['newest_backup_time'] = max(times) if times else None
 
-    refused = [e[2] for e in entries if e[2]['state'] in ('edited since', 'unknown')]
-    if refused:
-        def why(r):
-            if r['state'] == 'edited since':
-                return 'was edited after netmedic wrote it (backup %s)' % r['backup']
-            return ('cannot be proven unchanged since netmedic wrote it (backup %s has no %s annotation)'
-                    % (r['backup'], edit.WRITTEN_ANNOTATION))
-        module.fail_json(msg='not restoring (nothing was changed): %s. Restore by hand from the backup named, after checking '
-                             'what changed.' % '; '.join('ConfigMap %s/%s %s' % (ns, r['name'], why(r)) for r in refused),
-                         changed=False, **result.extra)
+    def plan(self):
+        """With restore=true: refuse any ConfigMap edited since netmedic wrote it, then plan a restore of each one
+        that still holds exactly netmedic's write."""
+        p = self.params
+        self.todo = []
+        if not p['restore']:
+            return
+        refused = [e[2] for e in self.entries if e[2]['state'] in ('edited since', 'unknown')]
+        if refused:
+            self.refuse('not restoring (nothing was changed): %s. Restore by hand from the backup named, after checking '
+                        'what changed.' % '; '.join('ConfigMap %s/%s %s' % (p['namespace'], r['name'], _why(r)) for r in refused))
+        for live, newest, entry in self.entries:
+            if entry['state'] == 'ours':
+                planner = _restore_planner(newest)
+                self.todo.append((entry, planner, edit.plan_object(live, planner, 'ConfigMap', p['namespace'], entry['name'])))
 
-    # 2. Dry-run every restore (check mode stops here), then write one at a time through the edit service.
-    todo = []
-    try:
-        for live, newest, entry in entries:
-            if entry['state'] != 'ours':
-                continue
-            planner = _restore_planner(newest)
-            state = edit.plan_object(live, planner, 'ConfigMap', ns, entry['name'])
-            for key in sorted(set(live.get('data') or {}) | set(state['planned'].get('data') or {})):
-                result.add_diff((live.get('data') or {}).get(key) or '', (state['planned'].get('data') or {}).get(key) or '',
-                                'ConfigMap %s/%s %s' % (ns, entry['name'], key))
-            todo.append((entry, planner, edit.run(cluster, state, planner, check_mode=True)))
-    except edit.EditFailed as e:
-        module.fail_json(msg=e.msg, changed=False, **result.extra)
-    result.changed = bool(todo)
-    if module.check_mode:
-        result.extra['restored'] = [{'name': e['name'], 'from': e['backup']} for e, _p, _s in todo]
-        result.exit()
-    done = []
-    for entry, planner, state in todo:
+    def report(self):
+        ns = self.params['namespace']
+        for entry, _planner, state in self.todo:
+            live, planned = state['object'].get('data') or {}, state['planned'].get('data') or {}
+            for key in sorted(set(live) | set(planned)):
+                self.result.add_diff(live.get(key) or '', planned.get(key) or '', 'ConfigMap %s/%s %s' % (ns, entry['name'], key))
+
+    def will_change(self):
+        return bool(self.todo)
+
+    def apply(self):
+        """Dry-run every restore (check mode stops there), then write one at a time through the edit service,
+        each backup marked as made by a rollback."""
+        result = self.result
+        todo = []
         try:
-            edit.run(cluster, state, planner, backups=result.backups, rollback=True)
+            for entry, planner, state in self.todo:
+                todo.append((entry, planner, edit.run(self.cluster, state, planner, check_mode=True)))
         except edit.EditFailed as e:
-            result.changed = bool(done) or e.changed
-            result.fail('%s. Already restored: %s' % (e.msg, ', '.join(d['name'] for d in done) or 'none'))
-        entry['state'] = 'restored'
-        done.append({'name': entry['name'], 'from': entry['backup']})
-        result.extra['restored'] = list(done)
-    result.exit()
+            self.refuse(e.msg)
+        result.changed = True
+        if self.check_mode:
+            result.extra['restored'] = [{'name': e['name'], 'from': e['backup']} for e, _p, _s in todo]
+            return
+        done = []
+        for entry, planner, state in todo:
+            try:
+                edit.run(self.cluster, state, planner, backups=result.backups, rollback=True)
+            except edit.EditFailed as e:
+                result.changed = bool(done) or e.changed
+                result.fail('%s. Already restored: %s' % (e.msg, ', '.join(d['name'] for d in done) or 'none'))
+            entry['state'] = 'restored'
+            done.append({'name': entry['name'], 'from': entry['backup']})
+            result.extra['restored'] = list(done)
+
+    def verify(self):
+        """``edit.run`` read each restored ConfigMap back and checked it needs no further change."""
+
+
+def main():
+    ConfigMapRollback().run()
 
 
 if __name__ == '__main__':
