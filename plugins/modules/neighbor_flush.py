@@ -157,13 +157,20 @@ backups:
   sample: []
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import neigh
+from ansible_collections.netmedic.k8s.plugins.module_utils.lifecycle import ModuleLifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError, Runner
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 READ = ['ip', '-j', 'neigh', 'show', 'nud', 'all']
+
+ARGUMENT_SPEC = dict(
+    address=dict(type='list', elements='str'),
+    expected_mac=dict(type='str'),
+    state=dict(type='str', choices=['absent']),
+    probe=dict(type='bool', default=False),
+    device=dict(type='str'),
+    all=dict(type='bool', default=False),
+)
 
 
 def _read(runner):
@@ -187,140 +194,140 @@ def _validate(module):
     return None
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            address=dict(type='list', elements='str'),
-            expected_mac=dict(type='str'),
-            state=dict(type='str', choices=['absent']),
-            probe=dict(type='bool', default=False),
-            device=dict(type='str'),
-            all=dict(type='bool', default=False),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    result = Result(module, ['N-6'])
+class NeighborFlush(ModuleLifecycle):
+    """Catalog N-6 on the lifecycle: validate the input, read the table (``ip -j neigh``), plan the removals
+    (neigh's pure planners; with probe=true after arping), report, remove (``ip neigh del``/``flush``),
+    read back."""
 
-    # 1. Validate input before reading or touching anything.
-    error = _validate(module)
-    addresses, expected = [], None
-    try:
-        for ip in p['address'] or []:
-            norm = neigh.normalize_ip(ip)
-            if norm not in addresses:
-                addresses.append(norm)
-        if p['expected_mac'] is not None:
-            expected = neigh.normalize_mac(p['expected_mac'])
-            if expected in ('00:00:00:00:00:00', 'ff:ff:ff:ff:ff:ff') or int(expected[:2], 16) & 1:
-                raise neigh.NeighError('expected_mac %s is not a unicast MAC address' % p['expected_mac'])
-        if p['device'] is not None:
-            neigh.validate_device(p['device'])
-        if p['probe'] and any(neigh.family(ip) == '-6' for ip in addresses):
-            raise neigh.NeighError('probe=true uses arping, IPv4 only: %s' % ', '.join(ip for ip in addresses if ':' in ip))
-    except neigh.NeighError as e:
-        error = error or str(e)
-    if error:
-        module.fail_json(msg='%s (nothing was changed)' % error, changed=False)
+    catalog = ['N-6']
+    options = ARGUMENT_SPEC
 
-    runner = Runner(module)
-    for tool in ['ip'] + (['arping'] if p['probe'] else []):
-        if not runner.has(tool):
-            module.fail_json(msg='%s is not installed on this node (nothing was changed)' % tool, changed=False)
-    try:
-        if p['device'] is not None:
-            link = runner.run(['ip', '-j', 'link', 'show', 'dev', p['device']], check=False)
-            if link.rc != 0:
-                module.fail_json(msg='device %s does not exist: %s (nothing was changed)' % (p['device'], (link.stderr or '').strip()),
-                                 changed=False)
+    def validate(self):
+        p = self.params
+        error = _validate(self.module)
+        self.addresses, self.expected = [], None
+        try:
+            for ip in p['address'] or []:
+                norm = neigh.normalize_ip(ip)
+                if norm not in self.addresses:
+                    self.addresses.append(norm)
+            if p['expected_mac'] is not None:
+                expected = self.expected = neigh.normalize_mac(p['expected_mac'])
+                if expected in ('00:00:00:00:00:00', 'ff:ff:ff:ff:ff:ff') or int(expected[:2], 16) & 1:
+                    raise neigh.NeighError('expected_mac %s is not a unicast MAC address' % p['expected_mac'])
+            if p['device'] is not None:
+                neigh.validate_device(p['device'])
+            if p['probe'] and any(neigh.family(ip) == '-6' for ip in self.addresses):
+                raise neigh.NeighError('probe=true uses arping, IPv4 only: %s' % ', '.join(ip for ip in self.addresses if ':' in ip))
+        except neigh.NeighError as e:
+            error = error or str(e)
+        if error:
+            self.refuse(error)
 
-        # 2. Read the current state.
-        entries = _read(runner)
-    except (CommandError, neigh.NeighError) as e:
-        module.fail_json(msg='cannot read the neighbor table: %s (nothing was changed)' % e, changed=False)
+    def read(self):
+        p = self.params
+        self.runner = runner = Runner(self.module)
+        for tool in ['ip'] + (['arping'] if p['probe'] else []):
+            if not runner.has(tool):
+                self.refuse('%s is not installed on this node' % tool)
+        try:
+            if p['device'] is not None:
+                link = runner.run(['ip', '-j', 'link', 'show', 'dev', p['device']], check=False)
+                if link.rc != 0:
+                    self.refuse('device %s does not exist: %s' % (p['device'], (link.stderr or '').strip()))
+            self.entries = _read(runner)
+        except (CommandError, neigh.NeighError) as e:
+            self.refuse('cannot read the neighbor table: %s' % e)
 
-    def relevant(table):
+    def _relevant(self, table):
+        p = self.params
         if p['all']:
             return [neigh.entry_view(e) for e in table if p['device'] is None or e['dev'] == p['device']]
         found = []
-        for ip in addresses:
+        for ip in self.addresses:
             found.extend(neigh.entry_view(e) for e in neigh.find(table, ip, p['device']))
         return found
 
-    # 3. Plan (pure, after the optional arping probe).
-    probes, conflict = {}, False
-    if p['all']:
-        removals = neigh.plan_flush_all(entries, p['device'])
-    elif p['probe']:
-        removals = []
-        for ip in addresses:
-            device = p['device']
-            if device is None:
-                devs = sorted({e['dev'] for e in neigh.find(entries, ip)})
-                if len(devs) != 1:
-                    module.fail_json(msg='probe=true for %s needs device: the address has entries on %s' % (ip, devs or 'no device'),
-                                     changed=False)
-                device = devs[0]
-            reply = runner.run(['arping', '-c', '2', '-I', device, ip], check=False)
-            if not neigh.parse_arping(reply.stdout) and reply.rc not in (0, 1):
-                module.fail_json(msg='arping -I %s %s failed (rc=%s): %s (nothing was changed)'
-                                     % (device, ip, reply.rc, (reply.stderr or reply.stdout).strip()), changed=False)
-            macs = neigh.parse_arping(reply.stdout)
-            probes[ip] = {'device': device, 'macs': macs, 'conflict': len(macs) > 1}
-            if len(macs) > 1:
-                conflict = True
-                result.warn('%s: %d MACs answer arping (%s): IP address conflict (catalog D-10); nothing was changed for it'
-                            % (ip, len(macs), ', '.join(macs)))
-            elif not macs:
-                result.warn('%s: no answer to arping on %s; the current MAC is unknown, nothing was changed for it' % (ip, device))
-            else:
-                removals.extend(neigh.plan_removals(entries, [ip], device, expected_mac=macs[0]))
-        result.extra['probe'] = probes
-    else:
-        removals = neigh.plan_removals(entries, addresses, p['device'], expected_mac=expected, absent=p['state'] == 'absent')
-
-    before = relevant(entries)
-    gone = {(r['dst'], r['dev']) for r in removals}
-    result.before = {'entries': before}
-    result.after = {'entries': [e for e in before if (e['dst'], e['dev']) not in gone]}
-    result.add_diff(result.before, result.after, 'neighbor entries')
-    result.extra.update({'removed': removals, 'conflict': conflict})
-
-    if module.check_mode or not result.changed:
-        result.exit()
-
-    # 4. Apply.
-    done = []
-    try:
+    def plan(self):
+        p, entries, result = self.params, self.entries, self.result
+        probes, self.conflict = {}, False
         if p['all']:
-            runner.run(['ip', 'neigh', 'flush'] + (['dev', p['device']] if p['device'] else ['all']))
-            done = list(removals)
+            self.removals = neigh.plan_flush_all(entries, p['device'])
+        elif p['probe']:
+            self.removals = []
+            for ip in self.addresses:
+                device = p['device']
+                if device is None:
+                    devs = sorted({e['dev'] for e in neigh.find(entries, ip)})
+                    if len(devs) != 1:
+                        # (this message has never said "nothing was changed"; kept as it is)
+                        self.module.fail_json(msg='probe=true for %s needs device: the address has entries on %s' % (ip, devs or 'no device'),
+                                              changed=False)
+                    device = devs[0]
+                reply = self.runner.run(['arping', '-c', '2', '-I', device, ip], check=False)
+                if not neigh.parse_arping(reply.stdout) and reply.rc not in (0, 1):
+                    self.refuse('arping -I %s %s failed (rc=%s): %s' % (device, ip, reply.rc, (reply.stderr or reply.stdout).strip()))
+                macs = neigh.parse_arping(reply.stdout)
+                probes[ip] = {'device': device, 'macs': macs, 'conflict': len(macs) > 1}
+                if len(macs) > 1:
+                    self.conflict = True
+                    result.warn('%s: %d MACs answer arping (%s): IP address conflict (catalog D-10); nothing was changed for it'
+                                % (ip, len(macs), ', '.join(macs)))
+                elif not macs:
+                    result.warn('%s: no answer to arping on %s; the current MAC is unknown, nothing was changed for it' % (ip, device))
+                else:
+                    self.removals.extend(neigh.plan_removals(entries, [ip], device, expected_mac=macs[0]))
+            result.extra['probe'] = probes
         else:
-            for removal in removals:
-                runner.run(neigh.removal_command(removal))
-                done.append(removal)
-    except CommandError as e:
-        result.changed = bool(done)
-        result.extra['removed'] = done
-        result.fail('%s; removed before the failure: %d entr%s' % (e, len(done), 'y' if len(done) == 1 else 'ies'), error=e.to_dict())
+            self.removals = neigh.plan_removals(entries, self.addresses, p['device'], expected_mac=self.expected,
+                                                absent=p['state'] == 'absent')
 
-    # 5. Verify by reading back.
-    try:
-        now = _read(runner)
-    except (CommandError, neigh.NeighError) as e:
-        result.fail('removed %d entries but cannot read the table back: %s' % (len(done), e))
-    result.after = {'entries': relevant(now)}
-    left = []
-    for removal in done:
-        for entry in neigh.find(now, removal['dst'], removal['dev']):
-            same = entry['lladdr'] == removal['lladdr'] and entry['state'] == removal['state']
-            want = removal.get('expected')
-            wrong_mac = want is not None and entry['lladdr'] is not None and neigh.normalize_mac(entry['lladdr']) != want
-            if (removal['method'] == 'del' and same) or wrong_mac:
-                left.append(neigh.entry_view(entry))
-    if left:
-        result.fail('entries are still present after removing them: %s' % left)
-    result.exit()
+    def report(self):
+        result = self.result
+        before = self._relevant(self.entries)
+        gone = {(r['dst'], r['dev']) for r in self.removals}
+        result.before = {'entries': before}
+        result.after = {'entries': [e for e in before if (e['dst'], e['dev']) not in gone]}
+        result.add_diff(result.before, result.after, 'neighbor entries')
+        result.extra.update({'removed': self.removals, 'conflict': self.conflict})
+
+    def apply(self):
+        p, result, runner = self.params, self.result, self.runner
+        done = self.done = []
+        try:
+            if p['all']:
+                runner.run(['ip', 'neigh', 'flush'] + (['dev', p['device']] if p['device'] else ['all']))
+                done.extend(self.removals)
+            else:
+                for removal in self.removals:
+                    runner.run(neigh.removal_command(removal))
+                    done.append(removal)
+        except CommandError as e:
+            result.changed = bool(done)
+            result.extra['removed'] = done
+            result.fail('%s; removed before the failure: %d entr%s' % (e, len(done), 'y' if len(done) == 1 else 'ies'), error=e.to_dict())
+
+    def verify(self):
+        result, done = self.result, self.done
+        try:
+            now = _read(self.runner)
+        except (CommandError, neigh.NeighError) as e:
+            result.fail('removed %d entries but cannot read the table back: %s' % (len(done), e))
+        result.after = {'entries': self._relevant(now)}
+        left = []
+        for removal in done:
+            for entry in neigh.find(now, removal['dst'], removal['dev']):
+                same = entry['lladdr'] == removal['lladdr'] and entry['state'] == removal['state']
+                want = removal.get('expected')
+                wrong_mac = want is not None and entry['lladdr'] is not None and neigh.normalize_mac(entry['lladdr']) != want
+                if (removal['method'] == 'del' and same) or wrong_mac:
+                    left.append(neigh.entry_view(entry))
+        if left:
+            result.fail('entries are still present after removing them: %s' % left)
+
+
+def main():
+    NeighborFlush().run()
 
 
 if __name__ == '__main__':
