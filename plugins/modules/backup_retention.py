@@ -131,11 +131,10 @@ catalog:
 
 import datetime
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
+from ansible_collections.netmedic.k8s.plugins.module_utils import lifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit, retention
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s.edit_module import ClusterModule
 
 
 def _listing(entries):
@@ -149,69 +148,85 @@ def _public(entries):
     return [{k: e[k] for k in ('configmap', 'of', 'created', 'reason')} for e in entries]
 
 
-def main():
-    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
-    argument_spec.update(
+class BackupRetention(ClusterModule):
+    catalog = ['W-2', 'W-3', 'W-4', 'W-5']
+    options = dict(
         namespace=dict(type='str', default='kube-system'),
         names=dict(type='list', elements='str'),
         keep_count=dict(type='int'),
         keep_days=dict(type='int'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not k8s_client.HAS_K8S:
-        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
-    p = module.params
-    result = Result(module, ['W-2', 'W-3', 'W-4', 'W-5'])
-    ns = p['namespace']
-    result.extra.update({'deleted': [], 'kept': [], 'namespace': ns, 'check_mode': module.check_mode})
-    now = datetime.datetime.now(datetime.timezone.utc)
-    if p['names'] is not None and (not p['names'] or any(not n for n in p['names'])):
-        module.fail_json(msg='names, when given, must list object names (nothing was read or changed)', changed=False,
-                         **result.extra)
-    try:
-        retention.plan([], now, p['keep_count'], p['keep_days'])      # validates the limits before any API call
-    except ValueError as e:
-        module.fail_json(msg='%s (nothing was read or changed)' % e, changed=False, **result.extra)
 
-    try:
-        cluster = k8s_client.Cluster(p)
-        listed = k8s_client.list_objects(cluster, 'ConfigMap', ns, label_selector=edit.BACKUP_LABEL)
-    except k8s_client.K8sError as e:
-        module.fail_json(msg='%s (nothing was changed)' % e.msg, changed=False, **result.extra)
-    delete, keep = retention.plan(listed, now, p['keep_count'], p['keep_days'],
-                                  sources=set(p['names']) if p['names'] is not None else None)
-    result.extra['kept'] = _public(keep)
-    result.extra['deleted'] = _public(delete)
-    before = _listing(delete + keep)
-    after = _listing(keep)
-    for source in sorted(before):
-        if before[source] != after.get(source, []):
-            result.add_diff('\n'.join(sorted(before[source])) + '\n', '\n'.join(sorted(after.get(source, []))) + '\n',
-                            'backups of %s/%s' % (ns, source))
-    result.changed = bool(delete)
-    if module.check_mode or not delete:
-        result.exit()
+    def refuse(self, msg, **details):
+        """A failure before any change carries the result keys (deleted, kept, namespace, check_mode)."""
+        msg = str(msg)
+        self.module.fail_json(msg=msg if 'nothing was read or changed' in msg else lifecycle.refusal_text(msg), changed=False,
+                              **dict(self.result.extra, **details))
 
-    done = []
-    for entry in delete:
-        name = entry['configmap'].split('/', 1)[1]
+    def validate(self):
+        p = self.params
+        self.result.extra.update({'deleted': [], 'kept': [], 'namespace': p['namespace'], 'check_mode': self.check_mode})
+        self.now = datetime.datetime.now(datetime.timezone.utc)
+        if p['names'] is not None and (not p['names'] or any(not n for n in p['names'])):
+            self.refuse('names, when given, must list object names (nothing was read or changed)')
         try:
-            cluster.delete('ConfigMap', ns, name, uid=entry['uid'])
+            retention.plan([], self.now, p['keep_count'], p['keep_days'])      # validates the limits before any API call
+        except ValueError as e:
+            self.refuse('%s (nothing was read or changed)' % e)
+
+    def read(self):
+        self.cluster = k8s_client.Cluster(self.params)
+        self.listed = k8s_client.list_objects(self.cluster, 'ConfigMap', self.params['namespace'], label_selector=edit.BACKUP_LABEL)
+
+    def plan(self):
+        p = self.params
+        self.delete, self.keep = retention.plan(self.listed, self.now, p['keep_count'], p['keep_days'],
+                                                sources=set(p['names']) if p['names'] is not None else None)
+
+    def report(self):
+        result, ns = self.result, self.params['namespace']
+        result.extra['kept'] = _public(self.keep)
+        result.extra['deleted'] = _public(self.delete)
+        before = _listing(self.delete + self.keep)
+        after = _listing(self.keep)
+        for source in sorted(before):
+            if before[source] != after.get(source, []):
+                result.add_diff('\n'.join(sorted(before[source])) + '\n', '\n'.join(sorted(after.get(source, []))) + '\n',
+                                'backups of %s/%s' % (ns, source))
+        result.changed = bool(self.delete)
+
+    def will_change(self):
+        return bool(self.delete)
+
+    def apply(self):
+        """Delete each backup only while it still has the uid that was listed."""
+        result, ns = self.result, self.params['namespace']
+        self.done = done = []
+        for entry in self.delete:
+            name = entry['configmap'].split('/', 1)[1]
+            try:
+                self.cluster.delete('ConfigMap', ns, name, uid=entry['uid'])
+            except k8s_client.K8sError as e:
+                result.extra['deleted'] = _public(done)
+                result.changed = bool(done)
+                result.fail('%s; deleted before the failure: %s' % (e.msg, ', '.join(d['configmap'] for d in done) or 'none'))
+            done.append(entry)
+
+    def verify(self):
+        """Read back: none of the deleted backups is listed any more (with the same uid)."""
+        result, done = self.result, self.done
+        try:
+            still = {(c['metadata']['name'], c['metadata'].get('uid'))
+                     for c in k8s_client.list_objects(self.cluster, 'ConfigMap', self.params['namespace'], label_selector=edit.BACKUP_LABEL)}
         except k8s_client.K8sError as e:
-            result.extra['deleted'] = _public(done)
-            result.changed = bool(done)
-            result.fail('%s; deleted before the failure: %s' % (e.msg, ', '.join(d['configmap'] for d in done) or 'none'))
-        done.append(entry)
-    # Read back: none of the deleted backups is listed any more (with the same uid).
-    try:
-        still = {(c['metadata']['name'], c['metadata'].get('uid'))
-                 for c in k8s_client.list_objects(cluster, 'ConfigMap', ns, label_selector=edit.BACKUP_LABEL)}
-    except k8s_client.K8sError as e:
-        result.fail('%s (reading back after deleting %d backup(s))' % (e.msg, len(done)))
-    left = [d['configmap'] for d in done if (d['configmap'].split('/', 1)[1], d['uid']) in still]
-    if left:
-        result.fail('deleted backups are still listed: %s' % ', '.join(left))
-    result.exit()
+            result.fail('%s (reading back after deleting %d backup(s))' % (e.msg, len(done)))
+        left = [d['configmap'] for d in done if (d['configmap'].split('/', 1)[1], d['uid']) in still]
+        if left:
+            result.fail('deleted backups are still listed: %s' % ', '.join(left))
+
+
+def main():
+    BackupRetention().run()
 
 
 if __name__ == '__main__':
