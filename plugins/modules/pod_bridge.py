@@ -171,11 +171,16 @@ backups:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import neigh, netlink
+from ansible_collections.netmedic.k8s.plugins.module_utils.lifecycle import ModuleLifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError, Runner
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+
+ARGUMENT_SPEC = dict(
+    name=dict(type='str', default='cbr0'),
+    mtu=dict(type='int'),
+    port_mtu=dict(type='bool', default=False),
+    verify_learned=dict(type='int', default=0),
+)
 
 
 def _read(runner, name, mtu):
@@ -210,98 +215,106 @@ def _report_learned(result, runner, name, state):
     return result.extra['unlearned_ports']
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type='str', default='cbr0'),
-            mtu=dict(type='int'),
-            port_mtu=dict(type='bool', default=False),
-            verify_learned=dict(type='int', default=0),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    result = Result(module, ['N-8'])
+class PodBridge(ModuleLifecycle):
+    """Catalog N-8 on the lifecycle: validate, read the links (``ip -j -d link``), plan the commands
+    (netlink.plan_bridge), report, run them (an MTU change is undone when a later command fails), read
+    back; after every successful end, what the bridge learned (and with verify_learned, wait for it)."""
 
-    # 1. Validate input before reading or touching anything.
-    try:
+    catalog = ['N-8']
+    options = ARGUMENT_SPEC
+    refusals = (neigh.NeighError, netlink.LinkError)
+
+    def validate(self):
+        p = self.params
         neigh.validate_device(p['name'])
         netlink.validate_mtu(p['mtu'])
         if p['port_mtu'] and p['mtu'] is None:
             raise netlink.LinkError('port_mtu needs mtu: the MTU to give the ports')
         if isinstance(p['verify_learned'], bool) or not 0 <= p['verify_learned'] <= 600:
             raise netlink.LinkError('verify_learned must be 0 to 600 seconds, got %r' % (p['verify_learned'],))
-    except (neigh.NeighError, netlink.LinkError) as e:
-        module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
 
-    # 2. Read, 3. plan (pure).
-    runner = Runner(module)
-    if p['verify_learned'] and not runner.has('bridge'):
-        module.fail_json(msg='verify_learned needs the bridge command (Debian package iproute2) on the node; '
-                             'nothing was changed', changed=False)
-    try:
-        state = _read(runner, p['name'], p['mtu'])
-        commands = netlink.plan_bridge(state, p['mtu'], p['port_mtu'])
-    except (CommandError, netlink.LinkError) as e:
-        module.fail_json(msg=str(e), changed=False)
+    def _unreadable(self, error):
+        # The message as it always was: netlink's own texts say "nothing was changed" already;
+        # a failed read command's text is passed through as it is.
+        self.module.fail_json(msg=str(error), changed=False)
 
-    result.before = _view(state, p['port_mtu'])
-    result.after = dict(result.before, admin_up=True, mtu=p['mtu'] if p['mtu'] is not None else state['mtu'])
-    if p['port_mtu']:
-        result.after['port_mtus'] = dict.fromkeys(result.before['port_mtus'], p['mtu'])
-    result.add_diff(result.before, result.after, 'bridge %s' % p['name'])
-    result.extra.update({'commands': commands, 'bridge': state})
-    if state['mtu_mismatch']:
-        result.warn('%s: port MTUs %s differ from %s; pod interfaces are not changed by this module (recreate the pods '
-                    'after fixing the CNI MTU)' % (p['name'], state['port_mtus'], p['mtu'] if p['mtu'] is not None else 'the bridge MTU %s' % state['mtu']))
-
-    try:
-        if module.check_mode or not commands:
-            silent = _report_learned(result, runner, p['name'], state)
-            if not module.check_mode and p['verify_learned']:
-                silent = _wait_learned(result, runner, p, state, silent)
-            result.exit()
-    except CommandError as e:
-        result.fail('reading what the bridge learned failed: %s' % e, error=e.to_dict())
-    except (neigh.NeighError, netlink.LinkError) as e:
-        result.fail('reading what the bridge learned failed: %s' % e)
-
-    # 4. Apply; an MTU change is undone when a later command fails.
-    old_mtu = {p_['name']: p_['mtu'] for p_ in state['ports']}
-    old_mtu[p['name']] = state['mtu']
-    done = []
-    for cmd in commands:
+    def read(self):
+        p = self.params
+        self.runner = Runner(self.module)
+        if p['verify_learned'] and not self.runner.has('bridge'):
+            self.refuse('verify_learned needs the bridge command (Debian package iproute2) on the node; nothing was changed')
         try:
-            runner.run(cmd)
-        except CommandError as e:
-            undone = _undo(runner, done, old_mtu)
-            result.changed = bool(done) and not undone['complete']
-            result.extra['commands'] = done
-            result.extra['undone'] = undone['commands']
-            result.fail('%s (ran before the failure: %s; MTU changes undone: %s)'
-                        % (e, [' '.join(c) for c in done] or 'nothing',
-                           'all' if undone['complete'] else 'NOT ALL - %s' % undone['error']), error=e.to_dict())
-        done.append(cmd)
+            self.state = _read(self.runner, p['name'], p['mtu'])
+        except (CommandError, netlink.LinkError) as e:
+            self._unreadable(e)
+        self.now = None
 
-    # 5. Verify by reading back.
-    now = _read(runner, p['name'], p['mtu'])
-    result.after = _view(now, p['port_mtu'])
-    result.extra['bridge'] = now
-    if not now.get('admin_up') or (p['mtu'] is not None and now.get('mtu') != p['mtu']):
-        result.fail('ran %s but %s is now %s' % ([' '.join(c) for c in done], p['name'], result.after))
-    if p['port_mtu']:
-        wrong = {port['name']: port['mtu'] for port in now['ports'] if port['kind'] == 'veth' and port['mtu'] != p['mtu']}
-        if wrong:
-            result.fail('ran %s but these ports do not have MTU %s: %s' % ([' '.join(c) for c in done], p['mtu'], wrong))
-    try:
-        silent = _report_learned(result, runner, p['name'], now)
-        if p['verify_learned']:
-            _wait_learned(result, runner, p, now, silent)
-    except CommandError as e:
-        result.fail('the change was made but reading what the bridge learned failed: %s' % e, error=e.to_dict())
-    except (neigh.NeighError, netlink.LinkError) as e:
-        result.fail('the change was made but reading what the bridge learned failed: %s' % e)
-    result.exit()
+    def plan(self):
+        try:
+            self.commands = netlink.plan_bridge(self.state, self.params['mtu'], self.params['port_mtu'])
+        except netlink.LinkError as e:
+            self._unreadable(e)
+
+    def report(self):
+        p, result, state = self.params, self.result, self.state
+        result.before = _view(state, p['port_mtu'])
+        result.after = dict(result.before, admin_up=True, mtu=p['mtu'] if p['mtu'] is not None else state['mtu'])
+        if p['port_mtu']:
+            result.after['port_mtus'] = dict.fromkeys(result.before['port_mtus'], p['mtu'])
+        result.add_diff(result.before, result.after, 'bridge %s' % p['name'])
+        result.extra.update({'commands': self.commands, 'bridge': state})
+        if state['mtu_mismatch']:
+            result.warn('%s: port MTUs %s differ from %s; pod interfaces are not changed by this module (recreate the pods '
+                        'after fixing the CNI MTU)' % (p['name'], state['port_mtus'],
+                                                       p['mtu'] if p['mtu'] is not None else 'the bridge MTU %s' % state['mtu']))
+
+    def will_change(self):
+        return bool(self.commands)
+
+    def apply(self):
+        p, result, state = self.params, self.result, self.state
+        old_mtu = {p_['name']: p_['mtu'] for p_ in state['ports']}
+        old_mtu[p['name']] = state['mtu']
+        done = self.done = []
+        for cmd in self.commands:
+            try:
+                self.runner.run(cmd)
+            except CommandError as e:
+                undone = _undo(self.runner, done, old_mtu)
+                result.changed = bool(done) and not undone['complete']
+                result.extra['commands'] = done
+                result.extra['undone'] = undone['commands']
+                result.fail('%s (ran before the failure: %s; MTU changes undone: %s)'
+                            % (e, [' '.join(c) for c in done] or 'nothing',
+                               'all' if undone['complete'] else 'NOT ALL - %s' % undone['error']), error=e.to_dict())
+            done.append(cmd)
+
+    def verify(self):
+        p, result, done = self.params, self.result, self.done
+        now = self.now = _read(self.runner, p['name'], p['mtu'])
+        result.after = _view(now, p['port_mtu'])
+        result.extra['bridge'] = now
+        if not now.get('admin_up') or (p['mtu'] is not None and now.get('mtu') != p['mtu']):
+            result.fail('ran %s but %s is now %s' % ([' '.join(c) for c in done], p['name'], result.after))
+        if p['port_mtu']:
+            wrong = {port['name']: port['mtu'] for port in now['ports'] if port['kind'] == 'veth' and port['mtu'] != p['mtu']}
+            if wrong:
+                result.fail('ran %s but these ports do not have MTU %s: %s' % ([' '.join(c) for c in done], p['mtu'], wrong))
+
+    def after(self):
+        # What the bridge learned: of the state read back after a change, else of the state read first.
+        p, result = self.params, self.result
+        applied = self.now is not None
+        state = self.now if applied else self.state
+        prefix = 'the change was made but ' if applied else ''
+        try:
+            silent = _report_learned(result, self.runner, p['name'], state)
+            if not self.check_mode and p['verify_learned']:
+                _wait_learned(result, self.runner, p, state, silent)
+        except CommandError as e:
+            result.fail('%sreading what the bridge learned failed: %s' % (prefix, e), error=e.to_dict())
+        except (neigh.NeighError, netlink.LinkError) as e:
+            result.fail('%sreading what the bridge learned failed: %s' % (prefix, e))
 
 
 def _undo(runner, done, old_mtu):
@@ -330,6 +343,10 @@ def _wait_learned(result, runner, p, state, silent, clock=time.monotonic, sleep=
         sleep(1)
         silent = _report_learned(result, runner, p['name'], state)
     return silent
+
+
+def main():
+    PodBridge().run()
 
 
 if __name__ == '__main__':
