@@ -150,12 +150,17 @@ import json
 import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import bpfmap
+from ansible_collections.netmedic.k8s.plugins.module_utils.lifecycle import ModuleLifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.node import files as node_files
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError, Runner
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+
+ARGUMENT_SPEC = dict(
+    maps=dict(type='list', elements='path', default=list(bpfmap.CILIUM_LB_MAPS)),
+    threshold=dict(type='int', default=90),
+    state=dict(type='str', choices=['report', 'cleared'], default='report'),
+    backup_dir=dict(type='path', default='/var/lib/netmedic/backups/cilium_lb_maps'),
+)
 
 
 def _dump(runner, path):
@@ -174,21 +179,16 @@ def _delete(runner, path, entries):
         runner.run(['bpftool', 'batch', 'file', '-'], data=bpfmap.delete_batch(path, left))
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            maps=dict(type='list', elements='path', default=list(bpfmap.CILIUM_LB_MAPS)),
-            threshold=dict(type='int', default=90),
-            state=dict(type='str', choices=['report', 'cleared'], default='report'),
-            backup_dir=dict(type='path', default='/var/lib/netmedic/backups/cilium_lb_maps'),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    result = Result(module, ['N-10'])
+class CiliumLbMaps(ModuleLifecycle):
+    """Catalog N-10 on the lifecycle: validate, read every map (``bpftool -j map show``/``dump``) before
+    deciding anything, plan per map (bpfmap.plan), report, back up then clear map by map, read back."""
 
-    # 1. Validate input before reading or touching anything.
-    try:
+    catalog = ['N-10']
+    options = ARGUMENT_SPEC
+    refusals = (bpfmap.MapError,)
+
+    def validate(self):
+        p = self.params
         if not p['maps']:
             raise bpfmap.MapError('maps must list at least one pinned map path')
         for path in p['maps']:
@@ -196,75 +196,86 @@ def main():
         if len(set(p['maps'])) != len(p['maps']):
             raise bpfmap.MapError('maps lists a path twice')
         bpfmap.validate_threshold(p['threshold'])
-    except bpfmap.MapError as e:
-        module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
 
-    # 2. Read every map before deciding anything.
-    runner = Runner(module)
-    if not runner.has('bpftool'):
-        module.fail_json(msg='bpftool is not installed on this node (nothing was changed)', changed=False)
-    maps, contents = [], {}
-    for path in p['maps']:
-        show = runner.run(['bpftool', '-j', 'map', 'show', 'pinned', path], check=False)
-        if show.rc != 0:
-            module.fail_json(msg='%s is not a pinned eBPF map (%s): is Cilium (anetd) running here, with the BPF filesystem at '
-                                 'that path? Nothing was changed' % (path, bpfmap.error_text(show.stdout, show.stderr)), changed=False)
-        try:
-            info = bpfmap.parse_map_show(show.stdout)
-            entries = _dump(runner, path)
-        except (bpfmap.MapError, CommandError) as e:
-            module.fail_json(msg='cannot read %s: %s (nothing was changed)' % (path, e), changed=False)
-        # 3. Plan (pure).
-        item = dict(path=path, name=info['name'], **bpfmap.plan(info, entries, p['threshold'], p['state'] == 'cleared'))
-        item['deleted'] = item['count'] if item['action'] == 'clear' else 0
-        maps.append(item)
-        contents[path] = (info, entries)
+    def read(self):
+        self.runner = runner = Runner(self.module)
+        if not runner.has('bpftool'):
+            self.refuse('bpftool is not installed on this node')
+        self.contents = {}
+        for path in self.params['maps']:
+            show = runner.run(['bpftool', '-j', 'map', 'show', 'pinned', path], check=False)
+            if show.rc != 0:
+                # (the message as it always was: "Nothing was changed" ends its sentence)
+                self.module.fail_json(msg='%s is not a pinned eBPF map (%s): is Cilium (anetd) running here, with the BPF filesystem at '
+                                          'that path? Nothing was changed' % (path, bpfmap.error_text(show.stdout, show.stderr)),
+                                      changed=False)
+            try:
+                info = bpfmap.parse_map_show(show.stdout)
+                entries = _dump(runner, path)
+            except (bpfmap.MapError, CommandError) as e:
+                self.refuse('cannot read %s: %s' % (path, e))
+            self.contents[path] = (info, entries)
 
-    result.before = {m['path']: m['count'] for m in maps}
-    result.after = {m['path']: m['count'] - m['deleted'] for m in maps}
-    result.add_diff(result.before, result.after, 'entries per map')
-    result.extra['maps'] = maps
-    for m in maps:
-        if m['over_threshold'] and m['action'] == 'keep':
-            result.warn('%s holds %d of %d entries (%s %%), at or above %d %%: state=cleared empties it (then restart the Cilium agent)'
-                        % (m['path'], m['count'], m['max_entries'], m['percent'], p['threshold']))
+    def plan(self):
+        p = self.params
+        self.maps = []
+        for path in p['maps']:
+            info, entries = self.contents[path]
+            item = dict(path=path, name=info['name'], **bpfmap.plan(info, entries, p['threshold'], p['state'] == 'cleared'))
+            item['deleted'] = item['count'] if item['action'] == 'clear' else 0
+            self.maps.append(item)
 
-    if module.check_mode or not result.changed:
-        result.exit()
+    def report(self):
+        result, maps = self.result, self.maps
+        result.before = {m['path']: m['count'] for m in maps}
+        result.after = {m['path']: m['count'] - m['deleted'] for m in maps}
+        result.add_diff(result.before, result.after, 'entries per map')
+        result.extra['maps'] = maps
+        for m in maps:
+            if m['over_threshold'] and m['action'] == 'keep':
+                result.warn('%s holds %d of %d entries (%s %%), at or above %d %%: state=cleared empties it (then restart the Cilium agent)'
+                            % (m['path'], m['count'], m['max_entries'], m['percent'], self.params['threshold']))
 
-    # 4. Apply, map by map: back up the content, then delete.
-    stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
-    for m in maps:
-        if m['action'] != 'clear':
-            continue
-        info, entries = contents[m['path']]
-        backup = os.path.join(p['backup_dir'], '%s.%s.json' % (os.path.basename(m['path']), stamp))
-        try:
-            node_files.write_file_atomic(module, backup, json.dumps({'path': m['path'], 'map': info, 'entries': entries}) + '\n', mode=0o600)
-        except (IOError, OSError) as e:
-            result.changed = bool(result.backups)
-            result.fail('could not save %s to %s: %s; it was not cleared' % (m['path'], backup, e))
-        result.add_backup(backup, m['path'])
-        try:
-            _delete(runner, m['path'], entries)
-        except (CommandError, bpfmap.MapError) as e:
-            result.changed = True
-            result.fail('clearing %s failed: %s (its content is saved in %s)' % (m['path'], e, backup))
+    def apply(self):
+        """Map by map: back up the content, then delete."""
+        result = self.result
+        stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+        for m in self.maps:
+            if m['action'] != 'clear':
+                continue
+            info, entries = self.contents[m['path']]
+            backup = os.path.join(self.params['backup_dir'], '%s.%s.json' % (os.path.basename(m['path']), stamp))
+            try:
+                node_files.write_file_atomic(self.module, backup, json.dumps({'path': m['path'], 'map': info, 'entries': entries}) + '\n',
+                                             mode=0o600)
+            except (IOError, OSError) as e:
+                result.changed = bool(result.backups)
+                result.fail('could not save %s to %s: %s; it was not cleared' % (m['path'], backup, e))
+            result.add_backup(backup, m['path'])
+            try:
+                _delete(self.runner, m['path'], entries)
+            except (CommandError, bpfmap.MapError) as e:
+                result.changed = True
+                result.fail('clearing %s failed: %s (its content is saved in %s)' % (m['path'], e, backup))
 
-    # 5. Verify by reading back.
-    for m in maps:
-        now = _dump(runner, m['path'])
-        result.after[m['path']] = len(now)
-        if m['action'] == 'clear':
-            left = bpfmap.remaining(contents[m['path']][1], now)
-            if len(left) == m['count']:
-                result.fail('bpftool reported success but %s still holds all %d entries' % (m['path'], m['count']))
-            if left:
-                result.warn('%s: %d of the deleted entries are present again (re-added by the agent meanwhile?)' % (m['path'], len(left)))
-    if any(m['action'] == 'clear' for m in maps):
-        result.warn('load-balancer maps were emptied: restart the Cilium agent (anetd) on this node now so it re-populates them '
-                    '(catalog N-10, C-7); service traffic through this node is not balanced until then')
-    result.exit()
+    def verify(self):
+        result = self.result
+        for m in self.maps:
+            now = _dump(self.runner, m['path'])
+            result.after[m['path']] = len(now)
+            if m['action'] == 'clear':
+                left = bpfmap.remaining(self.contents[m['path']][1], now)
+                if len(left) == m['count']:
+                    result.fail('bpftool reported success but %s still holds all %d entries' % (m['path'], m['count']))
+                if left:
+                    result.warn('%s: %d of the deleted entries are present again (re-added by the agent meanwhile?)' % (m['path'], len(left)))
+        if any(m['action'] == 'clear' for m in self.maps):
+            result.warn('load-balancer maps were emptied: restart the Cilium agent (anetd) on this node now so it re-populates them '
+                        '(catalog N-10, C-7); service traffic through this node is not balanced until then')
+
+
+def main():
+    CiliumLbMaps().run()
 
 
 if __name__ == '__main__':
