@@ -182,14 +182,13 @@ catalog:
   sample: ["W-1", "W-2", "W-7"]
 """
 
+import contextlib
 import socket
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import drain as du
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s.edit_module import ClusterModule
 
 
 def _read_node(cluster, name, timeout):
@@ -250,9 +249,16 @@ def _refuse(module, result, name, refused, cordoned):
         'The node is cordoned; nothing was evicted.' if cordoned else 'Nothing was changed.'))
 
 
-def main():
-    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
-    argument_spec.update(
+class NodeDrain(ClusterModule):
+    """Cordon (with a run_id owner), evict and wait; or uncordon what netmedic cordoned.
+
+    The Node is read again and the patch decided under the 409 loop of :func:`_apply_patch`, and the pods are listed
+    again once the node is cordoned, so what changes is only known in :meth:`apply`: it always runs (with server-side
+    dry runs of the patch and of every eviction in check mode) and fills before/after/diff from what it did.
+    """
+
+    catalog = ['W-1', 'W-2', 'W-7']
+    options = dict(
         name=dict(type='str', required=True),
         state=dict(type='str', default='drain', choices=['drain', 'cordon', 'uncordon']),
         run_id=dict(type='str'),
@@ -263,60 +269,95 @@ def main():
         delete_emptydir_data=dict(type='bool', default=False),
         allow_unmanaged=dict(type='bool', default=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not k8s_client.HAS_K8S:
-        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
-    p = module.params
-    result = Result(module, ['W-1', 'W-2', 'W-7'])
-    result.extra.update({'node': p['name'], 'cordon': {}, 'pods': [], 'remaining': []})
-    check = module.check_mode
+    refusals = (du.DrainError,)
+    apply_in_check_mode = True
 
-    bad = []
-    if not p['name'] or not p['name'].strip():
-        bad.append('name must be a Node name')
-    if p['timeout'] < 1:
-        bad.append('timeout must be >= 1 (got %d)' % p['timeout'])
-    if not p['poll_interval'] > 0:
-        bad.append('poll_interval must be > 0')
-    if p['request_timeout'] < 1:
-        bad.append('request_timeout must be >= 1 (got %d)' % p['request_timeout'])
-    if p['grace_period'] is not None and p['grace_period'] < 0:
-        bad.append('grace_period must be >= 0')
-    if p['run_id'] is not None and not p['run_id'].strip():
-        bad.append('run_id must not be empty')
-    if bad:
-        module.fail_json(msg='invalid input: %s (nothing was changed)' % '; '.join(bad), changed=False, **result.extra)
-    run_id = p['run_id'] or 'netmedic@%s/%s' % (socket.gethostname(), time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
-    name = p['name']
-    rt = p['request_timeout']
+    def refusal(self, error):
+        if isinstance(error, du.DrainError):
+            return 'invalid input: %s' % error
+        return '%s (node %s; cordoned: %s)' % (error.msg, self.params['name'], self.result.extra.get('cordon', {}).get(
+            'after', {}).get('unschedulable', 'unknown'))
 
-    try:
-        cluster = k8s_client.Cluster(p)
-        node = _read_node(cluster, name, rt)
-        before = du.cordon_state(node)
+    def refuse(self, msg, **details):
+        """A failure once the cluster is read reports what was read (``result.fail``: before, cordon, pods) and says
+        whether the node is cordoned (see :meth:`refusal`)."""
+        self.result.fail(msg, **details)
+
+    @contextlib.contextmanager
+    def failures(self):
+        """API and input errors of apply/verify fail the same way as those of read and plan."""
+        try:
+            yield
+        except (du.DrainError, k8s_client.K8sError) as e:
+            self.result.fail(self.refusal(e))
+
+    def validate(self):
+        p = self.params
+        self.result.extra.update({'node': p['name'], 'cordon': {}, 'pods': [], 'remaining': []})
+        bad = []
+        if not p['name'] or not p['name'].strip():
+            bad.append('name must be a Node name')
+        if p['timeout'] < 1:
+            bad.append('timeout must be >= 1 (got %d)' % p['timeout'])
+        if not p['poll_interval'] > 0:
+            bad.append('poll_interval must be > 0')
+        if p['request_timeout'] < 1:
+            bad.append('request_timeout must be >= 1 (got %d)' % p['request_timeout'])
+        if p['grace_period'] is not None and p['grace_period'] < 0:
+            bad.append('grace_period must be >= 0')
+        if p['run_id'] is not None and not p['run_id'].strip():
+            bad.append('run_id must not be empty')
+        if bad:
+            self.module.fail_json(msg='invalid input: %s (nothing was changed)' % '; '.join(bad), changed=False, **self.result.extra)
+        self.run_id = p['run_id'] or 'netmedic@%s/%s' % (socket.gethostname(), time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+
+    def read(self):
+        p, result = self.params, self.result
+        self.cluster = k8s_client.Cluster(p)
+        node = _read_node(self.cluster, p['name'], p['request_timeout'])
+        self.before = before = du.cordon_state(node)
         result.before = {'unschedulable': before['unschedulable'], 'cordoned-by': before['owner']}
         result.extra['cordon'] = {'before': before, 'after': before, 'by_other': before['by_other']}
+        self.pods = None if p['state'] == 'uncordon' else _node_pods(self.cluster, p['name'], p['request_timeout'])
 
-        if p['state'] == 'uncordon':
-            _node, written = _apply_patch(cluster, name, du.uncordon_patch, rt, check)
-            after = du.cordon_state(written) if written is not None and not check else (
-                {'unschedulable': False, 'owner': None, 'by_netmedic': False, 'by_other': False} if written is not None
-                else before)
-            if written is None and before['by_other']:
-                result.warn('%s was cordoned by someone else (no %s annotation); left cordoned'
-                            % (name, du.CORDON_ANNOTATION))
-            result.extra['cordon'] = {'before': before, 'after': after, 'by_other': before['by_other']}
-            result.after = {'unschedulable': after['unschedulable'], 'cordoned-by': after['owner']}
-            result.add_diff(result.before, result.after, 'Node %s' % name)
-            result.exit()
-
-        pods = _node_pods(cluster, name, rt)
-        planned = du.plan(pods, p['delete_emptydir_data'], p['allow_unmanaged'])
-        result.extra['pods'] = [dict(s, outcome='skipped', attempts=0) for s in planned['skip']]
+    def plan(self):
+        """The pods to evict, skip or refuse; a drain that would have to evict a pod it must not is refused here."""
+        p = self.params
+        if self.pods is None:
+            return
+        self.planned = planned = du.plan(self.pods, p['delete_emptydir_data'], p['allow_unmanaged'])
+        self.result.extra['pods'] = [dict(s, outcome='skipped', attempts=0) for s in planned['skip']]
         if p['state'] == 'drain' and planned['refuse']:
-            _refuse(module, result, name, planned['refuse'], before['unschedulable'])
+            _refuse(self.module, self.result, p['name'], planned['refuse'], self.before['unschedulable'])
 
-        _node, written = _apply_patch(cluster, name, lambda n: du.cordon_patch(n, run_id), rt, check)
+    def will_change(self):
+        return True     # decided in apply (see the class docstring); it changes nothing when there is nothing to do
+
+    def apply(self):
+        with self.failures():
+            if self.params['state'] == 'uncordon':
+                self.uncordon()
+            else:
+                self.cordon_and_evict()
+
+    def uncordon(self):
+        p, result, before = self.params, self.result, self.before
+        name = p['name']
+        _node, written = _apply_patch(self.cluster, name, du.uncordon_patch, p['request_timeout'], self.check_mode)
+        after = du.cordon_state(written) if written is not None and not self.check_mode else (
+            {'unschedulable': False, 'owner': None, 'by_netmedic': False, 'by_other': False} if written is not None
+            else before)
+        if written is None and before['by_other']:
+            result.warn('%s was cordoned by someone else (no %s annotation); left cordoned'
+                        % (name, du.CORDON_ANNOTATION))
+        result.extra['cordon'] = {'before': before, 'after': after, 'by_other': before['by_other']}
+        result.after = {'unschedulable': after['unschedulable'], 'cordoned-by': after['owner']}
+        result.add_diff(result.before, result.after, 'Node %s' % name)
+
+    def cordon_and_evict(self):
+        p, result, before, cluster = self.params, self.result, self.before, self.cluster
+        name, rt, run_id = p['name'], p['request_timeout'], self.run_id
+        _node, written = _apply_patch(cluster, name, lambda n: du.cordon_patch(n, run_id), rt, self.check_mode)
         after = dict(before, unschedulable=True, by_netmedic=before['by_netmedic'] or written is not None,
                      owner=before['owner'] if written is None else run_id)
         result.extra['cordon'] = {'before': before, 'after': after, 'by_other': before['by_other']}
@@ -325,18 +366,18 @@ def main():
         result.after = {'unschedulable': True, 'cordoned-by': after['owner']}
         if p['state'] == 'cordon':
             result.add_diff(result.before, result.after, 'Node %s' % name)
-            result.exit()
+            return
 
-        if check:
-            for pod in planned['evict']:
+        if self.check_mode:
+            for pod in self.planned['evict']:
                 outcome, why = _evict(cluster, pod, p, dry_run=True)
                 result.extra['pods'].append(_entry(pod, 'would wait for budget' if outcome == 'blocked' else 'would evict',
                                                    why or du.classify(pod, True, True)[1], 1))
-            evict_names = [du.pod_ref(x) for x in planned['evict']]
+            evict_names = [du.pod_ref(x) for x in self.planned['evict']]
             result.before['pods to evict'] = evict_names
             result.after['pods to evict'] = []
             result.add_diff(result.before, result.after, 'Node %s' % name)
-            result.exit()
+            return
 
         # The node is cordoned now: pods that landed before the cordon are in this second listing.
         planned = du.plan(_node_pods(cluster, name, rt), p['delete_emptydir_data'], p['allow_unmanaged'])
@@ -344,12 +385,12 @@ def main():
         result.add_diff({'unschedulable': before['unschedulable'], 'cordoned-by': before['owner']},
                         {'unschedulable': True, 'cordoned-by': after['owner']}, 'Node %s' % name)
         if planned['refuse']:
-            _refuse(module, result, name, planned['refuse'], True)
-        todo = planned['evict']
+            _refuse(self.module, result, name, planned['refuse'], True)
+        self.todo = todo = planned['evict']
         if todo:
             result.add_diff({'pods': [du.pod_ref(x) for x in todo]}, {'pods': []}, 'Pods on Node %s' % name)
-        attempts = {}
-        blocked = {}
+        self.attempts = attempts = {}
+        self.blocked = blocked = {}
         evicted = set()
         deadline = time.time() + p['timeout']
         while True:
@@ -364,32 +405,37 @@ def main():
                 else:
                     evicted.add(ref)
                     blocked.pop(ref, None)
-            left = du.still_there(todo, _node_pods(cluster, name, rt))
+            self.left = left = du.still_there(todo, _node_pods(cluster, name, rt))
             if not left or time.time() >= deadline:
                 break
             time.sleep(min(p['poll_interval'], max(0.0, deadline - time.time())) or 0.01)
-        states = {e['pod']: e['state'] for e in left}
-        for pod in todo:
-            ref = du.pod_ref(pod)
-            if ref not in states:
-                outcome = 'evicted'
-            elif ref in blocked:
-                outcome = 'blocked'
-            elif states[ref] == 'Terminating':
-                outcome = 'terminating'
-            else:
-                outcome = 'running'
-            result.extra['pods'].append(_entry(pod, outcome, blocked.get(ref) or du.classify(pod, True, True)[1],
-                                               attempts.get(ref, 0)))
+
+    def verify(self):
+        """A drain ends with none of the evicted pods on the node (the last listing of the wait); each pod's outcome."""
+        if self.params['state'] != 'drain':
+            return
+        result, left, blocked = self.result, self.left, self.blocked
+        with self.failures():
+            states = {e['pod']: e['state'] for e in left}
+            for pod in self.todo:
+                ref = du.pod_ref(pod)
+                if ref not in states:
+                    outcome = 'evicted'
+                elif ref in blocked:
+                    outcome = 'blocked'
+                elif states[ref] == 'Terminating':
+                    outcome = 'terminating'
+                else:
+                    outcome = 'running'
+                result.extra['pods'].append(_entry(pod, outcome, blocked.get(ref) or du.classify(pod, True, True)[1],
+                                                   self.attempts.get(ref, 0)))
         result.extra['remaining'] = [e['pod'] for e in left]
         if left:
-            result.fail(du.failure_message(name, left, blocked) + '. %s stays cordoned.' % name)
-        result.exit()
-    except du.DrainError as e:
-        result.fail('invalid input: %s' % e)
-    except k8s_client.K8sError as e:
-        result.fail('%s (node %s; cordoned: %s)' % (e.msg, name, result.extra.get('cordon', {}).get('after', {}).get(
-            'unschedulable', 'unknown')))
+            result.fail(du.failure_message(self.params['name'], left, blocked) + '. %s stays cordoned.' % self.params['name'])
+
+
+def main():
+    NodeDrain().run()
 
 
 if __name__ == '__main__':
