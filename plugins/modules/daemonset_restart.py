@@ -265,13 +265,15 @@ catalog:
   sample: ["C-7"]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
 from ansible_collections.netmedic.k8s.plugins.module_utils import kube_proxy as kp
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import waiter
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s.edit_module import ClusterModule
+
+NOTHING_RESTARTED = 'nothing was restarted'
 
 
 class Stop(Exception):
@@ -385,9 +387,9 @@ def _gate(cluster, p, ds_name, selector, result):
     return ds, pods, count
 
 
-def main():
-    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
-    argument_spec.update(
+class DaemonSetRestart(ClusterModule):
+    catalog = ['C-7']
+    options = dict(
         name=dict(type='str', required=True),
         namespace=dict(type='str', default='kube-system'),
         nodes=dict(type='list', elements='str'),
@@ -405,160 +407,176 @@ def main():
         restarted_since=dict(type='str'),
         restarted_in_run=dict(type='list', elements='str', default=[]),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not k8s_client.HAS_K8S:
-        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
-    p = module.params
-    result = Result(module, ['C-7'])
-    result.extra.update({'daemonset': '%s/%s' % (p['namespace'], p['name']), 'plan': [], 'restarted': [],
-                         'failed_node': None, 'remaining': [], 'unverified': [], 'already_restarted': [], 'unhealthy': [],
-                         'patterns': None})
+    refusals = (dsu.RestartError, kp.ConfigError)
+    apply_in_check_mode = True  # check mode sends every planned deletion to the API server as a dry run
 
-    # 1. Validate everything before talking to the cluster.
-    try:
-        if p['batch_size'] < 1:
-            raise dsu.RestartError('batch_size must be >= 1, got %d' % p['batch_size'])
-        if p['max_unhealthy'] < 0:
-            raise dsu.RestartError('max_unhealthy must be >= 0, got %d' % p['max_unhealthy'])
-        if p['timeout'] < 1 or p['poll_interval'] <= 0:
-            raise dsu.RestartError('timeout must be >= 1 and poll_interval > 0')
-        if p['nodes'] is not None and not p['nodes']:
-            raise dsu.RestartError('nodes is an empty list; omit it to restart every node')
-        node_order = dsu.parse_node_order(p['node_order'])
-        since = dsu.check_since(p['restarted_since'])
-        # auto for kube-proxy follows the mode in its ConfigMap, read below; everything else is known now.
-        follows_mode = p['patterns_preset'] == 'auto' and dsu.is_kube_proxy(p['name'])
-        if not follows_mode:
-            dsu.preset_for(p['patterns_preset'], p['name'])
-        dsu.compile_patterns(p['success_patterns'], 'success_patterns')
-        dsu.compile_patterns(p['failure_patterns'], 'failure_patterns')
-    except dsu.RestartError as e:
-        module.fail_json(msg='invalid input: %s (nothing was restarted)' % e, changed=False, **result.extra)
-    if follows_mode and not kp.HAS_RUAMEL:
-        module.fail_json(msg=missing_required_lib('ruamel.yaml') + ' (to read kube-proxy\'s proxy mode for patterns_preset=auto)',
-                         exception=kp.RUAMEL_IMPORT_ERROR)
+    def refuse(self, msg, **details):
+        """Before any pod is deleted: ``changed=false``, the result keys, and a message that says nothing was restarted."""
+        msg = str(msg)
+        if NOTHING_RESTARTED not in msg:
+            msg = '%s (%s)' % (msg, NOTHING_RESTARTED)
+        self.module.fail_json(msg=msg, changed=False, **dict(self.result.extra, **details))
 
-    # 2. Read and plan.
-    try:
-        cluster = k8s_client.Cluster(p)
+    def validate(self):
+        """Everything before talking to the cluster."""
+        p = self.params
+        self.result.extra.update({'daemonset': '%s/%s' % (p['namespace'], p['name']), 'plan': [], 'restarted': [],
+                                  'failed_node': None, 'remaining': [], 'unverified': [], 'already_restarted': [], 'unhealthy': [],
+                                  'patterns': None})
+        try:
+            if p['batch_size'] < 1:
+                raise dsu.RestartError('batch_size must be >= 1, got %d' % p['batch_size'])
+            if p['max_unhealthy'] < 0:
+                raise dsu.RestartError('max_unhealthy must be >= 0, got %d' % p['max_unhealthy'])
+            if p['timeout'] < 1 or p['poll_interval'] <= 0:
+                raise dsu.RestartError('timeout must be >= 1 and poll_interval > 0')
+            if p['nodes'] is not None and not p['nodes']:
+                raise dsu.RestartError('nodes is an empty list; omit it to restart every node')
+            self.node_order = dsu.parse_node_order(p['node_order'])
+            self.since = dsu.check_since(p['restarted_since'])
+            # auto for kube-proxy follows the mode in its ConfigMap, read below; everything else is known now.
+            self.follows_mode = p['patterns_preset'] == 'auto' and dsu.is_kube_proxy(p['name'])
+            if not self.follows_mode:
+                dsu.preset_for(p['patterns_preset'], p['name'])
+            dsu.compile_patterns(p['success_patterns'], 'success_patterns')
+            dsu.compile_patterns(p['failure_patterns'], 'failure_patterns')
+        except dsu.RestartError as e:
+            self.refuse('invalid input: %s (nothing was restarted)' % e)
+        if self.follows_mode and not kp.HAS_RUAMEL:
+            self.module.fail_json(msg=missing_required_lib('ruamel.yaml') + ' (to read kube-proxy\'s proxy mode for patterns_preset=auto)',
+                                  exception=kp.RUAMEL_IMPORT_ERROR)
+
+    def read(self):
+        """The DaemonSet, its log patterns (kube-proxy's mode from its ConfigMap for preset auto), its pods (refused when
+        more than max_unhealthy are not Ready) and the nodes the selector names."""
+        p, result = self.params, self.result
+        self.cluster = cluster = k8s_client.Cluster(p)
         ds = k8s_client.get_object(cluster, 'DaemonSet', p['namespace'], p['name'])
         if ds is None:
-            module.fail_json(msg='DaemonSet %s/%s not found (nothing was restarted)' % (p['namespace'], p['name']),
-                             changed=False, **result.extra)
-        selector = dsu.selector_string((ds.get('spec') or {}).get('selector'))
+            self.refuse('DaemonSet %s/%s not found (nothing was restarted)' % (p['namespace'], p['name']))
+        self.selector = dsu.selector_string((ds.get('spec') or {}).get('selector'))
         preset_name = dsu.preset_for(p['patterns_preset'], p['name'],
-                                     proxy_mode=_kube_proxy_mode(cluster, p['namespace'], ds) if follows_mode else None)
+                                     proxy_mode=_kube_proxy_mode(cluster, p['namespace'], ds) if self.follows_mode else None)
         preset = dsu.PRESETS[preset_name]
         success_src = preset['success'] if p['success_patterns'] is None else p['success_patterns']
         failure_src = preset['failure'] if p['failure_patterns'] is None else p['failure_patterns']
-        success = dsu.compile_patterns(success_src, 'success_patterns')
-        failure = dsu.compile_patterns(failure_src, 'failure_patterns')
         container = p['container'] or preset['container']
+        self.patterns = (dsu.compile_patterns(success_src, 'success_patterns'), dsu.compile_patterns(failure_src, 'failure_patterns'),
+                         container)
         result.extra['patterns'] = {'preset': preset_name, 'container': container, 'success': list(success_src),
                                     'failure': list(failure_src)}
-        ds, pods, count = _gate(cluster, p, p['name'], selector, result)
+        self.ds, self.pods, count = _gate(cluster, p, p['name'], self.selector, result)
         if count > p['max_unhealthy']:
-            module.fail_json(msg='DaemonSet %s/%s has %d pod(s) not Ready (max_unhealthy=%d): %s; nothing was restarted'
-                                 % (p['namespace'], p['name'], count, p['max_unhealthy'],
-                                    '; '.join('%s on %s: %s' % (b['pod'], b['node'], b['state']) for b in result.extra['unhealthy'])),
-                             changed=False, **result.extra)
-        labelled = None
+            self.refuse('DaemonSet %s/%s has %d pod(s) not Ready (max_unhealthy=%d): %s; nothing was restarted'
+                        % (p['namespace'], p['name'], count, p['max_unhealthy'],
+                           '; '.join('%s on %s: %s' % (b['pod'], b['node'], b['state']) for b in result.extra['unhealthy'])))
+        self.labelled = None
         if p['selector']:
-            labelled = [n['metadata']['name'] for n in k8s_client.list_objects(cluster, 'Node', label_selector=p['selector'])]
-        the_plan = dsu.plan(ds, pods, nodes=p['nodes'], node_labels_ok=labelled, node_order=node_order,
-                            batch_size=p['batch_size'], restarted_since=since)
-    except (dsu.RestartError, kp.ConfigError) as e:
-        module.fail_json(msg='%s (nothing was restarted)' % e, changed=False, **result.extra)
-    except k8s_client.K8sError as e:
-        module.fail_json(msg='%s (nothing was restarted)' % e.msg, changed=False, **result.extra)
+            self.labelled = [n['metadata']['name'] for n in k8s_client.list_objects(cluster, 'Node', label_selector=p['selector'])]
 
-    ordered = [n for batch in the_plan['batches'] for n in batch]
-    result.extra.update({'plan': the_plan['batches'], 'already_restarted': the_plan['skipped'], 'remaining': list(ordered)})
-
-    # 2b. A pod skipped as already restarted must pass the same log check as a new one: a re-run after a
-    #     failed or killed run finds the node that run left broken (issue 9 finding 5), before deleting anything.
-    in_run = {'names': set(p['restarted_in_run'] or []), 'done': []}
-    try:
-        matched = _verify_already_restarted(cluster, p, the_plan['skipped'], (success, failure, container), in_run)
-    except Stop as e:
-        result.extra['failed_node'] = e.failure
-        if in_run['done']:
-            # This run's node-by-node steps restarted these, and they passed: report them as restarted.
-            done_pods = {d['pod'] for d in in_run['done']}
-            result.extra['restarted'] = in_run['done']
-            result.extra['already_restarted'] = [s for s in the_plan['skipped'] if s['pod'] not in done_pods]
-        module.fail_json(msg='the pod on node %s, already restarted after %s, fails its check (%s)%s; nothing was restarted'
-                             % (e.failure['node'], p['restarted_since'], e.failure['reason'],
-                                ': %s' % e.failure['line'] if e.failure.get('line') else ''),
-                         changed=False, **result.extra)
-    except k8s_client.K8sError as e:
-        module.fail_json(msg='%s (nothing was restarted)' % e.msg, changed=False, **result.extra)
-    mine, earlier = _split_in_run(the_plan['skipped'], p['restarted_in_run'], matched)
-    if mine:
-        result.extra['already_restarted'] = earlier
-        result.extra['restarted'] = list(mine)
-        result.changed = True
-    if the_plan['unscheduled']:
-        result.warn('pods of the DaemonSet not bound to a node were left alone: %s' % ', '.join(the_plan['unscheduled']))
-    if not ordered:
-        result.exit()
-    before = {n: the_plan['pods'][n]['metadata']['name'] for n in ordered}
-    result.before = before
-    result.after = dict.fromkeys(ordered, '(new pod)')
-    result.add_diff(''.join('%s: %s\n' % kv for kv in before.items()),
-                    ''.join('%s: (replaced by a new pod, verified)\n' % n for n in ordered),
-                    'DaemonSet %s/%s pods' % (p['namespace'], p['name']))
-
-    # 3. Check mode: let the API server validate each deletion, delete nothing.
-    if module.check_mode:
+    def plan(self):
+        """The batches (dsu.plan). A pod counted as already restarted must pass the same log check as a new one: a
+        re-run after a failed or killed run finds the node that run left broken (issue 9 finding 5), before anything
+        is deleted; only the plan says which pods those are, so their logs are read here."""
+        p, result = self.params, self.result
+        self.the_plan = the_plan = dsu.plan(self.ds, self.pods, nodes=p['nodes'], node_labels_ok=self.labelled,
+                                            node_order=self.node_order, batch_size=p['batch_size'], restarted_since=self.since)
+        self.ordered = [n for batch in the_plan['batches'] for n in batch]
+        result.extra.update({'plan': the_plan['batches'], 'already_restarted': the_plan['skipped'], 'remaining': list(self.ordered)})
+        in_run = {'names': set(p['restarted_in_run'] or []), 'done': []}
         try:
-            for node in ordered:
-                pod = the_plan['pods'][node]
-                k8s_client.delete_pod(cluster, p['namespace'], pod['metadata']['name'], uid=pod['metadata']['uid'], dry_run=True)
-        except k8s_client.K8sError as e:
-            module.fail_json(msg='the API server rejected a planned deletion (dry run, nothing deleted): %s' % e.msg,
-                             changed=False, **result.extra)
-        result.exit()
+            matched = _verify_already_restarted(self.cluster, p, the_plan['skipped'], self.patterns, in_run)
+        except Stop as e:
+            result.extra['failed_node'] = e.failure
+            if in_run['done']:
+                # This run's node-by-node steps restarted these, and they passed: report them as restarted.
+                done_pods = {d['pod'] for d in in_run['done']}
+                result.extra['restarted'] = in_run['done']
+                result.extra['already_restarted'] = [s for s in the_plan['skipped'] if s['pod'] not in done_pods]
+            self.refuse('the pod on node %s, already restarted after %s, fails its check (%s)%s; nothing was restarted'
+                        % (e.failure['node'], p['restarted_since'], e.failure['reason'],
+                           ': %s' % e.failure['line'] if e.failure.get('line') else ''))
+        self.mine, earlier = _split_in_run(the_plan['skipped'], p['restarted_in_run'], matched)
+        if self.mine:
+            result.extra['already_restarted'] = earlier
+            result.extra['restarted'] = list(self.mine)
+            result.changed = True
+        if the_plan['unscheduled']:
+            result.warn('pods of the DaemonSet not bound to a node were left alone: %s' % ', '.join(the_plan['unscheduled']))
 
-    # 4. Restart batch by batch.
-    done = list(mine)
-    deleted = []
-    result.changed = bool(mine)
-    try:
-        for index, batch in enumerate(the_plan['batches']):
-            if index:
-                _ds, _pods, count = _gate(cluster, p, p['name'], selector, result)
-                if count > p['max_unhealthy']:
-                    raise Stop({'node': None, 'pod': None, 'reason': 'unhealthy', 'line': None, 'log_tail': [],
-                                'state': '%d pod(s) not Ready before batch %d' % (count, index + 1)})
-            deadline = waiter.deadline(p['timeout'])
-            for node in batch:
-                pod = the_plan['pods'][node]
-                k8s_client.delete_pod(cluster, p['namespace'], pod['metadata']['name'], uid=pod['metadata']['uid'])
-                deleted.append(node)
-                result.changed = True
-            entries = _wait_batch(cluster, p, ds, selector, batch, the_plan['pods'],
-                                  (success, failure, container), deadline)
-            done.extend(entries)
+    def report(self):
+        p, result, ordered = self.params, self.result, self.ordered
+        if not ordered:
+            return
+        before = {n: self.the_plan['pods'][n]['metadata']['name'] for n in ordered}
+        result.before = before
+        result.after = dict.fromkeys(ordered, '(new pod)')
+        result.add_diff(''.join('%s: %s\n' % kv for kv in before.items()),
+                        ''.join('%s: (replaced by a new pod, verified)\n' % n for n in ordered),
+                        'DaemonSet %s/%s pods' % (p['namespace'], p['name']))
+
+    def will_change(self):
+        return bool(self.ordered)
+
+    def apply(self):
+        """Check mode: the API server validates each deletion, nothing is deleted. Otherwise batch by batch: the
+        health gate again, delete the batch's pods (uid precondition), wait for each node's Ready replacement and its
+        log verdict (one deadline per batch); a failure stops the rollout there."""
+        p, result, the_plan, ordered, cluster = self.params, self.result, self.the_plan, self.ordered, self.cluster
+        if self.check_mode:
+            try:
+                for node in ordered:
+                    pod = the_plan['pods'][node]
+                    k8s_client.delete_pod(cluster, p['namespace'], pod['metadata']['name'], uid=pod['metadata']['uid'], dry_run=True)
+            except k8s_client.K8sError as e:
+                self.module.fail_json(msg='the API server rejected a planned deletion (dry run, nothing deleted): %s' % e.msg,
+                                      changed=False, **result.extra)
+            return
+        mine = self.mine
+        done = list(mine)
+        deleted = []
+        result.changed = bool(mine)
+        try:
+            for index, batch in enumerate(the_plan['batches']):
+                if index:
+                    _ds, _pods, count = _gate(cluster, p, p['name'], self.selector, result)
+                    if count > p['max_unhealthy']:
+                        raise Stop({'node': None, 'pod': None, 'reason': 'unhealthy', 'line': None, 'log_tail': [],
+                                    'state': '%d pod(s) not Ready before batch %d' % (count, index + 1)})
+                deadline = waiter.deadline(p['timeout'])
+                for node in batch:
+                    pod = the_plan['pods'][node]
+                    k8s_client.delete_pod(cluster, p['namespace'], pod['metadata']['name'], uid=pod['metadata']['uid'])
+                    deleted.append(node)
+                    result.changed = True
+                entries = _wait_batch(cluster, p, self.ds, self.selector, batch, the_plan['pods'], self.patterns, deadline)
+                done.extend(entries)
+                result.extra['restarted'] = list(done)
+                result.extra['remaining'] = ordered[len(done) - len(mine):]
+        except (Stop, k8s_client.K8sError) as e:
+            if isinstance(e, Stop):
+                failed = e.failure
+            else:
+                failed = {'node': None, 'pod': None, 'reason': 'api error', 'line': e.msg, 'log_tail': []}
+            finished = {d['node'] for d in done}
             result.extra['restarted'] = list(done)
-            result.extra['remaining'] = ordered[len(done) - len(mine):]
-    except (Stop, k8s_client.K8sError) as e:
-        if isinstance(e, Stop):
-            failed = e.failure
-        else:
-            failed = {'node': None, 'pod': None, 'reason': 'api error', 'line': e.msg, 'log_tail': []}
-        finished = {d['node'] for d in done}
-        result.extra['restarted'] = list(done)
-        result.extra['failed_node'] = failed
-        result.extra['remaining'] = [n for n in ordered if n not in deleted]
-        result.extra['unverified'] = [n for n in deleted if n not in finished and n != failed.get('node')]
-        result.after = {d['node']: d['pod'] for d in done}
-        result.fail('restart of DaemonSet %s/%s stopped at node %s (%s)%s; restarted: %s; not touched: %s'
-                    % (p['namespace'], p['name'], failed.get('node') or '-', failed['reason'],
-                       ': %s' % failed['line'] if failed.get('line') else '',
-                       ', '.join(d['node'] for d in done) or 'none', ', '.join(result.extra['remaining']) or 'none'))
-    result.after = {d['node']: d['pod'] for d in done}
-    result.exit()
+            result.extra['failed_node'] = failed
+            result.extra['remaining'] = [n for n in ordered if n not in deleted]
+            result.extra['unverified'] = [n for n in deleted if n not in finished and n != failed.get('node')]
+            result.after = {d['node']: d['pod'] for d in done}
+            result.fail('restart of DaemonSet %s/%s stopped at node %s (%s)%s; restarted: %s; not touched: %s'
+                        % (p['namespace'], p['name'], failed.get('node') or '-', failed['reason'],
+                           ': %s' % failed['line'] if failed.get('line') else '',
+                           ', '.join(d['node'] for d in done) or 'none', ', '.join(result.extra['remaining']) or 'none'))
+        self.done = done
+
+    def verify(self):
+        """Each new pod was verified (Ready, log verdict) in apply before the next batch was deleted; the result reports them."""
+        self.result.after = {d['node']: d['pod'] for d in self.done}
+
+
+def main():
+    DaemonSetRestart().run()
 
 
 if __name__ == '__main__':
