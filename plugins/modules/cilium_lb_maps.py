@@ -203,7 +203,10 @@ class CiliumLbMaps(ModuleLifecycle):
             self.refuse('bpftool is not installed on this node')
         self.contents = {}
         for path in self.params['maps']:
-            show = runner.run(['bpftool', '-j', 'map', 'show', 'pinned', path], check=False)
+            try:
+                show = runner.run(['bpftool', '-j', 'map', 'show', 'pinned', path], check=False)
+            except CommandError as e:   # ran past its timeout (killed; its output unused)
+                self.refuse('cannot read %s: %s' % (path, e))
             if show.rc != 0:
                 # (the message as it always was: "Nothing was changed" ends its sentence)
                 self.module.fail_json(msg='%s is not a pinned eBPF map (%s): is Cilium (anetd) running here, with the BPF filesystem at '
@@ -261,7 +264,11 @@ class CiliumLbMaps(ModuleLifecycle):
     def verify(self):
         result = self.result
         for m in self.maps:
-            now = _dump(self.runner, m['path'])
+            try:
+                now = _dump(self.runner, m['path'])
+            except (CommandError, bpfmap.MapError) as e:
+                result.changed = result.changed or any(x['action'] == 'clear' for x in self.maps)
+                result.fail('cannot read %s back after the change: %s' % (m['path'], e))
             result.after[m['path']] = len(now)
             if m['action'] == 'clear':
                 left = bpfmap.remaining(self.contents[m['path']][1], now)

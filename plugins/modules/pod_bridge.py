@@ -291,7 +291,11 @@ class PodBridge(ModuleLifecycle):
 
     def verify(self):
         p, result, done = self.params, self.result, self.done
-        now = self.now = _read(self.runner, p['name'], p['mtu'])
+        try:
+            now = self.now = _read(self.runner, p['name'], p['mtu'])
+        except (CommandError, netlink.LinkError) as e:
+            result.changed = True
+            result.fail('ran %s but cannot read %s back: %s' % ([' '.join(c) for c in done], p['name'], e))
         result.after = _view(now, p['port_mtu'])
         result.extra['bridge'] = now
         if not now.get('admin_up') or (p['mtu'] is not None and now.get('mtu') != p['mtu']):
