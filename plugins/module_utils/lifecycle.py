@@ -41,9 +41,9 @@ WORKFLOWS = ['W-1', 'W-2', 'W-3', 'W-4', 'W-5', 'W-6', 'W-7']
 
 
 def refusal_text(msg):
-    """``msg`` ending in ``(nothing was changed)`` unless it already says so."""
+    """``msg`` ending in ``(nothing was changed)`` unless it already says so (in any case: "... Nothing was changed")."""
     msg = str(msg)
-    return msg if NOTHING_CHANGED in msg else '%s (%s)' % (msg, NOTHING_CHANGED)
+    return msg if NOTHING_CHANGED in msg.lower() else '%s (%s)' % (msg, NOTHING_CHANGED)
 
 
 class ModuleLifecycle(object):

@@ -150,3 +150,14 @@ def test_issue13_lifecycle_held_is_released_when_apply_fails(capsys):
     result = run(Failing, capsys)
     assert calls[-2:] == ['apply', 'release'] and 'after' not in calls
     assert result['failed'] is True
+
+
+@pytest.mark.parametrize('msg, expected', [
+    ('bad input', 'bad input (nothing was changed)'),
+    ('bad input; nothing was changed', 'bad input; nothing was changed'),
+    # a module's own sentence ("... Nothing was changed") is not followed by a second, lower-case copy
+    ('not a pinned eBPF map. Nothing was changed', 'not a pinned eBPF map. Nothing was changed'),
+    ('NOTHING WAS CHANGED here', 'NOTHING WAS CHANGED here'),
+])
+def test_refusal_text_says_nothing_was_changed_once_whatever_the_case(msg, expected):
+    assert lifecycle.refusal_text(msg) == expected
