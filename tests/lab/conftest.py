@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lab.kubedouble import KubeDouble, StaticNodeState  # noqa: E402
-from tests.lab.playbook_run import run_playbook  # noqa: E402
+from tests.lab.playbook_run import module_python, run_playbook  # noqa: E402
 
 SEED = ROOT / 'lab' / 'seed' / 'cluster.yaml'
 FAST = {'tick': 0.02, 'start_delay': 0.02}
@@ -129,7 +129,7 @@ FAST_POLL = {'netmedic.k8s.daemonset_restart': {'poll_interval': 0.25}, 'netmedi
 
 def write_play(path, tasks, fast_poll=True):
     """A one-play playbook on localhost from ``tasks`` (YAML text or a list); returns ``path``."""
-    play = {'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': sys.executable},
+    play = {'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': module_python()[0]},
             'tasks': yaml.safe_load(textwrap.dedent(tasks)) if isinstance(tasks, str) else tasks}
     if fast_poll:
         play['module_defaults'] = FAST_POLL

@@ -25,11 +25,16 @@ runs as one process per task with no temporary files copied over the local conne
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+from tests.forkserver import forkserver
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name('ansible-playbook'))
@@ -56,13 +61,59 @@ SPEED_ENV = {
 # Passed before the test's own -e values, so a test that sets one itself wins.
 FAST_VARS = {'verified_rollout_poll_interval': 0.2, 'netmedic_ready_poll_interval': 1}
 
+# Module processes as forks of a warm interpreter (tests/forkserver/forkserver.py says how and what it keeps true):
+# what it pre-imports, the one server of this test process, NETMEDIC_TEST_FORKSERVER=0 turns it off.
+# Only what a module process imports from this venv in a real run too (ansible-core, the kubernetes client and the
+# libraries it pulls in); never a collection: collections come from the AnsiballZ zip, as on a node.
+FORKSERVER_PRELOAD = ('ansible.module_utils.basic', 'ansible.module_utils._internal._ansiballz._loader', 'kubernetes',
+                      'kubernetes.dynamic', 'kubernetes_validate', 'ruamel.yaml', 'yaml')
+_FORKSERVER = {}
+
+
+def _stop_forkserver():
+    proc = _FORKSERVER.pop('proc', None)
+    if proc is not None:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if 'dir' in _FORKSERVER:
+        shutil.rmtree(_FORKSERVER.pop('dir'), ignore_errors=True)
+
+
+def module_python():
+    """``(interpreter, environment)`` for module processes: the fork server's client and its socket (started on
+    first use, one per test process), or this interpreter and nothing when NETMEDIC_TEST_FORKSERVER=0."""
+    if os.environ.get(forkserver.ENV_VAR) == '0':
+        return sys.executable, {}
+    proc = _FORKSERVER.get('proc')
+    if proc is None or proc.poll() is not None:
+        _stop_forkserver()
+        directory = tempfile.mkdtemp(prefix='nm-forkserver-')
+        _FORKSERVER['dir'] = directory
+        socket_path = os.path.join(directory, 'socket')
+        env = dict(os.environ)
+        env['PYTHONPATH'] = os.pathsep.join(p for p in (BYTECODE_CACHE, os.environ.get('PYTHONPATH')) if p)
+        proc = subprocess.Popen([sys.executable, forkserver.__file__, socket_path, *FORKSERVER_PRELOAD], env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if proc.stdout.readline().strip() != 'ready':
+            proc.kill()
+            raise RuntimeError('the module fork server did not start (tests/forkserver/forkserver.py)')
+        _FORKSERVER.update(proc=proc, socket=socket_path, client=forkserver.client_script(directory))
+        if not _FORKSERVER.get('atexit'):
+            atexit.register(_stop_forkserver)
+            _FORKSERVER['atexit'] = True
+    return _FORKSERVER['client'], {forkserver.ENV_VAR: _FORKSERVER['socket']}
+
 
 def playbook_env(double, tmp_path, env=None, callback=JSON_CALLBACK):
     """The environment of a run: ``double``'s kubeconfig, this checkout as netmedic.k8s, the change report (if the
     test enables its callback) under ``tmp_path/report``, no ansible.cfg (the test states what it needs)."""
+    python, python_env = module_python()
     environ = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path),
                    ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
-                   ANSIBLE_PYTHON_INTERPRETER=sys.executable, NETMEDIC_REPORT_DIR=str(tmp_path / 'report'), **SPEED_ENV)
+                   ANSIBLE_PYTHON_INTERPRETER=python, NETMEDIC_REPORT_DIR=str(tmp_path / 'report'), **SPEED_ENV, **python_env)
     if callback:
         environ.update(ANSIBLE_STDOUT_CALLBACK=callback, ANSIBLE_LOAD_CALLBACK_PLUGINS='1')
     environ.pop('ANSIBLE_CONFIG', None)
@@ -79,7 +130,7 @@ def playbook_env(double, tmp_path, env=None, callback=JSON_CALLBACK):
 def playbook_command(playbook, *extra, inventory=None, check=False, diff=False, extra_vars=None, change_id=TEST_CHANGE_ID):
     """The ``ansible-playbook`` argument list (see the module docstring); ``change_id=None`` passes no ticket."""
     if inventory is None:
-        cmd = [ANSIBLE_PLAYBOOK, '-i', 'localhost,', '-c', 'local', '-e', 'ansible_python_interpreter=%s' % sys.executable,
+        cmd = [ANSIBLE_PLAYBOOK, '-i', 'localhost,', '-c', 'local', '-e', 'ansible_python_interpreter=%s' % module_python()[0],
                '-e', 'netmedic_targets=no_nodes_here']
     else:
         cmd = [ANSIBLE_PLAYBOOK, '-i', str(inventory)]

@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from tests.lab.playbook_run import playbook_command, playbook_env, run_process
+from tests.lab.playbook_run import module_python, playbook_command, playbook_env, run_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(double, tmp_path, tasks, check=False, extra=(), report_dir=None):
-    play = [{'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': sys.executable},
+    play = [{'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': module_python()[0]},
              'tasks': tasks}]
     path = tmp_path / 'play.yml'
     path.write_text(yaml.safe_dump(play))
@@ -126,7 +125,7 @@ def test_issue10_h12_concurrent_runs_write_two_reports(double, tmp_path):
     tasks = [{'name': 'read', 'netmedic.k8s.terway_config': {'disable_network_policy': False}}]
     play = tmp_path / 'play.yml'
     play.write_text(yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False,
-                                     'vars': {'ansible_python_interpreter': sys.executable}, 'tasks': tasks}]))
+                                     'vars': {'ansible_python_interpreter': module_python()[0]}, 'tasks': tasks}]))
     env = {'ANSIBLE_CALLBACKS_ENABLED': 'netmedic.k8s.change_report', 'NETMEDIC_REPORT_DIR': str(report_dir)}
     procs = [subprocess.Popen(playbook_command(play, change_id=None), cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=playbook_env(double, tmp_path, dict(env, ANSIBLE_LOCAL_TEMP=str(tmp_path / ('t%d' % i))), callback=None))
@@ -263,7 +262,7 @@ def test_issue11_runner_artifacts_and_set_stats_summary(tmp_path):
     private = tmp_path / 'runner'
     (private / 'project').mkdir(parents=True)
     (private / 'project' / 'play.yml').write_text(yaml.safe_dump([{
-        'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': sys.executable},
+        'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': module_python()[0]},
         'tasks': [{'name': 'a change', 'ansible.builtin.copy': {'content': 'x\n', 'dest': str(tmp_path / 'f.txt'), 'mode': '0600'}},
                   {'ansible.builtin.include_tasks': str(ROOT / 'playbooks' / 'tasks' / 'report_stats.yml')}]}]))
     env = {'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections'), 'ANSIBLE_CALLBACKS_ENABLED': 'netmedic.k8s.change_report',

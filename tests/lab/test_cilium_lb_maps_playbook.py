@@ -15,12 +15,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.lab.playbook_run import run_playbook
+from tests.lab.playbook_run import module_python, run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'cilium_lb_maps.yml'
@@ -65,7 +64,7 @@ def nodes(tmp_path):
                         'name', name[:15])
                 fill(path, entries)
                 maps[node][name] = path
-            hosts[node] = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+            hosts[node] = {'ansible_connection': 'local', 'ansible_python_interpreter': module_python()[0],
                            'netmedic_cilium_maps': [str(maps[node][SERVICES]), str(maps[node][BACKENDS])],
                            'netmedic_cilium_backup_dir': str(tmp_path / 'backups' / node)}
         inventory = tmp_path / 'inventory.json'

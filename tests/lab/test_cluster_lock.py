@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import json
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from kubernetes.client.rest import ApiException
 
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import lock as ll
-from tests.lab.playbook_run import playbook_command, playbook_env
+from tests.lab.playbook_run import module_python, playbook_command, playbook_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')}
@@ -217,7 +216,7 @@ def test_module_bad_input_fails_before_the_api(double, module_tasks, extra, mess
 
 def test_two_jobs_or_awx_slices_racing_through_ansible_exactly_one_wins(double, tmp_path):
     """Two ansible-playbook processes (two jobs, or two slices of a sliced job: each has its own AWX job id)."""
-    play = [{'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': sys.executable},
+    play = [{'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': module_python()[0]},
              'tasks': [{'name': 'Lock', 'netmedic.k8s.cluster_lock': {'family': 'node-rotation'}}]}]
     path = tmp_path / 'race.yml'
     path.write_text(yaml.safe_dump(play))

@@ -32,7 +32,7 @@ import yaml
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import flannel
 from lab.kubedouble import CrashLoop, StaticNodeState, make_log_provider
-from tests.lab.playbook_run import run_playbook
+from tests.lab.playbook_run import module_python, run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 # NETMEDIC_W2_PLAYBOOK runs these tests against another copy (e.g. the playbook before issue 9, to see them fail).
@@ -168,7 +168,7 @@ def run(double, cni, tmp_path, check, args=(), hosts=NODES, name='run'):
     for node in hosts:
         d = cni.dirs[node]
         hostvars[node] = {
-            'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+            'ansible_connection': 'local', 'ansible_python_interpreter': module_python()[0],
             'netmedic_flannel_old_ipam_dir': str(d['old_ipam']), 'netmedic_flannel_old_flannel_dir': str(d['old_flannel']),
             'netmedic_flannel_new_ipam_dir': str(d['new_ipam']), 'netmedic_flannel_new_flannel_dir': str(d['new_flannel']),
             'netmedic_flannel_backup_dir': str(d['backup']), 'netmedic_drain_timeout': 30,
@@ -176,7 +176,7 @@ def run(double, cni, tmp_path, check, args=(), hosts=NODES, name='run'):
             'netmedic_flannel_old_dirs': [str(d['old_ipam']), '%s.netmedic-disk-store' % d['old_ipam'],
                                           str(d['old_flannel']), '%s.netmedic-disk-store' % d['old_flannel']]}
     inventory = {'all': {'hosts': hostvars},
-                 'localhost': {'hosts': {'localhost': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}}}}
+                 'localhost': {'hosts': {'localhost': {'ansible_connection': 'local', 'ansible_python_interpreter': module_python()[0]}}}}
     inv = tmp_path / ('%s-inventory.yml' % name)
     inv.write_text(yaml.safe_dump(inventory))
     return run_playbook(double, tmp_path, PLAYBOOK, '-e', 'netmedic_ready_timeout=60', '-e', 'netmedic_flannel_probe_timeout=60',

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -56,7 +55,7 @@ def _files(tmp_path, node):
 
 
 def _inventory(tmp_path, **extra):
-    hosts = {n: {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+    hosts = {n: {'ansible_connection': 'local', 'ansible_python_interpreter': playbook_run.module_python()[0],
                  'netmedic_ipam_data_dir': [str(tmp_path / n / 'networks')],
                  'netmedic_ipam_backup_dir': str(tmp_path / n / 'backups'),
                  'netmedic_ipam_runtime': 'containerd'} for n in NODES}

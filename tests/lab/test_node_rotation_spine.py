@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
-from tests.lab.playbook_run import playbook_command, playbook_env, run_playbook
+from tests.lab.playbook_run import module_python, playbook_command, playbook_env, run_playbook
 from tests.lab.provider_hooks import boot_id_hook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +61,7 @@ def _play(double, tmp_path, label, hook, **variables):
               'node_rotation_provider_tasks': str(hook_path), 'test_api': double.url, 'test_token': double.token,
               'test_record': str(tmp_path / 'leases.jsonl'), 'test_flag': str(tmp_path / 'go')}
     merged.update(variables)
-    play = [{'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': sys.executable},
+    play = [{'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': module_python()[0]},
              'tasks': [{'name': 'W-1', 'ansible.builtin.include_role': {'name': 'netmedic.k8s.node_rotation'},
                         'vars': merged}]}]
     path = tmp_path / ('play-%s.yml' % label)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import datetime
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from lab.kubedouble import StaticNodeState
-from tests.lab.playbook_run import run_playbook
+from tests.lab.playbook_run import module_python, run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'ipvs_scheduler_change.yml'
@@ -40,7 +39,7 @@ def _stub_nodes(tmp_path):
                     'echo \'{"changed": false, "msg": "stub node of tests/lab/test_w3_spine.py"}\'\n')
     stub.chmod(0o755)
     inv = tmp_path / 'inventory.ini'
-    inv.write_text('localhost ansible_connection=local ansible_python_interpreter=%s\n[nodes]\n' % sys.executable
+    inv.write_text('localhost ansible_connection=local ansible_python_interpreter=%s\n[nodes]\n' % module_python()[0]
                    + ''.join('%s ansible_connection=local ansible_python_interpreter=%s\n' % (n, stub) for n in NODES))
     return inv
 

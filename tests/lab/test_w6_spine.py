@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import sys
 from pathlib import Path
 
 import yaml
 
-from tests.lab.playbook_run import run_playbook
+from tests.lab.playbook_run import module_python, run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'arp_flush.yml'
@@ -31,7 +30,7 @@ FLUSH = "Remove entries whose MAC differs from the VIP's real MAC"
 
 
 def run(double, tmp_path, check=False, args=(), job=None, vips=None, **variables):
-    hosts = {n: {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable} for n in NODES}
+    hosts = {n: {'ansible_connection': 'local', 'ansible_python_interpreter': module_python()[0]} for n in NODES}
     inventory = tmp_path / 'inventory.yml'
     inventory.write_text(yaml.safe_dump({'all': {'hosts': hosts}}))
     extra = dict({'netmedic_vips': vips or [{'address': VIP, 'expected_mac': REAL_MAC}]}, **variables)
