@@ -6,33 +6,43 @@ module side and the ``kubernetes`` client are imported anew for every task (``py
 
 This server imports those packages once and forks a child per module run. ``ansible-playbook`` still starts what it
 believes is the interpreter: ``client_script`` writes a small program (a Python started with ``-I -S``, about 10 ms)
-that hands its stdin, stdout and stderr (the pipes the local connection made), its environment and working directory
-to the server over a Unix socket and exits with the child's status. The child then runs exactly what a real
-interpreter would run: the AnsiballZ wrapper read from stdin as ``__main__``, with ``sys.argv``, ``sys.path``,
-``os.environ`` and the working directory of the process it stands in for. Nothing about the module is faked: its
-code and module_utils come from the zip the controller built, the libraries from this venv as in a real run, and
-it talks HTTP to the double through the real client.
+that hands its stdin, stdout and stderr (the pipes the local connection made), its environment, working directory
+and umask to the server over a Unix socket and ends as the child ended (exit code, or death by the same signal).
+The child runs what a real interpreter would run: the AnsiballZ wrapper read from stdin as ``__main__`` with
+``sys.argv == ['']``, the client's ``os.environ``, working directory and umask, and the server's ``sys.path`` (the
+same venv and ``PYTHONPATH``: the client forks only when the variables a Python reads at start, ``STARTUP_VARS``,
+equal the server's). The collection's code and module_utils come from the zip the controller built; ansible-core's
+module_utils and the libraries come from this venv (in a real run ansible-core's come from the zip: the same files
+of the same installed version); the module talks HTTP to the double through the real client.
 
-What a fork cannot reproduce is handled explicitly:
+Where a fork differs from a fresh interpreter, and what is done about it:
 
-- a client killed (a test killing the job midway) closes its socket: the server kills the child's process group at
-  once, as the kill of the job's process group would have;
-- the child runs in its own process group (the module's commands with it), has the default signal dispositions of
-  a fresh interpreter, and ``random`` is reseeded by Python's own at-fork hook;
+- process group: the child leads its own (set on both sides of the fork); the client is in the job's (ansible-core's
+  worker session), so a signal for the job reaches the client, which passes SIGINT/SIGTERM/SIGHUP/SIGQUIT on to the
+  child's group. A client that dies (SIGKILL, a crash) closes its socket: the server SIGKILLs the child's group at
+  once. Commands a module starts in their own session (the node runner) are the module's to stop, as in a real run;
+- the end: non-daemon threads are joined and atexit handlers run (AnsibleModule removes its temporary directory
+  there) before the child leaves; an uncaught KeyboardInterrupt ends it by SIGINT, as an interpreter does;
+- signals: SIGINT raises KeyboardInterrupt, SIGTERM/SIGHUP/SIGQUIT/SIGCHLD are at their defaults; file descriptors
+  other than 0-2 are closed; ``random`` is reseeded by Python's own at-fork hook;
+- not reproduced: the string hash seed (every child of one server shares it; each test process has its own server,
+  so it still varies between runs and workers), ``sys.orig_argv``/``sys.flags`` (the server's), and a few stack
+  frames more under the module;
 - the server pre-imports only what a module process takes from this venv in a real run too (ansible-core's module
-  side, the ``kubernetes`` client and its libraries), never a collection: the collection's module_utils still come
-  from the AnsiballZ zip, so one the zip lacks fails as it would on a node.
+  side, the ``kubernetes`` client and the libraries it imports), never a collection: the collection's module_utils
+  still come from the AnsiballZ zip, so one the zip lacks fails as it would on a node.
 
 The client runs the real interpreter instead (``os.execv``) when the server is not there, when it is given
-arguments (anything but a pipelined module: the server only takes a script on stdin), or when
-``NETMEDIC_TEST_FORKSERVER`` is unset. ``tests/lab/playbook_run.py`` starts one server per test process;
-``NETMEDIC_TEST_FORKSERVER=0`` turns it off there.
+arguments (anything but a pipelined module: the server only takes a script on stdin), when a STARTUP_VARS value
+differs from the server's, or when ``NETMEDIC_TEST_FORKSERVER`` is unset. ``tests/lab/playbook_run.py`` starts one
+server per test process; ``NETMEDIC_TEST_FORKSERVER=0`` turns it off there.
 
 Usage: ``python forkserver.py SOCKET_PATH [PRELOAD_MODULE ...]`` (one line ``ready`` on stdout once listening).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import io
@@ -47,28 +57,46 @@ import traceback
 import types
 
 ENV_VAR = 'NETMEDIC_TEST_FORKSERVER'
+# What a Python process reads from its environment at start-up (or a library of the preload list at import):
+# the server read them once, so a module run whose environment differs in any of them runs the real interpreter.
+STARTUP_VARS = ('PYTHONPATH', 'PYTHONHASHSEED', 'PYTHONIOENCODING', 'PYTHONUTF8', 'PYTHONWARNINGS', 'PYTHONSAFEPATH',
+                'PYTHONDONTWRITEBYTECODE', 'PYTHONPYCACHEPREFIX', 'KUBECONFIG', 'NMLAB_ZIPCACHE', 'NMLAB_ZIPCACHE_DIR',
+                'TZ', 'LANG', 'LC_ALL', 'LC_CTYPE')
+# Signals the client passes on to its child (ansible-core's worker sends the job's SIGINT/SIGTERM to its process
+# group, the client's group); the client's own death (SIGKILL, or any end before the child's) kills the child with
+# SIGKILL.
+RELAYED = ('SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT')
 _HEADER = struct.Struct('!I')
 _STATUS = struct.Struct('!i')
 
-CLIENT = r'''#!{python} -IS
+CLIENT = r"""#!{python} -IS
 # Generated by tests/forkserver/forkserver.py (client_script): hands this process's stdin/stdout/stderr,
-# environment and working directory to the fork server, exits with its module child's status.
-import os, socket, struct, sys, json
+# environment, working directory and umask to the fork server, passes on the signals it gets, and ends as its
+# module child ended (exit code or signal).
+import os, signal, socket, struct, sys, json
 REAL = {python!r}
+PINNED = {pinned!r}
 def real():
     os.execv(REAL, [REAL] + sys.argv[1:])
 addr = os.environ.get({env_var!r})
-if not addr or addr == '0' or sys.argv[1:]:
+if not addr or addr == '0' or sys.argv[1:] or any(os.environ.get(k) != v for k, v in PINNED.items()):
     real()
 try:
+    cwd = os.getcwd()
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(addr)
 except OSError:
     real()
-msg = json.dumps({{'cwd': os.getcwd(), 'env': dict(os.environ)}}).encode()
+umask = os.umask(0o22)
+os.umask(umask)
+msg = json.dumps({{'cwd': cwd, 'env': dict(os.environ), 'umask': umask}}).encode()
 socket.send_fds(s, [struct.pack('!I', len(msg))], [0, 1, 2])
 s.sendall(msg)
 os.close(0)
+def relay(signum, _frame):
+    s.sendall(struct.pack('!i', signum))
+for name in {relayed!r}:
+    signal.signal(getattr(signal, name), relay)
 data = b''
 while len(data) < 4:
     chunk = s.recv(4 - len(data))
@@ -78,18 +106,22 @@ while len(data) < 4:
     data += chunk
 code = struct.unpack('!i', data)[0]
 if code < 0:
-    import signal
-    signal.signal(-code, signal.SIG_DFL)
+    if -code not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(-code, signal.SIG_DFL)
     os.kill(os.getpid(), -code)
-sys.exit(code & 255 if code >= 0 else 1)
-'''
+    sys.exit(128 - code)
+sys.exit(code & 255)
+"""
 
 
-def client_script(directory, python=None):
-    """Write the client into ``directory``; its path (use it as ``ansible_python_interpreter``)."""
+def client_script(directory, python=None, environ=None):
+    """Write the client into ``directory``; its path (use it as ``ansible_python_interpreter``). ``environ``: the
+    server's environment (the values of STARTUP_VARS a run must share with it to be forked)."""
+    environ = os.environ if environ is None else environ
+    pinned = {name: environ.get(name) for name in STARTUP_VARS}
     path = os.path.join(directory, 'python')
     with open(path, 'w', encoding='utf-8') as handle:
-        handle.write(CLIENT.format(python=python or sys.executable, env_var=ENV_VAR))
+        handle.write(CLIENT.format(python=python or sys.executable, env_var=ENV_VAR, pinned=pinned, relayed=RELAYED))
     os.chmod(path, 0o755)
     return path
 
@@ -104,24 +136,40 @@ def _recv_exact(conn, size):
     return data
 
 
-def _child(fds, request, module_sys_path, closing):
+def _finish(code):
+    """End the child as an interpreter ends: non-daemon threads joined, atexit handlers run (AnsibleModule removes
+    its temporary directory there), streams flushed; then leave without the server's own finalisation."""
+    try:
+        threading = sys.modules.get('threading')
+        if threading is not None:
+            threading._shutdown()  # pylint: disable=protected-access
+        atexit._run_exitfuncs()  # pylint: disable=protected-access
+    except BaseException:  # pylint: disable=broad-exception-caught
+        traceback.print_exc()
+        code = code or 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code & 255)  # pylint: disable=protected-access
+
+
+def _child(fds, request, module_sys_path):
     """In the forked child: become the module process the client stands in for; never returns."""
     code = 1
     try:
-        for fd in closing:
-            os.close(fd)
         os.setpgid(0, 0)
-        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
-            os.close(fd)
+        os.closerange(3, os.sysconf('SC_OPEN_MAX'))   # the server's socket, other jobs' pipes: none of ours
         # Fresh streams on the client's pipes, as a new interpreter has (they live until os._exit).
         sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, 'r', closefd=False)), encoding='utf-8')
         sys.stdout = sys.__stdout__ = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, 'w', closefd=False)), encoding='utf-8')
         sys.stderr = sys.__stderr__ = io.TextIOWrapper(io.BufferedWriter(io.FileIO(2, 'w', closefd=False)), encoding='utf-8',
                                                        errors='backslashreplace', line_buffering=True)
+        os.umask(request['umask'])
         os.chdir(request['cwd'])
         os.environ.clear()
         os.environ.update(request['env'])
@@ -132,7 +180,7 @@ def _child(fds, request, module_sys_path, closing):
         sys.argv = ['']
         sys.path[:] = [''] + module_sys_path
         code = 0
-        exec(compile(source, '<stdin>', 'exec'), main.__dict__)  # pylint: disable=exec-used
+        exec(compile(source, '<stdin>', 'exec', dont_inherit=True), main.__dict__)  # pylint: disable=exec-used
     except SystemExit as exc:
         if exc.code is None:
             code = 0
@@ -141,18 +189,70 @@ def _child(fds, request, module_sys_path, closing):
         else:
             print(exc.code, file=sys.stderr)
             code = 1
-    except BaseException:  # pylint: disable=broad-exception-caught
+    except KeyboardInterrupt:
+        # As an interpreter does: the traceback, then death by SIGINT (the exit status says so).
         traceback.print_exc()
-        code = 1
-    finally:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
-        os._exit(code & 255)  # pylint: disable=protected-access
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    except BaseException:  # pylint: disable=broad-exception-caught
+        traceback.print_exc()
+        code = 1
+    _finish(code)
 
 
-def serve(path, preload):
+class _Job(object):
+    __slots__ = ('pid', 'pidfd', 'conn', 'pending', 'killed')
+
+    def __init__(self, pid, pidfd, conn):
+        self.pid, self.pidfd, self.conn = pid, pidfd, conn
+        self.pending = b''      # part of a relayed signal number
+        self.killed = False     # the client went away: SIGKILL sent, only the child's end is awaited
+
+
+def _signal_group(pid, signum):
+    """``signum`` to the child's process group (set on both sides of the fork, so it exists), else the child."""
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def _accept(listener, module_sys_path, log):
+    """One connection: read the request, fork the child; the job, or None when the handshake failed."""
+    conn = listener.accept()[0]
+    fds = []
+    try:
+        conn.settimeout(30)
+        msg, fds, _flags, _addr = socket.recv_fds(conn, _HEADER.size, 3)
+        request = json.loads(_recv_exact(conn, _HEADER.unpack(msg)[0]))
+        conn.settimeout(None)
+        if len(fds) != 3:
+            raise ValueError('expected 3 file descriptors, got %d' % len(fds))
+        pid = os.fork()
+    except (OSError, ValueError, struct.error) as exc:
+        log.write('forkserver: a connection failed before its child started: %r\n' % (exc,))
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+        return None
+    if pid == 0:
+        _child(fds, request, module_sys_path)
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)     # also here: a kill that comes before the child ran setpgid still finds the group
+    log.write('forked %d\n' % pid)
+    log.flush()
+    for fd in fds:
+        os.close(fd)
+    return _Job(pid, os.pidfd_open(pid), conn)
+
+
+def serve(path, preload, log=None):
     """Pre-import ``preload``, listen on ``path``, fork a child per connection until stdin closes."""
+    log = log or sys.stderr
     for name in preload:
         if name.startswith('ansible_collections'):
             raise SystemExit('forkserver: never preload a collection (it must come from the AnsiballZ zip): %s' % name)
@@ -163,56 +263,49 @@ def serve(path, preload):
     listener.bind(path)
     listener.listen(128)
     print('ready', flush=True)
-    jobs = {}      # pidfd -> (pid, conn)
-    by_conn = {}   # conn fd -> pidfd
-    killed = set()  # pidfds whose client went away (their child is being killed)
+    jobs = {}      # pidfd -> _Job
     while True:
-        watched = [job[1] for pidfd, job in jobs.items() if pidfd not in killed]
+        watched = [job.conn for job in jobs.values() if not job.killed]
         readable = select.select([listener, sys.stdin] + watched + list(jobs), [], [])[0]
         for item in readable:
             if item is sys.stdin:
                 if not os.read(sys.stdin.fileno(), 4096):   # the test process ended: stop, kill what still runs
-                    for pid, _conn in jobs.values():
-                        _kill_group(pid)
+                    for job in jobs.values():
+                        _signal_group(job.pid, signal.SIGKILL)
+                    listener.close()
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
                     return
             elif item is listener:
-                conn = listener.accept()[0]
                 try:
-                    _msg, fds, _flags, _addr = socket.recv_fds(conn, _HEADER.size, 3)
-                    size = _HEADER.unpack(_msg)[0]
-                    request = json.loads(_recv_exact(conn, size))
-                except (OSError, ValueError, struct.error):
-                    conn.close()
+                    job = _accept(listener, module_sys_path, log)
+                except OSError as exc:
+                    log.write('forkserver: accept failed: %r\n' % (exc,))
                     continue
-                closing = [listener.fileno(), conn.fileno()] + [j[1].fileno() for j in jobs.values()] + list(jobs)
-                pid = os.fork()
-                if pid == 0:
-                    _child(fds, request, module_sys_path, closing)
-                for fd in fds:
-                    os.close(fd)
-                pidfd = os.pidfd_open(pid)
-                jobs[pidfd] = (pid, conn)
-                by_conn[conn.fileno()] = pidfd
+                if job is not None:
+                    jobs[job.pidfd] = job
             elif isinstance(item, int):     # a child ended
-                pid, conn = jobs.pop(item)
-                killed.discard(item)
-                by_conn.pop(conn.fileno(), None)
+                job = jobs.pop(item)
                 os.close(item)
-                status = os.waitpid(pid, 0)[1]
-                code = os.waitstatus_to_exitcode(status)
+                code = os.waitstatus_to_exitcode(os.waitpid(job.pid, 0)[1])
                 with contextlib.suppress(OSError):
-                    conn.sendall(_STATUS.pack(code))
-                conn.close()
-            else:                           # a client's socket: readable only when it went away
-                pidfd = by_conn.get(item.fileno())
-                if pidfd is not None and pidfd in jobs:
-                    killed.add(pidfd)
-                    _kill_group(jobs[pidfd][0])
-
-
-def _kill_group(pid):
-    with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGKILL)
+                    job.conn.sendall(_STATUS.pack(code))
+                job.conn.close()
+            else:                           # a client: a relayed signal, or gone
+                job = next(j for j in jobs.values() if j.conn is item)
+                try:
+                    data = item.recv(64)
+                except OSError:
+                    data = b''
+                if not data:
+                    job.killed = True
+                    _signal_group(job.pid, signal.SIGKILL)
+                    continue
+                job.pending += data
+                while len(job.pending) >= _STATUS.size:
+                    signum = _STATUS.unpack(job.pending[:_STATUS.size])[0]
+                    job.pending = job.pending[_STATUS.size:]
+                    _signal_group(job.pid, signum)
 
 
 if __name__ == '__main__':

@@ -63,11 +63,16 @@ FAST_VARS = {'verified_rollout_poll_interval': 0.2, 'netmedic_ready_poll_interva
 
 # Module processes as forks of a warm interpreter (tests/forkserver/forkserver.py says how and what it keeps true):
 # what it pre-imports, the one server of this test process, NETMEDIC_TEST_FORKSERVER=0 turns it off.
-# Only what a module process imports from this venv in a real run too (ansible-core, the kubernetes client and the
-# libraries it pulls in); never a collection: collections come from the AnsiballZ zip, as on a node.
+# Only what every cluster module process imports from this venv in a real run too (ansible-core, the kubernetes client
+# and what kubernetes.core's client module_utils import with it); never a collection: collections come from the
+# AnsiballZ zip, as on a node.
 FORKSERVER_PRELOAD = ('ansible.module_utils.basic', 'ansible.module_utils._internal._ansiballz._loader', 'kubernetes',
-                      'kubernetes.dynamic', 'kubernetes_validate', 'ruamel.yaml', 'yaml')
-_FORKSERVER = {}
+                      'kubernetes.dynamic', 'kubernetes_validate')
+_FORKSERVER = {'dirs': []}
+# The environment the server starts with: this process's as it was on import, before any test patched it (a run whose
+# start-up variables differ from it gets a real interpreter: forkserver.STARTUP_VARS).
+_SERVER_ENV = dict(os.environ)
+_SERVER_ENV['PYTHONPATH'] = os.pathsep.join(p for p in (BYTECODE_CACHE, os.environ.get('PYTHONPATH')) if p)
 
 
 def _stop_forkserver():
@@ -78,29 +83,31 @@ def _stop_forkserver():
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-    if 'dir' in _FORKSERVER:
-        shutil.rmtree(_FORKSERVER.pop('dir'), ignore_errors=True)
+    while _FORKSERVER['dirs']:
+        shutil.rmtree(_FORKSERVER['dirs'].pop(), ignore_errors=True)
 
 
 def module_python():
     """``(interpreter, environment)`` for module processes: the fork server's client and its socket (started on
-    first use, one per test process), or this interpreter and nothing when NETMEDIC_TEST_FORKSERVER=0."""
+    first use, one per test process; its log: ``server.log`` beside the client), or this interpreter and nothing
+    when NETMEDIC_TEST_FORKSERVER=0."""
     if os.environ.get(forkserver.ENV_VAR) == '0':
         return sys.executable, {}
     proc = _FORKSERVER.get('proc')
     if proc is None or proc.poll() is not None:
-        _stop_forkserver()
+        # A server that died is replaced; its directory stays until the end (inventories may name its client,
+        # which then runs the real interpreter: its socket is gone).
         directory = tempfile.mkdtemp(prefix='nm-forkserver-')
-        _FORKSERVER['dir'] = directory
+        _FORKSERVER['dirs'].append(directory)
         socket_path = os.path.join(directory, 'socket')
-        env = dict(os.environ)
-        env['PYTHONPATH'] = os.pathsep.join(p for p in (BYTECODE_CACHE, os.environ.get('PYTHONPATH')) if p)
-        proc = subprocess.Popen([sys.executable, forkserver.__file__, socket_path, *FORKSERVER_PRELOAD], env=env,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        with open(os.path.join(directory, 'server.log'), 'w', encoding='utf-8') as log:
+            proc = subprocess.Popen([sys.executable, forkserver.__file__, socket_path, *FORKSERVER_PRELOAD], env=_SERVER_ENV,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                                    start_new_session=True)
         if proc.stdout.readline().strip() != 'ready':
             proc.kill()
-            raise RuntimeError('the module fork server did not start (tests/forkserver/forkserver.py)')
-        _FORKSERVER.update(proc=proc, socket=socket_path, client=forkserver.client_script(directory))
+            raise RuntimeError('the module fork server did not start (tests/forkserver/forkserver.py): see %s/server.log' % directory)
+        _FORKSERVER.update(proc=proc, socket=socket_path, client=forkserver.client_script(directory, environ=_SERVER_ENV))
         if not _FORKSERVER.get('atexit'):
             atexit.register(_stop_forkserver)
             _FORKSERVER['atexit'] = True

@@ -1,10 +1,12 @@
 """The module fork server of the API-double suite (tests/forkserver/forkserver.py) stands in for a fresh interpreter.
 
-Every playbook run of this suite starts its module processes through it (issue 12: CI time), so what it promises is
-proved here: the child sees the script on stdin as ``__main__`` with the client's environment, working directory,
-arguments and pipes; its exit status (code or signal) is the client's; a killed client (a job killed midway) kills
-the child; a module cannot import what the AnsiballZ zip would not carry; anything but a pipelined script runs the
-real interpreter.
+Every ``ansible-playbook`` run of this suite starts its module processes through it (issue 12: CI time), so what
+its docstring promises is proved here, each case on a forked child (the script prints a marker only a fork has:
+the preloaded ``kubernetes.client``): the script on stdin runs as ``__main__`` with the client's environment,
+working directory, umask and pipes; the exit status (code or signal, SIGKILL and SIGINT included) is the client's;
+a signal for the job reaches the child; a killed client kills the child; atexit handlers and non-daemon threads
+finish; no collection is preloaded; anything the server cannot stand in for runs the real interpreter. The last
+case runs a cluster module through ``ansible-playbook`` both ways and compares the results.
 """
 
 from __future__ import annotations
@@ -19,67 +21,37 @@ import time
 import pytest
 
 from tests.forkserver import forkserver
-from tests.lab.playbook_run import module_python
+from tests.lab.playbook_run import BYTECODE_CACHE, module_python, run_playbook
+
+FORKED = "import sys; FORKED = 'kubernetes.client' in sys.modules\n"
 
 
 @pytest.fixture(scope='module')
 def client():
     python, env = module_python()
-    assert python != sys.executable, 'NETMEDIC_TEST_FORKSERVER=0: these tests need the server'
-    return python, dict(os.environ, **env)
+    if python == sys.executable:
+        pytest.skip('NETMEDIC_TEST_FORKSERVER=0: no fork server to test')
+    # as playbook_env gives it to ansible-playbook (PYTHONPATH is one of the start-up variables the server pins)
+    pythonpath = os.pathsep.join(p for p in (BYTECODE_CACHE, os.environ.get('PYTHONPATH')) if p)
+    return python, dict(os.environ, PYTHONPATH=pythonpath, **env)
 
 
-def _run(client, script, *args, cwd=None, extra_env=None, timeout=60):
+def _run(client, script, *args, cwd=None, extra_env=None, timeout=60, **kwargs):
     python, env = client
-    return subprocess.run([python, *args], input=textwrap.dedent(script), env=dict(env, **(extra_env or {})), cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run([python, *args], input=FORKED + textwrap.dedent(script), env=dict(env, **(extra_env or {})),
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
 
 
-def test_child_runs_the_script_on_stdin_as_main_with_the_clients_environment(client, tmp_path):
-    proc = _run(client, """
-        import os, sys
-        print(__name__, repr(sys.argv), os.getcwd(), os.environ['NM_PROBE'], os.getpgid(0) == os.getpid())
-        sys.stderr.write('to stderr\\n')
-        sys.exit(3)
-        """, cwd=str(tmp_path), extra_env={'NM_PROBE': 'probe-value'})
-    assert proc.returncode == 3, proc
-    assert proc.stdout == "__main__ [''] %s probe-value True\n" % tmp_path
-    assert proc.stderr == 'to stderr\n'
-
-
-def test_a_child_ended_by_a_signal_ends_the_client_by_the_same_signal(client):
-    proc = _run(client, "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
-    assert proc.returncode == -signal.SIGTERM, proc
-
-
-def test_an_uncaught_exception_exits_1_with_the_traceback(client):
-    proc = _run(client, "raise ValueError('boom')\n")
-    assert proc.returncode == 1
-    assert 'ValueError: boom' in proc.stderr
-
-
-def test_killing_the_client_kills_the_child_and_its_process_group(client, tmp_path):
-    pidfile = tmp_path / 'pids'
-    python, env = client
-    script = textwrap.dedent("""
-        import os, subprocess, sys, time
-        sleeper = subprocess.Popen(['sleep', '300'])
-        open(sys.argv[0] or %r, 'w').write('%%d %%d' %% (os.getpid(), sleeper.pid))
-        time.sleep(300)
-        """ % str(pidfile))
-    proc = subprocess.Popen([python], stdin=subprocess.PIPE, env=env, text=True)  # pylint: disable=consider-using-with
-    proc.stdin.write(script)
-    proc.stdin.close()
-    deadline = time.monotonic() + 60
-    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+def _wait_for(path, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    child, sleeper = (int(p) for p in pidfile.read_text().split())
-    proc.kill()
-    proc.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(_alive(p) for p in (child, sleeper)):
-        time.sleep(0.05)
-    assert not _alive(child) and not _alive(sleeper), 'the module child (or its command) outlived the killed job'
+    return path.read_text()
+
+
+def _forks(server_log):
+    with open(server_log, encoding='utf-8') as handle:
+        return sum(1 for line in handle if line.startswith('forked '))
 
 
 def _alive(pid):
@@ -90,24 +62,138 @@ def _alive(pid):
         return False
 
 
+def test_child_runs_the_script_on_stdin_as_main_with_the_clients_environment(client, tmp_path):
+    proc = _run(client, """
+        import os
+        umask = os.umask(0)
+        print(FORKED, __name__, repr(sys.argv), os.getcwd(), os.environ['NM_PROBE'], 'NM_SERVER_ONLY' in os.environ,
+              oct(umask), os.getpgid(0) == os.getpid())
+        sys.stderr.write('to stderr\\n')
+        sys.exit(3)
+        """, cwd=str(tmp_path), extra_env={'NM_PROBE': 'probe-value'}, preexec_fn=lambda: os.umask(0o027))
+    assert proc.returncode == 3, proc
+    assert proc.stdout == "True __main__ [''] %s probe-value False 0o27 True\n" % tmp_path
+    assert proc.stderr == 'to stderr\n'
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGKILL, signal.SIGINT])
+def test_a_child_ended_by_a_signal_ends_the_client_by_the_same_signal(client, signum):
+    proc = _run(client, "assert FORKED\nimport os\nos.kill(os.getpid(), %d)\n" % signum)
+    assert proc.returncode == -signum, proc
+    if signum == signal.SIGINT:          # an uncaught KeyboardInterrupt, as an interpreter reports it
+        assert 'KeyboardInterrupt' in proc.stderr
+
+
+def test_an_uncaught_exception_exits_1_with_the_traceback(client):
+    proc = _run(client, "assert FORKED\nraise ValueError('boom')\n")
+    assert proc.returncode == 1
+    assert 'ValueError: boom' in proc.stderr and 'AssertionError' not in proc.stderr
+
+
+def test_atexit_handlers_and_non_daemon_threads_finish_before_the_child_ends(client, tmp_path):
+    proc = _run(client, """
+        import atexit, pathlib, threading, time
+        atexit.register(lambda: pathlib.Path(%r).write_text('atexit ran'))
+        def late():
+            time.sleep(0.5)
+            pathlib.Path(%r).write_text('thread finished')
+        threading.Thread(target=late).start()
+        print(FORKED)
+        """ % (str(tmp_path / 'atexit'), str(tmp_path / 'thread')))
+    assert proc.returncode == 0 and proc.stdout == 'True\n', proc
+    assert (tmp_path / 'atexit').read_text() == 'atexit ran'
+    assert (tmp_path / 'thread').read_text() == 'thread finished'
+
+
+def test_a_signal_for_the_job_reaches_the_child(client, tmp_path):
+    """ansible-core's worker sends the job's SIGTERM to its process group: the client's; the child gets it."""
+    python, env = client
+    ready = tmp_path / 'ready'
+    script = FORKED + textwrap.dedent("""
+        import os, pathlib, signal, sys, time
+        def term(signum, _frame):
+            pathlib.Path(%r).write_text('got %%d' %% signum)
+            sys.exit(7)
+        signal.signal(signal.SIGTERM, term)
+        pathlib.Path(%r).write_text(str(FORKED))
+        time.sleep(120)
+        """ % (str(tmp_path / 'got'), str(ready)))
+    proc = subprocess.Popen([python], stdin=subprocess.PIPE, env=env, text=True)  # pylint: disable=consider-using-with
+    proc.stdin.write(script)
+    proc.stdin.close()
+    assert _wait_for(ready) == 'True'
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 7
+    assert (tmp_path / 'got').read_text() == 'got %d' % signal.SIGTERM
+
+
+def test_killing_the_client_kills_the_child_and_its_process_group(client, tmp_path):
+    pidfile = tmp_path / 'pids'
+    python, env = client
+    script = FORKED + textwrap.dedent("""
+        import os, pathlib, subprocess, time
+        assert FORKED
+        sleeper = subprocess.Popen(['sleep', '300'])
+        pathlib.Path(%r).write_text('%%d %%d' %% (os.getpid(), sleeper.pid))
+        time.sleep(300)
+        """ % str(pidfile))
+    proc = subprocess.Popen([python], stdin=subprocess.PIPE, env=env, text=True)  # pylint: disable=consider-using-with
+    proc.stdin.write(script)
+    proc.stdin.close()
+    child, sleeper = (int(p) for p in _wait_for(pidfile).split())
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(p) for p in (child, sleeper)):
+        time.sleep(0.05)
+    assert not _alive(child) and not _alive(sleeper), 'the module child (or its command) outlived the killed job'
+
+
 def test_no_collection_is_preloaded_nor_importable_from_the_checkout(client):
     """A module_utils the AnsiballZ zip would not carry cannot be imported by the child (nothing preloaded it)."""
     proc = _run(client, """
-        import sys
-        assert 'kubernetes.client' in sys.modules   # preloaded
+        assert FORKED
         assert not [name for name in sys.modules if name.startswith('ansible_collections')]
         import ansible_collections.netmedic.k8s.plugins.module_utils.neigh
         """)
     assert proc.returncode == 1 and 'ModuleNotFoundError' in proc.stderr, proc
 
 
-def test_arguments_or_no_server_run_the_real_interpreter(client):
+@pytest.mark.parametrize('case', ['arguments', 'no variable', 'no server', 'other PYTHONPATH'])
+def test_what_the_server_cannot_stand_in_for_runs_the_real_interpreter(client, tmp_path, case):
     python, env = client
-    with_args = subprocess.run([python, '-c', 'import sys; print(sys.executable)'], env=env, capture_output=True,
-                               text=True, timeout=60, check=True)
-    assert with_args.stdout.strip() == sys.executable
-    env_off = dict(env)
-    env_off.pop(forkserver.ENV_VAR)
-    probe = "import sys; print('ansible.module_utils.basic' in sys.modules, sys.argv, sys.executable)\n"
-    no_server = subprocess.run([python], input=probe, env=env_off, capture_output=True, text=True, timeout=60, check=True)
-    assert no_server.stdout.strip() == "False [''] %s" % sys.executable
+    env = dict(env)
+    args = []
+    if case == 'arguments':
+        args = ['-']
+    elif case == 'no variable':
+        env.pop(forkserver.ENV_VAR)
+    elif case == 'no server':
+        env[forkserver.ENV_VAR] = str(tmp_path / 'no-such-socket')
+    else:
+        env['PYTHONPATH'] = os.pathsep.join([str(tmp_path), env.get('PYTHONPATH', '')])
+    proc = subprocess.run([python, *args], input=FORKED + 'print(FORKED, sys.argv, sys.executable)\n', env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert proc.stdout.strip() == "False [%r] %s" % ('-' if args else '', sys.executable)
+
+
+def test_a_cluster_module_returns_the_same_result_forked_and_in_a_fresh_interpreter(double, tmp_path):
+    play = tmp_path / 'play.yml'
+    play.write_text(textwrap.dedent("""
+        - hosts: localhost
+          gather_facts: false
+          tasks:
+            - name: audit
+              netmedic.k8s.network_audit:
+    """))
+    server_log = os.path.join(os.path.dirname(module_python()[0]), 'server.log')
+    results, forks = {}, {}
+    for mode, env in (('forked', None), ('fresh', {forkserver.ENV_VAR: '0'})):
+        (tmp_path / mode).mkdir()
+        before = _forks(server_log)
+        rc, tasks, output = run_playbook(double, tmp_path / mode, play, env=env)
+        assert rc == 0, output
+        results[mode], forks[mode] = tasks['audit'], _forks(server_log) - before
+    assert forks == {'forked': 1, 'fresh': 0}     # the one module task: a fork, then a fresh interpreter
+    assert results['forked'] == results['fresh']
+    assert results['forked']['findings'] is not None and 'failed' not in results['forked']
