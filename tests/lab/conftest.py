@@ -48,8 +48,20 @@ def http(double, method, path, body=None, content_type='application/json', token
 
 
 def all_pods_running(store):
+    """Every pod Running and every DaemonSet's status counting its Ready pods: the controller writes the status a
+    tick after the pods, and a test that snapshots a DaemonSet before that sees it change under it (test_ip_masq_agent
+    ``test_bad_input_refused`` failed so: numberReady 0 -> 3 with no write by the module)."""
     pods, _rest = store.list('pods')
-    return bool(pods) and all(p['status'].get('phase') == 'Running' for p in pods)
+    if not pods or any(p['status'].get('phase') != 'Running' for p in pods):
+        return False
+    for ds in store.list('daemonsets')[0]:
+        uid = ds['metadata']['uid']
+        ready = sum(1 for p in pods if any(o.get('uid') == uid for o in p['metadata'].get('ownerReferences') or [])
+                    and any(c['type'] == 'Ready' and c['status'] == 'True' for c in p['status'].get('conditions') or []))
+        status = ds.get('status') or {}
+        if status.get('numberReady') != ready or status.get('observedGeneration') != ds['metadata'].get('generation'):
+            return False
+    return True
 
 
 @pytest.fixture

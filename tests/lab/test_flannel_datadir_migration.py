@@ -399,7 +399,12 @@ def test_issue9_f7_rerun_verifies_after_ready_and_a_real_allocation_then_uncordo
     ready_at = []
 
     def back():
-        time.sleep(6)
+        # Ready again once the re-run holds the Lease (its first play): the re-run starts while the Node is NotReady.
+        # Not a fixed delay: a re-run that reaches Flannel's verified rollout while lab-node-1 is NotReady stops there
+        # (its Flannel pod is not Ready, max_unhealthy=0: safe, nothing restarted), which a fast run did after 6 s.
+        deadline = time.monotonic() + 300
+        while _lease(double) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         n = double.store.get('nodes', None, 'lab-node-1')
         for c in n['status']['conditions']:
             if c['type'] == 'Ready':
