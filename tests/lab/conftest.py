@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lab.kubedouble import KubeDouble, StaticNodeState  # noqa: E402
+from lab.kubedouble.policy import pod_ready  # noqa: E402
 from tests.lab.playbook_run import module_python, run_playbook  # noqa: E402
 
 SEED = ROOT / 'lab' / 'seed' / 'cluster.yaml'
@@ -56,8 +57,7 @@ def all_pods_running(store):
         return False
     for ds in store.list('daemonsets')[0]:
         uid = ds['metadata']['uid']
-        ready = sum(1 for p in pods if any(o.get('uid') == uid for o in p['metadata'].get('ownerReferences') or [])
-                    and any(c['type'] == 'Ready' and c['status'] == 'True' for c in p['status'].get('conditions') or []))
+        ready = sum(1 for p in pods if pod_ready(p) and any(o.get('uid') == uid for o in p['metadata'].get('ownerReferences') or []))
         status = ds.get('status') or {}
         if status.get('numberReady') != ready or status.get('observedGeneration') != ds['metadata'].get('generation'):
             return False
