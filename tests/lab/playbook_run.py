@@ -45,6 +45,11 @@ TEST_CHANGE_ID = 'CHG-TEST-0001'
 
 BYTECODE_CACHE = str(ROOT / 'tests' / 'bytecode_cache')
 
+
+def module_pythonpath():
+    """``PYTHONPATH`` of a module process: the bytecode cache first, then this process's own."""
+    return os.pathsep.join(p for p in (BYTECODE_CACHE, os.environ.get('PYTHONPATH')) if p)
+
 # Settings for speed only; none changes what a play does (every playbook of the collection states gather_facts).
 SPEED_ENV = {
     'ANSIBLE_GATHERING': 'explicit',
@@ -72,7 +77,7 @@ _FORKSERVER = {'dirs': []}
 # The environment the server starts with: this process's as it was on import, before any test patched it (a run whose
 # start-up variables differ from it gets a real interpreter: forkserver.STARTUP_VARS).
 _SERVER_ENV = dict(os.environ)
-_SERVER_ENV['PYTHONPATH'] = os.pathsep.join(p for p in (BYTECODE_CACHE, os.environ.get('PYTHONPATH')) if p)
+_SERVER_ENV['PYTHONPATH'] = module_pythonpath()
 
 
 def _stop_forkserver():
@@ -125,7 +130,7 @@ def playbook_env(double, tmp_path, env=None, callback=JSON_CALLBACK):
         environ.update(ANSIBLE_STDOUT_CALLBACK=callback, ANSIBLE_LOAD_CALLBACK_PLUGINS='1')
     environ.pop('ANSIBLE_CONFIG', None)
     # The bytecode of AnsiballZ zips is kept between module runs (tests/bytecode_cache/sitecustomize.py).
-    environ['PYTHONPATH'] = os.pathsep.join(p for p in (BYTECODE_CACHE, os.environ.get('PYTHONPATH')) if p)
+    environ['PYTHONPATH'] = module_pythonpath()
     for key, value in (env or {}).items():
         if value is None:
             environ.pop(key, None)

@@ -21,19 +21,23 @@ import time
 import pytest
 
 from tests.forkserver import forkserver
-from tests.lab.playbook_run import BYTECODE_CACHE, module_python, run_playbook
+from tests.lab.playbook_run import module_python, module_pythonpath, run_playbook
 
 FORKED = "import sys; FORKED = 'kubernetes.client' in sys.modules\n"
 
 
 @pytest.fixture(scope='module')
 def client():
-    python, env = module_python()
-    if python == sys.executable:
-        pytest.skip('NETMEDIC_TEST_FORKSERVER=0: no fork server to test')
+    # The server under test, also where NETMEDIC_TEST_FORKSERVER=0 turns it off for the playbook runs.
+    saved = os.environ.pop(forkserver.ENV_VAR, None)
+    try:
+        python, env = module_python()
+    finally:
+        if saved is not None:
+            os.environ[forkserver.ENV_VAR] = saved
+    assert python != sys.executable
     # as playbook_env gives it to ansible-playbook (PYTHONPATH is one of the start-up variables the server pins)
-    pythonpath = os.pathsep.join(p for p in (BYTECODE_CACHE, os.environ.get('PYTHONPATH')) if p)
-    return python, dict(os.environ, PYTHONPATH=pythonpath, **env)
+    return python, dict(os.environ, PYTHONPATH=module_pythonpath(), **env)
 
 
 def _run(client, script, *args, cwd=None, extra_env=None, timeout=60, **kwargs):
@@ -177,7 +181,8 @@ def test_what_the_server_cannot_stand_in_for_runs_the_real_interpreter(client, t
     assert proc.stdout.strip() == "False [%r] %s" % ('-' if args else '', sys.executable)
 
 
-def test_a_cluster_module_returns_the_same_result_forked_and_in_a_fresh_interpreter(double, tmp_path):
+def test_a_cluster_module_returns_the_same_result_forked_and_in_a_fresh_interpreter(double, client, tmp_path, monkeypatch):
+    monkeypatch.delenv(forkserver.ENV_VAR, raising=False)       # the 'forked' run forks even under =0
     play = tmp_path / 'play.yml'
     play.write_text(textwrap.dedent("""
         - hosts: localhost
@@ -186,7 +191,7 @@ def test_a_cluster_module_returns_the_same_result_forked_and_in_a_fresh_interpre
             - name: audit
               netmedic.k8s.network_audit:
     """))
-    server_log = os.path.join(os.path.dirname(module_python()[0]), 'server.log')
+    server_log = os.path.join(os.path.dirname(client[0]), 'server.log')
     results, forks = {}, {}
     for mode, env in (('forked', None), ('fresh', {forkserver.ENV_VAR: '0'})):
         (tmp_path / mode).mkdir()
