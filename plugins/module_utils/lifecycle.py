@@ -12,7 +12,9 @@ fills in the steps; ``main()`` is ``TheModule().run()``. What the lifecycle does
   the options its kind shares (``base_options``: kubernetes.core's auth for cluster modules);
 - fails with ``missing_required_lib`` for a Python library that is missing, before anything;
 - turns a refusal (an exception listed in ``refusals``, or :meth:`refuse`) raised by validate,
-  read, plan or report into a failure that says ``nothing was changed`` with ``changed=false``;
+  read, plan or report into a failure that says ``nothing was changed`` with ``changed=false``; so is
+  a node command that failed, is not installed or ran past its timeout there (``runner.CommandError``:
+  nothing has been changed before apply);
 - ends unchanged when the plan changes nothing, and in check mode before :meth:`apply`
   (``apply_in_check_mode``: the cluster edit service, whose server-side dry run is the check-mode
   stop, because its 409 loop spans dry run to write);
@@ -33,6 +35,7 @@ import contextlib
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import CommandError
 from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 NOTHING_CHANGED = 'nothing was changed'
@@ -130,7 +133,7 @@ class ModuleLifecycle(object):
         for available, library, error in self.requirements():
             if not available:
                 self.module.fail_json(msg=missing_required_lib(library), exception=error)
-        refusals = tuple(self.kind_refusals) + tuple(self.refusals)
+        refusals = (CommandError,) + tuple(self.kind_refusals) + tuple(self.refusals)
         try:
             self.validate()
             self.read()

@@ -264,10 +264,7 @@ class NeighborFlush(ModuleLifecycle):
                         self.module.fail_json(msg='probe=true for %s needs device: the address has entries on %s' % (ip, devs or 'no device'),
                                               changed=False)
                     device = devs[0]
-                try:
-                    reply = self.runner.run(['arping', '-c', '2', '-I', device, ip], check=False)
-                except CommandError as e:   # not installed, or ran past its timeout (killed; its output unused)
-                    self.refuse('arping -I %s %s: %s' % (device, ip, e))
+                reply = self.runner.run(['arping', '-c', '2', '-I', device, ip], check=False)
                 if not neigh.parse_arping(reply.stdout) and reply.rc not in (0, 1):
                     self.refuse('arping -I %s %s failed (rc=%s): %s' % (device, ip, reply.rc, (reply.stderr or reply.stdout).strip()))
                 macs = neigh.parse_arping(reply.stdout)
