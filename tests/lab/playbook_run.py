@@ -50,6 +50,7 @@ def module_pythonpath():
     """``PYTHONPATH`` of a module process: the bytecode cache first, then this process's own."""
     return os.pathsep.join(p for p in (BYTECODE_CACHE, os.environ.get('PYTHONPATH')) if p)
 
+
 # Settings for speed only; none changes what a play does (every playbook of the collection states gather_facts).
 SPEED_ENV = {
     'ANSIBLE_GATHERING': 'explicit',
