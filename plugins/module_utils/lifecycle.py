@@ -43,10 +43,18 @@ WORKFLOWS = ['W-1', 'W-2', 'W-3', 'W-4', 'W-5', 'W-6', 'W-7']
 """The catalog IDs of the spine modules every workflow uses (``change_window``, ``cluster_lock``)."""
 
 
-def refusal_text(msg):
-    """``msg`` ending in ``(nothing was changed)`` unless it already says so (in any case: "... Nothing was changed")."""
+ALREADY_SAID = ('nothing was changed', 'nothing was read or changed')
+"""Phrases that already say a refusal changed nothing (in any case)."""
+
+
+def refusal_text(msg, phrase=NOTHING_CHANGED):
+    """``msg`` ending in ``(<phrase>)`` unless it already says so or says one of ``ALREADY_SAID``, in any case
+    ("... Nothing was changed")."""
     msg = str(msg)
-    return msg if NOTHING_CHANGED in msg.lower() else '%s (%s)' % (msg, NOTHING_CHANGED)
+    low = msg.lower()
+    if phrase.lower() in low or any(said in low for said in ALREADY_SAID):
+        return msg
+    return '%s (%s)' % (msg, phrase)
 
 
 class ModuleLifecycle(object):
@@ -66,6 +74,10 @@ class ModuleLifecycle(object):
     """The same, shared by every module of a kind (``refusals`` adds the module's own)."""
     apply_in_check_mode = False
     """True when :meth:`apply` itself stops after a dry run in check mode."""
+    nothing_changed = NOTHING_CHANGED
+    """How a refusal says that nothing was changed (``daemonset_restart``: "nothing was restarted")."""
+    refusal_carries_result = False
+    """True: a refusal returns the result keys gathered so far (``result.extra``) too, e.g. a gate's verdict."""
 
     def __init__(self):
         spec = dict(self.base_options or {})
@@ -122,8 +134,11 @@ class ModuleLifecycle(object):
     # --- the shared parts ---------------------------------------------------------------
 
     def refuse(self, msg, **details):
-        """Fail before any change: ``changed=false`` and a message that says nothing was changed."""
-        self.module.fail_json(msg=refusal_text(msg), changed=False, **details)
+        """Fail before any change: ``changed=false``, a message that says nothing was changed (``nothing_changed``),
+        ``details`` and, with ``refusal_carries_result``, the result keys gathered so far; credentials masked."""
+        data = dict(self.result.extra) if self.refusal_carries_result else {}
+        data.update(details, msg=refusal_text(msg, self.nothing_changed))
+        self.module.fail_json(changed=False, **self.result.masked(data))
 
     def refusal(self, error):
         """The message for a ``refusals`` exception."""

@@ -75,9 +75,9 @@ class Result(object):
         if self.module._diff:
             data['diff'] = self.diffs
         data.update(self.extra)
-        return self._masked(data)
+        return self.masked(data)
 
-    def _masked(self, data):
+    def masked(self, data):
         """``data`` with credentials masked; their values join the module's ``no_log_values``."""
         no_log = getattr(self.module, 'no_log_values', None)
         values = _redact.secret_values(data)
@@ -90,6 +90,6 @@ class Result(object):
 
     def fail(self, msg, **kwargs):
         data = self.to_dict()
-        data.update(self._masked(dict(kwargs, msg=msg)))
+        data.update(self.masked(dict(kwargs, msg=msg)))
         data.pop('changed', None)
         self.module.fail_json(changed=self.changed, **data)

@@ -131,7 +131,6 @@ catalog:
 
 import datetime
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import lifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit, retention
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s.edit_module import ClusterModule
@@ -157,11 +156,7 @@ class BackupRetention(ClusterModule):
         keep_days=dict(type='int'),
     )
 
-    def refuse(self, msg, **details):
-        """A failure before any change carries the result keys (deleted, kept, namespace, check_mode)."""
-        msg = str(msg)
-        self.module.fail_json(msg=msg if 'nothing was read or changed' in msg else lifecycle.refusal_text(msg), changed=False,
-                              **dict(self.result.extra, **details))
+    refusal_carries_result = True  # a refusal returns the result keys (deleted, kept, namespace, check_mode)
 
     def validate(self):
         p = self.params

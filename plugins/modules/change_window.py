@@ -162,47 +162,58 @@ catalog:
 
 import datetime
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import lifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils import window as cw
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+
+
+class ChangeWindow(lifecycle.ModuleLifecycle):
+    """The window of the workflow spine on the lifecycle: validate (parse the window and O(now)), read the
+    clock, plan (judge and decide), report; it changes nothing, so there is no apply step."""
+
+    catalog = lifecycle.WORKFLOWS
+    options = dict(
+        days=dict(type='list', elements='str', required=True),
+        start=dict(type='raw', required=True),
+        end=dict(type='raw', required=True),
+        timezone=dict(type='str', default='UTC'),
+        min_remaining=dict(type='int', default=0),
+        override=dict(type='bool', default=False),
+        now=dict(type='str'),
+    )
+    refusals = (cw.WindowError,)
+
+    def refusal(self, error):
+        return 'invalid change window: %s' % error
+
+    def validate(self):
+        p = self.params
+        self.window = cw.parse(p['days'], p['start'], p['end'], p['timezone'])
+        self.moment = cw.parse_time(p['now']) if p['now'] else None
+
+    def read(self):
+        if self.moment is None:
+            self.moment = datetime.datetime.now(datetime.timezone.utc)
+
+    def plan(self):
+        self.judgement = cw.judge(self.window, self.moment, self.params['min_remaining'])
+        self.decision = cw.decide(self.judgement, override=self.params['override'], check_mode=self.check_mode)
+
+    def report(self):
+        result, judgement, decision = self.result, self.judgement, self.decision
+        result.extra.update(judgement)
+        result.extra.update(proceed=decision['proceed'], override_used=decision['override_used'], decision=decision['reason'])
+        result.before = result.after = {'inside': judgement['inside'], 'enough_time': judgement['enough_time']}
+        if not decision['proceed']:
+            result.fail('%s; nothing was changed. Run again inside the window, or set the override '
+                        '(netmedic_window_override=true) to go on anyway.' % decision['reason'])
+        if decision['override_used']:
+            result.warn('change window OVERRIDDEN: %s' % decision['reason'])
+        elif not judgement['enough_time']:
+            result.warn(decision['reason'])
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            days=dict(type='list', elements='str', required=True),
-            start=dict(type='raw', required=True),
-            end=dict(type='raw', required=True),
-            timezone=dict(type='str', default='UTC'),
-            min_remaining=dict(type='int', default=0),
-            override=dict(type='bool', default=False),
-            now=dict(type='str'),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    result = Result(module, lifecycle.WORKFLOWS)
-    try:
-        window = cw.parse(p['days'], p['start'], p['end'], p['timezone'])
-        moment = cw.parse_time(p['now']) if p['now'] else datetime.datetime.now(datetime.timezone.utc)
-        judgement = cw.judge(window, moment, p['min_remaining'])
-    except cw.WindowError as e:
-        module.fail_json(msg='invalid change window: %s (nothing was changed)' % e, changed=False)
-    decision = cw.decide(judgement, override=p['override'], check_mode=module.check_mode)
-    result.extra.update(judgement)
-    result.extra.update(proceed=decision['proceed'], override_used=decision['override_used'],
-                        decision=decision['reason'])
-    result.before = result.after = {'inside': judgement['inside'], 'enough_time': judgement['enough_time']}
-    if not decision['proceed']:
-        result.fail('%s; nothing was changed. Run again inside the window, or set the override '
-                    '(netmedic_window_override=true) to go on anyway.' % decision['reason'])
-    if decision['override_used']:
-        result.warn('change window OVERRIDDEN: %s' % decision['reason'])
-    elif not judgement['enough_time']:
-        result.warn(decision['reason'])
-    result.exit()
+    ChangeWindow().run()
 
 
 if __name__ == '__main__':

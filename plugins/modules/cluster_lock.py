@@ -228,17 +228,23 @@ catalog:
 import datetime
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import lifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import lock as ll
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s.edit_module import ClusterModule
 
 
-def main():
-    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
-    argument_spec.update(
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class ClusterLock(ClusterModule):
+    """The Lease lock of the workflow spine on the lifecycle: validate the inputs, read the Lease, plan
+    (``lock.run`` in check mode: no write), report; apply writes with compare-and-swap (``lock.run``: the
+    first attempt on the Lease read, a fresh read and a new plan after a 409), verify reads it back."""
+
+    catalog = lifecycle.WORKFLOWS
+    options = dict(
         family=dict(type='str', required=True),
         name=dict(type='str'),
         namespace=dict(type='str', default='kube-system'),
@@ -250,55 +256,84 @@ def main():
         takeover=dict(type='bool', default=False),
         request_timeout=dict(type='int', default=30),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
-    result = Result(module, lifecycle.WORKFLOWS)
+    refusals = (ll.LockError,)
 
-    # 1. Inputs, before the API is touched.
-    try:
-        name = ll.lease_name(p['family'], p['name'])
-        namespace = ll.check_namespace(p['namespace'])
-        duration = ll.check_duration(p['duration'])
+    def validate(self):
+        p = self.params
+        self.name = ll.lease_name(p['family'], p['name'])
+        self.namespace = ll.check_namespace(p['namespace'])
+        self.duration = ll.check_duration(p['duration'])
         if p['state'] != 'acquired' and not p['holder']:
             raise ll.LockError('holder is required for state=%s: pass the holder returned by the acquired task '
                                '(register: lock, then holder: "{{ lock.holder }}")' % p['state'])
         if not 1 <= p['request_timeout'] <= 600:
             raise ll.LockError('request_timeout must be 1 ... 600 seconds, got %r' % p['request_timeout'])
         job_id = p['job_id'] if p['job_id'] not in (None, '') else os.environ.get('AWX_JOB_ID')
-        holder = ll.identity(p['holder'], job_id, p['nonce'])
-    except ll.LockError as e:
-        module.fail_json(msg='%s (nothing was changed)' % e, changed=False)
-    if not k8s_client.HAS_K8S:
-        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
+        self.holder = ll.identity(p['holder'], job_id, p['nonce'])
 
-    # 2. Read, decide, compare-and-swap.
-    def now():
-        return datetime.datetime.now(datetime.timezone.utc)
+    def read(self):
+        self.api = ll.LeaseApi(k8s_client.Cluster(self.params), self.params['request_timeout'])
+        self.lease_before = self.api.get(self.namespace, self.name)
 
-    try:
-        client = ll.LeaseApi(k8s_client.Cluster(p), p['request_timeout'])
-        step, before, after = ll.run(client, namespace, name, p['family'], p['state'], holder, duration,
-                                     takeover=p['takeover'], check_mode=module.check_mode, clock=now)
-    except (k8s_client.K8sError, ll.LockError) as e:
-        module.fail_json(msg='%s (the lock was not changed)' % (getattr(e, 'msg', None) or e), changed=False)
+    def _run(self, check_mode):
+        p = self.params
+        self.step, self.lease_before, self.lease_after = ll.run(
+            self.api, self.namespace, self.name, p['family'], p['state'], self.holder, self.duration,
+            takeover=p['takeover'], check_mode=check_mode, clock=_now, before=self.lease_before)
 
-    lock = ll.summary(step, before, after, holder, namespace, name, now())
-    result.before = (before or {}).get('spec') or {}
-    result.after = (after or {}).get('spec') or {}
-    result.changed = step['write'] is not None
-    if result.changed:
-        result.add_diff(result.before, result.after, 'Lease %s/%s' % (namespace, name))
-    result.extra.update(holder=holder, lock=lock)
-    if step['action'] == 'taken_over':
-        result.warn('the cluster lock was taken over: %s' % step['reason'])
-    if step['action'] in ('refused', 'lost'):
-        if module.check_mode:
-            result.warn('check mode: a real run would stop here - %s' % step['reason'])
-        else:
-            result.fail('%s (nothing was changed)' % step['reason'])
-    if step['action'] == 'not_ours':
-        result.warn(step['reason'])
-    result.exit()
+    def plan(self):
+        self._run(check_mode=True)
+
+    def report(self):
+        step, result = self.step, self.result
+        where = 'Lease %s/%s' % (self.namespace, self.name)
+        result.diffs = []
+        result.before = (self.lease_before or {}).get('spec') or {}
+        result.after = (self.lease_after or {}).get('spec') or {}
+        result.changed = step['write'] is not None
+        if result.changed:
+            result.add_diff(result.before, result.after, where)
+        lock = ll.summary(step, self.lease_before, self.lease_after, self.holder, self.namespace, self.name, _now())
+        result.extra.update(holder=self.holder, lock=lock)
+        if step['action'] == 'taken_over':
+            result.warn('the cluster lock was taken over: %s' % step['reason'])
+        if step['action'] in ('refused', 'lost'):
+            if self.check_mode:
+                result.warn('check mode: a real run would stop here - %s' % step['reason'])
+            else:
+                result.fail(lifecycle.refusal_text(step['reason']))
+        if step['action'] == 'not_ours':
+            result.warn(step['reason'])
+
+    def will_change(self):
+        return self.step['write'] is not None
+
+    def apply(self):
+        try:
+            self._run(check_mode=False)
+        except (k8s_client.K8sError, ll.LockError) as e:
+            self.result.changed = False
+            self.result.fail(lifecycle.refusal_text(getattr(e, 'msg', None) or e))
+        self.report()
+
+    def verify(self):
+        """Read the Lease back: after an acquire, renew or takeover this run holds it; after a release it is not ours."""
+        if self.step['write'] is None:  # a 409 re-plan ended in kept/not_ours/already_free: nothing of ours written
+            return
+        try:
+            now = self.api.get(self.namespace, self.name)
+        except k8s_client.K8sError as e:
+            self.result.fail('the Lease %s/%s was written but cannot be read back: %s' % (self.namespace, self.name, e.msg))
+        holder = ((now or {}).get('spec') or {}).get('holderIdentity')
+        if self.step['write'] == 'delete' and holder == self.holder:
+            self.result.fail('the Lease %s/%s was released but still names %s as its holder' % (self.namespace, self.name, holder))
+        if self.step['write'] != 'delete' and holder != self.holder:
+            self.result.fail('the Lease %s/%s was written for %s but reading it back shows holder %r'
+                             % (self.namespace, self.name, self.holder, holder))
+
+
+def main():
+    ClusterLock().run()
 
 
 if __name__ == '__main__':

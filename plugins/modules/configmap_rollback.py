@@ -132,7 +132,6 @@ catalog:
   sample: ["C-2", "C-7"]
 """
 
-from ansible_collections.netmedic.k8s.plugins.module_utils import lifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import edit
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s.edit_module import ClusterModule
@@ -187,11 +186,7 @@ class ConfigMapRollback(ClusterModule):
     )
     apply_in_check_mode = True  # every restore goes through the API server's dry run, also in check mode
 
-    def refuse(self, msg, **details):
-        """A failure before any change carries the result keys (configmaps, newest_backup_time, restored, check_mode)."""
-        msg = str(msg)
-        self.module.fail_json(msg=msg if 'nothing was read or changed' in msg else lifecycle.refusal_text(msg), changed=False,
-                              **dict(self.result.extra, **details))
+    refusal_carries_result = True  # a refusal returns the result keys (configmaps, newest_backup_time, restored, check_mode)
 
     def validate(self):
         p = self.params

@@ -410,12 +410,8 @@ class DaemonSetRestart(ClusterModule):
     refusals = (dsu.RestartError, kp.ConfigError)
     apply_in_check_mode = True  # check mode sends every planned deletion to the API server as a dry run
 
-    def refuse(self, msg, **details):
-        """Before any pod is deleted: ``changed=false``, the result keys, and a message that says nothing was restarted."""
-        msg = str(msg)
-        if NOTHING_RESTARTED not in msg:
-            msg = '%s (%s)' % (msg, NOTHING_RESTARTED)
-        self.module.fail_json(msg=msg, changed=False, **dict(self.result.extra, **details))
+    nothing_changed = NOTHING_RESTARTED
+    refusal_carries_result = True  # before any pod is deleted, a refusal returns the result keys
 
     def validate(self):
         """Everything before talking to the cluster."""

@@ -135,59 +135,75 @@ catalog:
   sample: ["W-1", "W-2", "W-7"]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import daemonset as dsu
 from ansible_collections.netmedic.k8s.plugins.module_utils import health
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s.edit_module import ClusterModule
 
 
-def main():
-    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
-    argument_spec.update(
+class HealthGate(ClusterModule):
+    """The health gate of the workflow spine on the lifecycle: validate, read the Nodes and each DaemonSet's
+    pods, plan (``health.evaluate``: the verdict), report (fail when it does not pass); it changes nothing.
+    Every refusal returns the verdict keys with ``passed: false``."""
+
+    catalog = ['W-1', 'W-2', 'W-7']
+    options = dict(
         max_unhealthy=dict(type='raw', default=0),
         daemonsets=dict(type='list', elements='str', default=[]),
         nodes=dict(type='list', elements='str', default=[]),
         label_selector=dict(type='str'),
         request_timeout=dict(type='int', default=30),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not k8s_client.HAS_K8S:
-        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
-    p = module.params
-    result = Result(module, ['W-1', 'W-2', 'W-7'])
-    result.extra.update({'passed': False, 'unhealthy_count': 0, 'allowed': 0, 'total': 0, 'unhealthy': [],
-                         'missing_nodes': [], 'netmedic_cordoned': []})
-    try:
+    refusals = (health.HealthError, dsu.RestartError)
+    refusal_carries_result = True
+
+    def validate(self):
+        p = self.params
+        self.stage = 'validate'
+        self.result.extra.update({'passed': False, 'unhealthy_count': 0, 'allowed': 0, 'total': 0, 'unhealthy': [],
+                                  'missing_nodes': [], 'netmedic_cordoned': []})
         health.parse_max_unhealthy(p['max_unhealthy'])
-        refs = [health.parse_daemonset(d) for d in p['daemonsets']]
+        self.refs = [health.parse_daemonset(d) for d in p['daemonsets']]
         if p['request_timeout'] < 1:
             raise health.HealthError('request_timeout must be >= 1 (got %d)' % p['request_timeout'])
         if any(not n or not n.strip() for n in p['nodes']):
             raise health.HealthError('nodes entries must be Node names')
-    except health.HealthError as e:
-        module.fail_json(msg='invalid input: %s (nothing was read)' % e, changed=False, **result.extra)
-    rt = p['request_timeout']
-    try:
+
+    def refusal(self, error):
+        text = ClusterModule.refusal(self, error)
+        if self.stage == 'validate':
+            return 'invalid input: %s (nothing was read or changed)' % text
+        if self.stage == 'read':
+            return 'health gate could not read the cluster, stopping: %s' % text
+        return 'health gate: stopping: %s' % text
+
+    def read(self):
+        p, rt = self.params, self.params['request_timeout']
+        self.stage = 'read'
         cluster = k8s_client.Cluster(p)
-        nodes = k8s_client.list_objects(cluster, 'Node', label_selector=p['label_selector'], timeout=rt)
-        daemonsets = []
-        for namespace, name in refs:
+        self.nodes = k8s_client.list_objects(cluster, 'Node', label_selector=p['label_selector'], timeout=rt)
+        self.daemonsets = []
+        for namespace, name in self.refs:
             ds = k8s_client.get_object(cluster, 'DaemonSet', namespace, name, timeout=rt)
             if ds is None:
                 raise k8s_client.K8sError('DaemonSet %s/%s not found' % (namespace, name), status=404)
             selector = dsu.selector_string((ds.get('spec') or {}).get('selector'))
             pods = k8s_client.list_objects(cluster, 'Pod', namespace, label_selector=selector, timeout=rt)
-            daemonsets.append((ds, pods))
-    except (k8s_client.K8sError, dsu.RestartError) as e:
-        module.fail_json(msg='health gate could not read the cluster, stopping: %s' % getattr(e, 'msg', e),
-                         changed=False, **result.extra)
-    verdict = health.evaluate(nodes, daemonsets, p['max_unhealthy'], p['nodes'])
-    result.extra.update(verdict)
-    if not verdict['passed']:
-        result.fail('health gate: stopping, nothing more is changed. %s' % health.summary(verdict, p['max_unhealthy']))
-    result.exit()
+            self.daemonsets.append((ds, pods))
+
+    def plan(self):
+        self.stage = 'plan'
+        self.verdict = health.evaluate(self.nodes, self.daemonsets, self.params['max_unhealthy'], self.params['nodes'])
+
+    def report(self):
+        self.result.extra.update(self.verdict)
+        if not self.verdict['passed']:
+            self.result.fail('health gate: stopping, nothing more is changed. %s'
+                             % health.summary(self.verdict, self.params['max_unhealthy']))
+
+
+def main():
+    HealthGate().run()
 
 
 if __name__ == '__main__':

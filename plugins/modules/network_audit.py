@@ -159,46 +159,62 @@ catalog:
   sample: ["C-0", "D-1", "D-2", "D-3", "D-4", "D-5", "D-6", "D-7", "N-1"]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import audit as au
 from ansible_collections.netmedic.k8s.plugins.module_utils import kube_proxy as kp
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s.edit_module import ClusterModule
 
 ORDER = {'critical': 0, 'warning': 1, 'unknown': 2, 'info': 3}
 
 
-def main():
-    argument_spec = dict(k8s_client.AUTH_ARG_SPEC)
-    argument_spec.update(
+class AuditError(ValueError):
+    """Bad input."""
+
+
+class NetworkAudit(ClusterModule):
+    """The cluster audit on the lifecycle: validate, read one snapshot (every list it needs, or a refusal:
+    nothing is assumed), plan (``audit.audit``: pure rules, snapshot in, findings out), report; it changes
+    nothing. The result's ``catalog`` is the checks that ran."""
+
+    options = dict(
         checks=dict(type='list', elements='str', choices=list(au.CHECKS), default=list(au.DEFAULT_CHECKS)),
         log_lines=dict(type='int', default=20),
         cni_agent_config_maps=dict(type='list', elements='str', default=list(au.DEFAULT_CNI_AGENT_CONFIG_MAPS)),
         vswitch_cidrs=dict(type='list', elements='str', default=[]),
         fail_on=dict(type='str', choices=['never', 'warning', 'critical'], default='never'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not k8s_client.HAS_K8S:
-        module.fail_json(msg=missing_required_lib('kubernetes'), exception=k8s_client.K8S_IMPORT_ERROR)
-    p = module.params
-    checks = set(p['checks'])
-    if 'C-0' in checks and not kp.HAS_RUAMEL:
-        module.fail_json(msg=missing_required_lib('ruamel.yaml'), exception=kp.RUAMEL_IMPORT_ERROR)
-    if p['log_lines'] < 1:
-        module.fail_json(msg='log_lines must be >= 1')
-    config_maps = []
-    for ref in p['cni_agent_config_maps']:
-        ns, _sep, name = ref.partition('/')
-        if not ns or not name or '/' in name:
-            module.fail_json(msg='cni_agent_config_maps: %r is not namespace/name' % ref)
-        config_maps.append((ns, name))
-    try:
-        vswitch_networks = au.parse_cidrs(p['vswitch_cidrs'])
-    except ValueError as e:
-        module.fail_json(msg=str(e))
-    result = Result(module, sorted(checks))
-    try:
+    refusals = (AuditError,)
+
+    def requirements(self):
+        needs = ClusterModule.requirements(self)
+        if 'C-0' in self.params['checks']:
+            needs = list(needs) + [(kp.HAS_RUAMEL, 'ruamel.yaml', kp.RUAMEL_IMPORT_ERROR)]
+        return needs
+
+    def refusal(self, error):
+        if isinstance(error, k8s_client.K8sError):
+            return '%s (the audit needs every list; nothing was assumed)' % error.msg
+        return str(error)
+
+    def validate(self):
+        p = self.params
+        self.checks = checks = set(p['checks'])
+        self.result.catalog = sorted(checks)
+        if p['log_lines'] < 1:
+            raise AuditError('log_lines must be >= 1')
+        self.config_maps = []
+        for ref in p['cni_agent_config_maps']:
+            ns, _sep, name = ref.partition('/')
+            if not ns or not name or '/' in name:
+                raise AuditError('cni_agent_config_maps: %r is not namespace/name' % ref)
+            self.config_maps.append((ns, name))
+        try:
+            self.vswitch_networks = au.parse_cidrs(p['vswitch_cidrs'])
+        except ValueError as e:
+            raise AuditError(str(e))
+
+    def read(self):
+        p, checks = self.params, self.checks
         cluster = k8s_client.Cluster(p)
         snapshot = {'version': cluster.version(),
                     'nodes': k8s_client.list_objects(cluster, 'Node'),
@@ -217,7 +233,7 @@ def main():
                     text = '(log not readable: %s)' % e.msg
                 snapshot['logs']['%s/%s' % (meta['namespace'], meta['name'])] = text
             configs = {}
-            for ns, name in config_maps:
+            for ns, name in self.config_maps:
                 cm = k8s_client.get_object(cluster, 'ConfigMap', ns, name)
                 configs['%s/%s' % (ns, name)] = None if cm is None else {
                     k: v for k, v in (cm.get('data') or {}).items() if k == au.CUSTOM_CNI_CONF_KEY}
@@ -230,30 +246,36 @@ def main():
                     snapshot['kube_proxy_configs']['kube-system/%s' % name] = (cm.get('data') or {}).get(kp.CONFIG_KEY)
         if 'C-6' in checks:
             snapshot['terway_logs'] = {}
-            snapshot['vswitch_cidrs'] = vswitch_networks
+            snapshot['vswitch_cidrs'] = self.vswitch_networks
             for pod in au.terway_agents(snapshot['pods']):
                 meta = pod['metadata']
                 names = [c.get('name') for c in pod['spec'].get('containers') or []]
                 container = 'terway' if 'terway' in names else (names or [None])[0]
-                # An unreadable log fails the audit (K8sError below): "not read" is never "no IpNotEnough".
+                # An unreadable log fails the audit (a K8sError is a refusal): "not read" is never "no IpNotEnough".
                 snapshot['terway_logs']['%s/%s' % (meta['namespace'], meta['name'])] = k8s_client.read_pod_log(
                     cluster, meta['namespace'], meta['name'], container, tail_lines=p['log_lines'])
-    except k8s_client.K8sError as e:
-        module.fail_json(msg='%s (the audit needs every list; nothing was assumed)' % e.msg, changed=False)
+        self.snapshot = snapshot
 
-    findings, facts = au.audit(snapshot, checks)
-    found_configs = {k: v for k, v in (snapshot.get('cni_agent_configs') or {}).items() if v is not None}
-    if found_configs:
-        facts['cni_agent_configs'] = found_configs
-    findings.sort(key=lambda f: (ORDER.get(f['severity'], 9), f['id']))
-    summary = {s: sum(1 for f in findings if f['severity'] == s) for s in ORDER}
-    result.extra.update({'findings': findings, 'facts': facts, 'summary': summary})
-    limit = {'never': -1, 'warning': ORDER['unknown'], 'critical': ORDER['critical']}[p['fail_on']]
-    worst = [f for f in findings if ORDER.get(f['severity'], 9) <= limit]
-    if worst:
-        result.fail('%d finding(s) at or above %s: %s' % (len(worst), p['fail_on'],
-                                                          '; '.join('%s %s' % (f['id'], f['title']) for f in worst)))
-    result.exit()
+    def plan(self):
+        self.findings, self.facts = au.audit(self.snapshot, self.checks)
+
+    def report(self):
+        findings, facts, result, p = self.findings, self.facts, self.result, self.params
+        found_configs = {k: v for k, v in (self.snapshot.get('cni_agent_configs') or {}).items() if v is not None}
+        if found_configs:
+            facts['cni_agent_configs'] = found_configs
+        findings.sort(key=lambda f: (ORDER.get(f['severity'], 9), f['id']))
+        summary = {s: sum(1 for f in findings if f['severity'] == s) for s in ORDER}
+        result.extra.update({'findings': findings, 'facts': facts, 'summary': summary})
+        limit = {'never': -1, 'warning': ORDER['unknown'], 'critical': ORDER['critical']}[p['fail_on']]
+        worst = [f for f in findings if ORDER.get(f['severity'], 9) <= limit]
+        if worst:
+            result.fail('%d finding(s) at or above %s: %s' % (len(worst), p['fail_on'],
+                                                              '; '.join('%s %s' % (f['id'], f['title']) for f in worst)))
+
+
+def main():
+    NetworkAudit().run()
 
 
 if __name__ == '__main__':

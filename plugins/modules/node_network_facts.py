@@ -414,50 +414,81 @@ netmedic:
       type: list
       elements: str
       sample: [N-1, N-2, N-3, N-4, N-5, N-6, N-7, N-8, C-5, D-5, D-7, D-9, D-11]
+catalog:
+  description: Catalog IDs this module detects (the same as RV(netmedic.catalog)).
+  returned: always
+  type: list
+  elements: str
+  sample: [N-1, N-2, N-3, N-4, N-5, N-6, N-7, N-8, C-5, D-5, D-7, D-9, D-11]
+before:
+  description: Always empty; the module only reads (kept for the common result shape).
+  returned: always
+  type: dict
+  sample: {}
+after:
+  description: Always empty; the module only reads (kept for the common result shape).
+  returned: always
+  type: dict
+  sample: {}
+backups:
+  description: Always empty; the module only reads (kept for the common result shape).
+  returned: always
+  type: list
+  elements: dict
+  sample: []
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.netmedic.k8s.plugins.module_utils import node_facts
+from ansible_collections.netmedic.k8s.plugins.module_utils.lifecycle import ModuleLifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.runner import Runner
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            probes=dict(type='list', elements='str', choices=list(node_facts.PROBES), default=list(node_facts.PROBES)),
-            nodeport_range=dict(type='str', default=node_facts.DEFAULTS['nodeport_range']),
-            cni_conf_dir=dict(type='path', default=node_facts.DEFAULTS['cni_conf_dir']),
-            ipam_data_dirs=dict(type='list', elements='path', default=list(node_facts.DEFAULTS['ipam_data_dirs'])),
-            flannel_subnet_env=dict(type='path', default=node_facts.DEFAULTS['flannel_subnet_env']),
-            bridges=dict(type='list', elements='str', default=list(node_facts.DEFAULTS['bridges'])),
-            pod_mtu=dict(type='int'),
-            resolv_conf_files=dict(type='list', elements='path', default=list(node_facts.DEFAULTS['resolv_conf_files'])),
-            expected_neighbors=dict(type='dict', default={}),
-            ipvs_schedulers=dict(type='list', elements='str', default=[]),
-            conntrack_warn_percent=dict(type='float', default=80),
-            conntrack_critical_percent=dict(type='float', default=95),
-            ipam_warn_percent=dict(type='float', default=90),
-            kernel_log=dict(type='bool', default=True),
-            conntrack_breakdown=dict(type='bool', default=False),
-            nat_port_capacity=dict(type='int', default=node_facts.DEFAULTS['nat_port_capacity']),
-            nat_warn_percent=dict(type='float', default=node_facts.DEFAULTS['nat_warn_percent']),
-            ipv6_ports=dict(type='list', elements='int', default=[]),
-            dns_servers=dict(type='list', elements='str', default=[]),
-            dns_names=dict(type='list', elements='str', default=list(node_facts.DEFAULTS['dns_names'])),
-            dns_query_type=dict(type='str', choices=['A', 'AAAA'], default='A'),
-            dns_timeout=dict(type='float', default=node_facts.DEFAULTS['dns_timeout']),
-        ),
-        supports_check_mode=True,
+class NodeNetworkFacts(ModuleLifecycle):
+    """The node's facts on the lifecycle: validate, read (every probe through the runner; a probe that breaks
+    records its error and never fails the module), report (``ansible_facts.netmedic`` and a warning per probe
+    error); it changes nothing."""
+
+    catalog = list(node_facts.CATALOG)
+    options = dict(
+        probes=dict(type='list', elements='str', choices=list(node_facts.PROBES), default=list(node_facts.PROBES)),
+        nodeport_range=dict(type='str', default=node_facts.DEFAULTS['nodeport_range']),
+        cni_conf_dir=dict(type='path', default=node_facts.DEFAULTS['cni_conf_dir']),
+        ipam_data_dirs=dict(type='list', elements='path', default=list(node_facts.DEFAULTS['ipam_data_dirs'])),
+        flannel_subnet_env=dict(type='path', default=node_facts.DEFAULTS['flannel_subnet_env']),
+        bridges=dict(type='list', elements='str', default=list(node_facts.DEFAULTS['bridges'])),
+        pod_mtu=dict(type='int'),
+        resolv_conf_files=dict(type='list', elements='path', default=list(node_facts.DEFAULTS['resolv_conf_files'])),
+        expected_neighbors=dict(type='dict', default={}),
+        ipvs_schedulers=dict(type='list', elements='str', default=[]),
+        conntrack_warn_percent=dict(type='float', default=80),
+        conntrack_critical_percent=dict(type='float', default=95),
+        ipam_warn_percent=dict(type='float', default=90),
+        kernel_log=dict(type='bool', default=True),
+        conntrack_breakdown=dict(type='bool', default=False),
+        nat_port_capacity=dict(type='int', default=node_facts.DEFAULTS['nat_port_capacity']),
+        nat_warn_percent=dict(type='float', default=node_facts.DEFAULTS['nat_warn_percent']),
+        ipv6_ports=dict(type='list', elements='int', default=[]),
+        dns_servers=dict(type='list', elements='str', default=[]),
+        dns_names=dict(type='list', elements='str', default=list(node_facts.DEFAULTS['dns_names'])),
+        dns_query_type=dict(type='str', choices=['A', 'AAAA'], default='A'),
+        dns_timeout=dict(type='float', default=node_facts.DEFAULTS['dns_timeout']),
     )
-    try:
-        node_facts.validate_params(module.params)
-    except node_facts.ParamError as e:
-        module.fail_json(msg=str(e), changed=False)
-    facts = node_facts.gather(Runner(module), module.params)
-    for err in facts['errors']:
-        module.warn('probe %s: %s' % (err['probe'], err['error']))
-    module.exit_json(changed=False, ansible_facts={'netmedic': facts}, netmedic=facts)
+    refusals = (node_facts.ParamError,)
+
+    def validate(self):
+        node_facts.validate_params(self.params)
+
+    def read(self):
+        self.facts = node_facts.gather(Runner(self.module), self.params)
+
+    def report(self):
+        for err in self.facts['errors']:
+            self.result.warn('probe %s: %s' % (err['probe'], err['error']))
+        self.result.extra.update(ansible_facts={'netmedic': self.facts}, netmedic=self.facts)
+
+
+def main():
+    NodeNetworkFacts().run()
 
 
 if __name__ == '__main__':

@@ -212,17 +212,23 @@ def plan(lease, state, holder, now, duration, takeover=False, namespace='kube-sy
                 % (where, info['holder'], spec.get('acquireTime'), rest))
 
 
+_UNREAD = object()
+
+
 def run(client, namespace, name, family, state, holder, duration, takeover=False, check_mode=False,
-        clock=None, retries=3):
+        clock=None, retries=3, before=_UNREAD):
     """Read, plan and (unless ``check_mode``) write with compare-and-swap; re-plan after a 409/404.
 
     ``client`` has ``get(ns, name) -> dict | None``, ``create(ns, body)``, ``replace(ns, name, body)``
     and ``delete(ns, name, resource_version)``; a conflict raises an exception with ``status`` 409
-    (404 for a Lease gone between read and write).  Returns ``(plan, before, after)``.
+    (404 for a Lease gone between read and write).  ``before``: the Lease as the caller just read it
+    (None: absent), used for the first attempt instead of reading it again; after a conflict the Lease
+    is always read afresh.  Returns ``(plan, before, after)``.
     """
     clock = clock or (lambda: datetime.datetime.now(UTC))
-    for _attempt in range(retries + 1):
-        before = client.get(namespace, name)
+    for attempt in range(retries + 1):
+        if attempt or before is _UNREAD:
+            before = client.get(namespace, name)
         step = plan(before, state, holder, clock(), duration, takeover, namespace, name, family)
         if check_mode or step['write'] is None:
             after = step['body'] if step['write'] in ('create', 'replace') else (None if step['write'] == 'delete' else before)

@@ -275,3 +275,23 @@ def test_summary_shape():
     got = ll.summary(step, before, after, 'awx-job-2', NS, NAME, NOW)
     assert got['held'] and got['current_holder'] == 'awx-job-2' and got['resource_version'] == '8'
     assert got['expires'] == '2026-12-01T22:10:00.000000Z' and got['lease_duration'] == 600
+
+
+def test_issue13_run_uses_the_callers_read_first_and_reads_afresh_after_a_conflict():
+    class Counting(FakeApi):
+        gets = 0
+
+        def get(self, namespace, name):
+            self.gets += 1
+            return FakeApi.get(self, namespace, name)
+
+    api = Counting()
+    first = api.get(NS, NAME)
+    step, before, _after = ll.run(api, NS, NAME, FAMILY, 'acquired', 'awx-job-2', 600, clock=lambda: NOW, before=first)
+    assert step['action'] == 'created' and before is None and api.gets == 1 and api.writes == ['awx-job-2']
+    # the read the caller made is stale: the other run created the Lease since; the conflict re-reads once
+    api = Counting()
+    stale = api.get(NS, NAME)
+    api.race = lambda a: a._store(lease(holder='awx-job-1'))
+    step, before, _after = ll.run(api, NS, NAME, FAMILY, 'acquired', 'awx-job-2', 600, clock=lambda: NOW, before=stale)
+    assert step['action'] == 'refused' and before['spec']['holderIdentity'] == 'awx-job-1' and api.gets == 2

@@ -161,3 +161,32 @@ def test_issue13_lifecycle_held_is_released_when_apply_fails(capsys):
 ])
 def test_refusal_text_says_nothing_was_changed_once_whatever_the_case(msg, expected):
     assert lifecycle.refusal_text(msg) == expected
+
+
+@pytest.mark.parametrize('msg, phrase, expected', [
+    ('bad input', 'nothing was restarted', 'bad input (nothing was restarted)'),
+    ('gone; nothing was restarted', 'nothing was restarted', 'gone; nothing was restarted'),
+    ('names must be given (nothing was read or changed)', 'nothing was changed', 'names must be given (nothing was read or changed)'),
+])
+def test_issue13_refusal_text_takes_the_module_phrase(msg, phrase, expected):
+    assert lifecycle.refusal_text(msg, phrase) == expected
+
+
+def test_issue13_refusal_carries_the_result_keys_only_when_asked_and_masked(capsys):
+    calls = []
+
+    class Plain(make(calls, refuse_at='read')):
+        def validate(self):
+            self.result.extra.update(passed=False, token='s3cr3t-t0ken-value')
+
+    plain = run(Plain, capsys)
+    assert plain['msg'] == 'read refused (nothing was changed)' and plain['changed'] is False
+    assert 'passed' not in plain and 'token' not in plain
+
+    class Carrying(Plain):
+        refusal_carries_result = True
+        nothing_changed = 'nothing was restarted'
+
+    carrying = run(Carrying, capsys)
+    assert carrying['msg'] == 'read refused (nothing was restarted)' and carrying['changed'] is False
+    assert carrying['passed'] is False and carrying['token'] == '********'
