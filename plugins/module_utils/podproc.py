@@ -352,8 +352,8 @@ def _list(runner, info, params):
 
 
 class StaleRun(object):
-    """The N-9 run as the module lifecycle's steps (stale_pod_process calls them one by one; :func:`run_stale`
-    calls them in one go): :meth:`validate`, :meth:`read` (runtime, the pod's processes, the runtime's list),
+    """The N-9 run as the module lifecycle's steps (stale_pod_process calls them one by one): :meth:`validate`,
+    :meth:`read` (runtime, the pod's processes, the runtime's list),
     :meth:`plan` (the result data; a refusal raises StaleError), :meth:`apply` (signal ``targets``) and
     :meth:`verify` (wait, re-scan).  ``data`` is the result data so far.
 
@@ -489,23 +489,6 @@ class StaleRun(object):
             raise StaleError('still running %d s after SIG%s: %s (signal=KILL forces them)'
                              % (params['wait'], params['signal'], ', '.join('%d %s' % (s['pid'], s['comm']) for s in alive)),
                              data, changed=bool(sent))
-
-
-def run_stale(runner, params, check_mode, fs, root='/proc', pidfd_open=None, send=None,
-              sleep=None, clock=None):
-    """Find (and with ``state: killed`` signal) the pod's stale processes; returns the result data.
-
-    :class:`StaleRun`'s steps in one call (the arguments are its own).  Raises StaleError.
-    """
-    run = StaleRun(runner, params, check_mode, fs, root, pidfd_open, send, sleep, clock)
-    run.validate()
-    run.read()
-    run.plan()
-    if check_mode or not run.targets:
-        return run.data
-    run.apply()
-    run.verify()
-    return run.data
 
 
 _SIGNALS = {'TERM': signal.SIGTERM, 'KILL': signal.SIGKILL}

@@ -205,7 +205,7 @@ ARGUMENT_SPEC = dict(
 
 
 class StalePodProcess(ModuleLifecycle):
-    """Catalog N-9 on the lifecycle; the steps are podproc.StaleRun's (shared with podproc.run_stale).
+    """Catalog N-9 on the lifecycle; the steps are podproc.StaleRun's.
 
     validate: the input (a refusal); read: the runtime, the pod's processes and the runtime's list;
     plan: classify (a refusal with the partial result); apply: signal through pidfds; verify: wait

@@ -98,12 +98,26 @@ def params(**kw):
     return p
 
 
+def run_stale(runner, params, check_mode, fs, root='/proc', pidfd_open=None, send=None, sleep=None, clock=None):
+    """podproc.StaleRun's steps in the module lifecycle's order (validate, read, plan, check-mode or nothing-to-do
+    stop, apply, verify) without AnsibleModule: the result data, or StaleError."""
+    run = podproc.StaleRun(runner, params, check_mode, fs, root, pidfd_open, send, sleep, clock)
+    run.validate()
+    run.read()
+    run.plan()
+    if check_mode or not run.targets:
+        return run.data
+    run.apply()
+    run.verify()
+    return run.data
+
+
 def run(node, runner, check=False, signals=None, **kw):
     signals = signals or Signals(proc=node.proc)
     if signals.proc is None:
         signals.proc = node.proc
-    data = podproc.run_stale(runner, params(**kw), check, HostFS(str(node.root)), root=str(node.proc.root),
-                             pidfd_open=signals.pidfd_open, send=signals.send, sleep=lambda s: None)
+    data = run_stale(runner, params(**kw), check, HostFS(str(node.root)), root=str(node.proc.root),
+                     pidfd_open=signals.pidfd_open, send=signals.send, sleep=lambda s: None)
     return data, signals
 
 
@@ -223,7 +237,7 @@ def test_issue10_h2_no_pidfd_refuses_before_anything_is_sent(node, make_runner, 
     runner = make_runner(binaries={'ctr': '/usr/bin/ctr'}, replies={ctr(): (0, SANDBOX + '\n', '')})
     monkeypatch.setattr(podproc, 'pidfd_available', lambda: False)
     with pytest.raises(podproc.StaleError, match=r'pidfd_open/pidfd_send_signal are not available.*nothing was changed') as e:
-        podproc.run_stale(runner, params(state='killed'), False, HostFS(str(node.root)), root=str(node.proc.root))
+        run_stale(runner, params(state='killed'), False, HostFS(str(node.root)), root=str(node.proc.root))
     assert e.value.changed is False and e.value.data['signalled'] == []
     # and signal_planned itself refuses without them
     with pytest.raises(podproc.SignalUnavailable, match='nothing is signalled'):
