@@ -176,6 +176,7 @@ class NetworkAudit(ClusterModule):
     nothing is assumed), plan (``audit.audit``: pure rules, snapshot in, findings out), report; it changes
     nothing. The result's ``catalog`` is the checks that ran."""
 
+    catalog = sorted(au.CHECKS)  # the result names the checks that ran (validate)
     options = dict(
         checks=dict(type='list', elements='str', choices=list(au.CHECKS), default=list(au.DEFAULT_CHECKS)),
         log_lines=dict(type='int', default=20),
