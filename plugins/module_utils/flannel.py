@@ -12,14 +12,16 @@ with its position, so nothing half-understood is ever written back.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
-import os
 import posixpath
 import re
 from collections import OrderedDict
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import ipam
+from ansible_collections.netmedic.k8s.plugins.module_utils.node import hostfs
+from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
 
 CONFIGMAP = 'kube-flannel-cfg'
 KEY = 'cni-conf.json'
@@ -183,12 +185,12 @@ def plan(text, settings):
 # run with either configuration: the old one (a pod sandbox set up before Flannel rewrote
 # /etc/cni/net.d, or DEL of a pod created before) or the new one.  Two stores for one address range
 # would let the new, empty tmpfs store hand out an address a running pod holds (duplicate IPs).
-# share_ipam_dir() makes them ONE store, under host-local's own locks:
+# Sharing makes them ONE store, under host-local's own locks:
 #
 #   1. for every network directory: flock <old>/<net>/lock (old-configuration allocators wait), then
 #      <new>/<net>/lock (new ones wait);
 #   2. copy every allocation and last_reserved_ip file into <new>/<net> (O_EXCL: an address already
-#      taken there by another container is a conflict -> fail before step 3);
+#      taken there by another container is a conflict -> fail before anything is copied or linked);
 #   3. atomically exchange the dataDir <old> with a symbolic link to <new> (renameat2 RENAME_EXCHANGE:
 #      there is no instant at which <old> is missing, so host-local's MkdirAll cannot create a second,
 #      empty store there); the disk directory is kept as <old>.netmedic-disk-store, and a network
@@ -202,68 +204,72 @@ def plan(text, settings):
 # (per-container delegate configs, read back on DEL) is shared the same way so a pod created before
 # the switch is released properly after it.  The reboot of N-7 step 4 empties the tmpfs store and
 # recreates every sandbox, and the playbook removes the disk paths (archived first) before it.
+#
+# The steps, as the module lifecycle drives them (flannel_ipam_store; share_ipam_dir/share_dir run
+# them in one call):
+#
+#   read      read_ipam_dir / read_flannel_dir: what the old path is (link_state) and what it holds
+#   held      lock_ipam_networks: step 1, from before the plan until after the read-back
+#   plan      read_ipam_networks (the files, under the locks) -> plan_ipam_share (pure);
+#             plan_flannel_share (pure); conflict_error: a conflict refuses before any change
+#   apply     apply_ipam_share (steps 2-3), apply_flannel_share
+#   verify    verify_share: the link read back, every copied file in the tmpfs directory
+#
+# Every file operation goes through a HostFS (``fs``; default the machine's root ``/``), so a test
+# runs them on a tree under a temporary root or hands in a recording one.
 
 STORE_SUFFIX = '.netmedic-disk-store'
 _LINK_SUFFIX = '.netmedic-link'
-RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
+RENAME_EXCHANGE = hostfs.RENAME_EXCHANGE
+NO_EXCHANGE = 'renameat2 is not available in this C library (glibc 2.28 or later is needed); nothing was changed'
+
+_LOCAL = HostFS('/')
 
 
-def _exchange_function():
-    """glibc's renameat2 (2.28+); None when the C library lacks it."""
-    import ctypes
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn, ctypes
+def _fs(fs):
+    return _LOCAL if fs is None else fs
 
 
-def exchange_paths(a, b):
+def exchange_paths(a, b, fs=None):
     """Atomically swap two paths on one file system (renameat2 RENAME_EXCHANGE)."""
-    found = _exchange_function()
-    if found is None:
-        raise FlannelError('renameat2 is not available in this C library (glibc 2.28 or later is needed); nothing was changed')
-    fn, ctypes = found
-    if fn(_AT_FDCWD, a.encode(), _AT_FDCWD, b.encode(), RENAME_EXCHANGE) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, 'renameat2(RENAME_EXCHANGE) %s <-> %s: %s' % (a, b, os.strerror(err)))
+    fs = _fs(fs)
+    if not fs.can_exchange():
+        raise FlannelError(NO_EXCHANGE)
+    fs.exchange(a, b)
 
 
-def _kept_name(old):
+def _kept_name(fs, old):
     kept = old + STORE_SUFFIX
     n = 1
-    while os.path.lexists(kept):
+    while fs.lexists(kept):
         n += 1
         kept = '%s%s.%d' % (old, STORE_SUFFIX, n)
     return kept
 
 
-def link_state(old, new):
+def link_state(old, new, fs=None):
     """``'absent'``, ``'shared'`` (a link to ``new``), ``'disk'`` (a real directory); anything else raises."""
-    if os.path.islink(old):
-        if os.path.realpath(old) == os.path.realpath(new) or os.readlink(old) == new:
+    fs = _fs(fs)
+    if fs.islink(old):
+        target = fs.readlink(old)
+        if fs.realpath(old) == fs.realpath(new) or target == new:
             return 'shared'
-        raise FlannelError('%s is a symbolic link to %s, not to %s; refusing to touch it' % (old, os.readlink(old), new))
-    if not os.path.lexists(old):
+        raise FlannelError('%s is a symbolic link to %s, not to %s; refusing to touch it' % (old, target, new))
+    if not fs.lexists(old):
         return 'absent'
-    if not os.path.isdir(old):
+    if not fs.isdir(old):
         raise FlannelError('%s is not a directory; refusing to touch it' % old)
     return 'disk'
 
 
-def _read(path):
-    with open(path, 'rb') as f:
-        return f.read()
+def _read(fs, path):
+    return fs.read_head(path, -1)
 
 
-def _copy_exclusive(src, dst):
+def _copy_exclusive(fs, src, dst):
     """Create ``dst`` with ``src``'s bytes and times; False when ``dst`` already exists."""
     try:
-        ipam.copy_exclusive(src, dst, 0o644)
+        ipam.copy_exclusive(src, dst, 0o644, fs=fs)
     except OSError as e:
         if e.errno == errno.EEXIST:
             return False
@@ -271,205 +277,347 @@ def _copy_exclusive(src, dst):
     return True
 
 
-def _ipam_entries(old):
+def _files(fs, directory):
+    """Names of the regular files in ``directory`` (links and directories left out), sorted."""
+    return sorted(e.name for e in fs.scandir(directory) if e.is_file(follow_symlinks=False))
+
+
+def _ipam_entries(fs, net_dir):
     """Names to carry over: allocation files and last_reserved_ip.* (regular files only)."""
-    names = []
-    for entry in os.scandir(old):
-        if not entry.is_file(follow_symlinks=False):
-            continue
-        if entry.name.startswith(ipam.LAST_RESERVED_PREFIX) or ipam.is_allocation_name(entry.name):
-            names.append(entry.name)
-    return sorted(names)
+    return [name for name in _files(fs, net_dir)
+            if name.startswith(ipam.LAST_RESERVED_PREFIX) or ipam.is_allocation_name(name)]
 
 
-def _swap_in_link(old, new):
+def _network_names(fs, data_dir):
+    return sorted(e.name for e in fs.scandir(data_dir)
+                  if e.is_dir(follow_symlinks=False) and ipam.looks_like_network(posixpath.join(data_dir, e.name), fs=fs))
+
+
+def _swap_in_link(fs, old, new):
     """Exchange ``old`` (a directory) with a link to ``new``; returns where the directory is kept."""
-    parent, base = os.path.split(old.rstrip('/'))
-    tmp = os.path.join(parent, '.%s%s' % (base, _LINK_SUFFIX))
-    if os.path.islink(tmp):
-        os.unlink(tmp)
-    os.symlink(new, tmp)
+    parent, base = posixpath.split(old.rstrip('/'))
+    tmp = posixpath.join(parent, '.%s%s' % (base, _LINK_SUFFIX))
+    if fs.islink(tmp):
+        fs.unlink(tmp)
+    fs.symlink(new, tmp)
     try:
-        exchange_paths(tmp, old)
+        exchange_paths(tmp, old, fs)
     except Exception:
-        os.unlink(tmp)
+        fs.unlink(tmp)
         raise
-    kept = _kept_name(old)
-    os.rename(tmp, kept)
-    ipam.fsync_dir(parent)
+    kept = _kept_name(fs, old)
+    fs.rename(tmp, kept)
+    fs.fsync_dir(parent)
     return kept
 
 
-def _copy_network(old_net, new_net, report):
-    """Carry one network's allocation files into ``new_net`` (both locks held by the caller); conflicts returned."""
+# --- host-local's dataDir ------------------------------------------------------------------------
+
+def read_ipam_dir(old, new, fs=None):
+    """read: ``{'path', 'shared_with', 'state' (link_state), 'networks'}``; ``networks``: the host-local network
+    directories of a disk store (listed without the locks; one created later is carried over after the swap).
+    Raises FlannelError for an old path that is neither, or (before any change is planned) without renameat2."""
+    fs = _fs(fs)
+    state = link_state(old, new, fs)
+    if state != 'shared' and not fs.can_exchange():
+        raise FlannelError(NO_EXCHANGE)
+    return {'path': old, 'shared_with': new, 'state': state, 'networks': _network_names(fs, old) if state == 'disk' else []}
+
+
+class NetworkLocks(object):
+    """host-local's locks held for a share: each network's disk lock, then its tmpfs lock (see step 1)."""
+
+    def __init__(self, lock_timeout, fs=None):
+        self.fs = _fs(fs)
+        self.lock_timeout = lock_timeout
+        self.fds = []
+        self.waited = 0.0
+
+    def pair(self, old_net, new_net):
+        """Lock ``old_net`` (creating its lock file, as host-local does), create ``new_net`` and lock it too."""
+        fd, waited = ipam.lock_network(old_net, self.lock_timeout, create=True, fs=self.fs)
+        self.fds.append(fd)
+        self.waited += waited
+        if not self.fs.isdir(new_net):
+            self.fs.makedirs(new_net, 0o755, exist_ok=True)
+        fd, waited = ipam.lock_network(new_net, self.lock_timeout, create=True, fs=self.fs)
+        self.fds.append(fd)
+        self.waited += waited
+
+    def release(self):
+        while self.fds:
+            ipam.unlock_network(self.fds.pop(), fs=self.fs)
+
+
+@contextlib.contextmanager
+def lock_ipam_networks(store, lock_timeout, check_mode=False, fs=None):
+    """held: the locks of every network of a disk store (``store`` from read_ipam_dir), released on leaving
+    whatever the exit; yields the NetworkLocks (apply locks a network created meanwhile with it). Check mode
+    and a store that is not on disk take no lock and create nothing. LockTimeout after ``lock_timeout``
+    seconds for one lock (those taken are released)."""
+    locks = NetworkLocks(lock_timeout, fs)
+    try:
+        if store['state'] == 'disk' and not check_mode:
+            if not locks.fs.isdir(store['shared_with']):
+                locks.fs.makedirs(store['shared_with'], 0o755, exist_ok=True)
+            for name in store['networks']:
+                locks.pair(posixpath.join(store['path'], name), posixpath.join(store['shared_with'], name))
+        yield locks
+    finally:
+        locks.release()
+
+
+def read_ipam_networks(store, fs=None):
+    """plan's read, under the locks: ``{network: {'disk': {name: bytes}, 'tmpfs': {name: bytes or None}}}`` -
+    the files to carry over and, for those names, what the tmpfs directory holds (None: not a regular file)."""
+    fs = _fs(fs)
+    out = {}
+    for name in store['networks']:
+        old_net, new_net = posixpath.join(store['path'], name), posixpath.join(store['shared_with'], name)
+        disk = {entry: _read(fs, posixpath.join(old_net, entry)) for entry in _ipam_entries(fs, old_net)}
+        tmpfs = {}
+        if fs.isdir(new_net):
+            for entry in fs.scandir(new_net):
+                if entry.name in disk:
+                    tmpfs[entry.name] = _read(fs, posixpath.join(new_net, entry.name)) if entry.is_file(follow_symlinks=False) else None
+        out[name] = {'disk': disk, 'tmpfs': tmpfs}
+    return out
+
+
+def plan_ipam_share(store, contents, link_absent=True):
+    """plan (pure): the report of the share - ``path``, ``shared_with``, ``state_before``, ``state_after``,
+    ``networks``, ``copied`` (to copy), ``identical``, ``conflicts`` (an address held by one container on disk
+    and another on tmpfs), ``kept`` (None until applied).
+
+    ``link_absent``: without a disk store, create the link alone (a first allocation with the old configuration
+    then cannot start a second store); false leaves an absent path absent (a node already migrated).
+    """
+    state = store['state']
+    report = {'path': store['path'], 'shared_with': store['shared_with'], 'state_before': state,
+              'state_after': state if state == 'shared' or (state == 'absent' and not link_absent) else 'shared',
+              'networks': list(store['networks']), 'copied': [], 'identical': [], 'conflicts': [], 'kept': None}
+    for name in report['networks']:
+        disk, tmpfs = contents[name]['disk'], contents[name]['tmpfs']
+        for entry in sorted(disk):
+            key = '%s/%s' % (name, entry)
+            if entry not in tmpfs:
+                report['copied'].append(key)
+            elif tmpfs[entry] == disk[entry] or entry.startswith(ipam.LAST_RESERVED_PREFIX):
+                report['identical'].append(key)
+            else:
+                report['conflicts'].append(_conflict(name, entry, disk[entry], tmpfs[entry]))
+    return report
+
+
+def _conflict(network, ip, disk, tmpfs):
+    return {'network': network, 'ip': ip, 'disk': ipam.parse_allocation(disk),
+            'tmpfs': ipam.parse_allocation(tmpfs) if tmpfs is not None else None}
+
+
+def conflict_error(report):
+    """The refusal for a plan with conflicts (None without): the duplicate exists already, nothing may be linked.
+    Its report says what is (nothing copied, nothing linked)."""
+    if not report['conflicts']:
+        return None
+    return FlannelError(_duplicate(report['shared_with'], report['conflicts']),
+                        dict(report, copied=[], state_after=report['state_before']))
+
+
+def _duplicate(new, conflicts):
+    return ('%s: address(es) %s are held by one container on disk and another on tmpfs: the duplicate already exists; '
+            'the disk store was left as it is (resolve by hand)' % (new, ', '.join('%s/%s' % (c['network'], c['ip']) for c in conflicts)))
+
+
+def apply_ipam_share(report, locks, fs=None):
+    """apply (the locks of the plan held in ``locks``): copy, swap in the link, carry over what came meanwhile.
+    Updates ``report`` (``copied``, ``identical``, ``kept``, ``networks``, ``lock_waited``) and returns it; returns
+    None when an absent store was created meanwhile (then share it from the start: share_ipam_dir)."""
+    fs = _fs(fs)
+    old, new = report['path'], report['shared_with']
+    if not fs.isdir(new):
+        fs.makedirs(new, 0o755, exist_ok=True)
+    if report['state_before'] == 'absent':
+        # No disk store yet: the link alone keeps a first allocation with the old configuration from starting one.
+        try:
+            fs.symlink(new, old)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+            return None
+        return report
+    planned, report['copied'] = report['copied'], []
     conflicts = []
-    name = os.path.basename(old_net)
-    for entry in _ipam_entries(old_net):
-        src, dst = os.path.join(old_net, entry), os.path.join(new_net, entry)
+    for key in planned:
+        name, entry = key.split('/', 1)
+        conflicts += _carry(fs, posixpath.join(old, name), posixpath.join(new, name), [entry], report)
+    if conflicts:       # not while the locks are held since the plan; never linked
+        report['conflicts'] += conflicts
+        report['state_after'] = report['state_before']
+        raise FlannelError(_duplicate(new, conflicts), report)
+    for name in report['networks']:
+        fs.fsync_dir(posixpath.join(new, name))
+    report['kept'] = _swap_in_link(fs, old, new)
+    # A network directory host-local created in the disk store while we worked (a first allocation) is in the
+    # kept directory now: carry it over too, under its lock (waits for an allocation still in progress).
+    for name in _network_names(fs, report['kept']):
+        if name in report['networks']:
+            continue
+        report['networks'].append(name)
+        old_net, new_net = posixpath.join(report['kept'], name), posixpath.join(new, name)
+        locks.pair(old_net, new_net)
+        conflicts = _carry(fs, old_net, new_net, _ipam_entries(fs, old_net), report)
+        if conflicts:
+            report['conflicts'] += conflicts
+            raise FlannelError('%s: address(es) %s were given twice while the stores were being joined; the '
+                               'node needs attention (drain it)' % (new, ', '.join(c['ip'] for c in conflicts)), report)
+    report['lock_waited'] = round(locks.waited, 3)
+    return report
+
+
+def _carry(fs, old_net, new_net, entries, report):
+    """Copy ``entries`` of one network into ``new_net`` (both locks held); the conflicts found."""
+    conflicts = []
+    name = posixpath.basename(old_net)
+    for entry in entries:
+        src, dst = posixpath.join(old_net, entry), posixpath.join(new_net, entry)
         key = '%s/%s' % (name, entry)
-        if _copy_exclusive(src, dst):
+        if _copy_exclusive(fs, src, dst):
             report['copied'].append(key)
-        elif _read(src) == _read(dst) or entry.startswith(ipam.LAST_RESERVED_PREFIX):
+            continue
+        disk, tmpfs = _read(fs, src), _read(fs, dst)
+        if disk == tmpfs or entry.startswith(ipam.LAST_RESERVED_PREFIX):
             report['identical'].append(key)
         else:
-            conflicts.append({'network': name, 'ip': entry, 'disk': ipam.parse_allocation(_read(src)),
-                              'tmpfs': ipam.parse_allocation(_read(dst))})
+            conflicts.append(_conflict(name, entry, disk, tmpfs))
     return conflicts
 
 
-def _network_names(data_dir):
-    return sorted(e.name for e in os.scandir(data_dir)
-                  if e.is_dir(follow_symlinks=False) and ipam.looks_like_network(e.path))
+def verify_share(report, fs=None):
+    """verify: read the old path back (``state_after``) and every copied file in the tmpfs directory; the problems."""
+    fs = _fs(fs)
+    report['state_after'] = link_state(report['path'], report['shared_with'], fs)
+    problems = []
+    if report['state_after'] != 'shared':
+        problems.append('%s is %s, not a link to %s' % (report['path'], report['state_after'], report['shared_with']))
+    missing = [key for key in report['copied'] if not fs.isfile(posixpath.join(report['shared_with'], key))]
+    if missing:
+        problems.append('not in %s: %s' % (report['shared_with'], ', '.join(missing)))
+    return problems
 
 
-def share_ipam_dir(old, new, lock_timeout, check_mode=False, link_absent=True):
-    """host-local's disk dataDir ``old`` made one with the tmpfs dataDir ``new`` (see above).  Returns a report.
+def share_ipam_dir(old, new, lock_timeout, check_mode=False, link_absent=True, fs=None):
+    """host-local's disk dataDir ``old`` made one with the tmpfs dataDir ``new`` (see above), every step in one
+    call.  Returns the report; raises FlannelError (with the report) for a conflict, LockTimeout for a lock.
 
     The dataDir itself becomes the link (not each network directory): host-local finds a container's
     addresses (GetByID, ReleaseByID on DEL) with ``filepath.Walk(<dataDir>/<network>)``, which does not
     descend into a root that is itself a symbolic link, while a link further up the path is resolved.
-    ``link_absent``: without a disk store, create the link alone (a first allocation with the old configuration
-    then cannot start a second store); false leaves an absent path absent (a node already migrated).
+    ``link_absent``: see plan_ipam_share.
     """
-    report = {'path': old, 'shared_with': new, 'state_before': link_state(old, new), 'networks': [], 'copied': [],
-              'identical': [], 'conflicts': [], 'kept': None}
-    if report['state_before'] == 'shared':
-        report['state_after'] = 'shared'
-        return report
-    if _exchange_function() is None:
-        raise FlannelError('renameat2 is not available in this C library (glibc 2.28 or later is needed); nothing was changed')
-    if report['state_before'] == 'absent' and not link_absent:
-        report['state_after'] = 'absent'
-        return report
-    if report['state_before'] == 'absent':
-        # No disk store yet: the link alone keeps a first allocation with the old configuration from starting one.
-        if not check_mode:
-            if not os.path.isdir(new):
-                os.makedirs(new, 0o755)
-            try:
-                os.symlink(new, old)
-            except OSError as e:
-                if e.errno != errno.EEXIST:
-                    raise
-                return share_ipam_dir(old, new, lock_timeout, check_mode, link_absent)   # created meanwhile: share it
-        report['state_after'] = 'shared'
-        return report
-    report['networks'] = _network_names(old)
-    if check_mode:
-        for name in report['networks']:
-            new_net = os.path.join(new, name)
-            present = set(os.listdir(new_net)) if os.path.isdir(new_net) else set()
-            for entry in _ipam_entries(os.path.join(old, name)):
-                key = '%s/%s' % (name, entry)
-                if entry not in present:
-                    report['copied'].append(key)
-                elif _read(os.path.join(old, name, entry)) == _read(os.path.join(new_net, entry)):
-                    report['identical'].append(key)
-                elif ipam.is_allocation_name(entry):
-                    report['conflicts'].append({'network': name, 'ip': entry})
-        report['state_after'] = 'shared'
-        return report
-    held = []
-    waited = 0.0
-
-    def _lock_pair(old_net, new_net):
-        fd, w = ipam.lock_network(old_net, lock_timeout, create=True)
-        held.append(fd)
-        if not os.path.isdir(new_net):
-            os.makedirs(new_net, 0o755)
-        fd2, w2 = ipam.lock_network(new_net, lock_timeout, create=True)
-        held.append(fd2)
-        return w + w2
-
-    try:
-        if not os.path.isdir(new):
-            os.makedirs(new, 0o755)
-        for name in report['networks']:
-            waited += _lock_pair(os.path.join(old, name), os.path.join(new, name))
-            report['conflicts'] += _copy_network(os.path.join(old, name), os.path.join(new, name), report)
-        if report['conflicts']:
-            raise FlannelError('%s: address(es) %s are held by one container on disk and another on tmpfs: the '
-                               'duplicate already exists; the disk store was left as it is (resolve by hand)'
-                               % (new, ', '.join('%s/%s' % (c['network'], c['ip']) for c in report['conflicts'])), report)
-        for name in report['networks']:
-            ipam.fsync_dir(os.path.join(new, name))
-        report['kept'] = _swap_in_link(old, new)
-        # A network directory host-local created in the disk store while we worked (a first allocation) is in the
-        # kept directory now: carry it over too, under its lock (waits for an allocation still in progress).
-        for name in _network_names(report['kept']):
-            if name in report['networks']:
-                continue
-            report['networks'].append(name)
-            waited += _lock_pair(os.path.join(report['kept'], name), os.path.join(new, name))
-            conflicts = _copy_network(os.path.join(report['kept'], name), os.path.join(new, name), report)
-            if conflicts:
-                report['conflicts'] += conflicts
-                raise FlannelError('%s: address(es) %s were given twice while the stores were being joined; the '
-                                   'node needs attention (drain it)' % (new, ', '.join(c['ip'] for c in conflicts)), report)
-        report['lock_waited'] = round(waited, 3)
-    finally:
-        for fd in reversed(held):
-            ipam.unlock_network(fd)
-    report['state_after'] = link_state(old, new)
-    return report
+    fs = _fs(fs)
+    store = read_ipam_dir(old, new, fs)
+    with lock_ipam_networks(store, lock_timeout, check_mode, fs) as locks:
+        report = plan_ipam_share(store, read_ipam_networks(store, fs), link_absent)
+        if check_mode or report['state_after'] == report['state_before']:
+            return report
+        error = conflict_error(report)
+        if error is not None:
+            raise error
+        applied = apply_ipam_share(report, locks, fs)
+        if applied is not None:
+            problems = verify_share(report, fs)
+            if problems:
+                raise FlannelError('%s was shared but reads back wrong: %s' % (old, '; '.join(problems)), report)
+            return report
+    return share_ipam_dir(old, new, lock_timeout, check_mode, link_absent, fs)    # created meanwhile: share it
 
 
-def share_dir(old, new, check_mode=False):
-    """Flannel's own dataDir (one file per container, no lock): copy, swap in a link, copy what came in between."""
-    report = {'path': old, 'shared_with': new, 'state_before': link_state(old, new), 'copied': [], 'identical': [],
+# --- Flannel's own dataDir (one file per container, no lock) ---------------------------------------
+
+def read_flannel_dir(old, new, fs=None):
+    """read: ``{'path', 'shared_with', 'state', 'files' (regular files of a disk store), 'present' (names in new)}``."""
+    fs = _fs(fs)
+    state = link_state(old, new, fs)
+    if state == 'disk' and not fs.can_exchange():
+        raise FlannelError(NO_EXCHANGE)
+    files = _files(fs, old) if state == 'disk' else []
+    present = [e.name for e in fs.scandir(new)] if files and fs.isdir(new) else []
+    return {'path': old, 'shared_with': new, 'state': state, 'files': files, 'present': sorted(present)}
+
+
+def plan_flannel_share(store):
+    """plan (pure): ``path``, ``shared_with``, ``state_before``/``state_after``, ``copied``, ``identical`` (the name is
+    there already), ``kept``. Only a disk store changes."""
+    report = {'path': store['path'], 'shared_with': store['shared_with'], 'state_before': store['state'],
+              'state_after': 'shared' if store['state'] == 'disk' else store['state'], 'copied': [], 'identical': [],
               'kept': None}
-    if report['state_before'] != 'disk':
-        report['state_after'] = report['state_before']
-        return report
-    names = sorted(e.name for e in os.scandir(old) if e.is_file(follow_symlinks=False))
-    if check_mode:
-        present = set(os.listdir(new)) if os.path.isdir(new) else set()
-        report['copied'] = [n for n in names if n not in present]
-        report['identical'] = [n for n in names if n in present]
-        report['state_after'] = 'shared'
-        return report
-    if not os.path.isdir(new):
-        os.makedirs(new, 0o755)
-
-    def _carry(src_dir):
-        for entry in sorted(os.scandir(src_dir), key=lambda e: e.name):
-            if entry.is_file(follow_symlinks=False):
-                if _copy_exclusive(entry.path, os.path.join(new, entry.name)):
-                    report['copied'].append(entry.name)
-                elif entry.name not in report['copied'] and entry.name not in report['identical']:
-                    report['identical'].append(entry.name)
-
-    _carry(old)
-    report['kept'] = _swap_in_link(old, new)
-    _carry(report['kept'])                              # written between the copy and the swap
-    report['state_after'] = link_state(old, new)
+    if store['state'] == 'disk':
+        present = set(store['present'])
+        report['copied'] = [n for n in store['files'] if n not in present]
+        report['identical'] = [n for n in store['files'] if n in present]
     return report
 
+
+def apply_flannel_share(report, fs=None):
+    """apply: copy, swap in the link, copy what was written in between; ``copied``/``identical`` as done."""
+    fs = _fs(fs)
+    old, new = report['path'], report['shared_with']
+    report['copied'], report['identical'] = [], []
+    if not fs.isdir(new):
+        fs.makedirs(new, 0o755, exist_ok=True)
+
+    def carry(src_dir):
+        for name in _files(fs, src_dir):
+            if _copy_exclusive(fs, posixpath.join(src_dir, name), posixpath.join(new, name)):
+                report['copied'].append(name)
+            elif name not in report['copied'] and name not in report['identical']:
+                report['identical'].append(name)
+
+    carry(old)
+    report['kept'] = _swap_in_link(fs, old, new)
+    carry(report['kept'])                              # written between the copy and the swap
+    return report
+
+
+def share_dir(old, new, check_mode=False, fs=None):
+    """Flannel's own dataDir (one file per container, no lock): copy, swap in a link, copy what came in between."""
+    fs = _fs(fs)
+    report = plan_flannel_share(read_flannel_dir(old, new, fs))
+    if check_mode or report['state_before'] != 'disk':
+        return report
+    apply_flannel_share(report, fs)
+    problems = verify_share(report, fs)
+    if problems:
+        raise FlannelError('%s was shared but reads back wrong: %s' % (old, '; '.join(problems)))
+    return report
+
+
+# --- state=verified (read-only) ---------------------------------------------------------------------
 
 def verify_tmpfs(fs, ipam_dir, old_paths, expect_ips):
     """Catalog N-7 step 5, after a real allocation: ``(ok, evidence)``.
 
     Every address in ``expect_ips`` must be allocated (a regular file) in a network directory under
     ``ipam_dir`` that is on tmpfs, and none of ``old_paths`` may exist any more (not even as a link).
-    ``fs``: a HostFS (mount table).
+    ``fs``: a HostFS (every read and the mount table).
     """
     mounts = fs.mounts()
     networks = []
-    if os.path.isdir(ipam_dir):
-        for name in sorted(os.listdir(ipam_dir)):
-            path = os.path.join(ipam_dir, name)
-            if os.path.isdir(path) and not os.path.islink(path):
+    if fs.isdir(ipam_dir):
+        for name in fs.listdir(ipam_dir):
+            path = posixpath.join(ipam_dir, name)
+            if fs.isdir(path) and not fs.islink(path):
                 info = fs.filesystem_of(path, mounts)
                 networks.append({'name': name, 'path': path, 'fstype': info['fstype'], 'tmpfs': bool(info['tmpfs'])})
     found = {}
     for ip in expect_ips:
         for net in networks:
-            candidate = os.path.join(net['path'], ip)
-            if os.path.isfile(candidate) and not os.path.islink(candidate):
+            candidate = posixpath.join(net['path'], ip)
+            if fs.isfile(candidate) and not fs.islink(candidate):
                 found[ip] = {'network': net['name'], 'path': candidate, 'tmpfs': net['tmpfs'],
-                             'allocation': ipam.parse_allocation(_read(candidate))}
+                             'allocation': ipam.parse_allocation(_read(fs, candidate))}
                 break
-    left = [p for p in old_paths if os.path.lexists(p)]
+    left = [p for p in old_paths if fs.lexists(p)]
     problems = []
     if not networks:
         problems.append('no host-local network directory under %s (nothing allocated there yet)' % ipam_dir)

@@ -143,13 +143,11 @@ catalog:
   sample: ["N-7", "W-2"]
 """
 
-import os
-
-from ansible.module_utils.basic import AnsibleModule
+import contextlib
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import flannel, ipam
+from ansible_collections.netmedic.k8s.plugins.module_utils.lifecycle import ModuleLifecycle, refusal_text
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
-from ansible_collections.netmedic.k8s.plugins.module_utils.result import Result
 
 ARGUMENT_SPEC = dict(
     state=dict(type='str', choices=['shared', 'verified'], default='shared'),
@@ -175,49 +173,161 @@ def _validate(params):
             raise flannel.FlannelError('expect_ips must be IP addresses, got %r' % (ip,))
 
 
-def _share(module, result):
-    params = module.params
-    result.extra['ipam_dir'] = flannel.share_ipam_dir(params['old_ipam_dir'], params['new_ipam_dir'],
-                                                      params['lock_timeout'], module.check_mode,
-                                                      link_absent=params['link_absent'])
-    flannel_dir = None
-    if os.path.lexists(params['old_flannel_dir']):
-        flannel_dir = flannel.share_dir(params['old_flannel_dir'], params['new_flannel_dir'], module.check_mode)
-    for rep in [result.extra['ipam_dir']] + ([flannel_dir] if flannel_dir else []):
-        if rep['state_before'] != rep['state_after']:
-            result.add_diff({'path': rep['path'], 'is': 'directory on disk' if rep['state_before'] == 'disk' else 'absent'},
-                            {'path': rep['path'], 'is': 'link to %s' % rep['shared_with'], 'copied': rep['copied'],
-                             'disk directory kept as': rep['kept'] or (rep['path'] + flannel.STORE_SUFFIX
-                                                                       if rep['state_before'] == 'disk' else None)},
-                            rep['path'])
-            result.add_backup(rep['kept'], rep['path'])
-    result.extra['flannel_dir'] = flannel_dir
+def _changes(rep):
+    return rep is not None and rep['state_before'] != rep['state_after']
+
+
+class FlannelIpamStore(ModuleLifecycle):
+    """Catalog N-7 (W-2's node half) on the lifecycle; the steps are flannel.py's (see its "node side of N-7").
+
+    shared - read: what both old paths are (no lock); held: host-local's lock of every network of the disk
+    store, disk then tmpfs (flannel.lock_ipam_networks; none in check mode); plan: under them, the files read
+    and the pure plans (a conflict refuses, except in check mode, which reports it); apply: copy, swap in the
+    links, carry over what came meanwhile; verify: the links and the copies read back.
+    verified - read: the tmpfs store (read-only); report: fail with the evidence unless it is all on tmpfs.
+    """
+
+    catalog = ['N-7', 'W-2']
+    options = ARGUMENT_SPEC
+    refusals = (flannel.FlannelError, ipam.LockTimeout, IOError, OSError)
+
+    def __init__(self):
+        super(FlannelIpamStore, self).__init__()
+        self.fs = HostFS()
+        self.result.extra.update(ipam_dir=None, flannel_dir=None)
+        self.ipam = self.fdir = self.locks = None
+        self.started = []       # the reports whose apply began (their ``copied``: what was copied so far)
+
+    def refuse(self, msg, **details):
+        # Through Result, so a refusal returns the documented keys too (catalog, ipam_dir, flannel_dir, ...), as it always did.
+        self.result.changed = False
+        self.result.fail(refusal_text(msg), **details)
+
+    def refusal(self, error):
+        if isinstance(error, ipam.LockTimeout):
+            return '%s; nothing was linked' % error
+        if isinstance(error, flannel.FlannelError):
+            if error.report:
+                self.result.extra['ipam_dir'] = error.report
+            return str(error)
+        if isinstance(error, (IOError, OSError)):
+            return 'cannot share the store: %s' % error
+        return super(FlannelIpamStore, self).refusal(error)
+
+    def validate(self):
+        _validate(self.params)
+
+    def read(self):
+        p = self.params
+        if p['state'] == 'verified':
+            self.ok, self.evidence = flannel.verify_tmpfs(self.fs, p['new_ipam_dir'], [p['old_ipam_dir'], p['old_flannel_dir']],
+                                                          p['expect_ips'])
+            return
+        self.ipam_store = flannel.read_ipam_dir(p['old_ipam_dir'], p['new_ipam_dir'], self.fs)
+        self.flannel_store = None
+        if self.fs.lexists(p['old_flannel_dir']):
+            self.flannel_store = flannel.read_flannel_dir(p['old_flannel_dir'], p['new_flannel_dir'], self.fs)
+
+    def held(self):
+        if self.params['state'] == 'verified':
+            return super(FlannelIpamStore, self).held()
+        return self._locked()
+
+    @contextlib.contextmanager
+    def _locked(self):
+        # Taking a lock can fail (another holder past lock_timeout, an unusable tmpfs path): a refusal, and the locks
+        # already taken are released by lock_ipam_networks itself.
+        with contextlib.ExitStack() as stack:
+            try:
+                self.locks = stack.enter_context(flannel.lock_ipam_networks(self.ipam_store, self.params['lock_timeout'],
+                                                                            self.check_mode, self.fs))
+            except self.refusals as e:
+                self.refuse(self.refusal(e))
+            yield
+
+    def plan(self):
+        if self.params['state'] == 'verified':
+            return
+        contents = flannel.read_ipam_networks(self.ipam_store, self.fs)
+        self.ipam = flannel.plan_ipam_share(self.ipam_store, contents, self.params['link_absent'])
+        if self.flannel_store is not None:
+            self.fdir = flannel.plan_flannel_share(self.flannel_store)
+
+    def report(self):
+        result = self.result
+        if self.params['state'] == 'verified':
+            result.extra['verification'] = self.evidence
+            if not self.ok:
+                result.fail('Flannel IPAM store is not (only) on tmpfs: %s' % '; '.join(self.evidence['problems']))
+            return
+        result.extra.update(ipam_dir=self.ipam, flannel_dir=self.fdir)
+        if not self.check_mode:
+            error = flannel.conflict_error(self.ipam)
+            if error is not None:
+                raise error
+        self._record()
+
+    def _record(self):
+        """The diff per path changed (check mode: what would be) and, once applied, where the disk directories are."""
+        result = self.result
+        result.diffs, result.backups = [], []
+        for rep in (self.ipam, self.fdir):
+            if _changes(rep):
+                result.add_diff({'path': rep['path'], 'is': 'directory on disk' if rep['state_before'] == 'disk' else 'absent'},
+                                {'path': rep['path'], 'is': 'link to %s' % rep['shared_with'], 'copied': rep['copied'],
+                                 'disk directory kept as': rep['kept'] or (rep['path'] + flannel.STORE_SUFFIX
+                                                                           if rep['state_before'] == 'disk' else None)},
+                                rep['path'])
+                result.add_backup(rep['kept'], rep['path'])
+
+    def apply(self):
+        p = self.params
+        try:
+            if _changes(self.ipam):
+                self.started.append(self.ipam)
+                if flannel.apply_ipam_share(self.ipam, self.locks, self.fs) is None:
+                    # a disk store was created meanwhile: share it from the start (its own locks, plan and read-back)
+                    self.ipam = flannel.share_ipam_dir(p['old_ipam_dir'], p['new_ipam_dir'], p['lock_timeout'],
+                                                       link_absent=p['link_absent'], fs=self.fs)
+                    self.result.extra['ipam_dir'] = self.ipam
+            if _changes(self.fdir):
+                self.started.append(self.fdir)
+                flannel.apply_flannel_share(self.fdir, self.fs)
+        except self.refusals as e:
+            self._failed(e)
+
+    def _linked(self):
+        """The old paths this run turned into links (what stays changed after a failure)."""
+        return [rep['path'] for rep in (self.ipam, self.fdir)
+                if rep is not None and rep['state_before'] != 'shared' and self.fs.islink(rep['path'])]
+
+    def _failed(self, error):
+        # A failure in apply or verify: changed when a link was made or a file copied into the tmpfs store.
+        linked = self._linked()
+        copied = any(rep['copied'] for rep in self.started)
+        self.result.changed = bool(linked or copied)
+        if not linked:
+            self.result.fail(self.refusal(error))
+        if isinstance(error, flannel.FlannelError) and error.report:
+            self.result.extra['ipam_dir'] = error.report
+        prefix = '' if isinstance(error, flannel.FlannelError) else 'cannot share the store: '
+        self.result.fail('%s%s (already linked: %s)' % (prefix, error, ', '.join(linked)))
+
+    def verify(self):
+        problems = []
+        try:
+            for rep in (self.ipam, self.fdir):
+                if _changes(rep):
+                    problems += flannel.verify_share(rep, self.fs)
+        except self.refusals as e:
+            self._failed(e)
+        self._record()
+        if problems:
+            self.result.fail('the stores were shared but read back wrong: %s' % '; '.join(problems))
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    result = Result(module, ['N-7', 'W-2'])
-    result.extra.update(ipam_dir=None, flannel_dir=None)
-    try:
-        _validate(module.params)
-        if module.params['state'] == 'verified':
-            ok, evidence = flannel.verify_tmpfs(HostFS(), module.params['new_ipam_dir'],
-                                                [module.params['old_ipam_dir'], module.params['old_flannel_dir']],
-                                                module.params['expect_ips'])
-            result.extra['verification'] = evidence
-            if not ok:
-                result.fail('Flannel IPAM store is not (only) on tmpfs: %s' % '; '.join(evidence['problems']))
-        else:
-            _share(module, result)
-    except flannel.FlannelError as e:
-        if e.report:
-            result.extra['ipam_dir'] = e.report
-        result.fail(str(e))
-    except ipam.LockTimeout as e:
-        result.fail('%s; nothing was linked' % e)
-    except (IOError, OSError) as e:
-        result.fail('cannot share the store: %s' % e)
-    result.exit()
+    FlannelIpamStore().run()
 
 
 if __name__ == '__main__':

@@ -16,6 +16,24 @@ import os
 import posixpath
 import stat
 
+RENAME_EXCHANGE = 2
+"""``renameat2`` flag: swap the two paths (linux/fs.h)."""
+_AT_FDCWD = -100
+
+
+def _renameat2():
+    """glibc's ``renameat2`` (2.28 or later) and the ctypes module, or None when the C library lacks it."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn, ctypes
+
 
 def _unescape(field):
     """/proc/mounts escapes space, tab, newline and backslash as octal (``\\040``)."""
@@ -160,7 +178,7 @@ class HostFS(object):
         return {'path': real, 'mount_point': mount['mount_point'], 'fstype': mount['fstype'],
                 'tmpfs': mount['fstype'] == 'tmpfs'}
 
-    # --- low-level and writing access (catalog N-1's GC, ipam.py) --------------------------------
+    # --- low-level and writing access (catalog N-1's GC, ipam.py; N-7's shared store, flannel.py) ------
     #
     # The methods below address a path *as given*: on root ``/`` exactly the string the caller
     # passed (the same call ``os.*`` would get), below ``root`` otherwise; symbolic links are NOT
@@ -180,6 +198,10 @@ class HostFS(object):
 
     def islink(self, node_path):
         return os.path.islink(self.local(node_path))
+
+    def readlink(self, node_path):
+        """The target a symbolic link holds, as stored (``os.readlink``; a node path is not mapped below the root)."""
+        return os.readlink(self.local(node_path))
 
     def isfile(self, node_path):
         """A regular file, following links as the kernel does (``os.path.isfile``)."""
@@ -241,6 +263,27 @@ class HostFS(object):
 
     def unlink(self, node_path):
         os.unlink(self.local(node_path))
+
+    def symlink(self, target, node_path):
+        """Create the symbolic link ``node_path`` holding ``target`` as given (``os.symlink``; on a node the
+        target is a node path, which :meth:`realpath` resolves inside the root); OSError ``EEXIST`` when
+        ``node_path`` exists."""
+        os.symlink(target, self.local(node_path))
+
+    def can_exchange(self):
+        """Whether :meth:`exchange` is available (the C library has ``renameat2``: glibc 2.28 or later)."""
+        return _renameat2() is not None
+
+    def exchange(self, a, b):
+        """Swap two paths atomically (``renameat2`` with ``RENAME_EXCHANGE``: at no instant is either path
+        missing); both must exist, on one file system. OSError ``ENOSYS`` without ``renameat2``."""
+        found = _renameat2()
+        if found is None:
+            raise OSError(errno.ENOSYS, 'renameat2 is not available in this C library', a)
+        fn, ctypes = found
+        if fn(_AT_FDCWD, os.fsencode(self.local(a)), _AT_FDCWD, os.fsencode(self.local(b)), RENAME_EXCHANGE) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, 'renameat2(RENAME_EXCHANGE) %s <-> %s: %s' % (a, b, os.strerror(err)))
 
     def utime(self, node_path, times):
         os.utime(self.local(node_path), times)
