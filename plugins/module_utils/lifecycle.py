@@ -77,7 +77,8 @@ class ModuleLifecycle(object):
     nothing_changed = NOTHING_CHANGED
     """How a refusal says that nothing was changed (``daemonset_restart``: "nothing was restarted")."""
     refusal_carries_result = False
-    """True: a refusal returns the result keys gathered so far (``result.extra``) too, e.g. a gate's verdict."""
+    """True: a refusal returns the whole result gathered so far (``catalog``, ``before``/``after``, ``backups`` and the
+    module's own keys, e.g. a gate's verdict) with ``changed=false``."""
 
     def __init__(self):
         spec = dict(self.base_options or {})
@@ -136,9 +137,11 @@ class ModuleLifecycle(object):
     def refuse(self, msg, **details):
         """Fail before any change: ``changed=false``, a message that says nothing was changed (``nothing_changed``),
         ``details`` and, with ``refusal_carries_result``, the result keys gathered so far; credentials masked."""
-        data = dict(self.result.extra) if self.refusal_carries_result else {}
-        data.update(details, msg=refusal_text(msg, self.nothing_changed))
-        self.module.fail_json(changed=False, **self.result.masked(data))
+        msg = refusal_text(msg, self.nothing_changed)
+        if self.refusal_carries_result:
+            self.result.changed = False
+            self.result.fail(msg, **details)
+        self.module.fail_json(changed=False, **self.result.masked(dict(details, msg=msg)))
 
     def refusal(self, error):
         """The message for a ``refusals`` exception."""

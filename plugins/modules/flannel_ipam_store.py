@@ -146,7 +146,7 @@ catalog:
 import contextlib
 
 from ansible_collections.netmedic.k8s.plugins.module_utils import flannel, ipam
-from ansible_collections.netmedic.k8s.plugins.module_utils.lifecycle import ModuleLifecycle, refusal_text
+from ansible_collections.netmedic.k8s.plugins.module_utils.lifecycle import ModuleLifecycle
 from ansible_collections.netmedic.k8s.plugins.module_utils.node.hostfs import HostFS
 
 ARGUMENT_SPEC = dict(
@@ -190,6 +190,7 @@ class FlannelIpamStore(ModuleLifecycle):
     catalog = ['N-7', 'W-2']
     options = ARGUMENT_SPEC
     refusals = (flannel.FlannelError, ipam.LockTimeout, IOError, OSError)
+    refusal_carries_result = True  # a refusal returns the documented keys too (catalog, ipam_dir, flannel_dir, ...)
 
     def __init__(self):
         super(FlannelIpamStore, self).__init__()
@@ -197,11 +198,6 @@ class FlannelIpamStore(ModuleLifecycle):
         self.result.extra.update(ipam_dir=None, flannel_dir=None)
         self.ipam = self.fdir = self.locks = None
         self.started = []       # the reports whose apply began (their ``copied``: what was copied so far)
-
-    def refuse(self, msg, **details):
-        # Through Result, so a refusal returns the documented keys too (catalog, ipam_dir, flannel_dir, ...), as it always did.
-        self.result.changed = False
-        self.result.fail(refusal_text(msg), **details)
 
     def refusal(self, error):
         if isinstance(error, ipam.LockTimeout):
