@@ -271,6 +271,9 @@ class ClusterLock(ClusterModule):
         job_id = p['job_id'] if p['job_id'] not in (None, '') else os.environ.get('AWX_JOB_ID')
         self.holder = ll.identity(p['holder'], job_id, p['nonce'])
 
+    written = False
+    """True once apply() ran its compare-and-swap (the result then reports what it did)."""
+
     def read(self):
         self.api = ll.LeaseApi(k8s_client.Cluster(self.params), self.params['request_timeout'])
         self.lease_before = self.api.get(self.namespace, self.name)
@@ -295,6 +298,8 @@ class ClusterLock(ClusterModule):
             result.add_diff(result.before, result.after, where)
         lock = ll.summary(step, self.lease_before, self.lease_after, self.holder, self.namespace, self.name, _now())
         result.extra.update(holder=self.holder, lock=lock)
+        if step['write'] is not None and not self.check_mode and not self.written:
+            return  # the write decides: apply() reports again with what it did (no warning about a plan that may change)
         if step['action'] == 'taken_over':
             result.warn('the cluster lock was taken over: %s' % step['reason'])
         if step['action'] in ('refused', 'lost'):
@@ -309,11 +314,16 @@ class ClusterLock(ClusterModule):
         return self.step['write'] is not None
 
     def apply(self):
+        result = self.result
         try:
             self._run(check_mode=False)
         except (k8s_client.K8sError, ll.LockError) as e:
-            self.result.changed = False
-            self.result.fail(lifecycle.refusal_text(getattr(e, 'msg', None) or e))
+            # Nothing was written: the result says so, not what the plan would have made.
+            result.changed, result.diffs, result.after = False, [], result.before
+            for key in ('lock', 'holder'):
+                result.extra.pop(key, None)
+            result.fail(lifecycle.refusal_text(getattr(e, 'msg', None) or e))
+        self.written = True
         self.report()
 
     def verify(self):

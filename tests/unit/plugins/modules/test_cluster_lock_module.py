@@ -47,10 +47,10 @@ class FakeLeases(object):
         self.current = None
 
 
-def _run(monkeypatch, api, check_mode=False, **args):
+def _run(monkeypatch, api, check_mode=False, diff=False, **args):
     monkeypatch.setattr(ll, 'LeaseApi', lambda cluster, timeout: api)
     monkeypatch.setattr(k8s_client, 'Cluster', lambda params: object())
-    return run_main(cluster_lock, dict(ARGS, **args), check_mode=check_mode)
+    return run_main(cluster_lock, dict(ARGS, **args), check_mode=check_mode, diff=diff)
 
 
 def test_issue13_acquire_reads_once_writes_once_and_reads_back(monkeypatch):
@@ -97,7 +97,44 @@ def test_issue13_an_api_error_on_the_write_is_a_failure_that_changed_nothing(mon
             raise k8s_client.K8sError('creating Lease kube-system/netmedic-node-disruption: 403 Forbidden', status=403)
 
     api = Forbidden()
-    code, result, raw = _run(monkeypatch, api)
+    code, result, raw = _run(monkeypatch, api, diff=True)
     assert code == 1, raw
     assert result['changed'] is False and '403 Forbidden' in result['msg'] and 'nothing was changed' in result['msg']
     assert 'Traceback' not in raw
+    # review of fcc3394: the failure returned the plan's lock (action created, held true) and its after/diff
+    assert 'lock' not in result and result['after'] == result['before'] == {} and result.get('diff', []) == []
+
+
+def test_issue13_a_takeover_lost_to_a_rival_warns_of_no_takeover(monkeypatch):
+    expired = {'metadata': {'name': 'netmedic-node-disruption', 'resourceVersion': '5'},
+               'spec': {'holderIdentity': 'awx-job-1', 'leaseDurationSeconds': 60, 'acquireTime': '2026-01-01T00:00:00.000000Z',
+                        'renewTime': '2026-01-01T00:00:00.000000Z'}}
+
+    class Rival(FakeLeases):
+        def replace(self, namespace, name, body):
+            self.calls.append('replace')
+            if self.current['spec']['holderIdentity'] == 'awx-job-1':   # the rival's takeover lands first
+                self.current = copy.deepcopy(self.current)
+                self.current['spec'].update(holderIdentity='awx-job-3', renewTime=ll.format_time(ll.datetime.datetime.now(ll.UTC)),
+                                            leaseDurationSeconds=3600)
+                self.current['metadata']['resourceVersion'] = '6'
+                raise k8s_client.K8sError('replacing Lease: 409 Conflict', status=409)
+            return self.create(namespace, body)
+
+    api = Rival(expired)
+    code, result, raw = _run(monkeypatch, api)
+    assert code == 1, raw
+    assert result['lock']['action'] == 'refused' and "held by 'awx-job-3'" in result['msg']
+    assert not any('taken over' in w for w in result.get('warnings', [])), result.get('warnings')
+    assert api.current['spec']['holderIdentity'] == 'awx-job-3'
+
+
+def test_issue13_a_takeover_that_lands_warns_once(monkeypatch):
+    expired = {'metadata': {'name': 'netmedic-node-disruption', 'resourceVersion': '5'},
+               'spec': {'holderIdentity': 'awx-job-1', 'leaseDurationSeconds': 60, 'acquireTime': '2026-01-01T00:00:00.000000Z',
+                        'renewTime': '2026-01-01T00:00:00.000000Z'}}
+    api = FakeLeases(expired)
+    code, result, raw = _run(monkeypatch, api)
+    assert code == 0, raw
+    assert result['lock']['action'] == 'taken_over' and result['changed'] is True
+    assert [w for w in result['warnings'] if 'taken over' in w] == [result['warnings'][0]] and len(result['warnings']) == 1
