@@ -191,6 +191,9 @@ class FlannelIpamStore(ModuleLifecycle):
     options = ARGUMENT_SPEC
     refusals = (flannel.FlannelError, ipam.LockTimeout, IOError, OSError)
     refusal_carries_result = True  # a refusal returns the documented keys too (catalog, ipam_dir, flannel_dir, ...)
+    # held() may have created the tmpfs network directories and host-local's lock files (as host-local itself does)
+    # before a refusal: nothing was linked or copied, which is what a refusal says.
+    nothing_changed = 'nothing was linked or copied'
 
     def __init__(self):
         super(FlannelIpamStore, self).__init__()
@@ -198,10 +201,11 @@ class FlannelIpamStore(ModuleLifecycle):
         self.result.extra.update(ipam_dir=None, flannel_dir=None)
         self.ipam = self.fdir = self.locks = None
         self.started = []       # the reports whose apply began (their ``copied``: what was copied so far)
+        self.reshared = False   # apply shared a store created meanwhile from the start (share_ipam_dir read it back)
 
     def refusal(self, error):
         if isinstance(error, ipam.LockTimeout):
-            return '%s; nothing was linked' % error
+            return str(error)
         if isinstance(error, flannel.FlannelError):
             if error.report:
                 self.result.extra['ipam_dir'] = error.report
@@ -256,11 +260,11 @@ class FlannelIpamStore(ModuleLifecycle):
             if not self.ok:
                 result.fail('Flannel IPAM store is not (only) on tmpfs: %s' % '; '.join(self.evidence['problems']))
             return
-        result.extra.update(ipam_dir=self.ipam, flannel_dir=self.fdir)
         if not self.check_mode:
             error = flannel.conflict_error(self.ipam)
             if error is not None:
-                raise error
+                raise error     # the refusal reports the store as it is; flannel_dir stays null (nothing planned is done)
+        result.extra.update(ipam_dir=self.ipam, flannel_dir=self.fdir)
         self._record()
 
     def _record(self):
@@ -268,9 +272,10 @@ class FlannelIpamStore(ModuleLifecycle):
         result = self.result
         result.diffs, result.backups = [], []
         for rep in (self.ipam, self.fdir):
-            if _changes(rep):
+            if _changes(rep) or (rep is not None and rep['copied']):
+                now = 'link to %s' % rep['shared_with'] if rep['state_after'] == 'shared' else rep['state_after']
                 result.add_diff({'path': rep['path'], 'is': 'directory on disk' if rep['state_before'] == 'disk' else 'absent'},
-                                {'path': rep['path'], 'is': 'link to %s' % rep['shared_with'], 'copied': rep['copied'],
+                                {'path': rep['path'], 'is': now, 'copied': rep['copied'],
                                  'disk directory kept as': rep['kept'] or (rep['path'] + flannel.STORE_SUFFIX
                                                                            if rep['state_before'] == 'disk' else None)},
                                 rep['path'])
@@ -285,6 +290,7 @@ class FlannelIpamStore(ModuleLifecycle):
                     # a disk store was created meanwhile: share it from the start (its own locks, plan and read-back)
                     self.ipam = flannel.share_ipam_dir(p['old_ipam_dir'], p['new_ipam_dir'], p['lock_timeout'],
                                                        link_absent=p['link_absent'], fs=self.fs)
+                    self.reshared = True
                     self.result.extra['ipam_dir'] = self.ipam
             if _changes(self.fdir):
                 self.started.append(self.fdir)
@@ -297,24 +303,47 @@ class FlannelIpamStore(ModuleLifecycle):
         return [rep['path'] for rep in (self.ipam, self.fdir)
                 if rep is not None and rep['state_before'] != 'shared' and self.fs.islink(rep['path'])]
 
+    def _read_back(self):
+        """After a failure: each path as it is now (``state_after``), what a report whose apply never began did
+        (nothing: ``copied`` empty), and the diff and backups from that."""
+        for rep in (self.ipam, self.fdir):
+            if rep is None:
+                continue
+            if not any(rep is started for started in self.started):
+                rep['state_after'], rep['copied'] = rep['state_before'], []
+                continue
+            try:
+                rep['state_after'] = flannel.link_state(rep['path'], rep['shared_with'], self.fs)
+            except (flannel.FlannelError, OSError) as e:
+                rep['state_after'] = 'unknown (%s)' % e
+        self.result.extra.update(ipam_dir=self.ipam, flannel_dir=self.fdir)
+        self._record()
+
     def _failed(self, error):
         # A failure in apply or verify: changed when a link was made or a file copied into the tmpfs store.
+        if isinstance(error, flannel.FlannelError) and error.report:
+            self.ipam = error.report
+        self._read_back()
         linked = self._linked()
         copied = any(rep['copied'] for rep in self.started)
         self.result.changed = bool(linked or copied)
         if not linked:
             self.result.fail(self.refusal(error))
-        if isinstance(error, flannel.FlannelError) and error.report:
-            self.result.extra['ipam_dir'] = error.report
         prefix = '' if isinstance(error, flannel.FlannelError) else 'cannot share the store: '
         self.result.fail('%s%s (already linked: %s)' % (prefix, error, ', '.join(linked)))
 
     def verify(self):
+        # host-local's copies are read back under the locks held since the plan (a network's files cannot change
+        # without its lock); a store shared from the start in apply was read back by share_ipam_dir under its own.
+        # Flannel's delegate files have no lock: a CNI DEL may remove one through the new link at any time, so only
+        # the link is read back there.
         problems = []
         try:
-            for rep in (self.ipam, self.fdir):
-                if _changes(rep):
-                    problems += flannel.verify_share(rep, self.fs)
+            if _changes(self.ipam) and not self.reshared:
+                problems += flannel.verify_share(self.ipam, self.fs)
+            if _changes(self.fdir):
+                problems += flannel.verify_share(dict(self.fdir, copied=[]), self.fs)
+                self.fdir['state_after'] = flannel.link_state(self.fdir['path'], self.fdir['shared_with'], self.fs)
         except self.refusals as e:
             self._failed(e)
         self._record()

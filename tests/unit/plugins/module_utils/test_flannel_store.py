@@ -315,7 +315,7 @@ def test_issue13_a_conflict_is_refused_before_anything_is_copied(tmp_path):
     stores = Stores(tmp_path)
     write(stores.new / 'cb0' / '10.9.0.3', alloc(OTHER))
     _rc, result, _raw = run_main(flannel_ipam_store, stores.args())
-    assert result['failed'] is True and result['changed'] is False and 'nothing was changed' in result['msg']
+    assert result['failed'] is True and result['changed'] is False and 'nothing was linked or copied' in result['msg']
     assert result['ipam_dir']['copied'] == [] and result['ipam_dir']['state_after'] == 'disk'
     assert sorted(os.listdir(str(stores.new / 'cb0'))) == ['10.9.0.3', 'lock']      # 10.9.0.2 was not copied
     assert not stores.old.is_symlink() and not stores.old_f.is_symlink()

@@ -419,3 +419,73 @@ def test_verified_without_any_network_directory_fails(node, mounts):
     result = verify(node, expect_ips=[])
     assert result['failed'] is True and result['changed'] is False
     assert 'no host-local network directory under %s' % node.new_ipam in result['msg']
+
+
+# --- review of 3aca7cd: a failure part-way reports what is, not the plan ---------------------------------
+
+def _failing_exchange(monkeypatch, nth):
+    """HostFS.exchange fails on its ``nth`` call (1: host-local's store, 2: Flannel's dataDir)."""
+    import errno as _errno
+    real = HostFS.exchange
+    calls = {'n': 0}
+
+    def exchange(self, a, b):
+        calls['n'] += 1
+        if calls['n'] == nth:
+            raise OSError(_errno.EPERM, 'injected', a)
+        return real(self, a, b)
+
+    monkeypatch.setattr(HostFS, 'exchange', exchange)
+
+
+def test_issue13_flannel_swap_failing_after_the_ipam_link_reports_what_is(node, monkeypatch):
+    node.disk_store()
+    _failing_exchange(monkeypatch, 2)
+    result = share(node)
+    assert failed_with_every_key(result) and result['changed'] is True and 'already linked: %s' % node.old_ipam in result['msg']
+    kept = str(node.old_ipam) + SUFFIX
+    assert result['ipam_dir']['state_after'] == 'shared' and result['ipam_dir']['kept'] == kept
+    # Flannel's dataDir is still a directory on disk: so says the result, and no diff claims a link
+    assert node.old_flannel.is_dir() and not node.old_flannel.is_symlink()
+    assert result['flannel_dir']['state_after'] == 'disk'
+    # the diff: the IPAM link, and Flannel's files copied into tmpfs while its dataDir stayed a directory
+    expected = [('%s (before)' % node.old_ipam, 'link to %s' % node.new_ipam), ('%s (before)' % node.old_flannel, 'disk')]
+    assert [(d[0], d[3]['is']) for d in diffs(result)] == expected
+    assert result['backups'] == [{'path': kept, 'of': str(node.old_ipam)}] and os.path.isdir(kept)
+
+
+def test_issue13_ipam_swap_failing_reports_nothing_linked_and_flannel_untouched(node, monkeypatch):
+    node.disk_store()
+    _failing_exchange(monkeypatch, 1)
+    result = share(node)
+    assert failed_with_every_key(result)
+    assert result['changed'] is True                       # the copies into the tmpfs store were made
+    assert result['ipam_dir']['state_after'] == 'disk' and result['ipam_dir']['kept'] is None
+    assert result['flannel_dir']['state_after'] == 'disk' and result['flannel_dir']['copied'] == []
+    assert not node.new_flannel.exists() and node.old_ipam.is_dir() and not node.old_ipam.is_symlink()
+    assert result['backups'] == [] and [d[3]['is'] for d in diffs(result)] == ['disk']
+
+
+def test_issue13_a_conflict_refusal_reports_no_planned_flannel_change(node):
+    node.disk_store()
+    node.write(node.new_ipam / 'cb0' / '172.20.1.6', alloc(OTHER))
+    result = share(node)
+    assert result['changed'] is False and result['flannel_dir'] is None and result['ipam_dir']['state_after'] == 'disk'
+    assert result['ipam_dir']['copied'] == [] and result.get('diff', []) == [] and result['backups'] == []
+
+
+def test_issue13_a_flannel_file_removed_by_a_cni_del_after_the_swap_is_not_a_failure(node, monkeypatch):
+    # Flannel's delegate files have no lock: a CNI DEL may remove one through the new link right after the swap.
+    node.disk_store()
+    real = flannel.apply_flannel_share
+
+    def apply_then_del(report, fs=None):
+        out = real(report, fs)
+        os.unlink(str(node.old_flannel / B))               # through the link: the tmpfs copy goes
+        return out
+
+    monkeypatch.setattr(flannel, 'apply_flannel_share', apply_then_del)
+    result = share(node)
+    assert not result.get('failed'), result
+    assert result['changed'] is True and result['flannel_dir']['state_after'] == 'shared'
+    assert os.readlink(str(node.old_flannel)) == str(node.new_flannel) and not (node.new_flannel / B).exists()
