@@ -42,7 +42,7 @@ HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, HERE)
 import k8sctl  # noqa: E402  PKI, kubeconfigs, API helper, cache paths
 from k8sctl import LabError, log, step  # noqa: E402
-from vmlab.nodes import find_node  # noqa: E402  (k8sctl put lab/vm on sys.path)
+from vmlab.nodes import find_node, pid_alive  # noqa: E402  (k8sctl put lab/vm on sys.path)
 from vmlab.ssh import ssh_base  # noqa: E402
 
 PAUSE_IMAGE = 'localhost/netmedic/pause:lab'
@@ -142,25 +142,132 @@ def node_certs(node):
                                    f'kubelet-{name}')
 
 
-def tunnel(node):
-    """ssh -R: the node's 127.0.0.1:<apiserver port> is the host's apiserver (own process group, pid recorded)."""
-    pidfile = os.path.join(k8sctl.STATE, f'vmnode-tunnel-{node["name"]}.pid')
+def tunnel_paths(node):
+    base = os.path.join(k8sctl.STATE, f'vmnode-tunnel-{node["name"]}')
+    return base + '.pid', base + '.log'
+
+
+def tunnel_argv(node):
+    """ssh -N -R: the node's 127.0.0.1:<apiserver port> is the host's apiserver."""
+    base = ssh_base(node, os.path.join(node['image'], 'id_ed25519'))
+    # a TCG guest busy with kubelet and containerd can be silent for more than ssh_base's 3 x 5 s: allow 4 x 15 s
+    base[base.index('ServerAliveInterval=5')] = 'ServerAliveInterval=15'
+    base[base.index('ServerAliveCountMax=3')] = 'ServerAliveCountMax=4'
+    port = k8sctl.API_PORT
+    return [*base[:-1], '-N', '-o', 'ExitOnForwardFailure=yes', '-R', f'{port}:127.0.0.1:{port}', base[-1]]
+
+
+def tunnel_pid(node):
+    """The pid of the node's running tunnel supervisor, or None."""
+    pidfile, _log = tunnel_paths(node)
     try:
         with open(pidfile) as fh:
             pid = int(fh.read())
         os.kill(pid, 0)
+        with open(f'/proc/{pid}/cmdline', 'rb') as fh:
+            if b'tunnel-supervise' not in fh.read():
+                return None  # a reused pid
         return pid
     except (OSError, ValueError):
-        pass
-    key = os.path.join(node['image'], 'id_ed25519')
-    port = k8sctl.API_PORT
-    base = ssh_base(node, key)
-    proc = subprocess.Popen([*base[:-1], '-N', '-o', 'ExitOnForwardFailure=yes', '-R', f'{port}:127.0.0.1:{port}', base[-1]],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    with open(pidfile, 'w') as fh:
-        fh.write(str(proc.pid))
+        return None
+
+
+def tunnel(node):
+    """Start the node's tunnel supervisor (`vmnode.py tunnel-supervise NODE`, a session of its own, pid in
+    $STATE/vmnode-tunnel-<name>.pid) unless it runs; returns its pid."""
+    pid = tunnel_pid(node)
+    if pid:
+        return pid
+    _pidfile, logfile = tunnel_paths(node)
+    with open(logfile, 'a') as out:
+        argv = [sys.executable, os.path.realpath(__file__), 'tunnel-supervise', str(node['index'])]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, cwd='/')
+    deadline = time.monotonic() + 30
+    while tunnel_pid(node) != proc.pid:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise LabError(f'tunnel supervisor did not start (exit {proc.poll()}), see {logfile}')
+        time.sleep(0.2)
     return proc.pid
+
+
+def cmd_tunnel_supervise(args):
+    """The supervisor: run the tunnel's ssh, start it again whenever it exits (after 2 s, up to 30 s when it
+    keeps failing at once); ends on SIGTERM/SIGINT/SIGHUP (with its ssh), when the node is no longer up
+    (`labctl down`) or when the pidfile no longer names it (`leave`, `k8sctl down`)."""
+    node = find_node(args.node)
+    pidfile, _log = tunnel_paths(node)
+    with open(pidfile + '.tmp', 'w') as fh:
+        fh.write(str(os.getpid()))
+    os.replace(pidfile + '.tmp', pidfile)
+    child = None
+
+    def stop(signum, _frame):
+        if child is not None and child.poll() is None:
+            child.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)
+        log(f'tunnel supervisor: signal {signum}, stopped')
+        sys.exit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
+    starts = quick = 0
+    while True:
+        try:
+            with open(pidfile) as fh:
+                if int(fh.read()) != os.getpid():
+                    break
+            node = find_node(args.node)
+            if 'pid' in node and not pid_alive(node['pid']):
+                raise LabError(f'{node["name"]}: its qemu (pid {node["pid"]}) is not running')
+        except (OSError, ValueError, LabError) as exc:
+            log(f'tunnel supervisor: ends ({exc.__class__.__name__}: {exc})')
+            break
+        starts += 1
+        began = time.monotonic()
+        child = subprocess.Popen(tunnel_argv(node), stdin=subprocess.DEVNULL)
+        log(f'tunnel supervisor: {time.strftime("%H:%M:%S")} ssh pid {child.pid} started (start {starts})')
+        rc = child.wait()
+        ran = time.monotonic() - began
+        log(f'tunnel supervisor: {time.strftime("%H:%M:%S")} ssh pid {child.pid} exited {rc} after {ran:.0f}s')
+        quick = quick + 1 if ran < 30 else 0
+        time.sleep(min(2 * max(quick, 1), 30))
+    return 0
+
+
+def stop_tunnel(node):
+    """End the supervisor and its ssh (one process group) and wait until both are gone."""
+    pidfile, _log = tunnel_paths(node)
+    pid = tunnel_pid(node)
+    with contextlib.suppress(OSError):
+        os.unlink(pidfile)
+    if not pid:
+        return None
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while group_members(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    return pid
+
+
+def group_members(pgid):
+    """The live (not zombie) processes of a process group, from /proc."""
+    members = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as fh:
+                    fields = fh.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != 'Z' and int(fields[2]) == pgid:
+                members.append(int(entry))
+    return members
 
 
 def guest_setup_script(node, index):
@@ -285,7 +392,7 @@ def cmd_join(args):
         sent = upload(node, files)
         log(f'{sent / 1e6:.1f} MB sent')
     with step(f'{node["name"]}: apiserver tunnel (ssh -R {k8sctl.API_PORT})'):
-        log(f'tunnel pid {tunnel(node)}')
+        log(f'tunnel supervisor pid {tunnel(node)}')
     with step(f'{node["name"]}: containerd sandbox image, CNI bridge + host-local, start kubelet'):
         ssh(node, 'bash -s', stdin=guest_setup_script(node, index).encode())
     with step(f'{node["name"]}: wait for the Node to be Ready'):
@@ -398,19 +505,14 @@ def log_text(path):
 
 def cmd_leave(args):
     node = find_node(args.node)
-    pidfile = os.path.join(k8sctl.STATE, f'vmnode-tunnel-{node["name"]}.pid')
     with step(f'{node["name"]}: stop kubelet and its pods, the tunnel, delete the Node'):
-        ssh(node, 'systemctl stop netmedic-kubelet 2>/dev/null; systemctl reset-failed netmedic-kubelet 2>/dev/null; '
-                  'ctr -n k8s.io tasks ls -q | xargs -r -n1 ctr -n k8s.io tasks kill -s KILL 2>/dev/null; true', timeout=300)
-        status, _body = k8sctl.api(f'/api/v1/nodes/{node["name"]}', method='DELETE')
-        log(f'DELETE Node: {status}')
         try:
-            with open(pidfile) as fh:
-                os.killpg(int(fh.read()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
-        with contextlib.suppress(OSError):
-            os.unlink(pidfile)
+            ssh(node, 'systemctl stop netmedic-kubelet 2>/dev/null; systemctl reset-failed netmedic-kubelet 2>/dev/null; '
+                      'ctr -n k8s.io tasks ls -q | xargs -r -n1 ctr -n k8s.io tasks kill -s KILL 2>/dev/null; true', timeout=300)
+            status, _body = k8sctl.api(f'/api/v1/nodes/{node["name"]}', method='DELETE')
+            log(f'DELETE Node: {status}')
+        finally:  # the tunnel ends even when the node or the apiserver no longer answers
+            log(f'tunnel supervisor {stop_tunnel(node)} stopped')
 
 
 def main(argv=None):
@@ -428,6 +530,9 @@ def main(argv=None):
     p = sub.add_parser('leave')
     p.add_argument('node')
     p.set_defaults(fn=cmd_leave)
+    p = sub.add_parser('tunnel-supervise')  # started by join, stopped by leave
+    p.add_argument('node')
+    p.set_defaults(fn=cmd_tunnel_supervise)
     args = parser.parse_args(argv)
     return k8sctl.labctl.run_command(args.fn, args)
 
