@@ -42,6 +42,7 @@ HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, HERE)
 import k8sctl  # noqa: E402  PKI, kubeconfigs, API helper, cache paths
 from k8sctl import LabError, log, step  # noqa: E402
+from vmlab.config import BRIDGE, HOST_L2_IP  # noqa: E402
 from vmlab.nodes import find_node, pid_alive  # noqa: E402  (k8sctl put lab/vm on sys.path)
 from vmlab.ssh import ssh_base  # noqa: E402
 
@@ -50,6 +51,7 @@ POD_CIDR_BASE = '10.244'  # node i gets 10.244.<i>.0/24 (kube-controller-manager
 GUEST_DIR = '/opt/netmedic-k8s'
 DEBS = ('ipset', 'libipset13')
 SSH_TIMEOUT = 900
+NODE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 
 def node_dir():
@@ -142,6 +144,17 @@ def node_certs(node):
                                    f'kubelet-{name}')
 
 
+def host_bridge_address():
+    """The apiserver reaches the kubelets (logs, exec) at the nodes' eth1 addresses over the bridge: the host needs
+    its address there (labctl gives it only with NETMEDIC_LAB_HOST_IP=1; without it the connections take the host's
+    default route and meet whatever answers there)."""
+    out = subprocess.run(['ip', '-o', '-4', 'addr', 'show', 'dev', BRIDGE], capture_output=True, text=True, check=True).stdout
+    if f' {HOST_L2_IP} ' not in out:
+        subprocess.run(['ip', 'addr', 'replace', HOST_L2_IP, 'dev', BRIDGE], check=True)
+        return f'{HOST_L2_IP} added to {BRIDGE}'
+    return f'{BRIDGE} has {HOST_L2_IP}'
+
+
 def tunnel_paths(node):
     base = os.path.join(k8sctl.STATE, f'vmnode-tunnel-{node["name"]}')
     return base + '.pid', base + '.log'
@@ -202,10 +215,10 @@ def cmd_tunnel_supervise(args):
     child = None
 
     def stop(signum, _frame):
-        if child is not None and child.poll() is None:
-            child.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=5)
+        # no child.wait() here: the interrupted Popen.wait holds its lock, a second wait would only time out
+        if child is not None and child.returncode is None:
+            with contextlib.suppress(OSError):
+                child.terminate()
         log(f'tunnel supervisor: signal {signum}, stopped')
         sys.exit(0)
 
@@ -381,8 +394,9 @@ def cmd_join(args):
     _binary, image, debs = cmd_prepare()
     bins = k8sctl.bin_dir()
     t0 = time.monotonic()
-    with step(f'{node["name"]}: certificates and kubeconfig'):
+    with step(f'{node["name"]}: certificates and kubeconfig, the host\'s address on the bridge'):
         kubeconfig = node_certs(node)
+        log(host_bridge_address())
     with step(f'{node["name"]}: copy kubelet, kube-proxy, pause image, ipset, configs'):
         files = {'bin/kubelet': os.path.join(bins, 'kubelet'), 'bin/kube-proxy': os.path.join(bins, 'kube-proxy'),
                  'pause-image.tar': image, 'kubelet.kubeconfig': kubeconfig, 'ca.crt': k8sctl.pki('ca.crt'),
@@ -426,7 +440,8 @@ conntrack:
 def kube_proxy_objects():
     labels = {'k8s-app': 'kube-proxy'}
     script = ('mkdir -p /host/run/netmedic-kube-proxy && cp /var/lib/kube-proxy/config.conf /host/run/netmedic-kube-proxy/ '
-              f'&& exec chroot /host {GUEST_DIR}/bin/kube-proxy --config=/run/netmedic-kube-proxy/config.conf '
+              # the node's PATH: the busybox image's has no /usr/sbin, where iptables and ipset are
+              f'&& exec chroot /host /usr/bin/env PATH={NODE_PATH} {GUEST_DIR}/bin/kube-proxy --config=/run/netmedic-kube-proxy/config.conf '
               '--hostname-override="$NODE_NAME"')
     cm = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'kube-proxy', 'namespace': 'kube-system', 'labels': labels},
           'data': {'config.conf': KUBE_PROXY_CONFIG}}
