@@ -9,8 +9,10 @@ Usage (the VM lab and the control plane up; run under both locks, e.g.
                               `ipset`, the node image has none)
   vmnode.py join NODE         copy kubelet + kube-proxy + the pause image to the node (skipped when the same file is
                               there), give it a client certificate system:node:<name> and a serving certificate
-                              signed by the lab CA, tunnel the apiserver into the node (ssh -R 16443: the guests'
-                              user-mode network reaches nothing outside, the apiserver listens on 127.0.0.1 only),
+                              signed by the lab CA, give the bridge the host's 10.77.0.1/24 (the apiserver reaches
+                              the kubelet there), tunnel the apiserver into the node (ssh -R 16443: the guests'
+                              user-mode network reaches nothing outside, the apiserver listens on 127.0.0.1 only;
+                              run by `vmnode.py tunnel-supervise NODE`, which starts the ssh again when it exits),
                               point containerd's sandbox image at the pause image (systemd cgroups), write a
                               bridge + host-local CNI config, start kubelet (systemd-run unit netmedic-kubelet) and
                               wait until the Node is Ready; prints each step's time and kubelet's memory
@@ -20,7 +22,7 @@ Usage (the VM lab and the control plane up; run under both locks, e.g.
                               (hostPath /), where ipset/iptables/modprobe are; waits for "Using ipvs Proxier" in the
                               pod's log (read through the apiserver and the kubelet), prints it with the node's IPVS
                               table and nf_conntrack_max
-  vmnode.py leave NODE        stop kubelet on the node and the tunnel, delete the Node
+  vmnode.py leave NODE        stop kubelet on the node, delete the Node, end the tunnel and its supervisor
 
 Every step prints how long it took (lab/k8s/README.md has the figures measured under TCG).
 """
