@@ -102,13 +102,11 @@ def run_stale(runner, params, check_mode, fs, root='/proc', pidfd_open=None, sen
     """podproc.StaleRun's steps in the module lifecycle's order (validate, read, plan, check-mode or nothing-to-do
     stop, apply, verify) without AnsibleModule: the result data, or StaleError."""
     run = podproc.StaleRun(runner, params, check_mode, fs, root, pidfd_open, send, sleep, clock)
-    run.validate()
-    run.read()
-    run.plan()
-    if check_mode or not run.targets:
-        return run.data
-    run.apply()
-    run.verify()
+    steps = ['validate', 'read', 'plan', 'apply', 'verify']
+    for step in steps:
+        if step == 'apply' and (check_mode or not run.targets):
+            break
+        getattr(run, step)()
     return run.data
 
 
