@@ -41,7 +41,7 @@
 #                compile+import on Python 3.9-3.13 (3.14 absent: skipped with a warning)
 #   lint, sanity, compat, units, integration, apidouble, build, lab-test, molecule: the stage
 #                times of the latest CI run are in README.md ("Measured"), earlier ones in
-#                docs/test_times.md (2026-12-03: apidouble 1752 s and lab-test 3064 s side by side)
+#                docs/test_times.md (2026-12-03 10:14: apidouble 1251 s and lab-test 1895 s side by side)
 #   lab-test     cold (empty /var/cache/netmedic-lab) ~2.5 min more: deps 8-14 s + image build
 #                ~80 s + first up (3 cold boots + state save)
 # The VM lab's chain (lab-test, molecule) runs in the background beside the other stages
@@ -67,7 +67,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Each one is a make target of the same name.
 # The VM lab's real-kernel tests (tests/labvm, then Molecule; lab/vm/README.md) run as one background chain
 # (scripts/stages.sh: bg:) beside the controller-side stages: the guests mostly wait on SSH and reboots, and
-# CI's limit is on the wall time (2026-12-03: 57 min end to end, the VM chain the longer of the two).
+# CI's limit is on the wall time (2026-12-03 10:14: 39 min end to end, the VM chain the longer of the two).
 # realcluster-test: tests/cluster against the real control plane (lab/k8s, issue 15 item 4; binaries built once per
 # machine: a cold build took 1103 s on 2026-12-03, then cached), after the same suite ran against the double in apidouble.
 TEST_STAGES := bg:lab-test,molecule lint sanity compat units integration apidouble realcluster-test build
