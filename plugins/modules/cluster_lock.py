@@ -257,6 +257,8 @@ class ClusterLock(ClusterModule):
         request_timeout=dict(type='int', default=30),
     )
     refusals = (ll.LockError,)
+    written = False
+    """True once apply() ran its compare-and-swap (the result then reports what it did)."""
 
     def validate(self):
         p = self.params
@@ -270,9 +272,6 @@ class ClusterLock(ClusterModule):
             raise ll.LockError('request_timeout must be 1 ... 600 seconds, got %r' % p['request_timeout'])
         job_id = p['job_id'] if p['job_id'] not in (None, '') else os.environ.get('AWX_JOB_ID')
         self.holder = ll.identity(p['holder'], job_id, p['nonce'])
-
-    written = False
-    """True once apply() ran its compare-and-swap (the result then reports what it did)."""
 
     def read(self):
         self.api = ll.LeaseApi(k8s_client.Cluster(self.params), self.params['request_timeout'])
