@@ -33,6 +33,10 @@ Environment:
   NETMEDIC_K8S_BIN        run the binaries of this dir instead of the cache's (e.g. a partial build;
                           up/reset check only the control plane's four)
   NETMEDIC_K8S_LOCK       lock file (default /tmp/netmedic-k8s.lock)
+  NETMEDIC_K8S_AUDIT_POLICY  an audit policy file: kube-apiserver writes its audit log (JSON lines) to
+                          $NETMEDIC_K8S_STATE/logs/audit.log (unset: no audit log; bench/bench_cluster_scale.py)
+  NETMEDIC_K8S_CLIENT_QPS the controller-manager's and scheduler's client rate (--kube-api-qps, burst 2x;
+                          unset: their defaults, 20 and 50 QPS; a thousand simulated nodes need more)
   GOTOOLCHAIN             passed to go; default `local` (go.mod needs Go 1.26.6, 1.26.8 is installed).
                           Set e.g. go1.27.3 when a newer pin needs it (fetched from the proxy).
 
@@ -67,6 +71,8 @@ STATE = os.environ.get('NETMEDIC_K8S_STATE') or '/run/netmedic-k8s'
 KUBECONFIG = os.environ.get('NETMEDIC_K8S_KUBECONFIG') or os.path.join(STATE, 'admin.kubeconfig')
 LOCK = os.environ.get('NETMEDIC_K8S_LOCK') or '/tmp/netmedic-k8s.lock'
 PORT_BASE = int(os.environ.get('NETMEDIC_K8S_PORT_BASE') or 16440)
+AUDIT_POLICY = os.environ.get('NETMEDIC_K8S_AUDIT_POLICY') or ''
+CLIENT_QPS = os.environ.get('NETMEDIC_K8S_CLIENT_QPS') or ''
 API_PORT = PORT_BASE + 3
 ETCD_PORT = PORT_BASE + 4
 ETCD_PEER_PORT = PORT_BASE + 5
@@ -434,8 +440,30 @@ def alive(pid):
         return False
 
 
+def audit_log():
+    return os.path.join(STATE, 'logs', 'audit.log')
+
+
+def optional_args(name):
+    """The flags NETMEDIC_K8S_AUDIT_POLICY and NETMEDIC_K8S_CLIENT_QPS add (none when unset)."""
+    if name == 'kube-apiserver' and AUDIT_POLICY:
+        if not os.path.isfile(AUDIT_POLICY):
+            raise LabError(f'NETMEDIC_K8S_AUDIT_POLICY={AUDIT_POLICY}: no such file')
+        return ['--audit-policy-file', os.path.abspath(AUDIT_POLICY), '--audit-log-path', audit_log(),
+                '--audit-log-format', 'json', '--audit-log-maxsize', '500', '--audit-log-maxbackup', '2']
+    if name in ('kube-controller-manager', 'kube-scheduler') and CLIENT_QPS:
+        if not CLIENT_QPS.isdigit() or int(CLIENT_QPS) < 1:
+            raise LabError(f'NETMEDIC_K8S_CLIENT_QPS={CLIENT_QPS!r}: not a positive integer')
+        return ['--kube-api-qps', CLIENT_QPS, '--kube-api-burst', str(2 * int(CLIENT_QPS))]
+    return []
+
+
 def component_args(name):
     """Each component's flags (booleans as --flag=value: pflag takes no separate value for them)."""
+    return _component_args(name) + optional_args(name)
+
+
+def _component_args(name):
     data = os.path.join(STATE, 'etcd-data')
     kc = os.path.join(STATE, 'kubeconfigs')
     if name == 'etcd':

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ def k8sctl(tmp_path, monkeypatch):
     """k8sctl imported with its cache and state in tmp_path, on a copy of lab/k8s/go's key files."""
     monkeypatch.setenv('NETMEDIC_LAB_CACHE', str(tmp_path / 'cache'))
     monkeypatch.setenv('NETMEDIC_K8S_STATE', str(tmp_path / 'state'))
-    monkeypatch.delenv('NETMEDIC_K8S_BIN', raising=False)
+    for key in ('NETMEDIC_K8S_BIN', 'NETMEDIC_K8S_AUDIT_POLICY', 'NETMEDIC_K8S_CLIENT_QPS'):
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.syspath_prepend(str(ROOT / 'lab' / 'k8s'))
     sys.modules.pop('k8sctl', None)
     mod = importlib.import_module('k8sctl')
@@ -141,3 +143,55 @@ def test_issue15_if_missing_with_a_cold_go_cache_builds_nothing(k8sctl, tmp_path
     assert k8sctl.cmd_build(type('A', (), {'force': False, 'if_missing': True, 'adopt': None})()) is None
     assert 'Go build cache is cold: not building now' in capsys.readouterr().out
     assert k8sctl.cached_build() is None
+
+
+def _fresh(monkeypatch, env):
+    """k8sctl imported again with ``env`` (its settings are read once, at import)."""
+    for key in ('NETMEDIC_K8S_KUBECONFIG', 'NETMEDIC_K8S_PORT_BASE', 'NETMEDIC_K8S_LOCK', 'NETMEDIC_K8S_AUDIT_POLICY',
+                'NETMEDIC_K8S_CLIENT_QPS'):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    sys.modules.pop('k8sctl', None)
+    return importlib.import_module('k8sctl')
+
+
+def test_issue15_a_second_instance_derives_every_port_and_path_from_its_settings(k8sctl, tmp_path, monkeypatch):
+    """Two control planes side by side (bench/bench_cluster_scale.py --server real beside the default one):
+    every port, file and directory comes from NETMEDIC_K8S_PORT_BASE / NETMEDIC_K8S_STATE / NETMEDIC_K8S_LOCK."""
+    state = tmp_path / 'scale-state'
+    mod = _fresh(monkeypatch, {'NETMEDIC_K8S_STATE': str(state), 'NETMEDIC_K8S_PORT_BASE': '16540',
+                               'NETMEDIC_K8S_LOCK': str(tmp_path / 'scale.lock')})
+    assert (mod.API_PORT, mod.ETCD_PORT, mod.ETCD_PEER_PORT, mod.KCM_PORT, mod.SCHED_PORT) == (16543, 16544, 16545, 16546, 16547)
+    assert str(tmp_path / 'scale.lock') == mod.LOCK and str(state / 'admin.kubeconfig') == mod.KUBECONFIG
+    assert mod.procs_file().startswith(str(state)) and mod.pki('ca.crt').startswith(str(state))
+    for name in mod.CONTROL_PLANE:
+        args = mod.component_args(name)
+        flat = ' '.join(args)
+        assert '1644' not in flat and '/run/netmedic-k8s/' not in flat, (name, flat)
+        ports = {int(p) for p in re.findall(r':(\d{4,5})\b', flat)}
+        ports |= {int(v) for k, v in zip(args, args[1:]) if k == '--secure-port'}
+        assert ports and ports <= set(range(16543, 16548)), (name, ports)
+        paths = [a for a in args if a.startswith('/')]
+        assert all(p.startswith(str(state)) for p in paths), (name, paths)
+
+
+def test_issue15_audit_log_and_client_qps_only_when_asked(k8sctl, tmp_path, monkeypatch):
+    for name in k8sctl.CONTROL_PLANE:
+        flat = ' '.join(k8sctl.component_args(name))
+        assert '--audit-' not in flat and '--kube-api-qps' not in flat, name
+    policy = tmp_path / 'policy.yaml'
+    policy.write_text('apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n')
+    mod = _fresh(monkeypatch, {'NETMEDIC_K8S_AUDIT_POLICY': str(policy), 'NETMEDIC_K8S_CLIENT_QPS': '200'})
+    api = mod.component_args('kube-apiserver')
+    assert api[api.index('--audit-policy-file') + 1] == str(policy)
+    assert api[api.index('--audit-log-path') + 1] == mod.audit_log() and mod.audit_log().startswith(mod.STATE)
+    for name in ('kube-controller-manager', 'kube-scheduler'):
+        args = mod.component_args(name)
+        assert args[args.index('--kube-api-qps') + 1] == '200' and args[args.index('--kube-api-burst') + 1] == '400'
+    assert '--audit-' not in ' '.join(mod.component_args('etcd'))
+    mod = _fresh(monkeypatch, {'NETMEDIC_K8S_CLIENT_QPS': 'lots', 'NETMEDIC_K8S_AUDIT_POLICY': str(tmp_path / 'missing')})
+    with pytest.raises(mod.LabError, match='not a positive integer'):
+        mod.component_args('kube-scheduler')
+    with pytest.raises(mod.LabError, match='no such file'):
+        mod.component_args('kube-apiserver')
