@@ -31,6 +31,55 @@ SEED = ROOT / 'lab' / 'seed' / 'cluster.yaml'
 FAST = {'tick': 0.02, 'start_delay': 0.02}
 
 
+# -- why each test runs only against the API double (issue 15 item 4) ------------------------------
+#
+# tests/cluster runs on the double and on the lab's real kube-apiserver (lab/k8s/k8sctl, nodes simulated by
+# lab/k8s/nodesim.py); this directory runs on the double only. Every test module says why in a module-level
+# ``DOUBLE_ONLY = '<kind>: <why>'``; a test whose reason differs from its module's carries
+# ``@pytest.mark.double_only('<kind>: <why>')``. Collection fails on a test module without a reason
+# (tests/lab/README.md has the table and what porting the ``portable`` ones would take).
+DOUBLE_ONLY_KINDS = {
+    'fault': "forces an error or a race through the double (its fault hook, or a concurrent write landed between a "
+             "module's read and its write); a real server gives these only under real load or a real race",
+    'kubelet': 'needs node, kubelet or agent behaviour the simulated nodes lack (pod logs, crash loops, kernel modules, '
+               'a node that stays NotReady or comes back with a new boot ID, pod addresses from a real CNI plugin)',
+    'version': 'needs a server of another version (the double reports the seed\'s v1.24.9-gke.3200 or one given; '
+               'the lab\'s real server is v1.37.2)',
+    'store': 'sets through the double\'s store what no client may set on a real server',
+    'audit': 'asserts on the double\'s record of every request (verb, user, dryRun, RBAC decision); the lab\'s '
+             'kube-apiserver keeps no audit log',
+    'multicluster': 'needs several independent clusters at once',
+    'no-cluster': 'talks to no API server at all (or the double only hands out a kubeconfig nothing uses)',
+    'portable': 'could run against the real server; not ported yet',
+}
+
+
+def double_only_reason(item):
+    """``(kind, why)`` of a tests/lab item: its ``double_only`` marker, else its module's DOUBLE_ONLY; None if neither."""
+    marker = item.get_closest_marker('double_only')
+    text = marker.args[0] if marker is not None and marker.args else getattr(item.module, 'DOUBLE_ONLY', None)
+    if not isinstance(text, str) or ':' not in text:
+        return None
+    kind, why = (part.strip() for part in text.split(':', 1))
+    return (kind, why) if kind in DOUBLE_ONLY_KINDS and why else None
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', "double_only(reason): why this tests/lab test runs only against the API double "
+                                       "('<kind>: <why>', kinds in tests/lab/conftest.py DOUBLE_ONLY_KINDS)")
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).resolve().parent
+    missing = sorted({str(Path(item.path).relative_to(ROOT)) for item in items
+                      if Path(item.path).resolve().parent == here and double_only_reason(item) is None})
+    if missing:
+        raise pytest.UsageError(
+            'tests/lab: no valid reason why these run only against the API double (issue 15 item 4): %s. Give the module '
+            "DOUBLE_ONLY = '<kind>: <why>' (or a test @pytest.mark.double_only('<kind>: <why>')), kind one of %s; "
+            'see tests/lab/README.md' % (', '.join(missing), ', '.join(sorted(DOUBLE_ONLY_KINDS))))
+
+
 def http(double, method, path, body=None, content_type='application/json', token=None):
     """Raw request: ``(status, content_type, decoded body)``; ``token=''`` sends no Authorization."""
     token = double.token if token is None else token

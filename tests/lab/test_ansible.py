@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import yaml
 
+DOUBLE_ONLY = ("portable: kubernetes.core k8s_info, k8s (patch, apply), k8s_drain through PDB web and a bad token on the seed's objects; the real "
+               'server does all of it (asserts read the store for convenience)')
+
 NEW_PROXY_CONFIG = """\
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration

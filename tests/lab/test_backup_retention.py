@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+DOUBLE_ONLY = ("store: back-dates the backup ConfigMaps' creationTimestamp in the double's store; a real API server sets creationTimestamp itself "
+               "and ignores the client's")
+
 ROOT = Path(__file__).resolve().parents[2]
 NS = 'kube-system'
 SRC = 'kube-proxy-worker'

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+DOUBLE_ONLY = ("kubelet: the restart is verified by kube-proxy's log line ('Using ipvs Proxier.', or the fallback when a node lacks the scheduler's "
+               "kernel module), written by the double's simulated kube-proxy; the simulated nodes serve no pod logs")
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'daemonset_restart.yml'
 NS = 'kube-system'
@@ -68,6 +71,8 @@ def test_c7_check_apply_and_rerun(double, run):
     assert _uids(double) == after
 
 
+@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
+                         'refuses the same')
 @pytest.mark.parametrize('extra, message', [
     (['-e', 'netmedic_ds_restarted_since=yesterday'], 'netmedic_ds_restarted_since'),
     (['-e', 'netmedic_ds_name=Kube_Proxy'], 'DNS-1123'),
@@ -79,6 +84,8 @@ def test_c7_bad_input_fails_before_any_change(double, run, extra, message):
     assert _uids(double) == before and double.store.find('leases', NS, LEASE) is None
 
 
+@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
+                         'refuses the same')
 def test_c7_refuses_while_another_run_holds_the_lock(double, run):
     spec = {'holderIdentity': 'awx-job-41', 'leaseDurationSeconds': 3600, 'renewTime': _ago(10), 'acquireTime': _ago(10)}
     double.store.create('leases', NS, {'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease',
@@ -90,6 +97,8 @@ def test_c7_refuses_while_another_run_holds_the_lock(double, run):
     assert double.store.get('leases', NS, LEASE)['spec']['holderIdentity'] == 'awx-job-41'
 
 
+@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
+                         'refuses the same')
 def test_c7_refuses_outside_the_window(double, run):
     before = _uids(double)
     window = json.dumps({'netmedic_window': {'days': ['mon'], 'start': '02:00', 'end': '03:00', 'timezone': 'UTC'}})

@@ -9,6 +9,8 @@ window, override recorded).
 
 from __future__ import annotations
 
+DOUBLE_ONLY = 'no-cluster: change_window reads only the clock; the double (no seed) only hands out a kubeconfig'
+
 WINDOW = '''
     days: [sat, sun]
     start: "22:00"

@@ -21,6 +21,9 @@ import pytest
 
 from tests.lab.playbook_run import module_python, run_playbook
 
+DOUBLE_ONLY = ('portable: the cluster half is the Lease, the health gate and an agent restart verified by Ready only (patterns_preset none), which '
+               "the real DaemonSet controller and the simulated nodes do; the node half is this machine's bpffs")
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'cilium_lb_maps.yml'
 NS = 'kube-system'
@@ -163,6 +166,8 @@ def test_issue9_f4_lock_held_by_another_run_stops_before_any_node(double, run, n
     assert double.store.get('leases', NS, 'netmedic-cilium')['spec']['holderIdentity'] == 'awx-job-7'
 
 
+@pytest.mark.double_only("audit: runs under a ServiceAccount bound to its rbac/*.yml grants and asserts from the double's request record that "
+                         "nothing was denied and every write was that account's; the lab's kube-apiserver keeps no audit log")
 def test_issue10_h13_runs_with_exactly_its_rbac_grants(make_double, as_identity, run, nodes):
     """rbac/cilium_lb_maps.yml is enough: the lock, the health gate and the agent restart, all as its ServiceAccount."""
     double = make_double(audit=True)

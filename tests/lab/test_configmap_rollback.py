@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+DOUBLE_ONLY = "portable: an edit, its backup ConfigMap and the restore of the seed's kube-proxy ConfigMap; nothing the real server does differently"
+
 COLLECTIONS = str(Path(__file__).resolve().parents[2] / 'collections')
 NS = 'kube-system'
 CM = 'kube-proxy-worker'

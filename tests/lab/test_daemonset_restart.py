@@ -17,6 +17,9 @@ import yaml
 from lab.kubedouble import StaticNodeState
 from lab.kubedouble.logs import DEFAULT_MODULES
 
+DOUBLE_ONLY = ("kubelet: the restart is verified by kube-proxy's log line ('Using ipvs Proxier.', or the fallback when a node lacks the scheduler's "
+               "kernel module), written by the double's simulated kube-proxy; the simulated nodes serve no pod logs")
+
 COLLECTIONS = str(Path(__file__).resolve().parents[2] / 'collections')
 DS = 'kube-proxy-worker'
 FAST = {'poll_interval': 0.05, 'timeout': 20}
@@ -54,6 +57,7 @@ def task(name, args, **extra):
     return entry
 
 
+@pytest.mark.double_only('portable: check mode plans from the DaemonSet and ConfigMap, reads no log, deletes nothing')
 def test_check_mode_plans_and_deletes_nothing(double, run):
     switch_scheduler(double)
     before = uids(double)
@@ -103,6 +107,8 @@ def test_success_on_node_with_module_failure_detected_where_missing(double, modu
     assert uids(double)['lab-node-1'] == after['lab-node-1']
 
 
+@pytest.mark.double_only("kubelet: a Node made NotReady on demand (its DaemonSet pods going unready with it); the simulated node's heartbeat "
+                         'reports Ready again within 60 s')
 def test_health_gate_refuses_when_pods_are_not_ready(double, module_tasks):
     node = double.store.get('nodes', None, 'lab-node-3')
     for cond in node['status']['conditions']:
@@ -141,6 +147,8 @@ BAD_INPUT = [
 ]
 
 
+@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
+                         'refuses the same')
 def test_bad_input_is_refused_before_any_deletion(double, module_tasks):
     before = uids(double)
     tasks = yaml.safe_dump([task('bad %d' % i, dict(FAST, **args), ignore_errors=True) for i, (args, _m) in enumerate(BAD_INPUT)])
@@ -155,6 +163,7 @@ def test_bad_input_is_refused_before_any_deletion(double, module_tasks):
     assert uids(double) == before
 
 
+@pytest.mark.double_only('portable: node labels and patterns_preset none (Ready only): the real DaemonSet controller and simulated nodes suffice')
 def test_selector_and_batches_restart_every_matching_node(double, module_tasks):
     for name in ('lab-node-2', 'lab-node-3'):
         node = double.store.get('nodes', None, name)
@@ -172,6 +181,8 @@ def test_selector_and_batches_restart_every_matching_node(double, module_tasks):
     assert after['lab-node-2'] != before['lab-node-2'] and after['lab-node-3'] != before['lab-node-3']
 
 
+@pytest.mark.double_only("kubelet: the new agent pod crash-loops on the new configuration (the double's log provider raises CrashLoop); simulated "
+                         'nodes start every pod Running and Ready')
 def test_crash_looping_replacement_stops_the_rollout_at_the_timeout(double, module_tasks):
     # A config kube-proxy rejects (a Go duration without a unit): the new pod crash-loops, never Ready.
     cm = double.store.get('configmaps', 'kube-system', DS)
@@ -207,6 +218,8 @@ def test_issue9_f6_auto_preset_follows_an_iptables_configmap(double, module_task
     assert set(after) == set(before) and all(after[n] != before[n] for n in before)   # every pod replaced
 
 
+@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
+                         'refuses the same')
 def test_issue9_f6_auto_preset_refuses_when_the_mode_cannot_be_read(double, module_tasks):
     cm = double.store.get('configmaps', 'kube-system', DS)
     cm['data']['config.conf'] = 'mode: [unclosed\n'
@@ -254,6 +267,7 @@ def test_issue9_f13_restarted_in_run_reports_node_steps_and_deletes_nothing(doub
     assert uids(double) == after
 
 
+@pytest.mark.double_only('portable: patterns_preset none reads no log; the restart is Ready only')
 def test_preset_none_reads_no_log_so_a_multi_container_pod_restarts(double, module_tasks):
     """Found by the RBAC run of terway_config.yml: with no pattern to look for, the module still read each new pod's
     log without a container, which the API refuses for Terway's two-container pods (terway, policy)."""

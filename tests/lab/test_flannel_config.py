@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+DOUBLE_ONLY = ('portable: check, apply, backup, bad input and a cni-conf.json that is not JSON (a real server stores any ConfigMap data) on the '
+               "seed's kube-flannel-cfg")
+
 COLLECTIONS = str(Path(__file__).resolve().parents[2] / 'collections')
 CM = 'kube-flannel-cfg'
 KEY = 'cni-conf.json'
@@ -97,6 +100,8 @@ def test_check_mode_apply_idempotence_and_backup(double, run):
     assert apply['backups'][0]['data'] == original['data']
 
 
+@pytest.mark.double_only("fault: a concurrent write landed between the module's read and its write (the double's store.update wrapped), a "
+                         'deterministic 409; a real server gives one only under a real race')
 def test_conflict_is_retried_on_fresh_data(double, module_tasks):
     def other_writer(cm):
         cm['data']['net-conf.json'] = cm['data']['net-conf.json'].replace('alloc', 'vxlan')

@@ -34,6 +34,9 @@ from ansible_collections.netmedic.k8s.plugins.module_utils import flannel
 from lab.kubedouble import CrashLoop, StaticNodeState, make_log_provider
 from tests.lab.playbook_run import module_python, run_playbook
 
+DOUBLE_ONLY = ("kubelet: the double's kubelet CNI step is replaced (controllers._pod_ip, log_provider): each new pod's address comes from the real "
+               'host-local plugin with the dataDir Flannel installed on that node; the simulated nodes run no CNI and give fixed addresses')
+
 ROOT = Path(__file__).resolve().parents[2]
 # NETMEDIC_W2_PLAYBOOK runs these tests against another copy (e.g. the playbook before issue 9, to see them fail).
 PLAYBOOK = Path(os.environ.get('NETMEDIC_W2_PLAYBOOK') or ROOT / 'playbooks' / 'flannel_datadir_migration.yml')
@@ -230,6 +233,7 @@ def _start_pod(double, node, name):
 # --------------------------------------------------------------------------------------------------
 # the store, module level, with the real plugin
 
+@pytest.mark.double_only("no-cluster: the real host-local plugin and flannel_ipam_store's share on this machine")
 def test_issue9_f7_shared_store_real_host_local_gives_no_duplicate(tmp_path, shm):
     """Finding 7 (duplicate IPs), proven with host-local itself: the control shows an empty tmpfs store hands out an
     address a running pod holds; after flannel_ipam_store's share, neither configuration can - the range fills up
@@ -263,6 +267,7 @@ def test_issue9_f7_shared_store_real_host_local_gives_no_duplicate(tmp_path, shm
     assert again['state_before'] == 'shared' and again['copied'] == []
 
 
+@pytest.mark.double_only("no-cluster: the real host-local plugin and flannel_ipam_store's share on this machine")
 def test_issue9_f7_share_refuses_an_address_held_twice_before_linking(tmp_path, shm):
     """A tmpfs store that already gave a held address to another container: the duplicate exists; nothing is linked."""
     subnet = '10.9.0.0/29'
@@ -278,6 +283,7 @@ def test_issue9_f7_share_refuses_an_address_held_twice_before_linking(tmp_path, 
 # --------------------------------------------------------------------------------------------------
 # the playbook
 
+@pytest.mark.double_only('no-cluster: ansible-playbook --syntax-check')
 def test_syntax():
     proc = subprocess.run([str(Path(sys.executable).with_name('ansible-playbook')), '--syntax-check', '-i', 'localhost,',
                            str(PLAYBOOK)], check=False, capture_output=True, text=True,

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import yaml
 
+DOUBLE_ONLY = ("kubelet: a Node made NotReady on demand (its DaemonSet pods going unready with it); the simulated node's heartbeat reports Ready "
+               'again within 60 s')
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')}
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tests.lab.multicluster import plain
 
+DOUBLE_ONLY = "portable: the k8s_nodes inventory over the seed's Nodes (cordon and labels are ordinary updates, a bad token a real 401)"
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -27,6 +27,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+DOUBLE_ONLY = ("portable: role ipam_cleanup_daemonset's ServiceAccount, ConfigMap and DaemonSet through kubernetes.core, read back; its pods Running"
+               ' on the simulated nodes')
+
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = str(ROOT / 'collections')
 MODULE_UTILS = ROOT / 'plugins' / 'module_utils'

@@ -15,9 +15,12 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.lab import playbook_run
+
+DOUBLE_ONLY = "portable: cordon, uncordon and the health gate on the seed's Nodes; the node half is this machine"
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'ipam_gc_fleet.yml'
@@ -134,6 +137,8 @@ def test_failure_stops_the_rollout_and_leaves_the_node_cordoned(double, tmp_path
     assert _cordoned(double) == {'lab-node-1': False, 'lab-node-2': True, 'lab-node-3': False}
 
 
+@pytest.mark.double_only("kubelet: a Node made NotReady on demand (its DaemonSet pods going unready with it); the simulated node's heartbeat "
+                         'reports Ready again within 60 s')
 def test_health_gate_refuses_before_any_change(double, raw, tmp_path):
     bindir = _fleet(tmp_path)
     status, _ctype, body = raw('PATCH', '/api/v1/nodes/lab-node-3/status',

@@ -14,6 +14,9 @@ import yaml
 
 from lab.kubedouble import StaticNodeState
 
+DOUBLE_ONLY = ("kubelet: the restart is verified by kube-proxy's log line ('Using ipvs Proxier.', or the fallback when a node lacks the scheduler's "
+               "kernel module), written by the double's simulated kube-proxy; the simulated nodes serve no pod logs")
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')}
 NS = 'kube-system'

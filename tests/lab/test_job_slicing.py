@@ -18,6 +18,9 @@ import pytest
 from tests.lab.multicluster import DS, LEASE, NS, RESTART, SPLIT, ds_pod_uids, fleet_inventory, inventory_hosts, lease_writes, pod_deletes
 from tests.lab.playbook_run import parse_results, playbook_command, playbook_env
 
+DOUBLE_ONLY = ('multicluster: four concurrent AWX-style slices over three independent clusters (three doubles, each with its own nodes, token and '
+               'request record)')
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'daemonset_restart.yml'
 

@@ -23,6 +23,8 @@ import pytest
 from tests.forkserver import forkserver
 from tests.lab.playbook_run import module_python, module_pythonpath, run_playbook
 
+DOUBLE_ONLY = 'no-cluster: the module fork server (tests/forkserver) against a fresh interpreter'
+
 FORKED = "import sys; FORKED = 'kubernetes.client' in sys.modules\n"
 
 
@@ -181,6 +183,7 @@ def test_what_the_server_cannot_stand_in_for_runs_the_real_interpreter(client, t
     assert proc.stdout.strip() == "False [%r] %s" % ('-' if args else '', sys.executable)
 
 
+@pytest.mark.double_only('portable: one read-only cluster module run twice; any server would do')
 def test_a_cluster_module_returns_the_same_result_forked_and_in_a_fresh_interpreter(double, client, tmp_path, monkeypatch):
     monkeypatch.delenv(forkserver.ENV_VAR, raising=False)       # the 'forked' run forks even under =0
     play = tmp_path / 'play.yml'

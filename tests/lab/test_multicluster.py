@@ -15,6 +15,9 @@ import pytest
 from tests.lab.multicluster import DS, LEASE, NS, RESTART, SPLIT, ansible_inventory, ds_pod_uids, fleet_inventory, lease_writes, plain, pod_deletes
 from tests.lab.playbook_run import ANSIBLE_PLAYBOOK, run_playbook
 
+DOUBLE_ONLY = ('multicluster: the k8s_nodes inventory and a workflow over three independent clusters (three doubles, each with its own nodes, token '
+               'and request record)')
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'daemonset_restart.yml'
 
@@ -58,6 +61,7 @@ def test_issue14_item4_one_unreadable_cluster_fails_the_whole_inventory(fleet, t
     assert 'cannot list Nodes of cluster us' in proc.stderr, proc.stderr
 
 
+@pytest.mark.double_only('no-cluster: the inventory refuses the source before any request')
 @pytest.mark.parametrize('body, message', [
     ('clusters:\n  - name: a\n', 'needs its own kubeconfig'),
     ('clusters:\n  - name: a\n    kubeconfig: /x\n  - name: a\n    kubeconfig: /y\n', 'both make the group cluster_a'),
@@ -123,6 +127,7 @@ NODE_PLAYBOOKS = ('arp_flush', 'cilium_lb_maps', 'conntrack_tuning', 'diagnose',
                   'remediate_node', 'udp_timeout')
 
 
+@pytest.mark.double_only('no-cluster: ansible-playbook --list-hosts on a static inventory')
 @pytest.mark.parametrize('name', NODE_PLAYBOOKS)
 def test_issue14_item4_node_plays_leave_out_the_cluster_pseudo_hosts(name, tmp_path):
     """Item 4: with a clusters inventory the default netmedic_targets ('all') took the per-cluster pseudo-hosts too, so

@@ -5,9 +5,13 @@ IPs outside the vSwitch CIDRs (C-6, opt-in). Read-only: the store's resourceVers
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from lab.kubedouble.logs import make_log_provider
+
+DOUBLE_ONLY = ("kubelet: a NotReady Node with the CNI kubelet message, Terway's IpNotEnough log lines (the double's log provider); the simulated "
+               'nodes heartbeat Ready and serve no logs')
 
 CNI_MESSAGE = ('container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady '
                'message:Network plugin returns error: cni plugin not initialized')
@@ -56,6 +60,7 @@ def test_d7_custom_cni_conf_read_from_the_agent_configmap(make_double, node_stat
     assert double.audit and writes(double) == []
 
 
+@pytest.mark.double_only('version: a v1.23.16-gke.100 server')
 def test_n1_version_finding_on_an_affected_gke_build(make_double, module_tasks):
     double = make_double(version='v1.23.16-gke.100')
     rc, results, output = module_tasks(double, yaml.safe_dump([

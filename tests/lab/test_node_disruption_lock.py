@@ -14,7 +14,12 @@ import importlib.util
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.lab import test_node_rotation_spine as w1
+
+DOUBLE_ONLY = ("kubelet: the rotated machine comes back as a new Node bootID patched through the API; on the real server the simulated node's status"
+               ' heartbeat writes its own bootID back within 60 s (a kubelet that never reboots)')
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location('netmedic_w7_fleet_nd', HERE / 'test_ipam_gc_fleet.py')
@@ -54,6 +59,8 @@ def test_issue9_w1_takes_and_releases_node_disruption_with_its_own_holder(double
     assert _holder(double, DISRUPTION) is None and _holder(double, 'netmedic-node-rotation') is None
 
 
+@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
+                         'refuses the same')
 def test_issue9_w1_refused_while_another_workflow_holds_node_disruption(double, tmp_path):
     """A W-2 or W-7 run holds node-disruption: W-1 stops before any node is cordoned, gives its node-rotation Lease
     back, and leaves the other run's Lease alone."""
@@ -67,6 +74,8 @@ def test_issue9_w1_refused_while_another_workflow_holds_node_disruption(double, 
     assert _holder(double, DISRUPTION) == 'awx-job-300'
 
 
+@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
+                         'refuses the same')
 def test_issue9_w7_refused_while_another_workflow_holds_node_disruption(double, tmp_path):
     """W-7 (family ipam-gc) with node-disruption held by a W-1 job: nothing cordoned or collected, ipam-gc Lease free."""
     bindir = fleet._fleet(tmp_path)

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import yaml
 
+DOUBLE_ONLY = ('portable: cordon, evictions through PDB web, a finalizer pod and unmanaged pods; the real eviction API and disruption controller do '
+               'the same (tests/cluster/test_workflows.py drains there)')
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')}
 ANNOTATION = 'netmedic.io/cordoned-by'

@@ -15,6 +15,9 @@ import yaml
 
 from tests.lab.provider_hooks import boot_id_hook
 
+DOUBLE_ONLY = ("kubelet: the rotated machine comes back as a new Node bootID patched through the API; on the real server the simulated node's status"
+               ' heartbeat writes its own bootID back within 60 s (a kubelet that never reboots)')
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')}
 NODES = ['lab-node-1', 'lab-node-2', 'lab-node-3']
@@ -64,6 +67,7 @@ def _web_pods(double):
     return {p['metadata']['uid']: p['spec'].get('nodeName') for p in pods}
 
 
+@pytest.mark.double_only('portable: check mode; the provider hook never runs')
 def test_check_mode_changes_nothing(double, check_playbook, tmp_path):
     web = _web_pods(double)
     versions = {n: obj['metadata']['resourceVersion'] for n, obj in _nodes(double).items()}
@@ -90,6 +94,7 @@ def test_rotation_with_hook_and_budget(double, check_playbook, tmp_path):
     # The lock (a Lease) and the window are tested in test_node_rotation_spine.py.
 
 
+@pytest.mark.double_only('portable: the drain is refused by PDB web (the real 429) before the hook')
 def test_budget_refusal_stops_and_leaves_the_node_cordoned(double, playbook, tmp_path):
     pdb = double.store.get('poddisruptionbudgets', 'default', 'web')
     pdb['spec']['minAvailable'] = 3                                       # no web pod may be evicted
@@ -144,6 +149,8 @@ def test_issue9_f3_finalizer_pod_still_on_node_stops_before_the_hook(double, pla
     assert not after['spec'].get('unschedulable') and 'netmedic.io/cordoned-by' not in (after['metadata'].get('annotations') or {})
 
 
+@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
+                         'refuses the same')
 def test_issue9_f12_no_hook_and_no_external_replacement_fails_before_anything(double, playbook, tmp_path):
     """Without a provider hook nothing brings the machines back: fail at once, not after 30 min per node."""
     versions = {n: obj['metadata']['resourceVersion'] for n, obj in _nodes(double).items()}

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+DOUBLE_ONLY = ("audit: runs under a ServiceAccount bound to its rbac/*.yml grants and asserts from the double's request record that nothing was "
+               "denied and every write was that account's; the lab's kube-apiserver keeps no audit log")
+
 ROOT = Path(__file__).resolve().parents[2]
 RBAC_DIR = ROOT / 'rbac'
 PLAYBOOKS = ROOT / 'playbooks'

@@ -24,6 +24,10 @@ from tests.lab.playbook_run import run_playbook
 from tests.lab.provider_hooks import boot_id_hook
 from tests.lab.test_w3_spine import NODES, NS, ROOT, _hold, _text
 
+DOUBLE_ONLY = ("kubelet: the restart is verified by kube-proxy's log line ('Using ipvs Proxier.', or the fallback when a node lacks the scheduler's "
+               "kernel module), written by the double's simulated kube-proxy; the simulated nodes serve no pod logs; the reboot is a new bootID, "
+               'which the simulated node writes back')
+
 LEASES = ('netmedic-kube-proxy', 'netmedic-node-rotation', 'netmedic-node-disruption')
 ANNOTATION = 'netmedic.io/cordoned-by'
 
@@ -150,6 +154,7 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
 
 
+@pytest.mark.double_only('portable: check mode over a Node an earlier run left cordoned (an ordinary update); no restart, no log read')
 def test_issue9_f5_w3_check_mode_says_which_node_it_would_reboot(make_double, lc_everywhere, tmp_path):
     """Check mode with a node an earlier run left cordoned for its reboot: the run names it ("would reboot"), and
     nothing is written - the node stays cordoned with its boot ID, no Lease, the ConfigMap unchanged."""

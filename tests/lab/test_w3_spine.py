@@ -18,6 +18,9 @@ import yaml
 from lab.kubedouble import StaticNodeState
 from tests.lab.playbook_run import module_python, run_playbook
 
+DOUBLE_ONLY = ("kubelet: the restart is verified by kube-proxy's log line ('Using ipvs Proxier.', or the fallback when a node lacks the scheduler's "
+               "kernel module), written by the double's simulated kube-proxy; the simulated nodes serve no pod logs")
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'ipvs_scheduler_change.yml'
 NS = 'kube-system'
@@ -108,6 +111,8 @@ def lc_missing_on_node_3():
                             'lab-node-3': {'ip_vs', 'ip_vs_rr'}})
 
 
+@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
+                         'refuses the same')
 def test_issue9_f4_w3_lock_held_by_another_run_stops_with_nothing_changed(make_double, lc_everywhere, tmp_path):
     """Issue 9 finding 4 (W-3 had no lock): a live holder of the kube-proxy Lease (W-4/W-5 or a second W-3 job, an
     AWX slice) stops W-3 before anything is changed; the other run's Lease is left as it was."""
