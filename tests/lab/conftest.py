@@ -47,7 +47,7 @@ DOUBLE_ONLY_KINDS = {
                'the lab\'s real server is v1.37.2)',
     'store': 'sets through the double\'s store what no client may set on a real server',
     'audit': 'asserts on the double\'s record of every request (verb, user, dryRun, RBAC decision); the lab\'s '
-             'kube-apiserver keeps no audit log',
+             'kube-apiserver writes an audit log only with NETMEDIC_K8S_AUDIT_POLICY (k8sctl, off by default), read by no test yet',
     'multicluster': 'needs several independent clusters at once',
     'no-cluster': 'talks to no API server at all (or the double only hands out a kubeconfig nothing uses)',
     'portable': 'could run against the real server; not ported yet',
