@@ -12,13 +12,21 @@ node lifecycle taints.
 plus the ServiceAccounts their pod templates name (the ServiceAccount admission plugin refuses
 pods whose account does not exist). Run by `k8sctl seed`; the loop runs as
 `python3 nodesim.py run SEED` in its own process group and stops with `k8sctl down`.
+
+It scales to a thousand nodes (bench/bench_cluster_scale.py --server real, issue 15 item 6): keep-alive
+HTTPS connections (one per thread), the pods followed with a watch (a paged list, then watch events from
+its resourceVersion; again every RELIST_EVERY s and after a 410) instead of an unpaged list every 0.5 s,
+each node's Lease and status on a schedule of its own, spread over the interval, sent by a few threads.
 """
 
+import concurrent.futures
 import datetime
+import http.client
 import ipaddress
 import json
 import os
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -41,8 +49,72 @@ KINDS = {
 LEASE_NS = 'kube-node-lease'
 LEASE_EVERY = 10
 STATUS_EVERY = 60
+STATUS_EVERY_MANY = 300   # above MANY_NODES: a kubelet's nodeStatusReportFrequency (the Lease says "alive")
+MANY_NODES = 100
 POLL = 0.5
+RELIST_EVERY = 300
+WATCH_SECONDS = 240
+WORKERS = 4
+AGENT = 'netmedic-nodesim'
 KUBELET_VERSION = 'v1.37.2'
+
+
+class Client:
+    """The admin user's keep-alive HTTPS connection to the API server, one per thread.
+
+    ``request`` answers like ``k8sctl.api``: (HTTP status, or None when unreachable, decoded body).
+    A broken connection is opened again once (every call nodesim makes may be repeated).
+    """
+
+    def __init__(self, agent=AGENT, timeout=60):
+        self.agent, self.timeout = agent, timeout
+        self.local = threading.local()
+        self.ctx = None
+
+    def connection(self, timeout=None):
+        if self.ctx is None:
+            self.ctx = k8sctl._ctx()
+        return http.client.HTTPSConnection(k8sctl.HOST, k8sctl.API_PORT, context=self.ctx, timeout=timeout or self.timeout)
+
+    def headers(self, content_type=None):
+        h = {'Accept': 'application/json', 'User-Agent': self.agent}
+        if content_type:
+            h['Content-Type'] = content_type
+        return h
+
+    def request(self, path, method='GET', body=None, content_type='application/json'):
+        data = json.dumps(body).encode() if body is not None else None
+        for attempt in (0, 1):
+            conn = getattr(self.local, 'conn', None)
+            if conn is None:
+                conn = self.local.conn = self.connection()
+            try:
+                conn.request(method, path, body=data, headers=self.headers(content_type if data is not None else None))
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except (http.client.HTTPException, OSError) as exc:
+                conn.close()
+                self.local.conn = None
+                if attempt:
+                    return None, {'error': str(exc)}
+        try:
+            return resp.status, json.loads(raw or b'{}')
+        except ValueError:
+            return resp.status, {}
+
+
+_CLIENT = []
+
+
+def client():
+    if not _CLIENT:
+        _CLIENT.append(Client())
+    return _CLIENT[0]
+
+
+def api(path, method='GET', body=None, content_type='application/json'):
+    return client().request(path, method=method, body=body, content_type=content_type)
 
 
 def now(micro=False):
@@ -51,7 +123,7 @@ def now(micro=False):
 
 
 def call(path, method='GET', body=None, content_type='application/json', ok=(200, 201)):
-    code, data = k8sctl.api(path, method=method, body=body, content_type=content_type)
+    code, data = api(path, method=method, body=body, content_type=content_type)
     if code not in ok:
         raise k8sctl.LabError(f'{method} {path}: HTTP {code} {json.dumps(data)[:400]}')
     return code, data
@@ -74,8 +146,13 @@ def load_seed(path):
     with open(path) as fh:
         data = yaml.safe_load(fh)
     for i, node in enumerate(data.get('nodes') or []):
-        node['seed_ip'], node['ip'] = node.get('ip'), f'127.0.100.{i + 1}'
+        node['seed_ip'], node['ip'] = node.get('ip'), node_ip(i)
     return data
+
+
+def node_ip(index):
+    """127.0.100.1-254 for the first 254 nodes, then on into 127.0.101.x: a thousand nodes stay in 127/8."""
+    return str(ipaddress.ip_address('127.0.100.0') + index + 1)
 
 
 def node_object(node):
@@ -104,19 +181,21 @@ def node_status(node):
 
 
 def ensure_node(node):
-    code, _body = k8sctl.api(f'/api/v1/nodes/{node["name"]}')
+    """The Node exists (created when missing) with a fresh Ready status."""
+    path = f'/api/v1/nodes/{node["name"]}/status'
+    code, _body = api(path, 'PATCH', node_status(node), content_type='application/merge-patch+json')
     if code == 404:
-        call('/api/v1/nodes', 'POST', node_object(node))
-    elif code != 200:
-        raise k8sctl.LabError(f'GET node {node["name"]}: HTTP {code}')
-    call(f'/api/v1/nodes/{node["name"]}/status', 'PATCH', node_status(node), content_type='application/merge-patch+json')
+        call('/api/v1/nodes', 'POST', node_object(node), ok=(201, 409))
+        code, _body = api(path, 'PATCH', node_status(node), content_type='application/merge-patch+json')
+    if code != 200:
+        raise k8sctl.LabError(f'PATCH node {node["name"]} status: HTTP {code}')
 
 
 def renew_lease(name):
     body = {'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease', 'metadata': {'name': name, 'namespace': LEASE_NS},
             'spec': {'holderIdentity': name, 'leaseDurationSeconds': 40, 'renewTime': now(micro=True)}}
     path = f'/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases'
-    code, _body = k8sctl.api(f'{path}/{name}', 'PATCH', {'spec': body['spec']}, content_type='application/merge-patch+json')
+    code, _body = api(f'{path}/{name}', 'PATCH', {'spec': body['spec']}, content_type='application/merge-patch+json')
     if code == 404:
         call(path, 'POST', body, ok=(201, 409))
     elif code != 200:
@@ -129,12 +208,16 @@ def template_accounts(obj):
     return [name] if name and name != 'default' else []
 
 
+def register(node):
+    ensure_node(node)
+    renew_lease(node['name'])
+
+
 def seed(path):
     data = load_seed(path)
     nodes = data.get('nodes') or []
-    for node in nodes:
-        ensure_node(node)
-        renew_lease(node['name'])
+    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(register, nodes))
     created = []
     for obj in data.get('objects') or []:
         kind, meta = obj['kind'], obj['metadata']
@@ -143,14 +226,14 @@ def seed(path):
             raise k8sctl.LabError(f'seed: kind {kind} not known to nodesim.KINDS')
         for sa in template_accounts(obj):
             account = {'apiVersion': 'v1', 'kind': 'ServiceAccount', 'metadata': {'name': sa, 'namespace': ns}}
-            code, _body = k8sctl.api(collection('ServiceAccount', ns), 'POST', account)
+            code, _body = api(collection('ServiceAccount', ns), 'POST', account)
             if code not in (201, 409):
                 raise k8sctl.LabError(f'seed: ServiceAccount {ns}/{sa}: HTTP {code}')
-        if k8sctl.api(f'{collection(kind, ns)}/{meta["name"]}')[0] == 200:
+        if api(f'{collection(kind, ns)}/{meta["name"]}')[0] == 200:
             # already there (the API server's own `kubernetes` Service; a second seed). Checked first: a
             # real server answers a create of an existing Service with a taken clusterIP 422, not 409
             continue
-        code, body = k8sctl.api(collection(kind, ns), 'POST', obj)
+        code, body = api(collection(kind, ns), 'POST', obj)
         if code == 409:
             continue
         if code != 201:
@@ -162,8 +245,8 @@ def seed(path):
 def pod_ip(node, pod, index):
     if (pod.get('spec') or {}).get('hostNetwork'):
         return node['ip']
-    # a /24 per node (10.244.<n>.0/24), host part from the UID: no traffic ever goes there
-    return str(ipaddress.ip_address(f'10.244.{index + 1}.0') + 2 + int(pod['metadata']['uid'][:8], 16) % 250)
+    # a /24 per node (10.244.<n>.0/24, on into 10.245+ past node 255), host part from the UID: no traffic ever goes there
+    return str(ipaddress.ip_address('10.244.0.0') + 256 * (index + 1) + 2 + int(pod['metadata']['uid'][:8], 16) % 250)
 
 
 def running_status(node, pod, index):
@@ -180,42 +263,160 @@ def running_status(node, pod, index):
                        'qosClass': (pod.get('status') or {}).get('qosClass') or 'BestEffort'}}
 
 
-def step_pods(nodes):
-    by_name = {n['name']: (i, n) for i, n in enumerate(nodes)}
-    _code, data = call('/api/v1/pods')
-    for pod in data.get('items') or []:
-        meta, spec = pod['metadata'], pod['spec']
-        if spec.get('nodeName') not in by_name:
-            continue
-        index, node = by_name[spec['nodeName']]
-        path = f'/api/v1/namespaces/{meta["namespace"]}/pods/{urllib.parse.quote(meta["name"])}'
+class Pods:
+    """Plays the kubelets' part for the pods bound to the simulated nodes: Running and Ready at once,
+    a graceful deletion finished. Fed by ``watch`` (and its relists); the writes go through WORKERS threads,
+    each pod at most once at a time, a failed write tried again (a later event or relist would too)."""
+
+    def __init__(self, nodes, workers=WORKERS):
+        self.by_name = {n['name']: (i, n) for i, n in enumerate(nodes)}
+        self.pool = concurrent.futures.ThreadPoolExecutor(workers)
+        self.lock = threading.Lock()
+        self.busy = set()
+        self.done = {'running': 0, 'deleted': 0, 'failed': 0}
+
+    def handle(self, pod):
+        meta, spec = pod['metadata'], pod.get('spec') or {}
+        if spec.get('nodeName') not in self.by_name:
+            return
         if meta.get('deletionTimestamp'):
-            k8sctl.api(path, 'DELETE', {'gracePeriodSeconds': 0, 'preconditions': {'uid': meta['uid']}})
-            continue
-        if (pod.get('status') or {}).get('phase') != 'Running':
-            k8sctl.api(f'{path}/status', 'PATCH', running_status(node, pod, index), content_type='application/merge-patch+json')
+            action = 'delete'
+        elif (pod.get('status') or {}).get('phase') != 'Running':
+            action = 'run'
+        else:
+            return
+        key = (meta['uid'], action)
+        with self.lock:
+            if key in self.busy:
+                return
+            self.busy.add(key)
+        self.pool.submit(self.act, key, pod)
+
+    def act(self, key, pod):
+        meta, spec = pod['metadata'], pod['spec']
+        index, node = self.by_name[spec['nodeName']]
+        path = f'/api/v1/namespaces/{meta["namespace"]}/pods/{urllib.parse.quote(meta["name"])}'
+        try:
+            for attempt in range(5):
+                if key[1] == 'delete':
+                    # 404: already gone; 409: the uid precondition failed (a new pod of that name)
+                    code, _body = api(path, 'DELETE', {'gracePeriodSeconds': 0, 'preconditions': {'uid': meta['uid']}})
+                    ok = code in (200, 202, 404, 409)
+                else:
+                    code, _body = api(f'{path}/status', 'PATCH', running_status(node, pod, index),
+                                      content_type='application/merge-patch+json')
+                    ok = code in (200, 404)
+                if ok:
+                    self.done['deleted' if key[1] == 'delete' else 'running'] += 1
+                    return
+                time.sleep(1 + attempt)
+            self.done['failed'] += 1
+            print(f'nodesim: {key[1]} {meta["namespace"]}/{meta["name"]}: HTTP {code}', flush=True)
+        finally:
+            with self.lock:
+                self.busy.discard(key)
+
+
+def relist(pods):
+    """Every pod (paged), each handed to ``pods``; the list's resourceVersion."""
+    token, rv = None, None
+    while True:
+        query = {'limit': 500, **({'continue': token} if token else {})}
+        _code, data = call('/api/v1/pods?' + urllib.parse.urlencode(query))
+        for pod in data.get('items') or []:
+            pods.handle(pod)
+        meta = data.get('metadata') or {}
+        rv = rv or meta.get('resourceVersion')
+        token = meta.get('continue')
+        if not token:
+            return rv
+
+
+def watch(pods, rv, until):
+    """Pod events from ``rv`` until the server ends the watch or ``until`` (monotonic) passes; the last
+    resourceVersion seen, or None when the list must be read again (410 Gone, an error)."""
+    conn = client().connection(timeout=WATCH_SECONDS + 30)
+    try:
+        seconds = max(1, min(WATCH_SECONDS, int(until - time.monotonic())))
+        query = urllib.parse.urlencode({'watch': 1, 'allowWatchBookmarks': 'true', 'resourceVersion': rv, 'timeoutSeconds': seconds})
+        conn.request('GET', f'/api/v1/pods?{query}', headers=client().headers())
+        resp = conn.getresponse()
+        if resp.status != 200:
+            print(f'nodesim: watch pods: HTTP {resp.status} {resp.read()[:200]!r}', flush=True)
+            return None
+        for line in resp:
+            event = json.loads(line)
+            obj = event.get('object') or {}
+            if event.get('type') == 'ERROR':
+                print(f'nodesim: watch pods: {obj.get("code")} {obj.get("message", "")[:200]}', flush=True)
+                return None
+            rv = (obj.get('metadata') or {}).get('resourceVersion') or rv
+            if event.get('type') in ('ADDED', 'MODIFIED'):
+                pods.handle(obj)
+        return rv
+    except (http.client.HTTPException, OSError, ValueError) as exc:
+        print(f'nodesim: watch pods: {exc}', flush=True)
+        return None
+    finally:
+        conn.close()
+
+
+def follow_pods(pods):
+    rv, relisted = None, 0.0
+    while True:
+        try:
+            if rv is None or time.monotonic() - relisted >= RELIST_EVERY:
+                rv, relisted = relist(pods), time.monotonic()
+            rv = watch(pods, rv, relisted + RELIST_EVERY)
+        except k8sctl.LabError as exc:  # the API server restarting (reset): keep going
+            print(f'nodesim: {exc}', flush=True)
+            rv = None
+            time.sleep(2)
+
+
+class Schedule:
+    """Each node's next due time for one periodic write, spread evenly over ``every`` seconds."""
+
+    def __init__(self, nodes, every):
+        now_ = time.monotonic()
+        self.every = every
+        self.due = {n['name']: now_ + every * i / max(1, len(nodes)) for i, n in enumerate(nodes)}
+
+    def take(self):
+        now_ = time.monotonic()
+        names = [name for name, t in self.due.items() if t <= now_]
+        for name in names:
+            self.due[name] = max(self.due[name] + self.every, now_)
+        return names
+
+
+def quietly(fn, *args):
+    try:
+        fn(*args)
+    except k8sctl.LabError as exc:  # the API server restarting (reset): the next round tries again
+        print(f'nodesim: {exc}', flush=True)
 
 
 def run(path):
     nodes = load_seed(path).get('nodes') or []
-    last_lease = last_status = 0.0
-    print(f'nodesim: {len(nodes)} simulated node(s): {" ".join(n["name"] for n in nodes)}', flush=True)
-    while True:
-        try:
-            t = time.monotonic()
-            if t - last_status >= STATUS_EVERY:
-                for node in nodes:
-                    ensure_node(node)
-                last_status = t
-            if t - last_lease >= LEASE_EVERY:
-                for node in nodes:
-                    renew_lease(node['name'])
-                last_lease = t
-            step_pods(nodes)
-        except k8sctl.LabError as exc:  # the API server restarting (reset): keep going
-            print(f'nodesim: {exc}', flush=True)
-            time.sleep(2)
-        time.sleep(POLL)
+    by_name = {n['name']: n for n in nodes}
+    print(f'nodesim: {len(nodes)} simulated node(s): '
+          + (' '.join(n['name'] for n in nodes) if len(nodes) <= 10 else f'{nodes[0]["name"]} ... {nodes[-1]["name"]}'), flush=True)
+    pods = Pods(nodes)
+    threading.Thread(target=follow_pods, args=(pods,), daemon=True, name='pods').start()
+    leases = Schedule(nodes, LEASE_EVERY)
+    status = Schedule(nodes, STATUS_EVERY if len(nodes) <= MANY_NODES else STATUS_EVERY_MANY)
+    last_report = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+        while True:
+            futures = [pool.submit(quietly, ensure_node, by_name[name]) for name in status.take()]
+            futures += [pool.submit(quietly, renew_lease, name) for name in leases.take()]
+            concurrent.futures.wait(futures)
+            if time.monotonic() - last_report >= 60:
+                print(f'nodesim: pods made Running {pods.done["running"]}, deletions finished {pods.done["deleted"]}, '
+                      f'failed {pods.done["failed"]}', flush=True)
+                last_report = time.monotonic()
+            time.sleep(POLL)
 
 
 if __name__ == '__main__':

@@ -195,3 +195,22 @@ def test_issue15_audit_log_and_client_qps_only_when_asked(k8sctl, tmp_path, monk
         mod.component_args('kube-scheduler')
     with pytest.raises(mod.LabError, match='no such file'):
         mod.component_args('kube-apiserver')
+
+
+def test_issue15_a_thousand_simulated_nodes_get_distinct_loopback_and_pod_addresses():
+    """bench_cluster_scale --server real: nodesim's addresses stay valid past node 254 (the first 254 unchanged)."""
+    import ipaddress
+    sys.path.insert(0, str(ROOT / 'lab' / 'k8s'))
+    try:
+        import nodesim
+    finally:
+        sys.path.remove(str(ROOT / 'lab' / 'k8s'))
+    ips = [nodesim.node_ip(i) for i in range(1000)]
+    assert ips[0] == '127.0.100.1' and ips[253] == '127.0.100.254' and len(set(ips)) == 1000
+    assert all(ipaddress.ip_address(ip) in ipaddress.ip_network('127.0.0.0/8') for ip in ips)
+    pod = {'metadata': {'uid': 'ffffffff-0000'}, 'spec': {}}
+    nets = {ipaddress.ip_network(nodesim.pod_ip({'ip': ips[i]}, pod, i) + '/24', strict=False) for i in range(1000)}
+    assert len(nets) == 1000 and ipaddress.ip_network('10.244.1.0/24') in nets
+    sched = nodesim.Schedule([{'name': 'n%d' % i} for i in range(100)], 10)
+    due = sorted(sched.due.values())
+    assert 0.09 < due[1] - due[0] < 0.11 and due[-1] - due[0] < 10
