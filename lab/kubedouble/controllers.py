@@ -1,7 +1,9 @@
 """A simulated control plane and kubelet, run every ``tick`` seconds on one thread.
 
 Each pass, under the store lock: default ServiceAccounts, pod garbage collection (pods bound to
-deleted nodes), the DaemonSet controller (one pod per eligible node, RollingUpdate one at a time),
+deleted nodes), the kubelet ending the graceful deletion of the pods on its (Ready) node that a
+DELETE, an eviction or a controller left Terminating (a DELETE of grace 0, as a real kubelet and
+lab/k8s/nodesim.py do), the DaemonSet controller (one pod per eligible node, RollingUpdate one at a time),
 Deployment -> ReplicaSet -> pods, a scheduler for unbound pods, the kubelet (Pending -> Running
 after ``start_delay``, logs from the log provider, readiness following node readiness) and status
 of DaemonSets, Deployments, ReplicaSets and PodDisruptionBudgets. Objects are rewritten only when
@@ -162,6 +164,7 @@ class Controllers:
             before = self.store.resource_version
             self._service_accounts()
             self._collect_orphans()
+            self._kubelet_finish()
             for ds in self.store.iter_objects(DAEMONSET):
                 self._daemonset(ds)
             for deploy in self.store.iter_objects(DEPLOYMENT):
@@ -196,10 +199,12 @@ class Controllers:
             self._revisions[meta['uid']] = (meta['resourceVersion'], revision)
         return revision
 
-    def _owned_pods(self, owner):
+    def _owned_pods(self, owner, terminating=False):
+        """The owner's active pods (and, with ``terminating``, those being deleted as well)."""
         uid = owner['metadata']['uid']
         return [p for p in self.store.iter_objects(POD, owner['metadata']['namespace'])
-                if pod_active(p) and any(r.get('uid') == uid for r in p['metadata'].get('ownerReferences') or [])]
+                if (pod_active(p) or (terminating and p['metadata'].get('deletionTimestamp')))
+                and any(r.get('uid') == uid for r in p['metadata'].get('ownerReferences') or [])]
 
     def _new_pod(self, owner, template, prefix, labels, node_name=None, tolerations=()):
         meta = template.get('metadata') or {}
@@ -221,7 +226,8 @@ class Controllers:
         return created
 
     def _delete_pod(self, owner, pod):
-        self.store.remove(POD, pod['metadata']['namespace'], pod['metadata']['name'])
+        """A controller's DELETE: graceful like any other (Terminating until the kubelet ends it)."""
+        self.store.delete(POD, pod['metadata']['namespace'], pod['metadata']['name'])
         self.store.record_event(owner, 'SuccessfulDelete', 'Deleted pod: %s' % pod['metadata']['name'],
                                 component='%s-controller' % owner['kind'].lower())
 
@@ -241,14 +247,28 @@ class Controllers:
         live = {p['metadata']['uid'] for p in self.store.iter_objects(POD)}
         self._bound_at = {uid: t for uid, t in self._bound_at.items() if uid in live}
 
+    def _kubelet_finish(self):
+        """Each Ready node's kubelet ends the graceful deletions of its pods: a DELETE of grace 0 with the
+        pod's UID as precondition (the pod goes, or stays with grace 0 while a finalizer holds it). A pod
+        on a NotReady node stays Terminating, as under a kubelet that is down."""
+        ready = {n['metadata']['name'] for n in self.store.iter_objects(NODE) if node_ready(n)}
+        for pod in list(self.store.iter_objects(POD)):
+            meta = pod['metadata']
+            if meta.get('deletionTimestamp') and meta.get('deletionGracePeriodSeconds') \
+                    and pod['spec'].get('nodeName') in ready:
+                self.store.delete(POD, meta['namespace'], meta['name'], grace_period=0, preconditions={'uid': meta['uid']})
+
     def _daemonset(self, ds):
         spec = ds['spec']
         template = spec['template']
         revision = self._revision(ds)
         effective = daemonset_pod_spec(template['spec'])
         pods_by_node = {}
-        for pod in self._owned_pods(ds):
-            pods_by_node.setdefault(pod['spec'].get('nodeName'), []).append(pod)
+        occupied = set()   # nodes with a pod of this DaemonSet, Terminating ones too: no new pod until it is gone
+        for pod in self._owned_pods(ds, terminating=True):
+            occupied.add(pod['spec'].get('nodeName'))
+            if pod_active(pod):
+                pods_by_node.setdefault(pod['spec'].get('nodeName'), []).append(pod)
         eligible = [n for n in self.store.iter_objects(NODE) if fits(effective, n, respect_cordon=False)]
         eligible_names = {n['metadata']['name'] for n in eligible}
         for node_name, pods in pods_by_node.items():
@@ -256,7 +276,7 @@ class Controllers:
             for pod in extra:
                 self._delete_pod(ds, pod)
         for node in eligible:
-            if node['metadata']['name'] not in pods_by_node:
+            if node['metadata']['name'] not in occupied:
                 self._new_pod(ds, template, ds['metadata']['name'],
                               {'controller-revision-hash': revision,
                                'pod-template-generation': str(ds['metadata']['generation'])},

@@ -48,7 +48,7 @@ def budget_state(store, pdb):
 
 
 def evict(store, namespace, name, body, dry_run=False):
-    """POST pods/<name>/eviction: delete the pod unless a PodDisruptionBudget forbids it (429)."""
+    """POST pods/<name>/eviction: delete the pod unless a PodDisruptionBudget forbids it (429); a Terminating pod's is not checked."""
     with store.lock:
         pod = store.get(POD, namespace, name)
         body = body or {}
@@ -71,6 +71,8 @@ def evict(store, namespace, name, body, dry_run=False):
                         [{'reason': 'DisruptionBudget', 'message': 'The disruption budget %s needs %d healthy pods and '
                           'has %d currently' % (budgets[0]['metadata']['name'], state['desiredHealthy'],
                                                 state['currentHealthy'])}])
+        # a graceful deletion like a DELETE's: the pod is Terminating until its kubelet ends it (issue 15)
+        grace = options.get('gracePeriodSeconds')
         store.delete(POD, namespace, name, dry_run=dry_run, preconditions=options.get('preconditions'),
-                     propagation=options.get('propagationPolicy'))
+                     propagation=options.get('propagationPolicy'), grace_period=None if grace is None else int(grace))
         return {'kind': 'Status', 'apiVersion': 'v1', 'metadata': {}, 'status': 'Success', 'code': 201}

@@ -41,6 +41,17 @@ def _delete_options(query, body):
     return options, _dry_run(query)
 
 
+def _grace_period(options):
+    """DeleteOptions.gracePeriodSeconds as an int (the query sends it as text), None when not given."""
+    value = options.get('gracePeriodSeconds')
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise errors.bad_request('invalid gracePeriodSeconds: %r' % (value,)) from exc
+
+
 def _strip_type(obj):
     obj = dict(obj)
     obj.pop('kind', None)
@@ -151,7 +162,7 @@ class Api:
             options, dry_run = _delete_options(query, body)
             items, _rest = self.store.list(rt, namespace, query.get('labelSelector'), query.get('fieldSelector'))
             deleted = [self.store.delete(rt, i['metadata'].get('namespace'), i['metadata']['name'], dry_run=dry_run,
-                                         propagation=options.get('propagationPolicy'))
+                                         propagation=options.get('propagationPolicy'), grace_period=_grace_period(options))
                        for i in items]
             return 200, {'kind': rt.kind + 'List', 'apiVersion': rt.api_version,
                          'metadata': {'resourceVersion': self.store.resource_version},
@@ -180,7 +191,7 @@ class Api:
         if method == 'DELETE' and sub is None:
             options, dry_run = _delete_options(query, body)
             deleted = self.store.delete(rt, namespace, name, dry_run=dry_run, propagation=options.get('propagationPolicy'),
-                                        preconditions=options.get('preconditions'))
+                                        preconditions=options.get('preconditions'), grace_period=_grace_period(options))
             if rt is POD or deleted['metadata'].get('deletionTimestamp'):
                 return 200, deleted, JSON
             details = {'name': name, 'kind': rt.plural, 'uid': deleted['metadata']['uid']}

@@ -157,3 +157,131 @@ def test_issue15_eviction_that_would_break_the_budget_is_429(cluster, scratch):
     assert (status, reason) == (429, 'TooManyRequests') and 'disruption budget' in message, (cluster.server, status, reason, message)
     stored = core.read_namespaced_pod('only', scratch)
     assert stored.metadata.uid == pod.metadata.uid and not stored.metadata.deletion_timestamp
+
+
+# -- graceful pod deletion ---------------------------------------------------------------------------------
+#
+# Measured on the real v1.37.2 kube-apiserver (lab/k8s/k8sctl, 2026-12-03; a watch, and lab/k8s/nodesim.py
+# paused to see the states it otherwise ends within milliseconds): a DELETE of a pod bound to a node answers
+# the pod with ``deletionTimestamp`` = now + its grace period (DeleteOptions.gracePeriodSeconds, else the
+# pod's terminationGracePeriodSeconds, 30 by default) and ``deletionGracePeriodSeconds``, same UID, still
+# Running: the pod is Terminating until the node's kubelet finishes it with a DELETE of gracePeriodSeconds 0
+# (deletionTimestamp now, grace 0, then gone; a finalizer keeps it at that). A pod no kubelet runs (no
+# nodeName) or one deleted with grace 0 goes at once, the answer carrying deletionTimestamp now and grace 0.
+# The double removed every pod at once and answered it without a deletionTimestamp (issue 15).
+
+
+PAUSE = 'registry.lab.invalid/pause:3.10'
+
+
+def _pod(name, **spec):
+    return {'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': name},
+            'spec': dict({'containers': [{'name': 'c', 'image': PAUSE}]}, **spec)}
+
+
+def _running(cluster, namespace, body):
+    """Create the pod and wait until the scheduler bound it and its node's kubelet made it Running."""
+    core = cluster.core
+    core.create_namespaced_pod(namespace, body)
+    name = body['metadata']['name']
+    deadline = time.monotonic() + 60
+    while True:
+        pod = core.read_namespaced_pod(name, namespace)
+        if pod.spec.node_name and pod.status.phase == 'Running':
+            return pod
+        assert time.monotonic() < deadline, ('%s: pod %s never Running' % (cluster.server, name), pod.status)
+        time.sleep(0.1)
+
+
+def _read(core, namespace, name):
+    try:
+        return core.read_namespaced_pod(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _seconds_from(stamp, start, end):
+    """(earliest, latest) seconds from the request to ``stamp`` (the API's timestamps are whole seconds)."""
+    return stamp.timestamp() - end, stamp.timestamp() - (start - 1)
+
+
+@pytest.mark.parametrize('how, grace', [('default', 30), ('pod-spec', 5), ('delete-options', 7)])
+def test_issue15_deleting_a_pod_on_a_node_leaves_it_terminating_until_its_kubelet_finishes(cluster, scratch, how, grace):
+    """DELETE of a pod on a node: Terminating (same UID, deletionTimestamp = now + grace), then its kubelet ends it."""
+    core = cluster.core
+    body = _pod('victim', terminationGracePeriodSeconds=5) if how == 'pod-spec' else _pod('victim')
+    pod = _running(cluster, scratch, body)
+    start = time.time()
+    answer = core.delete_namespaced_pod('victim', scratch, grace_period_seconds=7 if how == 'delete-options' else None)
+    end = time.time()
+    meta = answer.metadata
+    assert meta.uid == pod.metadata.uid and answer.status.phase == 'Running', (cluster.server, meta.uid, answer.status.phase)
+    assert meta.deletion_grace_period_seconds == grace, (cluster.server, how, meta.deletion_grace_period_seconds)
+    assert meta.deletion_timestamp, '%s: the DELETE answered a pod that is not Terminating' % cluster.server
+    early, late = _seconds_from(meta.deletion_timestamp, start, end)
+    assert early - 1 <= grace <= late + 1, (cluster.server, meta.deletion_timestamp, start, end, grace)
+    deadline = time.monotonic() + 30
+    while True:
+        now = _read(core, scratch, 'victim')
+        if now is None:
+            break
+        assert now.metadata.uid == pod.metadata.uid and now.metadata.deletion_timestamp, (cluster.server, now.metadata)
+        assert now.metadata.deletion_grace_period_seconds in (grace, 0), (cluster.server, now.metadata)
+        assert time.monotonic() < deadline, '%s: the kubelet never finished the deletion' % cluster.server
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize('how', ['unscheduled', 'grace-zero', 'pod-spec-zero'])
+def test_issue15_a_pod_no_kubelet_runs_or_deleted_with_grace_zero_goes_at_once(cluster, scratch, how):
+    """No nodeName, gracePeriodSeconds 0, or terminationGracePeriodSeconds 0: gone at once, answered with grace 0."""
+    core = cluster.core
+    if how == 'unscheduled':
+        core.create_namespaced_pod(scratch, _pod('victim', nodeSelector={'netmedic.test/nowhere': 'true'}))
+        pod = core.read_namespaced_pod('victim', scratch)
+        assert not pod.spec.node_name
+    else:
+        pod = _running(cluster, scratch, _pod('victim', terminationGracePeriodSeconds=0) if how == 'pod-spec-zero' else _pod('victim'))
+    start = time.time()
+    answer = core.delete_namespaced_pod('victim', scratch, grace_period_seconds=0 if how == 'grace-zero' else None)
+    end = time.time()
+    meta = answer.metadata
+    assert meta.uid == pod.metadata.uid and meta.deletion_grace_period_seconds == 0, (cluster.server, how, meta)
+    assert meta.deletion_timestamp, (cluster.server, how, meta)
+    early, late = _seconds_from(meta.deletion_timestamp, start, end)
+    assert early - 1 <= 0 <= late + 1, (cluster.server, meta.deletion_timestamp, start, end)
+    assert _read(core, scratch, 'victim') is None, '%s: %s pod still there after its DELETE' % (cluster.server, how)
+
+
+def test_issue15_a_pod_with_a_finalizer_stays_terminating_after_its_kubelet_until_the_finalizer_goes(cluster, scratch):
+    """The two steps seen on both servers: Terminating with grace 30, the kubelet's grace 0, gone with the finalizer."""
+    core = cluster.core
+    body = _pod('held')
+    body['metadata']['finalizers'] = ['netmedic.test/hold']
+    pod = _running(cluster, scratch, body)
+    answer = core.delete_namespaced_pod('held', scratch)
+    assert answer.metadata.deletion_grace_period_seconds == 30 and answer.metadata.deletion_timestamp, (cluster.server, answer.metadata)
+    deadline = time.monotonic() + 30
+    while True:
+        now = core.read_namespaced_pod('held', scratch)
+        assert now.metadata.uid == pod.metadata.uid and now.metadata.deletion_timestamp, (cluster.server, now.metadata)
+        if now.metadata.deletion_grace_period_seconds == 0:
+            break
+        assert time.monotonic() < deadline, '%s: the kubelet never finished the deletion' % cluster.server
+        time.sleep(0.05)
+    assert now.metadata.finalizers == ['netmedic.test/hold']
+    assert now.metadata.deletion_timestamp <= answer.metadata.deletion_timestamp
+    core.patch_namespaced_pod('held', scratch, {'metadata': {'finalizers': None}})
+    assert _read(core, scratch, 'held') is None, cluster.server
+
+
+def test_issue15_dry_run_delete_of_a_pod_answers_it_terminating_and_keeps_it(cluster, scratch):
+    """A dry-run DELETE (check mode's) answers the pod as the real DELETE would leave it; the stored pod is untouched."""
+    core = cluster.core
+    pod = _running(cluster, scratch, _pod('kept'))
+    answer = core.delete_namespaced_pod('kept', scratch, body={'apiVersion': 'v1', 'kind': 'DeleteOptions', 'dryRun': ['All']})
+    assert answer.metadata.uid == pod.metadata.uid and answer.metadata.deletion_grace_period_seconds == 30, (cluster.server, answer.metadata)
+    assert answer.metadata.deletion_timestamp, (cluster.server, answer.metadata)
+    stored = core.read_namespaced_pod('kept', scratch)
+    assert stored.metadata.uid == pod.metadata.uid and not stored.metadata.deletion_timestamp

@@ -65,9 +65,7 @@ def test_eviction_honours_pdb_until_scaled(double, core, apps, policy):
     apps.patch_namespaced_deployment('web', 'default', {'spec': {'replicas': 4}})
     double.wait_for(lambda s: len(ready_pods(s, 'default', 'app=web')) == 4)
     core.create_namespaced_pod_eviction(victim, 'default', eviction(victim))
-    with pytest.raises(ApiException) as err:
-        core.read_namespaced_pod(victim, 'default')
-    assert err.value.status == 404
+    double.wait_for(lambda s: s.find('pods', 'default', victim) is None)   # Terminating until the kubelet ends it
     # the ReplicaSet replaces the evicted pod; the budget reopens once it is Ready
     double.wait_for(lambda s: len(ready_pods(s, 'default', 'app=web')) == 4)
     double.wait_for(lambda s: s.get('poddisruptionbudgets', 'default', 'web')['status']['disruptionsAllowed'] == 1)
@@ -83,6 +81,79 @@ def test_pending_and_daemonset_pods_are_evictable(double, core):
                                        and p['status'].get('phase') == 'Running'])
     assert fresh[0]['metadata']['ownerReferences'][0]['kind'] == 'DaemonSet'
     assert fresh[0]['metadata']['name'].startswith('kube-flannel-ds-')
+
+
+# -- graceful pod deletion -------------------------------------------------------------------------
+#
+# What the real v1.37.2 kube-apiserver did with lab/k8s/nodesim.py (the kubelets) paused (issue 15; the
+# states both servers show with a kubelet running are in tests/cluster/test_behaviour.py). Here a node
+# made NotReady plays the paused kubelet: the double's kubelet ends deletions on Ready nodes only.
+
+def set_node_ready(core, node, ready):
+    core.patch_node_status(node, {'status': {'conditions': [{'type': 'Ready', 'status': 'True' if ready else 'False'}]}})
+
+
+def gone(core, namespace, name):
+    try:
+        core.read_namespaced_pod(name, namespace)
+    except ApiException as exc:
+        return exc.status == 404
+    return False
+
+
+def test_a_terminating_pod_waits_for_its_kubelet_and_a_later_delete_may_only_shorten_its_grace(double, core):
+    core.create_namespaced_pod('default', {'metadata': {'name': 'slow'}, 'spec': {
+        'nodeName': 'lab-node-2', 'containers': [{'name': 'c', 'image': 'registry.lab.invalid/pause:3.10'}]}})
+    double.wait_for(lambda s: s.get('pods', 'default', 'slow')['status'].get('phase') == 'Running')
+    set_node_ready(core, 'lab-node-2', False)
+    first = core.delete_namespaced_pod('slow', 'default')
+    stamp, grace = first.metadata.deletion_timestamp, first.metadata.deletion_grace_period_seconds
+    assert grace == 30 and stamp
+    double.reconcile()
+    held = core.read_namespaced_pod('slow', 'default')                    # no kubelet to end it
+    assert (held.metadata.uid, held.metadata.deletion_timestamp, held.metadata.deletion_grace_period_seconds) == (
+        first.metadata.uid, stamp, 30)
+    for options in ({}, {'grace_period_seconds': 40}):                    # the same or a longer grace: unchanged
+        again = core.delete_namespaced_pod('slow', 'default', **options)
+        assert (again.metadata.deletion_timestamp, again.metadata.deletion_grace_period_seconds,
+                again.metadata.resource_version) == (stamp, 30, held.metadata.resource_version)
+    shorter = core.delete_namespaced_pod('slow', 'default', grace_period_seconds=10)
+    assert shorter.metadata.deletion_grace_period_seconds == 10
+    assert (stamp - shorter.metadata.deletion_timestamp).total_seconds() == 20   # moved back by the difference
+    core.create_namespaced_pod_eviction('slow', 'default', eviction('slow'))    # a Terminating pod: 201, unchanged
+    assert core.read_namespaced_pod('slow', 'default').metadata.deletion_grace_period_seconds == 10
+    set_node_ready(core, 'lab-node-2', True)
+    double.wait_for(lambda s: s.find('pods', 'default', 'slow') is None)
+
+
+def test_an_evicted_pod_is_terminating_a_replicaset_replaces_it_at_once_a_daemonset_once_it_is_gone(double, core):
+    web = core.list_namespaced_pod('default', label_selector='app=web', field_selector='spec.nodeName=lab-node-1').items[0]
+    proxy = core.list_namespaced_pod('kube-system', label_selector=KUBE_PROXY, field_selector='spec.nodeName=lab-node-1').items[0]
+    set_node_ready(core, 'lab-node-1', False)
+    core.create_namespaced_pod_eviction(web.metadata.name, 'default', eviction(web.metadata.name))
+    core.create_namespaced_pod_eviction(proxy.metadata.name, 'kube-system', eviction(proxy.metadata.name))
+    for pod in (web, proxy):
+        now = core.read_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
+        assert now.metadata.uid == pod.metadata.uid and now.metadata.deletion_grace_period_seconds == 30
+    double.wait_for(lambda s: len([p for p in s.list('pods', 'default', label_selector='app=web')[0]
+                                   if not p['metadata'].get('deletionTimestamp') and p['status'].get('phase') == 'Running']) == 3)
+    for _pass in range(3):
+        double.reconcile()
+    on_node = core.list_namespaced_pod('kube-system', label_selector=KUBE_PROXY, field_selector='spec.nodeName=lab-node-1').items
+    assert [p.metadata.name for p in on_node] == [proxy.metadata.name]    # no second pod beside the Terminating one
+    set_node_ready(core, 'lab-node-1', True)
+    fresh = double.wait_for(lambda s: [p for p in s.list('pods', 'kube-system', label_selector=KUBE_PROXY,
+                                                         field_selector='spec.nodeName=lab-node-1')[0]
+                                       if p['metadata']['uid'] != proxy.metadata.uid and p['status'].get('phase') == 'Running'])
+    assert gone(core, 'kube-system', proxy.metadata.name) and gone(core, 'default', web.metadata.name) and len(fresh) == 1
+
+
+def test_a_pod_that_has_terminated_is_deleted_at_once(double, core):
+    pod = core.list_namespaced_pod('default', label_selector='app=web').items[0]
+    set_node_ready(core, pod.spec.node_name, False)
+    core.patch_namespaced_pod_status(pod.metadata.name, 'default', {'status': {'phase': 'Succeeded'}})
+    answer = core.delete_namespaced_pod(pod.metadata.name, 'default')
+    assert answer.metadata.deletion_grace_period_seconds == 0 and gone(core, 'default', pod.metadata.name)
 
 
 # -- DaemonSets ------------------------------------------------------------------------------------
@@ -226,7 +297,7 @@ def test_kube_proxy_logs_follow_configmap_and_node_state(double, core, node_stat
     core.delete_namespaced_pod(pods['lab-node-1'], 'kube-system')
     fresh = double.wait_for(lambda s: [p for p in s.list('pods', 'kube-system', label_selector=KUBE_PROXY,
                                                          field_selector='spec.nodeName=lab-node-1')[0]
-                                       if p['status'].get('phase') == 'Running'])
+                                       if p['status'].get('phase') == 'Running' and p['metadata']['name'] != pods['lab-node-1']])
     assert 'Using ipvs Proxier.' in core.read_namespaced_pod_log(fresh[0]['metadata']['name'], 'kube-system')
     set_kube_proxy_config(core, mode='iptables')
     pods = replace_kube_proxy_pods(double, core)
