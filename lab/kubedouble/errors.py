@@ -47,6 +47,17 @@ def conflict(rt, name, why='the object has been modified; please apply your chan
                     _details(rt, name))
 
 
+def precondition_failed(rt, name, field, wanted, actual):
+    """A DELETE whose ``uid`` or ``resourceVersion`` precondition does not hold: 409 Conflict, worded (and with the
+    kind, not the resource, in message and details) as the real kube-apiserver v1.37.2 answers it (issue 15)."""
+    label = {'uid': 'UID', 'resourceVersion': 'ResourceVersion'}[field]
+    hint = 'deleted and then recreated' if field == 'uid' else 'modified'
+    kind = rt.kind if not rt.group else '%s.%s' % (rt.kind, rt.group)
+    details = dict({'name': name, 'kind': rt.kind}, **({'group': rt.group} if rt.group else {}))
+    return ApiError(409, 'Conflict', 'Operation cannot be fulfilled on %s "%s": the %s in the precondition (%s) does not match the %s in '
+                    'record (%s). The object might have been %s' % (kind, name, label, wanted, label, actual, hint), details)
+
+
 def invalid(rt, name, causes):
     """``causes`` is a list of ``(field, message)``; answered as 422 Invalid."""
     text = ', '.join('%s: %s' % (field, msg) if field else msg for field, msg in causes)

@@ -302,8 +302,7 @@ class Store:
             for key in ('uid', 'resourceVersion'):
                 wanted = (preconditions or {}).get(key)
                 if wanted and wanted != old['metadata'][key]:
-                    raise errors.conflict(rt, name, 'Precondition failed: %s in precondition: %s, %s in object meta: %s'
-                                          % (key, wanted, key, old['metadata'][key]))
+                    raise errors.precondition_failed(rt, name, key, wanted, old['metadata'][key])
             if rt.kind == 'Pod':
                 return self._delete_pod(rt, old, dry_run, propagation, grace_period)
             if dry_run:

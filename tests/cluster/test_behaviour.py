@@ -285,3 +285,18 @@ def test_issue15_dry_run_delete_of_a_pod_answers_it_terminating_and_keeps_it(clu
     assert answer.metadata.deletion_timestamp, (cluster.server, answer.metadata)
     stored = core.read_namespaced_pod('kept', scratch)
     assert stored.metadata.uid == pod.metadata.uid and not stored.metadata.deletion_timestamp
+
+
+def test_issue15_a_failed_uid_precondition_names_the_kind_and_the_uids(cluster, scratch):
+    """The uid precondition of a DELETE (the kubelet's, daemonset_restart's, backup_retention's): 409 Conflict, as the real server words it."""
+    core = cluster.core
+    cm = core.create_namespaced_config_map(scratch, {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'cfg'}})
+    other = '00000000-0000-4000-8000-000000000000'
+    with pytest.raises(ApiException) as info:
+        core.delete_namespaced_config_map('cfg', scratch, body={'preconditions': {'uid': other}})
+    status, reason, message, _fields = _error(info.value)
+    assert (status, reason) == (409, 'Conflict'), (cluster.server, status, reason, message)
+    assert message == ('Operation cannot be fulfilled on ConfigMap "cfg": the UID in the precondition (%s) does not match the UID in '
+                       'record (%s). The object might have been deleted and then recreated' % (other, cm.metadata.uid)), (cluster.server, message)
+    assert json.loads(info.value.body)['details'] == {'name': 'cfg', 'kind': 'ConfigMap'}
+    assert core.read_namespaced_config_map('cfg', scratch).metadata.uid == cm.metadata.uid
