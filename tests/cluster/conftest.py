@@ -114,3 +114,19 @@ def scratch(writable):
             time.sleep(0.2)
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture
+def module_tasks(tmp_path):
+    """``module_tasks(cluster, tasks, extra_env=None)`` -> ``(rc, {task name: result}, output)``: each task's module
+    ``main()`` in this process (tests/harness.py ``run_tasks``), over HTTP through the real client as in a playbook
+    run, with ``cluster``'s kubeconfig (and context); for tests about a module, not about Ansible."""
+    from tests.harness import run_tasks
+
+    def _run(cluster, tasks, extra_env=None):
+        env = dict({'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections'), 'K8S_AUTH_KUBECONFIG': str(cluster.kubeconfig),
+                    'TMPDIR': str(tmp_path)}, **(extra_env or {}))
+        if cluster.context:
+            env['K8S_AUTH_CONTEXT'] = cluster.context
+        return run_tasks(tasks, env=env, tmpdir=tmp_path)
+    return _run
