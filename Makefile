@@ -31,6 +31,9 @@
 #                     apply, diagnose again, compare; then down (DEMO_KEEP=1 keeps the lab)
 #   make demo-local   ansible-playbook playbooks/diagnose.yml (localhost, read-only)
 #   make molecule     molecule test of roles/conntrack_tuning on the VM lab
+#   make realcluster-test  tests/cluster on the lab's real control plane (lab/k8s, simulated nodes)
+#   make realnode-test     tests/realnode: W-3, C-1, C-3 against a real kube-proxy on two lab VMs
+#                     joined as real nodes (lab/k8s/realnode-test.sh)
 #   make clean        generated output; make distclean also removes .venv, collections/
 #
 # Measured here (2 cores, shared host: +-50 %; cold = fresh clone, empty HOME caches):
@@ -70,7 +73,9 @@ export PYTHONDONTWRITEBYTECODE := 1
 # CI's limit is on the wall time (2026-12-03 10:14: 39 min end to end, the VM chain the longer of the two).
 # realcluster-test: tests/cluster against the real control plane (lab/k8s, issue 15 item 4; binaries built once per
 # machine: a cold build took 1103 s on 2026-12-03, then cached), after the same suite ran against the double in apidouble.
-TEST_STAGES := bg:lab-test,molecule lint sanity compat units integration apidouble realcluster-test build
+# realnode-test: the workflows against a real kube-proxy on two lab VMs that are real nodes (tests/realnode, issue 15
+# item 3), last in the VM chain (it needs the lab, on a control plane of its own beside realcluster-test's).
+TEST_STAGES := bg:lab-test,molecule,realnode-test lint sanity compat units integration apidouble realcluster-test build
 # FAIL_FAST=1 stops at the first failing stage (default: run all, report all).
 FAIL_FAST ?= 0
 # Extra arguments, e.g. make sanity SANITY_ARGS='--test pep8', make units PYTEST_ARGS='-k sysctl'.
@@ -189,6 +194,14 @@ realcluster-test: setup
 	  [ $$rc -eq 5 ] && echo "realcluster-test: pytest collected no tests (exit 5): failing"; \
 	  $(K8SCTL) down; exit $$rc' || rc=$$?; \
 	  echo "realcluster-test: up + seed + tests + down took $$(( $$(date +%s) - start )) s (rc=$$rc)"; exit $$rc
+
+# tests/realnode: W-3, C-1, C-3 decided by a real kube-proxy v1.37.2 in IPVS mode on two lab VMs joined as real nodes
+# (lab/k8s/vmnode.py) of a control plane of its own; lab/k8s/realnode-test.sh holds both locks and always takes
+# the nodes, the control plane and the lab down. A stage of `make test` (the VM chain). Times: tests/realnode/README.md.
+.PHONY: realnode-test
+realnode-test: setup
+	@$(K8SCTL) build
+	@lab/k8s/realnode-test.sh $(PYTEST_ARGS)
 
 build: setup
 	@rm -rf build && mkdir -p build
