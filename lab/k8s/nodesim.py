@@ -16,7 +16,9 @@ pods whose account does not exist). Run by `k8sctl seed`; the loop runs as
 It scales to a thousand nodes (bench/bench_cluster_scale.py --server real, issue 15 item 6): keep-alive
 HTTPS connections (one per thread), the pods followed with a watch (a paged list, then watch events from
 its resourceVersion; again every RELIST_EVERY s and after a 410) instead of an unpaged list every 0.5 s,
-each node's Lease and status on a schedule of its own, spread over the interval, sent by a few threads.
+each node's Lease and status on a schedule of its own, spread over the interval, sent by a few threads
+(above 100 nodes: a Lease every 20 s and the status every 300 s, from 16 threads). A pod the node lifecycle
+controller set NotReady while its node was late is made Ready again, as a kubelet would report it.
 """
 
 import concurrent.futures
@@ -48,6 +50,7 @@ KINDS = {
 }
 LEASE_NS = 'kube-node-lease'
 LEASE_EVERY = 10
+LEASE_EVERY_MANY = 20     # above MANY_NODES: half the 40 s lease, well inside the controller's 50 s grace period
 STATUS_EVERY = 60
 STATUS_EVERY_MANY = 300   # above MANY_NODES: a kubelet's nodeStatusReportFrequency (the Lease says "alive")
 MANY_NODES = 100
@@ -55,6 +58,7 @@ POLL = 0.5
 RELIST_EVERY = 300
 WATCH_SECONDS = 240
 WORKERS = 4
+HEARTBEAT_WORKERS = 16    # Lease and status writes: with 1,000 nodes on a busy API server, each waits ~0.1 s
 AGENT = 'netmedic-nodesim'
 KUBELET_VERSION = 'v1.37.2'
 
@@ -216,7 +220,7 @@ def register(node):
 def seed(path):
     data = load_seed(path)
     nodes = data.get('nodes') or []
-    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+    with concurrent.futures.ThreadPoolExecutor(HEARTBEAT_WORKERS if len(nodes) > MANY_NODES else WORKERS) as pool:
         list(pool.map(register, nodes))
     created = []
     for obj in data.get('objects') or []:
@@ -281,8 +285,8 @@ class Pods:
             return
         if meta.get('deletionTimestamp'):
             action = 'delete'
-        elif (pod.get('status') or {}).get('phase') != 'Running':
-            action = 'run'
+        elif not running_and_ready(pod):
+            action = 'run'   # new, or set NotReady by the node lifecycle controller while its node was late
         else:
             return
         key = (meta['uid'], action)
@@ -315,6 +319,12 @@ class Pods:
         finally:
             with self.lock:
                 self.busy.discard(key)
+
+
+def running_and_ready(pod):
+    status = pod.get('status') or {}
+    ready = [c for c in status.get('conditions') or [] if c.get('type') == 'Ready']
+    return status.get('phase') == 'Running' and bool(ready) and ready[0].get('status') == 'True'
 
 
 def relist(pods):
@@ -404,10 +414,11 @@ def run(path):
           + (' '.join(n['name'] for n in nodes) if len(nodes) <= 10 else f'{nodes[0]["name"]} ... {nodes[-1]["name"]}'), flush=True)
     pods = Pods(nodes)
     threading.Thread(target=follow_pods, args=(pods,), daemon=True, name='pods').start()
-    leases = Schedule(nodes, LEASE_EVERY)
-    status = Schedule(nodes, STATUS_EVERY if len(nodes) <= MANY_NODES else STATUS_EVERY_MANY)
+    many = len(nodes) > MANY_NODES
+    leases = Schedule(nodes, LEASE_EVERY_MANY if many else LEASE_EVERY)
+    status = Schedule(nodes, STATUS_EVERY_MANY if many else STATUS_EVERY)
     last_report = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+    with concurrent.futures.ThreadPoolExecutor(HEARTBEAT_WORKERS if many else WORKERS) as pool:
         while True:
             futures = [pool.submit(quietly, ensure_node, by_name[name]) for name in status.take()]
             futures += [pool.submit(quietly, renew_lease, name) for name in leases.take()]
