@@ -33,8 +33,7 @@ was_up=0
 # shellcheck disable=SC2317  # run by the EXIT trap
 finish() {
     local t; t=$(date +%s)
-    "${vmnode[@]}" leave 1 || true
-    "${vmnode[@]}" leave 2 || true
+    "${vmnode[@]}" down --nodes 2 || true
     "$k8sctl" down || true
     if [[ $was_up = 1 ]]; then "$labctl" reset || true; else "$labctl" down || true; fi
     part 'nodes left, control plane and lab down' "$t"
@@ -48,12 +47,7 @@ if [[ $rc = 0 && $was_up = 1 ]]; then echo 'realnode-test: the lab was up: reset
 [[ $rc = 0 ]] && { "$k8sctl" up || rc=$?; }
 part 'lab and control plane up' "$t"
 t=$(date +%s)
-for node in 1 2; do
-    [[ $rc = 0 ]] && { "${vmnode[@]}" join "$node" || rc=$?; }
-done
-for node in 1 2; do
-    [[ $rc = 0 ]] && { "${vmnode[@]}" kube-proxy "$node" || rc=$?; }
-done
+[[ $rc = 0 ]] && { "${vmnode[@]}" up --nodes 2 || rc=$?; }
 part 'two real nodes joined, kube-proxy in IPVS mode' "$t"
 if [[ $rc != 0 ]]; then
     echo "realnode-test: the real nodes did not come up (rc=$rc)"

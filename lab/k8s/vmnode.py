@@ -17,12 +17,14 @@ Usage (the VM lab and the control plane up; run under both locks, e.g.
                               bridge + host-local CNI config, start kubelet (systemd-run unit netmedic-kubelet) and
                               wait until the Node is Ready; prints each step's time and kubelet's memory
   vmnode.py kube-proxy NODE   run the real kube-proxy as a DaemonSet in IPVS mode reading its ConfigMap (kube-system/
-                              kube-proxy, key config.conf: scheduler lc, conntrack.maxPerCore 262144); its pod runs
+                              kube-proxy, key config.conf: scheduler rr, conntrack.maxPerCore 262144); its pod runs
                               the busybox image and execs the node's kube-proxy binary in a chroot of the node's root
                               (hostPath /), where ipset/iptables/modprobe are; waits for "Using ipvs Proxier" in the
                               pod's log (read through the apiserver and the kubelet), prints it with the node's IPVS
                               table and nf_conntrack_max
   vmnode.py leave NODE        stop kubelet on the node, delete the Node, end the tunnel and its supervisor
+  vmnode.py up --nodes N      join nodes 1..N, then kube-proxy on each (what make realnode-test and make demo run)
+  vmnode.py down --nodes N    leave nodes 1..N, each even when another fails (fails at the end if one did)
 
 Every step prints how long it took (lab/k8s/README.md has the figures measured under TCG).
 """
@@ -433,7 +435,7 @@ clusterCIDR: 10.244.0.0/16
 clientConnection:
   kubeconfig: %s/kube-proxy.kubeconfig
 ipvs:
-  scheduler: lc
+  scheduler: rr
 conntrack:
   maxPerCore: 262144
 """ % GUEST_DIR
@@ -532,6 +534,29 @@ def cmd_leave(args):
             log(f'tunnel supervisor {stop_tunnel(node)} stopped')
 
 
+def cmd_up(args):
+    """Nodes 1..N joined (kubelet, Node Ready), then kube-proxy in IPVS mode on each."""
+    t0 = time.monotonic()
+    for i in range(1, args.nodes + 1):
+        cmd_join(argparse.Namespace(node=str(i), timeout=args.timeout))
+    for i in range(1, args.nodes + 1):
+        cmd_kube_proxy(argparse.Namespace(node=str(i), timeout=args.timeout))
+    log(f'{args.nodes} real node(s) with kube-proxy in IPVS mode in {time.monotonic() - t0:.0f}s')
+
+
+def cmd_down(args):
+    """Nodes 1..N leave; every node is tried, a failure is raised after the last."""
+    failed = []
+    for i in range(1, args.nodes + 1):
+        try:
+            cmd_leave(argparse.Namespace(node=str(i)))
+        except (LabError, OSError, subprocess.SubprocessError) as e:
+            log(f'node {i}: leave failed: {e}')
+            failed.append(str(i))
+    if failed:
+        raise LabError(f'leave failed on node(s) {", ".join(failed)}')
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='vmnode', description=__doc__.split('\n', maxsplit=1)[0])
     sub = parser.add_subparsers(dest='cmd', required=True)
@@ -547,6 +572,12 @@ def main(argv=None):
     p = sub.add_parser('leave')
     p.add_argument('node')
     p.set_defaults(fn=cmd_leave)
+    for name, fn in (('up', cmd_up), ('down', cmd_down)):
+        p = sub.add_parser(name)
+        p.add_argument('--nodes', type=int, default=2)
+        if name == 'up':
+            p.add_argument('--timeout', type=int, default=900)
+        p.set_defaults(fn=fn)
     p = sub.add_parser('tunnel-supervise')  # started by join, stopped by leave
     p.add_argument('node')
     p.set_defaults(fn=cmd_tunnel_supervise)

@@ -1,0 +1,60 @@
+"""lab/k8s/vmnode.py `up` / `down` (make realnode-test, make demo): the order of the steps, and a `down` that leaves every
+node even when one fails. Offline: join, kube-proxy and leave are replaced by recorders; no VM, no apiserver."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def vmnode(tmp_path, monkeypatch):
+    monkeypatch.setenv('NETMEDIC_K8S_STATE', str(tmp_path))
+    monkeypatch.syspath_prepend(str(ROOT / 'lab' / 'k8s'))
+    for mod in ('vmnode', 'k8sctl'):
+        sys.modules.pop(mod, None)
+    import vmnode as mod
+    calls = []
+    monkeypatch.setattr(mod, 'cmd_join', lambda a: calls.append(('join', a.node, a.timeout)))
+    monkeypatch.setattr(mod, 'cmd_kube_proxy', lambda a: calls.append(('kube-proxy', a.node, a.timeout)))
+    yield mod, calls
+    for name in ('vmnode', 'k8sctl'):
+        sys.modules.pop(name, None)
+
+
+def test_up_joins_every_node_before_kube_proxy_runs_on_any(vmnode):
+    mod, calls = vmnode
+    assert mod.main(['up', '--nodes', '3', '--timeout', '120']) == 0
+    assert calls == [('join', '1', 120), ('join', '2', 120), ('join', '3', 120),
+                     ('kube-proxy', '1', 120), ('kube-proxy', '2', 120), ('kube-proxy', '3', 120)]
+
+
+def test_up_stops_at_the_first_failed_join(vmnode, monkeypatch):
+    mod, calls = vmnode
+
+    def join(args):
+        calls.append(('join', args.node))
+        if args.node == '2':
+            raise mod.LabError('lab-node-2 not Ready after 120s')
+    monkeypatch.setattr(mod, 'cmd_join', join)
+    assert mod.main(['up', '--nodes', '3']) != 0
+    assert calls == [('join', '1'), ('join', '2')]
+
+
+def test_down_leaves_every_node_and_then_fails_naming_the_one_that_failed(vmnode, monkeypatch, capsys):
+    mod, _calls = vmnode
+    left = []
+
+    def leave(args):
+        left.append(args.node)
+        if args.node == '1':
+            raise mod.LabError('ssh: connection refused')
+    monkeypatch.setattr(mod, 'cmd_leave', leave)
+    assert mod.main(['down', '--nodes', '3']) != 0
+    assert left == ['1', '2', '3']
+    out = capsys.readouterr()
+    assert 'leave failed on node(s) 1' in out.out + out.err
