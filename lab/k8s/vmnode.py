@@ -528,8 +528,10 @@ def cmd_leave(args):
         try:
             ssh(node, 'systemctl stop netmedic-kubelet 2>/dev/null; systemctl reset-failed netmedic-kubelet 2>/dev/null; '
                       'ctr -n k8s.io tasks ls -q | xargs -r -n1 ctr -n k8s.io tasks kill -s KILL 2>/dev/null; true', timeout=300)
-            status, _body = k8sctl.api(f'/api/v1/nodes/{node["name"]}', method='DELETE')
+            status, body = k8sctl.api(f'/api/v1/nodes/{node["name"]}', method='DELETE')
             log(f'DELETE Node: {status}')
+            if status not in (200, 404):   # 404: already gone; None: the apiserver did not answer
+                raise LabError(f'DELETE Node {node["name"]}: {status} {(body or {}).get("message", "")}')
         finally:  # the tunnel ends even when the node or the apiserver no longer answers
             log(f'tunnel supervisor {stop_tunnel(node)} stopped')
 

@@ -24,7 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.labvm.conftest import ansible_env, lab, lab_lock, ssh  # noqa: E402,F401  (fixtures shared with tests/labvm)
+from tests.labvm import conftest as labvm  # noqa: E402
+
+# tests/labvm's fixtures, shared: the lab lock (autouse), the inventory, ssh to the nodes over one connection each.
+lab_lock = labvm.lab_lock
+lab = labvm.lab
+ssh = labvm.ssh
 
 NS = 'kube-system'
 CONFIGMAP = 'kube-proxy'
@@ -33,6 +38,9 @@ REAL_NODE_LABEL = 'netmedic.lab/real-node'
 BACKUP_LABEL = 'netmedic.k8s/backup-of'
 # Modules a test blocks or loads: the baseline removes the block and unloads them (unused once kube-proxy runs rr).
 TEST_MODPROBE_BLOCK = '/etc/modprobe.d/netmedic-realnode-test.conf'
+# Where N-4 (netmedic.k8s.ipvs_modules) persists the modules by default: removed by the reset, so that the W-3 test
+# sees N-4's own write (the kernel loads a scheduler's module by itself when kube-proxy asks for it).
+N4_PERSIST_FILE = '/etc/modules-load.d/netmedic-ipvs.conf'
 # What every test starts from: IPVS mode, scheduler rr, the lab's maxPerCore, no UDP timeout (kube-proxy's default 300 s).
 BASELINE = {'scheduler': 'rr', 'maxPerCore': 262144}
 
@@ -135,6 +143,22 @@ class RealCluster:
     def conntrack_max(self, node):
         return int(self.ssh(node, 'cat /proc/sys/net/netfilter/nf_conntrack_max', timeout=60).stdout)
 
+    def wait_value(self, what, read, wanted, timeout=60):
+        """Poll ``read()`` until it equals ``wanted`` (kube-proxy writes the kernel a moment after its log line)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = read()
+            if value == wanted:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError('%s is %r, not %r after %ss' % (what, value, wanted, timeout))
+            time.sleep(2)
+
+    def persisted_modules(self, node):
+        """The module names N-4's modules-load.d file lists on the node (empty when it has none)."""
+        out = self.ssh(node, 'cat %s 2>/dev/null; true' % N4_PERSIST_FILE, timeout=60).stdout
+        return {line.strip() for line in out.splitlines() if line.strip() and not line.startswith('#')}
+
     def cpus(self, node):
         return int(self.ssh(node, 'nproc', timeout=60).stdout)
 
@@ -143,7 +167,7 @@ class RealCluster:
 
 
 @pytest.fixture(scope='session')
-def real(lab, ssh):  # noqa: F811  (the fixtures imported above)
+def real(lab, ssh):
     """The real cluster with at least two lab VMs as Ready real nodes running kube-proxy."""
     kubeconfig = os.environ.get('NETMEDIC_TEST_KUBECONFIG')
     if not kubeconfig or not Path(kubeconfig).is_file():
@@ -173,7 +197,7 @@ def start(real):
     for cm in real.backups():
         real.core.delete_namespaced_config_map(cm.metadata.name, NS, _request_timeout=30)
     for node in real.nodes:
-        real.ssh(node, 'rm -f %s' % TEST_MODPROBE_BLOCK, timeout=60)
+        real.ssh(node, 'rm -f %s %s' % (TEST_MODPROBE_BLOCK, N4_PERSIST_FILE), timeout=60)
     text = real.config_text()
     wanted = baseline_text(text)
     if yaml.safe_load(text) != yaml.safe_load(wanted):
@@ -184,7 +208,7 @@ def start(real):
     for node in real.nodes:
         real.wait_schedulers(node, BASELINE['scheduler'])
         # Unused once every virtual server is rr: unloaded so that a test sees what it loads itself.
-        real.ssh(node, 'modprobe -r ip_vs_lc ip_vs_sed 2>/dev/null; true', timeout=60)
+        real.ssh(node, 'modprobe -r ip_vs_lc ip_vs_sed 2>/dev/null; ! grep -Eq "^ip_vs_(lc|sed) " /proc/modules', timeout=60)
         # kube-proxy sets the IPVS timeouts only when its configuration names them, never back to the default:
         # the kernel's UDP timeout back to 300 s (0 leaves tcp and tcpfin as they are).
         real.ssh(node, 'ipvsadm --set 0 0 300', timeout=60)
