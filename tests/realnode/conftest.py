@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import waiter  # noqa: E402
 from tests.labvm import conftest as labvm  # noqa: E402
 
 # tests/labvm's fixtures, shared: the lab lock (autouse), the inventory, ssh to the nodes over one connection each.
@@ -43,6 +43,11 @@ TEST_MODPROBE_BLOCK = '/etc/modprobe.d/netmedic-realnode-test.conf'
 N4_PERSIST_FILE = '/etc/modules-load.d/netmedic-ipvs.conf'
 # What every test starts from: IPVS mode, scheduler rr, the lab's maxPerCore, no UDP timeout (kube-proxy's default 300 s).
 BASELINE = {'scheduler': 'rr', 'maxPerCore': 262144}
+
+
+def _poll(probe, done, timeout, interval=3):
+    """The collection's own poll loop (module_utils/k8s/waiter): ``probe()`` until ``done(value)``, else WaitTimeout."""
+    return waiter.wait_until(probe, done, waiter.deadline(timeout), interval)
 
 
 def baseline_text(current):
@@ -91,9 +96,7 @@ class RealCluster:
     def wait_running(self, old_uids=None, timeout=300):
         """Every real node runs a kube-proxy pod (a new one where ``old_uids`` names the old) that logged "Using ipvs
         Proxier"; ``{node: (pod, log)}``. Fails with the last logs after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        seen = {}
-        while True:
+        def probe():
             pods = self.pods()
             seen = {}
             for node in self.nodes:
@@ -105,12 +108,16 @@ class RealCluster:
                 except Exception as exc:  # the kubelet not answering yet: poll again
                     text = '(log not readable: %s)' % exc
                 seen[node] = (pod, text)
-            if all(node in seen and 'Using ipvs Proxier' in seen[node][1] for node in self.nodes):
-                return seen
-            if time.monotonic() > deadline:
-                raise AssertionError('kube-proxy not running with "Using ipvs Proxier" on every node after %ss: %r'
-                                     % (timeout, {n: t[-1500:] for n, (_p, t) in seen.items()}))
-            time.sleep(3)
+            return seen
+
+        def done(seen):
+            return all(node in seen and 'Using ipvs Proxier' in seen[node][1] for node in self.nodes)
+
+        try:
+            return _poll(probe, done, timeout)
+        except waiter.WaitTimeout as exc:
+            raise AssertionError('kube-proxy not running with "Using ipvs Proxier" on every node after %ss: %r'
+                                 % (timeout, {n: t[-1500:] for n, (_p, t) in exc.last.items()})) from None
 
     def restart_all(self):
         old = {n: p.metadata.uid for n, p in self.pods().items()}
@@ -126,14 +133,10 @@ class RealCluster:
 
     def wait_schedulers(self, node, scheduler, timeout=120):
         """The node's virtual servers exist and all use ``scheduler`` (kube-proxy syncs them after it starts)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            vss = self.virtual_servers(node)
-            if vss and {vs[2] for vs in vss} == {scheduler}:
-                return vss
-            if time.monotonic() > deadline:
-                raise AssertionError('%s: virtual servers %r, not all %s after %ss' % (node, vss, scheduler, timeout))
-            time.sleep(3)
+        try:
+            return _poll(lambda: self.virtual_servers(node), lambda vss: vss and {vs[2] for vs in vss} == {scheduler}, timeout)
+        except waiter.WaitTimeout as exc:
+            raise AssertionError('%s: virtual servers %r, not all %s after %ss' % (node, exc.last, scheduler, timeout)) from None
 
     def ipvs_timeouts(self, node):
         """``(tcp, tcpfin, udp)`` from ``ipvsadm -L --timeout`` ("Timeout (tcp tcpfin udp): 900 120 300")."""
@@ -145,14 +148,10 @@ class RealCluster:
 
     def wait_value(self, what, read, wanted, timeout=60):
         """Poll ``read()`` until it equals ``wanted`` (kube-proxy writes the kernel a moment after its log line)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = read()
-            if value == wanted:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError('%s is %r, not %r after %ss' % (what, value, wanted, timeout))
-            time.sleep(2)
+        try:
+            return _poll(read, lambda value: value == wanted, timeout, interval=2)
+        except waiter.WaitTimeout as exc:
+            raise AssertionError('%s is %r, not %r after %ss' % (what, exc.last, wanted, timeout)) from None
 
     def persisted_modules(self, node):
         """The module names N-4's modules-load.d file lists on the node (empty when it has none)."""
