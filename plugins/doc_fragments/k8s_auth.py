@@ -34,7 +34,8 @@ notes:
     The connection options (O(kubeconfig), O(context), O(host), O(api_key), ..., O(proxy_headers), O(persist_config),
     O(impersonate_user), O(impersonate_groups)) and their C(K8S_AUTH_*) variables are those of C(kubernetes.core),
     read by its own code. An explicit O(api_key) (or O(username)/O(password)) replaces the kubeconfig's credentials,
-    including a token refresh hook.
+    including a token refresh hook and a client certificate (unless O(client_cert) is given too): the module runs
+    as that identity only.
   - >-
     O(kubeconfig) is never logged to syslog (it is C(no_log)); in task results only the credentials of an inline
     kubeconfig (C(token), C(client-key-data), C(password), ...) are masked, the rest (and a path) stays readable.

@@ -10,6 +10,8 @@ one (the lab's own control plane, lab/k8s/k8sctl; `make realcluster-test` sets i
 
 from __future__ import annotations
 
+import base64
+import copy
 import dataclasses
 import os
 import sys
@@ -18,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -26,6 +29,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 SEED = ROOT / 'lab' / 'seed' / 'cluster.yaml'
+# Seconds every request of the fixtures' own reads may take (a stalled server fails the test, it never hangs the stage).
+REQUEST_TIMEOUT = 30
+# apiVersion of each kind the tests read or copy through ``Cluster.find/items/create``.
+KIND_VERSIONS = {'ConfigMap': 'v1', 'Pod': 'v1', 'Node': 'v1', 'Namespace': 'v1', 'ServiceAccount': 'v1', 'Secret': 'v1',
+                 'Service': 'v1', 'Event': 'v1', 'DaemonSet': 'apps/v1', 'Deployment': 'apps/v1', 'ReplicaSet': 'apps/v1',
+                 'PodDisruptionBudget': 'policy/v1', 'Lease': 'coordination.k8s.io/v1',
+                 'Role': 'rbac.authorization.k8s.io/v1', 'RoleBinding': 'rbac.authorization.k8s.io/v1',
+                 'ClusterRole': 'rbac.authorization.k8s.io/v1', 'ClusterRoleBinding': 'rbac.authorization.k8s.io/v1'}
 
 
 @dataclasses.dataclass
@@ -35,6 +46,7 @@ class Cluster:
     is_double: bool
     api: k8s.ApiClient
     double: object = None
+    _dynamic: object = dataclasses.field(default=None, repr=False)
 
     @property
     def core(self):
@@ -56,6 +68,53 @@ class Cluster:
     @property
     def server(self):
         return 'double' if self.is_double else 'real'
+
+    @property
+    def kubeconfig_path(self):
+        """The name tests/lab's runners (playbook_run.run_playbook, tests/harness.py) read a target's kubeconfig by."""
+        return self.kubeconfig
+
+    # -- reads through the API, the same on both servers (issue 15: what tests/lab read from the double's store) ---
+
+    def _resource(self, kind):
+        from kubernetes.dynamic import DynamicClient
+
+        if self._dynamic is None:
+            self._dynamic = DynamicClient(self.api)
+        api_version = KIND_VERSIONS[kind]
+        return self._dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def find(self, kind, namespace, name):
+        """The object as a plain dict (camelCase, as served), or None when the server answers 404; any other error raises."""
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        try:
+            return self._resource(kind).get(name=name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT).to_dict()
+        except NotFoundError:
+            return None
+
+    def get(self, kind, namespace, name):
+        """The object as a plain dict; fails the test when it does not exist."""
+        obj = self.find(kind, namespace, name)
+        assert obj is not None, '%s %s/%s does not exist on the %s server' % (kind, namespace, name, self.server)
+        return obj
+
+    def items(self, kind, namespace=None, label_selector=None):
+        """Every object of ``kind`` (in ``namespace``; all namespaces when None), as plain dicts, sorted by name."""
+        listed = self._resource(kind).get(namespace=namespace, label_selector=label_selector,
+                                          _request_timeout=REQUEST_TIMEOUT).to_dict()
+        return sorted(listed['items'], key=lambda o: (o['metadata'].get('namespace') or '', o['metadata']['name']))
+
+    def replace(self, obj):
+        """PUT ``obj`` (a dict read by ``get``, edited) back; returns what the server stored."""
+        meta = obj['metadata']
+        return self._resource(obj['kind']).replace(body=obj, name=meta['name'], namespace=meta.get('namespace'),
+                                                   _request_timeout=REQUEST_TIMEOUT).to_dict()
+
+    def create(self, obj, namespace=None):
+        """POST ``obj`` (into ``namespace`` when given, else its own); returns what the server stored."""
+        namespace = namespace or obj['metadata'].get('namespace')
+        return self._resource(obj['kind']).create(body=obj, namespace=namespace, _request_timeout=REQUEST_TIMEOUT).to_dict()
 
 
 def _all_pods_running(store):
@@ -114,6 +173,95 @@ def scratch(writable):
             time.sleep(0.2)
     yield name
     core.delete_namespace(name)
+
+
+def seed_objects(namespace='kube-system', kinds=None, names=None):
+    """The seed's (lab/seed/cluster.yaml) objects in ``namespace``, of ``kinds`` / ``names`` when given, in seed order."""
+    docs = yaml.safe_load(SEED.read_text())['objects']
+    return [d for d in docs if d['metadata'].get('namespace') == namespace and (kinds is None or d['kind'] in kinds)
+            and (names is None or d['metadata']['name'] in names)]
+
+
+def copy_seed(cluster, namespace, kinds=('ConfigMap', 'DaemonSet'), names=None):
+    """Create copies of the seed's kube-system objects (``kinds``, ``names``) in ``namespace``; returns them as stored.
+
+    A test that edits the seed's kube-system objects works on these instead: no reset of the cluster between tests
+    (12-16 s on the real server), the seed stays clean for the next one, and the namespace goes with the test.
+    """
+    made = []
+    for doc in seed_objects(kinds=kinds, names=names):
+        body = copy.deepcopy(doc)
+        body['metadata'] = {k: v for k, v in body['metadata'].items() if k in ('name', 'labels', 'annotations')}
+        body['metadata']['namespace'] = namespace
+        made.append(cluster.create(body, namespace=namespace))
+    return made
+
+
+def bearer(cluster, namespace, name, rules, tmp_path):
+    """A ServiceAccount ``namespace/name`` bound to a Role of ``rules`` there, and its token: ``{'host', 'api_key',
+    'ca_cert'}``, the connection options of a module run as that identity, not the kubeconfig's (``ca_cert`` is the
+    server's CA written under ``tmp_path``; None on the double's plain-HTTP endpoint).
+
+    The real server issues the token through the TokenRequest API (10 minutes); the double registers one for the
+    ServiceAccount (``add_identity``). Both authorize its requests through the Role, by RBAC.
+    """
+    cluster.create({'apiVersion': 'v1', 'kind': 'ServiceAccount', 'metadata': {'name': name}}, namespace=namespace)
+    cluster.create({'apiVersion': 'rbac.authorization.k8s.io/v1', 'kind': 'Role', 'metadata': {'name': name}, 'rules': rules},
+                   namespace=namespace)
+    cluster.create({'apiVersion': 'rbac.authorization.k8s.io/v1', 'kind': 'RoleBinding', 'metadata': {'name': name},
+                    'roleRef': {'apiGroup': 'rbac.authorization.k8s.io', 'kind': 'Role', 'name': name},
+                    'subjects': [{'kind': 'ServiceAccount', 'name': name, 'namespace': namespace}]}, namespace=namespace)
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    context_name = cluster.context or config['current-context']
+    context = next(c['context'] for c in config['contexts'] if c['name'] == context_name)
+    server = next(c['cluster'] for c in config['clusters'] if c['name'] == context['cluster'])
+    ca_cert = None
+    if server.get('certificate-authority-data'):
+        ca_cert = tmp_path / ('ca-%s.crt' % name)
+        ca_cert.write_bytes(base64.b64decode(server['certificate-authority-data']))
+        ca_cert = str(ca_cert)
+    elif server.get('certificate-authority'):
+        ca_cert = server['certificate-authority']
+    if cluster.is_double:
+        token = cluster.double.add_identity(serviceaccount=(namespace, name))
+    else:
+        request = {'apiVersion': 'authentication.k8s.io/v1', 'kind': 'TokenRequest', 'spec': {'expirationSeconds': 600}}
+        issued = cluster.core.create_namespaced_service_account_token(name, namespace, request, _request_timeout=REQUEST_TIMEOUT)
+        token = issued.status.token
+    return {'host': server['server'], 'api_key': token, 'ca_cert': ca_cert}
+
+
+@pytest.fixture
+def seeded(writable, scratch):
+    """``scratch`` holding copies of the seed's kube-system ConfigMaps and DaemonSets (``copy_seed``); the namespace."""
+    copy_seed(writable, scratch)
+    return scratch
+
+
+@pytest.fixture
+def tmp_path(request, tmp_path_factory):
+    """A short per-test directory, room for ansible-core's local RPC socket (playbook_run.short_tmp_path)."""
+    from tests.lab.playbook_run import short_tmp_path
+
+    return short_tmp_path(request, tmp_path_factory)
+
+
+@pytest.fixture
+def playbook(tmp_path):
+    """``playbook(cluster, tasks, extra_env=None, check=False, timeout=600)`` -> ``(rc, {task: result}, output)``: the
+    tasks (YAML text or a list) as one play on localhost through ``ansible-playbook`` against ``cluster``, with the
+    tests/lab runner (playbook_run.run_playbook: the one runner); for tests about Ansible (check mode with --diff,
+    no_log, the change ticket), not only about a module."""
+    from tests.lab.playbook_run import run_playbook, write_play
+
+    tmp = tmp_path / 'tmp'
+    tmp.mkdir()
+
+    def _run(cluster, tasks, extra_env=None, check=False, timeout=600):
+        path = write_play(tmp_path / 'play.yml', tasks)
+        return run_playbook(cluster, tmp_path, path, check=check, timeout=timeout,
+                            env=dict({'TMPDIR': str(tmp)}, **(extra_env or {})))
+    return _run
 
 
 @pytest.fixture

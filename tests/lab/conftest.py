@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,7 +24,7 @@ if str(ROOT) not in sys.path:
 
 from lab.kubedouble import KubeDouble, StaticNodeState  # noqa: E402
 from lab.kubedouble.policy import pod_ready  # noqa: E402
-from tests.lab.playbook_run import module_python, run_playbook  # noqa: E402
+from tests.lab.playbook_run import run_playbook, short_tmp_path, write_play  # noqa: E402
 
 SEED = ROOT / 'lab' / 'seed' / 'cluster.yaml'
 FAST = {'tick': 0.02, 'start_delay': 0.02}
@@ -182,22 +181,6 @@ def policy(api_client):
     return k8s.PolicyV1Api(api_client)
 
 
-# Play-level module_defaults of the ``playbook`` fixture's play (issue 12, speed): the waits of the modules that poll
-# read every 0.25 s instead of their 2 s default. A task (or a role) that sets poll_interval keeps its own value;
-# every timeout is unchanged, so a test's waits end as before, only sooner once the state is reached.
-FAST_POLL = {'netmedic.k8s.daemonset_restart': {'poll_interval': 0.25}, 'netmedic.k8s.node_drain': {'poll_interval': 0.25}}
-
-
-def write_play(path, tasks, fast_poll=True):
-    """A one-play playbook on localhost from ``tasks`` (YAML text or a list); returns ``path``."""
-    play = {'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': module_python()[0]},
-            'tasks': yaml.safe_load(textwrap.dedent(tasks)) if isinstance(tasks, str) else tasks}
-    if fast_poll:
-        play['module_defaults'] = FAST_POLL
-    path.write_text(yaml.safe_dump([play]))
-    return path
-
-
 @pytest.fixture
 def playbook(tmp_path, private_tmpdir):
     """Run tasks through ``ansible-playbook`` on localhost; returns {task name: result} and rc.
@@ -284,26 +267,11 @@ def as_identity(tmp_path):
 
 from tests.harness import run_main, run_tasks  # noqa: E402
 
-# ansible-core (2.21) starts a local RPC server in every ansible-playbook process on an AF_UNIX
-# socket under $TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX; a socket path longer than 107 bytes cannot
-# be bound, the error stays in the server thread and the run dies 5 s later with "Local RPC server
-# did not start." (Python 3.13.0 has no fallback to a shorter directory).  pytest's per-test
-# directories carry up to 31 characters of the test name, and under pytest-xdist another
-# "popen-gwN/": a TMPDIR below tmp_path then runs over.  Keep tmp_path short instead.
-SOCKET_PATH_MAX = 107
-RPC_SOCKET_SUFFIX = len('/pymp-XXXXXXXX/listener-XXXXXXXX')
-
 
 @pytest.fixture
 def tmp_path(request, tmp_path_factory):
-    """A short per-test directory (``<basetemp>/<first 12 chars of the test name>N``), see above."""
-    name = ''.join(c if c.isalnum() else '_' for c in request.node.name)[:12]
-    path = tmp_path_factory.mktemp(name, numbered=True)
-    # Room for the RPC socket under e.g. tmp_path/'tmp-job1' (node_rotation_spine) or tmp_path/'tmp'.
-    if len(str(path)) + len('/tmp-something') + RPC_SOCKET_SUFFIX > SOCKET_PATH_MAX:
-        pytest.fail('temporary directory %s is too long for ansible-core\'s local RPC socket (AF_UNIX, %d bytes): '
-                    'run pytest with a shorter --basetemp' % (path, SOCKET_PATH_MAX))
-    return path
+    """A short per-test directory, room for ansible-core's local RPC socket (playbook_run.short_tmp_path)."""
+    return short_tmp_path(request, tmp_path_factory)
 
 
 @pytest.fixture

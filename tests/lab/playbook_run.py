@@ -32,7 +32,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
+
+import yaml
 
 from tests.forkserver import forkserver
 
@@ -127,6 +130,8 @@ def playbook_env(double, tmp_path, env=None, callback=JSON_CALLBACK):
     environ = dict(os.environ, K8S_AUTH_KUBECONFIG=str(double.kubeconfig_path),
                    ANSIBLE_COLLECTIONS_PATH=str(ROOT / 'collections'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
                    ANSIBLE_PYTHON_INTERPRETER=python, NETMEDIC_REPORT_DIR=str(tmp_path / 'report'), **SPEED_ENV, **python_env)
+    if getattr(double, 'context', None):
+        environ['K8S_AUTH_CONTEXT'] = double.context      # a tests/cluster Cluster on a named context
     if callback:
         environ.update(ANSIBLE_STDOUT_CALLBACK=callback, ANSIBLE_LOAD_CALLBACK_PLUGINS='1')
     environ.pop('ANSIBLE_CONFIG', None)
@@ -193,3 +198,43 @@ def run_playbook(double, tmp_path, playbook, *extra, by_host=False, callback=JSO
     except ValueError as exc:
         raise AssertionError('no JSON from ansible-playbook (rc=%s)\n%s\n%s' % (proc.returncode, proc.stdout, proc.stderr)) from exc
     return proc.returncode, results, output
+
+
+# Play-level module_defaults of the ``playbook`` fixtures' plays (issue 12, speed): the waits of the modules that poll
+# read every 0.25 s instead of their 2 s default. A task (or a role) that sets poll_interval keeps its own value;
+# every timeout is unchanged, so a test's waits end as before, only sooner once the state is reached.
+FAST_POLL = {'netmedic.k8s.daemonset_restart': {'poll_interval': 0.25}, 'netmedic.k8s.node_drain': {'poll_interval': 0.25}}
+
+
+def write_play(path, tasks, fast_poll=True):
+    """A one-play playbook on localhost from ``tasks`` (YAML text or a list); returns ``path``."""
+    play = {'hosts': 'localhost', 'gather_facts': False, 'vars': {'ansible_python_interpreter': module_python()[0]},
+            'tasks': yaml.safe_load(textwrap.dedent(tasks)) if isinstance(tasks, str) else tasks}
+    if fast_poll:
+        play['module_defaults'] = FAST_POLL
+    path.write_text(yaml.safe_dump([play]))
+    return path
+
+
+# ansible-core (2.21) starts a local RPC server in every ansible-playbook process on an AF_UNIX
+# socket under $TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX; a socket path longer than 107 bytes cannot
+# be bound, the error stays in the server thread and the run dies 5 s later with "Local RPC server
+# did not start." (Python 3.13.0 has no fallback to a shorter directory).  pytest's per-test
+# directories carry up to 31 characters of the test name, and under pytest-xdist another
+# "popen-gwN/": a TMPDIR below tmp_path then runs over.  Keep tmp_path short instead.
+SOCKET_PATH_MAX = 107
+RPC_SOCKET_SUFFIX = len('/pymp-XXXXXXXX/listener-XXXXXXXX')
+
+
+def short_tmp_path(request, tmp_path_factory):
+    """A short per-test directory (``<basetemp>/<first 12 chars of the test name>N``), see above: the suites'
+    ``tmp_path`` fixture (tests/lab, tests/cluster) returns this."""
+    import pytest
+
+    name = ''.join(c if c.isalnum() else '_' for c in request.node.name)[:12]
+    path = tmp_path_factory.mktemp(name, numbered=True)
+    # Room for the RPC socket under e.g. tmp_path/'tmp-job1' (node_rotation_spine) or tmp_path/'tmp'.
+    if len(str(path)) + len('/tmp-something') + RPC_SOCKET_SUFFIX > SOCKET_PATH_MAX:
+        pytest.fail('temporary directory %s is too long for ansible-core\'s local RPC socket (AF_UNIX, %d bytes): '
+                    'run pytest with a shorter --basetemp' % (path, SOCKET_PATH_MAX))
+    return path

@@ -204,16 +204,22 @@ def configuration(params):
         k8s.Configuration._default = saved
     # No hidden urllib3 retries: Cluster.call retries what is safe to retry, so a hung server fails once.
     cfg.retries = False
+    explicit = None
     if auth.get('api_key'):
-        # An explicit token wins over the kubeconfig's: drop the kubeconfig's refresh hook (it would
-        # put its own token back on every request) and its BearerToken entry.
-        cfg.refresh_api_key_hook = None
-        cfg.api_key_prefix = {}
-        cfg.api_key = {'authorization': 'Bearer %s' % auth['api_key']}
+        explicit = 'Bearer %s' % auth['api_key']
     elif auth.get('username') and auth.get('password'):
+        explicit = cfg.get_basic_auth_token()
+    if explicit:
+        # An explicit token (or login) is the only identity sent: drop the kubeconfig's refresh hook (it would put
+        # its own token back on every request), its BearerToken entry and its client certificate (kube-apiserver
+        # authenticates x509 first: with the certificate beside it, a bad or read-only token ran as the kubeconfig's
+        # user; issue 15, found on the real server). A certificate given as an option itself is kept.
         cfg.refresh_api_key_hook = None
         cfg.api_key_prefix = {}
-        cfg.api_key = {'authorization': cfg.get_basic_auth_token()}
+        cfg.api_key = {'authorization': explicit}
+        if not auth.get('cert_file'):
+            cfg.cert_file = None
+            cfg.key_file = None
     return cfg
 
 

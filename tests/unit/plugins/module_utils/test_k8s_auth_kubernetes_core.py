@@ -135,3 +135,31 @@ def test_issue11_item4_inventory_plugin_takes_the_same_auth_options_and_is_cache
     fragments = doc.get('extends_documentation_fragment') or []
     assert 'inventory_cache' in fragments
     assert 'kubernetes.core.k8s_auth_options' in fragments
+
+
+CERT_INLINE = copy.deepcopy(INLINE)
+CERT_USER = {'client-certificate-data': 'LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==',
+             'client-key-data': 'LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCg=='}
+CERT_INLINE['users'] = [{'name': 'admin', 'user': CERT_USER}]
+
+
+@pytest.mark.parametrize('explicit', [{'api_key': 'limited-token'}, {'username': 'u', 'password': 'p'}], ids=['token', 'basic'])
+def test_issue15_explicit_credentials_drop_the_kubeconfigs_client_certificate(explicit):
+    """Found on the real kube-apiserver (tests/cluster/test_kube_proxy_config.py): with a kubeconfig that authenticates
+    by a client certificate, an explicit api_key was sent beside the certificate, and the server (x509 first) ran the
+    job as the kubeconfig's admin: a bad token passed and a read-only token wrote. The explicit credential is the only
+    one sent."""
+    plain = k8s_client.configuration(_params(kubeconfig=copy.deepcopy(CERT_INLINE)))
+    assert plain.cert_file and plain.key_file                       # the kubeconfig's certificate, when nothing else is given
+    cfg = k8s_client.configuration(_params(kubeconfig=copy.deepcopy(CERT_INLINE), **explicit))
+    assert cfg.cert_file is None and cfg.key_file is None
+    assert cfg.get_api_key_with_prefix('authorization').split()[0] in ('Bearer', 'Basic')
+
+
+def test_issue15_explicit_client_certificate_is_kept_with_an_explicit_token(tmp_path):
+    cert, key = tmp_path / 'c.crt', tmp_path / 'c.key'
+    cert.write_text('cert')
+    key.write_text('key')
+    cfg = k8s_client.configuration(_params(kubeconfig=copy.deepcopy(CERT_INLINE), api_key='t', client_cert=str(cert),
+                                           client_key=str(key)))
+    assert cfg.cert_file == str(cert) and cfg.key_file == str(key)
