@@ -39,6 +39,24 @@ KIND_VERSIONS = {'ConfigMap': 'v1', 'Pod': 'v1', 'Node': 'v1', 'Namespace': 'v1'
                  'ClusterRole': 'rbac.authorization.k8s.io/v1', 'ClusterRoleBinding': 'rbac.authorization.k8s.io/v1'}
 
 
+class Timed:
+    """A generated ``kubernetes`` API class whose every call carries ``_request_timeout`` (REQUEST_TIMEOUT unless the
+    caller gives one): a stalled server fails the test with a timeout instead of hanging the stage."""
+
+    def __init__(self, api):
+        self._api = api
+
+    def __getattr__(self, name):
+        attr = getattr(self._api, name)
+        if not callable(attr) or name.startswith('_'):
+            return attr
+
+        def call(*args, **kwargs):
+            kwargs.setdefault('_request_timeout', REQUEST_TIMEOUT)
+            return attr(*args, **kwargs)
+        return call
+
+
 @dataclasses.dataclass
 class Cluster:
     kubeconfig: Path
@@ -50,15 +68,23 @@ class Cluster:
 
     @property
     def core(self):
-        return k8s.CoreV1Api(self.api)
+        return Timed(k8s.CoreV1Api(self.api))
 
     @property
     def apps(self):
-        return k8s.AppsV1Api(self.api)
+        return Timed(k8s.AppsV1Api(self.api))
 
     @property
     def policy(self):
-        return k8s.PolicyV1Api(self.api)
+        return Timed(k8s.PolicyV1Api(self.api))
+
+    @property
+    def coordination(self):
+        return Timed(k8s.CoordinationV1Api(self.api))
+
+    @property
+    def apis(self):
+        return Timed(k8s.ApisApi(self.api))
 
     @property
     def writable(self):

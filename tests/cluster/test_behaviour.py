@@ -13,8 +13,9 @@ import json
 import time
 
 import pytest
-from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
+
+from tests.cluster.conftest import REQUEST_TIMEOUT
 
 
 def _service(name, cluster_ip=None):
@@ -126,7 +127,7 @@ def test_issue15_delete_with_a_body_ignores_the_query_dry_run(cluster, scratch):
         'DELETE', '/api/v1/namespaces/{namespace}/configmaps/{name}', path_params={'namespace': scratch, 'name': 'query-only'},
         query_params=[('dryRun', 'All')], header_params={'Accept': 'application/json'}, auth_settings=['BearerToken'])
     assert body is None                                                    # no DeleteOptions body at all
-    assert cluster.api.call_api(method, url, headers, body, post).status == 200
+    assert cluster.api.call_api(method, url, headers, body, post, _request_timeout=REQUEST_TIMEOUT).status == 200
     assert exists('query-only'), cluster.server
 
 
@@ -169,9 +170,9 @@ def test_leases_are_served_with_discovery_and_compare_and_swap(cluster, scratch)
     (``Lease.coordination.k8s.io``) and says "the ResourceVersion in the precondition (...) does not match the
     ResourceVersion in record (...)"; the double said "Precondition failed: resourceVersion in precondition: ...".
     (No module reads the message: lease_lock, node_drain and daemonset_restart go by the 409.)"""
-    groups = {g.name: g.preferred_version.group_version for g in k8s.ApisApi(cluster.api).get_api_versions().groups}
+    groups = {g.name: g.preferred_version.group_version for g in cluster.apis.get_api_versions().groups}
     assert groups['coordination.k8s.io'] == 'coordination.k8s.io/v1', (cluster.server, groups.get('coordination.k8s.io'))
-    coord = k8s.CoordinationV1Api(cluster.api)
+    coord = cluster.coordination
     body = {'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease', 'metadata': {'name': 'x', 'namespace': scratch},
             'spec': {'holderIdentity': 'a', 'leaseDurationSeconds': 30}}
     created = coord.create_namespaced_lease(scratch, body)

@@ -22,12 +22,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import types
 from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +43,7 @@ DEFAULT_NS = 'kube-system'
 
 
 def _coord(cluster):
-    return k8s.CoordinationV1Api(cluster.api)
+    return cluster.coordination
 
 
 def _lease(cluster, namespace, name=NAME):
@@ -258,7 +256,6 @@ def test_two_jobs_or_awx_slices_racing_through_ansible_exactly_one_wins(writable
              'tasks': [{'name': 'Lock', 'netmedic.k8s.cluster_lock': {'family': 'node-rotation', 'namespace': scratch}}]}]
     path = tmp_path / 'race.yml'
     path.write_text(yaml.safe_dump(play))
-    target = types.SimpleNamespace(kubeconfig_path=cluster.kubeconfig)
     procs = {}
     # ansible-playbook's RPC socket lives under $TMPDIR (107 bytes at most): short directories, not tmp_path's
     short = Path(tempfile.mkdtemp(prefix='nm-lock-'))
@@ -267,9 +264,7 @@ def test_two_jobs_or_awx_slices_racing_through_ansible_exactly_one_wins(writable
         tmp = short / job
         tmp.mkdir()
         env = dict(ENV, TMPDIR=str(tmp), AWX_JOB_ID=job, ANSIBLE_LOCAL_TEMP=str(tmp / 'ansible-tmp'))
-        if cluster.context:
-            env['K8S_AUTH_CONTEXT'] = cluster.context
-        procs[job] = subprocess.Popen(playbook_command(path), env=playbook_env(target, tmp_path, env), cwd=str(tmp_path), text=True,
+        procs[job] = subprocess.Popen(playbook_command(path), env=playbook_env(cluster, tmp_path, env), cwd=str(tmp_path), text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     outcome = {}
     for job, proc in procs.items():

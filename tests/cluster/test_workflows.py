@@ -35,8 +35,7 @@ def run_tasks(cluster, tmp_path, tasks):
     play = [{'name': 'netmedic workflows', 'hosts': 'localhost', 'gather_facts': False, 'tasks': tasks}]
     path = tmp_path / 'play.yml'
     path.write_text(yaml.safe_dump(play, sort_keys=False))
-    target = types.SimpleNamespace(kubeconfig_path=cluster.kubeconfig)
-    return run_playbook(target, tmp_path, path, timeout=600)
+    return run_playbook(cluster, tmp_path, path, timeout=600)     # the cluster's kubeconfig and context
 
 
 def _pods(cluster, namespace, selector):

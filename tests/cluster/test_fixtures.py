@@ -1,0 +1,64 @@
+"""The suite's own fixtures on both servers: a named context reaches every runner, and every read carries a timeout.
+
+A review found ``test_cluster_lock``'s check-mode run dropping ``NETMEDIC_TEST_CONTEXT`` (its runner passed only the
+kubeconfig path): against a kubeconfig whose current context is another cluster, that run would have gone there.
+Here the kubeconfig's current context is a dead server and the test's context the real one: every runner (the
+``playbook`` fixture, ``test_workflows.run_tasks``, ``module_tasks``) must reach the right server.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from kubernetes import config as k8s_config
+
+from tests.cluster.conftest import REQUEST_TIMEOUT, Cluster, Timed
+from tests.cluster.test_workflows import run_tasks
+
+DEAD = 'https://127.0.0.1:9'          # the discard port: nothing listens
+
+
+@pytest.fixture
+def other_context(writable, tmp_path):
+    """``writable`` seen through a kubeconfig whose current context is a dead server; the test names the live one."""
+    config = yaml.safe_load(writable.kubeconfig.read_text())
+    live_name = writable.context or config['current-context']
+    live = next(c for c in config['contexts'] if c['name'] == live_name)
+    cluster_name = live['context']['cluster']
+    dead_cluster = copy.deepcopy(next(c for c in config['clusters'] if c['name'] == cluster_name))
+    dead_cluster['name'] = 'dead'
+    dead_cluster['cluster']['server'] = DEAD
+    config['clusters'].append(dead_cluster)
+    config['contexts'].append({'name': 'dead', 'context': dict(live['context'], cluster='dead')})
+    config['current-context'] = 'dead'
+    path = tmp_path / 'two-contexts.kubeconfig'
+    path.write_text(yaml.safe_dump(config))
+    api = k8s_config.new_client_from_config(str(path), context=live_name)
+    yield Cluster(kubeconfig=path, context=live_name, is_double=writable.is_double, api=api, double=writable.double)
+    api.close()
+
+
+def test_named_context_reaches_every_runner(other_context, scratch, playbook, module_tasks, tmp_path):
+    cluster = other_context
+    task = {'name': 'lock', 'check_mode': True, 'netmedic.k8s.cluster_lock': {'family': 'fixtures', 'namespace': scratch}}
+    for name, runner in (('playbook', lambda: playbook(cluster, [task])),
+                         ('run_tasks', lambda: run_tasks(cluster, tmp_path, [task])),
+                         ('module_tasks', lambda: module_tasks(cluster, [task]))):
+        rc, results, output = runner()
+        assert rc == 0 and results['lock']['lock']['action'] == 'created', (name, output[-3000:])
+    assert cluster.items('Lease', scratch) == []                          # check mode: nothing written
+
+
+def test_every_generated_api_call_carries_the_timeout():
+    calls = []
+
+    class Api:
+        def read_namespace(self, name, **kwargs):
+            calls.append(kwargs)
+
+    timed = Timed(Api())
+    timed.read_namespace('x')
+    timed.read_namespace('x', _request_timeout=3)
+    assert calls == [{'_request_timeout': REQUEST_TIMEOUT}, {'_request_timeout': 3}]
