@@ -30,6 +30,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 
 HERE = os.path.dirname(os.path.realpath(__file__))
@@ -297,6 +298,12 @@ class Pods:
         self.pool.submit(self.act, key, pod)
 
     def act(self, key, pod):
+        try:
+            self._act(key, pod)
+        except Exception:  # a bug here must not leave pods Pending with nodesim alive and silent (issue 15 review)
+            die(f'pod {key[1]} {pod["metadata"].get("namespace")}/{pod["metadata"].get("name")}')
+
+    def _act(self, key, pod):
         meta, spec = pod['metadata'], pod['spec']
         index, node = self.by_name[spec['nodeName']]
         path = f'/api/v1/namespaces/{meta["namespace"]}/pods/{urllib.parse.quote(meta["name"])}'
@@ -371,6 +378,14 @@ def watch(pods, rv, until):
         conn.close()
 
 
+def die(where):
+    """An unexpected exception in one of nodesim's threads: print it and end the whole process (exit 3), so the
+    simulated nodes stop (NotReady within the grace period) and `k8sctl` reports nodesim gone, instead of nodes
+    that look Ready while their pods are never run (a thread's exception would otherwise be lost)."""
+    print(f'nodesim: fatal error in {where}:\n{traceback.format_exc()}', flush=True)
+    os._exit(3)
+
+
 def follow_pods(pods):
     rv, relisted = None, 0.0
     while True:
@@ -382,6 +397,8 @@ def follow_pods(pods):
             print(f'nodesim: {exc}', flush=True)
             rv = None
             time.sleep(2)
+        except Exception:
+            die('the pod watch')
 
 
 class Schedule:
@@ -407,6 +424,15 @@ def quietly(fn, *args):
         print(f'nodesim: {exc}', flush=True)
 
 
+def heartbeat_round(pool, by_name, status, leases):
+    """The Node status and Lease writes that are due, sent by ``pool``; an unexpected exception in any of them is
+    raised here (``Future.result``), ending ``run`` with its traceback rather than being dropped with the future."""
+    futures = [pool.submit(quietly, ensure_node, by_name[name]) for name in status.take()]
+    futures += [pool.submit(quietly, renew_lease, name) for name in leases.take()]
+    for future in futures:
+        future.result()
+
+
 def run(path):
     nodes = load_seed(path).get('nodes') or []
     by_name = {n['name']: n for n in nodes}
@@ -420,9 +446,7 @@ def run(path):
     last_report = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(HEARTBEAT_WORKERS if many else WORKERS) as pool:
         while True:
-            futures = [pool.submit(quietly, ensure_node, by_name[name]) for name in status.take()]
-            futures += [pool.submit(quietly, renew_lease, name) for name in leases.take()]
-            concurrent.futures.wait(futures)
+            heartbeat_round(pool, by_name, status, leases)
             if time.monotonic() - last_report >= 60:
                 print(f'nodesim: pods made Running {pods.done["running"]}, deletions finished {pods.done["deleted"]}, '
                       f'failed {pods.done["failed"]}', flush=True)

@@ -6,6 +6,7 @@ one (RBAC, the default admission chain, loopback only) is checked on the code th
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib
 import json
 import re
@@ -214,3 +215,57 @@ def test_issue15_a_thousand_simulated_nodes_get_distinct_loopback_and_pod_addres
     sched = nodesim.Schedule([{'name': 'n%d' % i} for i in range(100)], 10)
     due = sorted(sched.due.values())
     assert 0.09 < due[1] - due[0] < 0.11 and due[-1] - due[0] < 10
+
+
+def _nodesim():
+    sys.path.insert(0, str(ROOT / 'lab' / 'k8s'))
+    try:
+        import nodesim
+    finally:
+        sys.path.remove(str(ROOT / 'lab' / 'k8s'))
+    return nodesim
+
+
+def test_issue15_nodesim_an_unexpected_error_in_a_pod_worker_ends_the_process(monkeypatch):
+    """Review finding: a non-LabError exception in a pod worker was kept in a future nobody read; nodesim went on
+    heartbeating Ready nodes whose pods were never run. Now it is printed and ends the process (``die``)."""
+    nodesim = _nodesim()
+    died = []
+    monkeypatch.setattr(nodesim, 'die', died.append)
+
+    def broken_api(*_args, **_kwargs):
+        raise TypeError('a bug in the simulator')
+    monkeypatch.setattr(nodesim, 'api', broken_api)
+    pods = nodesim.Pods([{'name': 'n1', 'ip': '127.0.1.1'}])
+    pod = {'metadata': {'uid': 'u1', 'namespace': 'default', 'name': 'web-1'}, 'spec': {'nodeName': 'n1'}, 'status': {}}
+    pods.handle(pod)
+    pods.pool.shutdown(wait=True)
+    assert died == ['pod run default/web-1']
+    assert not pods.busy                                   # the key is released: a later event may try again
+
+
+def test_issue15_nodesim_an_unexpected_heartbeat_error_is_raised_not_dropped(monkeypatch):
+    nodesim = _nodesim()
+
+    def broken(_name):
+        raise KeyError('lease')
+    monkeypatch.setattr(nodesim, 'renew_lease', broken)
+    monkeypatch.setattr(nodesim, 'ensure_node', lambda node: None)
+    nodes = [{'name': 'n1', 'ip': '127.0.1.1'}]
+    status, leases = nodesim.Schedule(nodes, 60), nodesim.Schedule(nodes, 10)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool, pytest.raises(KeyError, match='lease'):
+        nodesim.heartbeat_round(pool, {'n1': nodes[0]}, status, leases)
+
+
+def test_issue15_nodesim_the_pod_watch_ends_the_process_on_an_unexpected_error(monkeypatch):
+    nodesim = _nodesim()
+    died = []
+
+    def stop(where):
+        died.append(where)
+        raise SystemExit(3)                                # os._exit in production: the loop ends here too
+    monkeypatch.setattr(nodesim, 'die', stop)
+    monkeypatch.setattr(nodesim, 'relist', lambda pods: (_ for _ in ()).throw(ValueError('bad list')))
+    with pytest.raises(SystemExit):
+        nodesim.follow_pods(object())
+    assert died == ['the pod watch']
