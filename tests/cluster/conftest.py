@@ -13,9 +13,11 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
+import json
 import os
 import sys
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -29,6 +31,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 SEED = ROOT / 'lab' / 'seed' / 'cluster.yaml'
+# The real kube-apiserver's audit log (JSON lines; `make realcluster-test` starts it with lab/k8s/audit-policy.yaml):
+# the ``audit`` fixture reads the requests of a test's window from it. Unset: tests that need it are skipped (named).
+AUDIT_LOG = os.environ.get('NETMEDIC_TEST_AUDIT_LOG')
+# User agent of the suite's own client (Cluster.api), so its reads and plants are told apart from the modules'.
+TEST_AGENT = 'netmedic-tests'
+# Requests that are neither the modules' nor the test's: the simulated kubelets (lab/k8s/nodesim.py).
+OTHER_AGENTS = ('netmedic-nodesim',)
 # Seconds every request of the fixtures' own reads may take (a stalled server fails the test, it never hangs the stage).
 REQUEST_TIMEOUT = 30
 # apiVersion of each kind the tests read or copy through ``Cluster.find/items/create``.
@@ -148,6 +157,68 @@ def _all_pods_running(store):
     return bool(pods) and all(p['status'].get('phase') == 'Running' for p in pods)
 
 
+class Audit:
+    """The requests made since the fixture started, in the double's audit shape (``verb``, ``apiGroup``, ``resource``,
+    ``subresource``, ``namespace``, ``name``, ``user``, ``allowed``, ``dryRun``), on either server.
+
+    The double records every request it serves (the suite's own included: take the fixture after the test's plants).
+    The real server's come from its audit log (``AUDIT_LOG``): the admin user's completed requests, without the
+    suite's own client (``TEST_AGENT``) and nodesim's. Reading ends at a marker request of the fixture's own (a GET
+    of a name nothing has), so every earlier request is in the file when it is read.
+    """
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        if cluster.is_double:
+            if cluster.double.audit is None:
+                pytest.fail('the double was started without audit=True')
+            self.start = len(cluster.double.audit)
+        else:
+            if not AUDIT_LOG:
+                pytest.skip('needs the real server\'s audit log: NETMEDIC_TEST_AUDIT_LOG (make realcluster-test sets it, '
+                            'with lab/k8s/audit-policy.yaml)')
+            if not os.path.isfile(AUDIT_LOG):
+                pytest.fail('NETMEDIC_TEST_AUDIT_LOG=%s is not a file: was the API server started with an audit policy?' % AUDIT_LOG)
+            self.start = os.path.getsize(AUDIT_LOG)
+
+    def entries(self):
+        if self.cluster.is_double:
+            return list(self.cluster.double.audit[self.start:])
+        marker = 'netmedic-audit-mark-' + uuid.uuid4().hex[:12]
+        assert self.cluster.find('Namespace', None, marker) is None
+        deadline = time.monotonic() + 30
+        while True:
+            with open(AUDIT_LOG, 'rb') as handle:
+                handle.seek(self.start)
+                lines = handle.read().splitlines()
+            events = [json.loads(line) for line in lines if line.strip()]
+            if any((e.get('objectRef') or {}).get('name') == marker for e in events):
+                break
+            assert time.monotonic() < deadline, 'the audit log never showed the marker request %s' % marker
+            time.sleep(0.2)
+        found = []
+        for event in events:
+            ref = event.get('objectRef') or {}
+            if ref.get('name') == marker:
+                break
+            agent = event.get('userAgent') or ''
+            if not ref.get('resource') or agent.startswith((TEST_AGENT,) + OTHER_AGENTS):
+                continue
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(event.get('requestURI', '')).query)
+            found.append({'verb': event['verb'], 'apiGroup': ref.get('apiGroup', ''), 'resource': ref['resource'],
+                          'subresource': ref.get('subresource', ''), 'namespace': ref.get('namespace', ''),
+                          'name': ref.get('name', ''), 'user': event['user']['username'],
+                          'allowed': (event.get('annotations') or {}).get('authorization.k8s.io/decision') == 'allow',
+                          'dryRun': 'dryRun' in query, 'code': (event.get('responseStatus') or {}).get('code')})
+        return found
+
+
+@pytest.fixture
+def audit(writable):
+    """``audit.entries()``: the requests since the fixture was taken (``Audit``)."""
+    return Audit(writable)
+
+
 @pytest.fixture(scope='module')
 def cluster(tmp_path_factory):
     """The cluster under test; a real one only when NETMEDIC_TEST_KUBECONFIG is set."""
@@ -158,6 +229,7 @@ def cluster(tmp_path_factory):
         if not path.is_file():
             pytest.fail('NETMEDIC_TEST_KUBECONFIG=%s is not a file' % kubeconfig)
         api = k8s_config.new_client_from_config(str(path), context=context)
+        api.user_agent = TEST_AGENT
         yield Cluster(kubeconfig=path, context=context, is_double=False, api=api)
         api.close()
         return
@@ -165,11 +237,12 @@ def cluster(tmp_path_factory):
         pytest.fail('NETMEDIC_TEST_CONTEXT is set but NETMEDIC_TEST_KUBECONFIG is not')
     from lab.kubedouble import KubeDouble
 
-    double = KubeDouble(seed=SEED, tick=0.02, start_delay=0.02).start()
+    double = KubeDouble(seed=SEED, tick=0.02, start_delay=0.02, audit=True).start()
     try:
         path = double.write_kubeconfig(tmp_path_factory.mktemp('double') / 'kubeconfig')
         double.wait_for(_all_pods_running)
         api = k8s_config.new_client_from_config(str(path))
+        api.user_agent = TEST_AGENT
         yield Cluster(kubeconfig=Path(path), context=None, is_double=True, api=api, double=double)
         api.close()
     finally:
@@ -223,6 +296,64 @@ def copy_seed(cluster, namespace, kinds=('ConfigMap', 'DaemonSet'), names=None):
     return made
 
 
+def copy_accounts(cluster, namespace, kinds=('DaemonSet', 'Deployment'), source='kube-system'):
+    """Create in ``namespace`` the ServiceAccounts the seed's workload templates (``kinds`` in ``source``) run as;
+    returns their names.
+
+    ``copy_seed``'s DaemonSets get pods only with them: the real server's ServiceAccount admission refuses a pod whose
+    ServiceAccount does not exist (the DaemonSet controller's ``FailedCreate``: 'error looking up service account'),
+    and lab/k8s/nodesim.py creates them only in the seed's own namespaces. The double does not check (issue 15).
+    """
+    names = []
+    for doc in seed_objects(namespace=source, kinds=kinds):
+        spec = doc['spec']['template']['spec']
+        name = spec.get('serviceAccountName') or spec.get('serviceAccount')
+        if name and name != 'default' and name not in names:
+            cluster.create({'apiVersion': 'v1', 'kind': 'ServiceAccount', 'metadata': {'name': name}}, namespace=namespace)
+            names.append(name)
+    return names
+
+
+def pod_ready(pod):
+    """A pod (a dict as served) Running with condition Ready True and no deletionTimestamp."""
+    status = pod.get('status') or {}
+    return (not pod['metadata'].get('deletionTimestamp') and status.get('phase') == 'Running'
+            and any(c.get('type') == 'Ready' and c.get('status') == 'True' for c in status.get('conditions') or []))
+
+
+def daemonset_settled(cluster, namespace, name, timeout=120, updated=True):
+    """Wait until DaemonSet ``namespace/name`` is rolled out and quiet: its controller observed the current generation,
+    every scheduled pod is updated and Ready (the status says so and the pods, read apart, too: one live pod per
+    desired node, none Terminating). Returns ``(daemonset, pods)`` as read then; fails the test with what it last saw.
+
+    On the real server the DaemonSet controller and nodesim take seconds (a copied DaemonSet's first pods, a rollout);
+    the double's controllers a tick. A test that compares the object before and after a run waits here first, so
+    the controller's own status writes are over. ``updated=False``: the pods need not run the current template (an
+    ``OnDelete`` DaemonSet after a template change; the controller has still observed the generation).
+    """
+    from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import waiter
+
+    def probe():
+        ds = cluster.get('DaemonSet', namespace, name)
+        selector = ','.join('%s=%s' % kv for kv in sorted(ds['spec']['selector']['matchLabels'].items()))
+        return ds, cluster.items('Pod', namespace, label_selector=selector)
+
+    def done(value):
+        ds, pods = value
+        status, want = ds.get('status') or {}, (ds.get('status') or {}).get('desiredNumberScheduled')
+        return (bool(want) and status.get('observedGeneration') == ds['metadata']['generation']
+                and (status.get('updatedNumberScheduled') == want or not updated) and status.get('numberReady') == want
+                and status.get('numberAvailable') == want and len(pods) == want and all(pod_ready(p) for p in pods))
+
+    try:
+        return waiter.wait_until(probe, done, waiter.deadline(timeout), 0.5)
+    except waiter.WaitTimeout as exc:
+        ds, pods = exc.last
+        pytest.fail('DaemonSet %s/%s not settled after %s s: status %s, pods %s' % (
+            namespace, name, timeout, ds.get('status'), [(p['metadata']['name'], p['status'].get('phase'),
+                                                         p['metadata'].get('deletionTimestamp')) for p in pods]))
+
+
 def bearer(cluster, namespace, name, rules, tmp_path):
     """A ServiceAccount ``namespace/name`` bound to a Role of ``rules`` there, and its token: ``{'host', 'api_key',
     'ca_cert'}``, the connection options of a module run as that identity, not the kubeconfig's (``ca_cert`` is the
@@ -257,6 +388,36 @@ def bearer(cluster, namespace, name, rules, tmp_path):
     return {'host': server['server'], 'api_key': token, 'ca_cert': ca_cert}
 
 
+def hold_lease(cluster, namespace, name, holder, age=10, duration=3600):
+    """Plant a Lease ``namespace/name`` held by ``holder`` (renewed ``age`` s ago, for ``duration`` s) through the API,
+    as another run of a workflow would have taken it; returns it as stored. A past ``renewTime`` is any client's to set."""
+    import datetime
+
+    from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import lock
+
+    when = lock.format_time(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=age))
+    return cluster.create({'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease', 'metadata': {'name': name},
+                           'spec': {'holderIdentity': holder, 'leaseDurationSeconds': duration, 'renewTime': when,
+                                    'acquireTime': when}}, namespace=namespace)
+
+
+def _delete_spine_leases(cluster):
+    for lease in cluster.items('Lease', 'kube-system'):
+        if lease['metadata']['name'].startswith('netmedic-'):
+            cluster._resource('Lease').delete(name=lease['metadata']['name'], namespace='kube-system',
+                                              _request_timeout=REQUEST_TIMEOUT)
+
+
+@pytest.fixture
+def spine_leases(writable):
+    """The workflows' cluster locks (role change_guard: Leases ``kube-system/netmedic-<family>``, the playbooks' default
+    namespace) gone before and after the test, whatever it planted or a run left: kube-system stays as the seed made it
+    (the seed has no such Lease) for the next test. Returns the cluster."""
+    _delete_spine_leases(writable)
+    yield writable
+    _delete_spine_leases(writable)
+
+
 @pytest.fixture
 def seeded(writable, scratch):
     """``scratch`` holding copies of the seed's kube-system ConfigMaps and DaemonSets (``copy_seed``); the namespace."""
@@ -288,6 +449,15 @@ def playbook(tmp_path):
         return run_playbook(cluster, tmp_path, path, check=check, timeout=timeout,
                             env=dict({'TMPDIR': str(tmp)}, **(extra_env or {})))
     return _run
+
+
+@pytest.fixture
+def playbook_file(tmp_path):
+    """``playbook_file(cluster, playbook_path, *extra_args, check=False)`` -> ``(rc, {task: result}, output)``: one of the
+    collection's playbooks on localhost against ``cluster`` (its node plays match no host), through the one runner."""
+    from tests.lab.playbook_run import run_playbook
+
+    return lambda cluster, playbook, *extra, check=False: run_playbook(cluster, tmp_path, playbook, *extra, check=check, timeout=900)
 
 
 @pytest.fixture
