@@ -184,12 +184,15 @@ apidouble: setup
 # Measured on this 2-core machine: see tests/cluster/README.md (2026-12-03: 108 s at load 2-5).
 K8SCTL := $(ROOT)/lab/k8s/k8sctl
 K8S_KUBECONFIG := $(or $(NETMEDIC_K8S_KUBECONFIG),$(or $(NETMEDIC_K8S_STATE),/run/netmedic-k8s)/admin.kubeconfig)
+# The kube-apiserver's audit log (lab/k8s/audit-policy.yaml): the tests' `audit` fixture reads what the modules sent.
+K8S_AUDIT_LOG := $(or $(NETMEDIC_K8S_STATE),/run/netmedic-k8s)/logs/audit.log
 .PHONY: realcluster-test
 realcluster-test: setup
 	@$(K8SCTL) build
 	@mkdir -p tests/output/junit
-	@start=$$(date +%s); rc=0; $(K8SCTL) locked -- bash -c 'rc=0; $(K8SCTL) up && $(K8SCTL) seed || rc=$$?; \
-	  if [ $$rc -eq 0 ]; then NETMEDIC_TEST_KUBECONFIG=$(K8S_KUBECONFIG) NETMEDIC_TEST_WRITABLE=1 \
+	@start=$$(date +%s); rc=0; NETMEDIC_K8S_AUDIT_POLICY=$(ROOT)/lab/k8s/audit-policy.yaml $(K8SCTL) locked -- bash -c 'rc=0; \
+	  $(K8SCTL) up && $(K8SCTL) seed || rc=$$?; \
+	  if [ $$rc -eq 0 ]; then NETMEDIC_TEST_KUBECONFIG=$(K8S_KUBECONFIG) NETMEDIC_TEST_WRITABLE=1 NETMEDIC_TEST_AUDIT_LOG=$(K8S_AUDIT_LOG) \
 	    pytest tests/cluster --junitxml=tests/output/junit/realcluster.xml $(PYTEST_ARGS) || rc=$$?; fi; \
 	  [ $$rc -eq 5 ] && echo "realcluster-test: pytest collected no tests (exit 5): failing"; \
 	  $(K8SCTL) down; exit $$rc' || rc=$$?; \
