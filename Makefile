@@ -192,7 +192,8 @@ realcluster-test: setup
 	@mkdir -p tests/output/junit
 	@start=$$(date +%s); rc=0; NETMEDIC_K8S_AUDIT_POLICY=$(ROOT)/lab/k8s/audit-policy.yaml $(K8SCTL) locked -- bash -c 'rc=0; \
 	  $(K8SCTL) up && $(K8SCTL) seed || rc=$$?; \
-	  if [ $$rc -eq 0 ]; then NETMEDIC_TEST_KUBECONFIG=$(K8S_KUBECONFIG) NETMEDIC_TEST_WRITABLE=1 NETMEDIC_TEST_AUDIT_LOG=$(K8S_AUDIT_LOG) \
+	  if [ $$rc -eq 0 ]; then NETMEDIC_TEST_KUBECONFIG=$(K8S_KUBECONFIG) NETMEDIC_TEST_WRITABLE=1 NETMEDIC_TEST_K8SCTL=1 \
+	    NETMEDIC_TEST_AUDIT_LOG=$(K8S_AUDIT_LOG) \
 	    pytest tests/cluster --junitxml=tests/output/junit/realcluster.xml $(PYTEST_ARGS) || rc=$$?; fi; \
 	  [ $$rc -eq 5 ] && echo "realcluster-test: pytest collected no tests (exit 5): failing"; \
 	  $(K8SCTL) down; exit $$rc' || rc=$$?; \

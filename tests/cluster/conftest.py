@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -213,6 +214,129 @@ class Audit:
         return found
 
 
+# '1': the real cluster is the lab's own (lab/k8s/k8sctl, with its NETMEDIC_K8S_* environment): the suite may reset it.
+K8SCTL_OWNED = os.environ.get('NETMEDIC_TEST_K8SCTL') == '1'
+K8SCTL = ROOT / 'lab' / 'k8s' / 'k8sctl'
+
+
+@pytest.fixture
+def fresh(cluster, tmp_path):
+    """A cluster whose seed objects (kube-system's ConfigMaps, DaemonSets, Nodes) the test may change.
+
+    On the double: a double of the test's own, from the seed, recording requests. On a real server: the module's, when
+    it is the lab's (``NETMEDIC_TEST_K8SCTL=1``), reset to the clean seed after the test (``k8sctl reset`` + ``seed``,
+    30-40 s), so the next test finds the seed as it was; any other real cluster skips (named), never a pass.
+    """
+    if cluster.is_double:
+        from lab.kubedouble import KubeDouble
+
+        double = KubeDouble(seed=SEED, tick=0.02, start_delay=0.02, audit=True).start()
+        try:
+            path = double.write_kubeconfig(tmp_path / 'fresh.kubeconfig')
+            double.wait_for(_all_pods_running)
+            api = k8s_config.new_client_from_config(str(path))
+            api.user_agent = TEST_AGENT
+            yield Cluster(kubeconfig=Path(path), context=None, is_double=True, api=api, double=double)
+            api.close()
+        finally:
+            double.stop()
+        assert not double.failures, 'the double hit unexpected exceptions: %r' % double.failures
+        return
+    if not cluster.writable or not K8SCTL_OWNED:
+        pytest.skip('changes the seed\'s kube-system objects: needs the lab\'s own control plane, which the suite resets '
+                    'afterwards (NETMEDIC_TEST_WRITABLE=1 NETMEDIC_TEST_K8SCTL=1: make realcluster-test)')
+    try:
+        yield cluster
+    finally:
+        for command in ('reset', 'seed'):
+            done = subprocess.run([str(K8SCTL), command], capture_output=True, text=True, timeout=600, check=False)
+            assert done.returncode == 0, 'k8sctl %s after the test failed (%d): %s' % (command, done.returncode, done.stdout[-2000:])
+
+
+class Identity:
+    """A kubeconfig of its own for a ServiceAccount's token (``kubeconfig_path``, ``context`` None: what the runners
+    take), and ``user``, the name the server knows it by."""
+
+    def __init__(self, kubeconfig_path, user, objects):
+        self.kubeconfig_path = kubeconfig_path
+        self.context = None
+        self.user = user
+        self.objects = objects
+
+
+def as_identity(cluster, manifest, tmp_path):
+    """Apply ``manifest`` (rbac/<playbook>.yml: a v1 List or documents; its namespaces made) as admin and return the
+    ``Identity`` of its ServiceAccount: on the double a token it registers, on the real server one from the TokenRequest
+    API, authorized by RBAC on either."""
+    objects = []
+    for doc in yaml.safe_load_all(Path(manifest).read_text()):
+        if doc:
+            objects += doc['items'] if doc.get('kind') == 'List' else [doc]
+    for doc in objects:
+        namespace = doc['metadata'].get('namespace')
+        if namespace and cluster.find('Namespace', None, namespace) is None:
+            cluster.create({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': namespace}})
+        cluster.create(doc)
+    sa = next(o for o in objects if o['kind'] == 'ServiceAccount')['metadata']
+    namespace, name = sa['namespace'], sa['name']
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    context = next(c['context'] for c in config['contexts'] if c['name'] == (cluster.context or config['current-context']))
+    server = next(c['cluster'] for c in config['clusters'] if c['name'] == context['cluster'])
+    if cluster.is_double:
+        token = cluster.double.add_identity(serviceaccount=(namespace, name))
+    else:
+        deadline = time.monotonic() + 30             # the token controller needs the ServiceAccount it just saw
+        while True:
+            try:
+                issued = cluster.core.create_namespaced_service_account_token(
+                    name, namespace, {'apiVersion': 'authentication.k8s.io/v1', 'kind': 'TokenRequest', 'spec': {'expirationSeconds': 3600}})
+                break
+            except k8s.ApiException as exc:
+                if exc.status != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        token = issued.status.token
+    user = 'system:serviceaccount:%s:%s' % (namespace, name)
+    kubeconfig = {'apiVersion': 'v1', 'kind': 'Config', 'current-context': 'identity',
+                  'clusters': [{'name': 'identity', 'cluster': server}],
+                  'users': [{'name': 'identity', 'user': {'token': token}}],
+                  'contexts': [{'name': 'identity', 'context': {'cluster': 'identity', 'user': 'identity'}}]}
+    path = tmp_path / ('kubeconfig-%s' % name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w') as handle:
+        yaml.safe_dump(kubeconfig, handle)
+    return Identity(path, user, objects)
+
+
+@pytest.fixture
+def identity(tmp_path):
+    """``identity(cluster, manifest)`` -> ``Identity`` (``as_identity``); what the manifests created is deleted after the
+    test (on a cluster the test shares with others), the namespaces they made too. Take it after ``fresh`` (a fixture
+    torn down first would have stopped that double)."""
+    made = []
+
+    def _make(cluster, manifest):
+        namespaces = {doc['metadata']['name'] for doc in cluster.items('Namespace')}
+        ident = as_identity(cluster, manifest, tmp_path)
+        made.append((cluster, ident, namespaces))
+        return ident
+
+    yield _make
+    for cluster, ident, namespaces in made:
+        for doc in reversed(ident.objects):
+            meta = doc['metadata']
+            if cluster.find(doc['kind'], meta.get('namespace'), meta['name']) is not None:
+                cluster._resource(doc['kind']).delete(name=meta['name'], namespace=meta.get('namespace'), _request_timeout=REQUEST_TIMEOUT)
+        for namespace in {doc['metadata'].get('namespace') for doc in ident.objects} - namespaces - {None}:
+            if cluster.find('Namespace', None, namespace) is not None:
+                cluster._resource('Namespace').delete(name=namespace, _request_timeout=REQUEST_TIMEOUT)
+            # A real server finishes a namespace's deletion later: the next test's manifest would find it Terminating.
+            deadline = time.monotonic() + 120
+            while cluster.find('Namespace', None, namespace) is not None:
+                assert time.monotonic() < deadline, 'namespace %s still there 120 s after its deletion' % namespace
+                time.sleep(0.5)
+
+
 @pytest.fixture
 def audit(writable):
     """``audit.entries()``: the requests since the fixture was taken (``Audit``)."""
@@ -260,7 +384,8 @@ def writable(cluster):
 
 @pytest.fixture
 def scratch(writable):
-    """A fresh namespace of the test's own (deleted afterwards, waiting for it to go on a real server)."""
+    """A fresh namespace of the test's own, deleted afterwards (a real server finishes that later, in the background:
+    its name is the test's alone, so nothing waits for it)."""
     name = 'netmedic-test-' + uuid.uuid4().hex[:8]
     core = writable.core
     core.create_namespace({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': name}})
