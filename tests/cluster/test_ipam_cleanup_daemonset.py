@@ -1,18 +1,20 @@
-"""Role netmedic.k8s.ipam_cleanup_daemonset (catalog C-8) against the API double.
+"""Role netmedic.k8s.ipam_cleanup_daemonset (catalog C-8) on the double and on the real kube-apiserver (issue 15).
 
-Issue 10 hole 1: the DaemonSet's shell script removed every regular file older than the grace
-period in whatever directory it was given (``/var/lib/kubelet`` lost ``config.yaml``), without an
-IP-name filter, host-local's lock, a backup or a refusal when nothing is live, and its pod mounted
-all of ``/run/containerd`` from a tag-addressed image.  Now the pod runs cni_ipam_gc's own code:
-the ConfigMap holds the collection's module_utils byte for byte (so it cannot drift), only the
-runtime socket, the IPAM directory and the backup directory are mounted, the image is pinned by
+Ported from tests/lab/test_ipam_cleanup_daemonset.py (issue 15 item 4; none of its cases needed the double).
+Issue 10 hole 1: the DaemonSet's shell script removed every regular file older than the grace period in whatever
+directory it was given (``/var/lib/kubelet`` lost ``config.yaml``), without an IP-name filter, host-local's lock, a
+backup or a refusal when nothing is live, and its pod mounted all of ``/run/containerd`` from a tag-addressed image.
+Now the pod runs cni_ipam_gc's own code: the ConfigMap holds the collection's module_utils byte for byte (so it cannot
+drift), only the runtime socket, the IPAM directory and the backup directory are mounted, the image is pinned by
 digest, and an IPAM directory outside host-local's data directories is refused before any write.
 
-The role is applied through ansible-playbook (kubernetes.core.k8s); what was stored is read back
-from the double.  The shipped code itself runs in tests/unit/plugins/module_utils/test_ipam_gc_cli.py
-and tests/integration/test_ipam_gc_cli.py (cni_ipam_gc's fault matrix), and on real containerd in
-tests/labvm/test_ipam_cleanup_daemonset.py; the last test here runs the rendered pod's own command line
-and ConfigMap files in a mount namespace laid out as its volumes say.
+The role is applied through ansible-playbook (kubernetes.core.k8s) into a namespace of the test's own
+(``ipam_cleanup_daemonset_namespace``, default kube-system); what was stored is read back through the API. On the
+real server the DaemonSet controller makes the pods and lab/k8s/nodesim.py runs them on the three simulated nodes;
+admission stores what the server defaults (the test compares what the role set). The shipped code itself runs in
+tests/unit/plugins/module_utils/test_ipam_gc_cli.py and tests/integration/test_ipam_gc_cli.py (cni_ipam_gc's fault
+matrix), and on real containerd in tests/labvm/test_ipam_cleanup_daemonset.py; the last test here runs the stored
+pod's own command line and ConfigMap files in a mount namespace laid out as its volumes say.
 """
 
 from __future__ import annotations
@@ -27,9 +29,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-DOUBLE_ONLY = ("portable: role ipam_cleanup_daemonset's ServiceAccount, ConfigMap and DaemonSet through kubernetes.core, read back; its pods Running"
-               ' on the simulated nodes')
-
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = str(ROOT / 'collections')
 MODULE_UTILS = ROOT / 'plugins' / 'module_utils'
@@ -38,38 +37,64 @@ DIGEST = 'sha256:' + '3f' * 32
 IMAGE = 'registry.example/netmedic/gc-tools@' + DIGEST
 SHIPPED = ('ipam_gc_cli.py', 'ipam_gc.py', 'ipam.py', 'runtime.py', 'node/runner.py', 'node/hostfs.py', 'reportfiles.py')
 PACKAGE = 'ansible_collections/netmedic/k8s/plugins/module_utils'
+NODES = ['lab-node-1', 'lab-node-2', 'lab-node-3']
+KINDS = ('ServiceAccount', 'ConfigMap', 'DaemonSet')
 
 
 @pytest.fixture
 def run(playbook):
-    return lambda double, tasks: playbook(double, tasks, extra_env={'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS})
+    return lambda cluster, tasks: playbook(cluster, tasks, extra_env={'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS})
 
 
-def role(variables=None, **extra):
+def role(ns, variables=None, **extra):
     entry = {'ansible.builtin.import_role': {'name': 'netmedic.k8s.ipam_cleanup_daemonset'}}
-    entry['vars'] = dict({'ipam_cleanup_daemonset_image': IMAGE}, **(variables or {}))
+    entry['vars'] = dict({'ipam_cleanup_daemonset_image': IMAGE, 'ipam_cleanup_daemonset_namespace': ns}, **(variables or {}))
     entry.update(extra)
     return entry
 
 
-def objects(double):
-    return {kind: double.store.find(kind, 'kube-system', NAME) for kind in ('serviceaccounts', 'configmaps', 'daemonsets')}
+def objects(cluster, ns):
+    return {kind: cluster.find(kind, ns, NAME) for kind in KINDS}
 
 
-def pod_spec(double):
-    return objects(double)['daemonsets']['spec']['template']['spec']
+def pod_spec(cluster, ns):
+    return objects(cluster, ns)['DaemonSet']['spec']['template']['spec']
 
 
-def test_present_idempotent_check_mode_and_absent(double, run):
-    rc, results, output = run(double, yaml.safe_dump([role(check_mode=True)]))
+def wait(what, check, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, 'timed out after %ss waiting for %s' % (timeout, what)
+        time.sleep(0.25)
+
+
+def _running(cluster, ns):
+    """The DaemonSet's three pods Running, and its status counting them for the current generation (the controller
+    writes the status after the pods: a resourceVersion read before that moves under the test)."""
+    pods = [p for p in cluster.items('Pod', ns, label_selector='app.kubernetes.io/name=%s' % NAME)
+            if not p['metadata'].get('deletionTimestamp')]
+    ds = cluster.get('DaemonSet', ns, NAME)
+    status = ds.get('status') or {}
+    settled = status.get('observedGeneration') == ds['metadata']['generation'] and all(
+        status.get(k) == 3 for k in ('desiredNumberScheduled', 'currentNumberScheduled', 'numberReady', 'updatedNumberScheduled',
+                                     'numberAvailable'))
+    return pods if len(pods) == 3 and all(p['status'].get('phase') == 'Running' for p in pods) and settled else None
+
+
+def test_present_idempotent_check_mode_and_absent(writable, scratch, run):
+    cluster, ns = writable, scratch
+    rc, results, output = run(cluster, yaml.safe_dump([role(ns, check_mode=True)]))
     assert rc == 0, output
-    assert all(obj is None for obj in objects(double).values()), 'check mode created objects'
+    assert all(obj is None for obj in objects(cluster, ns).values()), 'check mode created objects'
 
-    rc, results, output = run(double, yaml.safe_dump([role({'ipam_cleanup_daemonset_grace_minutes': 15})]))
+    rc, results, output = run(cluster, yaml.safe_dump([role(ns, {'ipam_cleanup_daemonset_grace_minutes': 15})]))
     assert rc == 0, output
-    made = objects(double)
-    assert made['serviceaccounts']['automountServiceAccountToken'] is False
-    spec = made['daemonsets']['spec']['template']['spec']
+    made = objects(cluster, ns)
+    assert made['ServiceAccount']['automountServiceAccountToken'] is False
+    spec = made['DaemonSet']['spec']['template']['spec']
     container = spec['containers'][0]
     assert '--grace-period=900' in container['command']
     assert container['securityContext']['capabilities'] == {'drop': ['ALL']}
@@ -78,39 +103,42 @@ def test_present_idempotent_check_mode_and_absent(double, run):
     assert spec['automountServiceAccountToken'] is False and spec['hostNetwork'] is True
     assert not spec.get('hostPID') and not container['securityContext'].get('privileged')
 
-    def running(store):
-        pods, _rv = store.list('pods', 'kube-system', label_selector='app.kubernetes.io/name=%s' % NAME)
-        return pods if len(pods) == 3 and all(p['status'].get('phase') == 'Running' for p in pods) else None
-
-    assert sorted(p['spec']['nodeName'] for p in double.wait_for(running)) == ['lab-node-1', 'lab-node-2', 'lab-node-3']
-    rc, results, output = run(double, yaml.safe_dump([role({'ipam_cleanup_daemonset_grace_minutes': 15})]))
+    pods = wait('three %s pods Running and the DaemonSet status counting them' % NAME, lambda: _running(cluster, ns))
+    assert sorted(p['spec']['nodeName'] for p in pods) == NODES
+    settled = objects(cluster, ns)['DaemonSet']['metadata']
+    assert settled['generation'] == made['DaemonSet']['metadata']['generation']     # only the status moved since
+    rc, results, output = run(cluster, yaml.safe_dump([role(ns, {'ipam_cleanup_daemonset_grace_minutes': 15})]))
     assert rc == 0, output
     assert not any(r.get('changed') for r in results.values()), 'second run changed something'
-    assert objects(double)['daemonsets']['metadata']['resourceVersion'] == made['daemonsets']['metadata']['resourceVersion']
+    assert objects(cluster, ns)['DaemonSet']['metadata']['resourceVersion'] == settled['resourceVersion']
+    assert {k: o['metadata']['resourceVersion'] for k, o in objects(cluster, ns).items() if k != 'DaemonSet'} == \
+        {k: o['metadata']['resourceVersion'] for k, o in made.items() if k != 'DaemonSet'}
 
     # A changed setting in check mode: reported as a change, nothing written.
-    rc, results, output = run(double, yaml.safe_dump([role({'ipam_cleanup_daemonset_grace_minutes': 20}, check_mode=True)]))
+    rc, results, output = run(cluster, yaml.safe_dump([role(ns, {'ipam_cleanup_daemonset_grace_minutes': 20}, check_mode=True)]))
     assert rc == 0, output
     (daemonset,) = [r for name, r in results.items() if name.endswith('DaemonSet')]
     assert daemonset.get('changed') is True
-    assert '--grace-period=900' in pod_spec(double)['containers'][0]['command']
+    assert '--grace-period=900' in pod_spec(cluster, ns)['containers'][0]['command']
+    assert objects(cluster, ns)['DaemonSet']['metadata']['generation'] == settled['generation']
 
-    rc, results, output = run(double, yaml.safe_dump([role({'ipam_cleanup_daemonset_state': 'absent',
-                                                            'ipam_cleanup_daemonset_image': ''})]))
+    rc, results, output = run(cluster, yaml.safe_dump([role(ns, {'ipam_cleanup_daemonset_state': 'absent',
+                                                                 'ipam_cleanup_daemonset_image': ''})]))
     assert rc == 0, output
-    assert all(obj is None for obj in objects(double).values())
+    assert all(obj is None for obj in objects(cluster, ns).values())
 
 
-def test_issue10_h1_pod_runs_cni_ipam_gc_code_shipped_byte_for_byte(double, run):
+def test_issue10_h1_pod_runs_cni_ipam_gc_code_shipped_byte_for_byte(writable, scratch, run):
     """Hole 1: the pod ran a second, weaker implementation (a shell loop with rm). Now the ConfigMap
     holds exactly the module_utils files cni_ipam_gc runs, mounted as their package tree."""
-    rc, _results, output = run(double, yaml.safe_dump([role()]))
+    cluster, ns = writable, scratch
+    rc, _results, output = run(cluster, yaml.safe_dump([role(ns)]))
     assert rc == 0, output
-    data = objects(double)['configmaps']['data']
+    data = objects(cluster, ns)['ConfigMap']['data']
     assert sorted(data) == sorted(n.replace('/', '.') for n in SHIPPED)
     for name in SHIPPED:
         assert data[name.replace('/', '.')] == (MODULE_UTILS / name).read_text(), '%s in the ConfigMap differs from the collection' % name
-    spec = pod_spec(double)
+    spec = pod_spec(cluster, ns)
     container = spec['containers'][0]
     assert container['command'][:6] == ['python3', '-S', '-E', '-B', '-m',
                                         'ansible_collections.netmedic.k8s.plugins.module_utils.ipam_gc_cli']
@@ -125,16 +153,17 @@ def test_issue10_h1_pod_runs_cni_ipam_gc_code_shipped_byte_for_byte(double, run)
                     '--runtime=containerd', '--runtime-endpoint=/run/containerd/containerd.sock', '--runtime-cli=auto',
                     '--namespace=k8s.io', '--runtime-timeout=30', '--lock-timeout=30', '--grace-period=600', '--interval=120']
     assert '--allow-all' not in args and '--allow-other-data-dir' not in args
-    annotation = objects(double)['daemonsets']['spec']['template']['metadata']['annotations']['netmedic.k8s/code-sha256']
+    annotation = objects(cluster, ns)['DaemonSet']['spec']['template']['metadata']['annotations']['netmedic.k8s/code-sha256']
     assert len(annotation) == 64
 
 
-def test_issue10_h1_only_the_socket_ipam_and_backup_dirs_are_mounted(double, run):
+def test_issue10_h1_only_the_socket_ipam_and_backup_dirs_are_mounted(writable, scratch, run):
     """Hole 1: a read-only mount of /run/containerd does not stop connect() on the socket, and exposes
     containerd's whole state directory. Only the socket file (type Socket) is mounted now."""
-    rc, _results, output = run(double, yaml.safe_dump([role({'ipam_cleanup_daemonset_dry_run': True})]))
+    cluster, ns = writable, scratch
+    rc, _results, output = run(cluster, yaml.safe_dump([role(ns, {'ipam_cleanup_daemonset_dry_run': True})]))
     assert rc == 0, output
-    spec = pod_spec(double)
+    spec = pod_spec(cluster, ns)
     host = {v['name']: v['hostPath'] for v in spec['volumes'] if 'hostPath' in v}
     assert host == {
         'host-ipam': {'path': '/var/lib/cni/networks/gke-pod-network', 'type': 'Directory'},
@@ -148,12 +177,13 @@ def test_issue10_h1_only_the_socket_ipam_and_backup_dirs_are_mounted(double, run
     assert spec['containers'][0]['image'] == IMAGE
 
 
-def test_whole_data_dir_and_crio(double, run):
-    rc, _results, output = run(double, yaml.safe_dump([role({
+def test_whole_data_dir_and_crio(writable, scratch, run):
+    cluster, ns = writable, scratch
+    rc, _results, output = run(cluster, yaml.safe_dump([role(ns, {
         'ipam_cleanup_daemonset_ipam_dir': '/var/run/cni/networks/', 'ipam_cleanup_daemonset_runtime': 'crio',
         'ipam_cleanup_daemonset_runtime_socket': '/var/run/crio/crio.sock'})]))
     assert rc == 0, output
-    spec = pod_spec(double)
+    spec = pod_spec(cluster, ns)
     args = spec['containers'][0]['command']
     assert '--data-dir=/var/run/cni/networks' in args and not [a for a in args if a.startswith('--network')]
     assert '--runtime=crio' in args and '--runtime-endpoint=/var/run/crio/crio.sock' in args
@@ -161,11 +191,12 @@ def test_whole_data_dir_and_crio(double, run):
     assert host['host-ipam'] == '/var/run/cni/networks' and host['runtime-socket'] == '/var/run/crio/crio.sock'
 
 
-def test_other_data_dir_needs_the_override(double, run):
-    rc, _results, output = run(double, yaml.safe_dump([role({'ipam_cleanup_daemonset_ipam_dir': '/var/lib/flannel/networks',
-                                                             'ipam_cleanup_daemonset_allow_other_ipam_dir': True})]))
+def test_other_data_dir_needs_the_override(writable, scratch, run):
+    cluster, ns = writable, scratch
+    rc, _results, output = run(cluster, yaml.safe_dump([role(ns, {'ipam_cleanup_daemonset_ipam_dir': '/var/lib/flannel/networks',
+                                                                  'ipam_cleanup_daemonset_allow_other_ipam_dir': True})]))
     assert rc == 0, output
-    args = pod_spec(double)['containers'][0]['command']
+    args = pod_spec(cluster, ns)['containers'][0]['command']
     assert '--data-dir=/var/lib/flannel/networks' in args and '--allow-other-data-dir' in args
 
 
@@ -198,17 +229,18 @@ BAD = [
 
 
 @pytest.mark.parametrize('variables, message', BAD, ids=[str(sorted(v.items())) for v, _m in BAD])
-def test_bad_settings_fail_before_any_write(double, run, variables, message):
-    rc, results, output = run(double, yaml.safe_dump([role(variables)]))
+def test_bad_settings_fail_before_any_write(writable, scratch, run, variables, message):
+    cluster, ns = writable, scratch
+    rc, results, output = run(cluster, yaml.safe_dump([role(ns, variables)]))
     assert rc == 2, output
     failed = [r for r in results.values() if r.get('failed')]
     assert len(failed) == 1, output
     assert message in failed[0]['msg'], failed[0]['msg']
     assert 'nothing was changed' in failed[0]['msg'] or 'argument' in failed[0]['msg'].lower(), failed[0]['msg']
-    assert all(obj is None for obj in objects(double).values())
+    assert all(obj is None for obj in objects(cluster, ns).values())
 
 
-# -- the rendered pod, run here ------------------------------------------------------------------
+# -- the stored pod, run here --------------------------------------------------------------------
 
 LIVE = 'c0ffee' + '0' * 58
 DEAD = 'deadbeef' + '1' * 56
@@ -228,15 +260,16 @@ exec setpriv --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@"
 '''
 
 
-def test_issue10_h1_rendered_pod_runs_the_shipped_code(double, run, tmp_path):
-    """The DaemonSet's own command line (only --interval set to one pass), with the ConfigMap's files laid
-    out as its items say, without capabilities, in a mount namespace where the hostPath volumes are bind
-    mounts at the manifest's paths: old leaked allocations are moved to the backup, live ones stay."""
-    rc, _results, output = run(double, yaml.safe_dump([role()]))
+def test_issue10_h1_rendered_pod_runs_the_shipped_code(writable, scratch, run, tmp_path):
+    """The DaemonSet's own command line as the server stored it (only --interval set to one pass), with the
+    ConfigMap's files laid out as its items say, without capabilities, in a mount namespace where the hostPath
+    volumes are bind mounts at the manifest's paths: old leaked allocations are moved to the backup, live ones stay."""
+    cluster, ns = writable, scratch
+    rc, _results, output = run(cluster, yaml.safe_dump([role(ns)]))
     assert rc == 0, output
-    spec = pod_spec(double)
+    spec = pod_spec(cluster, ns)
     container = spec['containers'][0]
-    data = objects(double)['configmaps']['data']
+    data = objects(cluster, ns)['ConfigMap']['data']
     code = tmp_path / 'code'
     for item in {v['name']: v for v in spec['volumes']}['code']['configMap']['items']:
         path = code / item['path']
