@@ -146,3 +146,28 @@ def test_fix_playbook_runs_with_its_role(name, request, playbook_file):
     assert not denied(entries)
     writers = {e['user'] for e in entries if e['verb'] not in ('get', 'list', 'watch')}
     assert writers == {sa.user}, writers
+
+
+# C-7 and C-8 (issue 9: one AWX job template per fix), check mode then the change, each with exactly its grants.
+IMAGE = 'registry.example/netmedic/gc-tools@sha256:' + '3f' * 32
+C7_C8 = {
+    'daemonset_restart': ['-e', 'netmedic_ds_name=kube-proxy-worker'],
+    'ipam_cleanup_daemonset': ['-e', 'netmedic_ipam_cleanup_image=%s' % IMAGE],
+}
+
+
+@pytest.mark.parametrize('name', sorted(C7_C8))
+def test_c7_c8_playbook_runs_with_its_role(name, fresh, identity, playbook_file):
+    """Ported from tests/lab/test_rbac_c7_c8_playbooks.py. On the real server C-7's restart verifies by readiness alone
+    (``netmedic_ds_patterns_preset=none``: nodesim serves no logs)."""
+    cluster = fresh
+    sa = identity(cluster, RBAC_DIR / ('%s.yml' % name))
+    audit = Audit(cluster)
+    extra = list(C7_C8[name]) + ([] if cluster.is_double else ['-e', 'netmedic_ds_patterns_preset=none'])
+    for check in (True, False):
+        rc, tasks, output = playbook_file(sa, PLAYBOOKS / ('%s.yml' % name), *extra, check=check)
+        failed = {task: r.get('msg') for task, r in tasks.items() if r.get('failed')}
+        assert rc == 0, (failed, denied(audit.entries()), output[-3000:])
+    entries = audit.entries()
+    assert not denied(entries)
+    assert {e['user'] for e in entries if e['verb'] not in ('get', 'list', 'watch')} == {sa.user}
