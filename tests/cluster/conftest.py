@@ -279,9 +279,7 @@ def as_identity(cluster, manifest, tmp_path):
         cluster.create(doc)
     sa = next(o for o in objects if o['kind'] == 'ServiceAccount')['metadata']
     namespace, name = sa['namespace'], sa['name']
-    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    context = next(c['context'] for c in config['contexts'] if c['name'] == (cluster.context or config['current-context']))
-    server = next(c['cluster'] for c in config['clusters'] if c['name'] == context['cluster'])
+    server = kubeconfig_server(cluster)
     if cluster.is_double:
         token = cluster.double.add_identity(serviceaccount=(namespace, name))
     else:
@@ -479,6 +477,13 @@ def daemonset_settled(cluster, namespace, name, timeout=120, updated=True):
                                                          p['metadata'].get('deletionTimestamp')) for p in pods]))
 
 
+def kubeconfig_server(cluster):
+    """The ``cluster`` entry (server, CA) of the kubeconfig context the suite uses."""
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    context = next(c['context'] for c in config['contexts'] if c['name'] == (cluster.context or config['current-context']))
+    return next(c['cluster'] for c in config['clusters'] if c['name'] == context['cluster'])
+
+
 def bearer(cluster, namespace, name, rules, tmp_path):
     """A ServiceAccount ``namespace/name`` bound to a Role of ``rules`` there, and its token: ``{'host', 'api_key',
     'ca_cert'}``, the connection options of a module run as that identity, not the kubeconfig's (``ca_cert`` is the
@@ -493,10 +498,7 @@ def bearer(cluster, namespace, name, rules, tmp_path):
     cluster.create({'apiVersion': 'rbac.authorization.k8s.io/v1', 'kind': 'RoleBinding', 'metadata': {'name': name},
                     'roleRef': {'apiGroup': 'rbac.authorization.k8s.io', 'kind': 'Role', 'name': name},
                     'subjects': [{'kind': 'ServiceAccount', 'name': name, 'namespace': namespace}]}, namespace=namespace)
-    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    context_name = cluster.context or config['current-context']
-    context = next(c['context'] for c in config['contexts'] if c['name'] == context_name)
-    server = next(c['cluster'] for c in config['clusters'] if c['name'] == context['cluster'])
+    server = kubeconfig_server(cluster)
     ca_cert = None
     if server.get('certificate-authority-data'):
         ca_cert = tmp_path / ('ca-%s.crt' % name)
