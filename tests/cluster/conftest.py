@@ -76,25 +76,12 @@ class Cluster:
     double: object = None
     _dynamic: object = dataclasses.field(default=None, repr=False)
 
-    @property
-    def core(self):
-        return Timed(k8s.CoreV1Api(self.api))
-
-    @property
-    def apps(self):
-        return Timed(k8s.AppsV1Api(self.api))
-
-    @property
-    def policy(self):
-        return Timed(k8s.PolicyV1Api(self.api))
-
-    @property
-    def coordination(self):
-        return Timed(k8s.CoordinationV1Api(self.api))
-
-    @property
-    def apis(self):
-        return Timed(k8s.ApisApi(self.api))
+    # The generated API classes the tests call, each call with a timeout (Timed).
+    core = property(lambda self: Timed(k8s.CoreV1Api(self.api)))
+    apps = property(lambda self: Timed(k8s.AppsV1Api(self.api)))
+    policy = property(lambda self: Timed(k8s.PolicyV1Api(self.api)))
+    coordination = property(lambda self: Timed(k8s.CoordinationV1Api(self.api)))
+    apis = property(lambda self: Timed(k8s.ApisApi(self.api)))
 
     @property
     def writable(self):
