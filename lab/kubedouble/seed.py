@@ -95,6 +95,25 @@ def make_node(name, ip, index, version, cpu='2', memory='4026524Ki'):
     }
 
 
+def template_accounts(objects):
+    """The ServiceAccounts the seed's workloads run as (their pod templates' ``serviceAccountName``, not ``default``)
+    that the seed does not create itself, as lab/k8s/nodesim.py's seed creates them on the real server: the
+    ServiceAccount admission refuses a pod naming a missing one (admission.check_service_account)."""
+    have = {(o['metadata'].get('namespace') or 'default', o['metadata']['name']) for o in objects if o.get('kind') == 'ServiceAccount'}
+    made = []
+    for obj in objects:
+        if obj.get('kind') not in ('Pod', 'DaemonSet', 'Deployment', 'ReplicaSet', 'StatefulSet', 'Job'):
+            continue
+        spec = obj.get('spec') or {}
+        spec = spec if obj['kind'] == 'Pod' else (spec.get('template') or {}).get('spec') or {}
+        name = spec.get('serviceAccountName') or spec.get('serviceAccount')
+        key = (obj['metadata'].get('namespace') or 'default', name)
+        if name and name != 'default' and key not in have:
+            have.add(key)
+            made.append({'apiVersion': 'v1', 'kind': 'ServiceAccount', 'metadata': {'name': name, 'namespace': key[0]}})
+    return made
+
+
 def populate(store, objects, nodes=None):
     """Create namespaces, nodes (``nodes`` = [(name, ip)] replaces the seed's Nodes), then the rest."""
     objects = [o for o in objects if not (nodes is not None and o.get('kind') == 'Node')]
@@ -103,7 +122,8 @@ def populate(store, objects, nodes=None):
     names = {o['metadata']['name'] for o in objects if o.get('kind') == 'Namespace'}
     objects = [{'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': n}}
                for n in BASE_NAMESPACES if n not in names] + objects
-    order = {NAMESPACE.kind: 0, NODE.kind: 1}
+    objects += template_accounts(objects)
+    order = {NAMESPACE.kind: 0, NODE.kind: 1, 'ServiceAccount': 1.5}   # accounts before the pods that name them
     for obj in sorted(objects, key=lambda o: order.get(o.get('kind'), 2)):
         rt = lookup(obj['kind'])
         store.create(rt, obj['metadata'].get('namespace'), obj)

@@ -175,6 +175,8 @@ class Store:
                     raise errors.not_found(NAMESPACE, meta['namespace'])
             else:
                 meta.pop('namespace', None)
+            if rt.namespaced:
+                admission.check_service_account(self, rt, obj)
             if not meta.get('name'):
                 if not meta.get('generateName'):
                     raise errors.invalid(rt, '', [('metadata.name', 'Required value: name or generateName is required')])

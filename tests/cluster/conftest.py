@@ -412,7 +412,8 @@ def copy_accounts(cluster, namespace, kinds=('DaemonSet', 'Deployment'), source=
 
     ``copy_seed``'s DaemonSets get pods only with them: the real server's ServiceAccount admission refuses a pod whose
     ServiceAccount does not exist (the DaemonSet controller's ``FailedCreate``: 'error looking up service account'),
-    and lab/k8s/nodesim.py creates them only in the seed's own namespaces. The double does not check (issue 15).
+    and lab/k8s/nodesim.py creates them only in the seed's own namespaces. The double refuses the same since issue 15
+    (tests/cluster/test_behaviour.py, lab/kubedouble/admission.check_service_account).
     """
     names = []
     for doc in seed_objects(namespace=source, kinds=kinds):

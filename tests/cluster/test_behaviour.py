@@ -338,3 +338,85 @@ def test_issue15_a_failed_uid_precondition_names_the_kind_and_the_uids(cluster, 
                        'record (%s). The object might have been deleted and then recreated' % (other, cm.metadata.uid)), (cluster.server, message)
     assert json.loads(info.value.body)['details'] == {'name': 'cfg', 'kind': 'ConfigMap'}
     assert core.read_namespaced_config_map('cfg', scratch).metadata.uid == cm.metadata.uid
+
+
+def test_issue15_a_pod_whose_service_account_is_missing_is_forbidden_and_a_daemonset_makes_none(cluster, scratch):
+    """ServiceAccount admission: a pod naming a ServiceAccount its namespace lacks is refused 403 Forbidden (named by
+    its generateName when it has no name yet, as a controller's pods are), nothing stored; so a DaemonSet copied into
+    a namespace without its ServiceAccount gets no pod (the controller's FailedCreate event) until the account exists.
+
+    Divergence found by issue 15 (porting tests/lab's Flannel/Terway playbook tests onto copies of the seed's
+    DaemonSets): the double created the pods. It still makes each namespace's ``default`` account itself within a tick
+    and does not refuse pods for it (the real server does until its controller made it: ``scratch`` waits for it).
+    """
+    core = cluster.core
+    for body in (_pod('lonely', serviceAccountName='nobody'),
+                 {'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'generateName': 'agent-'},
+                  'spec': {'serviceAccountName': 'nobody', 'containers': [{'name': 'c', 'image': PAUSE}]}}):
+        with pytest.raises(ApiException) as info:
+            core.create_namespaced_pod(scratch, body)
+        status, reason, message, _fields = _error(info.value)
+        name = body['metadata'].get('name') or body['metadata']['generateName']
+        assert (status, reason) == (403, 'Forbidden'), (cluster.server, status, reason, message)
+        assert message == ('pods "%s" is forbidden: error looking up service account %s/nobody: serviceaccount "nobody" not found'
+                           % (name, scratch)), (cluster.server, message)
+    assert core.list_namespaced_pod(scratch).items == []
+
+    labels = {'app': 'agent'}
+    core_ds = {'apiVersion': 'apps/v1', 'kind': 'DaemonSet', 'metadata': {'name': 'agent'},
+               'spec': {'selector': {'matchLabels': labels}, 'template': {'metadata': {'labels': labels}, 'spec': {
+                   'serviceAccountName': 'agent', 'tolerations': [{'operator': 'Exists'}],
+                   'containers': [{'name': 'c', 'image': PAUSE}]}}}}
+    cluster.apps.create_namespaced_daemon_set(scratch, core_ds)
+    deadline = time.monotonic() + 60
+    while True:
+        events = [e for e in core.list_namespaced_event(scratch).items if e.reason == 'FailedCreate']
+        if events:
+            break
+        assert time.monotonic() < deadline, '%s: no FailedCreate event of DaemonSet agent' % cluster.server
+        time.sleep(0.2)
+    assert 'error looking up service account %s/agent: serviceaccount "agent" not found' % scratch in events[0].message, \
+        (cluster.server, events[0].message)
+    assert core.list_namespaced_pod(scratch).items == []
+    core.create_namespaced_service_account(scratch, {'apiVersion': 'v1', 'kind': 'ServiceAccount', 'metadata': {'name': 'agent'}})
+    deadline = time.monotonic() + 120        # the real controller retries with a backoff
+    nodes = len(core.list_node().items)
+    while len(core.list_namespaced_pod(scratch, label_selector='app=agent').items) < nodes:
+        assert time.monotonic() < deadline, '%s: DaemonSet agent made no pod per node once its ServiceAccount existed' % cluster.server
+        time.sleep(0.5)
+
+
+UNSCHEDULABLE_TAINT = {'key': 'node.kubernetes.io/unschedulable', 'effect': 'NoSchedule'}
+
+
+def _unschedulable_taints(cluster, name):
+    return [t for t in cluster.get('Node', None, name)['spec'].get('taints') or [] if t.get('key') == UNSCHEDULABLE_TAINT['key']]
+
+
+def test_issue15_a_cordoned_node_is_tainted_unschedulable_until_it_is_uncordoned(writable):
+    """The node lifecycle controller taints a cordoned Node ``node.kubernetes.io/unschedulable:NoSchedule`` (with its
+    ``timeAdded``, whole seconds) a moment after the cordon and takes the taint off after the uncordon, leaving no
+    ``spec.taints`` behind (the seed's Nodes have none). The double only scheduled as if the taint were there (found by
+    tests/cluster/test_w7_spine.py, whose cordons left the taint on the real server's Nodes for a moment).
+    Cordons the seed's lab-node-3 for a moment, always uncordoned again."""
+    import datetime
+
+    from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import waiter
+
+    cluster, name = writable, 'lab-node-3'
+    node = cluster.get('Node', None, name)
+    assert not node['spec'].get('unschedulable') and not node['spec'].get('taints'), (cluster.server, node['spec'])
+    patch = 'application/merge-patch+json'
+    try:
+        start = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        cluster.core.patch_node(name, {'spec': {'unschedulable': True}}, _content_type=patch)
+        taints = waiter.wait_until(lambda: _unschedulable_taints(cluster, name), bool, waiter.deadline(60), 0.2)
+        assert [{k: v for k, v in t.items() if k != 'timeAdded'} for t in taints] == [UNSCHEDULABLE_TAINT], (cluster.server, taints)
+        added = datetime.datetime.strptime(taints[0]['timeAdded'], '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+        assert start <= added <= datetime.datetime.now(datetime.timezone.utc), (cluster.server, start, taints)
+    finally:
+        cluster.core.patch_node(name, {'spec': {'unschedulable': None}}, _content_type=patch)
+    spec = waiter.wait_until(lambda: cluster.get('Node', None, name)['spec'],
+                             lambda s: not [t for t in s.get('taints') or [] if t.get('key') == UNSCHEDULABLE_TAINT['key']],
+                             waiter.deadline(60), 0.2)
+    assert 'taints' not in spec and not spec.get('unschedulable'), (cluster.server, spec)

@@ -17,7 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cluster import test_w6_spine as w6
 from tests.cluster.conftest import Audit
+from tests.lab.fleet import NODES, make_fleet
+from tests.lab.fleet import files as fleet_files
+from tests.lab.fleet import run_playbook as run_fleet
+from tests.lab.node_rotation_run import restore_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC_DIR = ROOT / 'rbac'
@@ -170,4 +175,37 @@ def test_c7_c8_playbook_runs_with_its_role(name, fresh, identity, playbook_file)
         assert rc == 0, (failed, denied(audit.entries()), output[-3000:])
     entries = audit.entries()
     assert not denied(entries)
+    assert {e['user'] for e in entries if e['verb'] not in ('get', 'list', 'watch')} == {sa.user}
+
+
+def test_ipam_gc_fleet_runs_with_its_role(writable, identity, tmp_path, request):
+    """W-7 with exactly its grants (ported from tests/lab): the fleet of three local "nodes" (tests/lab/fleet.py) against
+    the cluster's Nodes, which it cordons and uncordons one at a time; every leaked address collected, no Node left
+    cordoned (and, whatever happens, the Nodes are put back for the next test)."""
+    cluster = writable
+    request.addfinalizer(lambda: restore_nodes(cluster))
+    sa = identity(cluster, RBAC_DIR / 'ipam_gc_fleet.yml')
+    audit = Audit(cluster)
+    rc, _results, output = run_fleet(sa, tmp_path, make_fleet(tmp_path))
+    entries = audit.entries()
+    assert rc == 0, (output, denied(entries))
+    assert not denied(entries)
+    for index, node in enumerate(NODES, 1):
+        assert '10.0.%d.3' % index not in fleet_files(tmp_path, node)      # the leaked one was collected
+        assert not cluster.get('Node', None, node)['spec'].get('unschedulable')
+    assert {e['user'] for e in entries if e['verb'] not in ('get', 'list', 'watch')} == {sa.user}
+
+
+def test_arp_flush_runs_with_its_role(writable, identity, tmp_path):
+    """W-6 with exactly its grants (ported from tests/lab): the lock and the health gate run from the node play on the
+    controller (tests/cluster/test_w6_spine.py's runner: three local 'nodes', a VIP no neighbor table here holds)."""
+    cluster = writable
+    sa = identity(cluster, RBAC_DIR / 'arp_flush.yml')
+    audit = Audit(cluster)
+    rc, _results, output = w6.run(sa, tmp_path, check=True, job=301)
+    assert rc == 0, (output, denied(audit.entries()))
+    rc, _results, output = w6.run(sa, tmp_path, job=302)
+    entries = audit.entries()
+    assert rc == 0, (output, denied(entries))
+    assert not denied(entries) and cluster.find('Lease', *w6.LEASE) is None
     assert {e['user'] for e in entries if e['verb'] not in ('get', 'list', 'watch')} == {sa.user}

@@ -36,7 +36,8 @@ FAST = {'tick': 0.02, 'start_delay': 0.02}
 # lab/k8s/nodesim.py); this directory runs on the double only. Every test module says why in a module-level
 # ``DOUBLE_ONLY = '<kind>: <why>'``; a test whose reason differs from its module's carries
 # ``@pytest.mark.double_only('<kind>: <why>')``. Collection fails on a test module without a reason
-# (tests/lab/README.md has the table and what porting the ``portable`` ones would take).
+# (tests/lab/README.md has the table). A test that could run on the real server belongs in tests/cluster: there is
+# no "not ported yet" kind any more (issue 15: all were ported on 2026-12-03).
 DOUBLE_ONLY_KINDS = {
     'fault': "forces an error or a race through the double (its fault hook, or a concurrent write landed between a "
              "module's read and its write); a real server gives these only under real load or a real race",
@@ -45,11 +46,8 @@ DOUBLE_ONLY_KINDS = {
     'version': 'needs a server of another version (the double reports the seed\'s v1.24.9-gke.3200 or one given; '
                'the lab\'s real server is v1.37.2)',
     'store': 'sets through the double\'s store what no client may set on a real server',
-    'audit': 'asserts on the double\'s record of every request (verb, user, dryRun, RBAC decision); the lab\'s '
-             'kube-apiserver writes an audit log only with NETMEDIC_K8S_AUDIT_POLICY (k8sctl, off by default), read by no test yet',
     'multicluster': 'needs several independent clusters at once',
     'no-cluster': 'talks to no API server at all (or the double only hands out a kubeconfig nothing uses)',
-    'portable': 'could run against the real server; not ported yet',
 }
 
 

@@ -3,7 +3,7 @@
 The module reads only the clock (``now`` pins it) and no playbook feature is involved, so its
 ``main()`` runs in the test process (``module_tasks``, tests/harness.py: issue 12), one task per case
 (``ignore_errors``), with check mode handed over as Ansible hands it.  Through ``ansible-playbook``
-it runs in every workflow's change_guard (tests/lab/test_w3_spine.py, test_w7_spine.py: outside the
+it runs in every workflow's change_guard (tests/lab/test_w3_spine.py, tests/cluster/test_w7_spine.py: outside the
 window, override recorded).
 """
 

@@ -4,12 +4,15 @@ The double's kube-proxy log provider says ``Using ipvs Proxier.`` only when the 
 ``ip_vs`` and ``ip_vs_<scheduler>`` loaded (StaticNodeState): lab-node-1 gets ``ip_vs_lc`` here,
 lab-node-2 and lab-node-3 keep the default modules (rr, wrr, sh), so after switching the scheduler
 to ``lc`` (C-2) a restart succeeds on node 1 and must be detected as failed on node 2.
+
+The cases that read no log and need no NotReady Node or crash loop (check mode, bad input, a node selector with
+batches, an unreadable proxy mode, ``patterns_preset: none`` on Terway's two-container pods) went to
+tests/cluster/test_daemonset_restart.py (issue 15), where they run on the real kube-apiserver too.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -20,15 +23,8 @@ from lab.kubedouble.logs import DEFAULT_MODULES
 DOUBLE_ONLY = ("kubelet: the restart is verified by kube-proxy's log line ('Using ipvs Proxier.', or the fallback when a node lacks the scheduler's "
                "kernel module), written by the double's simulated kube-proxy; the simulated nodes serve no pod logs")
 
-COLLECTIONS = str(Path(__file__).resolve().parents[2] / 'collections')
 DS = 'kube-proxy-worker'
 FAST = {'poll_interval': 0.05, 'timeout': 20}
-
-
-@pytest.fixture
-def run(playbook):
-    """``playbook`` with netmedic.k8s resolvable from this checkout."""
-    return lambda double, tasks: playbook(double, tasks, extra_env={'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS})
 
 
 @pytest.fixture
@@ -55,24 +51,6 @@ def task(name, args, **extra):
     entry = {'name': name, 'netmedic.k8s.daemonset_restart': dict({'name': DS}, **args)}
     entry.update(extra)
     return entry
-
-
-@pytest.mark.double_only('portable: check mode plans from the DaemonSet and ConfigMap, reads no log, deletes nothing')
-def test_check_mode_plans_and_deletes_nothing(double, run):
-    switch_scheduler(double)
-    before = uids(double)
-    tasks = yaml.safe_dump([task('plan', dict(FAST, node_order='name'), check_mode=True, diff=True)])
-    rc, results, output = run(double, tasks)
-    assert rc == 0, output
-    res = results['plan']
-    assert res['changed'] is True
-    assert res['plan'] == [['lab-node-1'], ['lab-node-2'], ['lab-node-3']]
-    assert res['restarted'] == [] and res['failed_node'] is None
-    assert res['remaining'] == ['lab-node-1', 'lab-node-2', 'lab-node-3']
-    assert res['patterns']['preset'] == 'kube-proxy-ipvs'
-    assert 'lab-node-2: %s' % proxy_pods(double)['lab-node-2']['metadata']['name'] in res['diff'][0]['before']
-    time.sleep(0.3)   # a few controller ticks: a deleted pod would have been replaced by now
-    assert uids(double) == before
 
 
 def test_success_on_node_with_module_failure_detected_where_missing(double, module_tasks):
@@ -136,51 +114,6 @@ def test_health_gate_refuses_when_pods_are_not_ready(double, module_tasks):
     assert after['lab-node-3'] == before['lab-node-3'] and after['lab-node-2'] == before['lab-node-2']
 
 
-BAD_INPUT = [
-    ({'batch_size': 0}, 'batch_size must be >= 1'),
-    ({'failure_patterns': ['(unclosed']}, 'invalid regular expression'),
-    ({'node_order': 'random'}, 'node_order must be the word "name"'),
-    ({'nodes': ['no-such-node']}, 'no pod of DaemonSet kube-system/kube-proxy-worker on node(s): no-such-node'),
-    ({'node_order': ['lab-node-9']}, 'node_order names node(s) without a pod'),
-    ({'restarted_since': 'yesterday'}, 'restarted_since must be a UTC time'),
-    ({'name': 'no-such-ds'}, 'DaemonSet kube-system/no-such-ds not found'),
-]
-
-
-@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
-                         'refuses the same')
-def test_bad_input_is_refused_before_any_deletion(double, module_tasks):
-    before = uids(double)
-    tasks = yaml.safe_dump([task('bad %d' % i, dict(FAST, **args), ignore_errors=True) for i, (args, _m) in enumerate(BAD_INPUT)])
-    rc, results, output = module_tasks(double, tasks)
-    assert rc == 0, output
-    for i, (_args, message) in enumerate(BAD_INPUT):
-        res = results['bad %d' % i]
-        assert res['failed'] is True and res['changed'] is False, res
-        assert message in res['msg'], (message, res['msg'])
-        assert res['restarted'] == []
-    time.sleep(0.2)
-    assert uids(double) == before
-
-
-@pytest.mark.double_only('portable: node labels and patterns_preset none (Ready only): the real DaemonSet controller and simulated nodes suffice')
-def test_selector_and_batches_restart_every_matching_node(double, module_tasks):
-    for name in ('lab-node-2', 'lab-node-3'):
-        node = double.store.get('nodes', None, name)
-        node['metadata'].setdefault('labels', {})['pool'] = 'blue'
-        double.store.update('nodes', None, name, node)
-    before = uids(double)
-    tasks = yaml.safe_dump([task('blue', dict(FAST, selector='pool=blue', batch_size=2, patterns_preset='none'))])
-    rc, results, output = module_tasks(double, tasks)
-    assert rc == 0, output
-    res = results['blue']
-    assert res['plan'] == [['lab-node-2', 'lab-node-3']]
-    assert sorted(r['node'] for r in res['restarted']) == ['lab-node-2', 'lab-node-3']
-    after = uids(double)
-    assert after['lab-node-1'] == before['lab-node-1']
-    assert after['lab-node-2'] != before['lab-node-2'] and after['lab-node-3'] != before['lab-node-3']
-
-
 @pytest.mark.double_only("kubelet: the new agent pod crash-loops on the new configuration (the double's log provider raises CrashLoop); simulated "
                          'nodes start every pod Running and Ready')
 def test_crash_looping_replacement_stops_the_rollout_at_the_timeout(double, module_tasks):
@@ -218,21 +151,6 @@ def test_issue9_f6_auto_preset_follows_an_iptables_configmap(double, module_task
     assert set(after) == set(before) and all(after[n] != before[n] for n in before)   # every pod replaced
 
 
-@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
-                         'refuses the same')
-def test_issue9_f6_auto_preset_refuses_when_the_mode_cannot_be_read(double, module_tasks):
-    cm = double.store.get('configmaps', 'kube-system', DS)
-    cm['data']['config.conf'] = 'mode: [unclosed\n'
-    double.store.update('configmaps', 'kube-system', DS, cm)
-    before = uids(double)
-    _rc, results, _output = module_tasks(double, yaml.safe_dump([task('restart', dict(FAST), ignore_errors=True)]))
-    res = results['restart']
-    assert res['failed'] is True and res['changed'] is False, res
-    assert "cannot read kube-proxy's proxy mode" in res['msg'] and 'nothing was restarted' in res['msg']
-    time.sleep(0.2)
-    assert uids(double) == before
-
-
 def test_issue9_f13_restarted_in_run_reports_node_steps_and_deletes_nothing(double, module_tasks):
     """Issue 9 finding 13: role verified_rollout restarts one node per task (progress per node), then calls the
     module once over the whole DaemonSet. That last call must verify every pod, delete nothing, and report the
@@ -265,19 +183,3 @@ def test_issue9_f13_restarted_in_run_reports_node_steps_and_deletes_nothing(doub
     rc, results, output = module_tasks(double, tasks)
     assert rc == 0, output
     assert uids(double) == after
-
-
-@pytest.mark.double_only('portable: patterns_preset none reads no log; the restart is Ready only')
-def test_preset_none_reads_no_log_so_a_multi_container_pod_restarts(double, module_tasks):
-    """Found by the RBAC run of terway_config.yml: with no pattern to look for, the module still read each new pod's
-    log without a container, which the API refuses for Terway's two-container pods (terway, policy)."""
-    pods, _rv = double.store.list('pods', 'kube-system', label_selector='app=terway-eniip')
-    assert pods and len(pods[0]['spec']['containers']) > 1
-    before = {p['spec']['nodeName']: p['metadata']['uid'] for p in pods}
-    tasks = yaml.safe_dump([{'name': 'terway', 'netmedic.k8s.daemonset_restart': dict(
-        FAST, name='terway-eniip', nodes=['lab-node-1'], patterns_preset='none')}])
-    rc, results, output = module_tasks(double, tasks)
-    assert rc == 0, output
-    assert [(r['node'], r['matched']) for r in results['terway']['restarted']] == [('lab-node-1', None)]
-    after, _rv = double.store.list('pods', 'kube-system', label_selector='app=terway-eniip')
-    assert {p['spec']['nodeName']: p['metadata']['uid'] for p in after}['lab-node-1'] != before['lab-node-1']

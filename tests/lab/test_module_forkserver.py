@@ -5,8 +5,9 @@ its docstring promises is proved here, each case on a forked child (the script p
 the preloaded ``kubernetes.client``): the script on stdin runs as ``__main__`` with the client's environment,
 working directory, umask and pipes; the exit status (code or signal, SIGKILL and SIGINT included) is the client's;
 a signal for the job reaches the child; a killed client kills the child; atexit handlers and non-daemon threads
-finish; no collection is preloaded; anything the server cannot stand in for runs the real interpreter. The last
-case runs a cluster module through ``ansible-playbook`` both ways and compares the results.
+finish; no collection is preloaded; anything the server cannot stand in for runs the real interpreter. A cluster
+module run through ``ansible-playbook`` both ways, results compared, is tests/cluster/test_module_forkserver.py (on the
+double and the real kube-apiserver; ported from here, issue 15 item 4).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 import pytest
 
 from tests.forkserver import forkserver
-from tests.lab.playbook_run import module_python, module_pythonpath, run_playbook
+from tests.lab.playbook_run import module_python, module_pythonpath
 
 DOUBLE_ONLY = 'no-cluster: the module fork server (tests/forkserver) against a fresh interpreter'
 
@@ -53,11 +54,6 @@ def _wait_for(path, timeout=60):
     while not (path.exists() and path.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
     return path.read_text()
-
-
-def _forks(server_log):
-    with open(server_log, encoding='utf-8') as handle:
-        return sum(1 for line in handle if line.startswith('forked '))
 
 
 def _alive(pid):
@@ -181,27 +177,3 @@ def test_what_the_server_cannot_stand_in_for_runs_the_real_interpreter(client, t
     proc = subprocess.run([python, *args], input=FORKED + 'print(FORKED, sys.argv, sys.executable)\n', env=env,
                           capture_output=True, text=True, timeout=60, check=True)
     assert proc.stdout.strip() == "False [%r] %s" % ('-' if args else '', sys.executable)
-
-
-@pytest.mark.double_only('portable: one read-only cluster module run twice; any server would do')
-def test_a_cluster_module_returns_the_same_result_forked_and_in_a_fresh_interpreter(double, client, tmp_path, monkeypatch):
-    monkeypatch.delenv(forkserver.ENV_VAR, raising=False)       # the 'forked' run forks even under =0
-    play = tmp_path / 'play.yml'
-    play.write_text(textwrap.dedent("""
-        - hosts: localhost
-          gather_facts: false
-          tasks:
-            - name: audit
-              netmedic.k8s.network_audit:
-    """))
-    server_log = os.path.join(os.path.dirname(client[0]), 'server.log')
-    results, forks = {}, {}
-    for mode, env in (('forked', None), ('fresh', {forkserver.ENV_VAR: '0'})):
-        (tmp_path / mode).mkdir()
-        before = _forks(server_log)
-        rc, tasks, output = run_playbook(double, tmp_path / mode, play, env=env)
-        assert rc == 0, output
-        results[mode], forks[mode] = tasks['audit'], _forks(server_log) - before
-    assert forks == {'forked': 1, 'fresh': 0}     # the one module task: a fork, then a fresh interpreter
-    assert results['forked'] == results['fresh']
-    assert results['forked']['findings'] is not None and 'failed' not in results['forked']

@@ -8,6 +8,9 @@ The seed is a GKE 1.24.9-gke.3200 cluster with anetd (Dataplane V2), a NetworkPo
 endPort and a Service whose port differs from its target port: D-1 ... D-4 must be reported.
 D-6 and D-7 are provoked here (a network-unavailable taint; a node NotReady with the seed 004
 kubelet message and a Flannel agent crash-looping on a broken net-conf.json).
+
+A 401 failing the audit and the client's paging and 404 handling went to tests/cluster/test_network_audit.py (issue 15),
+where they run on the real kube-apiserver too.
 """
 
 from __future__ import annotations
@@ -16,10 +19,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import client as k8s_client
-
-DOUBLE_ONLY = "portable: a 401 and the client's paging and 404 handling; the real server gives the same"
 
 COLLECTIONS = str(Path(__file__).resolve().parents[2] / 'collections')
 CNI_MESSAGE = ('container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady '
@@ -106,33 +105,3 @@ def test_d6_and_d7_when_provoked(double, module_tasks):
     assert any('error parsing subnet config' in line for line in agent['evidence']['log_tail'])
     assert results['audit']['findings'][0]['severity'] == 'critical'          # worst first
     assert results['gate']['failed'] is True and 'critical' in results['gate']['msg']
-
-
-def test_api_errors_fail_instead_of_reporting_nothing(double, module_tasks, tmp_path):
-    # A kubeconfig whose token the server rejects: every list is a 401.
-    bad = tmp_path / 'bad.kubeconfig'
-    bad.write_text(Path(double.kubeconfig_path).read_text().replace(double.token, 'not-the-token'))
-    rc, results, output = module_tasks(double, yaml.safe_dump([
-        {'name': 'bad token', 'ignore_errors': True, 'netmedic.k8s.network_audit': {'kubeconfig': str(bad)}},
-    ]))
-    assert rc == 0, output
-    res = results['bad token']
-    assert res['failed'] is True and '401' in res['msg'] and 'nothing was assumed' in res['msg']
-    assert 'findings' not in res
-    assert 'not-the-token' not in output and double.token not in output
-
-
-def test_client_helpers_page_through_lists_and_tell_absent_from_error(double, tmp_path):
-    """k8s_client.list_objects follows ``continue`` tokens; a 404 read is None; a 401 raises."""
-    cluster = k8s_client.Cluster({'kubeconfig': str(double.kubeconfig_path)})
-    paged = k8s_client.list_objects(cluster, 'Pod', page=2)
-    stored, _rv = double.store.list('pods')
-    assert len(stored) > 4
-    assert sorted(p['metadata']['uid'] for p in paged) == sorted(p['metadata']['uid'] for p in stored)
-    assert k8s_client.get_object(cluster, 'DaemonSet', 'kube-system', 'no-such-ds') is None
-    assert k8s_client.get_object(cluster, 'Node', None, 'lab-node-1')['metadata']['name'] == 'lab-node-1'
-    bad = tmp_path / 'bad.kubeconfig'
-    bad.write_text(Path(double.kubeconfig_path).read_text().replace(double.token, 'not-the-token'))
-    with pytest.raises(k8s_client.K8sError) as err:
-        k8s_client.list_objects(k8s_client.Cluster({'kubeconfig': str(bad)}), 'Pod')
-    assert err.value.status == 401

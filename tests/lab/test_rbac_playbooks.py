@@ -6,34 +6,19 @@ authorizer too) in tests/cluster/test_rbac_playbooks.py (issue 15); what stays h
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from lab.kubedouble import StaticNodeState
-
-DOUBLE_ONLY = ("portable: runs through another tests/lab module's runner (test_ipam_gc_fleet's local fleet, test_w6_spine's local nodes); "
-               "tests/cluster/test_rbac_playbooks.py has the identity and audit fixtures for both servers, not ported yet")
+from tests.lab.w3_run import reboot_vars, run_role
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _sibling(name):
-    """Another test module of this directory (its playbook runner), loaded by path."""
-    spec = importlib.util.spec_from_file_location('_rbac_' + name, Path(__file__).with_name(name + '.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_IPAM = _sibling('test_ipam_gc_fleet')
-_W3 = _sibling('test_w3_fallback_reboot')          # W-3's cluster half as the playbook runs it, and the reboot stand-in
-run_ipam_gc_fleet, _fleet, _files = _IPAM.run_playbook, _IPAM._fleet, _IPAM._files
 RBAC_DIR = ROOT / 'rbac'
 PLAYBOOKS = ROOT / 'playbooks'
 NS = 'kube-system'
-NODES = ('lab-node-1', 'lab-node-2', 'lab-node-3')
 
 
 def denied(double):
@@ -67,36 +52,9 @@ def test_ipvs_scheduler_change_runs_with_its_role(audited, as_identity, tmp_path
                      nodes=[('lab-node-1', '10.10.0.11'), ('lab-node-2', '10.10.0.12')])
     sa = as_identity(double, RBAC_DIR / 'ipvs_scheduler_change.yml')
     before = double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf']
-    rc, output = _W3.run(sa, tmp_path, 'rbac-sh', ipvs_scheduler_name='sh', **_W3._reboot_vars(double, tmp_path))
+    rc, output = run_role(sa, tmp_path, 'rbac-sh', ipvs_scheduler_name='sh', **reboot_vars(double, tmp_path))
     assert rc != 0 and 'rolled back' in output, output
     assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data']['config.conf'] == before   # restored exactly
     assert double.store.get('nodes', None, 'lab-node-2')['status']['nodeInfo'].get('bootID') == 'rebooted-lab-node-2', output
     assert not denied(double)
     assert {e['user'] for e in double.audit} >= {'system:serviceaccount:netmedic:netmedic-ipvs-scheduler-change'}
-
-
-def test_ipam_gc_fleet_runs_with_its_role(audited, as_identity, tmp_path):
-    double = audited()
-    sa = as_identity(double, RBAC_DIR / 'ipam_gc_fleet.yml')
-    bindir = _fleet(tmp_path)
-    rc, _results, output = run_ipam_gc_fleet(sa, tmp_path, bindir)
-    assert rc == 0, (output, denied(double))
-    assert not denied(double)
-    for index, node in enumerate(NODES, 1):
-        assert '10.0.%d.3' % index not in _files(tmp_path, node)      # the leaked one was collected
-        assert not double.store.get('nodes', None, node)['spec'].get('unschedulable')
-
-
-def test_arp_flush_runs_with_its_role(audited, as_identity, tmp_path):
-    """W-6 with exactly its grants: the lock and the health gate run from the node play on the controller
-    (tests/lab/test_w6_spine.py's runner: three local 'nodes', a VIP no neighbor table here holds)."""
-    w6 = _sibling('test_w6_spine')
-    double = audited()
-    sa = as_identity(double, RBAC_DIR / 'arp_flush.yml')
-    rc, _results, output = w6.run(sa, tmp_path, check=True, job=301)
-    assert rc == 0, (output, denied(double))
-    rc, _results, output = w6.run(sa, tmp_path, job=302)
-    assert rc == 0, (output, denied(double))
-    assert not denied(double) and double.store.find('leases', *w6.LEASE) is None
-    writes = {e['user'] for e in double.audit if e['verb'] not in ('get', 'list', 'watch')}
-    assert writes == {'system:serviceaccount:netmedic:netmedic-arp-flush'}

@@ -1,7 +1,9 @@
 """playbooks/udp_timeout.yml (catalog W-4) against the API double: the version picks C-3 or N-5.
 
 Only the cluster side runs here (the node side, N-5 with ipvsadm, runs on the VM lab: the
-inventory below has no nodes, so the node play matches no host).
+inventory below has no nodes, so the node play matches no host). The refusals (bad input, an iptables mode, a
+--limit without the cluster play, a held Lease, a closed window) are tests/cluster/test_udp_timeout_playbook.py, on the
+double and on the real kube-apiserver (ported from here, issue 15).
 """
 
 from __future__ import annotations
@@ -90,20 +92,6 @@ def test_old_clusters_go_to_the_nodes(make_double, run):
     assert odd.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion'] == rv
 
 
-@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
-                         'refuses the same')
-def test_bad_input_stops_before_the_api_is_touched(double, run):
-    rv = double.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion']
-    for extra in (['-e', 'netmedic_udp_timeout_method=sometimes'], ['-e', 'netmedic_udp_timeout=0']):
-        rc, tasks, output = run(double, *extra)
-        # playbooks/specs/udp_timeout.yml: the choices (validate_argument_spec) and minimum 1 (issue 11 item 5)
-        checks = ('Check the variables (nothing is read or changed before this passes)',
-                  "Check the variables' ranges and forms (minimum, maximum, pattern)")
-        assert rc != 0 and [name for name in checks if tasks.get(name, {}).get('failed')], output
-        assert 'Read the cluster version' not in tasks
-    assert double.store.get('configmaps', NS, 'kube-proxy-worker')['metadata']['resourceVersion'] == rv
-
-
 def _set_mode(double, mode):
     for name in ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy'):
         cm = double.store.get('configmaps', NS, name)
@@ -114,20 +102,6 @@ def _set_mode(double, mode):
 def _texts(double):
     return {n: double.store.get('configmaps', NS, n)['data']['config.conf']
             for n in ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy')}
-
-
-@pytest.mark.double_only("portable: refused on the ConfigMap's mode before any write or restart")
-def test_issue9_f1_udp_timeout_never_switches_an_iptables_cluster_to_ipvs(double, run):
-    _set_mode(double, 'iptables')
-    texts, uids = _texts(double), _proxy_uids(double)
-    rc, tasks, output = run(double)
-    assert rc != 0, output
-    failed = tasks['Set ipvs.udpTimeout in the kube-proxy ConfigMaps (C-3)']
-    assert failed['failed'] is True and 'proxy mode is iptables' in failed['msg'], failed
-    assert _texts(double) == texts                                   # ConfigMap bytes unchanged
-    assert _proxy_uids(double) == uids                               # no restart
-    backups, _rv = double.store.list('configmaps', NS, label_selector='netmedic.k8s/backup-of')
-    assert backups == []
 
 
 def test_issue9_f1_mode_switch_only_when_asked(double, run):
@@ -150,47 +124,3 @@ def test_issue9_f10_w4_rolls_back_when_a_node_fails(double, node_state, run):
         log = ''.join((double.store.logs.get(by_node[node]['metadata']['uid']) or {}).values())
         assert 'Using ipvs Proxier.' in log, node
     assert 'rolled back' in output and 'lab-node-3' in output
-
-
-@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
-                         'refuses the same')
-def test_issue9_f9_limit_to_a_node_fails_before_the_node_play(double, run):
-    """AWX job template with `--limit NODE`: the cluster play on localhost would be skipped silently."""
-    before = double.store.get('configmaps', NS, 'kube-proxy-worker')['data']
-    rc, _tasks, output = run(double, '-i', 'lab-node-1,', '-e', 'netmedic_targets=lab-node-1', '--limit', 'lab-node-1',
-                             check=True)
-    assert rc != 0, output
-    assert "leaves out this playbook's cluster play" in output and "--limit 'lab-node-1,localhost'" in output, output
-    assert 'Set and persist the IPVS UDP timeout' not in output
-    assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data'] == before
-
-
-def _ago(seconds):
-    import datetime
-    t = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
-    return t.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
-
-
-@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
-                         'refuses the same')
-def test_issue9_f4_w4_stops_when_another_run_holds_the_kube_proxy_lock(double, run):
-    """W-4 takes the spine's Lease (family kube-proxy, shared with W-3 and W-5): a live holder stops it unchanged."""
-    spec = {'holderIdentity': 'awx-job-41', 'leaseDurationSeconds': 3600, 'renewTime': _ago(10), 'acquireTime': _ago(10)}
-    double.store.create('leases', NS, {'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease',
-                                       'metadata': {'name': 'netmedic-kube-proxy', 'namespace': NS}, 'spec': spec})
-    before, uids = double.store.get('configmaps', NS, 'kube-proxy-worker')['data'], _proxy_uids(double)
-    rc, _tasks, output = run(double)
-    assert rc != 0 and "held by 'awx-job-41'" in output, output
-    assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data'] == before and _proxy_uids(double) == uids
-    assert double.store.get('leases', NS, 'netmedic-kube-proxy')['spec']['holderIdentity'] == 'awx-job-41'
-
-
-@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
-                         'refuses the same')
-def test_issue9_f4_w4_outside_the_window_changes_nothing(double, run):
-    before = double.store.get('configmaps', NS, 'kube-proxy-worker')['data']
-    window = '{"netmedic_window": {"days": ["mon"], "start": "02:00", "end": "03:00", "timezone": "UTC"}}'
-    rc, _tasks, output = run(double, '-e', window, '-e', 'change_guard_now=2026-12-01T12:00:00+00:00')
-    assert rc != 0 and 'outside' in output, output
-    assert double.store.get('configmaps', NS, 'kube-proxy-worker')['data'] == before
-    assert double.store.find('leases', NS, 'netmedic-kube-proxy') is None

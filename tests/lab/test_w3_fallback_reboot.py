@@ -9,7 +9,9 @@ that matches no node (issue 11 item 5).
 The double's kube-proxy on lab-node-3 (no ip_vs_lc) logs "Can't use the IPVS proxier" and "Using iptables Proxier.".
 The reboot is role node_rotation with a provider stand-in (netmedic_reboot_provider_tasks) that gives the Node a new
 boot ID, as a real reboot does. Everything asserted is read back from the double's store (ConfigMap bytes, Node
-cordon/annotation/boot ID, Leases).
+cordon/annotation/boot ID, Leases). The runner (``run``, ``_reboot_vars``; also tests/lab/test_rbac_playbooks.py's) is
+tests/lab/w3_run.py's. The check-mode case runs on the double and the real kube-apiserver in
+tests/cluster/test_w3_fallback_reboot.py (ported from here, issue 15 item 4).
 """
 
 from __future__ import annotations
@@ -17,21 +19,17 @@ from __future__ import annotations
 import datetime
 
 import pytest
-import yaml
 
 from lab.kubedouble import StaticNodeState
-from tests.lab.playbook_run import run_playbook
-from tests.lab.provider_hooks import boot_id_hook
-from tests.lab.test_w3_spine import NODES, NS, ROOT, _hold, _text
+from tests.lab.test_w3_spine import _hold, _text
+from tests.lab.w3_run import CORDON_ANNOTATION as ANNOTATION
+from tests.lab.w3_run import LEASES, NODES, NS
+from tests.lab.w3_run import reboot_vars as _reboot_vars
+from tests.lab.w3_run import run_role as run
 
 DOUBLE_ONLY = ("kubelet: the restart is verified by kube-proxy's log line ('Using ipvs Proxier.', or the fallback when a node lacks the scheduler's "
                "kernel module), written by the double's simulated kube-proxy; the simulated nodes serve no pod logs; the reboot is a new bootID, "
                'which the simulated node writes back')
-
-LEASES = ('netmedic-kube-proxy', 'netmedic-node-rotation', 'netmedic-node-disruption')
-ANNOTATION = 'netmedic.io/cordoned-by'
-
-HOOK = boot_id_hook('rebooted', 'the machine reboots (a new boot ID)')
 
 
 @pytest.fixture
@@ -43,27 +41,6 @@ def lc_missing_on_node_3():
 @pytest.fixture
 def lc_everywhere():
     return StaticNodeState({n: {'ip_vs', 'ip_vs_rr', 'ip_vs_lc'} for n in NODES})
-
-
-def run(double, tmp_path, label, env=None, check=False, **variables):
-    """Role ipvs_scheduler (scheduler lc) on localhost against ``double``; ``(rc, output)``."""
-    play = tmp_path / ('play-%s.yml' % label)
-    play.write_text(yaml.safe_dump([{'name': 'W-3 cluster half', 'hosts': 'localhost', 'connection': 'local',
-                                     'gather_facts': False, 'tasks': [{
-                                         'name': 'W-3', 'ansible.builtin.include_role': {'name': 'netmedic.k8s.ipvs_scheduler'}}]}]))
-    rc, _results, output = run_playbook(
-        double, tmp_path, play, timeout=900, callback=None, check=check,
-        extra_vars=dict({'ipvs_scheduler_name': 'lc', 'ipvs_scheduler_timeout': 60}, **variables),
-        env=dict({'ANSIBLE_COLLECTIONS_PATH': str(ROOT / 'collections')}, **(env or {})))
-    return rc, output
-
-
-def _reboot_vars(double, tmp_path, **extra):
-    hook = tmp_path / 'reboot.yml'
-    hook.write_text(HOOK)
-    return dict({'netmedic_reboot_provider_tasks': str(hook), 'test_api': double.url, 'test_token': double.token,
-                 'node_rotation_poll_interval': 1, 'node_rotation_ready_timeout': 60, 'node_rotation_health_timeout': 60,
-                 'node_rotation_drain_timeout': 60}, **extra)
 
 
 def _nodes(double):
@@ -152,26 +129,6 @@ def test_issue9_w3_fallback_reboot_waits_for_no_other_node_disruption(make_doubl
 
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
-
-
-@pytest.mark.double_only('portable: check mode over a Node an earlier run left cordoned (an ordinary update); no restart, no log read')
-def test_issue9_f5_w3_check_mode_says_which_node_it_would_reboot(make_double, lc_everywhere, tmp_path):
-    """Check mode with a node an earlier run left cordoned for its reboot: the run names it ("would reboot"), and
-    nothing is written - the node stays cordoned with its boot ID, no Lease, the ConfigMap unchanged."""
-    double = make_double(node_state=lc_everywhere)
-    node = double.store.get('nodes', None, 'lab-node-3')
-    node['spec']['unschedulable'] = True
-    node['metadata'].setdefault('annotations', {})[ANNOTATION] = 'w3-fallback/awx-job-54'
-    double.store.update('nodes', None, 'lab-node-3', node)
-    text, before = _text(double), _nodes(double)
-    rc, output = run(double, tmp_path, 'check', check=True, **_reboot_vars(double, tmp_path))
-    assert rc == 0, output
-    assert 'would reboot' in output and 'lab-node-3' in output, output
-    after = _nodes(double)
-    assert _cordoned(after['lab-node-3']) == (True, 'w3-fallback/awx-job-54')
-    assert all(_boot(after[n]) == _boot(before[n]) for n in NODES)
-    assert _text(double) == text
-    assert _leases(double) == dict.fromkeys(LEASES)
 
 
 def test_w3_default_reboot_hook_needs_the_nodes_inventory_host(make_double, lc_missing_on_node_3, tmp_path):

@@ -1,68 +1,30 @@
 """playbooks/ipvs_scheduler_change.yml (catalog W-3) under the safety spine (issue 9 findings 4, 5, 13), API double.
 
-The node play (N-4, ipvs_modules) runs on stub nodes here (see _stub_nodes): the double's simulated
-kube-proxy logs ``Using ipvs Proxier.`` on a node only where StaticNodeState has ``ip_vs_lc``. Everything asserted is
-read back from the double's store (ConfigMaps, pods, the Lease) and from the change report the callback writes.
+The node play (N-4, ipvs_modules) runs on stub nodes here (tests/lab/w3_run.py, the runner shared with tests/cluster):
+the double's simulated kube-proxy logs ``Using ipvs Proxier.`` on a node only where StaticNodeState has ``ip_vs_lc``.
+Everything asserted is read back from the double's store (ConfigMaps, pods, the Lease) and from the change report the
+callback writes. The held-Lease case runs on the double and the real kube-apiserver in tests/cluster/test_w3_spine.py
+(ported from here, issue 15 item 4).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 import yaml
 
 from lab.kubedouble import StaticNodeState
-from tests.lab.playbook_run import module_python, run_playbook
+from tests.lab.w3_run import CM, LEASE, NODES, NS, ROOT
+from tests.lab.w3_run import run_playbook as run
 
 DOUBLE_ONLY = ("kubelet: the restart is verified by kube-proxy's log line ('Using ipvs Proxier.', or the fallback when a node lacks the scheduler's "
                "kernel module), written by the double's simulated kube-proxy; the simulated nodes serve no pod logs")
 
-ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOK = ROOT / 'playbooks' / 'ipvs_scheduler_change.yml'
-NS = 'kube-system'
-NODES = ('lab-node-1', 'lab-node-2', 'lab-node-3')
-LEASE = (NS, 'netmedic-kube-proxy')
-CM = 'kube-proxy-worker'
 # Monday 02:00-03:00 UTC; 2026-12-01 12:00 UTC is a Tuesday noon: outside.
 WINDOW = {'days': ['mon'], 'start': '02:00', 'end': '03:00', 'timezone': 'UTC'}
 OUTSIDE = '2026-12-01T12:00:00+00:00'
-
-
-def _stub_nodes(tmp_path):
-    """An inventory whose nodes are the double's Nodes, reached on the local connection through a Python interpreter
-    stub that answers the node play's one module (N-4 ipvs_modules) with "nothing to change": the spine under test is
-    the cluster side; loading the modules on real kernels is proved on the VM lab (tests/labvm). A real node is
-    needed since W-3 refuses a netmedic_targets that matches no node (tasks/require_targets.yml, issue 11)."""
-    stub = tmp_path / 'node-python-stub.sh'
-    stub.write_text('#!/bin/sh\ncat >/dev/null 2>&1\n'
-                    'echo \'{"changed": false, "msg": "stub node of tests/lab/test_w3_spine.py"}\'\n')
-    stub.chmod(0o755)
-    inv = tmp_path / 'inventory.ini'
-    inv.write_text('localhost ansible_connection=local ansible_python_interpreter=%s\n[nodes]\n' % module_python()[0]
-                   + ''.join('%s ansible_connection=local ansible_python_interpreter=%s\n' % (n, stub) for n in NODES))
-    return inv
-
-
-def run(double, tmp_path, label, *args, check=False, env=None, **variables):
-    """The playbook on localhost against ``double`` (nodes: ``_stub_nodes``), with the change report; ``(rc, output)``.
-
-    The reboot after an iptables fallback is off here (``netmedic_reboot_on_fallback=false``): this file proves the
-    rollback and the lock; the reboot is proved by test_w3_fallback_reboot.py."""
-    play = tmp_path / ('play-%s.yml' % label)
-    play.write_text(PLAYBOOK.read_text())
-    # The playbook imports tasks/*.yml and reads specs/*.yml relative to itself.
-    for folder in ('tasks', 'specs'):
-        shutil.copytree(ROOT / 'playbooks' / folder, tmp_path / folder, dirs_exist_ok=True)
-    rc, _results, output = run_playbook(
-        double, tmp_path, play, *args, check=check, timeout=900, callback=None, inventory=_stub_nodes(tmp_path),
-        extra_vars=dict({'ipvs_scheduler_name': 'lc', 'ipvs_scheduler_timeout': 60, 'netmedic_targets': 'nodes',
-                         'netmedic_reboot_on_fallback': False}, **variables),
-        env=dict({'ANSIBLE_CALLBACKS_ENABLED': 'netmedic.k8s.change_report'}, **(env or {})))
-    return rc, output
 
 
 def _ago(seconds):
@@ -109,21 +71,6 @@ def lc_everywhere():
 def lc_missing_on_node_3():
     return StaticNodeState({'lab-node-1': {'ip_vs', 'ip_vs_rr', 'ip_vs_lc'}, 'lab-node-2': {'ip_vs', 'ip_vs_rr', 'ip_vs_lc'},
                             'lab-node-3': {'ip_vs', 'ip_vs_rr'}})
-
-
-@pytest.mark.double_only('portable: stops before anything the double alone can do (bad input, a held Lease, a closed window); the real server '
-                         'refuses the same')
-def test_issue9_f4_w3_lock_held_by_another_run_stops_with_nothing_changed(make_double, lc_everywhere, tmp_path):
-    """Issue 9 finding 4 (W-3 had no lock): a live holder of the kube-proxy Lease (W-4/W-5 or a second W-3 job, an
-    AWX slice) stops W-3 before anything is changed; the other run's Lease is left as it was."""
-    double = make_double(node_state=lc_everywhere)
-    _hold(double, 'awx-job-41')
-    text, uids = _text(double), _uids(double)
-    rc, output = run(double, tmp_path, 'held', env={'AWX_JOB_ID': '42'})
-    assert rc != 0 and "held by 'awx-job-41'" in output, output
-    assert _text(double) == text and _uids(double) == uids
-    assert double.store.list('configmaps', NS, label_selector='netmedic.k8s/backup-of')[0] == []   # no backup either
-    assert _holder(double) == 'awx-job-41'
 
 
 def test_issue9_f4_w3_outside_the_window_changes_nothing_then_override_is_recorded(make_double, lc_everywhere, tmp_path):

@@ -24,7 +24,7 @@ def _play(lab, tmp_path, vips, check=False):
                ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'))
     cmd = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', lab['inventory'], '-l', lab['nodes'][0],
            # The VM lab has no Kubernetes API: the Lease and the health gate are switched off explicitly (issue 9 spine;
-           # tests/lab/test_w6_spine.py covers them against the API double). The change window still applies.
+           # tests/cluster/test_w6_spine.py covers them on the API double and the real kube-apiserver). The change window still applies.
            '-e', json.dumps({'netmedic_vips': vips, 'netmedic_lock': False, 'netmedic_health_gate': False}),
            '-e', 'netmedic_change_id=CHG-LABVM-TEST', str(PLAYBOOK)]   # issue 11: apply runs carry a ticket
     if check:

@@ -2,7 +2,7 @@
 
 With a DeleteOptions body, kube-apiserver v1.37.2 reads the options from the body alone and ignores
 ``?dryRun=All``: ``daemonset_restart`` in check mode deleted every planned pod on the real control plane
-(reproduced by ``tests/lab/test_daemonset_restart.py::test_check_mode_plans_and_deletes_nothing``
+(reproduced by ``tests/cluster/test_daemonset_restart.py::test_check_mode_plans_and_deletes_nothing``
 after the API double was corrected to behave the same way).
 """
 
