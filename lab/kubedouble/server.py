@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -111,6 +112,11 @@ class Api:
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         entry = self._authorize(identity, method, rt, namespace, name, sub, query)
+        if entry is not None and method == 'DELETE' and body:
+            # Record the dry run the request gets: a DELETE with a body takes its DeleteOptions from the body alone
+            # (_delete_options), so a query dryRun beside one is a real deletion (review finding, issue 15).
+            with contextlib.suppress(Exception):   # a body that is not JSON is refused below; the record keeps the query's
+                entry['dryRun'] = bool((self._json(body) or {}).get('dryRun'))
         if name is None:
             answer = self._collection(method, rt, namespace, query, body)
             if entry is not None and method == 'GET':

@@ -167,38 +167,55 @@ class Audit:
                             'with lab/k8s/audit-policy.yaml)')
             if not os.path.isfile(AUDIT_LOG):
                 pytest.fail('NETMEDIC_TEST_AUDIT_LOG=%s is not a file: was the API server started with an audit policy?' % AUDIT_LOG)
+            if os.environ.get('PYTEST_XDIST_WORKER'):
+                pytest.fail('the audit window of one test would hold another worker\'s requests: run the real-server '
+                            'suite without pytest-xdist (-n)')
             self.start = os.path.getsize(AUDIT_LOG)
 
     def entries(self):
         if self.cluster.is_double:
             return list(self.cluster.double.audit[self.start:])
+        first, events = self._through_marker(self.start)
+        # The server writes a request's event once its response went out: a module's last request may be written
+        # after the first marker's. A second marker, sent once the first is in the file, is written after all of them;
+        # what was received before the first marker belongs to the window, wherever it sits in the file.
+        _second, events = self._through_marker(self.start)
+        cut = first['requestReceivedTimestamp']
+        found = []
+        for event in events:
+            ref = event.get('objectRef') or {}
+            agent = event.get('userAgent') or ''
+            if (not ref.get('resource') or agent.startswith((TEST_AGENT,) + OTHER_AGENTS)
+                    or event.get('requestReceivedTimestamp', '') >= cut):
+                continue
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(event.get('requestURI', '')).query)
+            dry_run = 'dryRun' in query
+            if event['verb'] in ('delete', 'deletecollection') and event.get('requestObject') is not None:
+                dry_run = bool(event['requestObject'].get('dryRun'))   # a body's DeleteOptions win over the query
+            found.append({'verb': event['verb'], 'apiGroup': ref.get('apiGroup', ''), 'resource': ref['resource'],
+                          'subresource': ref.get('subresource', ''), 'namespace': ref.get('namespace', ''),
+                          'name': ref.get('name', ''), 'user': event['user']['username'],
+                          'allowed': (event.get('annotations') or {}).get('authorization.k8s.io/decision') == 'allow',
+                          'dryRun': dry_run, 'code': (event.get('responseStatus') or {}).get('code')})
+        return found
+
+    def _through_marker(self, start):
+        """Send a marker request (a GET of a name nothing has, by the suite's own client) and read the log from
+        ``start`` until its event is there: ``(marker event, every complete event read)``."""
         marker = 'netmedic-audit-mark-' + uuid.uuid4().hex[:12]
         assert self.cluster.find('Namespace', None, marker) is None
         deadline = time.monotonic() + 30
         while True:
             with open(AUDIT_LOG, 'rb') as handle:
-                handle.seek(self.start)
-                lines = handle.read().splitlines()
-            events = [json.loads(line) for line in lines if line.strip()]
-            if any((e.get('objectRef') or {}).get('name') == marker for e in events):
-                break
+                handle.seek(start)
+                data = handle.read()
+            # only whole lines: the server may be half-way through writing the last one
+            events = [json.loads(line) for line in data[:data.rfind(b'\n') + 1].splitlines() if line.strip()]
+            mark = next((e for e in events if (e.get('objectRef') or {}).get('name') == marker), None)
+            if mark is not None:
+                return mark, events
             assert time.monotonic() < deadline, 'the audit log never showed the marker request %s' % marker
             time.sleep(0.2)
-        found = []
-        for event in events:
-            ref = event.get('objectRef') or {}
-            if ref.get('name') == marker:
-                break
-            agent = event.get('userAgent') or ''
-            if not ref.get('resource') or agent.startswith((TEST_AGENT,) + OTHER_AGENTS):
-                continue
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(event.get('requestURI', '')).query)
-            found.append({'verb': event['verb'], 'apiGroup': ref.get('apiGroup', ''), 'resource': ref['resource'],
-                          'subresource': ref.get('subresource', ''), 'namespace': ref.get('namespace', ''),
-                          'name': ref.get('name', ''), 'user': event['user']['username'],
-                          'allowed': (event.get('annotations') or {}).get('authorization.k8s.io/decision') == 'allow',
-                          'dryRun': 'dryRun' in query, 'code': (event.get('responseStatus') or {}).get('code')})
-        return found
 
 
 # '1': the real cluster is the lab's own (lab/k8s/k8sctl, with its NETMEDIC_K8S_* environment): the suite may reset it.
@@ -229,6 +246,11 @@ def fresh(cluster, tmp_path):
             double.stop()
         assert not double.failures, 'the double hit unexpected exceptions: %r' % double.failures
         return
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        pytest.fail('fresh resets the one real control plane: run the real-server suite without pytest-xdist (-n)')
+    if AUDIT_LOG and not os.environ.get('NETMEDIC_K8S_AUDIT_POLICY'):
+        pytest.fail('NETMEDIC_TEST_AUDIT_LOG is set but NETMEDIC_K8S_AUDIT_POLICY is not: the reset would start the API '
+                    'server without its audit log (make realcluster-test sets both)')
     if not cluster.writable or not K8SCTL_OWNED:
         pytest.skip('changes the seed\'s kube-system objects: needs the lab\'s own control plane, which the suite resets '
                     'afterwards (NETMEDIC_TEST_WRITABLE=1 NETMEDIC_TEST_K8SCTL=1: make realcluster-test)')
@@ -323,8 +345,11 @@ def identity(tmp_path):
 
 
 @pytest.fixture
-def audit(writable):
-    """``audit.entries()``: the requests since the fixture was taken (``Audit``)."""
+def audit(writable, request):
+    """``audit.entries()``: the requests since the fixture was taken (``Audit``), on the module's cluster; a test on
+    ``fresh`` takes ``Audit(fresh)`` itself (this one would watch another double)."""
+    if 'fresh' in request.fixturenames:
+        pytest.fail('the audit fixture watches the module\'s cluster, not fresh: use Audit(fresh)')
     return Audit(writable)
 
 
@@ -526,9 +551,11 @@ def _delete_spine_leases(cluster):
 @pytest.fixture
 def spine_leases(writable):
     """The workflows' cluster locks (role change_guard: Leases ``kube-system/netmedic-<family>``, the playbooks' default
-    namespace) gone before and after the test, whatever it planted or a run left: kube-system stays as the seed made it
-    (the seed has no such Lease) for the next test. Returns the cluster."""
-    _delete_spine_leases(writable)
+    namespace): none before the test (one left by an earlier test fails this one, naming it), all gone after it, whatever
+    it planted or a run left: kube-system stays as the seed made it (the seed has no such Lease). Returns the cluster."""
+    leaked = [lease['metadata']['name'] for lease in writable.items('Lease', 'kube-system')
+              if lease['metadata']['name'].startswith('netmedic-')]
+    assert not leaked, 'an earlier test left these Leases in kube-system: %s' % leaked    # a leak is named, not hidden
     yield writable
     _delete_spine_leases(writable)
 

@@ -131,6 +131,32 @@ def test_issue15_delete_with_a_body_ignores_the_query_dry_run(cluster, scratch):
     assert exists('query-only'), cluster.server
 
 
+def test_issue15_the_request_record_marks_a_delete_dry_only_when_it_was(writable, scratch):
+    """The ``Audit`` record (the double's, or the real server's audit log) says ``dryRun`` for a DELETE as the server
+    applied it: from the body when there is one (so a query ``dryRun=All`` beside a body is a real deletion), from the
+    query otherwise. A record that took the query's word would let check-mode deletions pass as dry runs (review
+    finding). The deletes go through a client of their own (the suite's own requests are left out of the record)."""
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+
+    from tests.cluster.conftest import Audit
+
+    cluster = writable
+    api = k8s_config.new_client_from_config(str(cluster.kubeconfig), context=cluster.context)
+    core = k8s_client.CoreV1Api(api)
+    options = {'apiVersion': 'v1', 'kind': 'DeleteOptions'}
+    for name in ('query-and-body', 'in-body'):
+        cluster.core.create_namespaced_config_map(scratch, {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': name}})
+    audit = Audit(cluster)
+    try:
+        core.delete_namespaced_config_map('query-and-body', scratch, body=options, dry_run='All', _request_timeout=REQUEST_TIMEOUT)
+        core.delete_namespaced_config_map('in-body', scratch, body=dict(options, dryRun=['All']), _request_timeout=REQUEST_TIMEOUT)
+    finally:
+        api.close()
+    deletes = {e['name']: e['dryRun'] for e in audit.entries() if e['verb'] == 'delete' and e['namespace'] == scratch}
+    assert deletes == {'query-and-body': False, 'in-body': True}, (cluster.server, deletes)
+
+
 def test_issue15_eviction_that_would_break_the_budget_is_429(cluster, scratch):
     """node_drain's retry loop rests on this: an eviction the PDB forbids is a 429 naming the budget, and the pod stays.
 

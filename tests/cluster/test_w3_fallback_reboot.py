@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lab.node_rotation_run import UNCORDONED, boot_ids, node_state, node_writes, restore_nodes
+from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import waiter
+from tests.lab.node_rotation_run import UNCORDONED, UNSCHEDULABLE_TAINT, boot_ids, node_state, node_writes, restore_nodes
 from tests.lab.w3_run import CM, CORDON_ANNOTATION, LEASES, NS, reboot_vars, run_role
 
 HOLDER = 'w3-fallback/awx-job-54'
@@ -45,6 +46,10 @@ def test_issue9_f5_w3_check_mode_says_which_node_it_would_reboot(nodes_restored,
     cluster = nodes_restored
     cluster.core.patch_node('lab-node-3', {'spec': {'unschedulable': True}, 'metadata': {'annotations': {CORDON_ANNOTATION: HOLDER}}},
                             _content_type='application/merge-patch+json')
+    # The node lifecycle controller adds the unschedulable taint a moment later (the double at its next tick): the
+    # snapshot is taken once it is there, so "nothing written" compares like with like (review finding).
+    waiter.wait_until(lambda: node_state(cluster)['lab-node-3'], lambda state: state[2] == [UNSCHEDULABLE_TAINT],
+                      waiter.deadline(60), 0.5)
     assert node_state(cluster)['lab-node-3'][:2] == (True, HOLDER)
     text, boots, writes = _text(cluster), boot_ids(cluster), node_writes(cluster)
     rc, output = run_role(cluster, tmp_path, 'check', check=True, **reboot_vars(cluster, tmp_path))
