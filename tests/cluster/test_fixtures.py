@@ -20,14 +20,18 @@ from tests.cluster.test_workflows import run_tasks
 DEAD = 'https://127.0.0.1:9'          # the discard port: nothing listens
 
 
+def _by_name(entries, name):
+    return next(e for e in entries if e['name'] == name)
+
+
 @pytest.fixture
 def other_context(writable, tmp_path):
     """``writable`` seen through a kubeconfig whose current context is a dead server; the test names the live one."""
     config = yaml.safe_load(writable.kubeconfig.read_text())
     live_name = writable.context or config['current-context']
-    live = next(c for c in config['contexts'] if c['name'] == live_name)
+    live = _by_name(config['contexts'], live_name)
     cluster_name = live['context']['cluster']
-    dead_cluster = copy.deepcopy(next(c for c in config['clusters'] if c['name'] == cluster_name))
+    dead_cluster = copy.deepcopy(_by_name(config['clusters'], cluster_name))
     dead_cluster['name'] = 'dead'
     dead_cluster['cluster']['server'] = DEAD
     config['clusters'].append(dead_cluster)

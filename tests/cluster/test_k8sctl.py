@@ -265,7 +265,10 @@ def test_issue15_nodesim_the_pod_watch_ends_the_process_on_an_unexpected_error(m
         died.append(where)
         raise SystemExit(3)                                # os._exit in production: the loop ends here too
     monkeypatch.setattr(nodesim, 'die', stop)
-    monkeypatch.setattr(nodesim, 'relist', lambda pods: (_ for _ in ()).throw(ValueError('bad list')))
+
+    def bad_list(_pods):
+        raise ValueError('bad list')
+    monkeypatch.setattr(nodesim, 'relist', bad_list)
     with pytest.raises(SystemExit):
         nodesim.follow_pods(object())
     assert died == ['the pod watch']
