@@ -11,6 +11,7 @@ one (the lab's own control plane, lab/k8s/k8sctl; `make realcluster-test` sets i
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import dataclasses
 import json
@@ -232,19 +233,8 @@ def fresh(cluster, tmp_path):
     30-40 s), so the next test finds the seed as it was; any other real cluster skips (named), never a pass.
     """
     if cluster.is_double:
-        from lab.kubedouble import KubeDouble
-
-        double = KubeDouble(seed=SEED, tick=0.02, start_delay=0.02, audit=True).start()
-        try:
-            path = double.write_kubeconfig(tmp_path / 'fresh.kubeconfig')
-            double.wait_for(_all_pods_running)
-            api = k8s_config.new_client_from_config(str(path))
-            api.user_agent = TEST_AGENT
-            yield Cluster(kubeconfig=Path(path), context=None, is_double=True, api=api, double=double)
-            api.close()
-        finally:
-            double.stop()
-        assert not double.failures, 'the double hit unexpected exceptions: %r' % double.failures
+        with double_cluster(tmp_path / 'fresh.kubeconfig') as cluster_of_its_own:
+            yield cluster_of_its_own
         return
     if os.environ.get('PYTEST_XDIST_WORKER'):
         pytest.fail('fresh resets the one real control plane: run the real-server suite without pytest-xdist (-n)')
@@ -353,6 +343,36 @@ def audit(writable, request):
     return Audit(writable)
 
 
+@contextlib.contextmanager
+def double_cluster(kubeconfig):
+    """A ``Cluster`` on an API double of its own, from the seed, recording requests, its kubeconfig at ``kubeconfig``;
+    stopped afterwards, failing the test when the double hit an unexpected exception."""
+    from lab.kubedouble import KubeDouble
+
+    double = KubeDouble(seed=SEED, tick=0.02, start_delay=0.02, audit=True).start()
+    try:
+        path = double.write_kubeconfig(kubeconfig)
+        double.wait_for(_all_pods_running)
+        api = k8s_config.new_client_from_config(str(path))
+        api.user_agent = TEST_AGENT
+        yield Cluster(kubeconfig=Path(path), context=None, is_double=True, api=api, double=double)
+        api.close()
+    finally:
+        double.stop()
+    assert not double.failures, 'the double hit unexpected exceptions: %r' % double.failures
+
+
+def wait(what, check, timeout=120, interval=0.25):
+    """``check()``'s first truthy value, polled every ``interval`` s; fails the test naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, 'timed out after %ss waiting for %s' % (timeout, what)
+        time.sleep(interval)
+
+
 @pytest.fixture(scope='module')
 def cluster(tmp_path_factory):
     """The cluster under test; a real one only when NETMEDIC_TEST_KUBECONFIG is set."""
@@ -369,19 +389,8 @@ def cluster(tmp_path_factory):
         return
     if context:
         pytest.fail('NETMEDIC_TEST_CONTEXT is set but NETMEDIC_TEST_KUBECONFIG is not')
-    from lab.kubedouble import KubeDouble
-
-    double = KubeDouble(seed=SEED, tick=0.02, start_delay=0.02, audit=True).start()
-    try:
-        path = double.write_kubeconfig(tmp_path_factory.mktemp('double') / 'kubeconfig')
-        double.wait_for(_all_pods_running)
-        api = k8s_config.new_client_from_config(str(path))
-        api.user_agent = TEST_AGENT
-        yield Cluster(kubeconfig=Path(path), context=None, is_double=True, api=api, double=double)
-        api.close()
-    finally:
-        double.stop()
-    assert not double.failures, 'the double hit unexpected exceptions: %r' % double.failures
+    with double_cluster(tmp_path_factory.mktemp('double') / 'kubeconfig') as double:
+        yield double
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cluster.conftest import wait
+
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = str(ROOT / 'collections')
 MODULE_UTILS = ROOT / 'plugins' / 'module_utils'
@@ -59,16 +61,6 @@ def objects(cluster, ns):
 
 def pod_spec(cluster, ns):
     return objects(cluster, ns)['DaemonSet']['spec']['template']['spec']
-
-
-def wait(what, check, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, 'timed out after %ss waiting for %s' % (timeout, what)
-        time.sleep(0.25)
 
 
 def _running(cluster, ns):

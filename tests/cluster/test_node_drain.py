@@ -20,25 +20,14 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 
 import pytest
 import yaml
 
-from tests.cluster.conftest import seed_objects
+from tests.cluster.conftest import seed_objects, wait
 
 ANNOTATION = 'netmedic.io/cordoned-by'
 NODES = ['lab-node-1', 'lab-node-2', 'lab-node-3']
-
-
-def wait(what, check, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, 'timed out after %ss waiting for %s' % (timeout, what)
-        time.sleep(0.25)
 
 
 def _merge_patch(cluster, kind, namespace, name, patch):

@@ -15,7 +15,6 @@ the API, not taken from the module's answer alone.
 from __future__ import annotations
 
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.cluster.conftest import wait  # noqa: E402
 from tests.lab.playbook_run import run_playbook  # noqa: E402  the one ansible-playbook runner of the tests
 
 ANNOTATION = 'netmedic.io/cordoned-by'
@@ -45,16 +45,6 @@ def _pods(cluster, namespace, selector):
 
 def _ready(pod):
     return pod.status.phase == 'Running' and any(c.type == 'Ready' and c.status == 'True' for c in pod.status.conditions or [])
-
-
-def wait(what, check, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, 'timed out after %ss waiting for %s' % (timeout, what)
-        time.sleep(0.5)
 
 
 def _web_settled(cluster):
