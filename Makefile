@@ -179,9 +179,10 @@ apidouble: setup
 	  rc=$$?; [ $$rc -eq 5 ] && echo 'apidouble: pytest collected no tests (exit 5): failing'; exit $$rc; }
 
 # tests/cluster against the lab's real control plane (lab/k8s/k8sctl, issue 15): build the
-# binaries if missing, up (clean state), seed + simulated nodes, pytest (writes allowed: the
-# behaviour and workflow tests too), down; prints the wall time. A stage of `make test` (TEST_STAGES).
-# Measured on this 2-core machine: see tests/cluster/README.md (2026-12-03: 108 s at load 2-5).
+# binaries if missing, up (clean state, with the audit log of lab/k8s/audit-policy.yaml that the
+# tests' `audit` fixture reads), seed + simulated nodes, pytest (writes allowed; NETMEDIC_TEST_K8SCTL=1:
+# the `fresh` tests reset it to the seed after them), down; prints the wall time. A stage of `make test`.
+# Measured on this 2-core machine: see tests/cluster/README.md (253 tests: 966 s beside an API-double run).
 K8SCTL := $(ROOT)/lab/k8s/k8sctl
 K8S_KUBECONFIG := $(or $(NETMEDIC_K8S_KUBECONFIG),$(or $(NETMEDIC_K8S_STATE),/run/netmedic-k8s)/admin.kubeconfig)
 # The kube-apiserver's audit log (lab/k8s/audit-policy.yaml): the tests' `audit` fixture reads what the modules sent.
