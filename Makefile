@@ -76,7 +76,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # realnode-test: the workflows against a real kube-proxy on two lab VMs that are real nodes (tests/realnode, issue 15
 # item 3), last in the VM chain (it needs the lab, on a control plane of its own beside realcluster-test's).
 # realcluster-test runs in a background chain of its own from after units, beside integration and apidouble: with 253
-# tests (2026-12-03) it took ~16 min, and after apidouble it made CI's foreground ~65 min (the VM chain ~45).
+# tests it took 1447 s after apidouble in CI (2026-12-03): 68 min end to end, the foreground the critical path.
 TEST_STAGES := bg:lab-test,molecule,realnode-test lint sanity compat units bg:realcluster-test integration apidouble build
 # FAIL_FAST=1 stops at the first failing stage (default: run all, report all).
 FAIL_FAST ?= 0
