@@ -418,6 +418,12 @@ def scratch(writable):
     core.delete_namespace(name)
 
 
+def ns_task(module, name, ns, args, **extra):
+    """A task ``name`` running ``module`` with ``args`` in namespace ``ns`` (its ``namespace`` option), plus task keywords
+    ``extra`` (check_mode, diff, ignore_errors, register): the config modules' tests build their tasks with it."""
+    return dict({'name': name, module: dict({'namespace': ns}, **args)}, **extra)
+
+
 def seed_objects(namespace='kube-system', kinds=None, names=None):
     """The seed's (lab/seed/cluster.yaml) objects in ``namespace``, of ``kinds`` / ``names`` when given, in seed order."""
     docs = yaml.safe_load(SEED.read_text())['objects']

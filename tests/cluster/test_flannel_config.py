@@ -10,7 +10,10 @@ the API, never taken from the module's result alone.
 
 from __future__ import annotations
 
+import functools
 import json
+
+from tests.cluster.conftest import ns_task
 
 CM = 'kube-flannel-cfg'
 KEY = 'cni-conf.json'
@@ -25,10 +28,7 @@ def backups(cluster, ns):
     return cluster.items('ConfigMap', ns, label_selector='netmedic.k8s/backup-of=%s' % CM)
 
 
-def task(name, ns, args, **extra):
-    entry = {'name': name, 'netmedic.k8s.flannel_config': dict({'namespace': ns}, **args)}
-    entry.update(extra)
-    return entry
+task = functools.partial(ns_task, 'netmedic.k8s.flannel_config')    # task(name, ns, args, **keywords)
 
 
 def test_check_mode_apply_idempotence_and_backup(writable, seeded, playbook):

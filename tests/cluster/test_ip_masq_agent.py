@@ -10,7 +10,9 @@ process (``module_tasks``); what is asserted is read back through the API, never
 
 from __future__ import annotations
 
-from tests.cluster.conftest import copy_seed, daemonset_settled
+import functools
+
+from tests.cluster.conftest import copy_seed, daemonset_settled, ns_task
 
 NEW_IMAGE = 'registry.lab.invalid/ip-masq-agent:v2.11.0'
 DS = 'ip-masq-agent'
@@ -40,10 +42,7 @@ def pods(cluster, ns):
     return cluster.items('Pod', ns, label_selector='k8s-app=%s' % DS)
 
 
-def task(name, ns, args, **extra):
-    entry = {'name': name, 'netmedic.k8s.ip_masq_agent': dict({'namespace': ns}, **args)}
-    entry.update(extra)
-    return entry
+task = functools.partial(ns_task, 'netmedic.k8s.ip_masq_agent')    # task(name, ns, args, **keywords)
 
 
 BAD_INPUT = [

@@ -12,11 +12,12 @@ API, never taken from the module's result alone.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
 
-from tests.cluster.conftest import copy_accounts, copy_seed
+from tests.cluster.conftest import copy_accounts, copy_seed, ns_task
 
 CM = 'eni-config'
 DS = 'terway-eniip'
@@ -38,10 +39,7 @@ def backups(cluster, ns):
     return cluster.items('ConfigMap', ns, label_selector='netmedic.k8s/backup-of')
 
 
-def task(name, ns, args, **extra):
-    entry = {'name': name, 'netmedic.k8s.terway_config': dict({'namespace': ns}, **args)}
-    entry.update(extra)
-    return entry
+task = functools.partial(ns_task, 'netmedic.k8s.terway_config')    # task(name, ns, args, **keywords)
 
 
 def test_check_mode_writes_nothing(writable, terway, playbook):
