@@ -424,6 +424,15 @@ def ns_task(module, name, ns, args, **extra):
     return dict({'name': name, module: dict({'namespace': ns}, **args)}, **extra)
 
 
+KUBE_PROXY_CONFIGMAPS = ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy')
+
+
+def kube_proxy_configmaps(cluster):
+    """``{name: (resourceVersion, data)}`` of the seed's kube-proxy ConfigMaps in kube-system, as the server has them."""
+    return {n: (cm['metadata']['resourceVersion'], cm['data'])
+            for n in KUBE_PROXY_CONFIGMAPS for cm in [cluster.get('ConfigMap', 'kube-system', n)]}
+
+
 def seed_objects(namespace='kube-system', kinds=None, names=None):
     """The seed's (lab/seed/cluster.yaml) objects in ``namespace``, of ``kinds`` / ``names`` when given, in seed order."""
     docs = yaml.safe_load(SEED.read_text())['objects']

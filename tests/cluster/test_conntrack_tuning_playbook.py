@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.conftest import kube_proxy_configmaps
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'conntrack_tuning.yml'
 NS = 'kube-system'
@@ -26,9 +28,7 @@ def run(playbook_file):
     return lambda cluster, *extra, check=False: playbook_file(cluster, PLAYBOOK, *extra, check=check)
 
 
-def _configmaps(cluster):
-    """``{name: (resourceVersion, data)}`` of the kube-proxy ConfigMaps."""
-    return {n: (cm['metadata']['resourceVersion'], cm['data']) for n in NAMES for cm in [cluster.get('ConfigMap', NS, n)]}
+_configmaps = kube_proxy_configmaps
 
 
 def test_bad_input_stops_everything(spine_leases, run):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import hold_lease
+from tests.cluster.conftest import hold_lease, kube_proxy_configmaps
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'udp_timeout.yml'
@@ -32,9 +32,7 @@ def run(playbook_file):
     return lambda cluster, *extra, check=False: playbook_file(cluster, PLAYBOOK, *extra, check=check)
 
 
-def _configmaps(cluster):
-    """``{name: (resourceVersion, data)}`` of the kube-proxy ConfigMaps."""
-    return {n: (cm['metadata']['resourceVersion'], cm['data']) for n in NAMES for cm in [cluster.get('ConfigMap', NS, n)]}
+_configmaps = kube_proxy_configmaps
 
 
 def _proxy_pods(cluster):
