@@ -135,6 +135,23 @@ class Cluster:
         return self._resource(obj['kind']).replace(body=obj, name=meta['name'], namespace=meta.get('namespace'),
                                                    _request_timeout=REQUEST_TIMEOUT).to_dict()
 
+    def edit(self, kind, namespace, name, change, attempts=5):
+        """Read, ``change(obj)`` in place, PUT; on 409 (a controller wrote the object in between: the DaemonSet
+        controller updates status right after a create) read again and retry, like client-go's RetryOnConflict.
+        Returns what the server stored."""
+        from kubernetes.dynamic.exceptions import ConflictError
+
+        for attempt in range(attempts):
+            obj = self.get(kind, namespace, name)
+            change(obj)
+            try:
+                return self.replace(obj)
+            except ConflictError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError('unreachable')
+
     def create(self, obj, namespace=None):
         """POST ``obj`` (into ``namespace`` when given, else its own); returns what the server stored."""
         namespace = namespace or obj['metadata'].get('namespace')

@@ -13,6 +13,7 @@ import copy
 import pytest
 import yaml
 from kubernetes import config as k8s_config
+from kubernetes.dynamic.exceptions import ConflictError
 
 from tests.cluster.conftest import REQUEST_TIMEOUT, Cluster, Timed
 from tests.cluster.test_workflows import run_tasks
@@ -66,3 +67,35 @@ def test_every_generated_api_call_carries_the_timeout():
     timed.read_namespace('x')
     timed.read_namespace('x', _request_timeout=3)
     assert calls == [{'_request_timeout': REQUEST_TIMEOUT}, {'_request_timeout': 3}]
+
+
+def test_edit_retries_when_a_controller_wrote_in_between(writable, scratch):
+    """The stop CI of e69992e failed twice in test_terway_config on the real server: the test read a DaemonSet it had
+    just created, the DaemonSet controller wrote its status, and the test's PUT got 409 Conflict. A plain read-modify-
+    write loses that race on both servers; ``Cluster.edit`` reads again and retries."""
+    cluster = writable
+    cluster.create({'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'race'}, 'data': {'a': '1'}}, scratch)
+
+    def other_writer(key):
+        obj = cluster.get('ConfigMap', scratch, 'race')
+        obj['data'][key] = 'other'
+        cluster.replace(obj)
+
+    stale = cluster.get('ConfigMap', scratch, 'race')
+    other_writer('first')
+    stale['data']['b'] = 'stale'
+    with pytest.raises(ConflictError, match='409'):
+        cluster.replace(stale)
+
+    calls = []
+
+    def change(obj):
+        calls.append(obj['metadata']['resourceVersion'])
+        if len(calls) == 1:
+            other_writer('second')             # lands between this read and the PUT
+        obj['data']['b'] = 'mine'
+
+    stored = cluster.edit('ConfigMap', scratch, 'race', change)
+    assert len(calls) == 2 and calls[0] != calls[1], calls
+    assert stored['data'] == {'a': '1', 'first': 'other', 'second': 'other', 'b': 'mine'}
+    assert cluster.get('ConfigMap', scratch, 'race')['data'] == stored['data']

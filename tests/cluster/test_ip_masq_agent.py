@@ -69,9 +69,8 @@ def test_issue10_h10_on_delete_strategy_is_not_reported_as_a_rollout(writable, s
     """updateStrategy OnDelete: a template change replaces no pod, so the module must not claim a rollout;
     it names the DaemonSet to restart (netmedic.k8s.daemonset_restart / role verified_rollout)."""
     cluster, ns = writable, scratch
-    obj, _pods = seeded_agent(cluster, ns)
-    obj['spec']['updateStrategy'] = {'type': 'OnDelete'}
-    cluster.replace(obj)
+    seeded_agent(cluster, ns)
+    obj = cluster.edit('DaemonSet', ns, DS, lambda d: d['spec'].update(updateStrategy={'type': 'OnDelete'}))
     _obj, pods_before = daemonset_settled(cluster, ns, DS)
     rc, results, output = module_tasks(cluster, [task('apply', ns, {'image': NEW_IMAGE})])
     assert rc == 0, output
@@ -94,9 +93,9 @@ def test_issue10_c4_addon_manager_reconcile_refused_unless_overridden(writable, 
     """Issue 10, C-4 partial: a DaemonSet the addon manager reconciles (label addonmanager.kubernetes.io/mode:
     Reconcile) gets its edit reverted within a minute; refuse before any write unless explicitly overridden."""
     cluster, ns = writable, scratch
-    obj, _pods = seeded_agent(cluster, ns)
-    obj['metadata'].setdefault('labels', {})['addonmanager.kubernetes.io/mode'] = 'Reconcile'
-    cluster.replace(obj)
+    seeded_agent(cluster, ns)
+    cluster.edit('DaemonSet', ns, DS, lambda d: d['metadata'].setdefault('labels', {}).update(
+        {'addonmanager.kubernetes.io/mode': 'Reconcile'}))
     before = ds(cluster, ns)
     rc, results, output = module_tasks(cluster, [
         task('check', ns, {'image': NEW_IMAGE}, check_mode=True, ignore_errors=True),

@@ -85,9 +85,8 @@ def test_issue10_c4_reconcile_mode_bad_input_and_lock_change_nothing(writable, m
     rc, _tasks, output = run(cluster, ns, '-e', 'netmedic_masq_rollout_timeout=soon')
     assert rc != 0 and 'netmedic_masq_rollout_timeout' in output, output
 
-    ds = cluster.get('DaemonSet', ns, DS)
-    ds['metadata'].setdefault('labels', {})['addonmanager.kubernetes.io/mode'] = 'Reconcile'
-    cluster.replace(ds)
+    cluster.edit('DaemonSet', ns, DS, lambda ds: ds['metadata'].setdefault('labels', {}).update(
+        {'addonmanager.kubernetes.io/mode': 'Reconcile'}))
     rc, _tasks, output = run(cluster, ns, *UPGRADE)
     assert rc != 0 and 'addon manager reconciles it' in output, output
     assert agent(cluster, ns) == before

@@ -109,11 +109,13 @@ def test_broken_eni_conf_refused_with_nothing_written(writable, terway, module_t
     assert stored(cluster, ns) == original and backups(cluster, ns) == []
 
 
-def _set_terway_image(cluster, ns, image):
-    ds = cluster.get('DaemonSet', ns, DS)
-    for container in ds['spec']['template']['spec']['containers']:
-        container['image'] = image
-    cluster.replace(ds)
+def set_terway_image(cluster, ns, image):
+    """Every container of the Terway DaemonSet in ``ns`` to ``image`` (retried on a controller's concurrent write)."""
+
+    def change(ds):
+        for container in ds['spec']['template']['spec']['containers']:
+            container['image'] = image
+    cluster.edit('DaemonSet', ns, DS, change)
 
 
 @pytest.mark.parametrize('image, words', [
@@ -123,7 +125,7 @@ def _set_terway_image(cluster, ns, image):
 def test_issue10_c6_in_cluster_loadbalance_refused_below_terway_1_2_or_unknown(writable, terway, module_tasks, image, words):
     """Issue 10, C-6 partial: the flag is gated on Terway >= v1.2.0 read from the DaemonSet's image; unknown refuses."""
     cluster, ns = writable, terway
-    _set_terway_image(cluster, ns, image)
+    set_terway_image(cluster, ns, image)
     original = stored(cluster, ns)
     rc, results, output = module_tasks(cluster, [
         task('check', ns, {'in_cluster_loadbalance': True}, check_mode=True, ignore_errors=True),
@@ -139,7 +141,7 @@ def test_issue10_c6_in_cluster_loadbalance_refused_below_terway_1_2_or_unknown(w
 
 def test_issue10_c6_terway_version_given_for_a_digest_image(writable, terway, module_tasks):
     cluster, ns = writable, terway
-    _set_terway_image(cluster, ns, 'registry.lab.invalid/acs/terway@sha256:' + '0' * 64)
+    set_terway_image(cluster, ns, 'registry.lab.invalid/acs/terway@sha256:' + '0' * 64)
     rc, results, output = module_tasks(cluster, [
         task('apply', ns, {'in_cluster_loadbalance': True, 'terway_version': 'v1.2.3'})])
     assert rc == 0, output

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.conftest import copy_accounts, copy_seed, daemonset_settled
+from tests.cluster.test_terway_config import set_terway_image
 from tests.lab.playbook_run import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,10 +61,7 @@ def backups(cluster, ns):
 
 def test_issue10_c6_playbook_refuses_in_cluster_loadbalance_on_old_terway(writable, terway, run):
     cluster, ns = writable, terway
-    ds = cluster.get('DaemonSet', ns, DS)
-    for container in ds['spec']['template']['spec']['containers']:
-        container['image'] = 'registry.lab.invalid/acs/terway:v1.1.9'
-    cluster.replace(ds)
+    set_terway_image(cluster, ns, 'registry.lab.invalid/acs/terway:v1.1.9')
     before = data(cluster, ns)          # (the image change itself makes the DaemonSet controller roll the pods)
     rc, _tasks, output = run(cluster, ns, '-e', 'netmedic_terway_in_cluster_loadbalance=true')
     assert rc != 0 and 'Terway v1.1.9 is older than v1.2.0' in output, output
