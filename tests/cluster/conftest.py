@@ -32,6 +32,27 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'cluster: a test of tests/cluster (added at collection): one that runs on a real '
+                                       'kube-apiserver as on the double')
+    config.addinivalue_line('markers', 'double_strict(reason): a tests/cluster test that asserts more on the API double '
+                                       'than a real server lets it (nothing else writes there); `make apidouble` runs '
+                                       'it on the double as well: -m "not cluster or double_strict"')
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every item of this folder ``cluster``; a ``double_strict`` marker must say why."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if Path(item.path).resolve().parent != here:
+            continue
+        item.add_marker(pytest.mark.cluster)
+        strict = item.get_closest_marker('double_strict')
+        if strict is not None and not (strict.args and str(strict.args[0]).strip()):
+            raise pytest.UsageError('%s: @pytest.mark.double_strict needs the reason as its argument' % item.nodeid)
+
+
 SEED = ROOT / 'lab' / 'seed' / 'cluster.yaml'
 # The real kube-apiserver's audit log (JSON lines; `make realcluster-test` starts it with lab/k8s/audit-policy.yaml):
 # the ``audit`` fixture reads the requests of a test's window from it. Unset: tests that need it are skipped (named).
@@ -137,10 +158,11 @@ class Cluster:
 
     def edit(self, kind, namespace, name, change, attempts=5):
         """Read, ``change(obj)`` in place, PUT; on 409 (a controller wrote the object in between: the DaemonSet
-        controller updates status right after a create) read again and retry, like client-go's RetryOnConflict.
-        Returns what the server stored."""
+        controller updates status right after a create) read again and retry, like client-go's RetryOnConflict; the
+        last attempt's 409 is raised. Returns what the server stored."""
         from kubernetes.dynamic.exceptions import ConflictError
 
+        assert attempts >= 1, attempts
         for attempt in range(attempts):
             obj = self.get(kind, namespace, name)
             change(obj)
@@ -450,6 +472,33 @@ def kube_proxy_configmaps(cluster):
             for n in KUBE_PROXY_CONFIGMAPS for cm in [cluster.get('ConfigMap', 'kube-system', n)]}
 
 
+@pytest.fixture
+def kube_proxy_restored(spine_leases):
+    """For the tests that run the kube-proxy playbooks (W-4, W-5) against the seed's own kube-system ConfigMaps to prove
+    they refuse, or plant a mode in them: no backup ConfigMap before the test; afterwards the ConfigMaps' data put back
+    and any backup ConfigMap a run made removed, so a regression that writes fails its own test and no later one
+    (``spine_leases``: no ``kube-system/netmedic-*`` Lease before or after). Returns the cluster."""
+    cluster = spine_leases
+    backups = 'netmedic.k8s/backup-of'
+    saved = {n: cluster.get('ConfigMap', 'kube-system', n)['data'] for n in KUBE_PROXY_CONFIGMAPS}
+    assert cluster.items('ConfigMap', 'kube-system', label_selector=backups) == []
+    yield cluster
+    errors = []
+    for name, data in saved.items():          # each one, whatever happened to the others
+        try:
+            now = cluster.find('ConfigMap', 'kube-system', name)
+            if now is None:
+                cluster.create({'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': name}, 'data': data},
+                               'kube-system')
+            elif now.get('data') != data:
+                cluster.edit('ConfigMap', 'kube-system', name, lambda cm, data=data: cm.update(data=data))
+        except Exception as exc:              # pylint: disable=broad-exception-caught  # reported below, after the rest
+            errors.append('%s: %r' % (name, exc))
+    for backup in cluster.items('ConfigMap', 'kube-system', label_selector=backups):
+        cluster.core.delete_namespaced_config_map(backup['metadata']['name'], 'kube-system')
+    assert not errors, 'the seed\'s kube-proxy ConfigMaps could not all be put back: %s' % errors
+
+
 def seed_objects(namespace='kube-system', kinds=None, names=None):
     """The seed's (lab/seed/cluster.yaml) objects in ``namespace``, of ``kinds`` / ``names`` when given, in seed order."""
     docs = yaml.safe_load(SEED.read_text())['objects']
@@ -599,6 +648,22 @@ def spine_leases(writable):
     assert not leaked, 'an earlier test left these Leases in kube-system: %s' % leaked    # a leak is named, not hidden
     yield writable
     _delete_spine_leases(writable)
+
+
+@pytest.fixture
+def nodes_uncordoned(spine_leases):
+    """Every seed Node uncordoned before the test (one an earlier test left cordoned fails this one, naming it) and
+    after it: a cordon the test planted or a failed run left taken off, netmedic's cordon annotation removed, the
+    real node lifecycle controller's unschedulable taint waited off (tests/lab/node_rotation_run.py ``restore_nodes``);
+    no ``kube-system/netmedic-*`` Lease before or after (``spine_leases``). Returns the cluster."""
+    from tests.lab.node_rotation_run import NODES, UNCORDONED, node_state, restore_nodes
+
+    names = sorted(n['metadata']['name'] for n in spine_leases.items('Node'))
+    assert names == sorted(NODES), 'the seed has three Nodes; the server has %s' % names
+    state = node_state(spine_leases)
+    assert state == UNCORDONED, 'a Node is cordoned before the test: %s' % state
+    yield spine_leases
+    restore_nodes(spine_leases)
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import yaml
 
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import waiter
 from tests.cluster.conftest import copy_seed, kubeconfig_server, pod_ready, seed_objects
-from tests.lab.node_rotation_run import UNCORDONED, node_state, restore_nodes
 
 NEW_PROXY_CONFIG = """\
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -141,15 +140,6 @@ def _wait(what, probe, done, timeout=120):
         return waiter.wait_until(probe, done, waiter.deadline(timeout), 0.5)
     except waiter.WaitTimeout as exc:
         pytest.fail('%s: not after %s s, last %r' % (what, timeout, exc.last))
-
-
-@pytest.fixture
-def nodes_uncordoned(writable):
-    """Every seed Node uncordoned before the test and after it (the drained node is uncordoned here, the real
-    controller's unschedulable taint waited off)."""
-    assert node_state(writable) == UNCORDONED
-    yield writable
-    restore_nodes(writable)
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from kubernetes.client.rest import ApiException
 
 from tests.cluster.conftest import REQUEST_TIMEOUT
 
+pytestmark = pytest.mark.double_strict('the behaviour suite: the probes that keep the API double agreeing with a real kube-apiserver')
+
 
 def _service(name, cluster_ip=None):
     spec = {'selector': {'app': name}, 'ports': [{'name': 'http', 'port': 80, 'protocol': 'TCP', 'targetPort': 80}]}

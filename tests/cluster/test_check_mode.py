@@ -25,6 +25,9 @@ import pytest
 import yaml
 from kubernetes.client.rest import ApiException
 
+pytestmark = pytest.mark.double_strict('on the double nothing else writes: the snapshot must show no change at all (on the '
+                                       'real server controller-owned objects are left out), and the seed plants D-1/D-2')
+
 ROOT = Path(__file__).resolve().parents[2]
 NS = 'kube-system'
 KUBE_PROXY_CMS = ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy')

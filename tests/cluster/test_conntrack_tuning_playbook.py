@@ -4,8 +4,9 @@ kube-apiserver (issue 15): bad input, and a ``--limit`` that would leave out the
 Ported from tests/lab/test_conntrack_tuning_playbook.py (where the cases that need the double's simulated kube-proxy
 stay: the nf_conntrack_max it sets, its log line, a node losing ip_vs_rr). The playbook edits the seed's kube-proxy
 ConfigMaps in ``kube-system`` (it has no namespace variable); a refusal writes nothing, so these run on the seed's
-objects. "Nothing written" is the ConfigMaps' resourceVersion and data and the kube-proxy Lease, read back through the
-API (``spine_leases``: no ``kube-system/netmedic-*`` Lease before or after).
+objects, and ``kube_proxy_restored`` puts their data back after each test (a regression that writes fails here, not in
+a later file). "Nothing written" is the ConfigMaps' resourceVersion and data and the kube-proxy Lease, read back through
+the API (no ``kube-system/netmedic-*`` Lease before or after).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from tests.cluster.conftest import kube_proxy_configmaps
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'conntrack_tuning.yml'
 NS = 'kube-system'
-NAMES = ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy')
 LEASE = 'netmedic-kube-proxy'
 
 
@@ -31,8 +31,8 @@ def run(playbook_file):
 _configmaps = kube_proxy_configmaps
 
 
-def test_bad_input_stops_everything(spine_leases, run):
-    cluster = spine_leases
+def test_bad_input_stops_everything(kube_proxy_restored, run):
+    cluster = kube_proxy_restored
     before = _configmaps(cluster)
     for extra in (['-e', 'netmedic_conntrack_fix=sometimes'], ['-e', 'netmedic_conntrack_max_per_core=lots'],
                   ['-e', 'netmedic_conntrack_max_per_core=1000']):
@@ -47,9 +47,9 @@ def test_bad_input_stops_everything(spine_leases, run):
     assert cluster.items('ConfigMap', NS, label_selector='netmedic.k8s/backup-of') == []
 
 
-def test_issue9_f9_limit_to_a_node_fails_before_any_node_task(spine_leases, run):
+def test_issue9_f9_limit_to_a_node_fails_before_any_node_task(kube_proxy_restored, run):
     """AWX job template with `--limit NODE`: fix B (cluster) would be skipped and fix A run alone, exit 0."""
-    cluster = spine_leases
+    cluster = kube_proxy_restored
     before = _configmaps(cluster)
     rc, _tasks, output = run(cluster, '-i', 'lab-node-1,', '-e', 'netmedic_targets=lab-node-1', '--limit', 'lab-node-1',
                              check=True)

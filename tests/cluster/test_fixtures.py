@@ -18,6 +18,8 @@ from kubernetes.dynamic.exceptions import ConflictError
 from tests.cluster.conftest import REQUEST_TIMEOUT, Cluster, Timed
 from tests.cluster.test_workflows import run_tasks
 
+pytestmark = pytest.mark.double_strict("the suite's own fixtures, which tests/lab's runners share: they must work on both servers")
+
 DEAD = 'https://127.0.0.1:9'          # the discard port: nothing listens
 
 
@@ -99,3 +101,14 @@ def test_edit_retries_when_a_controller_wrote_in_between(writable, scratch):
     assert len(calls) == 2 and calls[0] != calls[1], calls
     assert stored['data'] == {'a': '1', 'first': 'other', 'second': 'other', 'b': 'mine'}
     assert cluster.get('ConfigMap', scratch, 'race')['data'] == stored['data']
+
+    # A writer that always wins (a new value each time: an update that changes nothing moves no resourceVersion):
+    # the last attempt's 409 is raised, nothing of ours is stored.
+    def always_overtaken(obj):
+        other_writer('always-%d' % len(calls))
+        calls.append(obj['metadata']['resourceVersion'])
+        obj['data']['c'] = 'never'
+    with pytest.raises(ConflictError, match='409'):
+        cluster.edit('ConfigMap', scratch, 'race', always_overtaken, attempts=2)
+    assert len(calls) == 4, calls
+    assert 'c' not in cluster.get('ConfigMap', scratch, 'race')['data']

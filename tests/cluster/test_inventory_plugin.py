@@ -36,18 +36,18 @@ def _merge_patch_node(cluster, name, patch):
 
 
 @pytest.fixture
-def nodes_restored(writable):
-    """The Nodes' cordon and the labels this file sets put back as they were before the test (Nodes are
-    cluster-scoped: the next test, and on the real server the next file, must find them uncordoned and clean)."""
-    before = {n['metadata']['name']: n for n in writable.items('Node')}
+def nodes_restored(nodes_uncordoned):
+    """``nodes_uncordoned`` (the cordon this file plants taken off after the test), and the labels this file sets put
+    back as they were before it (Nodes are cluster-scoped: the next test, and on the real server the next file, must
+    find them clean)."""
+    cluster = nodes_uncordoned
+    before = {n['metadata']['name']: n for n in cluster.items('Node')}
     assert sorted(before) == NODES, sorted(before)
-    yield writable
+    yield cluster
     for name, old in before.items():
-        patch = {'spec': {'unschedulable': old['spec'].get('unschedulable') or None},
-                 'metadata': {'labels': {k: (old['metadata'].get('labels') or {}).get(k) for k in TEST_LABELS}}}
-        _merge_patch_node(writable, name, patch)
-        now = writable.get('Node', None, name)
-        assert bool(now['spec'].get('unschedulable')) == bool(old['spec'].get('unschedulable')), name
+        _merge_patch_node(cluster, name, {'metadata': {'labels': {k: (old['metadata'].get('labels') or {}).get(k)
+                                                                  for k in TEST_LABELS}}})
+        now = cluster.get('Node', None, name)
         assert (now['metadata'].get('labels') or {}) == (old['metadata'].get('labels') or {}), name
 
 

@@ -17,21 +17,12 @@ from __future__ import annotations
 import pytest
 
 from tests.lab.fleet import GC, NODES, cid, files, make_fleet, run_playbook, write_runtime
-from tests.lab.node_rotation_run import CORDON_ANNOTATION, UNCORDONED, cordoned, node_state, node_writes, restore_nodes
+from tests.lab.node_rotation_run import CORDON_ANNOTATION, NODE_RV_ON_DOUBLE, cordoned, node_writes
 
 UNCORDON = 'Uncordon the Node (only if netmedic cordoned it)'
 
 
-@pytest.fixture
-def nodes_uncordoned(spine_leases):
-    """Every seed Node uncordoned before the test and after it (a Node the test or a failed run left cordoned is
-    uncordoned here, the real controller's taint waited off)."""
-    cluster = spine_leases
-    assert node_state(cluster) == UNCORDONED
-    yield cluster
-    restore_nodes(cluster)
-
-
+@pytest.mark.double_strict(NODE_RV_ON_DOUBLE)
 def test_check_mode_changes_nothing(nodes_uncordoned, tmp_path):
     cluster = nodes_uncordoned
     bindir = make_fleet(tmp_path)

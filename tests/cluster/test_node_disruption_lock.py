@@ -7,14 +7,12 @@ while another workflow holds node-disruption, with nothing cordoned, rotated or 
 given back and the other run's left alone. The cases where W-1 rotates a node (a new boot ID, which lab/k8s/nodesim.py's
 heartbeat would overwrite) stay in tests/lab, kind ``kubelet``. W-1 runs through tests/lab/node_rotation_run.py (the
 runner both suites use); W-7's fleet (three local "nodes" = the seed's Nodes, each with a leaked host-local allocation,
-a ``ctr`` stand-in) is tests/lab/fleet.py's. The Lease is planted through the API; ``nodes_free``
-(``spine_leases``) removes every ``kube-system/netmedic-*`` Lease before and after and puts back a cordon a failed
-assertion left. What is asserted is read back through the API (Nodes, Leases) and from the directories.
+a ``ctr`` stand-in) is tests/lab/fleet.py's. The Lease is planted through the API; ``nodes_uncordoned``
+(``spine_leases``) fails the test when a ``kube-system/netmedic-*`` Lease is there before it, removes every one after
+it and puts back a cordon a failed assertion left. What is asserted is read back through the API (Nodes, Leases) and from the directories.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from tests.cluster.conftest import hold_lease
 from tests.lab import fleet
@@ -24,23 +22,15 @@ NS = 'kube-system'
 DISRUPTION = 'netmedic-node-disruption'
 
 
-@pytest.fixture
-def nodes_free(spine_leases):
-    """Every Node uncordoned before the test and after it; no ``kube-system/netmedic-*`` Lease (``spine_leases``)."""
-    assert w1.node_state(spine_leases) == w1.UNCORDONED, 'a Node is cordoned before the test: %s' % w1.node_state(spine_leases)
-    yield spine_leases
-    w1.restore_nodes(spine_leases)
-
-
 def _holder(cluster, name):
     lease = cluster.find('Lease', NS, name)
     return None if lease is None else (lease.get('spec') or {}).get('holderIdentity')
 
 
-def test_issue9_w1_refused_while_another_workflow_holds_node_disruption(nodes_free, tmp_path):
+def test_issue9_w1_refused_while_another_workflow_holds_node_disruption(nodes_uncordoned, tmp_path):
     """A W-2 or W-7 run holds node-disruption: W-1 stops before any node is cordoned, gives its node-rotation Lease
     back, and leaves the other run's Lease alone."""
-    cluster = nodes_free
+    cluster = nodes_uncordoned
     hold_lease(cluster, NS, DISRUPTION, 'awx-job-300')
     boots = w1.boot_ids(cluster)
     rc, output = w1.run(cluster, tmp_path, 'refused', node_rotation_nodes=['lab-node-1'])
@@ -51,9 +41,9 @@ def test_issue9_w1_refused_while_another_workflow_holds_node_disruption(nodes_fr
     assert _holder(cluster, DISRUPTION) == 'awx-job-300'
 
 
-def test_issue9_w7_refused_while_another_workflow_holds_node_disruption(nodes_free, tmp_path):
+def test_issue9_w7_refused_while_another_workflow_holds_node_disruption(nodes_uncordoned, tmp_path):
     """W-7 (family ipam-gc) with node-disruption held by a W-1 job: nothing cordoned or collected, ipam-gc Lease free."""
-    cluster = nodes_free
+    cluster = nodes_uncordoned
     bindir = fleet.make_fleet(tmp_path)
     hold_lease(cluster, NS, DISRUPTION, 'awx-job-301')
     before = ({n: fleet.files(tmp_path, n) for n in fleet.NODES}, w1.cordoned(cluster))

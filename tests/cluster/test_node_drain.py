@@ -9,7 +9,7 @@ seed's Deployment ``web`` and its budget (minAvailable 2 of 3) in a namespace of
 edits, the finalizer and the unmanaged pod stay there, and the drained node is one its pods run on. On the real
 server the eviction API, the disruption controller, the ReplicaSet controller and the scheduler are the real ones,
 a pod deletion is graceful (Terminating until lab/k8s/nodesim.py finishes it), so the tests wait on state, never on
-ticks. Nodes are cluster-scoped: every test puts their cordon back (``nodes_restored``).
+ticks. Nodes are cluster-scoped: every test finds them uncordoned and leaves them so (``nodes_uncordoned``: tests/cluster/conftest.py).
 
 Check mode through Ansible is a real ``ansible-playbook`` run (``playbook``); the other cases run the module's
 ``main()`` in the test process (``module_tasks``). What is asserted is read back through the API, not taken from the
@@ -19,15 +19,14 @@ module's answer alone.
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 import yaml
 
 from tests.cluster.conftest import seed_objects, wait
+from tests.lab.node_rotation_run import NODE_RV_ON_DOUBLE, node_writes
 
 ANNOTATION = 'netmedic.io/cordoned-by'
-NODES = ['lab-node-1', 'lab-node-2', 'lab-node-3']
 
 
 def _merge_patch(cluster, kind, namespace, name, patch):
@@ -63,28 +62,12 @@ def _pods_gone(cluster, namespace):
 
 
 @pytest.fixture
-def nodes_restored(writable):
-    """Every Node's cordon and netmedic's cordon annotation put back as they were before the test (Nodes are
-    cluster-scoped: the next test, and on the real server the next file, must find them uncordoned)."""
-    before = {n['metadata']['name']: n for n in writable.items('Node')}
-    assert sorted(before) == NODES, sorted(before)
-    yield writable
-    for name, old in before.items():
-        was = (old['metadata'].get('annotations') or {}).get(ANNOTATION)
-        _merge_patch(writable, 'Node', None, name, {'spec': {'unschedulable': old['spec'].get('unschedulable') or None},
-                                                    'metadata': {'annotations': {ANNOTATION: was}}})
-        now = writable.get('Node', None, name)
-        assert bool(now['spec'].get('unschedulable')) == bool(old['spec'].get('unschedulable')), name
-        assert (now['metadata'].get('annotations') or {}).get(ANNOTATION) == was, name
-
-
-@pytest.fixture
-def web_copy(nodes_restored, scratch):
+def web_copy(nodes_uncordoned, scratch):
     """``scratch`` holding a copy of the seed's Deployment and PodDisruptionBudget ``web`` (default namespace), its
     three pods Ready and the budget computed; the seed's own ``web`` settled too (the drains evict its pods on the
     node as well). Afterwards every pod of the namespace is gone (finalizers removed) before it is deleted, so no pod
     of this test is left Terminating on a node the next one drains."""
-    cluster = nodes_restored
+    cluster = nodes_uncordoned
     for doc in seed_objects(namespace='default', kinds=('Deployment', 'PodDisruptionBudget'), names=['web']):
         body = copy.deepcopy(doc)
         body['metadata'] = {k: v for k, v in body['metadata'].items() if k in ('name', 'labels', 'annotations')}
@@ -108,17 +91,6 @@ def _web_node(cluster, ns):
 
 def _node(cluster, name):
     return cluster.get('Node', None, name)
-
-
-def _node_writes(cluster, name):
-    """What any write to the Node but its status shows: spec, labels, annotations and the non-status managedFields; on
-    the double also the resourceVersion (on the real server it moves with nodesim's status heartbeat, as with a
-    kubelet's)."""
-    node = _node(cluster, name)
-    meta = node['metadata']
-    managed = sorted(json.dumps(m, sort_keys=True) for m in meta.get('managedFields') or [] if m.get('subresource') != 'status')
-    return (node['spec'], meta.get('labels'), meta.get('annotations'), managed,
-            meta['resourceVersion'] if cluster.is_double else None)
 
 
 def _pods_on(cluster, node):
@@ -191,10 +163,11 @@ def test_issue9_f3_budget_blocks_until_timeout_then_drains_when_relaxed(writable
     assert web_before <= {e['uid'] for e in evicted}
 
 
+@pytest.mark.double_strict(NODE_RV_ON_DOUBLE)
 def test_check_mode_lists_evictions_and_changes_nothing(writable, web_copy, playbook):
     cluster, ns = writable, web_copy
     node = _web_node(cluster, ns)
-    writes = _node_writes(cluster, node)
+    writes = node_writes(cluster)[node]
     pods = {p['metadata']['uid'] for p in _pods_on(cluster, node) if not p['metadata'].get('deletionTimestamp')}
     tasks = yaml.safe_dump([{'name': 'check', 'check_mode': True, 'diff': True, 'netmedic.k8s.node_drain': _drain(node)}])
     rc, results, output = playbook(cluster, tasks)
@@ -202,14 +175,14 @@ def test_check_mode_lists_evictions_and_changes_nothing(writable, web_copy, play
     check = results['check']
     assert check['changed'] is True and check['diff']
     assert any(e['outcome'] == 'would evict' and e['pod'].startswith(ns + '/web-') for e in check['pods']), check['pods']
-    assert _node_writes(cluster, node) == writes
+    assert node_writes(cluster)[node] == writes
     # Nothing evicted: the same pods run there, none Terminating (a pod of an earlier test's namespace still being
     # deleted on the real server is left out before and after).
     assert {p['metadata']['uid'] for p in _pods_on(cluster, node) if not p['metadata'].get('deletionTimestamp')} == pods
 
 
-def test_issue9_f8_uncordon_only_what_netmedic_cordoned(nodes_restored, module_tasks):
-    cluster = nodes_restored
+def test_issue9_f8_uncordon_only_what_netmedic_cordoned(nodes_uncordoned, module_tasks):
+    cluster = nodes_uncordoned
     _merge_patch(cluster, 'Node', None, 'lab-node-3', {'spec': {'unschedulable': True}})
     assert _node(cluster, 'lab-node-3')['spec']['unschedulable'] is True
     tasks = yaml.safe_dump([
@@ -237,13 +210,14 @@ def test_issue9_f8_uncordon_only_what_netmedic_cordoned(nodes_restored, module_t
     assert three['spec']['unschedulable'] is True
 
 
+@pytest.mark.double_strict(NODE_RV_ON_DOUBLE)
 def test_unmanaged_and_emptydir_pods_refuse_before_anything_changes(writable, web_copy, module_tasks):
     cluster, ns = writable, web_copy
     cluster.create({
         'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': 'loose'},
         'spec': {'nodeName': 'lab-node-1', 'containers': [{'name': 'c', 'image': 'registry.lab.invalid/pause:3.9'}],
                  'volumes': [{'name': 'scratch', 'emptyDir': {}}]}}, namespace=ns)
-    writes = _node_writes(cluster, 'lab-node-1')
+    writes = node_writes(cluster)['lab-node-1']
     running = {p['metadata']['uid'] for p in _pods_on(cluster, 'lab-node-1') if not p['metadata'].get('deletionTimestamp')}
     tasks = yaml.safe_dump([
         {'name': 'refused', 'ignore_errors': True, 'netmedic.k8s.node_drain': _drain('lab-node-1')},
@@ -258,7 +232,7 @@ def test_unmanaged_and_emptydir_pods_refuse_before_anything_changes(writable, we
     assert 'Nothing was changed' in refused['msg']
     assert results['emptydir']['failed'] is True and 'emptyDir' in results['emptydir']['msg']
     assert results['bad input']['failed'] is True and 'timeout must be >= 1' in results['bad input']['msg']
-    assert _node_writes(cluster, 'lab-node-1') == writes
+    assert node_writes(cluster)['lab-node-1'] == writes
     assert cluster.get('Pod', ns, 'loose')['metadata'].get('deletionTimestamp') is None
     # Nothing evicted: every pod that ran there still does, same UID, not Terminating.
     assert running <= {p['metadata']['uid'] for p in _pods_on(cluster, 'lab-node-1') if not p['metadata'].get('deletionTimestamp')}

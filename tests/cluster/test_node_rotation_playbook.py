@@ -6,8 +6,9 @@ Ported from tests/lab/test_node_rotation_playbook.py (issue 15 item 4; 5 of its 
 held Lease). None of them reaches a node, so the provider hook never runs (the case that rotates a node - a new boot ID,
 which lab/k8s/nodesim.py's heartbeat would overwrite - stays in tests/lab, kind ``kubelet``). The runner is
 tests/lab/node_rotation_run.py's ``run_job_template``, the one both suites use. The lock is the Lease
-``kube-system/netmedic-node-rotation``: ``w1_cluster`` (``spine_leases``) removes every ``kube-system/netmedic-*`` Lease
-before and after the test and puts back a cordon a failed assertion left. What is asserted is read back through the
+``kube-system/netmedic-node-rotation``: ``nodes_uncordoned`` (``spine_leases``) fails the test when a
+``kube-system/netmedic-*`` Lease is there before it, removes every one after it and puts back a cordon a failed
+assertion left. What is asserted is read back through the
 API: the Node's spec and the Lease.
 """
 
@@ -16,16 +17,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cluster.conftest import hold_lease
-from tests.lab.node_rotation_run import LEASE, UNCORDONED, node_state, restore_nodes, run_job_template
-
-
-@pytest.fixture
-def w1_cluster(spine_leases):
-    """The cluster with every Node uncordoned; afterwards uncordoned again (no ``kube-system/netmedic-*`` Lease before
-    or after: ``spine_leases``)."""
-    assert node_state(spine_leases) == UNCORDONED, 'a Node is cordoned before the test: %s' % node_state(spine_leases)
-    yield spine_leases
-    restore_nodes(spine_leases)
+from tests.lab.node_rotation_run import LEASE, run_job_template
 
 
 @pytest.fixture
@@ -48,8 +40,8 @@ NODES = ['-e', '{"netmedic_rotation_nodes": ["lab-node-1"]}']
     (['-e', '{"netmedic_rotation_nodes": ["lab-node-1"], "netmedic_rotation_drain_timeout": "long"}'],
      'netmedic_rotation_drain_timeout'),
 ])
-def test_w1_bad_input_refused_before_any_change(w1_cluster, run, extra, words):
-    cluster = w1_cluster
+def test_w1_bad_input_refused_before_any_change(nodes_uncordoned, run, extra, words):
+    cluster = nodes_uncordoned
     before = node(cluster)
     rc, _tasks, output = run(cluster, *extra)
     assert rc != 0 and words in output, output
@@ -57,8 +49,8 @@ def test_w1_bad_input_refused_before_any_change(w1_cluster, run, extra, words):
     assert cluster.find('Lease', *LEASE) is None
 
 
-def test_w1_lock_held_stops_before_the_first_node(w1_cluster, run):
-    cluster = w1_cluster
+def test_w1_lock_held_stops_before_the_first_node(nodes_uncordoned, run):
+    cluster = nodes_uncordoned
     hold_lease(cluster, *LEASE, 'awx-job-5', age=0)
     before = node(cluster)
     rc, _tasks, output = run(cluster, *NODES)

@@ -21,21 +21,17 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import waiter
-from tests.lab.node_rotation_run import NODES, UNCORDONED, cordoned, node_state, node_writes, restore_nodes, role_task, task_result, web_pods, web_settled
+from tests.lab.node_rotation_run import NODE_RV_ON_DOUBLE, NODES, cordoned, node_writes, role_task, task_result, web_pods, web_settled
 
 STOP = 'Stop the rotation, the node stays cordoned - %s'
 DRAIN = 'Drain with evictions, PodDisruptionBudgets honoured - %s'
 
 
 @pytest.fixture
-def w1_cluster(spine_leases):
-    """The cluster with every Node uncordoned and the web pods settled; afterwards uncordoned again (no
-    ``kube-system/netmedic-*`` Lease before or after: ``spine_leases``)."""
-    cluster = spine_leases
-    assert node_state(cluster) == UNCORDONED, 'a Node is cordoned before the test: %s' % node_state(cluster)
-    web_settled(cluster)
-    yield cluster
-    restore_nodes(cluster)
+def w1_cluster(nodes_uncordoned):
+    """``nodes_uncordoned`` with the web pods settled."""
+    web_settled(nodes_uncordoned)
+    return nodes_uncordoned
 
 
 def _budget(cluster):
@@ -72,6 +68,7 @@ def _netmedic_leases(cluster):
     return [lease['metadata']['name'] for lease in cluster.items('Lease', 'kube-system') if lease['metadata']['name'].startswith('netmedic-')]
 
 
+@pytest.mark.double_strict(NODE_RV_ON_DOUBLE)
 def test_check_mode_changes_nothing(w1_cluster, playbook, tmp_path):
     cluster = w1_cluster
     web = web_pods(cluster)
@@ -102,6 +99,7 @@ def test_budget_refusal_stops_and_leaves_the_node_cordoned(budget_restored, play
     assert {n: cluster.get('Node', None, n)['status']['nodeInfo'].get('bootID') for n in NODES} == boots
 
 
+@pytest.mark.double_strict(NODE_RV_ON_DOUBLE)
 def test_issue9_f12_no_hook_and_no_external_replacement_fails_before_anything(w1_cluster, playbook, tmp_path):
     """Without a provider hook nothing brings the machines back: fail at once, not after 30 min per node."""
     cluster = w1_cluster

@@ -7,8 +7,8 @@ and writes no Lease; a lock TTL below one node's worst case is refused. None of 
 hook runs (the cases that rotate a node - a new boot ID, which lab/k8s/nodesim.py's heartbeat would overwrite - stay
 in tests/lab, kind ``kubelet``). The runner is tests/lab/node_rotation_run.py, the one both suites use.
 
-The lock is the Lease ``kube-system/netmedic-node-rotation`` (the role's default); ``spine_leases`` removes every
-``kube-system/netmedic-*`` Lease before and after the test, and the old lock form (a ConfigMap
+The lock is the Lease ``kube-system/netmedic-node-rotation`` (the role's default); ``spine_leases`` fails the test
+when a ``kube-system/netmedic-*`` Lease is there before it and removes every one after it, and the old lock form (a ConfigMap
 ``kube-system/netmedic-node-rotation-lock`` a test plants beside it) is deleted afterwards, so kube-system stays as
 the seed made it. What is asserted is read back through the API: the Nodes (cordon, boot ID, and in check mode every
 write but status), the web pods (same UIDs on the same nodes, none Terminating) and the Lease.
@@ -22,24 +22,21 @@ import time
 import pytest
 
 from tests.lab import node_rotation_run as w1
-from tests.lab.node_rotation_run import LEASE, NODES, UNCORDONED, boot_ids, cordoned, node_state, node_writes, restore_nodes, web_pods, web_settled
+from tests.lab.node_rotation_run import LEASE, NODE_RV_ON_DOUBLE, NODES, boot_ids, cordoned, node_writes, web_pods, web_settled
 
 OLD_CM = ('kube-system', 'netmedic-node-rotation-lock')
 OLD_KEY = 'netmedic.k8s/node-rotation-lock'
 
 
 @pytest.fixture
-def w1_cluster(spine_leases):
-    """The cluster with every Node uncordoned and the web pods settled; afterwards the old lock ConfigMap is gone and
-    the Nodes uncordoned (``spine_leases``: no ``kube-system/netmedic-*`` Lease before or after)."""
-    cluster = spine_leases
-    assert node_state(cluster) == UNCORDONED, 'a Node is cordoned before the test: %s' % node_state(cluster)
+def w1_cluster(nodes_uncordoned):
+    """``nodes_uncordoned`` with the web pods settled; the old lock ConfigMap absent before the test, gone after it."""
+    cluster = nodes_uncordoned
     assert cluster.find('ConfigMap', *OLD_CM) is None
     web_settled(cluster)
     yield cluster
     if cluster.find('ConfigMap', *OLD_CM) is not None:
         cluster.core.delete_namespaced_config_map(OLD_CM[1], OLD_CM[0])
-    restore_nodes(cluster)
 
 
 def _ago(seconds):
@@ -78,6 +75,7 @@ def test_lock_held_by_a_live_run_stops_with_nothing_changed(w1_cluster, tmp_path
     assert cluster.get('Lease', *LEASE)['spec']['holderIdentity'] == 'awx-job-41'
 
 
+@pytest.mark.double_strict(NODE_RV_ON_DOUBLE)
 def test_check_mode_reports_the_closed_window_and_writes_no_lease(w1_cluster, tmp_path):
     cluster = w1_cluster
     window = {'days': ['sat'], 'start': '22:00', 'end': '04:00', 'timezone': 'Europe/Berlin'}

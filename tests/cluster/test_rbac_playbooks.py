@@ -22,7 +22,6 @@ from tests.cluster.conftest import Audit
 from tests.lab.fleet import NODES, make_fleet
 from tests.lab.fleet import files as fleet_files
 from tests.lab.fleet import run_playbook as run_fleet
-from tests.lab.node_rotation_run import restore_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC_DIR = ROOT / 'rbac'
@@ -69,10 +68,11 @@ def test_network_audit_runs_with_the_read_only_role(writable, identity, playbook
     assert {e['user'] for e in entries} == {sa.user}                     # the record saw the runs, as that account
 
 
-def test_read_only_role_cannot_run_a_writing_playbook(writable, identity, playbook_file, playbook):
+def test_read_only_role_cannot_run_a_writing_playbook(kube_proxy_restored, identity, playbook_file, playbook):
     """A writing playbook with the read-only role: 403, nothing changed - also in check mode, whose server-side dry run
-    needs the write verbs (docs/rbac.md says so)."""
-    cluster = writable
+    needs the write verbs (docs/rbac.md says so). It runs against the seed's kube-proxy ConfigMaps: a regression that
+    let it write is undone after it (``kube_proxy_restored``)."""
+    cluster = kube_proxy_restored
     sa = identity(cluster, RBAC_DIR / 'read-only.yml')
     audit = Audit(cluster)
     before = _snapshot(cluster)
@@ -178,12 +178,12 @@ def test_c7_c8_playbook_runs_with_its_role(name, fresh, identity, playbook_file)
     assert {e['user'] for e in entries if e['verb'] not in ('get', 'list', 'watch')} == {sa.user}
 
 
-def test_ipam_gc_fleet_runs_with_its_role(writable, identity, tmp_path, request):
+def test_ipam_gc_fleet_runs_with_its_role(nodes_uncordoned, identity, tmp_path):
     """W-7 with exactly its grants (ported from tests/lab): the fleet of three local "nodes" (tests/lab/fleet.py) against
     the cluster's Nodes, which it cordons and uncordons one at a time; every leaked address collected, no Node left
-    cordoned (and, whatever happens, the Nodes are put back for the next test)."""
-    cluster = writable
-    request.addfinalizer(lambda: restore_nodes(cluster))
+    cordoned (and, whatever happens, the Nodes and the kube-system Leases are put back for the next test:
+    ``nodes_uncordoned``)."""
+    cluster = nodes_uncordoned
     sa = identity(cluster, RBAC_DIR / 'ipam_gc_fleet.yml')
     audit = Audit(cluster)
     rc, _results, output = run_fleet(sa, tmp_path, make_fleet(tmp_path))

@@ -5,9 +5,10 @@ a Lease held by another run, a closed change window.
 Ported from tests/lab/test_udp_timeout_playbook.py (where the cases that verify kube-proxy's restart by its log line,
 a node losing ip_vs_rr, and the v1.16/v1.17 servers stay). The playbook edits the seed's kube-proxy ConfigMaps in
 ``kube-system`` and takes the Lease ``kube-system/netmedic-kube-proxy`` (it has no namespace variable); a refusal writes
-nothing, so these run on the seed's objects, and the Lease is gone before and after (``spine_leases``). The one test
-that plants an iptables mode puts the ConfigMaps' data back afterwards (nothing on either server reads them: no real
-kube-proxy runs). "Nothing written" is each ConfigMap's resourceVersion and data, the kube-proxy pods (names, UIDs,
+nothing, so these run on the seed's objects; ``kube_proxy_restored`` (tests/cluster/conftest.py) puts the ConfigMaps'
+data back after each test and removes a backup a run made (the test that plants an iptables mode, and any regression
+that writes, touch no later test), and the Lease is gone before and after (``spine_leases``). Nothing on either
+server reads the ConfigMaps: no real kube-proxy runs. "Nothing written" is each ConfigMap's resourceVersion and data, the kube-proxy pods (names, UIDs,
 none Terminating) and the backup ConfigMaps, read back through the API.
 """
 
@@ -17,12 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import hold_lease, kube_proxy_configmaps
+from tests.cluster.conftest import KUBE_PROXY_CONFIGMAPS, hold_lease, kube_proxy_configmaps
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'udp_timeout.yml'
 NS = 'kube-system'
-NAMES = ('kube-proxy-worker', 'kube-proxy-master', 'kube-proxy')
 LEASE = 'netmedic-kube-proxy'
 C3 = 'Set ipvs.udpTimeout in the kube-proxy ConfigMaps (C-3)'
 
@@ -44,24 +44,8 @@ def _backups(cluster):
     return cluster.items('ConfigMap', NS, label_selector='netmedic.k8s/backup-of')
 
 
-@pytest.fixture
-def proxy_configmaps(spine_leases):
-    """The seed's kube-proxy ConfigMaps' data put back after the test (and any backup ConfigMap a run made removed)."""
-    cluster = spine_leases
-    saved = {n: cluster.get('ConfigMap', NS, n)['data'] for n in NAMES}
-    assert _backups(cluster) == []
-    yield cluster
-    for name, data in saved.items():
-        cm = cluster.get('ConfigMap', NS, name)
-        if cm['data'] != data:
-            cm['data'] = data
-            cluster.replace(cm)
-    for backup in _backups(cluster):
-        cluster._resource('ConfigMap').delete(name=backup['metadata']['name'], namespace=NS)
-
-
-def test_bad_input_stops_before_the_api_is_touched(spine_leases, run):
-    cluster = spine_leases
+def test_bad_input_stops_before_the_api_is_touched(kube_proxy_restored, run):
+    cluster = kube_proxy_restored
     before = _configmaps(cluster)
     for extra in (['-e', 'netmedic_udp_timeout_method=sometimes'], ['-e', 'netmedic_udp_timeout=0']):
         rc, tasks, output = run(cluster, *extra)
@@ -74,14 +58,14 @@ def test_bad_input_stops_before_the_api_is_touched(spine_leases, run):
 
 
 def _set_mode(cluster, mode):
-    for name in NAMES:
+    for name in KUBE_PROXY_CONFIGMAPS:
         cm = cluster.get('ConfigMap', NS, name)
         cm['data']['config.conf'] = cm['data']['config.conf'].replace('mode: ipvs\n', 'mode: %s\n' % mode)
         cluster.replace(cm)
 
 
-def test_issue9_f1_udp_timeout_never_switches_an_iptables_cluster_to_ipvs(proxy_configmaps, run):
-    cluster = proxy_configmaps
+def test_issue9_f1_udp_timeout_never_switches_an_iptables_cluster_to_ipvs(kube_proxy_restored, run):
+    cluster = kube_proxy_restored
     _set_mode(cluster, 'iptables')
     before, pods = _configmaps(cluster), _proxy_pods(cluster)
     assert all('mode: iptables\n' in data['config.conf'] for _rv, data in before.values())
@@ -95,9 +79,9 @@ def test_issue9_f1_udp_timeout_never_switches_an_iptables_cluster_to_ipvs(proxy_
     assert cluster.find('Lease', NS, LEASE) is None                  # released on the failure path
 
 
-def test_issue9_f9_limit_to_a_node_fails_before_the_node_play(spine_leases, run):
+def test_issue9_f9_limit_to_a_node_fails_before_the_node_play(kube_proxy_restored, run):
     """AWX job template with `--limit NODE`: the cluster play on localhost would be skipped silently."""
-    cluster = spine_leases
+    cluster = kube_proxy_restored
     before = _configmaps(cluster)
     rc, _tasks, output = run(cluster, '-i', 'lab-node-1,', '-e', 'netmedic_targets=lab-node-1', '--limit', 'lab-node-1',
                              check=True)
@@ -107,9 +91,9 @@ def test_issue9_f9_limit_to_a_node_fails_before_the_node_play(spine_leases, run)
     assert _configmaps(cluster) == before and cluster.find('Lease', NS, LEASE) is None
 
 
-def test_issue9_f4_w4_stops_when_another_run_holds_the_kube_proxy_lock(spine_leases, run):
+def test_issue9_f4_w4_stops_when_another_run_holds_the_kube_proxy_lock(kube_proxy_restored, run):
     """W-4 takes the spine's Lease (family kube-proxy, shared with W-3 and W-5): a live holder stops it unchanged."""
-    cluster = spine_leases
+    cluster = kube_proxy_restored
     held = hold_lease(cluster, NS, LEASE, 'awx-job-41')
     before, pods = _configmaps(cluster), _proxy_pods(cluster)
     rc, _tasks, output = run(cluster)
@@ -120,8 +104,8 @@ def test_issue9_f4_w4_stops_when_another_run_holds_the_kube_proxy_lock(spine_lea
     assert lease['metadata']['resourceVersion'] == held['metadata']['resourceVersion']
 
 
-def test_issue9_f4_w4_outside_the_window_changes_nothing(spine_leases, run):
-    cluster = spine_leases
+def test_issue9_f4_w4_outside_the_window_changes_nothing(kube_proxy_restored, run):
+    cluster = kube_proxy_restored
     before = _configmaps(cluster)
     window = '{"netmedic_window": {"days": ["mon"], "start": "02:00", "end": "03:00", "timezone": "UTC"}}'
     rc, _tasks, output = run(cluster, '-e', window, '-e', 'change_guard_now=2026-12-01T12:00:00+00:00')

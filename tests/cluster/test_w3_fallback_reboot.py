@@ -8,7 +8,7 @@ there). The role runs as the playbook's cluster play does (tests/lab/w3_run.py `
 provider stand-in configured: check mode must name the node it would reboot and write nothing - the node stays cordoned
 with netmedic's annotation and its boot ID, no Node is written at all (spec, labels, annotations, non-status
 managedFields; on the double the resourceVersion), no Lease is taken, the seed's kube-proxy ConfigMap keeps its bytes.
-The cordon is planted through the API and taken off after the test (``nodes_restored``); ``spine_leases``: no
+The cordon is planted through the API and taken off after the test (``nodes_uncordoned``); ``spine_leases``: no
 ``kube-system/netmedic-*`` Lease before or after. What is asserted is read back through the API.
 """
 
@@ -17,19 +17,10 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import waiter
-from tests.lab.node_rotation_run import UNCORDONED, UNSCHEDULABLE_TAINT, boot_ids, node_state, node_writes, restore_nodes
+from tests.lab.node_rotation_run import NODE_RV_ON_DOUBLE, UNSCHEDULABLE_TAINT, boot_ids, node_state, node_writes
 from tests.lab.w3_run import CM, CORDON_ANNOTATION, LEASES, NS, reboot_vars, run_role
 
 HOLDER = 'w3-fallback/awx-job-54'
-
-
-@pytest.fixture
-def nodes_restored(spine_leases):
-    """Every seed Node uncordoned before the test and after it (the cordon the test plants taken off, the real
-    controller's unschedulable taint waited off)."""
-    assert node_state(spine_leases) == UNCORDONED
-    yield spine_leases
-    restore_nodes(spine_leases)
 
 
 def _text(cluster):
@@ -40,10 +31,11 @@ def _leases(cluster):
     return {name: cluster.find('Lease', NS, name) for name in LEASES}
 
 
-def test_issue9_f5_w3_check_mode_says_which_node_it_would_reboot(nodes_restored, tmp_path):
+@pytest.mark.double_strict(NODE_RV_ON_DOUBLE)
+def test_issue9_f5_w3_check_mode_says_which_node_it_would_reboot(nodes_uncordoned, tmp_path):
     """Check mode with a node an earlier run left cordoned for its reboot: the run names it ("would reboot"), and
     nothing is written - the node stays cordoned with its boot ID, no Lease, the ConfigMap unchanged."""
-    cluster = nodes_restored
+    cluster = nodes_uncordoned
     cluster.core.patch_node('lab-node-3', {'spec': {'unschedulable': True}, 'metadata': {'annotations': {CORDON_ANNOTATION: HOLDER}}},
                             _content_type='application/merge-patch+json')
     # The node lifecycle controller adds the unschedulable taint a moment later (the double at its next tick): the

@@ -16,26 +16,14 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tests.cluster.conftest import hold_lease
 from tests.lab.fleet import GC, NODES, cid, files, make_fleet, run_playbook, write_runtime
-from tests.lab.node_rotation_run import CORDON_ANNOTATION, UNCORDONED, cordoned, node_state, restore_nodes
+from tests.lab.node_rotation_run import CORDON_ANNOTATION, cordoned, node_state
 
 NS = 'kube-system'
 LEASE = (NS, 'netmedic-ipam-gc')
 WINDOW = {'days': ['mon'], 'start': '02:00', 'end': '03:00', 'timezone': 'UTC'}
 OUTSIDE = '2026-12-01T12:00:00+00:00'          # a Tuesday noon
-
-
-@pytest.fixture
-def nodes_uncordoned(spine_leases):
-    """Every seed Node uncordoned before the test and after it (a Node the test or a failed run left cordoned is
-    uncordoned here, the node lifecycle controller's taint waited off)."""
-    cluster = spine_leases
-    assert node_state(cluster) == UNCORDONED
-    yield cluster
-    restore_nodes(cluster)
 
 
 def _holder(cluster):

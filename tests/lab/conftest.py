@@ -32,8 +32,8 @@ FAST = {'tick': 0.02, 'start_delay': 0.02}
 
 # -- why each test runs only against the API double (issue 15 item 4) ------------------------------
 #
-# tests/cluster runs on the double and on the lab's real kube-apiserver (lab/k8s/k8sctl, nodes simulated by
-# lab/k8s/nodesim.py); this directory runs on the double only. Every test module says why in a module-level
+# tests/cluster runs on the lab's real kube-apiserver (lab/k8s/k8sctl, nodes simulated by lab/k8s/nodesim.py) and,
+# its double_strict tests, on the double too; this directory runs on the double only. Every test module says why in a module-level
 # ``DOUBLE_ONLY = '<kind>: <why>'``; a test whose reason differs from its module's carries
 # ``@pytest.mark.double_only('<kind>: <why>')``. Collection fails on a test module without a reason
 # (tests/lab/README.md has the table). A test that could run on the real server belongs in tests/cluster: there is

@@ -157,6 +157,11 @@ def web_pods(cluster):
             for p in cluster.items('Pod', 'default', label_selector='app=web')}
 
 
+# The reason of the ``double_strict`` marker of the tests that compare ``node_writes`` (tests/cluster/conftest.py).
+NODE_RV_ON_DOUBLE = ("node_writes compares each Node's resourceVersion only on the double (on the real server the "
+                     'simulated kubelets write status): there it is the only check of a write to a Node\'s status')
+
+
 def node_writes(cluster):
     """Per Node what any write to it but its status shows: spec, labels, annotations and the non-status managedFields;
     on the double also the resourceVersion (on the real server it moves with lab/k8s/nodesim.py's status heartbeat, as
