@@ -4,10 +4,10 @@
 #
 #   1. a control plane of its own (state /run/netmedic-k8s-node, ports 16640+, lock /tmp/netmedic-k8s-node.lock), so
 #      that it never waits for, or disturbs, realcluster-test's (/run/netmedic-k8s) running beside it;
-#   2. under both locks: the VM lab with 2 nodes (reset first when someone left it up), the control plane up
+#   2. under both locks: the VM lab with 2 nodes (labctl up --clean: reset first when someone left it up), the control plane up
 #      (a clean etcd), both VMs joined (vmnode.py join: kubelet, Node Ready) and kube-proxy in IPVS mode on them;
 #   3. pytest tests/realnode;
-#   4. always: both nodes leave, the control plane down, the lab down (or reset, when it was up before).
+#   4. always: both nodes leave, the control plane down, labctl release (the lab down, or reset when it was up before).
 # Prints the wall time of each part and in all; exits with pytest's status (5, no tests collected, is a failure).
 set -u -o pipefail
 here="$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"
@@ -28,22 +28,19 @@ shift
 start=$(date +%s)
 part() { echo "realnode-test: $1 ($(( $(date +%s) - $2 )) s)"; }
 
-was_up=0
-[[ -f "$state/inventory.yml" ]] && "$labctl" inventory >/dev/null 2>&1 && was_up=1
 # shellcheck disable=SC2317  # run by the EXIT trap
 finish() {
     local t; t=$(date +%s)
     "${vmnode[@]}" down --nodes 2 || true
     "$k8sctl" down || true
-    if [[ $was_up = 1 ]]; then "$labctl" reset || true; else "$labctl" down || true; fi
+    "$labctl" release || true
     part 'nodes left, control plane and lab down' "$t"
 }
 trap finish EXIT
 
 rc=0
 t=$(date +%s)
-"$labctl" deps && "$labctl" up --nodes 2 || rc=$?
-if [[ $rc = 0 && $was_up = 1 ]]; then echo 'realnode-test: the lab was up: reset to the clean state'; "$labctl" reset || rc=$?; fi
+"$labctl" deps && "$labctl" up --nodes 2 --clean || rc=$?
 [[ $rc = 0 ]] && { "$k8sctl" up || rc=$?; }
 part 'lab and control plane up' "$t"
 t=$(date +%s)

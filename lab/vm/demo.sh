@@ -83,8 +83,8 @@ cleanup() {
     if [[ "$keep" == 1 ]]; then
         printf '\nThe lab is still up (DEMO_KEEP=1): %s\n  lab/vm/labctl ssh 1     look around\n  make lab-down           stop it\n' "$inventory"
     else
-        banner "lab down"
-        "$labctl" down | tail -n 1
+        banner "lab down (or back to the clean state, if it was up before the demo)"
+        "$labctl" release | tail -n 1
     fi
     if [[ $rc -ne 0 ]]; then
         printf '\ndemo FAILED (rc=%s) at step %s\n' "$rc" "$step_no"
@@ -95,13 +95,7 @@ trap cleanup EXIT
 
 banner "lab up ($nodes real Debian 12 nodes under qemu)"
 "$labctl" deps | tail -n 1
-was_up=0
-if "$labctl" inventory >/dev/null 2>&1; then was_up=1; fi
-"$labctl" up --nodes "$nodes" | grep -E 'lab-node-|lab up|inventory' || true
-if [[ $was_up == 1 ]]; then
-    echo "the lab was already up: back to the clean saved state first"
-    "$labctl" reset | tail -n 1
-fi
+"$labctl" up --nodes "$nodes" --clean | grep -E 'lab-node-|lab up|inventory|the lab was up' || true
 
 banner "inject every node fault of the catalog"
 "$labctl" inject --list | sed 's/^/    /'

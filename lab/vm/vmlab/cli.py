@@ -3,8 +3,13 @@
 Commands:
   deps                 apt-install what the host needs (only what is missing)
   build [--force]      build the node image (cached, keyed on the recipe)
-  up [--nodes N]       start N nodes (default 3); restores saved states when it can
+  up [--nodes N] [--clean]
+                       start N nodes (default 3); restores saved states when it can;
+                       --clean: nodes already running go back to their clean saved state too,
+                       and `release` will know the lab was up before
   reset                put every running node back to its clean saved state
+  release              the end of a run that began with `up --clean`: reset (left up) when
+                       the lab was up before it, else down
   down                 stop every node, remove the taps and the bridge
   status               what is running, where, and the cache
   ssh NODE [CMD...]    ssh into a node (NODE: lab-node-2, node-2 or 2)
@@ -42,12 +47,12 @@ import sys
 from .common import run_command
 from .faults import cmd_inject
 from .image import cmd_build, cmd_deps
-from .lifecycle import cmd_down, cmd_inventory, cmd_reset, cmd_status, cmd_up, cmd_wipe_cache
+from .lifecycle import cmd_down, cmd_inventory, cmd_release, cmd_reset, cmd_status, cmd_up, cmd_wipe_cache
 from .lock import cmd_locked, lab_lock
 from .ssh import cmd_ssh
 
 # Commands that use the VMs: they hold the shared lab lock (LAB_LOCK) while they run.
-LOCKED_COMMANDS = ('build', 'up', 'reset', 'down', 'wipe-cache', 'inject')
+LOCKED_COMMANDS = ('build', 'up', 'reset', 'release', 'down', 'wipe-cache', 'inject')
 
 
 def main(argv=None):
@@ -65,8 +70,11 @@ def main(argv=None):
     p = sub.add_parser('up', help='start the nodes')
     p.add_argument('--nodes', type=int, default=3, help='number of nodes (default 3)')
     p.add_argument('--cold', action='store_true', help='ignore saved states: cold boot and save again')
+    p.add_argument('--clean', action='store_true',
+                   help='also reset nodes already running to their clean saved state; record it for `release`')
     p.set_defaults(fn=cmd_up)
     sub.add_parser('reset', help='restore every node to its clean saved state').set_defaults(fn=cmd_reset)
+    sub.add_parser('release', help='after `up --clean`: reset when the lab was up before, else down').set_defaults(fn=cmd_release)
     sub.add_parser('down', help='stop everything, remove taps and bridge').set_defaults(fn=cmd_down)
     sub.add_parser('status', help='show nodes and cache').set_defaults(fn=cmd_status)
     p = sub.add_parser('ssh', help='ssh into a node')

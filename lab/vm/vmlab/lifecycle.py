@@ -1,4 +1,4 @@
-"""The lab as a whole: `up`, `reset`, `down`, `status`, `inventory`, `wipe-cache`."""
+"""The lab as a whole: `up`, `reset`, `release`, `down`, `status`, `inventory`, `wipe-cache`."""
 
 import contextlib
 import os
@@ -23,6 +23,11 @@ def summary(nodes):
     log(f'inventory: {write_inventory(nodes)}')
 
 
+# Written by `up --clean`: "1" when nodes were running before (someone's lab), "0" when this up started it. `release`
+# reads it; `down` removes it with the rest of STATE.
+FOUND_UP = 'found-up'
+
+
 def cmd_up(args):
     if args.nodes < 1 or args.nodes > 20:
         raise LabError('--nodes must be between 1 and 20')
@@ -32,6 +37,9 @@ def cmd_up(args):
     with flock(os.path.join(STATE, '.lock')):
         accel = choose_accel(img)
         running = {n['index']: n for n in running_nodes()}
+        if args.clean:
+            with open(os.path.join(STATE, FOUND_UP), 'w', encoding='utf-8') as f:
+                f.write('1' if running else '0')
         wanted = list(range(1, args.nodes + 1))
         todo = [i for i in wanted if i not in running]
         if running:
@@ -66,9 +74,28 @@ def cmd_up(args):
         if todo:
             with step(f'start {len(todo)} node(s)'):
                 parallel(bring, todo)
+        if args.clean and running:
+            log('the lab was up: the nodes that were running back to the clean saved state (--clean)')
+            _reset_nodes([running[i] for i in sorted(running)])
         nodes = running_nodes()
         summary(nodes)
     log(f'lab up: {len(nodes)} node(s) in {time.monotonic() - start:.1f}s')
+
+
+def _reset_nodes(nodes):
+    """Stop ``nodes`` and bring each back from its clean saved state (cold boot where there is none); the caller holds
+    the state lock."""
+    def again(node):
+        i, img, accel, port = node['index'], node['image'], node['accel'], node['port']
+        stop_node(node)
+        if have_saved_state(i, img, accel):
+            return restore(i, img, accel, port)
+        log(f'{node["name"]}: no saved state: cold boot')
+        return cold_boot(i, img, accel, port)
+
+    with step(f'reset {len(nodes)} node(s) to the saved clean state'):
+        net_up([n['index'] for n in nodes])
+        parallel(again, nodes)
 
 
 def cmd_reset(_args):
@@ -77,20 +104,24 @@ def cmd_reset(_args):
         nodes = load_nodes()
         if not nodes:
             raise LabError('no lab is up (run `labctl up`)')
-
-        def again(node):
-            i, img, accel, port = node['index'], node['image'], node['accel'], node['port']
-            stop_node(node)
-            if have_saved_state(i, img, accel):
-                return restore(i, img, accel, port)
-            log(f'{node["name"]}: no saved state: cold boot')
-            return cold_boot(i, img, accel, port)
-
-        with step(f'reset {len(nodes)} node(s) to the saved clean state'):
-            net_up([n['index'] for n in nodes])
-            parallel(again, nodes)
+        _reset_nodes(nodes)
         summary(running_nodes())
     log(f'lab reset in {time.monotonic() - start:.1f}s')
+
+
+def cmd_release(args):
+    """Give the lab back as `up --clean` found it: reset to the clean state (left up) when it was up before, else down.
+    Without a record of `up --clean` (or with no node left running) it goes down."""
+    try:
+        with open(os.path.join(STATE, FOUND_UP), encoding='utf-8') as f:
+            found_up = f.read().strip() == '1'
+    except FileNotFoundError:
+        found_up = False
+    if found_up and load_nodes():
+        log('release: the lab was up before this run (up --clean): reset to the clean state and left up')
+        cmd_reset(args)
+    else:
+        cmd_down(args)
 
 
 def cmd_down(_args):
