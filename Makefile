@@ -73,8 +73,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Each one is a make target of the same name.
 # The VM lab's real-kernel tests (tests/labvm, then Molecule; lab/vm/README.md) run as one background chain
 # (scripts/stages.sh: bg:) beside the controller-side stages: the guests mostly wait on SSH and reboots, and
-# CI's limit is on the wall time (2026-12-03 21:48, 1b2125c: 65 min end to end; the VM chain 3640 s - lab-test 2959 s,
-# molecule 58 s, realnode-test 621 s - the critical path, the 2 cores ~95 % busy throughout).
+# CI's limit is on the wall time (2026-12-03 23:23, 519bb36: 59 min end to end, 65 min an hour earlier; the VM chain -
+# lab-test 2755 s, molecule 60 s, realnode-test 520 s - the critical path, the 2 cores busy throughout).
 # realcluster-test: tests/cluster against the real control plane (lab/k8s, issue 15 item 4; binaries built once per
 # machine: a cold build took 1103 s on 2026-12-03, then cached).
 # realnode-test: the workflows against a real kube-proxy on two lab VMs that are real nodes (tests/realnode, issue 15
