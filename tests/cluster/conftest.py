@@ -472,6 +472,11 @@ def kube_proxy_configmaps(cluster):
             for n in KUBE_PROXY_CONFIGMAPS for cm in [cluster.get('ConfigMap', 'kube-system', n)]}
 
 
+def kube_system_backups(cluster):
+    """The backup ConfigMaps (label ``netmedic.k8s/backup-of``) the modules made in kube-system."""
+    return cluster.items('ConfigMap', 'kube-system', label_selector='netmedic.k8s/backup-of')
+
+
 @pytest.fixture
 def kube_proxy_restored(spine_leases):
     """For the tests that run the kube-proxy playbooks (W-4, W-5) against the seed's own kube-system ConfigMaps to prove
@@ -479,9 +484,8 @@ def kube_proxy_restored(spine_leases):
     and any backup ConfigMap a run made removed, so a regression that writes fails its own test and no later one
     (``spine_leases``: no ``kube-system/netmedic-*`` Lease before or after). Returns the cluster."""
     cluster = spine_leases
-    backups = 'netmedic.k8s/backup-of'
     saved = {n: cluster.get('ConfigMap', 'kube-system', n)['data'] for n in KUBE_PROXY_CONFIGMAPS}
-    assert cluster.items('ConfigMap', 'kube-system', label_selector=backups) == []
+    assert kube_system_backups(cluster) == []
     yield cluster
     errors = []
     for name, data in saved.items():          # each one, whatever happened to the others
@@ -494,7 +498,7 @@ def kube_proxy_restored(spine_leases):
                 cluster.edit('ConfigMap', 'kube-system', name, lambda cm, data=data: cm.update(data=data))
         except Exception as exc:              # pylint: disable=broad-exception-caught  # reported below, after the rest
             errors.append('%s: %r' % (name, exc))
-    for backup in cluster.items('ConfigMap', 'kube-system', label_selector=backups):
+    for backup in kube_system_backups(cluster):
         cluster.core.delete_namespaced_config_map(backup['metadata']['name'], 'kube-system')
     assert not errors, 'the seed\'s kube-proxy ConfigMaps could not all be put back: %s' % errors
 

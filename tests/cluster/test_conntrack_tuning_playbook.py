@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import kube_proxy_configmaps
+from tests.cluster.conftest import kube_proxy_configmaps, kube_system_backups
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'conntrack_tuning.yml'
@@ -44,7 +44,7 @@ def test_bad_input_stops_everything(kube_proxy_restored, run):
         assert [name for name in checks if tasks.get(name, {}).get('failed')], output
         assert 'Set conntrack.maxPerCore in the kube-proxy ConfigMaps' not in tasks
     assert _configmaps(cluster) == before and cluster.find('Lease', NS, LEASE) is None
-    assert cluster.items('ConfigMap', NS, label_selector='netmedic.k8s/backup-of') == []
+    assert kube_system_backups(cluster) == []
 
 
 def test_issue9_f9_limit_to_a_node_fails_before_any_node_task(kube_proxy_restored, run):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import KUBE_PROXY_CONFIGMAPS, hold_lease, kube_proxy_configmaps
+from tests.cluster.conftest import KUBE_PROXY_CONFIGMAPS, hold_lease, kube_proxy_configmaps, kube_system_backups
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / 'playbooks' / 'udp_timeout.yml'
@@ -38,10 +38,6 @@ _configmaps = kube_proxy_configmaps
 def _proxy_pods(cluster):
     return sorted((p['metadata']['name'], p['metadata']['uid'], p['metadata'].get('deletionTimestamp'))
                   for p in cluster.items('Pod', NS, label_selector='k8s-app=kube-proxy-worker'))
-
-
-def _backups(cluster):
-    return cluster.items('ConfigMap', NS, label_selector='netmedic.k8s/backup-of')
 
 
 def test_bad_input_stops_before_the_api_is_touched(kube_proxy_restored, run):
@@ -75,7 +71,7 @@ def test_issue9_f1_udp_timeout_never_switches_an_iptables_cluster_to_ipvs(kube_p
     assert failed['failed'] is True and 'proxy mode is iptables' in failed['msg'], failed
     assert _configmaps(cluster) == before                           # ConfigMap bytes unchanged, not even rewritten
     assert _proxy_pods(cluster) == pods                              # no restart
-    assert _backups(cluster) == []
+    assert kube_system_backups(cluster) == []
     assert cluster.find('Lease', NS, LEASE) is None                  # released on the failure path
 
 
