@@ -128,7 +128,7 @@ def cmd_prepare(_args=None):
 
 def ssh(node, command, timeout=SSH_TIMEOUT, stdin=None):
     key = os.path.join(node['image'], 'id_ed25519')
-    base = ssh_base(node, key)
+    base = ssh_base(node, key, shared=True)   # the node's shared connection (vmlab/ssh.py)
     base[base.index('ConnectTimeout=10')] = 'ConnectTimeout=60'  # a TCG guest busy with kubelet answers slowly
     for _attempt in range(3):  # 255: ssh itself failed (banner timeout), the command did not run
         proc = subprocess.run([*base, command], input=stdin, capture_output=True, timeout=timeout, check=False)

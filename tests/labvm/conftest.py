@@ -20,12 +20,12 @@ Fixtures:
     ``.rc``, ``.output`` and ``.failed``. Ad hoc ``-a '{}'`` is refused by ansible: pass at
     least one argument.
 ``ssh(node, script, check=True, timeout=120) -> CompletedProcess``
-    runs ``script`` with ``sh -c`` as root on the node (text output). The calls of a session share
-    one OpenSSH connection per node (``ControlMaster``, kept 30 s after the last use): a new
-    connection to a TCG guest costs 2.4-4.3 s (key exchange in the guest), a session over a
-    running master 0.3 s (measured 2026-12-03). A master dies with its TCP connection (a guest
-    reboot closes it; ``labctl reset`` replaces the QEMU process), and ``lab_reset`` closes them
-    all before and after the reset.
+    runs ``script`` with ``sh -c`` as root on the node (text output). Every call goes over the node's
+    one shared OpenSSH connection, the one labctl opens after a restore and Ansible uses too (the
+    inventory names its ``ControlPath``; lab/vm/vmlab/ssh.py): a new connection to a TCG guest costs
+    2.4-4.3 s (key exchange in the guest), a session over a running master 0.3 s (measured
+    2026-12-03). A master dies with its TCP connection (a guest reboot closes it); labctl closes it
+    before it stops or replaces a node's QEMU process.
 ``lab_reset()``
     ``labctl reset``: every node back to its clean saved state (~6-9 s).
 
@@ -38,7 +38,6 @@ someone else holds it. When an ancestor process already holds it (``make lab-tes
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import importlib.util
 import json
@@ -235,30 +234,24 @@ def run_module(lab, ansible_env):
     return _run
 
 
-# One directory of ssh control sockets per pytest process (a socket path must stay under 108 bytes);
-# NETMEDIC_LAB_SSH_MUX=0: a connection per call, as before (to measure the difference).
-CONTROL_DIR = None if os.environ.get('NETMEDIC_LAB_SSH_MUX') == '0' else '/tmp/nmlab-ssh-%d' % os.getpid()
-
-
-def ssh_argv(hv, control_dir=CONTROL_DIR):
-    """ssh command line (without the remote command) for one node's hostvars, multiplexed over one
-    connection per node in ``control_dir`` (None: a connection of its own)."""
+def ssh_argv(hv):
+    """ssh command line (without the remote command) for one node's hostvars, over the node's shared connection: the
+    inventory's ``ansible_ssh_common_args`` name the ControlPath labctl and Ansible use too (lab/vm/vmlab/ssh.py)."""
     argv = ['ssh', '-p', str(hv['ansible_port']), '-i', hv['ansible_ssh_private_key_file'],
             '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=15']
-    argv += shlex.split(hv.get('ansible_ssh_common_args', ''))
-    if control_dir:
-        os.makedirs(control_dir, mode=0o700, exist_ok=True)
-        argv += ['-o', 'ControlMaster=auto', '-o', 'ControlPath=%s/%%C' % control_dir, '-o', 'ControlPersist=30']
+    common = shlex.split(hv.get('ansible_ssh_common_args', ''))
+    assert any(arg.startswith('ControlPath=') for arg in common), \
+        'the lab inventory names no ControlPath: it was written by an older labctl (run `labctl up --clean`)'
+    argv += common + ['-o', 'ControlMaster=auto', '-o', 'ControlPersist=60']
     argv.append(f'{hv.get("ansible_user", "root")}@{hv["ansible_host"]}')
     return argv
 
 
-def close_ssh_masters(lab, control_dir=CONTROL_DIR):
-    """Stop the shared ssh connection of every node (``ssh -O exit``); one that is not running is fine."""
-    if not control_dir or not os.path.isdir(control_dir):
-        return
+def close_ssh_masters(lab):
+    """Stop the shared connection of every node (``ssh -O exit``); one that is not running is fine. labctl closes a
+    node's connection itself before it stops or replaces its qemu process."""
     for node in lab['nodes']:
-        argv = ssh_argv(lab['hostvars'][node], control_dir)
+        argv = ssh_argv(lab['hostvars'][node])
         subprocess.run(argv[:-1] + ['-O', 'exit', argv[-1]], capture_output=True, timeout=30, check=False)
 
 
@@ -267,8 +260,6 @@ def ssh(lab):
     """ssh(node, script, check=True, timeout=120) -> CompletedProcess (script runs under sh -c as root)."""
     yield _ssh_runner(lab)
     close_ssh_masters(lab)
-    with contextlib.suppress(OSError, TypeError):
-        os.rmdir(CONTROL_DIR)
 
 
 def _ssh_runner(lab):
@@ -288,14 +279,12 @@ def _ssh_runner(lab):
 
 @pytest.fixture(scope='session')
 def lab_reset(lab):
-    """lab_reset(): every node back to the clean saved state (labctl reset); the shared ssh connections closed."""
+    """lab_reset(): every node back to the clean saved state (labctl reset)."""
 
     def _reset():
-        close_ssh_masters(lab)
-        try:
-            proc = subprocess.run([str(LABCTL), 'reset'], capture_output=True, text=True, timeout=900, check=False)
-        finally:
-            close_ssh_masters(lab)
+        # labctl closes each node's shared connection before it replaces the qemu process, and its clock reset opens
+        # the new one that the test's ssh calls and Ansible then use
+        proc = subprocess.run([str(LABCTL), 'reset'], capture_output=True, text=True, timeout=900, check=False)
         if proc.returncode != 0:
             raise AssertionError(f'labctl reset failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}')
         return proc

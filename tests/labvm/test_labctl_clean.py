@@ -17,7 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.labvm.conftest import close_ssh_masters  # noqa: E402
 from tests.labvm.vm_playbook import labctl  # noqa: E402
 
 DIRT = '/root/netmedic-labctl-clean-test'
@@ -37,17 +36,13 @@ def test_up_clean_resets_a_running_lab_and_release_gives_it_back_up(lab, lab_res
     try:
         ssh(node, 'touch %s' % DIRT)
         assert _dirty(ssh, node)
-        close_ssh_masters(lab)
         out = labctl('up', '--nodes', str(len(lab['nodes'])), '--clean')
-        close_ssh_masters(lab)
         assert 'the lab was up' in out and 'back to the clean saved state' in out, out
         assert record.read_text() == '1'
         assert not _dirty(ssh, node), 'up --clean left the running node as it was'
 
         ssh(node, 'touch %s' % DIRT)
-        close_ssh_masters(lab)
         out = labctl('release')
-        close_ssh_masters(lab)
         assert 'reset to the clean state and left up' in out, out
         assert (state / 'inventory.yml').exists() and (state / 'found-up').read_text() == '1'
         assert not _dirty(ssh, node), 'release left the node dirty'

@@ -231,7 +231,7 @@ def cmd_inject(args):
     failed = []
 
     def plant(node):
-        proc = ssh_run(node, fault_script(node, nodes, faults), timeout=600, check=False)
+        proc = ssh_run(node, fault_script(node, nodes, faults), timeout=600, check=False, shared=True)
         for line in proc.stdout.splitlines():
             log(f'    {node["name"]}  {line}')
         if proc.returncode != 0:

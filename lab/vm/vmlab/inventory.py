@@ -4,6 +4,7 @@ import json
 import os
 
 from .config import CONTAINER_IMAGE, L2_PREFIX, STATE
+from .ssh import CONTROL_DIR, CONTROL_PATH
 
 
 def inventory_path():
@@ -13,8 +14,12 @@ def inventory_path():
 def write_inventory(nodes):
     q = json.dumps  # JSON scalars are valid YAML scalars
     key = os.path.join(nodes[0]['image'], 'id_ed25519') if nodes else ''
+    # ControlPath: Ansible (ControlMaster=auto, ControlPersist in ansible.cfg's ssh_args), labctl and the tests share
+    # one connection per node (vmlab/ssh.py); Ansible adds no ControlPath of its own when one is given here.
+    os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
     ssh_args = (
         '-o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o IdentitiesOnly=yes'
+        f' -o ControlPath={CONTROL_PATH}'
     )
     lines = [
         '# Written by lab/vm/labctl (`labctl up`/`reset`); regenerated on every run.',

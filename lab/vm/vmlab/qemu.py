@@ -17,7 +17,7 @@ import time
 from .common import LabError, human, log, out, run, step
 from .config import CACHE, L2_DEV, L2_PREFIX, MEM_MB, PROC_PREFIX, QEMU, STATE, TAP_PREFIX
 from .nodes import node_name, node_paths, pid_alive, read_pid, save_node
-from .ssh import set_guest_clock, ssh_run, wait_ssh
+from .ssh import close_shared, set_guest_clock, ssh_run, wait_ssh
 
 
 def choose_accel(img):
@@ -354,6 +354,8 @@ def restore(i, img, accel, port):
 
 def stop_node(node, timeout=10):
     pid = node.get('pid')
+    if pid_alive(pid) and 'image' in node and 'port' in node:
+        close_shared(node)  # before its TCP connection goes: a master left half-dead would hang its next client
     if pid_alive(pid):
         with contextlib.suppress(LabError, OSError), QMP(node_paths(node['index'])['qmp'], timeout=3) as q:
             q.cmd('quit')

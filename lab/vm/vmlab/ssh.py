@@ -8,10 +8,24 @@ import threading
 import time
 
 from .common import LabError, log
+from .config import STATE
 from .nodes import find_node, node_paths, pid_alive
 
+# One OpenSSH connection per node, shared by labctl, Ansible (the inventory's ansible_ssh_common_args name the same
+# ControlPath) and the tests' ssh fixture: a new connection to a TCG guest costs ~1.1 s of the guest's CPU (key
+# exchange) and 2-4 s of wall time, a session over a running master ~0.15 s (measured 2026-12-04). %C is OpenSSH's hash
+# of local host, remote host, port and user, the same for every client of a node. The master dies with its TCP
+# connection (a guest reboot, the qemu process replaced): stop_node closes it first.
+CONTROL_DIR = os.path.join(STATE, 'ssh')
+CONTROL_PATH = os.path.join(CONTROL_DIR, '%C')
+SHARED_OPTS = ['-o', 'ControlMaster=auto', '-o', f'ControlPath={CONTROL_PATH}', '-o', 'ControlPersist=60']
 
-def ssh_base(node, key):
+
+def ssh_base(node, key, shared=False):
+    """The ssh command of a node up to the remote command. ``shared``: through the node's shared connection (never for
+    a long-lived process of its own, e.g. a tunnel, nor before a state is saved: the guest would keep the session)."""
+    if shared:
+        os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
     return [
         'ssh',
         '-i',
@@ -34,14 +48,22 @@ def ssh_base(node, key):
         'ServerAliveInterval=5',
         '-o',
         'ServerAliveCountMax=3',
+        *(SHARED_OPTS if shared else []),
         'root@127.0.0.1',
     ]
 
 
-def ssh_run(node, command, timeout=60, check=True):
+def close_shared(node):
+    """Stop the node's shared connection (``ssh -O exit``); none running is fine."""
+    argv = ssh_base(node, os.path.join(node['image'], 'id_ed25519'), shared=True)
+    with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+        subprocess.run([*argv[:-1], '-O', 'exit', argv[-1]], capture_output=True, timeout=15, check=False)
+
+
+def ssh_run(node, command, timeout=60, check=True, shared=False):
     key = os.path.join(node['image'], 'id_ed25519')
     try:
-        proc = subprocess.run([*ssh_base(node, key), command], check=False, text=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        proc = subprocess.run([*ssh_base(node, key, shared), command], check=False, text=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise LabError(f'{node["name"]}: ssh timed out after {timeout}s: {command}') from exc
     if check and proc.returncode != 0:
@@ -68,9 +90,9 @@ def wait_ssh(node, timeout=420):
 
 def _set_clock_once(node, timeout=30):
     """One SSH session: the guest says it is ready, then we send the host's time,
-    so the SSH connection set-up (seconds under TCG) does not count."""
+    so the SSH connection set-up (seconds under TCG) does not count. It opens the node's shared connection."""
     key = os.path.join(node['image'], 'id_ed25519')
-    cmd = [*ssh_base(node, key), 'echo ready; read t && date -u -s "@$t" >/dev/null && echo set']
+    cmd = [*ssh_base(node, key, shared=True), 'echo ready; read t && date -u -s "@$t" >/dev/null && echo set']
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
@@ -101,7 +123,7 @@ def set_guest_clock(node, timeout=120):
 
 def cmd_ssh(args):
     node = find_node(args.node)
-    argv = ssh_base(node, os.path.join(node['image'], 'id_ed25519'))
+    argv = ssh_base(node, os.path.join(node['image'], 'id_ed25519'), shared=True)
     if args.command:
         argv += ['--', *args.command]
     elif sys.stdin.isatty():
