@@ -125,8 +125,10 @@ fresh-check: setup
 	@scripts/fresh-check.sh
 
 # setup is the first stage (timed like the others); if it fails nothing else runs.
+# EXTRA_STAGES: stages run after setup and before TEST_STAGES (.ci/run: bg:fresh-check, beside the rest).
+EXTRA_STAGES ?=
 test:
-	@scripts/stages.sh $(if $(filter 1 yes true,$(FAIL_FAST)),--fail-fast) setup $(TEST_STAGES)
+	@scripts/stages.sh $(if $(filter 1 yes true,$(FAIL_FAST)),--fail-fast) setup $(EXTRA_STAGES) $(TEST_STAGES)
 
 # -k: run all three linters, fail if any failed.
 lint: setup

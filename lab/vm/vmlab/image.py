@@ -25,6 +25,11 @@ def pkg_installed(pkg):
     return proc.returncode == 0 and proc.stdout.strip() == 'installed'
 
 
+# Host apt-get runs one at a time: .ci/run starts `make fresh-check` (which may install its own packages) beside
+# `make test`, whose VM chain begins with `labctl deps`.
+APT_LOCK = ['flock', '-w', '900', '/run/lock/netmedic-apt.lock']
+
+
 def cmd_deps(_args=None):
     with step('host packages'):
         missing = [p for p in HOST_PACKAGES if not pkg_installed(p)]
@@ -33,8 +38,8 @@ def cmd_deps(_args=None):
         else:
             log('    missing: ' + ' '.join(missing))
             env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
-            run(['apt-get', 'update', '-q'], env=env)
-            run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', *missing], env=env)
+            run([*APT_LOCK, 'apt-get', 'update', '-q'], env=env)
+            run([*APT_LOCK, 'apt-get', 'install', '-y', '-q', '--no-install-recommends', *missing], env=env)
     k8s_binaries()
 
 
@@ -74,7 +79,7 @@ def apt_candidates(*pkgs):
     found = show()
     if any(p not in found for p in pkgs):
         log(f'    apt-cache lacks {" ".join(p for p in pkgs if p not in found)}: running apt-get update')
-        run(['apt-get', 'update', '-q'], env=dict(os.environ, DEBIAN_FRONTEND='noninteractive'), capture=True)
+        run([*APT_LOCK, 'apt-get', 'update', '-q'], env=dict(os.environ, DEBIAN_FRONTEND='noninteractive'), capture=True)
         found = show()
         if any(p not in found for p in pkgs):
             raise LabError(f'Debian packages not found: {" ".join(p for p in pkgs if p not in found)}')
