@@ -7,7 +7,9 @@ Commands:
                        start N nodes (default 3); restores saved states when it can;
                        --clean: nodes already running go back to their clean saved state too,
                        and `release` will know the lab was up before
-  reset                put every running node back to its clean saved state
+  reset [--all]        put every running node back to its clean saved state (a node that no
+                       SSH session reached since its last restore is in it already: left
+                       running; --all restores it too)
   release              the end of a run that began with `up --clean`: reset (left up) when
                        the lab was up before it, else down
   down                 stop every node, remove the taps and the bridge
@@ -73,7 +75,10 @@ def main(argv=None):
     p.add_argument('--clean', action='store_true',
                    help='also reset nodes already running to their clean saved state; record it for `release`')
     p.set_defaults(fn=cmd_up)
-    sub.add_parser('reset', help='restore every node to its clean saved state').set_defaults(fn=cmd_reset)
+    p = sub.add_parser('reset', help='put every node back to its clean saved state (a node no SSH session reached since '
+                                     'its last restore is left running: it is in that state)')
+    p.add_argument('--all', action='store_true', help='restore every node, used or not')
+    p.set_defaults(fn=cmd_reset)
     sub.add_parser('release', help='after `up --clean`: reset when the lab was up before, else down').set_defaults(fn=cmd_release)
     sub.add_parser('down', help='stop everything, remove taps and bridge').set_defaults(fn=cmd_down)
     sub.add_parser('status', help='show nodes and cache').set_defaults(fn=cmd_status)

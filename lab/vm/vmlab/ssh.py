@@ -88,11 +88,31 @@ def wait_ssh(node, timeout=420):
         time.sleep(2)
 
 
+# The guest's /etc/ssh/sshrc (lab/vm/recipe/customize.sh) appends a line here for every SSH session; the clock reset
+# after a restore leaves the one line "clean" (in the guest's /run: a reboot empties it).
+SESSIONS_FILE = '/run/nmlab-sessions'
+# What the check below finds on a node nobody used: the clock reset's line and the check's own session.
+UNUSED = 'clean\nsession'
+
+
+def unused_since_restore(node):
+    """True when no SSH session reached the node since labctl's clock reset after its last restore (the check's own
+    session aside; the file is put back to "clean" then). False when it was used, rebooted, or cannot be asked."""
+    script = (f'if [ "$(cat {SESSIONS_FILE} 2>/dev/null)" = "$(printf \'{UNUSED}\')" ]; '
+              f'then echo clean >{SESSIONS_FILE} && echo unused; else echo used; fi')
+    try:
+        proc = ssh_run(node, script, timeout=30, check=False, shared=True)
+    except LabError:
+        return False
+    return proc.returncode == 0 and proc.stdout.strip() == 'unused'
+
+
 def _set_clock_once(node, timeout=30):
     """One SSH session: the guest says it is ready, then we send the host's time,
     so the SSH connection set-up (seconds under TCG) does not count. It opens the node's shared connection."""
     key = os.path.join(node['image'], 'id_ed25519')
-    cmd = [*ssh_base(node, key, shared=True), 'echo ready; read t && date -u -s "@$t" >/dev/null && echo set']
+    cmd = [*ssh_base(node, key, shared=True),
+           f'echo ready; read t && date -u -s "@$t" >/dev/null && echo clean >{SESSIONS_FILE} && echo set']
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     timer = threading.Timer(timeout, proc.kill)
     timer.start()

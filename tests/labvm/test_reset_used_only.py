@@ -1,0 +1,44 @@
+"""`labctl reset` restores the nodes an SSH session reached since their last restore and leaves the others running.
+
+A restore costs about 2 s of the TCG guest's CPU per node (state load, the new shared SSH connection): most tests use
+one node, and a test file's closing reset is usually followed by the next file's opening one. Every session to a
+node - labctl's, Ansible's, the tests' ``ssh`` fixture's, a read-only one too - is counted in the guest
+(/etc/ssh/sshrc, lab/vm/recipe/customize.sh); the clock reset after a restore leaves the record clean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+DIRT = '/root/netmedic-reset-used-only-test'
+
+
+def _qemu_pids(lab):
+    state = Path(os.environ['NETMEDIC_LAB_INVENTORY']).parent
+    pids = {}
+    for path in state.glob('node-*.json'):
+        node = json.loads(path.read_text())
+        pids[node['name']] = node['pid']
+    assert set(pids) == set(lab['nodes']), pids
+    return pids
+
+
+def test_reset_restores_only_the_nodes_a_session_reached(lab, lab_reset, ssh):
+    first, last = lab['nodes'][0], lab['nodes'][-1]
+    lab_reset()
+    before = _qemu_pids(lab)
+    ssh(first, 'touch %s' % DIRT)
+    proc = lab_reset()
+    out = proc.stdout + proc.stderr
+    after = _qemu_pids(lab)
+    assert after[first] != before[first], 'the node a session reached was not restored:\n' + out
+    assert after[last] == before[last], 'a node nobody used was restored anyway:\n' + out
+    assert ssh(first, 'test -e %s && echo dirty || echo clean' % DIRT).stdout.strip() == 'clean'
+
+    # a read-only session counts as a use too (the ssh call above reached `first` again)
+    ssh(last, 'true')
+    lab_reset()
+    again = _qemu_pids(lab)
+    assert again[last] != after[last] and again[first] != after[first]
