@@ -27,7 +27,10 @@ Fixtures:
     2026-12-03). A master dies with its TCP connection (a guest reboot closes it); labctl closes it
     before it stops or replaces a node's QEMU process.
 ``lab_reset()``
-    ``labctl reset``: every node back to its clean saved state (~6-9 s).
+    ``labctl reset``: every node back to its clean saved state (~6-9 s); a node that nothing reached
+    since its last restore (no SSH session, no new neighbour on its L2 interface) is left running, as it is
+    in that state (``labctl reset --all`` restores every one: after a test that changes a node any
+    other way, e.g. over QMP).
 
 Mutual exclusion: several people share one lab on this machine. The session holds an
 exclusive ``flock`` on ``/tmp/netmedic-lab.lock`` (``NETMEDIC_LAB_LOCK`` overrides) from
@@ -279,7 +282,8 @@ def _ssh_runner(lab):
 
 @pytest.fixture(scope='session')
 def lab_reset(lab):
-    """lab_reset(): every node back to the clean saved state (labctl reset)."""
+    """lab_reset(): every node back to the clean saved state (labctl reset: a node nothing reached since its last
+    restore is left running)."""
 
     def _reset():
         # labctl closes each node's shared connection before it replaces the qemu process, and its clock reset opens

@@ -89,10 +89,10 @@ MaxSessions 64
 ClientAliveInterval 15
 EOF
 # Every SSH session (command, subsystem, one over a shared connection) appends a line; labctl's clock reset after a
-# restore leaves the file as the one line "clean", and `labctl reset` leaves a node that nobody used since then as it
-# is (lab/vm/vmlab/lifecycle.py). sshd runs this with sh before the session's command; it must print nothing.
+# restore leaves the file as the one line "clean <eth1 neighbour table fingerprint>", and `labctl reset` leaves a node that nothing
+# reached since then as it is (lab/vm/vmlab/ssh.py, lifecycle.py). sshd runs this with sh before the session's command; it must print nothing.
 cat >"$R/etc/ssh/sshrc" <<'EOF'
-echo session >>/run/nmlab-sessions 2>/dev/null
+{ echo session >>/run/nmlab-sessions; } 2>/dev/null
 EOF
 
 # --- trimming: no getty, no periodic jobs, volatile journal, empty fstab

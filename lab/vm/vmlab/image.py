@@ -15,7 +15,7 @@ import tarfile
 import time
 
 from .common import LabError, du, human, log, out, run, step
-from .config import BUILD_FORMAT, CACHE, CONTAINER_IMAGE, DISK_SIZE, HERE, HOST_PACKAGES, INITRAMFS_MODULES, QEMU, RECIPE_DIR, SUITE
+from .config import APT_LOCK, BUILD_FORMAT, CACHE, CONTAINER_IMAGE, DISK_SIZE, HERE, HOST_PACKAGES, INITRAMFS_MODULES, QEMU, RECIPE_DIR, SUITE
 from .lock import flock
 from .nodes import load_nodes
 
@@ -23,11 +23,6 @@ from .nodes import load_nodes
 def pkg_installed(pkg):
     proc = run(['dpkg-query', '-W', '-f', '${db:Status-Status}', pkg], check=False, capture=True)
     return proc.returncode == 0 and proc.stdout.strip() == 'installed'
-
-
-# Host apt-get runs one at a time: .ci/run starts `make fresh-check` (which may install its own packages) beside
-# `make test`, whose VM chain begins with `labctl deps`.
-APT_LOCK = ['flock', '-w', '900', '/run/lock/netmedic-apt.lock']
 
 
 def cmd_deps(_args=None):
@@ -64,7 +59,7 @@ def apt_candidates(*pkgs):
     """{package: {field: value}} for the candidates of Debian packages (host apt lists)."""
 
     def show():
-        proc = run(['apt-cache', 'show', '--no-all-versions', *pkgs], check=False, capture=True)
+        proc = run([*APT_LOCK, 'apt-cache', 'show', '--no-all-versions', *pkgs], check=False, capture=True)
         found = {}
         for stanza in proc.stdout.split('\n\n'):
             fields = {}
@@ -258,7 +253,7 @@ def build_image(key, data, dest):
         os.makedirs(debs)
         os.chmod(debs, 0o777)
         run(
-            ['apt-get', 'download', '-q', f'{data["kernel_package"]}={data["kernel_version"]}', f'busybox-static={data["busybox_static_version"]}'],
+            [*APT_LOCK, 'apt-get', 'download', '-q', f'{data["kernel_package"]}={data["kernel_version"]}', f'busybox-static={data["busybox_static_version"]}'],
             cwd=debs,
             capture=True,
         )

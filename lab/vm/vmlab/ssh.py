@@ -8,7 +8,7 @@ import threading
 import time
 
 from .common import LabError, log
-from .config import STATE
+from .config import L2_DEV, STATE
 from .nodes import find_node, node_paths, pid_alive
 
 # One OpenSSH connection per node, shared by labctl, Ansible (the inventory's ansible_ssh_common_args name the same
@@ -25,6 +25,10 @@ def ssh_base(node, key, shared=False):
     """The ssh command of a node up to the remote command. ``shared``: through the node's shared connection (never for
     a long-lived process of its own, e.g. a tunnel, nor before a state is saved: the guest would keep the session)."""
     if shared:
+        # a Unix socket path has 107 bytes; ssh adds 41 (the %C hash) and a 17-byte temporary suffix while it binds
+        if len(CONTROL_DIR) + 1 + 40 + 17 > 107:
+            raise LabError(f'NETMEDIC_LAB_STATE is too long for the shared SSH connections\' sockets: {CONTROL_DIR} '
+                           f'(at most {107 - 58} characters)')
         os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
     return [
         'ssh',
@@ -88,20 +92,28 @@ def wait_ssh(node, timeout=420):
         time.sleep(2)
 
 
-# The guest's /etc/ssh/sshrc (lab/vm/recipe/customize.sh) appends a line here for every SSH session; the clock reset
-# after a restore leaves the one line "clean" (in the guest's /run: a reboot empties it).
+# The guest's /etc/ssh/sshrc (lab/vm/recipe/customize.sh) appends a line "session" here for every SSH session; the
+# clock reset after a restore leaves the one line "clean <fingerprint of the L2 neighbour table>" (in the guest's /run:
+# a reboot empties it). A node is unused while that is all the file holds and its neighbour table on the L2 interface
+# holds the same (address, MAC) pairs: another node's ping or arping teaches it the sender without a session. Not its
+# eth1 packet count: a restored node's qemu announces itself (RARP broadcasts) to every other node, which learn nothing
+# from it (measured 2026-12-04: +30 packets on an idle node while two others were restored, its table still empty).
+# The check moves the record away first, so a session that starts meanwhile makes a new file, and writes the clean
+# record back only where none appeared (noclobber).
 SESSIONS_FILE = '/run/nmlab-sessions'
-# What the check below finds on a node nobody used: the clock reset's line and the check's own session.
-UNUSED = 'clean\nsession'
+_FINGERPRINT = f"$(ip neigh show dev {L2_DEV} | awk '{{print $1, $3}}' | sort | md5sum | cut -c1-16)"
+CLEAN_RECORD = f'echo "clean {_FINGERPRINT}" >{SESSIONS_FILE}'
+_CHECK = (f'f={SESSIONS_FILE}; mv "$f" "$f.chk" 2>/dev/null; fp={_FINGERPRINT}; '
+          'if [ "$(cat "$f.chk" 2>/dev/null)" = "$(printf \'clean %s\\nsession\' "$fp")" ] '
+          '&& (set -C; echo "clean $fp" >"$f") 2>/dev/null; then echo unused; else echo used; fi')
 
 
 def unused_since_restore(node):
-    """True when no SSH session reached the node since labctl's clock reset after its last restore (the check's own
-    session aside; the file is put back to "clean" then). False when it was used, rebooted, or cannot be asked."""
-    script = (f'if [ "$(cat {SESSIONS_FILE} 2>/dev/null)" = "$(printf \'{UNUSED}\')" ]; '
-              f'then echo clean >{SESSIONS_FILE} && echo unused; else echo used; fi')
+    """True when nothing reached the node since labctl's clock reset after its last restore: no SSH session (the
+    check's own aside) and no new neighbour on its L2 interface. False when it was used, rebooted, or cannot be
+    asked."""
     try:
-        proc = ssh_run(node, script, timeout=30, check=False, shared=True)
+        proc = ssh_run(node, _CHECK, timeout=30, check=False, shared=True)
     except LabError:
         return False
     return proc.returncode == 0 and proc.stdout.strip() == 'unused'
@@ -109,12 +121,20 @@ def unused_since_restore(node):
 
 def _set_clock_once(node, timeout=30):
     """One SSH session: the guest says it is ready, then we send the host's time,
-    so the SSH connection set-up (seconds under TCG) does not count. It opens the node's shared connection."""
+    so the SSH connection set-up (seconds under TCG) does not count. It opens the node's shared connection and leaves
+    the clean record of ``unused_since_restore``."""
     key = os.path.join(node['image'], 'id_ed25519')
     cmd = [*ssh_base(node, key, shared=True),
-           f'echo ready; read t && date -u -s "@$t" >/dev/null && echo clean >{SESSIONS_FILE} && echo set']
+           f'echo ready; read t && date -u -s "@$t" >/dev/null && {CLEAN_RECORD} && echo set']
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    timer = threading.Timer(timeout, proc.kill)
+
+    def give_up():
+        # the shared connection's master holds copies of this client's pipes: killing the client alone would leave
+        # readline() waiting for the master
+        proc.kill()
+        close_shared(node)
+
+    timer = threading.Timer(timeout, give_up)
     timer.start()
     try:
         if proc.stdout.readline().strip() == 'ready':
