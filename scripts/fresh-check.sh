@@ -56,9 +56,8 @@ if [[ -n "$missing_text" ]]; then
     mapfile -t missing <<<"$missing_text"
     say "installing ${missing[*]} (bindep.txt, profile ci)"
     export DEBIAN_FRONTEND=noninteractive
-    # .ci/run starts this beside `make test`, whose VM lab stage may apt-get install too (labctl deps): one at a time
-    flock -w 900 /run/lock/netmedic-apt.lock timeout 600 apt-get update -qq
-    flock -w 900 /run/lock/netmedic-apt.lock timeout 900 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    "$ROOT/scripts/apt-locked" timeout 600 apt-get update -qq
+    "$ROOT/scripts/apt-locked" timeout 900 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 "$PY" "$HOSTDEPS" check ci
 

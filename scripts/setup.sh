@@ -137,9 +137,8 @@ if [[ ${#missing[@]} -eq 0 ]]; then
 elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
     say "installing host packages (bindep.txt, profile test): ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    # one host apt-get at a time (fresh-check and labctl deps take the same lock)
-    flock -w 900 /run/lock/netmedic-apt.lock timeout 600 apt-get update -qq
-    flock -w 900 /run/lock/netmedic-apt.lock timeout 900 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    scripts/apt-locked timeout 600 apt-get update -qq
+    scripts/apt-locked timeout 900 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
     say "ERROR: host packages missing (bindep.txt, profile test): ${missing[*]}"
     say "       and this user cannot apt-get install them: as root run"

@@ -239,13 +239,13 @@ def run_module(lab, ansible_env):
 
 def ssh_argv(hv):
     """ssh command line (without the remote command) for one node's hostvars, over the node's shared connection: the
-    inventory's ``ansible_ssh_common_args`` name the ControlPath labctl and Ansible use too (lab/vm/vmlab/ssh.py)."""
+    inventory's ``ansible_ssh_common_args`` carry the options labctl and Ansible use too (lab/vm/vmlab/ssh.py)."""
     argv = ['ssh', '-p', str(hv['ansible_port']), '-i', hv['ansible_ssh_private_key_file'],
             '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=15']
     common = shlex.split(hv.get('ansible_ssh_common_args', ''))
     assert any(arg.startswith('ControlPath=') for arg in common), \
         'the lab inventory names no ControlPath: it was written by an older labctl (run `labctl up --clean`)'
-    argv += common + ['-o', 'ControlMaster=auto', '-o', 'ControlPersist=60']
+    argv += common
     argv.append(f'{hv.get("ansible_user", "root")}@{hv["ansible_host"]}')
     return argv
 

@@ -21,10 +21,8 @@ MEM_MB = int(os.environ.get('NETMEDIC_LAB_MEM') or 512)
 SSH_PORT_BASE = int(os.environ.get('NETMEDIC_LAB_SSH_PORT_BASE') or 22210)
 QEMU = 'qemu-system-x86_64'
 PROC_PREFIX = 'nmlab-node-'  # qemu process name (comm) of every lab VM
-# Host apt runs one at a time (installs, updates, and the reads of the package lists an update rewrites): .ci/run
-# starts `make fresh-check` (which may install its own packages) beside `make test`, whose VM chain begins with
-# `labctl deps`; make setup and fresh-check take the same lock.
-APT_LOCK = ['flock', '-w', '900', '/run/lock/netmedic-apt.lock']
+# Host apt runs one at a time (scripts/apt-locked: the one host apt lock, taken by make setup and fresh-check too).
+APT_LOCK = [os.path.join(HERE, '..', '..', 'scripts', 'apt-locked')]
 # Bump when the build steps change in a way the hashed sources do not show.
 BUILD_FORMAT = 2
 

@@ -4,7 +4,7 @@ import json
 import os
 
 from .config import CONTAINER_IMAGE, L2_PREFIX, STATE
-from .ssh import CONTROL_DIR, CONTROL_PATH
+from .ssh import CONTROL_DIR, SHARED_OPTS
 
 
 def inventory_path():
@@ -14,12 +14,13 @@ def inventory_path():
 def write_inventory(nodes):
     q = json.dumps  # JSON scalars are valid YAML scalars
     key = os.path.join(nodes[0]['image'], 'id_ed25519') if nodes else ''
-    # ControlPath: Ansible (ControlMaster=auto, ControlPersist in ansible.cfg's ssh_args), labctl and the tests share
-    # one connection per node (vmlab/ssh.py); Ansible adds no ControlPath of its own when one is given here.
+    # The shared connection's options (vmlab/ssh.py): Ansible, labctl and the tests' ssh fixture use one connection per
+    # node; Ansible adds no ControlPath of its own when one is given here (ansible.cfg's ssh_args come first and say
+    # the same ControlMaster and ControlPersist).
     os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
     ssh_args = (
-        '-o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o IdentitiesOnly=yes'
-        f' -o ControlPath={CONTROL_PATH}'
+        '-o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o IdentitiesOnly=yes '
+        + ' '.join(SHARED_OPTS)
     )
     lines = [
         '# Written by lab/vm/labctl (`labctl up`/`reset`); regenerated on every run.',
