@@ -139,6 +139,22 @@ def _kube_proxy_config_errors(cfg):
     return problems
 
 
+# kube-proxy by version (issue 15 item 5): no iptables fallback since 1.26 (kubernetes/kubernetes#111806); IPVS mode
+# deprecated since 1.35, the message reworded in 1.37 (the real v1.37.2's line: tests/unit/fixtures/kube_proxy_logs).
+NO_FALLBACK_SINCE = 26
+IPVS_DEPRECATION = {
+    35: "The ipvs proxier is now deprecated and may be removed in a future release. Please use 'nftables' instead.",
+    37: "The ipvs proxier has been deprecated and will be disabled by default in Kubernetes 1.40 and removed in "
+        "Kubernetes 1.43. Migrate to the 'nftables' proxier instead.",
+}
+
+
+def _minor(version):
+    """The minor of a gitVersion (``v1.24.9-gke.3200`` -> 24), None when it is not one."""
+    match = re.match(r'v?1\.(\d+)(\.|$)', version or '')
+    return int(match.group(1)) if match else None
+
+
 def kube_proxy_log(pod, store, node_state):
     node_name = pod['spec'].get('nodeName')
     cm_name, text = mounted_configmap(pod, store, 'config.conf')
@@ -165,22 +181,37 @@ def kube_proxy_log(pod, store, node_state):
         if hasattr(node_state, 'set_conntrack_max'):
             node_state.set_conntrack_max(node_name, value)
     mode = cfg.get('mode') or ''
+    minor = _minor(store.version)
     if mode == 'ipvs':
         scheduler = (cfg.get('ipvs') or {}).get('scheduler') or 'rr'
         loaded = node_state.modules_loaded(node_name)
         if loaded is None:
-            lines.append(klog('server_others.go:269', "Can't use the IPVS proxier: error getting installed ipvs "
-                              'required kernel modules: node %s unknown' % node_name, 'W'))
-            mode = 'iptables'
+            reason = 'error getting installed ipvs required kernel modules: node %s unknown' % node_name
         else:
             missing = sorted({'ip_vs', 'ip_vs_%s' % scheduler} - loaded)
-            if missing:
-                lines.append(klog('server_others.go:269', "Can't use the IPVS proxier: IPVS proxier will not be used "
-                                  'because the following required kernel modules are not loaded: [%s]'
-                                  % ' '.join(missing), 'W'))
-                mode = 'iptables'
+            reason = ('IPVS proxier will not be used because the following required kernel modules are not loaded: '
+                      '[%s]' % ' '.join(missing)) if missing else None
+        if reason and minor is not None and minor >= NO_FALLBACK_SINCE:
+            # 1.26 removed the fallback to iptables: kube-proxy exits and the pod crash-loops. Since 1.27 the check
+            # creates a dummy virtual server with the scheduler (lines as the real v1.37.2 logged them on the lab's
+            # nodes, tests/realnode/README.md); the double knows the loaded modules only, not what the kernel could load.
+            if minor >= 27:
+                err = 'no such file or directory'
+                head = [klog('supported.go:96', '"Could not create dummy VS" err="%s" scheduler="%s"' % (err, scheduler), 'E')]
+            else:
+                err, head = reason, []
+            raise CrashLoop('\n'.join([*lines, *head,
+                                       klog('server.go:137', '"Error running ProxyServer" err="can\'t use the IPVS proxier: %s"'
+                                            % err, 'E'),
+                                       klog('run.go:72', '"command failed" err="can\'t use the IPVS proxier: %s"' % err, 'E')]))
+        if reason:
+            lines.append(klog('server_others.go:269', "Can't use the IPVS proxier: " + reason, 'W'))
+            mode = 'iptables'
     lines.append(klog('server_others.go:259' if mode == 'ipvs' else 'server_others.go:212',
                       'Using %s Proxier.' % (mode or 'iptables')))
+    if mode == 'ipvs' and minor is not None and minor >= 35:
+        # right after it, at error level; kube-proxy keeps running in IPVS mode (server_linux.go, createProxier)
+        lines.append(klog('server_linux.go:193', IPVS_DEPRECATION[37 if minor >= 37 else 35], 'E'))
     lines.append(klog('shared_informer.go:255', 'Waiting for caches to sync for service config'))
     return '\n'.join(lines) + '\n'
 

@@ -185,6 +185,57 @@ def test_kube_proxy_proxier_choice(config, modules, expect, reject):
     assert expect in log and reject not in log
 
 
+# What the real kube-proxy does, by the version the double serves (issue 15 item 5). Measured on the lab's real nodes
+# (kube-proxy v1.37.2, tests/realnode/README.md, tests/unit/fixtures/kube_proxy_logs/real-v1.37.2-ipvs-start.log); the
+# fallback's removal is Kubernetes 1.26 (kubernetes/kubernetes#111806: "kube-proxy no longer falls back from ipvs mode
+# to iptables mode ... it will just exit with an error"); the deprecation line is 1.35's (1.37 reworded it).
+DEPRECATED_135 = "The ipvs proxier is now deprecated and may be removed in a future release. Please use 'nftables' instead."
+DEPRECATED_137 = ("The ipvs proxier has been deprecated and will be disabled by default in Kubernetes 1.40 and removed in "
+                  "Kubernetes 1.43. Migrate to the 'nftables' proxier instead.")
+
+
+@pytest.mark.parametrize(('version', 'deprecation'), [
+    ('v1.24.9-gke.3200', None), ('v1.34.2', None), ('v1.35.0', DEPRECATED_135), ('v1.36.1-gke.1', DEPRECATED_135),
+    ('v1.37.2', DEPRECATED_137), ('v1.38.0', DEPRECATED_137)])
+def test_issue15_kube_proxy_ipvs_start_logs_the_deprecation_of_its_version(version, deprecation):
+    store, pod = _proxy_store('apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs')
+    store.version = version
+    log = kube_proxy_log(pod, store, StaticNodeState({'n1': {'ip_vs', 'ip_vs_rr'}}, default=None))
+    lines = log.splitlines()
+    using = [i for i, line in enumerate(lines) if 'Using ipvs Proxier' in line]
+    assert len(using) == 1, log
+    deprecated = [i for i, line in enumerate(lines) if 'ipvs proxier' in line.lower() and 'deprecated' in line]
+    if deprecation is None:
+        assert deprecated == [], log
+    else:
+        # right after "Using ipvs Proxier", at error level, and kube-proxy keeps running (no CrashLoop)
+        assert deprecated == [using[0] + 1], log
+        assert lines[deprecated[0]].startswith('E') and deprecation in lines[deprecated[0]]
+
+
+@pytest.mark.parametrize('version', ['v1.26.0', 'v1.30.4', 'v1.37.2'])
+def test_issue15_kube_proxy_without_the_scheduler_module_exits_since_1_26(version):
+    """The catalog's C-2 fallback ("Using iptables Proxier.") is older kube-proxy's; since 1.26 it exits and the pod
+    crash-loops, which the double played as a fallback for every version until 2026-12-04."""
+    store, pod = _proxy_store('apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n'
+                              'mode: ipvs\nipvs: {scheduler: sed}')
+    store.version = version
+    with pytest.raises(CrashLoop) as err:
+        kube_proxy_log(pod, store, StaticNodeState({'n1': {'ip_vs', 'ip_vs_rr'}}, default=None))
+    assert "can't use the IPVS proxier" in err.value.log
+    # 1.26 checked the loaded modules; since 1.27 it creates a dummy virtual server with the scheduler (k8s#114669)
+    assert ('not loaded: [ip_vs_sed]' if version == 'v1.26.0' else 'scheduler="sed"') in err.value.log
+    assert 'Using iptables Proxier' not in err.value.log and 'Using ipvs Proxier' not in err.value.log
+
+
+def test_kube_proxy_before_1_26_still_falls_back_to_iptables():
+    store, pod = _proxy_store('apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n'
+                              'mode: ipvs\nipvs: {scheduler: sed}')
+    store.version = 'v1.25.16'
+    log = kube_proxy_log(pod, store, StaticNodeState({'n1': {'ip_vs', 'ip_vs_rr'}}, default=None))
+    assert 'not loaded: [ip_vs_sed]' in log and 'Using iptables Proxier.' in log and 'deprecated' not in log
+
+
 @pytest.mark.parametrize(('config', 'message'), [
     ('kind: KubeProxyConfiguration\napiVersion: kubeproxy.config.k8s.io/v1alpha1\nmode: ipvs\nipvs: {scheduler: fast}',
      'Scheduler: Invalid value: "fast"'),
