@@ -13,7 +13,8 @@
 # problems; exit status is non-zero if any stage failed. The last line is
 #   stages: N passed, N failed
 # alone on its line (the plain "N passed, N failed" form CI tools read); it
-# counts stages, not tests: each stage prints its own test counts above.
+# counts stages, not tests: each stage prints its own test counts above. After the stages, `no-skips`
+# fails the run when a pytest stage's JUnit file (tests/output/junit) holds a skipped test.
 set -uo pipefail
 
 fail_fast=0
@@ -28,6 +29,9 @@ for stage in "$@"; do
 done
 t_all=$(date +%s.%N)
 logdir="tests/output/stages"
+# The pytest stages' JUnit files: this run's only (read by the skip check after the stages).
+junitdir="tests/output/junit"
+rm -f "$junitdir"/*.xml
 bg_pids=() bg_chains=()
 
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -96,6 +100,22 @@ for i in "${!bg_pids[@]}"; do
         fi
     done
 done
+# A skipped test is not a passed one: the stages' JUnit files must hold no skip (scripts/junit_skips.py).
+shopt -s nullglob
+junit_files=("$junitdir"/*.xml)
+shopt -u nullglob
+if [[ ${#junit_files[@]} -gt 0 ]]; then
+    printf '\n==================== [%s] no-skips ====================\n' "$(date +%H:%M:%S)"
+    t0=$(date +%s.%N)
+    total_stages=$((total_stages + 1))
+    names+=("no-skips")
+    if python3 scripts/junit_skips.py "${junit_files[@]}"; then
+        results+=(PASS); passed=$((passed + 1))
+    else
+        results+=("FAIL"); failed=$((failed + 1))
+    fi
+    times+=("$(elapsed "$t0")")
+fi
 total=$(elapsed "$t_all")
 
 printf '\n==================== summary ====================\n'
