@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Fail when a test stage skipped a test: a skip is never a pass (the brief; tests/cluster/README.md).
 
     scripts/junit_skips.py FILE...     the JUnit XML files the stages of `make test` wrote (tests/output/junit)
