@@ -5,9 +5,10 @@ Usage (the VM lab and the control plane up; run under both locks, e.g.
 
   vmnode.py prepare           build what a node needs, once, into $CACHE/k8s/<version>/node: a static pause binary
                               (lab/k8s/pause, standard library only) and its docker-archive image
-                              localhost/netmedic/pause:lab, Debian's ipset packages (kube-proxy's IPVS mode runs
-                              `ipset`, the node image has none)
-  vmnode.py join NODE         copy kubelet + kube-proxy + the pause image to the node (skipped when the same file is
+                              localhost/netmedic/pause:lab; the image localhost/netmedic/kube-proxy:lab (the built
+                              kube-proxy, iptables-nft and ipset with their libraries from Debian 12's packages);
+                              Debian's ipset packages for the node itself (the node image has none)
+  vmnode.py join NODE         copy kubelet and the pause and kube-proxy images to the node (skipped when the same file is
                               there), give it a client certificate system:node:<name> and a serving certificate
                               signed by the lab CA, give the bridge the host's 10.77.0.1/24 (the apiserver reaches
                               the kubelet there), tunnel the apiserver into the node (ssh -R 16443: the guests'
@@ -17,9 +18,9 @@ Usage (the VM lab and the control plane up; run under both locks, e.g.
                               bridge + host-local CNI config, start kubelet (systemd-run unit netmedic-kubelet) and
                               wait until the Node is Ready; prints each step's time and kubelet's memory
   vmnode.py kube-proxy NODE   run the real kube-proxy as a DaemonSet in IPVS mode reading its ConfigMap (kube-system/
-                              kube-proxy, key config.conf: scheduler rr, conntrack.maxPerCore 262144); its pod runs
-                              the busybox image and execs the node's kube-proxy binary in a chroot of the node's root
-                              (hostPath /), where ipset/iptables/modprobe are; waits for "Using ipvs Proxier" in the
+                              kube-proxy, key config.conf: scheduler rr, conntrack.maxPerCore 262144) from the
+                              kube-proxy image (hostNetwork, privileged, /lib/modules, the xtables lock, as
+                              kubeadm's DaemonSet); waits for "Using ipvs Proxier" in the
                               pod's log (read through the apiserver and the kubelet), prints it with the node's IPVS
                               table and nf_conntrack_max
   vmnode.py leave NODE        stop kubelet on the node, delete the Node, end the tunnel and its supervisor
@@ -36,10 +37,12 @@ import io
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.realpath(__file__))
@@ -55,6 +58,11 @@ PAUSE_IMAGE = 'localhost/netmedic/pause:lab'
 POD_CIDR_BASE = '10.244'  # node i gets 10.244.<i>.0/24 (kube-controller-manager does not allocate CIDRs here)
 GUEST_DIR = '/opt/netmedic-k8s'
 DEBS = ('ipset', 'libipset13')
+KUBE_PROXY_IMAGE = 'localhost/netmedic/kube-proxy:lab'
+# kube-proxy's IPVS mode runs iptables(-save/-restore) and ipset: Debian 12's packages and their libraries
+KUBE_PROXY_IMAGE_DEBS = ('iptables', 'libxtables12', 'libip4tc2', 'libip6tc2', 'libnftnl11', 'libmnl0',
+                         'libnetfilter-conntrack3', 'libnfnetlink0', 'ipset', 'libipset13', 'libc6', 'libgcc-s1', 'netbase')
+IPTABLES_LINKS = ('iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'ip6tables-save', 'ip6tables-restore')
 SSH_TIMEOUT = 900
 NODE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
@@ -75,56 +83,116 @@ def build_pause():
     return dest
 
 
-def pause_image(binary):
-    """A docker-archive (what `ctr image import` reads) with one layer holding /pause."""
-    dest = os.path.join(node_dir(), 'pause-image.tar')
-    if os.path.exists(dest):
-        return dest
-    mtime = 1700000000
+IMAGE_MTIME = 1700000000
 
-    def add(tar, path, data=None, mode=0o755, kind=tarfile.REGTYPE):
-        info = tarfile.TarInfo(path)
-        info.type, info.mode, info.mtime = kind, mode, mtime
-        if data is not None:
-            info.size = len(data)
-        tar.addfile(info, io.BytesIO(data) if data is not None else None)
 
-    layer = io.BytesIO()
-    with open(binary, 'rb') as fh, tarfile.open(fileobj=layer, mode='w', format=tarfile.GNU_FORMAT) as tar:
-        add(tar, 'pause', fh.read())
-    layer_bytes = layer.getvalue()
+def _tar_entry(tar, path, data=None, mode=0o755, kind=tarfile.REGTYPE):
+    info = tarfile.TarInfo(path)
+    info.type, info.mode, info.mtime = kind, mode, IMAGE_MTIME
+    if data is not None:
+        info.size = len(data)
+    tar.addfile(info, io.BytesIO(data) if data is not None else None)
+
+
+def docker_archive(dest, tag, layer_bytes, config):
+    """Write a docker-archive (what `ctr images import` reads) of one layer: ``config`` is the image config's
+    ``config`` (Entrypoint, User, ...). Atomic (a .tmp renamed); the same inputs give the same bytes."""
     diff_id = hashlib.sha256(layer_bytes).hexdigest()
-    config = json.dumps({'architecture': 'amd64', 'os': 'linux', 'created': '2023-11-14T22:13:20Z',
-                         'config': {'Entrypoint': ['/pause'], 'User': '65535:65535'},
-                         'rootfs': {'type': 'layers', 'diff_ids': ['sha256:' + diff_id]}}, sort_keys=True).encode()
-    config_id = hashlib.sha256(config).hexdigest()
-    manifest = json.dumps([{'Config': config_id + '.json', 'RepoTags': [PAUSE_IMAGE],
-                            'Layers': [diff_id + '/layer.tar']}]).encode()
+    body = json.dumps({'architecture': 'amd64', 'os': 'linux', 'created': '2023-11-14T22:13:20Z', 'config': config,
+                       'rootfs': {'type': 'layers', 'diff_ids': ['sha256:' + diff_id]}}, sort_keys=True).encode()
+    config_id = hashlib.sha256(body).hexdigest()
+    manifest = json.dumps([{'Config': config_id + '.json', 'RepoTags': [tag], 'Layers': [diff_id + '/layer.tar']}]).encode()
     with tarfile.open(dest + '.tmp', mode='w', format=tarfile.GNU_FORMAT) as tar:
-        add(tar, diff_id, kind=tarfile.DIRTYPE)
-        add(tar, diff_id + '/layer.tar', layer_bytes, 0o644)
-        add(tar, config_id + '.json', config, 0o644)
-        add(tar, 'manifest.json', manifest, 0o644)
+        _tar_entry(tar, diff_id, kind=tarfile.DIRTYPE)
+        _tar_entry(tar, diff_id + '/layer.tar', layer_bytes, 0o644)
+        _tar_entry(tar, config_id + '.json', body, 0o644)
+        _tar_entry(tar, 'manifest.json', manifest, 0o644)
     os.replace(dest + '.tmp', dest)
     return dest
 
 
-def fetch_debs():
-    d = os.path.join(node_dir(), 'debs')
+def pause_image(binary):
+    """localhost/netmedic/pause:lab: one layer holding /pause."""
+    dest = os.path.join(node_dir(), 'pause-image.tar')
+    if os.path.exists(dest):
+        return dest
+    layer = io.BytesIO()
+    with open(binary, 'rb') as fh, tarfile.open(fileobj=layer, mode='w', format=tarfile.GNU_FORMAT) as tar:
+        _tar_entry(tar, 'pause', fh.read())
+    return docker_archive(dest, PAUSE_IMAGE, layer.getvalue(), {'Entrypoint': ['/pause'], 'User': '65535:65535'})
+
+
+def dir_layer(root):
+    """A layer tar of the directory ``root`` (owners root, one mtime, entries sorted: reproducible)."""
+    def normal(info):
+        info.uid = info.gid = 0
+        info.uname = info.gname = 'root'
+        info.mtime = IMAGE_MTIME
+        return info
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode='w', format=tarfile.GNU_FORMAT) as tar:
+        for name in sorted(os.listdir(root)):
+            tar.add(os.path.join(root, name), arcname=name, recursive=True, filter=normal)
+    return layer.getvalue()
+
+
+def kube_proxy_image():
+    """localhost/netmedic/kube-proxy:<version>: the built kube-proxy plus what its IPVS mode runs (iptables-nft and
+    ipset with their libraries, unpacked from Debian 12's packages by `dpkg-deb -x`; iptables/ip6tables[-save,-restore]
+    linked to xtables-nft-multi as iptables' postinst does). Each tool is started once in a chroot of the root before
+    the image is written, so a missing library fails here, not in a pod. Cached per kube-proxy binary."""
+    binary = os.path.join(k8sctl.bin_dir(), 'kube-proxy')
+    with open(binary, 'rb') as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()[:16]
+    dest = os.path.join(node_dir(), f'kube-proxy-image-{digest}.tar')
+    if os.path.exists(dest):
+        return dest
+    debs = fetch_debs('image-debs', KUBE_PROXY_IMAGE_DEBS)
+    with tempfile.TemporaryDirectory(dir=node_dir()) as tmp:
+        root = os.path.join(tmp, 'root')
+        for deb in debs:
+            subprocess.run(['dpkg-deb', '-x', deb, root], check=True, timeout=300)
+        for name in IPTABLES_LINKS:
+            link = os.path.join(root, 'usr', 'sbin', name)
+            if not os.path.lexists(link):
+                os.symlink('xtables-nft-multi', link)
+        for d in ('usr/local/bin', 'run', 'tmp', 'var/lib/kube-proxy', 'lib/modules'):
+            os.makedirs(os.path.join(root, d), exist_ok=True)
+        shutil.copy(binary, os.path.join(root, 'usr', 'local', 'bin', 'kube-proxy'))
+        for argv in (['/usr/sbin/iptables', '--version'], ['/usr/sbin/ip6tables-restore', '--version'],
+                     ['/usr/sbin/ipset', '--help'], ['/usr/local/bin/kube-proxy', '--version']):
+            proc = subprocess.run(['chroot', root, *argv], capture_output=True, text=True, timeout=120, check=False)
+            if proc.returncode != 0:
+                raise LabError(f'kube-proxy image: {" ".join(argv)} does not start in the image root '
+                               f'(rc={proc.returncode}): {proc.stderr.strip()[-500:]}')
+        layer = dir_layer(root)
+    for old in os.listdir(node_dir()):
+        if old.startswith('kube-proxy-image-') and old.endswith('.tar'):
+            os.remove(os.path.join(node_dir(), old))
+    return docker_archive(dest, KUBE_PROXY_IMAGE, layer, {
+        'Entrypoint': ['/usr/local/bin/kube-proxy'], 'User': '0:0',
+        'Env': ['PATH=' + NODE_PATH]})
+
+
+def fetch_debs(sub='debs', packages=DEBS):
+    d = os.path.join(node_dir(), sub)
     os.makedirs(d, exist_ok=True)
-    if not all(any(f.startswith(p + '_') for f in os.listdir(d)) for p in DEBS):
-        subprocess.run([*APT_LOCK, 'apt-get', 'download', *DEBS], cwd=d, check=True, timeout=1200)
+    if not all(any(f.startswith(p + '_') for f in os.listdir(d)) for p in packages):
+        subprocess.run([*APT_LOCK, 'apt-get', 'download', *packages], cwd=d, check=True, timeout=1200)
     return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith('.deb'))
 
 
 def cmd_prepare(_args=None):
+    """What every node gets, built once: {'pause': binary, 'pause_image': tar, 'debs': [...], 'kube_proxy_image': tar}."""
     os.makedirs(node_dir(), exist_ok=True)
-    with step('pause binary and image, ipset packages'):
+    with step('pause binary and image, ipset packages, kube-proxy image'):
         binary = build_pause()
-        image = pause_image(binary)
-        debs = fetch_debs()
-    log(f'{binary} ({os.path.getsize(binary)} bytes), {image}, {", ".join(os.path.basename(d) for d in debs)}')
-    return binary, image, debs
+        out = {'pause': binary, 'pause_image': pause_image(binary), 'debs': fetch_debs(),
+               'kube_proxy_image': kube_proxy_image()}
+    log(f'{binary} ({os.path.getsize(binary)} bytes), {out["pause_image"]}, '
+        f'{", ".join(os.path.basename(d) for d in out["debs"])}, {out["kube_proxy_image"]} '
+        f'({os.path.getsize(out["kube_proxy_image"]) / 1e6:.0f} MB)')
+    return out
 
 
 def ssh(node, command, timeout=SSH_TIMEOUT, stdin=None):
@@ -341,6 +409,7 @@ def guest_setup_script(node, index):
         'systemctl restart containerd',
         'for i in $(seq 60); do ctr version >/dev/null 2>&1 && break; sleep 1; done',
         'ctr -n k8s.io images import --no-unpack pause-image.tar >/dev/null || ctr -n k8s.io images import pause-image.tar',
+        'ctr -n k8s.io images import kube-proxy-image.tar >/dev/null',
         'modprobe br_netfilter overlay || true',
         'echo 1 > /proc/sys/net/ipv4/ip_forward',
         'systemctl stop netmedic-kubelet 2>/dev/null || true; systemctl reset-failed netmedic-kubelet 2>/dev/null || true',
@@ -396,18 +465,18 @@ def node_ready(name):
 def cmd_join(args):
     node = find_node(args.node)
     index = node['index']
-    _binary, image, debs = cmd_prepare()
+    built = cmd_prepare()
     bins = k8sctl.bin_dir()
     t0 = time.monotonic()
     with step(f'{node["name"]}: certificates and kubeconfig, the host\'s address on the bridge'):
         kubeconfig = node_certs(node)
         log(host_bridge_address())
-    with step(f'{node["name"]}: copy kubelet, kube-proxy, pause image, ipset, configs'):
-        files = {'bin/kubelet': os.path.join(bins, 'kubelet'), 'bin/kube-proxy': os.path.join(bins, 'kube-proxy'),
-                 'pause-image.tar': image, 'kubelet.kubeconfig': kubeconfig, 'ca.crt': k8sctl.pki('ca.crt'),
+    with step(f'{node["name"]}: copy kubelet, the pause and kube-proxy images, ipset, configs'):
+        files = {'bin/kubelet': os.path.join(bins, 'kubelet'), 'kube-proxy-image.tar': built['kube_proxy_image'],
+                 'pause-image.tar': built['pause_image'], 'kubelet.kubeconfig': kubeconfig, 'ca.crt': k8sctl.pki('ca.crt'),
                  'kubelet.crt': k8sctl.pki(f'kubelet-{node["name"]}-serving.crt'),
                  'kubelet.key': k8sctl.pki(f'kubelet-{node["name"]}-serving.key')}
-        files.update({'debs/' + os.path.basename(d): d for d in debs})
+        files.update({'debs/' + os.path.basename(d): d for d in built['debs']})
         sent = upload(node, files)
         log(f'{sent / 1e6:.1f} MB sent')
     with step(f'{node["name"]}: apiserver tunnel (ssh -R {k8sctl.API_PORT})'):
@@ -443,11 +512,11 @@ conntrack:
 
 
 def kube_proxy_objects():
+    """The ConfigMap and the DaemonSet kube-system/kube-proxy, shaped like kubeadm's: the image runs kube-proxy with
+    --config on the mounted ConfigMap, hostNetwork, privileged (it writes nf_conntrack_max and the IPVS tables),
+    /lib/modules read-only and the host's xtables lock."""
     labels = {'k8s-app': 'kube-proxy'}
-    script = ('mkdir -p /host/run/netmedic-kube-proxy && cp /var/lib/kube-proxy/config.conf /host/run/netmedic-kube-proxy/ '
-              # the node's PATH: the busybox image's has no /usr/sbin, where iptables and ipset are
-              f'&& exec chroot /host /usr/bin/env PATH={NODE_PATH} {GUEST_DIR}/bin/kube-proxy --config=/run/netmedic-kube-proxy/config.conf '
-              '--hostname-override="$NODE_NAME"')
+    kubeconfig = f'{GUEST_DIR}/kube-proxy.kubeconfig'
     cm = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'kube-proxy', 'namespace': 'kube-system', 'labels': labels},
           'data': {'config.conf': KUBE_PROXY_CONFIG}}
     ds = {'apiVersion': 'apps/v1', 'kind': 'DaemonSet', 'metadata': {'name': 'kube-proxy', 'namespace': 'kube-system', 'labels': labels},
@@ -456,14 +525,19 @@ def kube_proxy_objects():
                        'hostNetwork': True, 'priorityClassName': 'system-node-critical',
                        'tolerations': [{'operator': 'Exists'}],
                        'nodeSelector': {'netmedic.lab/real-node': 'true'},
-                       'containers': [{'name': 'kube-proxy', 'image': 'localhost/netmedic/busybox:lab', 'imagePullPolicy': 'Never',
-                                       'command': ['sh', '-c', script],
+                       'containers': [{'name': 'kube-proxy', 'image': KUBE_PROXY_IMAGE, 'imagePullPolicy': 'Never',
+                                       'command': ['/usr/local/bin/kube-proxy'],
+                                       'args': ['--config=/var/lib/kube-proxy/config.conf', '--hostname-override=$(NODE_NAME)'],
                                        'env': [{'name': 'NODE_NAME', 'valueFrom': {'fieldRef': {'fieldPath': 'spec.nodeName'}}}],
                                        'securityContext': {'privileged': True},
                                        'volumeMounts': [{'name': 'kube-proxy', 'mountPath': '/var/lib/kube-proxy'},
-                                                        {'name': 'host', 'mountPath': '/host'}]}],
+                                                        {'name': 'kubeconfig', 'mountPath': kubeconfig, 'readOnly': True},
+                                                        {'name': 'lib-modules', 'mountPath': '/lib/modules', 'readOnly': True},
+                                                        {'name': 'xtables-lock', 'mountPath': '/run/xtables.lock'}]}],
                        'volumes': [{'name': 'kube-proxy', 'configMap': {'name': 'kube-proxy'}},
-                                   {'name': 'host', 'hostPath': {'path': '/'}}]}}}}
+                                   {'name': 'kubeconfig', 'hostPath': {'path': kubeconfig, 'type': 'File'}},
+                                   {'name': 'lib-modules', 'hostPath': {'path': '/lib/modules'}},
+                                   {'name': 'xtables-lock', 'hostPath': {'path': '/run/xtables.lock', 'type': 'FileOrCreate'}}]}}}}
     return cm, ds
 
 

@@ -2,7 +2,8 @@
 
 ``make realnode-test`` brings them up: two lab VMs joined as Nodes of the lab's real control plane (lab/k8s/vmnode.py:
 kubelet against containerd, bridge + host-local CNI) and the DaemonSet ``kube-system/kube-proxy`` in IPVS mode on both
-(the real kube-proxy v1.37.2 binary, its ConfigMap ``kube-proxy``, key ``config.conf``). What the tests assert is read
+(the real kube-proxy v1.37.2 in the lab's image localhost/netmedic/kube-proxy:lab, its ConfigMap ``kube-proxy``, key
+``config.conf``). What the tests assert is read
 from the real components: kube-proxy's own log through the apiserver and the kubelet, and each node's kernel
 (``ipvsadm -Ln``, ``ipvsadm -L --timeout``, ``/proc/sys/net/netfilter/nf_conntrack_max``, ``/proc/modules``) over ssh.
 
@@ -26,10 +27,13 @@ if str(ROOT) not in sys.path:
 from ansible_collections.netmedic.k8s.plugins.module_utils.k8s import waiter  # noqa: E402
 from tests.labvm import conftest as labvm  # noqa: E402
 
-# tests/labvm's fixtures, shared: the lab lock (autouse), the inventory, ssh to the nodes over one connection each.
+# tests/labvm's fixtures, shared: the lab lock (autouse), the inventory, ssh to the nodes over one connection each, one
+# module run on a node (ad hoc `ansible`).
 lab_lock = labvm.lab_lock
 lab = labvm.lab
 ssh = labvm.ssh
+ansible_env = labvm.ansible_env
+run_module = labvm.run_module
 
 NS = 'kube-system'
 CONFIGMAP = 'kube-proxy'
