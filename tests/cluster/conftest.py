@@ -412,6 +412,20 @@ def wait(what, check, timeout=120, interval=0.25):
         time.sleep(interval)
 
 
+@pytest.fixture
+def lab_vmnode(tmp_path, monkeypatch):
+    """lab/k8s/vmnode.py imported afresh, its control plane state in tmp_path: for the offline tests of the lab's real
+    nodes (no VM, no apiserver)."""
+    monkeypatch.setenv('NETMEDIC_K8S_STATE', str(tmp_path))
+    monkeypatch.syspath_prepend(str(ROOT / 'lab' / 'k8s'))
+    for name in ('vmnode', 'k8sctl'):
+        sys.modules.pop(name, None)
+    import vmnode
+    yield vmnode
+    for name in ('vmnode', 'k8sctl'):
+        sys.modules.pop(name, None)
+
+
 @pytest.fixture(scope='module')
 def cluster(tmp_path_factory):
     """The cluster under test; a real one only when NETMEDIC_TEST_KUBECONFIG is set."""

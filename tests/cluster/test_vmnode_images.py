@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import os
-import sys
 import tarfile
 from pathlib import Path
 
@@ -24,15 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def vmnode(tmp_path, monkeypatch):
-    monkeypatch.setenv('NETMEDIC_K8S_STATE', str(tmp_path))
-    monkeypatch.syspath_prepend(str(ROOT / 'lab' / 'k8s'))
-    for mod in ('vmnode', 'k8sctl'):
-        sys.modules.pop(mod, None)
-    import vmnode as mod
-    yield mod
-    for name in ('vmnode', 'k8sctl'):
-        sys.modules.pop(name, None)
+def vmnode(lab_vmnode):
+    return lab_vmnode
 
 
 def test_kube_proxy_daemonset_runs_the_kube_proxy_image(vmnode):

@@ -3,7 +3,6 @@ node even when one fails. Offline: join, kube-proxy and leave are replaced by re
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def vmnode(tmp_path, monkeypatch):
-    monkeypatch.setenv('NETMEDIC_K8S_STATE', str(tmp_path))
-    monkeypatch.syspath_prepend(str(ROOT / 'lab' / 'k8s'))
-    for mod in ('vmnode', 'k8sctl'):
-        sys.modules.pop(mod, None)
-    import vmnode as mod
+def vmnode(lab_vmnode, monkeypatch):
+    mod = lab_vmnode
     calls = []
     monkeypatch.setattr(mod, 'cmd_prepare', lambda *a: calls.append(('prepare',)))
     # the lab's node table is not read: the test runs whether the VMs are up or not
@@ -25,9 +20,7 @@ def vmnode(tmp_path, monkeypatch):
     monkeypatch.setattr(mod, 'node_certs', lambda node: calls.append(('certs', node['name'])))
     monkeypatch.setattr(mod, 'cmd_join', lambda a: calls.append(('join', a.node, a.timeout)))
     monkeypatch.setattr(mod, 'cmd_kube_proxy', lambda a: calls.append(('kube-proxy', a.node, a.timeout)))
-    yield mod, calls
-    for name in ('vmnode', 'k8sctl'):
-        sys.modules.pop(name, None)
+    return mod, calls
 
 
 def test_up_joins_every_node_before_kube_proxy_runs_on_any(vmnode):
