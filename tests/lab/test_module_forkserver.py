@@ -60,8 +60,23 @@ def _alive(pid):
     try:
         with open('/proc/%d/stat' % pid, encoding='ascii') as handle:
             return handle.read().split(') ')[-1][0] != 'Z'
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # ProcessLookupError: reaped between the open and the read (the CI run of ea2cfb1 failed on it): gone as well
         return False
+
+
+def test_alive_takes_a_process_reaped_while_its_stat_is_read_as_gone(monkeypatch):
+    class Reaped:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self):
+            raise ProcessLookupError(3, 'No such process')
+    monkeypatch.setattr(sys.modules[__name__], 'open', lambda *a, **k: Reaped(), raising=False)
+    assert _alive(12345) is False
 
 
 def test_child_runs_the_script_on_stdin_as_main_with_the_clients_environment(client, tmp_path):
