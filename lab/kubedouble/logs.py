@@ -22,6 +22,7 @@ import time
 import yaml
 
 from .resources import CONFIGMAP, NODE
+from .validation import server_minor
 
 KUBE_PROXY_NAMES = frozenset({'kube-proxy', 'kube-proxy-worker', 'kube-proxy-master'})
 DEFAULT_MODULES = frozenset({'ip_vs', 'ip_vs_rr', 'ip_vs_wrr', 'ip_vs_sh', 'nf_conntrack'})
@@ -149,12 +150,6 @@ IPVS_DEPRECATION = {
 }
 
 
-def _minor(version):
-    """The minor of a gitVersion (``v1.24.9-gke.3200`` -> 24), None when it is not one."""
-    match = re.match(r'v?1\.(\d+)(\.|$)', version or '')
-    return int(match.group(1)) if match else None
-
-
 def kube_proxy_log(pod, store, node_state):
     node_name = pod['spec'].get('nodeName')
     cm_name, text = mounted_configmap(pod, store, 'config.conf')
@@ -181,7 +176,8 @@ def kube_proxy_log(pod, store, node_state):
         if hasattr(node_state, 'set_conntrack_max'):
             node_state.set_conntrack_max(node_name, value)
     mode = cfg.get('mode') or ''
-    minor = _minor(store.version)
+    version = server_minor(store.version)
+    minor = version[1] if version and version[0] == 1 else None
     if mode == 'ipvs':
         scheduler = (cfg.get('ipvs') or {}).get('scheduler') or 'rr'
         loaded = node_state.modules_loaded(node_name)

@@ -28,9 +28,14 @@ def available():
     return kv_utils is not None
 
 
+def server_minor(version):
+    """``(major, minor)`` of a gitVersion (``v1.24.9-gke.3200`` -> ``(1, 24)``), None when it is not one."""
+    m = re.match(r'^v?(\d+)\.(\d+)', version or '')
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def _minor(version):
-    m = re.match(r'^v?(\d+)\.(\d+)', version)
-    return (int(m.group(1)), int(m.group(2))) if m else (1, 37)
+    return server_minor(version) or (1, 37)
 
 
 def schema_version(git_version):
