@@ -20,9 +20,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import shlex
-import time
 
 import pytest
+
+from tests.realnode.conftest import _poll, waiter
 
 NS = 'default'
 POD = 'netmedic-pod-network'
@@ -54,15 +55,12 @@ def _files(ssh, node):
     return dict(line.split('\t', 1) for line in out.splitlines() if '\t' in line)
 
 
-def _wait(probe, what, timeout, interval=3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError('%s not reached after %ss (last: %r)' % (what, timeout, last))
+def _wait(probe, what, timeout):
+    """``probe()`` until it is truthy, with the suite's poll loop (conftest ``_poll``: module_utils/k8s/waiter)."""
+    try:
+        return _poll(probe, bool, timeout)
+    except waiter.WaitTimeout as exc:
+        raise AssertionError('%s not reached after %ss (last: %r)' % (what, timeout, exc.last)) from None
 
 
 def _delete_pod(real):
