@@ -541,13 +541,19 @@ def kube_proxy_objects():
     return cm, ds
 
 
-def put(path, obj):
-    status, body = k8sctl.api(path + '/' + obj['metadata']['name'])
-    if status == 200:
-        obj['metadata']['resourceVersion'] = body['metadata']['resourceVersion']
-        status, body = k8sctl.api(path + '/' + obj['metadata']['name'], method='PUT', body=obj)
-    else:
-        status, body = k8sctl.api(path, method='POST', body=obj)
+def put(path, obj, attempts=5):
+    """Create or replace ``obj``. A replace reads the current resourceVersion first; a 409 (a controller wrote the
+    object's status in between: the DaemonSet controller does, 2026-12-04) reads and replaces again, up to
+    ``attempts`` times (client-go's RetryOnConflict)."""
+    for _attempt in range(attempts):
+        status, body = k8sctl.api(path + '/' + obj['metadata']['name'])
+        if status == 200:
+            obj['metadata']['resourceVersion'] = body['metadata']['resourceVersion']
+            status, body = k8sctl.api(path + '/' + obj['metadata']['name'], method='PUT', body=obj)
+        else:
+            status, body = k8sctl.api(path, method='POST', body=obj)
+        if status != 409:
+            break
     if status not in (200, 201):
         raise LabError(f'{path}: {status} {body.get("message")}')
 

@@ -95,3 +95,19 @@ def test_dir_layer_is_reproducible_and_keeps_symlinks(vmnode, tmp_path):
     assert link.issym() and link.linkname == 'xtables-nft-multi'
     assert members['usr/sbin/xtables-nft-multi'].mode & 0o111
     assert {(m.uid, m.gid) for m in members.values()} == {(0, 0)}
+
+
+def test_put_reads_and_replaces_again_after_a_conflict(vmnode, monkeypatch):
+    """make realnode-test failed so (2026-12-04): the DaemonSet controller wrote kube-proxy's status between put's
+    read and its PUT, and the 409 stopped the second node's kube-proxy step."""
+    calls = []
+    answers = iter([(200, {'metadata': {'resourceVersion': '1'}}), (409, {'message': 'the object has been modified'}),
+                    (200, {'metadata': {'resourceVersion': '2'}}), (200, {})])
+
+    def api(path, method='GET', body=None, **_kw):
+        calls.append((method, path, (body or {}).get('metadata', {}).get('resourceVersion')))
+        return next(answers)
+    monkeypatch.setattr(vmnode.k8sctl, 'api', api)
+    vmnode.put('/apis/apps/v1/namespaces/kube-system/daemonsets', {'metadata': {'name': 'kube-proxy'}})
+    path = '/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy'
+    assert calls == [('GET', path, None), ('PUT', path, '1'), ('GET', path, None), ('PUT', path, '2')]
