@@ -14,6 +14,7 @@
 #                     then bindep.txt's node+test programs all present (scripts/fresh-check.sh; root;
 #                     deb.debian.org or NETMEDIC_FRESH_MIRROR; caches: /var/cache/netmedic-fresh)
 #   make lint         ruff + ansible-lint (production) + antsibull-changelog lint
+#   make hooks        git's pre-commit hook: the same linters on the staged files (scripts/hooks/pre-commit)
 #   make sanity       ansible-test sanity, offline, on a copy (scripts/sanity.sh)
 #   make compat       units + sanity again with the lowest ansible-core meta/runtime.yml claims
 #                     (.venv-compat, scripts/compat.sh)
@@ -115,6 +116,11 @@ help:
 
 setup:
 	@scripts/setup.sh
+
+# The commit hook (scripts/hooks/pre-commit: ruff, pep8, shellcheck, ansible-lint and changelog lint on what is staged).
+.PHONY: hooks
+hooks:
+	git config core.hooksPath scripts/hooks
 
 # The edit loop (< 2 min): not a stage of `make test`.
 .PHONY: check fresh-check
