@@ -2,13 +2,15 @@
 
 Commands:
   build [--force|--if-missing|--adopt DIR]
-                    build etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-                    kube-proxy, kubelet and crictl from Go modules (lab/k8s/go) into
+                    build etcd (+ etcdctl, etcdutl), kube-apiserver, kube-controller-manager,
+                    kube-scheduler, kube-proxy, kubelet and crictl from Go modules (lab/k8s/go) into
                     $CACHE/k8s/<version>/bin; a no-op when the cache matches the key
                     (Kubernetes version + go.sum + our sources), prints how long it took
   up [--build]      start etcd, kube-apiserver, kube-controller-manager and kube-scheduler
-                    from the clean snapshot (taken after the first bootstrap), wait until ready
-  reset             stop, restore the clean etcd data dir, start again, wait until ready
+                    from the clean etcd snapshot (`etcdctl snapshot save` after the first
+                    bootstrap, controllers stopped), wait until ready
+  reset             stop, `etcdutl snapshot restore` the clean snapshot into a new data dir,
+                    start again, wait until ready
   seed [--seed F]   create the objects of a lab seed (default lab/seed/cluster.yaml) and run
                     simulated nodes for its pods (lab/k8s/nodesim.py: no kubelets yet)
   down              stop every process of ours (each runs in its own process group)
@@ -81,6 +83,7 @@ SCHED_PORT = PORT_BASE + 7
 HOST = '127.0.0.1'
 SERVICE_CIDR = '10.96.0.0/16'
 CLUSTER_NAME = 'netmedic-real'
+ETCD_MEMBER = 'netmedic'
 
 # Bump when the build steps change in a way the key's inputs do not show.
 BUILD_FORMAT = 1
@@ -92,8 +95,13 @@ BINARIES = {
     'kube-proxy': './cmd/kube-proxy',
     'kubelet': './cmd/kubelet',
     'crictl': 'sigs.k8s.io/cri-tools/cmd/crictl',  # upstream main package, built from our module
+    # etcd's own snapshot tools (upstream main packages): the clean state is an etcd snapshot (issue 15)
+    'etcdctl': 'go.etcd.io/etcd/etcdctl/v3',
+    'etcdutl': 'go.etcd.io/etcd/etcdutl/v3',
 }
 CONTROL_PLANE = ('etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler')
+SNAPSHOT_TOOLS = ('etcdctl', 'etcdutl')
+SNAPSHOT_TIMEOUT = 120  # s: save or restore of the lab's few-MB keyspace takes about a second
 # build has its own lock in the cache (a long build must not keep test runs from the cluster)
 LOCKED_COMMANDS = ('up', 'reset', 'down', 'seed')
 
@@ -464,16 +472,16 @@ def component_args(name):
 
 
 def _component_args(name):
-    data = os.path.join(STATE, 'etcd-data')
+    data = etcd_data()
     kc = os.path.join(STATE, 'kubeconfigs')
     if name == 'etcd':
-        return ['--name', 'netmedic', '--data-dir', data,
+        return ['--name', ETCD_MEMBER, '--data-dir', data,
                 '--listen-client-urls', f'http://{HOST}:{ETCD_PORT}', '--advertise-client-urls', f'http://{HOST}:{ETCD_PORT}',
                 '--listen-peer-urls', f'http://{HOST}:{ETCD_PEER_PORT}',
                 '--initial-advertise-peer-urls', f'http://{HOST}:{ETCD_PEER_PORT}',
-                '--initial-cluster', f'netmedic=http://{HOST}:{ETCD_PEER_PORT}',
+                '--initial-cluster', f'{ETCD_MEMBER}=http://{HOST}:{ETCD_PEER_PORT}',
                 '--listen-metrics-urls', '', '--log-level', 'warn',
-                '--unsafe-no-fsync',  # tmpfs-backed lab data; a clean copy is kept for reset
+                '--unsafe-no-fsync',  # tmpfs-backed lab data; reset restores the clean etcd snapshot
                 '--snapshot-count', '10000', '--quota-backend-bytes', str(2 * 1024**3)]
     if name == 'kube-apiserver':
         return ['--etcd-servers', f'http://{HOST}:{ETCD_PORT}',
@@ -533,10 +541,11 @@ def start(name, argv=None):
     return proc.pid
 
 
-def stop_all():
-    """SIGTERM each process group of ours (reverse start order), SIGKILL after STOP_TIMEOUT."""
+def stop_all(keep=()):
+    """SIGTERM each process group of ours (reverse start order) but those named in keep, SIGKILL after STOP_TIMEOUT."""
     procs = load_procs()
     order = [n for n in procs if n not in CONTROL_PLANE] + [n for n in reversed(CONTROL_PLANE) if n in procs]
+    order = [n for n in order if n not in keep]
     stopped = []
     for name in order:
         pid, exe = procs[name]['pid'], procs[name]['exe']
@@ -678,7 +687,7 @@ def start_control_plane():
 
 def require_binaries(args):
     if os.environ.get('NETMEDIC_K8S_BIN'):
-        missing = [b for b in CONTROL_PLANE if not os.access(bin_path(b), os.X_OK)]
+        missing = [b for b in CONTROL_PLANE + SNAPSHOT_TOOLS if not os.access(bin_path(b), os.X_OK)]
         if missing:
             raise LabError(f'NETMEDIC_K8S_BIN={os.environ["NETMEDIC_K8S_BIN"]} lacks {" ".join(missing)}')
         return
@@ -691,8 +700,71 @@ def require_binaries(args):
                    '(or `up --build`)')
 
 
-def clean_dir():
-    return os.path.join(STATE, 'etcd-clean')
+def clean_snapshot():
+    """The clean state: an etcd snapshot file (etcdctl snapshot save), restored by etcdutl on every up/reset."""
+    return os.path.join(STATE, 'etcd-clean.db')
+
+
+def etcd_data():
+    return os.path.join(STATE, 'etcd-data')
+
+
+def snapshot_save_cmd(path):
+    """etcd's snapshot API through etcdctl, against the running member (it writes path.part, then renames)."""
+    return [bin_path('etcdctl'), f'--endpoints=http://{HOST}:{ETCD_PORT}', '--dial-timeout=10s',
+            f'--command-timeout={SNAPSHOT_TIMEOUT}s', 'snapshot', 'save', path]
+
+
+def snapshot_restore_cmd(path, data_dir):
+    """A new data dir for the one member etcd is started as (component_args('etcd')): same name, peer URL, token.
+
+    The hash check stays on (the file came from etcd's snapshot API). No --bump-revision: each reset starts from the
+    same revision, as a copied data dir did, and every client restarts with the apiserver."""
+    peer = f'http://{HOST}:{ETCD_PEER_PORT}'
+    return [bin_path('etcdutl'), 'snapshot', 'restore', path, '--data-dir', data_dir, '--name', ETCD_MEMBER,
+            '--initial-cluster', f'{ETCD_MEMBER}={peer}', '--initial-advertise-peer-urls', peer]
+
+
+def run_snapshot_tool(cmd, what):
+    """Run etcdctl/etcdutl with SNAPSHOT_TIMEOUT; its stdout, or LabError naming what failed."""
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=SNAPSHOT_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LabError(f'{what}: {exc}') from exc
+    if done.returncode != 0:
+        raise LabError(f'{what} failed ({done.returncode}): {(done.stdout + done.stderr).strip()[-1000:]}')
+    return done.stdout
+
+
+def snapshot_status(path):
+    """etcdutl snapshot status as a dict (hash, revision, totalKey, totalSize, ...); LabError when it cannot read it."""
+    out = run_snapshot_tool([bin_path('etcdutl'), 'snapshot', 'status', path, '-w', 'json'],
+                            f'etcdutl snapshot status {path}')
+    try:
+        return json.loads(out)
+    except ValueError as exc:
+        raise LabError(f'etcdutl snapshot status {path}: not JSON: {out[:200]!r}') from exc
+
+
+def save_clean_snapshot():
+    """Stop the controllers and the apiserver (they release their leader leases), save etcd's snapshot, stop etcd."""
+    stop_all(keep=('etcd',))
+    tmp = clean_snapshot() + '.tmp'
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    run_snapshot_tool(snapshot_save_cmd(tmp), 'etcdctl snapshot save')
+    st = snapshot_status(tmp)
+    os.rename(tmp, clean_snapshot())
+    log(f'    clean snapshot {clean_snapshot()}: etcd revision {st.get("revision")}, {st.get("totalKey")} keys, '
+        f'{st.get("totalSize", 0) / 1e6:.1f} MB, hash {st.get("hash")}')
+    stop_all()
+
+
+def restore_clean_snapshot():
+    """A new etcd data dir from the clean snapshot (etcd stopped)."""
+    data = etcd_data()
+    shutil.rmtree(data, ignore_errors=True)
+    run_snapshot_tool(snapshot_restore_cmd(clean_snapshot(), data), 'etcdutl snapshot restore')
 
 
 def running():
@@ -712,22 +784,22 @@ def cmd_up(args):
         write_kubeconfig(os.path.join(kc, 'controller-manager.kubeconfig'), 'controller-manager')
         write_kubeconfig(os.path.join(kc, 'scheduler.kubeconfig'), 'scheduler')
         write_kubeconfig(os.path.join(STATE, 'admin.kubeconfig'), 'admin')
-    data = os.path.join(STATE, 'etcd-data')
-    first = not os.path.isdir(clean_dir())
-    if not first:
-        with step('restore the clean etcd data dir'):
-            shutil.rmtree(data, ignore_errors=True)
-            shutil.copytree(clean_dir(), data)
+    first = not os.path.isfile(clean_snapshot())
+    if first:
+        # an empty data dir for the bootstrap (and no copied data dir of the old format: etcd-clean/)
+        shutil.rmtree(etcd_data(), ignore_errors=True)
+        shutil.rmtree(os.path.join(STATE, 'etcd-clean'), ignore_errors=True)
+    else:
+        with step('restore the clean etcd snapshot (etcdutl snapshot restore)'):
+            restore_clean_snapshot()
     try:
         times = start_control_plane()
         if first:
-            with step('first bootstrap: wait for the controllers, then save the clean state'):
+            with step('first bootstrap: wait for the controllers, then save the clean etcd snapshot'):
                 wait_for('default ServiceAccount and kube-root-ca.crt', bootstrapped)
-                stop_all()
-                tmp = clean_dir() + '.tmp'
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.copytree(data, tmp)
-                os.rename(tmp, clean_dir())
+                save_clean_snapshot()
+            with step('restore the clean etcd snapshot (etcdutl snapshot restore)'):
+                restore_clean_snapshot()
             times = start_control_plane()
         else:
             wait_for('default ServiceAccount and kube-root-ca.crt', bootstrapped, timeout=60)
@@ -744,8 +816,8 @@ def cmd_up(args):
 
 
 def cmd_reset(args):
-    if not os.path.isdir(clean_dir()):
-        raise LabError('no clean state yet: run `k8sctl up` first')
+    if not os.path.isfile(clean_snapshot()):
+        raise LabError('no clean etcd snapshot yet: run `k8sctl up` first')
     t0 = time.monotonic()
     cmd_up(args)
     log(f'reset to the clean state in {time.monotonic() - t0:.1f}s')
@@ -761,8 +833,8 @@ def cmd_down(_args):
         log(f'    stopped: {" ".join(stopped) or "nothing was running"}')
     with contextlib.suppress(FileNotFoundError):
         os.unlink(KUBECONFIG)
-    # the live data dir goes; PKI and the clean copy stay for the next `up`
-    shutil.rmtree(os.path.join(STATE, 'etcd-data'), ignore_errors=True)
+    # the live data dir goes; PKI and the clean snapshot stay for the next `up`
+    shutil.rmtree(etcd_data(), ignore_errors=True)
     log(f'down in {time.monotonic() - t0:.1f}s')
 
 
@@ -811,7 +883,16 @@ def cmd_status(_args):
     rec = cached_build()
     print(f'binaries: {bin_dir()} ' + (f'(key {rec["key"]}, built {rec["built_at"]}, cold build {rec["total_s"]}s)'
                                        if rec else '(not built or stale: k8sctl build)'))
-    print(f'state:    {STATE}' + (' (clean snapshot present)' if os.path.isdir(clean_dir()) else ''))
+    print(f'state:    {STATE}')
+    if os.path.isfile(clean_snapshot()):
+        try:
+            st = snapshot_status(clean_snapshot())
+            print(f'clean snapshot: {clean_snapshot()} (etcd revision {st.get("revision")}, {st.get("totalKey")} keys, '
+                  f'hash {st.get("hash")})')
+        except LabError as exc:
+            print(f'clean snapshot: {clean_snapshot()} unreadable: {exc}')
+    else:
+        print('clean snapshot: none yet (k8sctl up takes it)')
     procs = load_procs()
     up = running()
     for name in CONTROL_PLANE:

@@ -1,0 +1,57 @@
+"""The lab control plane's clean state is an etcd snapshot (issue 15 item 2), proved on the running control plane.
+
+``k8sctl up`` saved it through etcd's snapshot API (``etcdctl snapshot save``) after the first bootstrap; ``k8sctl
+reset`` restores it with ``etcdutl snapshot restore`` into a new data dir. Here: etcdutl reads the file as a snapshot
+(revision, keys, hash), an object written after it is gone after a reset, what the bootstrap made is there, and the
+file is the same one afterwards (a reset never re-takes it). Runs in ``make realcluster-test`` (the lab's own control
+plane, NETMEDIC_TEST_K8SCTL=1); the ``fresh`` fixture seeds it again afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from tests.cluster.conftest import K8SCTL
+
+SNAPSHOT_LINE = re.compile(r'^clean snapshot: (?P<path>\S+) \(etcd revision (?P<rev>\d+), (?P<keys>\d+) keys, '
+                           r'hash (?P<hash>\d+)\)$', re.M)
+
+
+def _k8sctl(*args):
+    done = subprocess.run([str(K8SCTL), *args], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, 'k8sctl %s failed (%d): %s' % (' '.join(args), done.returncode, (done.stdout + done.stderr)[-2000:])
+    return done.stdout
+
+
+def _snapshot():
+    status = _k8sctl('status')
+    found = SNAPSHOT_LINE.search(status)
+    assert found, status
+    return found.groupdict()
+
+
+def test_issue15_reset_restores_the_clean_etcd_snapshot(fresh):
+    cluster = fresh
+    if cluster.is_double:
+        pytest.skip('k8sctl reset restores the lab control plane\'s etcd: the API double has none (make realcluster-test)')
+    before = _snapshot()
+    assert int(before['keys']) > 0 and int(before['rev']) > 0, before
+
+    probe = cluster.create({'apiVersion': 'v1', 'kind': 'ConfigMap', 'data': {'written': 'after the snapshot'},
+                            'metadata': {'name': 'netmedic-reset-probe', 'namespace': 'default'}})
+    # written after the snapshot: the etcd revision the apiserver reports as its resourceVersion is past it
+    assert int(probe['metadata']['resourceVersion']) > int(before['rev']), (probe['metadata'], before)
+
+    out = _k8sctl('reset')
+    assert 'restore the clean etcd snapshot (etcdutl snapshot restore)' in out, out
+    assert 'reset to the clean state in' in out, out
+
+    assert cluster.find('ConfigMap', 'default', 'netmedic-reset-probe') is None
+    # what the first bootstrap made before the snapshot was taken is back
+    assert cluster.find('ServiceAccount', 'default', 'default') is not None
+    assert cluster.find('ConfigMap', 'default', 'kube-root-ca.crt') is not None
+    assert cluster.find('Namespace', None, 'kube-system') is not None
+    assert _snapshot() == before  # the same file: a reset restores it, never takes it again
