@@ -152,8 +152,7 @@ shellcheck: setup
 # The pep8 rules of ansible-test sanity (its own ignore list, max 160), without the 2-minute sanity run.
 pep8: setup
 	@echo '--- pycodestyle (ansible-test sanity pep8 rules)'
-	git ls-files -z --cached --others --exclude-standard '*.py' | xargs -0 pycodestyle --max-line-length 160 \
-	  --ignore "$$(grep -v '^\#' $$(python -c 'import ansible_test, os; print(os.path.join(os.path.dirname(ansible_test.__file__), "_util/controller/sanity/pep8/current-ignore.txt"))') | grep . | paste -sd,)"
+	scripts/pep8.sh
 
 # ansible-lint writes .ansible/ (gitignored, build_ignored).
 ansible-lint: setup

@@ -33,7 +33,7 @@ Environment:
   NETMEDIC_K8S_PORT_BASE  first of the loopback ports (default 16440): apiserver +3 (16443),
                           etcd client +4, etcd peer +5, controller-manager +6, scheduler +7
   NETMEDIC_K8S_BIN        run the binaries of this dir instead of the cache's (e.g. a partial build;
-                          up/reset check only the control plane's four)
+                          up/reset check only the control plane's four and etcdctl/etcdutl)
   NETMEDIC_K8S_LOCK       lock file (default /tmp/netmedic-k8s.lock)
   NETMEDIC_K8S_AUDIT_POLICY  an audit policy file: kube-apiserver writes its audit log (JSON lines) to
                           $NETMEDIC_K8S_STATE/logs/audit.log (unset: no audit log; bench/bench_cluster_scale.py)
@@ -260,8 +260,10 @@ def cmd_build(args):
         # make setup / labctl deps: build only when it is quick. A cold build is an explicit step.
         manual = os.path.join(CACHE, 'manual', 'bin')
         if os.path.isdir(manual):
-            with contextlib.suppress(LabError):
+            try:
                 return adopt(manual, key)
+            except LabError as exc:
+                log(f'    not adopting {manual}: {exc}')
         if gocache_bytes(WARM_GOCACHE_BYTES) < WARM_GOCACHE_BYTES:
             log(f'binaries {key["version"]} not built and the Go build cache is cold: not building now '
                 '(a cold build takes ~70 min on two shared cores); run `lab/k8s/k8sctl build` for the real cluster')
@@ -764,7 +766,10 @@ def restore_clean_snapshot():
     """A new etcd data dir from the clean snapshot (etcd stopped)."""
     data = etcd_data()
     shutil.rmtree(data, ignore_errors=True)
-    run_snapshot_tool(snapshot_restore_cmd(clean_snapshot(), data), 'etcdutl snapshot restore')
+    try:
+        run_snapshot_tool(snapshot_restore_cmd(clean_snapshot(), data), 'etcdutl snapshot restore')
+    except LabError as exc:
+        raise LabError(f'{exc}\n(remove {clean_snapshot()} and run `k8sctl up` to bootstrap and save it again)') from exc
 
 
 def running():
@@ -890,7 +895,7 @@ def cmd_status(_args):
             print(f'clean snapshot: {clean_snapshot()} (etcd revision {st.get("revision")}, {st.get("totalKey")} keys, '
                   f'hash {st.get("hash")})')
         except LabError as exc:
-            print(f'clean snapshot: {clean_snapshot()} unreadable: {exc}')
+            print(f'clean snapshot: {clean_snapshot()} (could not be read: {exc})')
     else:
         print('clean snapshot: none yet (k8sctl up takes it)')
     procs = load_procs()

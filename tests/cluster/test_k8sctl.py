@@ -320,3 +320,125 @@ def test_issue15_nodesim_the_pod_watch_ends_the_process_on_an_unexpected_error(m
     with pytest.raises(SystemExit):
         nodesim.follow_pods(object())
     assert died == ['the pod watch']
+
+
+FAKE_ETCDCTL = """#!/bin/sh
+# the snapshot API's answer: the running member's keyspace (here: a marker) written to the last argument
+for last; do :; done
+echo "etcdctl $*" >> "$FAKE_LOG"
+cat "$FAKE_KEYSPACE" > "$last"
+"""
+FAKE_ETCDUTL = """#!/bin/sh
+echo "etcdutl $*" >> "$FAKE_LOG"
+if [ "$2" = status ]; then
+  grep -q '^keyspace' "$3" || { echo "invalid snapshot" >&2; exit 1; }
+  echo '{"hash":7,"revision":278,"totalKey":245,"totalSize":300000}'; exit 0
+fi
+grep -q '^keyspace' "$3" || { echo "snapshot file integrity check failed" >&2; exit 1; }
+mkdir -p "$5/member/snap" && cp "$3" "$5/member/snap/db"
+"""
+
+
+@pytest.fixture
+def fake_up(k8sctl, tmp_path, monkeypatch):
+    """k8sctl.cmd_up with fake etcdctl/etcdutl (NETMEDIC_K8S_BIN) and no processes: ``events`` records the order of
+    starts, stops (with what they keep) and the snapshot tools' calls."""
+    bindir = tmp_path / 'bin'
+    bindir.mkdir()
+    for name, text in (('etcdctl', FAKE_ETCDCTL), ('etcdutl', FAKE_ETCDUTL)):
+        (bindir / name).write_text(text)
+        (bindir / name).chmod(0o755)
+    for name in k8sctl.CONTROL_PLANE:
+        (bindir / name).write_text('#!/bin/sh\n')
+        (bindir / name).chmod(0o755)
+    log = tmp_path / 'tools.log'
+    keyspace = tmp_path / 'keyspace'
+    keyspace.write_text('keyspace after the bootstrap\n')
+    monkeypatch.setenv('NETMEDIC_K8S_BIN', str(bindir))
+    monkeypatch.setenv('FAKE_LOG', str(log))
+    monkeypatch.setenv('FAKE_KEYSPACE', str(keyspace))
+    events = []
+
+    def tools():
+        return log.read_text().splitlines() if log.exists() else []
+
+    def start_control_plane():
+        events.append(('start', Path(k8sctl.etcd_data(), 'member', 'snap', 'db').read_text()
+                       if Path(k8sctl.etcd_data(), 'member', 'snap', 'db').exists() else None))
+        return {'etcd': 0.1}
+
+    def stop_all(keep=()):
+        events.append(('stop', tuple(keep), len(tools())))
+        return []
+
+    monkeypatch.setattr(k8sctl, 'ensure_pki', lambda: None)
+    monkeypatch.setattr(k8sctl, 'write_kubeconfig', lambda *a: None)
+    monkeypatch.setattr(k8sctl, 'running', dict)
+    monkeypatch.setattr(k8sctl, 'start_control_plane', start_control_plane)
+    monkeypatch.setattr(k8sctl, 'stop_all', stop_all)
+    monkeypatch.setattr(k8sctl, 'wait_for', lambda *a, **k: events.append(('wait', a[0])))
+    k8sctl.events, k8sctl.tools, k8sctl.keyspace = events, tools, keyspace
+    return k8sctl
+
+
+def test_issue15_first_up_saves_the_snapshot_with_only_etcd_running_then_starts_from_it(fake_up):
+    k = fake_up
+    state = Path(k.STATE)
+    # what an old state dir and a killed earlier `up` leave: the copied data dir format, a half-written snapshot, data
+    (state / 'etcd-clean' / 'member').mkdir(parents=True)
+    (state / 'etcd-data' / 'member').mkdir(parents=True)
+    (state / 'etcd-data' / 'member' / 'dirty').write_text('a killed bootstrap')
+    (state / 'etcd-clean.db.tmp').write_text('half')
+    k.cmd_up(None)
+
+    assert Path(k.clean_snapshot()).read_text() == 'keyspace after the bootstrap\n'
+    assert not (state / 'etcd-clean').exists() and not (state / 'etcd-clean.db.tmp').exists()
+    assert not (state / 'etcd-data' / 'member' / 'dirty').exists()
+    tools = k.tools()
+    assert [t.split()[:3] for t in tools] == [
+        ['etcdctl', '--endpoints=http://127.0.0.1:%d' % k.ETCD_PORT, '--dial-timeout=10s'],
+        ['etcdutl', 'snapshot', 'status'], ['etcdutl', 'snapshot', 'restore']]
+    assert k.events == [
+        ('start', None),                                    # the bootstrap on an empty data dir
+        ('wait', 'default ServiceAccount and kube-root-ca.crt'),
+        ('stop', ('etcd',), 0),                             # controllers and apiserver stop before the save ...
+        ('stop', (), 2),                                    # ... etcd after it (and its status check)
+        ('start', 'keyspace after the bootstrap\n'),        # started from the restored snapshot
+    ]
+    assert json.loads((state / 'up.json').read_text())['first_bootstrap'] is True
+
+
+def test_issue15_later_up_and_reset_restore_the_snapshot_and_never_take_it_again(fake_up):
+    k = fake_up
+    k.cmd_up(None)
+    saved = Path(k.clean_snapshot()).read_text()
+    Path(k.etcd_data(), 'member', 'written-after').write_text('x')
+    k.keyspace.write_text('keyspace of a later, dirty cluster\n')
+    k.events.clear()
+    before = len(k.tools())
+    k.cmd_reset(None)
+    assert [t.split()[:3] for t in k.tools()[before:]] == [['etcdutl', 'snapshot', 'restore']]
+    assert k.events == [('start', saved), ('wait', 'default ServiceAccount and kube-root-ca.crt')]
+    assert not Path(k.etcd_data(), 'member', 'written-after').exists()
+    assert Path(k.clean_snapshot()).read_text() == saved
+
+
+def test_issue15_a_snapshot_that_does_not_restore_stops_up_and_says_how_to_recover(fake_up):
+    k = fake_up
+    Path(k.STATE).mkdir(parents=True)
+    Path(k.clean_snapshot()).write_text('not a snapshot\n')
+    with pytest.raises(k.LabError, match=r'integrity check failed[\s\S]*remove .*etcd-clean\.db and run `k8sctl up`'):
+        k.cmd_up(None)
+    assert k.events == []  # nothing was started
+
+
+def test_issue15_a_failed_bootstrap_saves_no_snapshot_and_stops_what_started(fake_up, monkeypatch):
+    k = fake_up
+
+    def never(*_a, **_k):
+        raise k.LabError('default ServiceAccount and kube-root-ca.crt: not after 180 s')
+    monkeypatch.setattr(k, 'wait_for', never)
+    with pytest.raises(k.LabError, match='not after 180 s'):
+        k.cmd_up(None)
+    assert not Path(k.clean_snapshot()).exists() and k.tools() == []
+    assert k.events == [('start', None), ('stop', (), 0)]
