@@ -263,6 +263,32 @@ K8SCTL_OWNED = os.environ.get('NETMEDIC_TEST_K8SCTL') == '1'
 K8SCTL = ROOT / 'lab' / 'k8s' / 'k8sctl'
 
 
+def run_k8sctl(*args):
+    """Run ``lab/k8s/k8sctl ARGS`` (the suite's environment: its NETMEDIC_K8S_* settings); its stdout, or the test fails
+    with the command's output."""
+    done = subprocess.run([str(K8SCTL), *args], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, 'k8sctl %s failed (%d): %s' % (' '.join(args), done.returncode, (done.stdout + done.stderr)[-2000:])
+    return done.stdout
+
+
+def _lab_control_plane(cluster, why):
+    """The real cluster when it is the lab's own and may be reset (``k8sctl reset`` + ``seed`` afterwards, 30-40 s);
+    any other real cluster skips, naming ``why``, never a pass."""
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        pytest.fail('the test resets the one real control plane: run the real-server suite without pytest-xdist (-n)')
+    if AUDIT_LOG and not os.environ.get('NETMEDIC_K8S_AUDIT_POLICY'):
+        pytest.fail('NETMEDIC_TEST_AUDIT_LOG is set but NETMEDIC_K8S_AUDIT_POLICY is not: the reset would start the API '
+                    'server without its audit log (make realcluster-test sets both)')
+    if not cluster.writable or not K8SCTL_OWNED:
+        pytest.skip('%s: needs the lab\'s own control plane, which the suite resets afterwards '
+                    '(NETMEDIC_TEST_WRITABLE=1 NETMEDIC_TEST_K8SCTL=1: make realcluster-test)' % why)
+    try:
+        yield cluster
+    finally:
+        for command in ('reset', 'seed'):
+            run_k8sctl(command)
+
+
 @pytest.fixture
 def fresh(cluster, tmp_path):
     """A cluster whose seed objects (kube-system's ConfigMaps, DaemonSets, Nodes) the test may change.
@@ -275,20 +301,17 @@ def fresh(cluster, tmp_path):
         with double_cluster(tmp_path / 'fresh.kubeconfig') as cluster_of_its_own:
             yield cluster_of_its_own
         return
-    if os.environ.get('PYTEST_XDIST_WORKER'):
-        pytest.fail('fresh resets the one real control plane: run the real-server suite without pytest-xdist (-n)')
-    if AUDIT_LOG and not os.environ.get('NETMEDIC_K8S_AUDIT_POLICY'):
-        pytest.fail('NETMEDIC_TEST_AUDIT_LOG is set but NETMEDIC_K8S_AUDIT_POLICY is not: the reset would start the API '
-                    'server without its audit log (make realcluster-test sets both)')
-    if not cluster.writable or not K8SCTL_OWNED:
-        pytest.skip('changes the seed\'s kube-system objects: needs the lab\'s own control plane, which the suite resets '
-                    'afterwards (NETMEDIC_TEST_WRITABLE=1 NETMEDIC_TEST_K8SCTL=1: make realcluster-test)')
-    try:
-        yield cluster
-    finally:
-        for command in ('reset', 'seed'):
-            done = subprocess.run([str(K8SCTL), command], capture_output=True, text=True, timeout=600, check=False)
-            assert done.returncode == 0, 'k8sctl %s after the test failed (%d): %s' % (command, done.returncode, done.stdout[-2000:])
+    yield from _lab_control_plane(cluster, 'changes the seed\'s kube-system objects')
+
+
+@pytest.fixture
+def lab_control_plane(cluster):
+    """The lab's own real control plane (lab/k8s/k8sctl), for a test of k8sctl itself; reset to the clean seed after
+    the test. The API double has no etcd and no k8sctl: there, and on any other real cluster, the test skips (named):
+    it runs in ``make realcluster-test``, never in a stage on the double."""
+    if cluster.is_double:
+        pytest.skip('tests lab/k8s/k8sctl on its real control plane: the API double has none (make realcluster-test)')
+    yield from _lab_control_plane(cluster, 'tests lab/k8s/k8sctl')
 
 
 class Identity:

@@ -83,22 +83,6 @@ def test_issue15_ldflags_stamp_the_version(k8sctl):
     assert '-X k8s.io/component-base/version.gitMinor=37' in flags
 
 
-def test_issue15_apiserver_is_rbac_with_the_default_admission_chain_on_loopback(k8sctl):
-    args = k8sctl.component_args('kube-apiserver')
-    opts, it = {}, iter(args)
-    for arg in it:  # --flag value, or --flag=value (booleans)
-        key, eq, value = arg.partition('=')
-        opts[key] = value if eq else next(it)
-    assert opts['--authorization-mode'] == 'Node,RBAC'
-    assert not any(a.startswith(('--enable-admission-plugins', '--disable-admission-plugins', '--admission-control')) for a in args)
-    assert opts['--bind-address'] == '127.0.0.1' and opts['--etcd-servers'].startswith('http://127.0.0.1:')
-    assert opts['--service-account-key-file'].endswith('sa.pub') and opts['--service-account-signing-key-file'].endswith('sa.key')
-    assert opts['--kubelet-preferred-address-types'] == 'InternalIP'
-    for name in ('etcd', 'kube-controller-manager', 'kube-scheduler'):
-        flat = ' '.join(k8sctl.component_args(name))
-        assert '0.0.0.0' not in flat, name
-
-
 def _opts(args):
     """--flag value, --flag=value, or a bare --flag (True)."""
     opts, i = {}, 0
@@ -112,6 +96,19 @@ def _opts(args):
             opts[key] = True
         i += 1
     return opts
+
+
+def test_issue15_apiserver_is_rbac_with_the_default_admission_chain_on_loopback(k8sctl):
+    args = k8sctl.component_args('kube-apiserver')
+    opts = _opts(args)
+    assert opts['--authorization-mode'] == 'Node,RBAC'
+    assert not any(a.startswith(('--enable-admission-plugins', '--disable-admission-plugins', '--admission-control')) for a in args)
+    assert opts['--bind-address'] == '127.0.0.1' and opts['--etcd-servers'].startswith('http://127.0.0.1:')
+    assert opts['--service-account-key-file'].endswith('sa.pub') and opts['--service-account-signing-key-file'].endswith('sa.key')
+    assert opts['--kubelet-preferred-address-types'] == 'InternalIP'
+    for name in ('etcd', 'kube-controller-manager', 'kube-scheduler'):
+        flat = ' '.join(k8sctl.component_args(name))
+        assert '0.0.0.0' not in flat, name
 
 
 def test_issue15_the_clean_state_is_an_etcd_snapshot_saved_and_restored_with_etcds_own_tools(k8sctl):

@@ -4,39 +4,28 @@
 reset`` restores it with ``etcdutl snapshot restore`` into a new data dir. Here: etcdutl reads the file as a snapshot
 (revision, keys, hash), an object written after it is gone after a reset, what the bootstrap made is there, and the
 file is the same one afterwards (a reset never re-takes it). Runs in ``make realcluster-test`` (the lab's own control
-plane, NETMEDIC_TEST_K8SCTL=1); the ``fresh`` fixture seeds it again afterwards.
+plane, NETMEDIC_TEST_K8SCTL=1); the ``lab_control_plane`` fixture resets and seeds it again afterwards.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 
-import pytest
-
-from tests.cluster.conftest import K8SCTL
+from tests.cluster.conftest import run_k8sctl
 
 SNAPSHOT_LINE = re.compile(r'^clean snapshot: (?P<path>\S+) \(etcd revision (?P<rev>\d+), (?P<keys>\d+) keys, '
                            r'hash (?P<hash>\d+)\)$', re.M)
 
 
-def _k8sctl(*args):
-    done = subprocess.run([str(K8SCTL), *args], capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, 'k8sctl %s failed (%d): %s' % (' '.join(args), done.returncode, (done.stdout + done.stderr)[-2000:])
-    return done.stdout
-
-
 def _snapshot():
-    status = _k8sctl('status')
+    status = run_k8sctl('status')
     found = SNAPSHOT_LINE.search(status)
     assert found, status
     return found.groupdict()
 
 
-def test_issue15_reset_restores_the_clean_etcd_snapshot(fresh):
-    cluster = fresh
-    if cluster.is_double:
-        pytest.skip('k8sctl reset restores the lab control plane\'s etcd: the API double has none (make realcluster-test)')
+def test_issue15_reset_restores_the_clean_etcd_snapshot(lab_control_plane):
+    cluster = lab_control_plane
     before = _snapshot()
     assert int(before['keys']) > 0 and int(before['rev']) > 0, before
 
@@ -44,7 +33,7 @@ def test_issue15_reset_restores_the_clean_etcd_snapshot(fresh):
                     'metadata': {'name': 'netmedic-reset-probe', 'namespace': 'default'}})
     assert cluster.find('ConfigMap', 'default', 'netmedic-reset-probe') is not None
 
-    out = _k8sctl('reset')
+    out = run_k8sctl('reset')
     assert 'restore the clean etcd snapshot (etcdutl snapshot restore)' in out, out
     assert 'reset to the clean state in' in out, out
 
